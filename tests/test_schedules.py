@@ -1,0 +1,74 @@
+"""Temperature schedules: closed form, monotone, floored, pure in the step."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from vae_gumbel.schedules import (
+    ConstantTemperature,
+    ExponentialAnnealing,
+    LearnedTemperature,
+    build_schedule,
+)
+
+
+def test_annealed_temperature_equals_the_closed_form() -> None:
+    schedule = ExponentialAnnealing(initial=1.0, min=0.5, rate=3e-5, every=1000)
+    for step in [0, 1, 999, 1000, 1001, 12_345, 20_000, 50_000]:
+        expected = max(0.5, math.exp(-3e-5 * (step // 1000) * 1000))
+        assert schedule(step) == pytest.approx(expected, rel=1e-12)
+
+
+def test_annealed_temperature_is_monotone_and_floored() -> None:
+    schedule = ExponentialAnnealing(initial=2.0, min=0.3, rate=1e-4, every=100)
+    values = [schedule(step) for step in range(0, 100_000, 37)]
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+    assert min(values) == 0.3
+
+
+def test_annealed_temperature_is_a_pure_function_of_the_step() -> None:
+    schedule = ExponentialAnnealing(initial=1.0, min=0.5, rate=3e-5, every=1000)
+    forward = [schedule(step) for step in range(0, 30_000, 500)]
+    again = [ExponentialAnnealing(1.0, 0.5, 3e-5, 1000)(step) for step in range(0, 30_000, 500)]
+    assert forward == again
+    assert schedule(12_000) == schedule(12_000)
+
+
+def test_constant_temperature_never_changes() -> None:
+    assert {ConstantTemperature(1.0)(step) for step in (0, 10, 10**6)} == {1.0}
+
+
+def test_learned_temperature_starts_at_initial_and_stays_above_its_floor() -> None:
+    schedule = LearnedTemperature(initial=1.0, min=0.1)
+    assert schedule().item() == pytest.approx(1.0, rel=1e-6)
+    with torch.no_grad():
+        schedule.raw.fill_(-100.0)
+    assert schedule().item() >= 0.1
+
+
+def test_learned_temperature_is_trained_by_its_gradient() -> None:
+    schedule = LearnedTemperature(initial=1.0, min=0.1)
+    optimizer = torch.optim.SGD(schedule.parameters(), lr=0.1)
+    for _ in range(20):
+        optimizer.zero_grad()
+        schedule().backward()  # minimising tau itself must lower it
+        optimizer.step()
+    assert 0.1 < schedule().item() < 1.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"name": "constant", "initial": 0.0}, "initial must be > 0"),
+        ({"name": "exp_anneal", "initial": 1.0, "min": 2.0, "rate": 1e-4}, "min <= initial"),
+        ({"name": "exp_anneal", "initial": 1.0, "min": 0.5, "rate": 0.0}, "rate must be > 0"),
+        ({"name": "learned", "initial": 0.5, "min": 0.5}, "initial must be > temperature.min"),
+        ({"name": "cosine", "initial": 1.0}, "unknown temperature.schedule"),
+    ],
+)
+def test_bad_schedule_values_are_refused(kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_schedule(**kwargs)

@@ -1,0 +1,1 @@
+"""Categorical VAEs with the Gumbel-Softmax relaxation on MNIST."""

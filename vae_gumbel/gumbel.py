@@ -1,0 +1,133 @@
+"""The Gumbel distribution and the sampling tricks built on it.
+
+Everything here is a pure function of tensors. Randomness comes from an optional
+``torch.Generator``; without one the global generator is used.
+
+Noise is always drawn in float32 (float64 for float64 inputs) and the relaxed sample
+is computed at that precision, then cast back: in bfloat16 the uniforms near 1 would
+round to 1 and the softmax at small temperatures would lose the winning category.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+Temperature = float | torch.Tensor
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def gumbel_log_pdf(x: torch.Tensor, mu: float = 0.0, beta: float = 1.0) -> torch.Tensor:
+    """Gives log p(x) of Gumbel(mu, beta): -z - exp(-z) - log(beta), z = (x - mu) / beta."""
+    z = (x - mu) / beta
+    return -(z + torch.exp(-z)) - math.log(beta)
+
+
+def gumbel_pdf(x: torch.Tensor, mu: float = 0.0, beta: float = 1.0) -> torch.Tensor:
+    """Gives the density of Gumbel(mu, beta) at x."""
+    return gumbel_log_pdf(x, mu, beta).exp()
+
+
+def gumbel_cdf(x: torch.Tensor, mu: float = 0.0, beta: float = 1.0) -> torch.Tensor:
+    """Gives P(G <= x) = exp(-exp(-(x - mu) / beta))."""
+    return torch.exp(-torch.exp(-(x - mu) / beta))
+
+
+def gumbel_icdf(u: torch.Tensor, mu: float = 0.0, beta: float = 1.0) -> torch.Tensor:
+    """Gives the quantile mu - beta * log(-log(u)) for u in (0, 1)."""
+    return mu - beta * torch.log(-torch.log(u))
+
+
+def sample_gumbel(
+    shape: torch.Size | tuple[int, ...],
+    mu: float = 0.0,
+    beta: float = 1.0,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Gives Gumbel(mu, beta) draws by inverse transform; never inf or NaN.
+
+    The uniforms are clamped to [tiny, 1 - eps] of the noise precision, as
+    ``torch.distributions.Gumbel`` does, so both logarithms stay finite.
+    """
+    noise_dtype = _compute_dtype(dtype)
+    u = torch.rand(shape, dtype=noise_dtype, device=device, generator=generator)
+    finfo = torch.finfo(noise_dtype)
+    u = u.clamp(min=finfo.tiny, max=1.0 - finfo.eps)
+    return gumbel_icdf(u, mu, beta).to(dtype)
+
+
+def gumbel_max(
+    logits: torch.Tensor, *, one_hot: bool = False, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Gives an exact categorical draw, argmax(logits + G), over the last axis.
+
+    logits: (..., K) unnormalised log-probabilities. Returns indices (...) or, with
+    ``one_hot=True``, one-hot vectors (..., K) in the dtype of ``logits``.
+    """
+    compute = _compute_dtype(logits.dtype)
+    noise = sample_gumbel(logits.shape, dtype=compute, device=logits.device, generator=generator)
+    index = (logits.detach().to(compute) + noise).argmax(dim=-1)
+    if one_hot:
+        return F.one_hot(index, logits.shape[-1]).to(logits.dtype)
+    return index
+
+
+class GumbelSoftmaxSample(NamedTuple):
+    """One draw of Gumbel noise seen three ways; ``hard`` is the argmax of ``soft``."""
+
+    soft: torch.Tensor  # (..., K) softmax((logits + G) / tau), differentiable
+    hard: torch.Tensor  # (..., K) exact one-hot of the same draw, no gradient
+    index: torch.Tensor  # (...) the chosen category
+
+
+def gumbel_softmax_sample(
+    logits: torch.Tensor, tau: Temperature, *, generator: torch.Generator | None = None
+) -> GumbelSoftmaxSample:
+    """Gives the relaxed sample and the exact one-hot sample from one noise draw.
+
+    logits: (..., K); the softmax runs over the last axis only. ``tau`` is a positive
+    float or 0-d tensor (a learned temperature passes its gradient through).
+    """
+    compute = _compute_dtype(logits.dtype)
+    noise = sample_gumbel(logits.shape, dtype=compute, device=logits.device, generator=generator)
+    perturbed = logits.to(compute) + noise
+    soft = torch.softmax(perturbed / tau, dim=-1).to(logits.dtype)
+    index = perturbed.detach().argmax(dim=-1)
+    hard = F.one_hot(index, logits.shape[-1]).to(logits.dtype)
+    return GumbelSoftmaxSample(soft=soft, hard=hard, index=index)
+
+
+def straight_through(soft: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
+    """Gives ``hard`` in the forward pass with the gradient of ``soft`` in the backward pass.
+
+    Written as hard + (soft - soft.detach()) because s - s is exactly 0 in floating
+    point, so the forward value is exactly one-hot (hard - s.detach() + s can round).
+    """
+    return hard.detach() + (soft - soft.detach())
+
+
+def gumbel_softmax(
+    logits: torch.Tensor,
+    tau: Temperature,
+    hard: bool = False,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Gives a Gumbel-Softmax sample over the last axis; straight-through with ``hard=True``.
+
+    logits: (..., K). The soft sample is softmax((logits + G) / tau); the hard sample is
+    its exact one-hot argmax with the soft sample's gradient.
+    """
+    sample = gumbel_softmax_sample(logits, tau, generator=generator)
+    if hard:
+        return straight_through(sample.soft, sample.hard)
+    return sample.soft
