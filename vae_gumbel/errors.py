@@ -1,0 +1,23 @@
+"""Errors a user can act on; entry points print their message as one line and exit non-zero."""
+
+from __future__ import annotations
+
+
+class VaeGumbelError(Exception):
+    """Base class: the message names the problem and what to do about it."""
+
+
+class ConfigError(VaeGumbelError, ValueError):
+    """A configuration value is out of range or unknown."""
+
+
+class DataError(VaeGumbelError):
+    """The data set is missing, truncated, or does not match its checksum."""
+
+
+class CheckpointError(VaeGumbelError):
+    """A checkpoint is missing, unreadable, or does not fit the model."""
+
+
+class NonFiniteLossError(VaeGumbelError):
+    """Training produced a NaN or infinite loss."""
