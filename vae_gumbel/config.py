@@ -1,0 +1,177 @@
+"""The configuration schema behind the YAML files in ``conf/``.
+
+The dataclasses give every key its type, so Hydra rejects an unknown key or a wrong type
+at composition, with the key's full name. Values live in the YAML files (fields without a
+default are filled there); ``validate`` builds the dataclasses, whose ``__post_init__``
+checks ranges and choices before any work starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from vae_gumbel.errors import ConfigError
+from vae_gumbel.estimators import ESTIMATORS
+
+BINARIZE_MODES = ("dynamic", "static", "none")
+SCHEDULES = ("constant", "exp_anneal", "learned")
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _require(condition: bool, key: str, allowed: str, value: Any) -> None:
+    if not condition:
+        raise ConfigError(f"{key} must be {allowed}, got {value!r}")
+
+
+def _choice(key: str, value: str, choices: tuple[str, ...] | list[str]) -> None:
+    _require(value in choices, key, f"one of {list(choices)}", value)
+
+
+@dataclass
+class DataConfig:
+    root: str = MISSING
+    batch_size: int = MISSING
+    binarize: str = MISSING
+    train_limit: int | None = None
+    test_limit: int | None = None
+    download: bool = True
+    verify_checksums: bool = True
+    binarize_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, "data.batch_size", ">= 1", self.batch_size)
+        _choice("data.binarize", self.binarize, BINARIZE_MODES)
+        for key in ("train_limit", "test_limit"):
+            limit = getattr(self, key)
+            _require(limit is None or limit >= 1, f"data.{key}", "null or >= 1", limit)
+
+
+@dataclass
+class ModelConfig:
+    latent_dim: int = MISSING
+    categorical_dim: int = MISSING
+    hidden: list[int] = field(default_factory=lambda: [512, 256])
+
+    def __post_init__(self) -> None:
+        _require(self.latent_dim >= 1, "model.latent_dim", ">= 1", self.latent_dim)
+        _require(self.categorical_dim >= 2, "model.categorical_dim", ">= 2", self.categorical_dim)
+        _require(all(w >= 1 for w in self.hidden), "model.hidden", "a list of sizes >= 1", self.hidden)
+
+
+@dataclass
+class EstimatorConfig:
+    name: str = MISSING
+
+    def __post_init__(self) -> None:
+        _choice("estimator.name", self.name, sorted(ESTIMATORS))
+
+
+@dataclass
+class TemperatureConfig:
+    schedule: str = MISSING
+    initial: float = MISSING
+    min: float | None = None
+    rate: float | None = None
+    every: int = 1
+
+    def __post_init__(self) -> None:
+        _choice("temperature.schedule", self.schedule, SCHEDULES)
+        _require(self.initial > 0, "temperature.initial", "> 0", self.initial)
+        if self.schedule in ("exp_anneal", "learned"):
+            _require(self.min is not None and self.min > 0, "temperature.min", "> 0", self.min)
+        if self.schedule == "exp_anneal":
+            _require(self.min <= self.initial, "temperature.min", f"<= initial ({self.initial})", self.min)
+            _require(self.rate is not None and self.rate > 0, "temperature.rate", "> 0", self.rate)
+            _require(self.every >= 1, "temperature.every", ">= 1", self.every)
+        if self.schedule == "learned":
+            _require(self.min < self.initial, "temperature.min", f"< initial ({self.initial})", self.min)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = MISSING
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0, "optim.lr", "> 0", self.lr)
+        _require(
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+            "optim.betas",
+            "two numbers in [0, 1)",
+            self.betas,
+        )
+        _require(self.eps > 0, "optim.eps", "> 0", self.eps)
+        _require(self.weight_decay >= 0, "optim.weight_decay", ">= 0", self.weight_decay)
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = MISSING
+    device: str = "auto"
+    log_every_n_steps: int = 50
+    checkpoint_every: int = 1
+    sample_every: int = 1
+    eval_every: int = 1
+    eval_batch_size: int = 10_000
+    eval_seed: int = 1234
+    sample_seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 0, "trainer.epochs", ">= 0", self.epochs)
+        _require(
+            DEVICE_PATTERN.fullmatch(self.device) is not None,
+            "trainer.device",
+            "one of 'auto', 'cpu', 'cuda', 'cuda:N'",
+            self.device,
+        )
+        for key in ("log_every_n_steps", "checkpoint_every", "sample_every", "eval_every", "eval_batch_size"):
+            _require(getattr(self, key) >= 1, f"trainer.{key}", ">= 1", getattr(self, key))
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = MISSING
+    model: ModelConfig = MISSING
+    estimator: EstimatorConfig = MISSING
+    temperature: TemperatureConfig = MISSING
+    optim: OptimConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    seed: int = 0
+    resume: str | None = None
+
+
+def validate(cfg: DictConfig) -> TrainConfig:
+    """Gives the typed, range-checked settings of a composed config, or raises ConfigError."""
+    try:
+        settings = OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except Exception as err:  # OmegaConf's MissingMandatoryValue, ValidationError, ...
+        raise ConfigError(str(err).splitlines()[0]) from None
+    if not isinstance(settings, TrainConfig):
+        raise ConfigError(f"expected a train config, got {type(settings).__name__}")
+    return settings
+
+
+def register_configs() -> None:
+    """Registers the schema that ``conf/train.yaml`` names first in its defaults list."""
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def _register_resolvers() -> None:
+    # The process id keeps two runs started in the same second out of each other's folder.
+    if not OmegaConf.has_resolver("pid"):
+        OmegaConf.register_new_resolver("pid", lambda: os.getpid(), use_cache=True)
+
+
+register_configs()
+_register_resolvers()

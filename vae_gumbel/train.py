@@ -1,0 +1,256 @@
+"""Train a categorical VAE on MNIST: ``python -m vae_gumbel.train [overrides]``.
+
+``train(cfg, run_dir)`` does the work and returns the final metrics; ``main`` is the thin
+Hydra entry point that returns the final test loss for sweepers to minimise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+from vae_gumbel.checkpoint import (
+    FORMAT_VERSION,
+    capture_rng_state,
+    check_compatible,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from vae_gumbel.config import TrainConfig, validate
+from vae_gumbel.data import load_mnist
+from vae_gumbel.errors import CheckpointError, NonFiniteLossError, VaeGumbelError
+from vae_gumbel.estimators import get_estimator
+from vae_gumbel.grids import prior_grid, save_grid
+from vae_gumbel.model import CategoricalVAE
+from vae_gumbel.schedules import Schedule, build_schedule
+from vae_gumbel.tracking import RunLog, read_metrics
+from vae_gumbel.training import TrainStep, evaluate, resolve_device, train_epoch
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_optimizer(
+    settings: TrainConfig, model: CategoricalVAE, schedule: Schedule, device: torch.device
+) -> torch.optim.Adam:
+    parameters = list(model.parameters())
+    if schedule.learned:
+        parameters += list(schedule.parameters())
+    optim = settings.optim
+    return torch.optim.Adam(
+        parameters,
+        lr=optim.lr,
+        betas=tuple(optim.betas),
+        eps=optim.eps,
+        weight_decay=optim.weight_decay,
+        fused=device.type == "cuda",
+    )
+
+
+def find_resume_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
+    """Gives the checkpoint that ``resume`` names, or None to start fresh."""
+    if resume is None:
+        return None
+    if resume == "last":
+        own = run_dir / "checkpoints" / "last.pt"
+        return own if own.is_file() else None
+    path = Path(to_absolute_path(resume))
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise CheckpointError(
+            f"resume={resume}: no checkpoint at {path}; give a checkpoint file, a run folder, or resume=last"
+        )
+    return path
+
+
+def write_status(run_dir: Path, status: str, **details: Any) -> None:
+    """Records how the run ended in status.json, for reports over many runs."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "status.json").write_text(json.dumps({"status": status, **details}, indent=2) + "\n")
+
+
+def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float]:
+    """Trains as ``cfg`` says, writing into ``run_dir`` (Hydra's output dir by default); gives the
+    final epoch's metrics."""
+    run_dir = Path(run_dir) if run_dir is not None else Path(HydraConfig.get().runtime.output_dir)
+    try:
+        metrics = _train(cfg, run_dir)
+    except VaeGumbelError as err:
+        write_status(run_dir, "failed", error=str(err))
+        raise
+    write_status(
+        run_dir, "completed", **{k: metrics[k] for k in ("epoch", "step", "test/loss") if k in metrics}
+    )
+    return metrics
+
+
+def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+    settings = validate(cfg)
+    device = resolve_device(settings.trainer.device)
+    seed_everything(settings.seed)
+    # The checkpoint's file name is known before any work, so a bad path fails fast.
+    resume_from = find_resume_checkpoint(settings.resume, run_dir)
+
+    data_cfg = settings.data
+    data = load_mnist(
+        to_absolute_path(data_cfg.root),
+        data_cfg.binarize,
+        device=device,
+        train_limit=data_cfg.train_limit,
+        test_limit=data_cfg.test_limit,
+        download=data_cfg.download,
+        verify_checksums=data_cfg.verify_checksums,
+        binarize_seed=data_cfg.binarize_seed,
+    )
+    model_cfg = settings.model
+    model = CategoricalVAE(model_cfg.latent_dim, model_cfg.categorical_dim, model_cfg.hidden).to(device)
+    temp = settings.temperature
+    schedule = build_schedule(temp.schedule, temp.initial, temp.min, temp.rate, temp.every)
+    if schedule.learned:
+        schedule.to(device)
+    optimizer = build_optimizer(settings, model, schedule, device)
+    step_fn = TrainStep(model, optimizer, get_estimator(settings.estimator.name))
+
+    epoch, step, best_test_loss = 0, 0, math.inf
+    if resume_from is not None:
+        checkpoint = load_checkpoint(resume_from, map_location=device)
+        check_compatible(checkpoint, model, source=str(resume_from))
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        if schedule.learned:
+            schedule.load_state_dict(checkpoint["temperature"])
+        epoch, step, best_test_loss = checkpoint["epoch"], checkpoint["step"], checkpoint["best_test_loss"]
+        restore_rng_state(checkpoint["rng"])
+        log.info("resumed from %s at epoch %d, step %d", resume_from, epoch, step)
+
+    trainer = settings.trainer
+    run_log = RunLog(run_dir, start_epoch=epoch, start_step=step)
+    num_batches = math.ceil(len(data.train) / data_cfg.batch_size)
+    log.info(
+        "training %s on %s: %d train / %d test images, %d steps per epoch, run folder %s",
+        settings.estimator.name,
+        device,
+        len(data.train),
+        len(data.test),
+        num_batches,
+        run_dir,
+    )
+    try:
+        while epoch < trainer.epochs:
+            epoch += 1
+            result = train_epoch(
+                step_fn,
+                data.train.batches(data_cfg.batch_size),
+                schedule,
+                start_step=step,
+                num_batches=num_batches,
+                log_every=trainer.log_every_n_steps,
+                on_log=run_log.log_scalars,
+                description=f"epoch {epoch}/{trainer.epochs}",
+                progress=trainer.progress,
+            )
+            step = result.step
+            record: dict[str, Any] = {"epoch": epoch, "step": step, "temperature": result.temperature}
+            record.update(result.means)
+            last_epoch = epoch == trainer.epochs
+            if epoch % trainer.eval_every == 0 or last_epoch:
+                evaluation = evaluate(model, data.test, trainer.eval_batch_size, trainer.eval_seed)
+                record.update(evaluation.metrics)
+            record["time/epoch_s"] = result.seconds
+            record["throughput/train_img_s"] = result.images / result.seconds
+            _check_finite_parameters(model, step)
+            run_log.log_epoch(record)
+            log.info(_epoch_line(record, trainer.epochs))
+
+            if epoch % trainer.sample_every == 0 or last_epoch:
+                grid = prior_grid(model, 8, 8, seed=trainer.sample_seed)
+                save_grid(grid, run_dir / "samples" / f"epoch_{epoch:03d}.png")
+                run_log.log_image("samples/prior", grid, step)
+
+            improved = record.get("test/loss", math.inf) < best_test_loss
+            if improved:
+                best_test_loss = record["test/loss"]
+            if epoch % trainer.checkpoint_every == 0 or last_epoch or improved:
+                checkpoint = {
+                    "format_version": FORMAT_VERSION,
+                    "architecture": model.architecture(),
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "temperature": schedule.state_dict() if schedule.learned else {},
+                    "step": step,
+                    "epoch": epoch,
+                    "best_test_loss": best_test_loss,
+                    "metrics": {k: v for k, v in record.items() if isinstance(v, int | float)},
+                    "rng": capture_rng_state(),
+                    "config": OmegaConf.to_container(cfg, resolve=True),
+                }
+                if epoch % trainer.checkpoint_every == 0 or last_epoch:
+                    save_checkpoint(run_dir / "checkpoints" / "last.pt", checkpoint)
+                if improved:
+                    save_checkpoint(run_dir / "checkpoints" / "best.pt", checkpoint)
+    finally:
+        run_log.close()
+
+    records = read_metrics(run_dir / "metrics.jsonl")
+    if records:
+        return records[-1]
+    evaluation = evaluate(model, data.test, trainer.eval_batch_size, trainer.eval_seed)
+    return {"epoch": epoch, "step": step, **evaluation.metrics}
+
+
+def _check_finite_parameters(model: CategoricalVAE, step: int) -> None:
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise NonFiniteLossError(
+            f"the model's weights became non-finite by step {step}; training stopped and the last "
+            "good checkpoint was kept. Lower optim.lr, or raise temperature.min"
+        )
+
+
+def _epoch_line(record: dict[str, Any], epochs: int) -> str:
+    line = (
+        f"epoch {record['epoch']}/{epochs} step {record['step']} tau {record['temperature']:.3f} | "
+        f"train relaxed {record['train/loss_relaxed']:.2f} unrelaxed {record['train/loss_unrelaxed']:.2f}"
+    )
+    if "test/loss" in record:
+        line += (
+            f" | test {record['test/loss']:.2f} (recon {record['test/recon']:.2f},"
+            f" kl {record['test/kl']:.2f}, perplexity {record['test/perplexity']:.2f})"
+        )
+    return line + f" | {record['time/epoch_s']:.1f}s, {record['throughput/train_img_s']:.0f} img/s"
+
+
+class RunFailed(CompactHydraException):
+    """A run stopped for a reason the user can fix; Hydra prints just this message."""
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    try:
+        metrics = train(cfg)
+    except VaeGumbelError as err:
+        log.error("%s", err)
+        raise RunFailed(f"error: {err}") from None
+    return float(metrics.get("test/loss", math.nan))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""The training step, the epoch loop and the test-set evaluation.
+
+Losses accumulate on the training device and are read back once per log interval, so a
+step never waits for the device. The temperature enters the step as a tensor.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from vae_gumbel.data import ImageSet
+from vae_gumbel.errors import ConfigError, NonFiniteLossError
+from vae_gumbel.estimators import Estimator
+from vae_gumbel.gumbel import gumbel_max
+from vae_gumbel.model import CategoricalVAE
+from vae_gumbel.objectives import code_perplexity, kl_per_variable, negative_elbo, relaxed_and_unrelaxed
+from vae_gumbel.schedules import Schedule
+
+# The order of the per-step values the step function returns and the loop sums up.
+STEP_VALUES = ("loss_relaxed", "loss_unrelaxed", "recon", "kl")
+
+
+def resolve_device(name: str) -> torch.device:
+    """Gives the device for ``trainer.device``: auto picks CUDA when there is one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"trainer.device={name} but no CUDA device is available; use auto or cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"trainer.device={name} but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
+    return device
+
+
+def temperature_value(schedule: Schedule, step: int) -> float:
+    """Gives the temperature at ``step`` as a Python float (a learned one is read back)."""
+    tau = schedule(step)
+    return float(tau.detach()) if isinstance(tau, torch.Tensor) else float(tau)
+
+
+class TrainStep:
+    """One optimisation step: relaxed loss backward, Adam step; gives the STEP_VALUES as a (4,) tensor."""
+
+    def __init__(
+        self,
+        model: CategoricalVAE,
+        optimizer: torch.optim.Optimizer,
+        estimator: Estimator,
+    ) -> None:
+        self.model, self.optimizer, self.estimator = model, optimizer, estimator
+
+    def __call__(self, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        losses = relaxed_and_unrelaxed(self.model, x, tau, self.estimator)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.loss_relaxed.backward()
+        self.optimizer.step()
+        return torch.stack([losses.loss_relaxed.detach(), losses.loss_unrelaxed, losses.recon, losses.kl])
+
+
+@dataclass
+class EpochResult:
+    means: dict[str, float]  # per-example means of STEP_VALUES over the epoch, keyed "train/..."
+    step: int  # global step after the epoch
+    temperature: float  # the temperature of the epoch's last step
+    seconds: float
+    images: int
+
+
+def train_epoch(
+    step_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    batches: Iterable[torch.Tensor],
+    schedule: Schedule,
+    *,
+    start_step: int,
+    num_batches: int,
+    log_every: int,
+    on_log: Callable[[dict[str, float], int], None] | None = None,
+    description: str = "",
+    progress: bool = True,
+) -> EpochResult:
+    """Runs one epoch of ``step_fn`` and gives its mean losses.
+
+    Raises NonFiniteLossError naming the first step whose loss was NaN or infinite; it is
+    found on the device and reported at the next log point.
+    """
+    sums: torch.Tensor | None = None
+    first_bad_step: torch.Tensor | None = None
+    tau_buffer: torch.Tensor | None = None
+    step, images, logged_sums, logged_images = start_step, 0, [0.0] * len(STEP_VALUES), 0
+    started = time.perf_counter()
+    bar = tqdm(total=num_batches, desc=description, disable=not progress, leave=False, dynamic_ncols=True)
+
+    def read_back() -> list[float]:
+        if bool(first_bad_step >= 0):
+            raise NonFiniteLossError(
+                f"the loss became non-finite at step {int(first_bad_step) + 1}; training stopped and "
+                "the last good checkpoint was kept. Lower optim.lr, or raise temperature.min"
+            )
+        return sums.tolist()
+
+    for x in batches:
+        if schedule.learned:
+            tau = schedule(step)
+        else:
+            if tau_buffer is None:
+                tau_buffer = torch.empty((), device=x.device)
+            tau = tau_buffer.fill_(schedule(step))
+        values = step_fn(x, tau)
+        batch = x.shape[0]
+        if sums is None:
+            sums = torch.zeros_like(values)
+            first_bad_step = torch.full((), -1, dtype=torch.long, device=values.device)
+        sums += values * batch
+        bad = ~torch.isfinite(values).all() & (first_bad_step < 0)
+        first_bad_step = torch.where(bad, step, first_bad_step)
+        step += 1
+        images += batch
+        bar.update(1)
+        if step % log_every == 0:
+            current = read_back()
+            interval = {
+                f"step/{name}": (now - before) / (images - logged_images)
+                for name, now, before in zip(STEP_VALUES, current, logged_sums, strict=True)
+            }
+            interval["step/temperature"] = temperature_value(schedule, step - 1)
+            logged_sums, logged_images = current, images
+            bar.set_postfix(
+                loss=f"{interval['step/loss_relaxed']:.2f}", tau=f"{interval['step/temperature']:.3f}"
+            )
+            if on_log is not None:
+                on_log(interval, step)
+    bar.close()
+    if sums is None:
+        raise ConfigError("the training set is empty; check data.train_limit")
+    totals = read_back()
+    seconds = time.perf_counter() - started
+    return EpochResult(
+        means={f"train/{name}": total / images for name, total in zip(STEP_VALUES, totals, strict=True)},
+        step=step,
+        temperature=temperature_value(schedule, step - 1),
+        seconds=seconds,
+        images=images,
+    )
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]  # test/loss, test/recon, test/kl, test/perplexity, test/active_variables
+    usage: torch.Tensor  # (N, K) how often each category was sampled on the test set
+
+
+@torch.inference_mode()
+def evaluate(model: CategoricalVAE, images: ImageSet, batch_size: int, seed: int) -> Evaluation:
+    """Gives the test negative ELBO with exact one-hot posterior samples (no relaxation).
+
+    The noise comes from a generator seeded with ``seed``, so every evaluation of the same
+    model draws the same samples and test losses compare across epochs.
+    """
+    device = images.pixels.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    sums = torch.zeros(3, device=device, dtype=torch.float64)
+    usage = torch.zeros(model.latent_dim, model.categorical_dim, device=device)
+    kl_per_var = torch.zeros(model.latent_dim, device=device, dtype=torch.float64)
+    for start in range(0, len(images), batch_size):
+        x = images.targets(slice(start, start + batch_size))
+        logits = model.encode(x)
+        codes = gumbel_max(logits, one_hot=True, generator=generator)
+        elbo = negative_elbo(model.decode(codes), x, logits)
+        sums += torch.stack([elbo.loss.sum(), elbo.recon.sum(), elbo.kl.sum()]).double()
+        usage += codes.sum(dim=0)
+        kl_per_var += kl_per_variable(logits).sum(dim=0).double()
+    n = len(images)
+    loss, recon, kl = (sums / n).tolist()
+    kl_means = kl_per_var / n
+    return Evaluation(
+        metrics={
+            "test/loss": loss,
+            "test/recon": recon,
+            "test/kl": kl,
+            "test/perplexity": float(code_perplexity(usage).mean()),
+            # A variable whose posterior barely moves from the prior carries no information.
+            "test/active_variables": int((kl_means > 0.01).sum()),
+        },
+        usage=(usage / n).cpu(),
+    )
