@@ -92,15 +92,15 @@ def compose_train(mnist_root: Path) -> Callable[..., DictConfig]:
     return _compose
 
 
-def run_module(module: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Runs ``python -m module args`` as a user would, capturing its output."""
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+def run_python(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Runs ``python args`` as a user would on a server (no display), capturing its output."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "DISPLAY", "MPLBACKEND")}
     env["PYTHONPATH"] = str(REPO)
     return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_module(module: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Runs ``python -m module args``."""
+    return run_python("-m", module, *args, cwd=cwd, timeout=timeout)

@@ -90,16 +90,22 @@ def check_compatible(checkpoint: dict[str, Any], model: CategoricalVAE, source: 
         )
 
 
-def build_model(checkpoint: dict[str, Any]) -> CategoricalVAE:
+def build_model(checkpoint: dict[str, Any], source: str = "checkpoint") -> CategoricalVAE:
     """Gives the model a checkpoint describes, with its weights loaded (on the CPU)."""
     architecture = checkpoint["architecture"]
-    model = CategoricalVAE(
-        latent_dim=architecture["latent_dim"],
-        categorical_dim=architecture["categorical_dim"],
-        hidden=architecture["hidden"],
-        input_dim=architecture["input_dim"],
-    )
-    model.load_state_dict(checkpoint["model"])
+    try:
+        model = CategoricalVAE(
+            latent_dim=architecture["latent_dim"],
+            categorical_dim=architecture["categorical_dim"],
+            hidden=architecture["hidden"],
+            input_dim=architecture["input_dim"],
+        )
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, ValueError, RuntimeError) as err:
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(
+            f"{source}: its weights do not fit the model it describes ({architecture}): {first_line}"
+        ) from None
     return model
 
 

@@ -149,7 +149,45 @@ class TrainConfig:
     resume: str | None = None
 
 
-def validate(cfg: DictConfig) -> TrainConfig:
+SAMPLE_MODES = ("prior", "reconstruction", "traversal", "temperature")
+
+
+@dataclass
+class SampleConfig:
+    checkpoint: str = MISSING
+    which: str = "best"
+    mode: str = "prior"
+    rows: int = 8
+    cols: int = 8
+    seed: int = 0
+    out: str | None = None
+    device: str = "auto"
+    code: str = "sample"
+    variables: list[int] | None = None
+    temperatures: list[float] = field(default_factory=lambda: [0.1, 0.5, 1.0, 2.0, 5.0])
+    data_root: str | None = None
+
+    def __post_init__(self) -> None:
+        _choice("which", self.which, ("best", "last"))
+        _choice("mode", self.mode, SAMPLE_MODES)
+        _choice("code", self.code, ("sample", "argmax"))
+        _require(self.rows >= 1, "rows", ">= 1", self.rows)
+        _require(self.cols >= 1, "cols", ">= 1", self.cols)
+        _require(
+            DEVICE_PATTERN.fullmatch(self.device) is not None,
+            "device",
+            "one of 'auto', 'cpu', 'cuda', 'cuda:N'",
+            self.device,
+        )
+        _require(
+            len(self.temperatures) >= 1 and all(t > 0 for t in self.temperatures),
+            "temperatures",
+            "a non-empty list of numbers > 0",
+            self.temperatures,
+        )
+
+
+def validate(cfg: DictConfig, schema: type = TrainConfig) -> Any:
     """Gives the typed, range-checked settings of a composed config, or raises ConfigError."""
     try:
         settings = OmegaConf.to_object(cfg)
@@ -157,14 +195,16 @@ def validate(cfg: DictConfig) -> TrainConfig:
         raise
     except Exception as err:  # OmegaConf's MissingMandatoryValue, ValidationError, ...
         raise ConfigError(str(err).splitlines()[0]) from None
-    if not isinstance(settings, TrainConfig):
-        raise ConfigError(f"expected a train config, got {type(settings).__name__}")
+    if not isinstance(settings, schema):
+        raise ConfigError(f"expected a {schema.__name__}, got {type(settings).__name__}")
     return settings
 
 
 def register_configs() -> None:
-    """Registers the schema that ``conf/train.yaml`` names first in its defaults list."""
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    """Registers the schemas that the primary configs in ``conf/`` name first in their defaults."""
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig)
+    store.store(name="sample_schema", node=SampleConfig)
 
 
 def _register_resolvers() -> None:

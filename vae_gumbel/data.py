@@ -218,6 +218,31 @@ class MnistData:
     test: ImageSet  # fixed targets: binarized once (or grey levels), never resampled
 
 
+def _fixed_test_set(images: torch.Tensor, binarize: str, seed: int, device: torch.device | str) -> ImageSet:
+    if binarize == "none":
+        return ImageSet(images.to(device), 1.0 / 255, resample=False)
+    # A different seed from static training bits, so the two are not correlated.
+    return ImageSet(binarize_once(images, seed + 1).to(device), 1.0, resample=False)
+
+
+def load_test_set(
+    root: str | Path,
+    binarize: str = "dynamic",
+    *,
+    device: torch.device | str = "cpu",
+    limit: int | None = None,
+    download: bool = True,
+    verify_checksums: bool = True,
+    binarize_seed: int = 0,
+) -> ImageSet:
+    """Gives the test set on ``device`` with fixed targets: binarized once with a fixed seed
+    (``dynamic`` and ``static``), or grey levels (``none``)."""
+    if binarize not in BINARIZE_MODES:
+        raise ValueError(f"binarize must be one of {list(BINARIZE_MODES)}, got {binarize!r}")
+    ensure_mnist(root, download=download, verify_checksums=verify_checksums)
+    return _fixed_test_set(load_images(root, train=False, limit=limit), binarize, binarize_seed, device)
+
+
 def load_mnist(
     root: str | Path,
     binarize: str = "dynamic",
@@ -230,23 +255,21 @@ def load_mnist(
     binarize_seed: int = 0,
 ) -> MnistData:
     """Gives the train and test sets on ``device``, binarized as ``binarize`` says."""
-    if binarize not in BINARIZE_MODES:
-        raise ValueError(f"binarize must be one of {list(BINARIZE_MODES)}, got {binarize!r}")
-    ensure_mnist(root, download=download, verify_checksums=verify_checksums)
+    test = load_test_set(
+        root,
+        binarize,
+        device=device,
+        limit=test_limit,
+        download=download,
+        verify_checksums=verify_checksums,
+        binarize_seed=binarize_seed,
+    )
     train = load_images(root, train=True, limit=train_limit)
-    test = load_images(root, train=False, limit=test_limit)
-    grey = 1.0 / 255
-    if binarize == "none":
-        train_set = ImageSet(train.to(device), grey, resample=False)
-        test_set = ImageSet(test.to(device), grey, resample=False)
+    if binarize == "static":
+        train_set = ImageSet(binarize_once(train, binarize_seed).to(device), 1.0, resample=False)
     else:
-        if binarize == "dynamic":
-            train_set = ImageSet(train.to(device), grey, resample=True)
-        else:
-            train_set = ImageSet(binarize_once(train, binarize_seed).to(device), 1.0, resample=False)
-        # A different seed from the training bits, so static test bits are not correlated with them.
-        test_set = ImageSet(binarize_once(test, binarize_seed + 1).to(device), 1.0, resample=False)
-    return MnistData(train=train_set, test=test_set)
+        train_set = ImageSet(train.to(device), 1.0 / 255, resample=binarize == "dynamic")
+    return MnistData(train=train_set, test=test)
 
 
 def main(argv: list[str] | None = None) -> int:

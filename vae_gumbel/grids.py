@@ -1,16 +1,28 @@
-"""Image grids of what the model generates: one implementation for the trainer and ``sample``."""
+"""Image grids of what the model generates: one implementation for the trainer and ``sample``.
+
+Every grid is a (3, H, W) CPU tensor in [0, 1] made by torchvision's ``make_grid`` from
+28 x 28 tiles with 2 pixels of white padding. All randomness comes from CPU generators
+seeded by the caller, so the same seed gives the same picture on every device.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torchvision.utils import make_grid, save_image
 
+from vae_gumbel.gumbel import sample_gumbel
 from vae_gumbel.model import CategoricalVAE
 
 IMAGE_SHAPE = (1, 28, 28)
 GRID_PADDING = 2
+RECONSTRUCTION_CODES = ("sample", "argmax")
+
+
+def _device(model: CategoricalVAE) -> torch.device:
+    return next(model.parameters()).device
 
 
 def pixel_probabilities(model: CategoricalVAE, codes: torch.Tensor) -> torch.Tensor:
@@ -18,21 +30,15 @@ def pixel_probabilities(model: CategoricalVAE, codes: torch.Tensor) -> torch.Ten
     return torch.sigmoid(model.decode(codes).float()).view(-1, *IMAGE_SHAPE)
 
 
-@torch.inference_mode()
-def prior_grid(model: CategoricalVAE, rows: int = 8, cols: int = 8, seed: int = 0) -> torch.Tensor:
-    """Gives a (3, H, W) grid of images decoded from uniform-prior codes drawn with ``seed``.
-
-    The codes are drawn on the CPU, so the same seed gives the same codes on every device.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    device = next(model.parameters()).device
-    codes = model.sample_prior(rows * cols, generator=generator, device="cpu").to(device)
-    return tile(pixel_probabilities(model, codes), cols)
-
-
 def tile(images: torch.Tensor, cols: int) -> torch.Tensor:
     """Gives images (n, 1, 28, 28) laid out ``cols`` to a row as one (3, H, W) CPU tensor."""
     return make_grid(images.detach().float().cpu(), nrow=cols, padding=GRID_PADDING, pad_value=1.0)
+
+
+def grid_size(rows: int, cols: int) -> tuple[int, int]:
+    """Gives the (height, width) in pixels of a grid of rows x cols tiles."""
+    step = IMAGE_SHAPE[-1] + GRID_PADDING
+    return rows * step + GRID_PADDING, cols * step + GRID_PADDING
 
 
 def save_grid(grid: torch.Tensor, path: str | Path) -> Path:
@@ -41,3 +47,88 @@ def save_grid(grid: torch.Tensor, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(grid, path)
     return path
+
+
+@torch.inference_mode()
+def prior_grid(model: CategoricalVAE, rows: int = 8, cols: int = 8, seed: int = 0) -> torch.Tensor:
+    """Gives rows x cols images decoded from one-hot codes drawn from the uniform prior with ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    codes = model.sample_prior(rows * cols, generator=generator, device="cpu")
+    return tile(pixel_probabilities(model, codes.to(_device(model))), cols)
+
+
+def _images(x: torch.Tensor) -> torch.Tensor:
+    return x.detach().float().view(-1, *IMAGE_SHAPE)
+
+
+@torch.inference_mode()
+def reconstruction_grid(
+    model: CategoricalVAE, x: torch.Tensor, rows: int = 8, cols: int = 8, seed: int = 0, code: str = "sample"
+) -> torch.Tensor:
+    """Gives test images on odd rows with their reconstructions on the row below.
+
+    x: (at least rows // 2 * cols, 784) images. ``code`` is ``sample`` (an exact one-hot draw
+    from q(z|x), with ``seed``) or ``argmax`` (the most likely category of each variable).
+    """
+    if code not in RECONSTRUCTION_CODES:
+        raise ValueError(f"code must be one of {list(RECONSTRUCTION_CODES)}, got {code!r}")
+    pairs = max(1, rows // 2)
+    x = x[: pairs * cols].to(_device(model))
+    logits = model.encode(x)
+    if code == "sample":
+        noise = sample_gumbel(logits.shape, generator=torch.Generator().manual_seed(seed)).to(logits.device)
+        index = (logits.float() + noise).argmax(-1)
+    else:
+        index = logits.argmax(-1)
+    codes = torch.nn.functional.one_hot(index, model.categorical_dim).float()
+    decoded = pixel_probabilities(model, codes)
+    originals = _images(x)
+    interleaved = torch.stack(
+        [originals.view(pairs, cols, *IMAGE_SHAPE), decoded.view(pairs, cols, *IMAGE_SHAPE)], 1
+    )
+    return tile(interleaved.reshape(-1, *IMAGE_SHAPE), cols)
+
+
+@torch.inference_mode()
+def traversal_grid(
+    model: CategoricalVAE, x: torch.Tensor, variables: Sequence[int] | None = None, rows: int = 8
+) -> torch.Tensor:
+    """Gives, for each chosen latent variable, a row of K images: the code of image x[0]
+    (its argmax code) with that variable set to category 0, 1, ..., K - 1.
+
+    ``variables`` defaults to the first ``rows`` variables.
+    """
+    if variables is None:
+        variables = list(range(min(rows, model.latent_dim)))
+    for v in variables:
+        if not 0 <= v < model.latent_dim:
+            raise ValueError(
+                f"variables: latent variable {v} does not exist; choose from 0..{model.latent_dim - 1}"
+            )
+    logits = model.encode(x[:1].to(_device(model)))
+    base = torch.nn.functional.one_hot(logits.argmax(-1), model.categorical_dim).float()[0]  # (N, K)
+    k = model.categorical_dim
+    codes = base.repeat(len(variables) * k, 1, 1)  # (V * K, N, K)
+    for row, variable in enumerate(variables):
+        codes[row * k : (row + 1) * k, variable] = torch.eye(k, device=codes.device)
+    return tile(pixel_probabilities(model, codes), k)
+
+
+@torch.inference_mode()
+def temperature_grid(
+    model: CategoricalVAE,
+    x: torch.Tensor,
+    temperatures: Sequence[float] = (0.1, 0.5, 1.0, 2.0, 5.0),
+    cols: int = 8,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Gives the inputs on the first row, then one row per temperature: the same inputs decoded
+    through Gumbel-Softmax samples at that temperature, all from the same noise."""
+    x = x[:cols].to(_device(model))
+    logits = model.encode(x).float()
+    noise = sample_gumbel(logits.shape, generator=torch.Generator().manual_seed(seed)).to(logits.device)
+    rows = [_images(x)]
+    for tau in temperatures:
+        relaxed = torch.softmax((logits + noise) / tau, dim=-1)
+        rows.append(pixel_probabilities(model, relaxed))
+    return tile(torch.cat(rows), len(x))

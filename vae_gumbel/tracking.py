@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
 
@@ -57,6 +58,10 @@ class RunLog:
     def log_image(self, tag: str, image: torch.Tensor, step: int) -> None:
         """Logs a (3, H, W) image in [0, 1]."""
         self.writer.add_image(tag, image, step)
+
+    def log_figure(self, tag: str, figure: Figure, step: int) -> None:
+        """Logs a matplotlib figure as an image."""
+        self.writer.add_figure(tag, figure, step, close=False)
 
     def close(self) -> None:
         self.writer.close()

@@ -30,14 +30,15 @@ from vae_gumbel.checkpoint import (
     save_checkpoint,
 )
 from vae_gumbel.config import TrainConfig, validate
-from vae_gumbel.data import load_mnist
+from vae_gumbel.data import ImageSet, load_mnist
 from vae_gumbel.errors import CheckpointError, NonFiniteLossError, VaeGumbelError
 from vae_gumbel.estimators import get_estimator
-from vae_gumbel.grids import prior_grid, save_grid
+from vae_gumbel.figures import code_usage_figure, save_figure
+from vae_gumbel.grids import prior_grid, reconstruction_grid, save_grid
 from vae_gumbel.model import CategoricalVAE
 from vae_gumbel.schedules import Schedule, build_schedule
 from vae_gumbel.tracking import RunLog, read_metrics
-from vae_gumbel.training import TrainStep, evaluate, resolve_device, train_epoch
+from vae_gumbel.training import Evaluation, TrainStep, evaluate, resolve_device, train_epoch
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
             record: dict[str, Any] = {"epoch": epoch, "step": step, "temperature": result.temperature}
             record.update(result.means)
             last_epoch = epoch == trainer.epochs
+            evaluation = None
             if epoch % trainer.eval_every == 0 or last_epoch:
                 evaluation = evaluate(model, data.test, trainer.eval_batch_size, trainer.eval_seed)
                 record.update(evaluation.metrics)
@@ -182,9 +184,16 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
             log.info(_epoch_line(record, trainer.epochs))
 
             if epoch % trainer.sample_every == 0 or last_epoch:
-                grid = prior_grid(model, 8, 8, seed=trainer.sample_seed)
-                save_grid(grid, run_dir / "samples" / f"epoch_{epoch:03d}.png")
-                run_log.log_image("samples/prior", grid, step)
+                write_pictures(
+                    model,
+                    data.test,
+                    evaluation,
+                    run_dir / "samples",
+                    run_log,
+                    epoch,
+                    step,
+                    trainer.sample_seed,
+                )
 
             improved = record.get("test/loss", math.inf) < best_test_loss
             if improved:
@@ -215,6 +224,32 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         return records[-1]
     evaluation = evaluate(model, data.test, trainer.eval_batch_size, trainer.eval_seed)
     return {"epoch": epoch, "step": step, **evaluation.metrics}
+
+
+def write_pictures(
+    model: CategoricalVAE,
+    test_set: ImageSet,
+    evaluation: Evaluation | None,
+    folder: Path,
+    run_log: RunLog,
+    epoch: int,
+    step: int,
+    seed: int,
+) -> None:
+    """Writes the epoch's prior and reconstruction grids and the code-usage heat map, as PNGs
+    into ``folder`` and as images into TensorBoard."""
+    grids = {
+        "prior": prior_grid(model, 8, 8, seed=seed),
+        "reconstruction": reconstruction_grid(model, test_set.targets(slice(0, 32)), 8, 8, seed=seed),
+    }
+    for name, grid in grids.items():
+        filename = f"epoch_{epoch:03d}.png" if name == "prior" else f"{name}_epoch_{epoch:03d}.png"
+        save_grid(grid, folder / filename)
+        run_log.log_image(f"samples/{name}", grid, step)
+    if evaluation is not None:
+        figure = code_usage_figure(evaluation.usage, title=f"code usage on the test set, epoch {epoch}")
+        save_figure(figure, folder / f"code_usage_epoch_{epoch:03d}.png")
+        run_log.log_figure("code_usage", figure, step)
 
 
 def _check_finite_parameters(model: CategoricalVAE, step: int) -> None:

@@ -1,0 +1,35 @@
+"""Draw the figures that explain Gumbel-Softmax into outputs/figures/.
+
+python scripts/make_figures.py                 # all of them
+python scripts/make_figures.py gumbel_max      # one: gumbel_distribution, gumbel_max,
+                                               # softmax_temperature, gumbel_softmax
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vae_gumbel import figures
+
+FIGURES = {
+    "gumbel_distribution": figures.gumbel_distribution_figure,
+    "gumbel_max": figures.gumbel_max_figure,
+    "softmax_temperature": figures.softmax_temperature_figure,
+    "gumbel_softmax": figures.gumbel_softmax_figure,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", choices=[[], *FIGURES], metavar="NAME", help=", ".join(FIGURES))
+    parser.add_argument(
+        "--out", type=Path, default=figures.FIGURE_DIR, help="folder (default: outputs/figures)"
+    )
+    args = parser.parse_args(argv)
+    for name in args.names or FIGURES:
+        print(figures.save_figure(FIGURES[name](), args.out / f"{name}.png"))
+
+
+if __name__ == "__main__":
+    main()
