@@ -185,7 +185,10 @@ def test_tensorboard_has_the_metric_tags_the_temperature_and_the_sample_grid(
     assert EPOCH_KEYS - {"epoch", "step"} <= scalars
     assert {"step/loss_relaxed", "step/loss_unrelaxed", "step/temperature"} <= scalars
     assert [e.step for e in events.Scalars("step/temperature")] == [2, 4, 6, 8, 10, 12]
-    assert "samples/prior" in events.Tags()["images"]
+    assert {"samples/prior", "samples/reconstruction", "code_usage"} <= set(events.Tags()["images"])
+    # The HParams tab: the session summary and its final metrics, in the run's own folder.
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+    assert "hparam/test_loss" in scalars
 
 
 def test_sample_grid_is_an_8_by_8_png_of_digits(compose_train, tmp_path: Path) -> None:

@@ -124,9 +124,16 @@ class TrainerConfig:
     eval_seed: int = 1234
     sample_seed: int = 0
     progress: bool = True
+    num_threads: int | None = None
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 0, "trainer.epochs", ">= 0", self.epochs)
+        _require(
+            self.num_threads is None or self.num_threads >= 1,
+            "trainer.num_threads",
+            "null or >= 1",
+            self.num_threads,
+        )
         _require(
             DEVICE_PATTERN.fullmatch(self.device) is not None,
             "trainer.device",

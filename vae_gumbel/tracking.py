@@ -34,14 +34,25 @@ class RunLog:
     had never been interrupted.
     """
 
-    def __init__(self, run_dir: str | Path, start_epoch: int = 0, start_step: int = 0) -> None:
+    def __init__(
+        self,
+        run_dir: str | Path,
+        start_epoch: int = 0,
+        start_step: int = 0,
+        tensorboard_name: str | None = None,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.run_dir / "metrics.jsonl"
         kept = [r for r in read_metrics(self.metrics_path) if r.get("epoch", 0) <= start_epoch]
         self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        self.tensorboard_dir = self.run_dir / "tensorboard"
-        self.writer = SummaryWriter(str(self.tensorboard_dir), purge_step=start_step or None)
+        # In a sweep, tensorboard/<overrides>/ so TensorBoard names each job's run by its overrides.
+        self.tensorboard_dir = self.run_dir / "tensorboard" / (tensorboard_name or "")
+        # Events logged after the checkpoint's step belong to the lost part of the run; the
+        # checkpoint's own step (its epoch record) stays.
+        self.writer = SummaryWriter(
+            str(self.tensorboard_dir), purge_step=start_step + 1 if start_step else None
+        )
 
     def log_scalars(self, scalars: dict[str, float], step: int) -> None:
         for tag, value in scalars.items():
@@ -62,6 +73,15 @@ class RunLog:
     def log_figure(self, tag: str, figure: Figure, step: int) -> None:
         """Logs a matplotlib figure as an image."""
         self.writer.add_figure(tag, figure, step, close=False)
+
+    def log_hparams(self, hparams: dict[str, Any], final: dict[str, Any], best_test_loss: float) -> None:
+        """Records the hyperparameters and final metrics for the HParams tab, in this run's own folder."""
+        metrics = {
+            "hparam/test_loss": final.get("test/loss", math.nan),
+            "hparam/best_test_loss": best_test_loss,
+            "hparam/train_loss_unrelaxed": final["train/loss_unrelaxed"],
+        }
+        self.writer.add_hparams(hparams, metrics, run_name=".", global_step=final["step"])
 
     def close(self) -> None:
         self.writer.close()

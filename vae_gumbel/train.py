@@ -6,6 +6,7 @@ Hydra entry point that returns the final test loss for sweepers to minimise.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import CompactHydraException
+from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
@@ -83,10 +85,56 @@ def find_resume_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
     return path
 
 
+def tensorboard_run_name() -> str | None:
+    """Gives a multirun job's overrides as its TensorBoard run name: 'estimator=straight_through,seed=1'."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return short_run_name(HydraConfig.get().job.override_dirname)
+
+
+def short_run_name(overrides: str, limit: int = 200) -> str:
+    """Gives ``overrides`` as a file name: long floats to 4 digits, '/' replaced, cut to ``limit``
+    characters with a hash of the whole so that names stay unique."""
+    items = []
+    for item in overrides.split(","):
+        key, sep, value = item.partition("=")
+        try:
+            number = float(value)
+            value = f"{number:.4g}" if len(value) > 8 else value
+        except ValueError:
+            pass
+        items.append(f"{key}{sep}{value}".replace("/", "_"))
+    name = ",".join(items) or "defaults"
+    if len(name) > limit:
+        name = name[: limit - 9] + "~" + hashlib.sha1(overrides.encode()).hexdigest()[:8]
+    return name
+
+
+def hyperparameters(settings: TrainConfig) -> dict[str, str | int | float | bool]:
+    """Gives the settings that tell runs apart, for TensorBoard's HParams tab."""
+    values = {
+        "estimator": settings.estimator.name,
+        "temperature.schedule": settings.temperature.schedule,
+        "temperature.initial": settings.temperature.initial,
+        "temperature.min": settings.temperature.min,
+        "temperature.rate": settings.temperature.rate,
+        "model.latent_dim": settings.model.latent_dim,
+        "model.categorical_dim": settings.model.categorical_dim,
+        "model.hidden": str(settings.model.hidden),
+        "data.batch_size": settings.data.batch_size,
+        "data.binarize": settings.data.binarize,
+        "optim.lr": settings.optim.lr,
+        "seed": settings.seed,
+    }
+    return {key: "null" if value is None else value for key, value in values.items()}
+
+
 def write_status(run_dir: Path, status: str, **details: Any) -> None:
     """Records how the run ended in status.json, for reports over many runs."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "status.json").write_text(json.dumps({"status": status, **details}, indent=2) + "\n")
+    path, text = run_dir / "status.json", json.dumps({"status": status, **details}, indent=2) + "\n"
+    if not path.is_file() or path.read_text() != text:  # a finished job re-run stays as it was
+        path.write_text(text)
 
 
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float]:
@@ -95,8 +143,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
     run_dir = Path(run_dir) if run_dir is not None else Path(HydraConfig.get().runtime.output_dir)
     try:
         metrics = _train(cfg, run_dir)
-    except VaeGumbelError as err:
-        write_status(run_dir, "failed", error=str(err))
+    except Exception as err:
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        write_status(run_dir, "failed", error=f"{type(err).__name__}: {first_line}")
         raise
     write_status(
         run_dir, "completed", **{k: metrics[k] for k in ("epoch", "step", "test/loss") if k in metrics}
@@ -107,6 +156,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
 def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     settings = validate(cfg)
     device = resolve_device(settings.trainer.device)
+    if settings.trainer.num_threads is not None:
+        torch.set_num_threads(settings.trainer.num_threads)
     seed_everything(settings.seed)
     # The checkpoint's file name is known before any work, so a bad path fails fast.
     resume_from = find_resume_checkpoint(settings.resume, run_dir)
@@ -144,7 +195,11 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         log.info("resumed from %s at epoch %d, step %d", resume_from, epoch, step)
 
     trainer = settings.trainer
-    run_log = RunLog(run_dir, start_epoch=epoch, start_step=step)
+    records = read_metrics(run_dir / "metrics.jsonl")
+    if resume_from is not None and epoch >= trainer.epochs and records and records[-1]["epoch"] == epoch:
+        log.info("the run already finished its %d epochs; nothing to do", trainer.epochs)
+        return records[-1]
+    run_log = RunLog(run_dir, start_epoch=epoch, start_step=step, tensorboard_name=tensorboard_run_name())
     num_batches = math.ceil(len(data.train) / data_cfg.batch_size)
     log.info(
         "training %s on %s: %d train / %d test images, %d steps per epoch, run folder %s",
@@ -198,6 +253,8 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
             improved = record.get("test/loss", math.inf) < best_test_loss
             if improved:
                 best_test_loss = record["test/loss"]
+            if last_epoch:
+                run_log.log_hparams(hyperparameters(settings), record, best_test_loss)
             if epoch % trainer.checkpoint_every == 0 or last_epoch or improved:
                 checkpoint = {
                     "format_version": FORMAT_VERSION,
