@@ -1,0 +1,185 @@
+"""Compare the runs of a sweep: ``python -m vae_gumbel.report SWEEP_DIR [--sort best]``.
+
+Reads every job folder below SWEEP_DIR (a Hydra multirun folder, or any folder of runs such
+as ``outputs/``): its ``.hydra/overrides.yaml``, ``metrics.jsonl`` and ``status.json``. Prints
+a table sorted by final (or best) test loss with the overrides as columns, and writes it as
+``report.csv`` and ``report.md`` with ``report.png``, the test loss per epoch of every job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from matplotlib.figure import Figure
+
+from vae_gumbel.figures import save_figure
+from vae_gumbel.tracking import read_metrics
+
+JOB_MARKERS = ("metrics.jsonl", "status.json", ".hydra/overrides.yaml")
+
+
+@dataclass
+class Job:
+    name: str  # the folder, relative to the report's root
+    overrides: dict[str, str]
+    records: list[dict[str, Any]]
+    status: str  # completed, failed, incomplete
+    error: str = ""
+    final_test_loss: float = math.nan
+    best_test_loss: float = math.nan
+    best_epoch: int | None = None
+    epochs: int = 0
+    curve: list[tuple[int, float]] = field(default_factory=list)
+
+
+def find_jobs(root: Path) -> list[Path]:
+    """Gives every folder below ``root`` (itself included) that holds a run's files."""
+    folders = set()
+    for marker in JOB_MARKERS:
+        for path in root.rglob(marker):
+            folder = path.parent.parent if marker.startswith(".hydra") else path.parent
+            folders.add(folder)
+    return sorted(folders, key=lambda p: [int(part) if part.isdigit() else part for part in p.parts])
+
+
+def parse_overrides(path: Path) -> dict[str, str]:
+    """Gives Hydra's recorded command-line overrides as key -> value."""
+    if not path.is_file():
+        return {}
+    overrides = {}
+    for item in yaml.safe_load(path.read_text()) or []:
+        key, _, value = str(item).partition("=")
+        overrides[key.lstrip("+~")] = value
+    return overrides
+
+
+def read_job(folder: Path, root: Path) -> Job:
+    """Gives what a job folder says about its run."""
+    records = read_metrics(folder / "metrics.jsonl")
+    status_path = folder / "status.json"
+    status = json.loads(status_path.read_text()) if status_path.is_file() else {}
+    job = Job(
+        name=str(folder.relative_to(root)) if folder != root else ".",
+        overrides=parse_overrides(folder / ".hydra" / "overrides.yaml"),
+        records=records,
+        status=status.get("status", "incomplete"),
+        error=status.get("error", ""),
+        epochs=records[-1]["epoch"] if records else 0,
+    )
+    job.curve = [(r["epoch"], r["test/loss"]) for r in records if "test/loss" in r]
+    if job.curve:
+        job.final_test_loss = job.curve[-1][1]
+        job.best_epoch, job.best_test_loss = min(job.curve, key=lambda point: point[1])
+    return job
+
+
+def table(jobs: list[Job], sort: str = "final") -> tuple[list[str], list[list[Any]]]:
+    """Gives the report's columns and rows: best first, failed and unfinished jobs last.
+
+    Overrides that every job shares are left out; they do not tell jobs apart.
+    """
+    keys = sorted({key for job in jobs for key in job.overrides})
+    if len(jobs) > 1:
+        keys = [k for k in keys if len({job.overrides.get(k, "") for job in jobs}) > 1]
+    columns = ["job", "status", *keys, "epochs", "final test loss", "best test loss", "best epoch", "error"]
+
+    def order(job: Job) -> tuple[int, float]:
+        loss = job.final_test_loss if sort == "final" else job.best_test_loss
+        return (
+            0 if job.status == "completed" else 1 if job.records else 2,
+            loss if math.isfinite(loss) else math.inf,
+        )
+
+    rows = [
+        [
+            job.name,
+            job.status,
+            *[job.overrides.get(k, "") for k in keys],
+            job.epochs,
+            _round(job.final_test_loss),
+            _round(job.best_test_loss),
+            job.best_epoch if job.best_epoch is not None else "",
+            job.error,
+        ]
+        for job in sorted(jobs, key=order)
+    ]
+    return columns, rows
+
+
+def _round(value: float) -> float | str:
+    return round(value, 3) if math.isfinite(value) else ""
+
+
+def markdown(columns: list[str], rows: list[list[Any]]) -> str:
+    """Gives a Markdown table."""
+
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def curves_figure(jobs: list[Job], title: str) -> Figure:
+    """Gives test loss per epoch for every job that has one, labelled by its overrides."""
+    figure = Figure(figsize=(9, 5))
+    axis = figure.subplots()
+    varying = table(jobs)[0][2:-5]
+    for job in jobs:
+        if job.curve:
+            label = ", ".join(f"{k}={job.overrides[k]}" for k in varying if k in job.overrides) or job.name
+            axis.plot(*zip(*job.curve, strict=True), "-o", markersize=3, label=f"{job.name}: {label}")
+    axis.set(xlabel="epoch", ylabel="test loss (negative ELBO, nats)", title=title)
+    if axis.lines:
+        axis.legend(fontsize=7, loc="upper right")
+    return figure
+
+
+def report(root: Path, sort: str = "final") -> str:
+    """Writes report.csv, report.md and report.png into ``root`` and gives the Markdown table."""
+    jobs = [read_job(folder, root) for folder in find_jobs(root)]
+    if not jobs:
+        raise FileNotFoundError(
+            f"no runs below {root}: expected folders with metrics.jsonl or .hydra/overrides.yaml"
+        )
+    columns, rows = table(jobs, sort)
+    with (root / "report.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    text = markdown(columns, rows)
+    (root / "report.md").write_text(text)
+    save_figure(curves_figure(jobs, title=str(root)), root / "report.png")
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Compare the runs of a sweep or a folder of runs.")
+    parser.add_argument("sweep_dir", type=Path, help="a multirun folder, or any folder of run folders")
+    parser.add_argument(
+        "--sort", choices=("final", "best"), default="final", help="sort by final or best test loss"
+    )
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        print(f"error: {args.sweep_dir} is not a folder", file=sys.stderr)
+        return 1
+    try:
+        print(report(args.sweep_dir, args.sort), end="")
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.sweep_dir / 'report.csv'}, report.md and report.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
