@@ -82,11 +82,12 @@ def gumbel_max(
 
 
 class GumbelSoftmaxSample(NamedTuple):
-    """One draw of Gumbel noise seen three ways; ``hard`` is the argmax of ``soft``."""
+    """One draw of Gumbel noise seen four ways; ``hard`` is the argmax of ``soft``."""
 
     soft: torch.Tensor  # (..., K) softmax((logits + G) / tau), differentiable
     hard: torch.Tensor  # (..., K) exact one-hot of the same draw, no gradient
     index: torch.Tensor  # (...) the chosen category
+    log_soft: torch.Tensor  # (..., K) log of ``soft``, exact even where ``soft`` underflows
 
 
 def gumbel_softmax_sample(
@@ -100,10 +101,37 @@ def gumbel_softmax_sample(
     compute = _compute_dtype(logits.dtype)
     noise = sample_gumbel(logits.shape, dtype=compute, device=logits.device, generator=generator)
     perturbed = logits.to(compute) + noise
-    soft = torch.softmax(perturbed / tau, dim=-1).to(logits.dtype)
+    log_soft = torch.log_softmax(perturbed / tau, dim=-1)
+    soft = log_soft.exp().to(logits.dtype)
     index = perturbed.detach().argmax(dim=-1)
     hard = F.one_hot(index, logits.shape[-1]).to(logits.dtype)
-    return GumbelSoftmaxSample(soft=soft, hard=hard, index=index)
+    return GumbelSoftmaxSample(soft=soft, hard=hard, index=index, log_soft=log_soft)
+
+
+def conditional_gumbel(
+    logits: torch.Tensor,
+    index: torch.Tensor,
+    samples: int,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Gives Gumbel noise G drawn given that argmax(logits + G) = ``index``, (samples, ..., K).
+
+    logits: (..., K); index: (...). No gradient flows through the noise. In terms of the
+    normalised logits log p, the maximum of log p + G is Gumbel(0) and independent of where
+    it is, and every other entry is a Gumbel with its own location truncated below that
+    maximum: max = -log E_d, others = -log(E_d + E_i / p_i), with E exponential(1).
+    """
+    compute = _compute_dtype(logits.dtype)
+    log_p = torch.log_softmax(logits.detach().to(compute), dim=-1)
+    shape = (samples, *logits.shape)
+    finfo = torch.finfo(compute)
+    uniform = torch.rand(shape, dtype=compute, device=logits.device, generator=generator)
+    exponential = -torch.log(uniform.clamp(min=finfo.tiny, max=1.0 - finfo.eps))
+    chosen = F.one_hot(index, logits.shape[-1]).to(torch.bool).expand(shape)
+    e_max = exponential.masked_fill(~chosen, 0.0).sum(dim=-1, keepdim=True)
+    perturbed = torch.where(chosen, -torch.log(e_max), -torch.log(e_max + exponential * torch.exp(-log_p)))
+    return perturbed - log_p
 
 
 def straight_through(soft: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,136 @@
+"""Gradient estimators against exact gradients, the conditional Gumbel draw, and the relaxed KL."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from scipy import stats
+from torch.distributions.relaxed_categorical import ExpRelaxedCategorical
+
+from vae_gumbel.estimators import ESTIMATORS, get_estimator
+from vae_gumbel.gradients import exact_gradient, gradient_stats, quadratic_objective, sample_gradients
+from vae_gumbel.gumbel import conditional_gumbel, gumbel_cdf, gumbel_max
+from vae_gumbel.objectives import exp_concrete_log_density, relaxed_kl
+
+LOGITS = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
+F = quadratic_objective(2, 3, seed=1)
+
+
+def test_exact_gradient_matches_finite_differences() -> None:
+    exact = exact_gradient(LOGITS, F)
+
+    def expectation(logits: torch.Tensor) -> float:
+        from vae_gumbel.gradients import all_codes
+
+        codes = all_codes(2, 3)
+        q = (codes * torch.log_softmax(logits, -1)).sum((-2, -1)).exp()
+        return float((q * F(codes)).sum())
+
+    step = 1e-3
+    for n, k in [(0, 0), (1, 2)]:
+        bumped = LOGITS.clone()
+        bumped[n, k] += step
+        lowered = LOGITS.clone()
+        lowered[n, k] -= step
+        assert exact[n, k].item() == pytest.approx(
+            (expectation(bumped) - expectation(lowered)) / (2 * step), abs=1e-3
+        )
+
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+@pytest.mark.parametrize("tau", [0.5, 1.0])
+def test_every_estimators_mean_gradient_points_the_right_way(name: str, tau: float) -> None:
+    stats_ = gradient_stats(get_estimator(name), LOGITS, F, tau, samples=20_000, seed=2)
+    assert stats_.cosine > 0.95
+
+
+@pytest.mark.parametrize("tau", [0.5, 1.0])
+def test_gumbel_rao_has_straight_throughs_bias_and_lower_variance(tau: float) -> None:
+    straight = sample_gradients(get_estimator("straight_through"), LOGITS, F, tau, 40_000, seed=3)
+    rao = sample_gradients(get_estimator("gumbel_rao", rao_samples=10), LOGITS, F, tau, 40_000, seed=4)
+    # Equal expectations: the means agree within a few standard errors of their difference.
+    difference = straight.mean(0) - rao.mean(0)
+    standard_error = ((straight.var(0) + rao.var(0)) / 40_000).sqrt()
+    assert (difference.abs() < 4 * standard_error + 1e-6).all()
+    variance = lambda g: float(((g - g.mean(0)) ** 2).sum((-2, -1)).mean())  # noqa: E731
+    assert variance(rao) < 0.5 * variance(straight)
+
+
+def test_more_rao_samples_lower_the_variance_further() -> None:
+    few = gradient_stats(get_estimator("gumbel_rao", rao_samples=2), LOGITS, F, 1.0, samples=20_000, seed=5)
+    many = gradient_stats(get_estimator("gumbel_rao", rao_samples=50), LOGITS, F, 1.0, samples=20_000, seed=5)
+    assert many.variance < few.variance
+
+
+def test_reinmax_is_less_biased_than_straight_through_at_tau_one() -> None:
+    reinmax = gradient_stats(get_estimator("reinmax"), LOGITS, F, 1.0, samples=40_000, seed=6)
+    straight = gradient_stats(get_estimator("straight_through"), LOGITS, F, 1.0, samples=40_000, seed=6)
+    assert reinmax.bias < 0.5 * straight.bias
+
+
+@pytest.mark.parametrize("name", ["straight_through", "gumbel_rao", "reinmax"])
+def test_straight_through_family_feeds_the_exact_one_hot_sample_forward(name: str) -> None:
+    logits = torch.randn(64, 5, 7, generator=torch.Generator().manual_seed(7))
+    latent = get_estimator(name)(logits.requires_grad_(), 0.7, generator=torch.Generator().manual_seed(8))
+    assert latent.z_is_hard and torch.equal(latent.z.detach(), latent.hard)
+    latent.z.sum(-1).pow(2).sum().backward()  # a gradient reaches the logits
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_conditional_gumbel_noise_keeps_the_given_argmax() -> None:
+    logits = torch.randn(500, 6, generator=torch.Generator().manual_seed(9)) * 3
+    index = gumbel_max(logits, generator=torch.Generator().manual_seed(10))
+    noise = conditional_gumbel(logits, index, 20, generator=torch.Generator().manual_seed(11))
+    assert torch.equal((logits + noise).argmax(-1), index.expand(20, -1))
+
+
+def test_conditional_gumbel_noise_averaged_over_the_argmax_is_standard_gumbel() -> None:
+    """Drawing the argmax from softmax(logits) and then G given it must give i.i.d. Gumbel(0, 1) noise."""
+    logits = torch.tensor([1.5, 0.2, -0.7, 0.0])
+    index = gumbel_max(logits.expand(40_000, -1), generator=torch.Generator().manual_seed(12))
+    noise = conditional_gumbel(
+        logits.expand(40_000, -1), index, 1, generator=torch.Generator().manual_seed(13)
+    )[0]
+    for k in range(4):
+        result = stats.kstest(noise[:, k].double().numpy(), lambda x: gumbel_cdf(torch.as_tensor(x)).numpy())
+        assert result.pvalue > 0.001, k
+
+
+def test_exp_concrete_density_matches_torch_distributions() -> None:
+    logits = torch.randn(5, 4, generator=torch.Generator().manual_seed(14))
+    for tau in (0.3, 1.0, 2.5):
+        reference = ExpRelaxedCategorical(torch.tensor(tau), logits=logits)
+        value = reference.sample()
+        torch.testing.assert_close(exp_concrete_log_density(value, logits, tau), reference.log_prob(value))
+
+
+def test_relaxed_kl_is_zero_when_posterior_equals_prior_and_positive_on_average() -> None:
+    uniform = torch.zeros(1000, 3, 10)
+    log_sample = ExpRelaxedCategorical(torch.tensor(0.5), logits=uniform).sample()
+    assert relaxed_kl(log_sample, uniform, 0.5, 0.5).abs().max() < 1e-3
+    logits = torch.randn(4000, 3, 10, generator=torch.Generator().manual_seed(15)) * 2
+    log_sample = ExpRelaxedCategorical(torch.tensor(0.5), logits=logits).sample()
+    assert relaxed_kl(log_sample, logits, 0.5, 0.5).mean() > 0
+
+
+def test_relaxed_kl_stays_finite_at_small_temperatures() -> None:
+    from vae_gumbel.gumbel import gumbel_softmax_sample
+
+    logits = torch.randn(64, 20, 10, generator=torch.Generator().manual_seed(16)) * 5
+    sample = gumbel_softmax_sample(logits, 0.01, generator=torch.Generator().manual_seed(17))
+    assert torch.isfinite(relaxed_kl(sample.log_soft, logits, 0.01, 0.5)).all()
+    assert not torch.isfinite(torch.log(sample.soft)).all()  # the naive log would not be
+
+
+def test_gumbel_rao_needs_at_least_one_sample() -> None:
+    with pytest.raises(ValueError, match="rao_samples must be >= 1"):
+        get_estimator("gumbel_rao", rao_samples=0)
+
+
+def test_log_of_k_categories_is_the_largest_kl() -> None:
+    # A sanity anchor for the analytic KL the estimators are trained with.
+    from vae_gumbel.objectives import kl_per_variable
+
+    assert float(kl_per_variable(torch.tensor([[[50.0, 0, 0, 0]]]))) == pytest.approx(math.log(4), rel=1e-4)
