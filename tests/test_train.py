@@ -303,8 +303,8 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     real = training.relaxed_and_unrelaxed
     calls = []
 
-    def poisoned(model, x, tau, estimator, generator=None):
-        losses = real(model, x, tau, estimator, generator)
+    def poisoned(model, x, tau, estimator, generator=None, prior_tau=None):
+        losses = real(model, x, tau, estimator, generator, prior_tau)
         calls.append(1)
         if len(calls) == 3:  # the third step of the resumed epoch: global step 9
             return losses._replace(loss_relaxed=losses.loss_relaxed * float("nan"))

@@ -67,9 +67,21 @@ class ModelConfig:
 @dataclass
 class EstimatorConfig:
     name: str = MISSING
+    rao_samples: int = 10  # gumbel_rao: conditional Gumbel draws averaged per sample
+    kl: str = "analytic"  # analytic | relaxed (single-sample ExpConcrete KL, gumbel_softmax only)
+    prior_temperature: float = 0.5  # the relaxed prior's temperature, with kl=relaxed
 
     def __post_init__(self) -> None:
         _choice("estimator.name", self.name, sorted(ESTIMATORS))
+        _require(self.rao_samples >= 1, "estimator.rao_samples", ">= 1", self.rao_samples)
+        _choice("estimator.kl", self.kl, ("analytic", "relaxed"))
+        _require(
+            self.kl == "analytic" or self.name == "gumbel_softmax",
+            "estimator.kl",
+            "analytic unless estimator.name=gumbel_softmax (the relaxed KL needs a relaxed sample)",
+            self.kl,
+        )
+        _require(self.prior_temperature > 0, "estimator.prior_temperature", "> 0", self.prior_temperature)
 
 
 @dataclass
@@ -145,6 +157,24 @@ class TrainerConfig:
 
 
 @dataclass
+class EvalConfig:
+    # Importance-weighted test NLL at the end of training, e.g. [1, 100, 5000]; null skips it.
+    final_iwae_samples: list[int] | None = None
+    iwae_max_rows: int = 50_000  # decoded images per chunk: bounds the memory of the estimate
+    iwae_seed: int = 0
+
+    def __post_init__(self) -> None:
+        samples = self.final_iwae_samples
+        _require(
+            samples is None or (samples and min(samples) >= 1),
+            "eval.final_iwae_samples",
+            "null or a list of numbers >= 1",
+            samples,
+        )
+        _require(self.iwae_max_rows >= 1, "eval.iwae_max_rows", ">= 1", self.iwae_max_rows)
+
+
+@dataclass
 class TrainConfig:
     data: DataConfig = MISSING
     model: ModelConfig = MISSING
@@ -152,6 +182,7 @@ class TrainConfig:
     temperature: TemperatureConfig = MISSING
     optim: OptimConfig = MISSING
     trainer: TrainerConfig = MISSING
+    eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
     resume: str | None = None
 
@@ -194,6 +225,40 @@ class SampleConfig:
         )
 
 
+@dataclass
+class EvaluateConfig:
+    checkpoint: str = MISSING
+    which: str = "best"
+    iwae_samples: list[int] = field(default_factory=lambda: [1, 10, 100, 1000, 5000])
+    batch_size: int = 100
+    max_rows: int = 50_000
+    seed: int = 0
+    device: str = "auto"
+    data_root: str | None = None
+    test_limit: int | None = None
+    out: str | None = None
+
+    def __post_init__(self) -> None:
+        _choice("which", self.which, ("best", "last"))
+        _require(
+            bool(self.iwae_samples) and min(self.iwae_samples) >= 1,
+            "iwae_samples",
+            "a non-empty list of numbers >= 1",
+            self.iwae_samples,
+        )
+        _require(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        _require(self.max_rows >= 1, "max_rows", ">= 1", self.max_rows)
+        _require(
+            DEVICE_PATTERN.fullmatch(self.device) is not None,
+            "device",
+            "one of 'auto', 'cpu', 'cuda', 'cuda:N'",
+            self.device,
+        )
+        _require(
+            self.test_limit is None or self.test_limit >= 1, "test_limit", "null or >= 1", self.test_limit
+        )
+
+
 def validate(cfg: DictConfig, schema: type = TrainConfig) -> Any:
     """Gives the typed, range-checked settings of a composed config, or raises ConfigError."""
     try:
@@ -212,6 +277,7 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
     store.store(name="sample_schema", node=SampleConfig)
+    store.store(name="evaluate_schema", node=EvaluateConfig)
 
 
 def _register_resolvers() -> None:

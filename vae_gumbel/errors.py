@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hydra.errors import CompactHydraException
+
 
 class VaeGumbelError(Exception):
     """Base class: the message names the problem and what to do about it."""
@@ -21,3 +23,7 @@ class CheckpointError(VaeGumbelError):
 
 class NonFiniteLossError(VaeGumbelError):
     """Training produced a NaN or infinite loss."""
+
+
+class RunFailed(CompactHydraException):
+    """Raised by an entry point for any of the errors above; Hydra prints just its message."""

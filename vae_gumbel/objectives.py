@@ -47,6 +47,34 @@ def kl_to_uniform(logits: torch.Tensor) -> torch.Tensor:
     return kl_per_variable(logits).sum(dim=-1)
 
 
+def exp_concrete_log_density(
+    log_sample: torch.Tensor, logits: torch.Tensor, tau: Temperature
+) -> torch.Tensor:
+    """Gives log p(y) of the ExpConcrete(softmax(logits), tau) density at y = log of a relaxed
+    sample, (...,) from (..., K): computed in log space, so it stays finite at small tau.
+
+    log p(y) = log (K-1)! + (K-1) log tau + sum_k (l_k - tau y_k) - K logsumexp_k (l_k - tau y_k)
+    (Maddison, Mnih & Teh 2017), with l the logits.
+    """
+    k = logits.shape[-1]
+    tau = torch.as_tensor(tau, dtype=torch.float32, device=logits.device)
+    terms = logits.float() - tau * log_sample.float()
+    return math.lgamma(k) + (k - 1) * torch.log(tau) + terms.sum(-1) - k * torch.logsumexp(terms, dim=-1)
+
+
+def relaxed_kl(
+    log_sample: torch.Tensor, logits: torch.Tensor, tau: Temperature, prior_tau: float
+) -> torch.Tensor:
+    """Gives the single-sample KL estimate log q(y|x) - log p(y), summed over the N variables, (batch,).
+
+    q is ExpConcrete(softmax(logits), tau) and the prior ExpConcrete(uniform, prior_tau); y is
+    the log-space relaxed sample (batch, N, K) drawn from q.
+    """
+    log_q = exp_concrete_log_density(log_sample, logits, tau)
+    log_prior = exp_concrete_log_density(log_sample, torch.zeros_like(logits), prior_tau)
+    return (log_q - log_prior).sum(dim=-1)
+
+
 def negative_elbo(
     decoder_logits: torch.Tensor, target: torch.Tensor, posterior_logits: torch.Tensor
 ) -> NegativeElbo:
@@ -71,25 +99,32 @@ def relaxed_and_unrelaxed(
     tau: Temperature,
     estimator: Estimator,
     generator: torch.Generator | None = None,
+    prior_tau: float | None = None,
 ) -> StepLosses:
     """Gives the training objective and the exact discrete negative ELBO from one encoder pass.
 
     Both losses use the same noise draw: the estimator's z for the relaxed loss, and its
     exact one-hot sample (decoded under no_grad) for the unrelaxed one. When z already
-    is that one-hot sample (straight-through), the two losses coincide and the second
-    decoder pass is skipped.
+    is that one-hot sample (straight-through family), the two losses coincide and the
+    second decoder pass is skipped. With ``prior_tau`` the training objective's KL is the
+    relaxed single-sample KL to an ExpConcrete prior of that temperature (a relaxed z only);
+    the unrelaxed loss always uses the analytic KL, so it stays a true ELBO.
     """
     logits = model.encode(x)
     latent = estimator(logits, tau, generator=generator)
     relaxed = negative_elbo(model.decode(latent.z), x, logits)
+    objective = relaxed.loss
+    if prior_tau is not None:
+        if latent.log_z is None:
+            raise ValueError("the relaxed KL needs a relaxed sample: use it with estimator=gumbel_softmax")
+        objective = relaxed.recon + relaxed_kl(latent.log_z, logits, tau, prior_tau)
     if latent.z_is_hard:
         loss_unrelaxed = relaxed.loss.detach().mean()
     else:
         with torch.no_grad():
-            recon_hard = bernoulli_nll(model.decode(latent.hard), x)
-            loss_unrelaxed = (recon_hard + relaxed.kl.detach()).mean()
+            loss_unrelaxed = negative_elbo(model.decode(latent.hard), x, logits).loss.mean()
     return StepLosses(
-        loss_relaxed=relaxed.loss.mean(),
+        loss_relaxed=objective.mean(),
         loss_unrelaxed=loss_unrelaxed,
         recon=relaxed.recon.detach().mean(),
         kl=relaxed.kl.detach().mean(),

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from vae_gumbel.checkpoint import build_model, load_checkpoint, resolve_checkpoint
 from vae_gumbel.config import SampleConfig, validate
 from vae_gumbel.data import load_test_set
-from vae_gumbel.errors import VaeGumbelError
+from vae_gumbel.errors import RunFailed, VaeGumbelError
 from vae_gumbel.grids import (
     prior_grid,
     reconstruction_grid,
@@ -28,7 +28,6 @@ from vae_gumbel.grids import (
     temperature_grid,
     traversal_grid,
 )
-from vae_gumbel.train import RunFailed
 from vae_gumbel.training import resolve_device
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,6 @@ import hydra
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
@@ -33,10 +32,11 @@ from vae_gumbel.checkpoint import (
 )
 from vae_gumbel.config import TrainConfig, validate
 from vae_gumbel.data import ImageSet, load_mnist
-from vae_gumbel.errors import CheckpointError, NonFiniteLossError, VaeGumbelError
+from vae_gumbel.errors import CheckpointError, NonFiniteLossError, RunFailed, VaeGumbelError
 from vae_gumbel.estimators import get_estimator
 from vae_gumbel.figures import code_usage_figure, save_figure
 from vae_gumbel.grids import prior_grid, reconstruction_grid, save_grid
+from vae_gumbel.likelihood import binarization_of, evaluation_report
 from vae_gumbel.model import CategoricalVAE
 from vae_gumbel.schedules import Schedule, build_schedule
 from vae_gumbel.tracking import RunLog, read_metrics
@@ -180,7 +180,13 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     if schedule.learned:
         schedule.to(device)
     optimizer = build_optimizer(settings, model, schedule, device)
-    step_fn = TrainStep(model, optimizer, get_estimator(settings.estimator.name))
+    estimator_cfg = settings.estimator
+    step_fn = TrainStep(
+        model,
+        optimizer,
+        get_estimator(estimator_cfg.name, estimator_cfg.rao_samples),
+        prior_tau=estimator_cfg.prior_temperature if estimator_cfg.kl == "relaxed" else None,
+    )
 
     epoch, step, best_test_loss = 0, 0, math.inf
     if resume_from is not None:
@@ -235,6 +241,25 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
             record["time/epoch_s"] = result.seconds
             record["throughput/train_img_s"] = result.images / result.seconds
             _check_finite_parameters(model, step)
+            if last_epoch and settings.eval.final_iwae_samples:
+                report = evaluation_report(
+                    model,
+                    data.test,
+                    settings.eval.final_iwae_samples,
+                    binarization=binarization_of(OmegaConf.to_container(cfg.data, resolve=True)),
+                    max_rows=settings.eval.iwae_max_rows,
+                    seed=settings.eval.iwae_seed,
+                    context={
+                        "estimator": settings.estimator.name,
+                        "latent_dim": model.latent_dim,
+                        "categorical_dim": model.categorical_dim,
+                        "epoch": epoch,
+                        "steps": step,
+                    },
+                )
+                (run_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+                record["test/neg_elbo_mean"] = report["neg_elbo"]
+                record.update({f"test/iwae_nll_{k}": v for k, v in report["iwae_nll"].items()})
             run_log.log_epoch(record)
             log.info(_epoch_line(record, trainer.epochs))
 
@@ -330,10 +355,6 @@ def _epoch_line(record: dict[str, Any], epochs: int) -> str:
     return line + f" | {record['time/epoch_s']:.1f}s, {record['throughput/train_img_s']:.0f} img/s"
 
 
-class RunFailed(CompactHydraException):
-    """A run stopped for a reason the user can fix; Hydra prints just this message."""
-
-
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     try:
@@ -341,7 +362,18 @@ def main(cfg: DictConfig) -> float:
     except VaeGumbelError as err:
         log.error("%s", err)
         raise RunFailed(f"error: {err}") from None
-    return float(metrics.get("test/loss", math.nan))
+    return objective(metrics)
+
+
+def objective(metrics: dict[str, Any]) -> float:
+    """Gives the number sweepers minimise: the IWAE NLL with the most samples if the run
+    computed one, else the final test loss."""
+    iwae = {
+        int(key.rsplit("_", 1)[1]): value
+        for key, value in metrics.items()
+        if key.startswith("test/iwae_nll_")
+    }
+    return float(iwae[max(iwae)]) if iwae else float(metrics.get("test/loss", math.nan))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ from vae_gumbel.model import CategoricalVAE
 from vae_gumbel.objectives import code_perplexity, kl_per_variable, negative_elbo, relaxed_and_unrelaxed
 from vae_gumbel.schedules import Schedule
 
+# A latent variable whose mean KL to the prior is below this carries (almost) no information.
+ACTIVE_KL_NATS = 0.01
+
 # The order of the per-step values the step function returns and the loop sums up.
 STEP_VALUES = ("loss_relaxed", "loss_unrelaxed", "recon", "kl")
 
@@ -54,11 +57,12 @@ class TrainStep:
         model: CategoricalVAE,
         optimizer: torch.optim.Optimizer,
         estimator: Estimator,
+        prior_tau: float | None = None,
     ) -> None:
-        self.model, self.optimizer, self.estimator = model, optimizer, estimator
+        self.model, self.optimizer, self.estimator, self.prior_tau = model, optimizer, estimator, prior_tau
 
     def __call__(self, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-        losses = relaxed_and_unrelaxed(self.model, x, tau, self.estimator)
+        losses = relaxed_and_unrelaxed(self.model, x, tau, self.estimator, prior_tau=self.prior_tau)
         self.optimizer.zero_grad(set_to_none=True)
         losses.loss_relaxed.backward()
         self.optimizer.step()
@@ -155,6 +159,7 @@ def train_epoch(
 class Evaluation:
     metrics: dict[str, float]  # test/loss, test/recon, test/kl, test/perplexity, test/active_variables
     usage: torch.Tensor  # (N, K) how often each category was sampled on the test set
+    kl_per_variable: torch.Tensor  # (N,) mean KL of each latent variable to the prior
 
 
 @torch.inference_mode()
@@ -186,8 +191,8 @@ def evaluate(model: CategoricalVAE, images: ImageSet, batch_size: int, seed: int
             "test/recon": recon,
             "test/kl": kl,
             "test/perplexity": float(code_perplexity(usage).mean()),
-            # A variable whose posterior barely moves from the prior carries no information.
-            "test/active_variables": int((kl_means > 0.01).sum()),
+            "test/active_variables": int((kl_means > ACTIVE_KL_NATS).sum()),
         },
         usage=(usage / n).cpu(),
+        kl_per_variable=kl_means.float().cpu(),
     )
