@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|")
     for tau in args.temperatures:
         for name in sorted(ESTIMATORS):
-            stats = gradient_stats(get_estimator(name, args.rao_samples), logits, f, tau, args.samples, seed=2)
+            stats = gradient_stats(
+                get_estimator(name, args.rao_samples), logits, f, tau, args.samples, seed=2
+            )
             print(f"| {name} | {tau:g} | {stats.bias:.3f} | {stats.variance:.3f} | {stats.cosine:.4f} |")
     print(f"\nexact gradient norm {stats.exact_norm:.3f}; {args.samples} single-sample estimates each")
 

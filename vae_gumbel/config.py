@@ -21,6 +21,7 @@ from vae_gumbel.estimators import ESTIMATORS
 
 BINARIZE_MODES = ("dynamic", "static", "none")
 SCHEDULES = ("constant", "exp_anneal", "learned")
+COMPILE_MODES = ("false", "true", "default", "reduce-overhead", "max-autotune")
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
@@ -137,6 +138,10 @@ class TrainerConfig:
     sample_seed: int = 0
     progress: bool = True
     num_threads: int | None = None
+    compile: str = "false"  # false | true | default | reduce-overhead | max-autotune
+    compile_backend: str = "inductor"
+    precision: str = "32"  # 32 | bf16 (autocast; losses stay float32)
+    tf32: bool = True  # TF32 matmuls on CUDA
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 0, "trainer.epochs", ">= 0", self.epochs)
@@ -146,6 +151,9 @@ class TrainerConfig:
             "null or >= 1",
             self.num_threads,
         )
+        self.compile = str(self.compile).lower()
+        _choice("trainer.compile", self.compile, COMPILE_MODES)
+        _choice("trainer.precision", str(self.precision), ("32", "bf16"))
         _require(
             DEVICE_PATTERN.fullmatch(self.device) is not None,
             "trainer.device",

@@ -190,7 +190,7 @@ class ImageSet:
     """Images on the training device, stored as uint8, turned into float targets per batch."""
 
     pixels: torch.Tensor  # (n, 784) uint8: grey levels 0..255, or fixed bits 0/1
-    scale: float  # 1/255 for grey levels, 1 for fixed bits
+    divisor: float  # 255 for grey levels (exactly as torchvision's ToTensor), 1 for fixed bits
     resample: bool  # draw fresh Bernoulli pixels each time an image is used
 
     def __len__(self) -> int:
@@ -198,7 +198,7 @@ class ImageSet:
 
     def targets(self, index: torch.Tensor | slice) -> torch.Tensor:
         """Gives float targets (batch, 784) in [0, 1] for the images at ``index``."""
-        x = self.pixels[index].float().mul_(self.scale)
+        x = self.pixels[index].float().div_(self.divisor)
         return torch.bernoulli(x) if self.resample else x
 
     def batches(self, batch_size: int, shuffle: bool = True) -> Iterator[torch.Tensor]:
@@ -220,7 +220,7 @@ class MnistData:
 
 def _fixed_test_set(images: torch.Tensor, binarize: str, seed: int, device: torch.device | str) -> ImageSet:
     if binarize == "none":
-        return ImageSet(images.to(device), 1.0 / 255, resample=False)
+        return ImageSet(images.to(device), 255.0, resample=False)
     # A different seed from static training bits, so the two are not correlated.
     return ImageSet(binarize_once(images, seed + 1).to(device), 1.0, resample=False)
 
@@ -268,7 +268,7 @@ def load_mnist(
     if binarize == "static":
         train_set = ImageSet(binarize_once(train, binarize_seed).to(device), 1.0, resample=False)
     else:
-        train_set = ImageSet(train.to(device), 1.0 / 255, resample=binarize == "dynamic")
+        train_set = ImageSet(train.to(device), 255.0, resample=binarize == "dynamic")
     return MnistData(train=train_set, test=test)
 
 

@@ -40,7 +40,7 @@ from vae_gumbel.likelihood import binarization_of, evaluation_report
 from vae_gumbel.model import CategoricalVAE
 from vae_gumbel.schedules import Schedule, build_schedule
 from vae_gumbel.tracking import RunLog, read_metrics
-from vae_gumbel.training import Evaluation, TrainStep, evaluate, resolve_device, train_epoch
+from vae_gumbel.training import Evaluation, TrainStep, compile_mode, evaluate, resolve_device, train_epoch
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,9 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     device = resolve_device(settings.trainer.device)
     if settings.trainer.num_threads is not None:
         torch.set_num_threads(settings.trainer.num_threads)
+    if device.type == "cuda" and settings.trainer.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     seed_everything(settings.seed)
     # The checkpoint's file name is known before any work, so a bad path fails fast.
     resume_from = find_resume_checkpoint(settings.resume, run_dir)
@@ -186,6 +189,9 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         optimizer,
         get_estimator(estimator_cfg.name, estimator_cfg.rao_samples),
         prior_tau=estimator_cfg.prior_temperature if estimator_cfg.kl == "relaxed" else None,
+        compile=compile_mode(settings.trainer.compile, device),
+        backend=settings.trainer.compile_backend,
+        precision=settings.trainer.precision,
     )
 
     epoch, step, best_test_loss = 0, 0, math.inf

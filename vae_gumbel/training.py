@@ -49,8 +49,22 @@ def temperature_value(schedule: Schedule, step: int) -> float:
     return float(tau.detach()) if isinstance(tau, torch.Tensor) else float(tau)
 
 
+def compile_mode(setting: str, device: torch.device) -> str | None:
+    """Gives torch.compile's mode for ``trainer.compile``, or None for eager: ``true`` means CUDA
+    graphs (reduce-overhead) on CUDA, where launch overhead dominates so small a model."""
+    if setting == "false":
+        return None
+    if setting == "true":
+        return "reduce-overhead" if device.type == "cuda" else "default"
+    return setting
+
+
 class TrainStep:
-    """One optimisation step: relaxed loss backward, Adam step; gives the STEP_VALUES as a (4,) tensor."""
+    """One optimisation step: relaxed loss backward, optimizer step; gives the STEP_VALUES as a (4,) tensor.
+
+    The forward pass and losses run under ``torch.compile`` when ``compile`` names a mode, and
+    under bf16 autocast with ``precision="bf16"`` (the losses are computed in float32).
+    """
 
     def __init__(
         self,
@@ -58,15 +72,29 @@ class TrainStep:
         optimizer: torch.optim.Optimizer,
         estimator: Estimator,
         prior_tau: float | None = None,
+        *,
+        compile: str | None = None,  # noqa: A002
+        backend: str = "inductor",
+        precision: str = "32",
     ) -> None:
         self.model, self.optimizer, self.estimator, self.prior_tau = model, optimizer, estimator, prior_tau
+        self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+        self.losses = torch.compile(self._losses, mode=compile, backend=backend) if compile else self._losses
+
+    def _losses(self, x: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(
+            x.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None
+        ):
+            losses = relaxed_and_unrelaxed(self.model, x, tau, self.estimator, prior_tau=self.prior_tau)
+        values = torch.stack([losses.loss_relaxed.detach(), losses.loss_unrelaxed, losses.recon, losses.kl])
+        return losses.loss_relaxed, values.float()
 
     def __call__(self, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-        losses = relaxed_and_unrelaxed(self.model, x, tau, self.estimator, prior_tau=self.prior_tau)
+        loss, values = self.losses(x, tau)
         self.optimizer.zero_grad(set_to_none=True)
-        losses.loss_relaxed.backward()
+        loss.backward()
         self.optimizer.step()
-        return torch.stack([losses.loss_relaxed.detach(), losses.loss_unrelaxed, losses.recon, losses.kl])
+        return values
 
 
 @dataclass

@@ -1,0 +1,109 @@
+"""The fast path: compiled steps without recompiles, bf16, and the side-by-side benchmark."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch._dynamo
+
+from tests.conftest import run_module
+from vae_gumbel.benchmark import check_same_losses, model_flops_per_image
+from vae_gumbel.data import ImageSet, load_images
+from vae_gumbel.model import CategoricalVAE
+from vae_gumbel.train import train
+from vae_gumbel.training import compile_mode
+
+
+def test_annealing_does_not_recompile_the_step(compose_train, tmp_path: Path) -> None:
+    """The temperature enters the compiled step as a tensor: one graph for every temperature."""
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    cfg = compose_train(
+        "trainer.compile=true",
+        "trainer.compile_backend=aot_eager",  # Dynamo's guards, without code generation
+        "temperature.every=1",
+        "temperature.rate=0.05",
+        "trainer.epochs=2",
+    )
+    metrics = train(cfg, tmp_path)
+    assert metrics["temperature"] < 0.6  # it changed at every one of the 12 steps
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    assert torch._dynamo.utils.counters["frames"]["total"] == 1
+
+
+def test_compiled_step_gives_the_eager_losses(compose_train, tmp_path: Path) -> None:
+    torch._dynamo.reset()
+    eager = train(compose_train(), tmp_path / "eager")
+    compiled = train(
+        compose_train("trainer.compile=true", "trainer.compile_backend=aot_eager"), tmp_path / "compiled"
+    )
+    for key in ("train/loss_relaxed", "train/loss_unrelaxed", "test/loss"):
+        assert compiled[key] == pytest.approx(eager[key], rel=1e-4), key
+
+
+def test_bf16_autocast_trains_with_float32_losses(compose_train, tmp_path: Path) -> None:
+    full = train(compose_train("trainer.epochs=3"), tmp_path / "fp32")
+    half = train(compose_train("trainer.epochs=3", "trainer.precision=bf16"), tmp_path / "bf16")
+    assert math.isfinite(half["train/loss_relaxed"])
+    assert half["test/loss"] == pytest.approx(full["test/loss"], rel=0.05)
+
+
+def test_compile_true_means_cuda_graphs_on_cuda_only() -> None:
+    assert compile_mode("true", torch.device("cuda")) == "reduce-overhead"
+    assert compile_mode("true", torch.device("cpu")) == "default"
+    assert compile_mode("max-autotune", torch.device("cpu")) == "max-autotune"
+    assert compile_mode("false", torch.device("cuda")) is None
+
+
+def test_model_flops_count_every_matmul_of_a_training_image() -> None:
+    model = CategoricalVAE(latent_dim=2, categorical_dim=3, hidden=(4,), input_dim=784)
+    encoder, decoder = 784 * 4 + 4 * 6, 6 * 4 + 4 * 784
+    assert model_flops_per_image(model) == 3 * 2 * (encoder + decoder) + 2 * decoder
+    assert model_flops_per_image(model, unrelaxed_decode=False) == 3 * 2 * (encoder + decoder)
+
+
+def test_baseline_and_trainer_compute_the_same_losses(mnist_root: Path) -> None:
+    images = ImageSet(load_images(mnist_root, train=True), 255.0, resample=False)
+    torch.manual_seed(0)
+    model = CategoricalVAE(latent_dim=4, categorical_dim=5, hidden=(32,))
+    assert (
+        check_same_losses(str(mnist_root), images, model, torch.device("cpu"), steps=5, batch_size=20) < 1e-3
+    )
+
+
+def test_benchmark_cli_writes_json_and_a_markdown_table(mnist_root: Path, tmp_path: Path) -> None:
+    result = run_module(
+        "vae_gumbel.benchmark",
+        "--data-root",
+        str(mnist_root),
+        "--batch-sizes",
+        "20",
+        "40",
+        "--images",
+        "80",
+        "--repeats",
+        "2",
+        "--no-compile",
+        "--latent-dim",
+        "4",
+        "--categorical-dim",
+        "5",
+        "--hidden",
+        "32",
+        "--no-verify",
+        "--out",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "same losses" in result.stdout
+    report = json.loads((tmp_path / "bench.json").read_text())
+    rows = {(r["batch_size"], r["config"]): r for r in report["results"]}
+    assert set(rows) == {(b, c) for b in (20, 40) for c in ("baseline", "trainer eager")}
+    assert all(len(r["seconds"]) == 2 and r["images_per_s"] > 0 for r in rows.values())
+    assert rows[(20, "baseline")]["speedup_vs_baseline"] == 1.0
+    assert "| 20 | trainer eager |" in (tmp_path / "bench.md").read_text()

@@ -1,0 +1,267 @@
+"""Time the tutorial loop against the trainer's own path, side by side in one run.
+
+    python -m vae_gumbel.benchmark [--device auto] [--batch-sizes 100 1000 10000] [--images 30000]
+
+On the same device and data it first checks that both loops give the same losses from the
+same seed, then times, per batch size, the baseline (``vae_gumbel.baseline``) and the
+trainer's step eager, compiled and in bf16 (on CUDA), alternating them so machine noise
+hits every configuration alike. Writes ``bench.json`` and ``bench.md`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vae_gumbel.baseline import tutorial_loader, tutorial_run
+from vae_gumbel.data import ImageSet, ensure_mnist, load_images
+from vae_gumbel.errors import VaeGumbelError
+from vae_gumbel.estimators import get_estimator
+from vae_gumbel.model import CategoricalVAE
+from vae_gumbel.schedules import ConstantTemperature
+from vae_gumbel.training import TrainStep, resolve_device, train_epoch
+
+EPOCH_IMAGES = 60_000
+CHECK_TAU = 0.5  # a power of two: the same division whether tau is a float or a tensor
+
+
+def model_flops_per_image(model: CategoricalVAE, unrelaxed_decode: bool = True) -> int:
+    """Gives the matmul FLOPs of one training image: forward, backward (twice the forward),
+    and the no-grad decoder pass of the unrelaxed loss."""
+
+    def macs(module: torch.nn.Module) -> int:
+        return sum(m.in_features * m.out_features for m in module.modules() if isinstance(m, torch.nn.Linear))
+
+    forward = 2 * (macs(model.encoder) + macs(model.decoder))
+    return 3 * forward + (2 * macs(model.decoder) if unrelaxed_decode else 0)
+
+
+def make_trainer_step(
+    model: CategoricalVAE, device: torch.device, compile: str | None, precision: str
+) -> TrainStep:  # noqa: A002
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=device.type == "cuda")
+    return TrainStep(model, optimizer, get_estimator("gumbel_softmax"), compile=compile, precision=precision)
+
+
+def check_same_losses(
+    root: str,
+    images: ImageSet,
+    model: CategoricalVAE,
+    device: torch.device,
+    steps: int = 20,
+    batch_size: int = 100,
+) -> float:
+    """Gives the largest per-step loss difference between the two loops from the same seed,
+    weights, batches and noise; raises if they disagree beyond float tolerance."""
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[: steps * batch_size]
+    baseline_model, trainer_model = copy.deepcopy(model), copy.deepcopy(model)
+    torch.manual_seed(1)
+    baseline_optimizer = torch.optim.Adam(baseline_model.parameters(), lr=1e-3, fused=device.type == "cuda")
+    loader = tutorial_loader(root, batch_size, order=order.tolist(), device=device)
+    baseline, _, _ = tutorial_run(
+        baseline_model, baseline_optimizer, loader, CHECK_TAU, steps, device, replay_noise=True
+    )
+    torch.manual_seed(1)
+    step_fn = make_trainer_step(trainer_model, device, compile=None, precision="32")
+    tau = torch.tensor(CHECK_TAU, device=device)
+    trainer = []
+    for i in range(steps):
+        index = order[i * batch_size : (i + 1) * batch_size].to(device)
+        trainer.append(step_fn(images.targets(index), tau).tolist())
+    worst = max(
+        max(abs(a.loss_relaxed - b[0]), abs(a.loss_unrelaxed - b[1]))
+        for a, b in zip(baseline, trainer, strict=True)
+    )
+    if not worst <= 1e-3 * max(1.0, abs(trainer[0][0])):
+        raise RuntimeError(f"the baseline and the trainer disagree by {worst:.3g} nats on the same steps")
+    return worst
+
+
+@dataclass
+class Timing:
+    config: str
+    batch_size: int
+    seconds: list[float]  # per repetition, for ``images`` images
+    images: int
+    peak_memory_mb: float | None
+    loss: float  # the last measured loss, a sanity check that training ran
+
+
+def _peak_memory(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_trainer(
+    step_fn: TrainStep, images: ImageSet, batch_size: int, steps: int, device: torch.device
+) -> tuple[float, int, float]:
+    """Runs the trainer's epoch loop for ``steps`` batches; gives seconds, images and the mean loss."""
+    schedule = ConstantTemperature(1.0)
+    batches = itertools.islice(
+        itertools.chain.from_iterable(images.batches(batch_size) for _ in itertools.count()), steps
+    )
+    _sync(device)
+    started = time.perf_counter()
+    result = train_epoch(
+        step_fn, batches, schedule, start_step=0, num_batches=steps, log_every=10**9, progress=False
+    )
+    _sync(device)
+    return time.perf_counter() - started, result.images, result.means["train/loss_relaxed"]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    device = resolve_device(args.device)
+    ensure_mnist(args.data_root, download=True, verify_checksums=not args.no_verify)
+    images = ImageSet(load_images(args.data_root, train=True).to(device), 255.0, resample=False)
+    torch.manual_seed(0)
+    model = CategoricalVAE(args.latent_dim, args.categorical_dim, args.hidden).to(device)
+    worst = check_same_losses(args.data_root, images, model, device)
+    print(
+        f"same losses: the baseline and the trainer agree within {worst:.2g} nats over 20 steps", flush=True
+    )
+
+    configs: dict[str, Callable[[CategoricalVAE], TrainStep | None]] = {"baseline": lambda m: None}
+    configs["trainer eager"] = lambda m: make_trainer_step(m, device, None, "32")
+    if not args.no_compile:
+        mode = "reduce-overhead" if device.type == "cuda" else "default"
+        configs[f"trainer compiled ({mode})"] = lambda m: make_trainer_step(m, device, mode, "32")
+    if device.type == "cuda" or args.bf16:
+        configs["trainer bf16"] = lambda m: make_trainer_step(m, device, None, "bf16")
+        if not args.no_compile:
+            configs["trainer compiled bf16"] = lambda m: make_trainer_step(m, device, mode, "bf16")
+
+    timings: list[Timing] = []
+    for batch_size in args.batch_sizes:
+        steps = max(2, args.images // batch_size)
+        warmup = max(2, min(20, steps // 5))
+        prepared = {}
+        for name, factory in configs.items():  # compile and warm up every configuration first
+            trial = copy.deepcopy(model)
+            step_fn = factory(trial)
+            if step_fn is None:
+                optimizer = torch.optim.Adam(trial.parameters(), lr=1e-3, fused=device.type == "cuda")
+                loader = tutorial_loader(args.data_root, batch_size, device=device)
+                tutorial_run(trial, optimizer, loader, 1.0, warmup, device)
+                prepared[name] = (trial, optimizer, loader)
+            else:
+                time_trainer(step_fn, images, batch_size, warmup, device)
+                prepared[name] = step_fn
+            timings.append(Timing(name, batch_size, [], 0, None, math.nan))
+        for _ in range(args.repeats):  # alternate, so noise on the machine hits every configuration
+            for name in configs:
+                timing = next(t for t in timings if t.config == name and t.batch_size == batch_size)
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                if name == "baseline":
+                    trial, optimizer, loader = prepared[name]
+                    losses, seconds, count = tutorial_run(trial, optimizer, loader, 1.0, steps, device)
+                    loss = losses[-1].loss_relaxed
+                else:
+                    seconds, count, loss = time_trainer(prepared[name], images, batch_size, steps, device)
+                timing.seconds.append(seconds)
+                timing.images, timing.loss = count, loss
+                timing.peak_memory_mb = _peak_memory(device)
+                print(f"batch {batch_size:>5} {name:<32} {count / seconds:>10.0f} img/s", flush=True)
+
+    flops = model_flops_per_image(model)
+    rows = []
+    for timing in timings:
+        seconds = statistics.median(timing.seconds)
+        per_image = seconds / timing.images
+        baseline = next(t for t in timings if t.config == "baseline" and t.batch_size == timing.batch_size)
+        baseline_per_image = statistics.median(baseline.seconds) / baseline.images
+        rows.append(
+            {
+                **asdict(timing),
+                "epoch_s": per_image * EPOCH_IMAGES,
+                "images_per_s": 1 / per_image,
+                "speedup_vs_baseline": baseline_per_image / per_image,
+                "model_tflops": flops / per_image / 1e12,
+            }
+        )
+    return {
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+        "model": {
+            "latent_dim": args.latent_dim,
+            "categorical_dim": args.categorical_dim,
+            "hidden": args.hidden,
+        },
+        "model_flops_per_image": flops,
+        "loss_check_max_difference": worst,
+        "repeats": args.repeats,
+        "results": rows,
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"Device: {report['device']}; torch {report['torch']}; model {report['model']}; "
+        f"{report['model_flops_per_image'] / 1e6:.2f} MFLOP per training image;"
+        f" median of {report['repeats']} runs.",
+        "",
+        "| batch | configuration | s / epoch | images / s | vs baseline | model TFLOP/s | peak memory (MB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in report["results"]:
+        memory = f"{row['peak_memory_mb']:.0f}" if row["peak_memory_mb"] is not None else "n/a"
+        lines.append(
+            f"| {row['batch_size']} | {row['config']} | {row['epoch_s']:.3f} | {row['images_per_s']:,.0f} | "
+            f"{row['speedup_vs_baseline']:.2f}x | {row['model_tflops']:.4f} | {memory} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Time the tutorial loop against the trainer, side by side.")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--data-root", default="data")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[100, 1000, 10000])
+    parser.add_argument(
+        "--images", type=int, default=30_000, help="images timed per configuration and batch size"
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--latent-dim", type=int, default=30)
+    parser.add_argument("--categorical-dim", type=int, default=10)
+    parser.add_argument("--hidden", type=int, nargs="+", default=[512, 256])
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile configurations")
+    parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast on the CPU")
+    parser.add_argument(
+        "--no-verify", action="store_true", help="skip the MNIST checksums (own MNIST-format files)"
+    )
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    args = parser.parse_args(argv)
+    try:
+        report = run(args)
+    except (RuntimeError, VaeGumbelError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    table = markdown(report)
+    (args.out / "bench.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
