@@ -34,6 +34,12 @@ def _choice(key: str, value: str, choices: tuple[str, ...] | list[str]) -> None:
     _require(value in choices, key, f"one of {list(choices)}", value)
 
 
+def _device(key: str, value: str) -> None:
+    _require(
+        DEVICE_PATTERN.fullmatch(value) is not None, key, "one of 'auto', 'cpu', 'cuda', 'cuda:N'", value
+    )
+
+
 @dataclass
 class DataConfig:
     root: str = MISSING
@@ -154,12 +160,7 @@ class TrainerConfig:
         self.compile = str(self.compile).lower()
         _choice("trainer.compile", self.compile, COMPILE_MODES)
         _choice("trainer.precision", str(self.precision), ("32", "bf16"))
-        _require(
-            DEVICE_PATTERN.fullmatch(self.device) is not None,
-            "trainer.device",
-            "one of 'auto', 'cpu', 'cuda', 'cuda:N'",
-            self.device,
-        )
+        _device("trainer.device", self.device)
         for key in ("log_every_n_steps", "checkpoint_every", "sample_every", "eval_every", "eval_batch_size"):
             _require(getattr(self, key) >= 1, f"trainer.{key}", ">= 1", getattr(self, key))
 
@@ -219,12 +220,7 @@ class SampleConfig:
         _choice("code", self.code, ("sample", "argmax"))
         _require(self.rows >= 1, "rows", ">= 1", self.rows)
         _require(self.cols >= 1, "cols", ">= 1", self.cols)
-        _require(
-            DEVICE_PATTERN.fullmatch(self.device) is not None,
-            "device",
-            "one of 'auto', 'cpu', 'cuda', 'cuda:N'",
-            self.device,
-        )
+        _device("device", self.device)
         _require(
             len(self.temperatures) >= 1 and all(t > 0 for t in self.temperatures),
             "temperatures",
@@ -256,12 +252,7 @@ class EvaluateConfig:
         )
         _require(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
         _require(self.max_rows >= 1, "max_rows", ">= 1", self.max_rows)
-        _require(
-            DEVICE_PATTERN.fullmatch(self.device) is not None,
-            "device",
-            "one of 'auto', 'cpu', 'cuda', 'cuda:N'",
-            self.device,
-        )
+        _device("device", self.device)
         _require(
             self.test_limit is None or self.test_limit >= 1, "test_limit", "null or >= 1", self.test_limit
         )
