@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -19,6 +20,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from vae_gumbel.errors import ConfigError
 from vae_gumbel.estimators import ESTIMATORS
 
+# The YAML files, as an absolute path: entry points may run as __main__ or as imported modules.
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 BINARIZE_MODES = ("dynamic", "static", "none")
 SCHEDULES = ("constant", "exp_anneal", "learned")
 COMPILE_MODES = ("false", "true", "default", "reduce-overhead", "max-autotune")

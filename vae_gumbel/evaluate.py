@@ -18,7 +18,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 from vae_gumbel.checkpoint import build_model, load_checkpoint, resolve_checkpoint
-from vae_gumbel.config import EvaluateConfig, validate
+from vae_gumbel.config import CONF_DIR, EvaluateConfig, validate
 from vae_gumbel.data import load_test_set
 from vae_gumbel.errors import RunFailed, VaeGumbelError
 from vae_gumbel.likelihood import binarization_of, evaluation_report
@@ -97,7 +97,7 @@ def summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
 def main(cfg: DictConfig) -> float:
     try:
         out, report = run_evaluation(cfg)

@@ -18,7 +18,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 from vae_gumbel.checkpoint import build_model, load_checkpoint, resolve_checkpoint
-from vae_gumbel.config import SampleConfig, validate
+from vae_gumbel.config import CONF_DIR, SampleConfig, validate
 from vae_gumbel.data import load_test_set
 from vae_gumbel.errors import RunFailed, VaeGumbelError
 from vae_gumbel.grids import (
@@ -85,7 +85,7 @@ def sample(cfg: DictConfig) -> Path:
     return save_grid(grid, out)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="sample")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="sample")
 def main(cfg: DictConfig) -> None:
     try:
         path = sample(cfg)

@@ -30,7 +30,7 @@ from vae_gumbel.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from vae_gumbel.config import TrainConfig, validate
+from vae_gumbel.config import CONF_DIR, TrainConfig, validate
 from vae_gumbel.data import ImageSet, load_mnist
 from vae_gumbel.errors import CheckpointError, NonFiniteLossError, RunFailed, VaeGumbelError
 from vae_gumbel.estimators import get_estimator
@@ -361,7 +361,7 @@ def _epoch_line(record: dict[str, Any], epochs: int) -> str:
     return line + f" | {record['time/epoch_s']:.1f}s, {record['throughput/train_img_s']:.0f} img/s"
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
     try:
         metrics = train(cfg)
@@ -383,4 +383,8 @@ def objective(metrics: dict[str, Any]) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    # Call the importable module's function, not __main__'s: launchers that pickle the task
+    # (joblib, submitit) then pickle it by reference instead of by value with all it touches.
+    from vae_gumbel.train import main as entry_point
+
+    entry_point()
