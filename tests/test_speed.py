@@ -95,6 +95,8 @@ def test_benchmark_cli_writes_json_and_a_markdown_table(mnist_root: Path, tmp_pa
         "--hidden",
         "32",
         "--no-verify",
+        "--epochs",
+        "1",
         "--out",
         str(tmp_path),
         cwd=tmp_path,
@@ -107,3 +109,7 @@ def test_benchmark_cli_writes_json_and_a_markdown_table(mnist_root: Path, tmp_pa
     assert all(len(r["seconds"]) == 2 and r["images_per_s"] > 0 for r in rows.values())
     assert rows[(20, "baseline")]["speedup_vs_baseline"] == 1.0
     assert "| 20 | trainer eager |" in (tmp_path / "bench.md").read_text()
+    same = report["same_epochs"]
+    assert same["epochs"] == 1 and same["trainer_test_loss"] == pytest.approx(
+        same["baseline_test_loss"], rel=0.1
+    )

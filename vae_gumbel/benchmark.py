@@ -27,12 +27,12 @@ from typing import Any
 import torch
 
 from vae_gumbel.baseline import tutorial_loader, tutorial_run
-from vae_gumbel.data import ImageSet, ensure_mnist, load_images
+from vae_gumbel.data import ImageSet, ensure_mnist, load_images, load_test_set
 from vae_gumbel.errors import VaeGumbelError
 from vae_gumbel.estimators import get_estimator
 from vae_gumbel.model import CategoricalVAE
 from vae_gumbel.schedules import ConstantTemperature
-from vae_gumbel.training import TrainStep, resolve_device, train_epoch
+from vae_gumbel.training import TrainStep, evaluate, resolve_device, train_epoch
 
 EPOCH_IMAGES = 60_000
 CHECK_TAU = 0.5  # a power of two: the same division whether tau is a float or a tensor
@@ -90,6 +90,29 @@ def check_same_losses(
     return worst
 
 
+def compare_epochs(
+    root: str, images: ImageSet, test_set: ImageSet, model: CategoricalVAE, device: torch.device, epochs: int
+) -> dict[str, float]:
+    """Trains both loops for ``epochs`` epochs from the same weights (grey-level targets, batch 100,
+    tau = 1) and gives each one's test loss, scored by the same evaluation."""
+    results = {}
+    steps = epochs * (len(images) // 100)
+    for name in ("baseline", "trainer"):
+        trial = copy.deepcopy(model)
+        torch.manual_seed(2)
+        started = time.perf_counter()
+        if name == "baseline":
+            optimizer = torch.optim.Adam(trial.parameters(), lr=1e-3, fused=device.type == "cuda")
+            tutorial_run(trial, optimizer, tutorial_loader(root, 100, device=device), 1.0, steps, device)
+        else:
+            time_trainer(make_trainer_step(trial, device, None, "32"), images, 100, steps, device)
+        results[f"{name}_seconds"] = time.perf_counter() - started
+        results[f"{name}_test_loss"] = evaluate(trial, test_set, batch_size=10_000, seed=0).metrics[
+            "test/loss"
+        ]
+    return results
+
+
 @dataclass
 class Timing:
     config: str
@@ -136,6 +159,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(
         f"same losses: the baseline and the trainer agree within {worst:.2g} nats over 20 steps", flush=True
     )
+    epochs = None
+    if args.epochs:
+        test_set = load_test_set(args.data_root, "none", device=device, verify_checksums=not args.no_verify)
+        epochs = {
+            "epochs": args.epochs,
+            **compare_epochs(args.data_root, images, test_set, model, device, args.epochs),
+        }
+        print(f"after {args.epochs} epoch(s): {epochs}", flush=True)
 
     configs: dict[str, Callable[[CategoricalVAE], TrainStep | None]] = {"baseline": lambda m: None}
     configs["trainer eager"] = lambda m: make_trainer_step(m, device, None, "32")
@@ -208,6 +239,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "model_flops_per_image": flops,
         "loss_check_max_difference": worst,
+        "same_epochs": epochs,
         "repeats": args.repeats,
         "results": rows,
     }
@@ -222,6 +254,14 @@ def markdown(report: dict[str, Any]) -> str:
         "| batch | configuration | s / epoch | images / s | vs baseline | model TFLOP/s | peak memory (MB) |",
         "|---|---|---|---|---|---|---|",
     ]
+    if report.get("same_epochs"):
+        same = report["same_epochs"]
+        lines.insert(
+            1,
+            f"After {same['epochs']} epoch(s) from the same weights: test loss baseline "
+            f"{same['baseline_test_loss']:.2f} ({same['baseline_seconds']:.1f} s), trainer "
+            f"{same['trainer_test_loss']:.2f} ({same['trainer_seconds']:.1f} s).",
+        )
     for row in report["results"]:
         memory = f"{row['peak_memory_mb']:.0f}" if row["peak_memory_mb"] is not None else "n/a"
         lines.append(
@@ -245,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, nargs="+", default=[512, 256])
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile configurations")
     parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast on the CPU")
+    parser.add_argument(
+        "--epochs", type=int, default=0, help="also train both loops this many epochs; compare test loss"
+    )
     parser.add_argument(
         "--no-verify", action="store_true", help="skip the MNIST checksums (own MNIST-format files)"
     )
