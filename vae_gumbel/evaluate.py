@@ -7,7 +7,6 @@ active variables and code usage, next to the test-set binarization they were mea
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from vae_gumbel.checkpoint import build_model, load_checkpoint, resolve_checkpoi
 from vae_gumbel.config import CONF_DIR, EvaluateConfig, validate
 from vae_gumbel.data import load_test_set
 from vae_gumbel.errors import RunFailed, VaeGumbelError
-from vae_gumbel.likelihood import binarization_of, evaluation_report
+from vae_gumbel.likelihood import binarization_of, evaluation_report, write_eval_json
 from vae_gumbel.training import resolve_device
 
 log = logging.getLogger(__name__)
@@ -70,13 +69,8 @@ def run_evaluation(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
     )
     run_dir = file.parent.parent if file.parent.name == "checkpoints" else file.parent
     out = Path(to_absolute_path(settings.out)) if settings.out else run_dir / "eval.json"
-    write_report(report, out)
+    write_eval_json(report, out)
     return out, report
-
-
-def write_report(report: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def summary(report: dict[str, Any]) -> str:

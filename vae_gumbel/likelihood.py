@@ -7,10 +7,12 @@ q(z | x) (Burda et al. 2016). The bound tightens as k grows; k = 1 is the ELBO.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -145,3 +147,9 @@ def binarization_of(data_config: dict[str, Any]) -> dict[str, Any]:
         else f"fixed Bernoulli draw ({mode} training)",
         "seed": data_config.get("binarize_seed", 0),
     }
+
+
+def write_eval_json(report: dict[str, Any], path: Path) -> None:
+    """Writes an evaluation report as eval.json."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")

@@ -36,7 +36,7 @@ from vae_gumbel.errors import CheckpointError, NonFiniteLossError, RunFailed, Va
 from vae_gumbel.estimators import get_estimator
 from vae_gumbel.figures import code_usage_figure, save_figure
 from vae_gumbel.grids import prior_grid, reconstruction_grid, save_grid
-from vae_gumbel.likelihood import binarization_of, evaluation_report
+from vae_gumbel.likelihood import binarization_of, evaluation_report, write_eval_json
 from vae_gumbel.model import CategoricalVAE
 from vae_gumbel.schedules import Schedule, build_schedule
 from vae_gumbel.tracking import RunLog, read_metrics
@@ -263,7 +263,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
                         "steps": step,
                     },
                 )
-                (run_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+                write_eval_json(report, run_dir / "eval.json")
                 record["test/neg_elbo_mean"] = report["neg_elbo"]
                 record.update({f"test/iwae_nll_{k}": v for k, v in report["iwae_nll"].items()})
             run_log.log_epoch(record)
@@ -287,19 +287,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
             if last_epoch:
                 run_log.log_hparams(hyperparameters(settings), record, best_test_loss)
             if epoch % trainer.checkpoint_every == 0 or last_epoch or improved:
-                checkpoint = {
-                    "format_version": FORMAT_VERSION,
-                    "architecture": model.architecture(),
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "temperature": schedule.state_dict() if schedule.learned else {},
-                    "step": step,
-                    "epoch": epoch,
-                    "best_test_loss": best_test_loss,
-                    "metrics": {k: v for k, v in record.items() if isinstance(v, int | float)},
-                    "rng": capture_rng_state(),
-                    "config": OmegaConf.to_container(cfg, resolve=True),
-                }
+                checkpoint = checkpoint_state(cfg, model, optimizer, schedule, record, best_test_loss)
                 if epoch % trainer.checkpoint_every == 0 or last_epoch:
                     save_checkpoint(run_dir / "checkpoints" / "last.pt", checkpoint)
                 if improved:
@@ -312,6 +300,30 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         return records[-1]
     evaluation = evaluate(model, data.test, trainer.eval_batch_size, trainer.eval_seed)
     return {"epoch": epoch, "step": step, **evaluation.metrics}
+
+
+def checkpoint_state(
+    cfg: DictConfig,
+    model: CategoricalVAE,
+    optimizer: torch.optim.Optimizer,
+    schedule: Schedule,
+    record: dict[str, Any],
+    best_test_loss: float,
+) -> dict[str, Any]:
+    """Gives everything needed to rebuild the model and continue training exactly, as plain values."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "architecture": model.architecture(),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "temperature": schedule.state_dict() if schedule.learned else {},
+        "step": record["step"],
+        "epoch": record["epoch"],
+        "best_test_loss": best_test_loss,
+        "metrics": {k: v for k, v in record.items() if isinstance(v, int | float)},
+        "rng": capture_rng_state(),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
 
 
 def write_pictures(
