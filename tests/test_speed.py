@@ -113,3 +113,14 @@ def test_benchmark_cli_writes_json_and_a_markdown_table(mnist_root: Path, tmp_pa
     assert same["epochs"] == 1 and same["trainer_test_loss"] == pytest.approx(
         same["baseline_test_loss"], rel=0.1
     )
+
+
+def test_a_partial_last_batch_recompiles_once_instead_of_failing(compose_train, tmp_path: Path) -> None:
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    cfg = compose_train(
+        "trainer.compile=true", "trainer.compile_backend=aot_eager", "data.batch_size=50", "trainer.epochs=2"
+    )
+    metrics = train(cfg, tmp_path)  # 120 images: batches of 50, 50 and 20
+    assert metrics["step"] == 6 and math.isfinite(metrics["train/loss_relaxed"])
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2

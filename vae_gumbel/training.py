@@ -79,7 +79,13 @@ class TrainStep:
     ) -> None:
         self.model, self.optimizer, self.estimator, self.prior_tau = model, optimizer, estimator, prior_tau
         self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
-        self.losses = torch.compile(self._losses, mode=compile, backend=backend) if compile else self._losses
+        # Static shapes: a last partial batch compiles once more, where dynamic shapes would
+        # trace torch.rand with a symbolic size (unsupported) and CUDA graphs want fixed sizes.
+        self.losses = (
+            torch.compile(self._losses, mode=compile, backend=backend, dynamic=False)
+            if compile
+            else self._losses
+        )
 
     def _losses(self, x: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(
