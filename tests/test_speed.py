@@ -124,3 +124,20 @@ def test_a_partial_last_batch_recompiles_once_instead_of_failing(compose_train, 
     metrics = train(cfg, tmp_path)  # 120 images: batches of 50, 50 and 20
     assert metrics["step"] == 6 and math.isfinite(metrics["train/loss_relaxed"])
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2
+
+
+def test_profile_script_prints_the_top_operators(tmp_path: Path) -> None:
+    from tests.conftest import REPO, run_python
+
+    result = run_python(
+        str(REPO / "scripts/profile_step.py"),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "8",
+        "--steps",
+        "3",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "aten::addmm" in result.stdout and "operator calls per step:" in result.stdout

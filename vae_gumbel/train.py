@@ -40,7 +40,15 @@ from vae_gumbel.likelihood import binarization_of, evaluation_report, write_eval
 from vae_gumbel.model import CategoricalVAE
 from vae_gumbel.schedules import Schedule, build_schedule
 from vae_gumbel.tracking import RunLog, read_metrics
-from vae_gumbel.training import Evaluation, TrainStep, compile_mode, evaluate, resolve_device, train_epoch
+from vae_gumbel.training import (
+    FUSED_ADAM_DEVICES,
+    Evaluation,
+    TrainStep,
+    compile_mode,
+    evaluate,
+    resolve_device,
+    train_epoch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +72,7 @@ def build_optimizer(
         betas=tuple(optim.betas),
         eps=optim.eps,
         weight_decay=optim.weight_decay,
-        fused=device.type == "cuda",
+        fused=device.type in FUSED_ADAM_DEVICES,
     )
 
 

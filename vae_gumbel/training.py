@@ -21,6 +21,9 @@ from vae_gumbel.model import CategoricalVAE
 from vae_gumbel.objectives import code_perplexity, kl_per_variable, negative_elbo, relaxed_and_unrelaxed
 from vae_gumbel.schedules import Schedule
 
+# Devices with a fused Adam kernel: one pass over all parameters instead of a loop of small ops.
+FUSED_ADAM_DEVICES = ("cpu", "cuda")
+
 # A latent variable whose mean KL to the prior is below this carries (almost) no information.
 ACTIVE_KL_NATS = 0.01
 
