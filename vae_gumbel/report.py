@@ -81,14 +81,20 @@ def read_job(folder: Path, root: Path) -> Job:
     return job
 
 
+def varying_keys(jobs: list[Job]) -> list[str]:
+    """Gives the override keys whose values differ between jobs (all of them for a single job)."""
+    keys = sorted({key for job in jobs for key in job.overrides})
+    if len(jobs) > 1:
+        keys = [k for k in keys if len({job.overrides.get(k, "") for job in jobs}) > 1]
+    return keys
+
+
 def table(jobs: list[Job], sort: str = "final") -> tuple[list[str], list[list[Any]]]:
     """Gives the report's columns and rows: best first, failed and unfinished jobs last.
 
     Overrides that every job shares are left out; they do not tell jobs apart.
     """
-    keys = sorted({key for job in jobs for key in job.overrides})
-    if len(jobs) > 1:
-        keys = [k for k in keys if len({job.overrides.get(k, "") for job in jobs}) > 1]
+    keys = varying_keys(jobs)
     columns = ["job", "status", *keys, "epochs", "final test loss", "best test loss", "best epoch", "error"]
 
     def order(job: Job) -> tuple[int, float]:
@@ -133,7 +139,7 @@ def curves_figure(jobs: list[Job], title: str) -> Figure:
     """Gives test loss per epoch for every job that has one, labelled by its overrides."""
     figure = Figure(figsize=(9, 5))
     axis = figure.subplots()
-    varying = table(jobs)[0][2:-5]
+    varying = varying_keys(jobs)
     for job in jobs:
         if job.curve:
             label = ", ".join(f"{k}={job.overrides[k]}" for k in varying if k in job.overrides) or job.name
