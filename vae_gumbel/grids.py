@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid, save_image
 
-from vae_gumbel.gumbel import sample_gumbel
+from vae_gumbel.gumbel import gumbel_max, sample_gumbel
 from vae_gumbel.model import CategoricalVAE
 
 IMAGE_SHAPE = (1, 28, 28)
@@ -75,12 +75,11 @@ def reconstruction_grid(
     pairs = max(1, rows // 2)
     x = x[: pairs * cols].to(_device(model))
     logits = model.encode(x)
-    if code == "sample":
-        noise = sample_gumbel(logits.shape, generator=torch.Generator().manual_seed(seed)).to(logits.device)
-        index = (logits.float() + noise).argmax(-1)
+    if code == "sample":  # drawn on the CPU, so the same seed gives the same picture on every device
+        generator = torch.Generator().manual_seed(seed)
+        codes = gumbel_max(logits.float().cpu(), one_hot=True, generator=generator).to(logits.device)
     else:
-        index = logits.argmax(-1)
-    codes = torch.nn.functional.one_hot(index, model.categorical_dim).float()
+        codes = torch.nn.functional.one_hot(logits.argmax(-1), model.categorical_dim).float()
     decoded = pixel_probabilities(model, codes)
     originals = _images(x)
     interleaved = torch.stack(
