@@ -4,7 +4,9 @@ operators (and, on CUDA, kernels) it launches.
     python scripts/profile_step.py [--device auto] [--batch-size 100] [--steps 50] [--compile] [--bf16]
 
 Uses random binary images, so it needs no data set. Prints the top operators by self time
-and the operator count per step; with --trace DIR it also writes a Chrome trace.
+and the operator count per step; on CUDA also the kernels run, the launches the host makes
+(a replayed CUDA graph is one launch however many kernels it holds) and the host-device
+synchronisations per step. With --trace DIR it also writes a Chrome trace.
 """
 
 from __future__ import annotations
@@ -18,6 +20,21 @@ from torch.profiler import ProfilerActivity, profile
 from vae_gumbel.estimators import get_estimator
 from vae_gumbel.model import CategoricalVAE
 from vae_gumbel.training import FUSED_ADAM_DEVICES, TrainStep, compile_mode, resolve_device
+
+# CUDA runtime and driver calls, as the profiler records them on the host.
+LAUNCH_CALLS = frozenset(
+    {"cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx", "cudaGraphLaunch"}
+)
+SYNC_CALLS = frozenset({"cudaDeviceSynchronize", "cudaStreamSynchronize", "cudaEventSynchronize"})
+
+
+def count_calls(events: list, names: frozenset[str]) -> dict[str, int]:
+    """Gives how often each of ``names`` occurs among the profiler's ``events``."""
+    counts: dict[str, int] = {}
+    for event in events:
+        if event.name in names:
+            counts[event.name] = counts.get(event.name, 0) + 1
+    return counts
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,13 +68,19 @@ def main(argv: list[str] | None = None) -> None:
             step(x, tau)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    sort = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     print(prof.key_averages().table(sort_by=sort, row_limit=args.rows))
     calls = sum(e.count for e in prof.key_averages() if not e.key.startswith("ProfilerStep"))
     print(f"operator calls per step: {calls / args.steps:.0f}")
     if device.type == "cuda":
-        kernels = sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
-        print(f"CUDA kernels per step: {kernels / args.steps:.0f}")
+        events = prof.events()
+        kernels = sum(1 for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
+        print(f"CUDA kernels per step: {kernels / args.steps:.1f}")
+        launches = count_calls(events, LAUNCH_CALLS)
+        print(f"launches per step: {sum(launches.values()) / args.steps:.1f} {launches}")
+        syncs = count_calls(events, SYNC_CALLS)
+        syncs["cudaDeviceSynchronize"] = syncs.get("cudaDeviceSynchronize", 0) - 1  # the one after the loop
+        print(f"host-device synchronisations per step: {sum(syncs.values()) / args.steps:.2f} {syncs}")
     if args.trace:
         args.trace.mkdir(parents=True, exist_ok=True)
         prof.export_chrome_trace(str(args.trace / "trace.json"))

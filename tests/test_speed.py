@@ -15,7 +15,7 @@ from vae_gumbel.benchmark import check_same_losses, model_flops_per_image
 from vae_gumbel.data import ImageSet, load_images
 from vae_gumbel.model import CategoricalVAE
 from vae_gumbel.train import train
-from vae_gumbel.training import compile_mode
+from vae_gumbel.training import allow_tf32, compile_mode
 
 
 def test_annealing_does_not_recompile_the_step(compose_train, tmp_path: Path) -> None:
@@ -141,3 +141,58 @@ def test_profile_script_prints_the_top_operators(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "aten::addmm" in result.stdout and "operator calls per step:" in result.stdout
+
+
+def test_multirun_timing_compares_n_jobs_with_one(tmp_path: Path, mnist_root: Path) -> None:
+    from tests.conftest import REPO, run_python, small_overrides
+
+    out = tmp_path / "timing"
+    result = run_python(
+        str(REPO / "scripts/time_multirun.py"),
+        "--jobs",
+        "2",
+        "--out",
+        str(out),
+        *small_overrides(mnist_root),
+        "trainer.num_threads=1",
+        "trainer.epochs=2",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "multirun.json").read_text())
+    assert report["jobs"] == 2 and len(report["job_epoch_s"]) == 2
+    assert report["ratio"] == pytest.approx(report["multirun_s"] / report["single_s"])
+    for run in (out / "single", out / "multirun" / "0", out / "multirun" / "1"):
+        assert json.loads((run / "status.json").read_text())["status"] == "completed"
+    assert "2 jobs took" in result.stdout
+
+
+def test_multirun_timing_stops_at_a_failing_run(tmp_path: Path, mnist_root: Path) -> None:
+    from tests.conftest import REPO, run_python, small_overrides
+
+    result = run_python(
+        str(REPO / "scripts/time_multirun.py"),
+        "--jobs",
+        "2",
+        "--out",
+        str(tmp_path / "timing"),
+        *small_overrides(mnist_root),
+        "temperature.initial=-1",
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    assert "error: the single job failed" in result.stderr
+    assert not (tmp_path / "timing" / "multirun.json").exists()
+
+
+def test_tf32_is_a_cuda_setting_that_leaves_the_cpu_alone() -> None:
+    before = torch.backends.cuda.matmul.allow_tf32
+    try:
+        allow_tf32(torch.device("cpu"), True)
+        assert torch.backends.cuda.matmul.allow_tf32 == before
+        allow_tf32(torch.device("cuda"), True)
+        assert torch.backends.cuda.matmul.allow_tf32
+        allow_tf32(torch.device("cuda"), False)
+        assert not torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before

@@ -32,7 +32,14 @@ from vae_gumbel.errors import VaeGumbelError
 from vae_gumbel.estimators import get_estimator
 from vae_gumbel.model import CategoricalVAE
 from vae_gumbel.schedules import ConstantTemperature
-from vae_gumbel.training import FUSED_ADAM_DEVICES, TrainStep, evaluate, resolve_device, train_epoch
+from vae_gumbel.training import (
+    FUSED_ADAM_DEVICES,
+    TrainStep,
+    allow_tf32,
+    evaluate,
+    resolve_device,
+    train_epoch,
+)
 
 EPOCH_IMAGES = 60_000
 CHECK_TAU = 0.5  # a power of two: the same division whether tau is a float or a tensor
@@ -94,13 +101,21 @@ def check_same_losses(
 
 
 def compare_epochs(
-    root: str, images: ImageSet, test_set: ImageSet, model: CategoricalVAE, device: torch.device, epochs: int
+    root: str,
+    images: ImageSet,
+    test_set: ImageSet,
+    model: CategoricalVAE,
+    device: torch.device,
+    epochs: int,
+    tf32: bool = False,
 ) -> dict[str, float]:
     """Trains both loops for ``epochs`` epochs from the same weights (grey-level targets, batch 100,
-    tau = 1) and gives each one's test loss, scored by the same evaluation."""
+    tau = 1) and gives each one's test loss, scored by the same evaluation. ``tf32`` applies to
+    the trainer, as ``trainer.tf32`` does; the baseline keeps PyTorch's defaults."""
     results = {}
     steps = epochs * (len(images) // 100)
     for name in ("baseline", "trainer"):
+        allow_tf32(device, tf32 and name == "trainer")
         trial = copy.deepcopy(model)
         torch.manual_seed(2)
         started = time.perf_counter()
@@ -110,6 +125,7 @@ def compare_epochs(
         else:
             time_trainer(make_trainer_step(trial, device, None, "32"), images, 100, steps, device)
         results[f"{name}_seconds"] = time.perf_counter() - started
+        allow_tf32(device, False)
         results[f"{name}_test_loss"] = evaluate(trial, test_set, batch_size=10_000, seed=0).metrics[
             "test/loss"
         ]
@@ -158,6 +174,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     images = ImageSet(load_images(args.data_root, train=True).to(device), 255.0, resample=False)
     torch.manual_seed(0)
     model = CategoricalVAE(args.latent_dim, args.categorical_dim, args.hidden).to(device)
+    tf32 = device.type == "cuda" and not args.no_tf32
+    allow_tf32(device, False)  # the loss check compares full float32 arithmetic
     worst = check_same_losses(args.data_root, images, model, device)
     print(
         f"same losses: the baseline and the trainer agree within {worst:.2g} nats over 20 steps", flush=True
@@ -167,7 +185,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         test_set = load_test_set(args.data_root, "none", device=device, verify_checksums=not args.no_verify)
         epochs = {
             "epochs": args.epochs,
-            **compare_epochs(args.data_root, images, test_set, model, device, args.epochs),
+            **compare_epochs(args.data_root, images, test_set, model, device, args.epochs, tf32),
         }
         print(f"after {args.epochs} epoch(s): {epochs}", flush=True)
 
@@ -187,6 +205,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         warmup = max(2, min(20, steps // 5))
         prepared = {}
         for name, factory in configs.items():  # compile and warm up every configuration first
+            allow_tf32(device, tf32 and name != "baseline")
             trial = copy.deepcopy(model)
             step_fn = factory(trial)
             if step_fn is None:
@@ -201,6 +220,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for _ in range(args.repeats):  # alternate, so noise on the machine hits every configuration
             for name in configs:
                 timing = next(t for t in timings if t.config == name and t.batch_size == batch_size)
+                allow_tf32(device, tf32 and name != "baseline")
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
                 if name == "baseline":
@@ -241,6 +261,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "hidden": args.hidden,
         },
         "model_flops_per_image": flops,
+        "trainer_tf32": tf32,
         "loss_check_max_difference": worst,
         "same_epochs": epochs,
         "repeats": args.repeats,
@@ -252,7 +273,12 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"Device: {report['device']}; torch {report['torch']}; model {report['model']}; "
         f"{report['model_flops_per_image'] / 1e6:.2f} MFLOP per training image;"
-        f" median of {report['repeats']} runs.",
+        f" median of {report['repeats']} runs"
+        + (
+            "; the trainer's matmuls in TF32 (`trainer.tf32`), the baseline's in float32."
+            if report.get("trainer_tf32")
+            else "."
+        ),
         "",
         "| batch | configuration | s / epoch | images / s | vs baseline | model TFLOP/s | peak memory (MB) |",
         "|---|---|---|---|---|---|---|",
@@ -288,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, nargs="+", default=[512, 256])
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile configurations")
     parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast on the CPU")
+    parser.add_argument(
+        "--no-tf32", action="store_true", help="keep the trainer's CUDA matmuls in full float32"
+    )
     parser.add_argument(
         "--epochs", type=int, default=0, help="also train both loops this many epochs; compare test loss"
     )

@@ -44,6 +44,7 @@ from vae_gumbel.training import (
     FUSED_ADAM_DEVICES,
     Evaluation,
     TrainStep,
+    allow_tf32,
     compile_mode,
     evaluate,
     resolve_device,
@@ -166,9 +167,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     device = resolve_device(settings.trainer.device)
     if settings.trainer.num_threads is not None:
         torch.set_num_threads(settings.trainer.num_threads)
-    if device.type == "cuda" and settings.trainer.tf32:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    allow_tf32(device, settings.trainer.tf32)
     seed_everything(settings.seed)
     # The checkpoint's file name is known before any work, so a bad path fails fast.
     resume_from = find_resume_checkpoint(settings.resume, run_dir)
