@@ -15,7 +15,7 @@ from vae_gumbel.benchmark import check_same_losses, model_flops_per_image
 from vae_gumbel.data import ImageSet, load_images
 from vae_gumbel.model import CategoricalVAE
 from vae_gumbel.train import train
-from vae_gumbel.training import allow_tf32, compile_mode
+from vae_gumbel.training import StepSums, allow_tf32, compile_mode
 
 
 def test_annealing_does_not_recompile_the_step(compose_train, tmp_path: Path) -> None:
@@ -196,3 +196,17 @@ def test_tf32_is_a_cuda_setting_that_leaves_the_cpu_alone() -> None:
         assert not torch.backends.cuda.matmul.allow_tf32
     finally:
         torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_step_sums_add_up_and_find_the_first_non_finite_step_across_flushes() -> None:
+    sums = StepSums(torch.device("cpu"), capacity=3, first_step=10)
+    values = [torch.tensor([float(i), 1.0, 2.0, 3.0]) for i in range(7)]
+    for v in values:
+        sums.add(v, batch=2)
+    totals, bad = sums.read()
+    assert totals == pytest.approx([2 * 21.0, 14.0, 28.0, 42.0]) and bad is None
+    sums.add(torch.tensor([1.0, 1.0, 1.0, 1.0]), batch=2)  # step 17
+    sums.add(torch.tensor([1.0, math.inf, 1.0, 1.0]), batch=2)  # step 18: the first bad one
+    sums.add(torch.tensor([math.nan, 1.0, 1.0, 1.0]), batch=2)
+    sums.add(torch.tensor([1.0, 1.0, 1.0, 1.0]), batch=2)  # a flush in between keeps the first
+    assert sums.read()[1] == 18

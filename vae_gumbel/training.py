@@ -123,6 +123,45 @@ class EpochResult:
     images: int
 
 
+class StepSums:
+    """Sums the steps' values on the device without waiting for it.
+
+    A step costs one kernel: its values times its batch size, written into a row of a buffer.
+    A flush, once per ``capacity`` steps or read-back, adds the rows up and notes the first
+    step with a non-finite value, so the hot loop launches nothing else.
+    """
+
+    def __init__(self, device: torch.device, capacity: int, first_step: int) -> None:
+        self.rows = torch.empty(capacity, len(STEP_VALUES), device=device)
+        self.count = 0
+        self.row0_step = first_step  # the global step of the buffer's first row
+        self.sums = torch.zeros(len(STEP_VALUES), device=device)
+        self.first_bad_step = torch.full((), -1, dtype=torch.long, device=device)
+
+    def add(self, values: torch.Tensor, batch: int) -> None:
+        if self.count == len(self.rows):
+            self._flush()
+        torch.mul(values, batch, out=self.rows[self.count])
+        self.count += 1
+
+    def _flush(self) -> None:
+        if self.count == 0:
+            return
+        rows = self.rows[: self.count]
+        self.sums += rows.sum(dim=0)
+        bad = ~torch.isfinite(rows).all(dim=1)
+        first_here = torch.where(bad.any(), self.row0_step + bad.int().argmax(), -1)
+        self.first_bad_step = torch.where(self.first_bad_step < 0, first_here, self.first_bad_step)
+        self.row0_step += self.count
+        self.count = 0
+
+    def read(self) -> tuple[list[float], int | None]:
+        """Gives the sums so far and the first non-finite step (None if none), in one read-back."""
+        self._flush()
+        *sums, bad = torch.cat([self.sums.double(), self.first_bad_step.double().view(1)]).tolist()
+        return sums, (int(bad) if bad >= 0 else None)
+
+
 def train_epoch(
     step_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     batches: Iterable[torch.Tensor],
@@ -140,36 +179,37 @@ def train_epoch(
     Raises NonFiniteLossError naming the first step whose loss was NaN or infinite; it is
     found on the device and reported at the next log point.
     """
-    sums: torch.Tensor | None = None
-    first_bad_step: torch.Tensor | None = None
-    tau_buffer: torch.Tensor | None = None
+    sums: StepSums | None = None
+    tau_buffer, tau_value = None, None
     step, images, logged_sums, logged_images = start_step, 0, [0.0] * len(STEP_VALUES), 0
     started = time.perf_counter()
     bar = tqdm(total=num_batches, desc=description, disable=not progress, leave=False, dynamic_ncols=True)
 
     def read_back() -> list[float]:
-        if bool(first_bad_step >= 0):
+        totals, first_bad_step = sums.read()
+        if first_bad_step is not None:
             raise NonFiniteLossError(
-                f"the loss became non-finite at step {int(first_bad_step) + 1}; training stopped and "
+                f"the loss became non-finite at step {first_bad_step + 1}; training stopped and "
                 "the last good checkpoint was kept. Lower optim.lr, or raise temperature.min"
             )
-        return sums.tolist()
+        return totals
 
     for x in batches:
         if schedule.learned:
             tau = schedule(step)
         else:
+            value = schedule(step)
             if tau_buffer is None:
                 tau_buffer = torch.empty((), device=x.device)
-            tau = tau_buffer.fill_(schedule(step))
+            if value != tau_value:  # a kernel only when the temperature changes
+                tau_buffer.fill_(value)
+                tau_value = value
+            tau = tau_buffer
         values = step_fn(x, tau)
-        batch = x.shape[0]
         if sums is None:
-            sums = torch.zeros_like(values)
-            first_bad_step = torch.full((), -1, dtype=torch.long, device=values.device)
-        sums += values * batch
-        bad = ~torch.isfinite(values).all() & (first_bad_step < 0)
-        first_bad_step = torch.where(bad, step, first_bad_step)
+            sums = StepSums(values.device, max(1, min(log_every, num_batches, 1024)), start_step)
+        batch = x.shape[0]
+        sums.add(values, batch)
         step += 1
         images += batch
         bar.update(1)
