@@ -1,0 +1,95 @@
+"""The fast path on a CUDA device: data on the device, no host-device syncs in the step, CUDA
+graphs that are really used. Skipped where there is no CUDA device; run with ``pytest -m cuda``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch._dynamo
+
+from vae_gumbel.benchmark import check_same_losses
+from vae_gumbel.data import ImageSet, load_images, load_mnist
+from vae_gumbel.estimators import get_estimator
+from vae_gumbel.model import CategoricalVAE
+from vae_gumbel.train import train
+from vae_gumbel.training import StepSums, TrainStep
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+CUDA = torch.device("cuda")
+
+
+def test_the_data_set_lives_on_the_device_as_uint8(mnist_root: Path) -> None:
+    data = load_mnist(mnist_root, device=CUDA, download=False, verify_checksums=False)
+    assert data.train.pixels.device.type == "cuda" and data.train.pixels.dtype == torch.uint8
+    batch = next(data.train.batches(20))
+    assert batch.device.type == "cuda" and batch.dtype == torch.float32 and batch.shape == (20, 784)
+
+
+@pytest.mark.parametrize("compile", [None, "reduce-overhead"])
+def test_a_training_step_never_waits_for_the_device(mnist_root: Path, compile: str | None) -> None:  # noqa: A002
+    torch._dynamo.reset()
+    images = ImageSet(load_images(mnist_root, train=True).to(CUDA), 255.0, resample=True)
+    torch.manual_seed(0)
+    model = CategoricalVAE(latent_dim=4, categorical_dim=5, hidden=(32,)).to(CUDA)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    step_fn = TrainStep(model, optimizer, get_estimator("gumbel_softmax"), compile=compile)
+    batches = images.batches(20)  # 6 batches
+    tau = torch.tensor(1.0, device=CUDA)
+    sums = StepSums(CUDA, capacity=2, first_step=0)
+    for _ in range(3):  # compilation and CUDA-graph recording may wait; replays must not
+        sums.add(step_fn(next(batches), tau), 20)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for x in batches:  # three more steps, across a flush of the sums
+            sums.add(step_fn(x, tau), 20)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    totals, first_bad_step = sums.read()
+    assert first_bad_step is None and all(math.isfinite(t) for t in totals)
+
+
+def test_compile_true_trains_with_cuda_graphs_and_anneals_without_recompiling(
+    compose_train, tmp_path
+) -> None:
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    cfg = compose_train(
+        "trainer.device=cuda",
+        "trainer.compile=true",
+        "temperature.every=1",
+        "temperature.rate=0.05",
+        "trainer.epochs=2",
+    )
+    metrics = train(cfg, tmp_path)
+    assert math.isfinite(metrics["test/loss"]) and metrics["temperature"] < 0.6
+    counters = torch._dynamo.utils.counters
+    assert counters["stats"]["unique_graphs"] == 1
+    assert counters["inductor"]["cudagraph_skips"] == 0  # reduce-overhead did not fall back to plain launches
+
+
+def test_cuda_graphs_and_bf16_train_like_the_eager_float32_step(compose_train, tmp_path) -> None:
+    torch._dynamo.reset()
+    eager = train(compose_train("trainer.device=cuda", "trainer.epochs=3"), tmp_path / "eager")
+    fast = train(
+        compose_train(
+            "trainer.device=cuda", "trainer.epochs=3", "trainer.compile=true", "trainer.precision=bf16"
+        ),
+        tmp_path / "fast",
+    )
+    # Compiled kernels draw other random numbers than eager ones, so only the distribution agrees.
+    assert fast["test/loss"] == pytest.approx(eager["test/loss"], rel=0.05)
+
+
+def test_the_benchmark_loss_check_holds_on_cuda(mnist_root: Path) -> None:
+    images = ImageSet(load_images(mnist_root, train=True).to(CUDA), 255.0, resample=False)
+    torch.manual_seed(0)
+    model = CategoricalVAE(latent_dim=4, categorical_dim=5, hidden=(32,)).to(CUDA)
+    assert check_same_losses(str(mnist_root), images, model, CUDA, steps=5, batch_size=20) < 1e-3
