@@ -83,8 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     with profile(activities=activities) as prof:
         for _ in range(args.steps):
             step(x, tau)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync()
     sort = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     print(prof.key_averages().table(sort_by=sort, row_limit=args.rows))
     calls = sum(e.count for e in prof.key_averages() if not e.key.startswith("ProfilerStep"))

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -22,7 +20,9 @@ from pathlib import Path
 
 import torch
 
+from vae_gumbel.benchmark import device_description
 from vae_gumbel.tracking import read_metrics
+from vae_gumbel.training import resolve_device
 
 
 def timed_run(args: list[str], what: str) -> float:
@@ -41,12 +41,6 @@ def median_epoch_seconds(run_dir: Path) -> float:
     if not seconds:
         sys.exit(f"error: {run_dir} has no epoch times in metrics.jsonl")
     return statistics.median(seconds[1:] or seconds)
-
-
-def device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         f"the multirun of {args.jobs} jobs",
     )
     report = {
-        "device": device_name(),
+        "device": device_description(resolve_device("auto")),
         "torch": torch.__version__,
         "jobs": args.jobs,
         "overrides": args.overrides,

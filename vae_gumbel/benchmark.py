@@ -142,6 +142,13 @@ class Timing:
     loss: float  # the last measured loss, a sanity check that training ran
 
 
+def device_description(device: torch.device) -> str:
+    """Names the hardware a timing came from: the GPU's name, or the CPU and its threads."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
 def _peak_memory(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
@@ -251,9 +258,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
         )
     return {
-        "device": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "device": device_description(device),
         "torch": torch.__version__,
         "model": {
             "latent_dim": args.latent_dim,
