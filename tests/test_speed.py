@@ -95,6 +95,9 @@ def test_benchmark_cli_writes_json_and_a_markdown_table(mnist_root: Path, tmp_pa
         "--hidden",
         "32",
         "--no-verify",
+        "--bf16",
+        "--peak-size",
+        "128",
         "--epochs",
         "1",
         "--out",
@@ -105,10 +108,20 @@ def test_benchmark_cli_writes_json_and_a_markdown_table(mnist_root: Path, tmp_pa
     assert "same losses" in result.stdout
     report = json.loads((tmp_path / "bench.json").read_text())
     rows = {(r["batch_size"], r["config"]): r for r in report["results"]}
-    assert set(rows) == {(b, c) for b in (20, 40) for c in ("baseline", "trainer eager")}
+    configs = ("baseline", "trainer eager", "trainer bf16")
+    assert set(rows) == {(b, c) for b in (20, 40) for c in configs}
     assert all(len(r["seconds"]) == 2 and r["images_per_s"] > 0 for r in rows.values())
     assert rows[(20, "baseline")]["speedup_vs_baseline"] == 1.0
-    assert "| 20 | trainer eager |" in (tmp_path / "bench.md").read_text()
+    # Each row is held against the measured matmul peak of its own precision.
+    peaks = report["matmul_peak"]["tflops"]
+    assert report["matmul_peak"]["size"] == 128 and set(peaks) == {"float32", "bfloat16"}
+    assert [rows[(20, c)]["matmul_precision"] for c in configs] == ["float32", "float32", "bfloat16"]
+    for row in rows.values():
+        assert row["fraction_of_matmul_peak"] == pytest.approx(
+            row["model_tflops"] / peaks[row["matmul_precision"]]
+        )
+    table = (tmp_path / "bench.md").read_text()
+    assert "| 20 | trainer eager |" in table and "Matmul peak measured in this run (128 x 128" in table
     same = report["same_epochs"]
     assert same["epochs"] == 1 and same["trainer_test_loss"] == pytest.approx(
         same["baseline_test_loss"], rel=0.1

@@ -5,7 +5,9 @@
 On the same device and data it first checks that both loops give the same losses from the
 same seed, then times, per batch size, the baseline (``vae_gumbel.baseline``) and the
 trainer's step eager, compiled and in bf16 (on CUDA), alternating them so machine noise
-hits every configuration alike. Writes ``bench.json`` and ``bench.md`` into ``--out``.
+hits every configuration alike. It also measures the device's dense matmul throughput in each
+precision it times, so each configuration's model TFLOP/s reads as a fraction of what the
+hardware does. Writes ``bench.json`` and ``bench.md`` into ``--out``.
 """
 
 from __future__ import annotations
@@ -149,6 +151,33 @@ def device_description(device: torch.device) -> str:
     return f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
+# The matmul precision of each kind of row, and the dtype its peak is measured in.
+MATMUL_DTYPES = {"float32": torch.float32, "tf32": torch.float32, "bfloat16": torch.bfloat16}
+PEAK_CALLS = 3  # matmuls per timed repetition of the peak measurement
+
+
+def matmul_peak_tflops(device: torch.device, precision: str, size: int, repeats: int = 5) -> float:
+    """Measures the device's dense matmul throughput in ``precision`` (square ``size`` matrices,
+    the best of ``repeats``): the ceiling that a configuration's model TFLOP/s is held against."""
+    generator = torch.Generator(device=device).manual_seed(0)
+    dtype = MATMUL_DTYPES[precision]
+    a, b = (torch.randn(size, size, device=device, dtype=dtype, generator=generator) for _ in range(2))
+    allow_tf32(device, precision == "tf32")
+    try:
+        torch.mm(a, b)  # warm-up: library handles, kernel selection
+        _sync(device)
+        best = math.inf
+        for _ in range(repeats):
+            started = time.perf_counter()
+            for _ in range(PEAK_CALLS):
+                torch.mm(a, b)
+            _sync(device)
+            best = min(best, (time.perf_counter() - started) / PEAK_CALLS)
+    finally:
+        allow_tf32(device, False)
+    return 2 * size**3 / best / 1e12
+
+
 def _peak_memory(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
@@ -196,22 +225,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         print(f"after {args.epochs} epoch(s): {epochs}", flush=True)
 
-    configs: dict[str, Callable[[CategoricalVAE], TrainStep | None]] = {"baseline": lambda m: None}
-    configs["trainer eager"] = lambda m: make_trainer_step(m, device, None, "32")
+    # Each configuration: how to build its step (None: the tutorial loop) and its matmul precision.
+    fp32 = "tf32" if tf32 else "float32"
+    configs: dict[str, tuple[Callable[[CategoricalVAE], TrainStep | None], str]] = {
+        "baseline": (lambda m: None, "float32"),
+        "trainer eager": (lambda m: make_trainer_step(m, device, None, "32"), fp32),
+    }
     if not args.no_compile:
         mode = "reduce-overhead" if device.type == "cuda" else "default"
-        configs[f"trainer compiled ({mode})"] = lambda m: make_trainer_step(m, device, mode, "32")
+        configs[f"trainer compiled ({mode})"] = (lambda m: make_trainer_step(m, device, mode, "32"), fp32)
     if device.type == "cuda" or args.bf16:
-        configs["trainer bf16"] = lambda m: make_trainer_step(m, device, None, "bf16")
+        configs["trainer bf16"] = (lambda m: make_trainer_step(m, device, None, "bf16"), "bfloat16")
         if not args.no_compile:
-            configs["trainer compiled bf16"] = lambda m: make_trainer_step(m, device, mode, "bf16")
+            configs["trainer compiled bf16"] = (
+                lambda m: make_trainer_step(m, device, mode, "bf16"),
+                "bfloat16",
+            )
+    peak_size = args.peak_size or (8192 if device.type == "cuda" else 2048)
+    peaks = {
+        precision: matmul_peak_tflops(device, precision, peak_size)
+        for precision in sorted({precision for _, precision in configs.values()})
+    }
+    print(f"matmul peak ({peak_size}^2 x {peak_size}^2), TFLOP/s: {peaks}", flush=True)
 
     timings: list[Timing] = []
     for batch_size in args.batch_sizes:
         steps = max(2, args.images // batch_size)
         warmup = max(2, min(20, steps // 5))
         prepared = {}
-        for name, factory in configs.items():  # compile and warm up every configuration first
+        for name, (factory, _) in configs.items():  # compile and warm up every configuration first
             allow_tf32(device, tf32 and name != "baseline")
             trial = copy.deepcopy(model)
             step_fn = factory(trial)
@@ -248,6 +290,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         per_image = seconds / timing.images
         baseline = next(t for t in timings if t.config == "baseline" and t.batch_size == timing.batch_size)
         baseline_per_image = statistics.median(baseline.seconds) / baseline.images
+        precision = configs[timing.config][1]
         rows.append(
             {
                 **asdict(timing),
@@ -255,6 +298,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "images_per_s": 1 / per_image,
                 "speedup_vs_baseline": baseline_per_image / per_image,
                 "model_tflops": flops / per_image / 1e12,
+                "matmul_precision": precision,
+                "fraction_of_matmul_peak": flops / per_image / 1e12 / peaks[precision],
             }
         )
     return {
@@ -267,6 +312,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "model_flops_per_image": flops,
         "trainer_tf32": tf32,
+        "matmul_peak": {"size": peak_size, "tflops": peaks},
         "loss_check_max_difference": worst,
         "same_epochs": epochs,
         "repeats": args.repeats,
@@ -275,7 +321,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [
+    notes = [  # paragraphs above the table
         f"Device: {report['device']}; torch {report['torch']}; model {report['model']}; "
         f"{report['model_flops_per_image'] / 1e6:.2f} MFLOP per training image;"
         f" median of {report['repeats']} runs"
@@ -283,24 +329,32 @@ def markdown(report: dict[str, Any]) -> str:
             "; the trainer's matmuls in TF32 (`trainer.tf32`), the baseline's in float32."
             if report.get("trainer_tf32")
             else "."
-        ),
-        "",
-        "| batch | configuration | s / epoch | images / s | vs baseline | model TFLOP/s | peak memory (MB) |",
-        "|---|---|---|---|---|---|---|",
+        )
     ]
+    if report.get("matmul_peak"):
+        size, peaks = report["matmul_peak"]["size"], report["matmul_peak"]["tflops"]
+        measured = ", ".join(f"{name} {value:.3g}" for name, value in peaks.items())
+        notes.append(f"Matmul peak measured in this run ({size} x {size} matrices), TFLOP/s: {measured}.")
     if report.get("same_epochs"):
         same = report["same_epochs"]
-        lines.insert(
-            1,
+        notes.append(
             f"After {same['epochs']} epoch(s) from the same weights: test loss baseline "
             f"{same['baseline_test_loss']:.2f} ({same['baseline_seconds']:.1f} s), trainer "
-            f"{same['trainer_test_loss']:.2f} ({same['trainer_seconds']:.1f} s).",
+            f"{same['trainer_test_loss']:.2f} ({same['trainer_seconds']:.1f} s)."
         )
+    lines = [
+        "\n\n".join(notes),
+        "",
+        "| batch | configuration | s / epoch | images / s | vs baseline | model TFLOP/s "
+        "| of matmul peak | peak memory (MB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in report["results"]:
         memory = f"{row['peak_memory_mb']:.0f}" if row["peak_memory_mb"] is not None else "n/a"
         lines.append(
             f"| {row['batch_size']} | {row['config']} | {row['epoch_s']:.3f} | {row['images_per_s']:,.0f} | "
-            f"{row['speedup_vs_baseline']:.2f}x | {row['model_tflops']:.4f} | {memory} |"
+            f"{row['speedup_vs_baseline']:.2f}x | {row['model_tflops']:.4f} | "
+            f"{row['fraction_of_matmul_peak']:.1%} ({row['matmul_precision']}) | {memory} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -327,6 +381,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--no-verify", action="store_true", help="skip the MNIST checksums (own MNIST-format files)"
+    )
+    parser.add_argument(
+        "--peak-size",
+        type=int,
+        default=0,
+        help="matrix size for the matmul peak (default 8192 on CUDA, 2048 on the CPU)",
     )
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
     args = parser.parse_args(argv)
