@@ -246,7 +246,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         precision: matmul_peak_tflops(device, precision, peak_size)
         for precision in sorted({precision for _, precision in configs.values()})
     }
-    print(f"matmul peak ({peak_size}^2 x {peak_size}^2), TFLOP/s: {peaks}", flush=True)
+    print(f"matmul peak ({peak_size} x {peak_size} matrices), TFLOP/s: {peaks}", flush=True)
 
     timings: list[Timing] = []
     for batch_size in args.batch_sizes:
@@ -291,15 +291,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         baseline = next(t for t in timings if t.config == "baseline" and t.batch_size == timing.batch_size)
         baseline_per_image = statistics.median(baseline.seconds) / baseline.images
         precision = configs[timing.config][1]
+        model_tflops = flops / per_image / 1e12
         rows.append(
             {
                 **asdict(timing),
                 "epoch_s": per_image * EPOCH_IMAGES,
                 "images_per_s": 1 / per_image,
                 "speedup_vs_baseline": baseline_per_image / per_image,
-                "model_tflops": flops / per_image / 1e12,
+                "model_tflops": model_tflops,
                 "matmul_precision": precision,
-                "fraction_of_matmul_peak": flops / per_image / 1e12 / peaks[precision],
+                "fraction_of_matmul_peak": model_tflops / peaks[precision],
             }
         )
     return {
