@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from vae_gumbel.benchmark import device_description
 from vae_gumbel.tracking import read_metrics
@@ -70,7 +71,10 @@ def main(argv: list[str] | None = None) -> None:
         f"the multirun of {args.jobs} jobs",
     )
     report = {
-        "device": device_description(resolve_device("auto")),
+        # The device the runs trained on, as their composed config names it.
+        "device": device_description(
+            resolve_device(OmegaConf.load(single_dir / ".hydra" / "config.yaml").trainer.device)
+        ),
         "torch": torch.__version__,
         "jobs": args.jobs,
         "overrides": args.overrides,

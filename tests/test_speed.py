@@ -174,6 +174,7 @@ def test_multirun_timing_compares_n_jobs_with_one(tmp_path: Path, mnist_root: Pa
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "multirun.json").read_text())
     assert report["jobs"] == 2 and len(report["job_epoch_s"]) == 2
+    assert report["device"].startswith("CPU")  # the runs' trainer.device=cpu, even beside a GPU
     assert report["ratio"] == pytest.approx(report["multirun_s"] / report["single_s"])
     for run in (out / "single", out / "multirun" / "0", out / "multirun" / "1"):
         assert json.loads((run / "status.json").read_text())["status"] == "completed"
