@@ -10,10 +10,12 @@ import pytest
 import torch
 import torch._dynamo
 
+from tests.test_train import without_timing
 from vae_gumbel.benchmark import check_same_losses
 from vae_gumbel.data import ImageSet, load_images, load_mnist
 from vae_gumbel.estimators import get_estimator
 from vae_gumbel.model import CategoricalVAE
+from vae_gumbel.tracking import read_metrics
 from vae_gumbel.train import train
 from vae_gumbel.training import StepSums, TrainStep
 
@@ -77,7 +79,9 @@ def test_compile_true_trains_with_cuda_graphs_and_anneals_without_recompiling(
 
 def test_cuda_graphs_and_bf16_train_like_the_eager_float32_step(compose_train, tmp_path) -> None:
     torch._dynamo.reset()
-    eager = train(compose_train("trainer.device=cuda", "trainer.epochs=3"), tmp_path / "eager")
+    eager = train(
+        compose_train("trainer.device=cuda", "trainer.epochs=3", "trainer.compile=false"), tmp_path / "eager"
+    )
     fast = train(
         compose_train(
             "trainer.device=cuda", "trainer.epochs=3", "trainer.compile=true", "trainer.precision=bf16"
@@ -86,6 +90,41 @@ def test_cuda_graphs_and_bf16_train_like_the_eager_float32_step(compose_train, t
     )
     # Compiled kernels draw other random numbers than eager ones, so only the distribution agrees.
     assert fast["test/loss"] == pytest.approx(eager["test/loss"], rel=0.05)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("estimator=straight_through",),
+        ("estimator=gumbel_rao",),
+        ("estimator=reinmax",),
+        ("temperature=learned",),
+        ("trainer.precision=bf16", "estimator=gumbel_rao"),
+    ],
+    ids=lambda o: ",".join(o),
+)
+def test_every_estimator_and_the_learned_temperature_train_with_the_default_cuda_graphs(
+    compose_train, tmp_path, overrides: tuple[str, ...]
+) -> None:
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    metrics = train(compose_train("trainer.device=cuda", "trainer.epochs=2", *overrides), tmp_path)
+    assert math.isfinite(metrics["test/loss"]) and math.isfinite(metrics["train/loss_relaxed"])
+    assert torch._dynamo.utils.counters["inductor"]["cudagraph_skips"] == 0
+
+
+def test_resume_with_the_default_cuda_graphs_continues_exactly(compose_train, tmp_path) -> None:
+    anneal = ("trainer.device=cuda", "temperature.every=1", "temperature.rate=0.05")
+    torch._dynamo.reset()
+    train(compose_train(*anneal, "trainer.epochs=3"), tmp_path / "straight")
+    torch._dynamo.reset()
+    train(compose_train(*anneal, "trainer.epochs=1"), tmp_path / "interrupted")
+    torch._dynamo.reset()
+    train(compose_train(*anneal, "trainer.epochs=3", "resume=last"), tmp_path / "interrupted")
+    straight, interrupted = (
+        without_timing(read_metrics(tmp_path / run / "metrics.jsonl")) for run in ("straight", "interrupted")
+    )
+    assert interrupted == straight
 
 
 def test_the_benchmark_loss_check_holds_on_cuda(mnist_root: Path) -> None:

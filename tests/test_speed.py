@@ -12,6 +12,7 @@ import torch._dynamo
 
 from tests.conftest import run_module
 from vae_gumbel.benchmark import check_same_losses, model_flops_per_image
+from vae_gumbel.config import validate
 from vae_gumbel.data import ImageSet, load_images
 from vae_gumbel.model import CategoricalVAE
 from vae_gumbel.train import train
@@ -57,6 +58,12 @@ def test_compile_true_means_cuda_graphs_on_cuda_only() -> None:
     assert compile_mode("true", torch.device("cpu")) == "default"
     assert compile_mode("max-autotune", torch.device("cpu")) == "max-autotune"
     assert compile_mode("false", torch.device("cuda")) is None
+
+
+def test_the_default_compiles_with_cuda_graphs_on_cuda_and_stays_eager_on_a_cpu(compose_train) -> None:
+    assert validate(compose_train(small=False)).trainer.compile == "auto"
+    assert compile_mode("auto", torch.device("cuda")) == "reduce-overhead"
+    assert compile_mode("auto", torch.device("cpu")) is None
 
 
 def test_model_flops_count_every_matmul_of_a_training_image() -> None:

@@ -24,7 +24,7 @@ from vae_gumbel.estimators import ESTIMATORS
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 BINARIZE_MODES = ("dynamic", "static", "none")
 SCHEDULES = ("constant", "exp_anneal", "learned")
-COMPILE_MODES = ("false", "true", "default", "reduce-overhead", "max-autotune")
+COMPILE_MODES = ("auto", "false", "true", "default", "reduce-overhead", "max-autotune")
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
@@ -147,7 +147,7 @@ class TrainerConfig:
     sample_seed: int = 0
     progress: bool = True
     num_threads: int | None = None
-    compile: str = "false"  # false | true | default | reduce-overhead | max-autotune
+    compile: str = "auto"  # auto | false | true | default | reduce-overhead | max-autotune
     compile_backend: str = "inductor"
     precision: str = "32"  # 32 | bf16 (autocast; losses stay float32)
     tf32: bool = True  # TF32 matmuls on CUDA
