@@ -122,11 +122,12 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
-    """Sets every random generator back to a state from ``capture_rng_state``."""
-    torch.set_rng_state(state["torch"])
+    """Sets every random generator back to a state from ``capture_rng_state``. The states are
+    byte tensors on the CPU, wherever the checkpoint was loaded to."""
+    torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"][: torch.cuda.device_count()]])
     version, mt_state, gauss = state["python"]
     random.setstate((version, tuple(mt_state), gauss))
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]
-    np.random.set_state((np_name, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss))
+    np.random.set_state((np_name, np_keys.cpu().numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss))
