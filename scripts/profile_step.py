@@ -1,7 +1,7 @@
 """Profile the trainer's step with torch.profiler: where a step's time goes, and how many
 operators (and, on CUDA, kernels) it launches.
 
-    python scripts/profile_step.py [--device auto] [--batch-size 100] [--steps 50] [--compile] [--bf16]
+    python scripts/profile_step.py [--device auto] [--batch-size 100] [--steps 50] [--compile [MODE]] [--bf16]
                                    [--latent-dim 30] [--categorical-dim 10] [--hidden 512 256]
 
 Uses random binary images, so it needs no data set. Prints the wall time of a step timed
@@ -22,7 +22,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from vae_gumbel.estimators import get_estimator
 from vae_gumbel.model import CategoricalVAE
-from vae_gumbel.training import FUSED_ADAM_DEVICES, TrainStep, compile_mode, resolve_device
+from vae_gumbel.training import FUSED_ADAM_DEVICES, allow_tf32, build_step, plan_step, resolve_device
 
 # CUDA runtime and driver calls, as the profiler records them on the host.
 LAUNCH_CALLS = frozenset(
@@ -45,7 +45,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--compile", action="store_true")
+    parser.add_argument(
+        "--compile",
+        nargs="?",
+        const="true",
+        default="false",
+        help="as trainer.compile: true (on CUDA, one CUDA graph per step), reduce-overhead, ...",
+    )
+    parser.add_argument("--no-tf32", action="store_true", help="full float32 matmuls on CUDA")
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--latent-dim", type=int, default=30)
     parser.add_argument("--categorical-dim", type=int, default=10)
@@ -59,14 +66,15 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.num_threads)
     torch.manual_seed(0)
     model = CategoricalVAE(args.latent_dim, args.categorical_dim, args.hidden).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=device.type in FUSED_ADAM_DEVICES)
-    step = TrainStep(
-        model,
-        optimizer,
-        get_estimator("gumbel_softmax"),
-        compile=compile_mode("true", device) if args.compile else None,
-        precision="bf16" if args.bf16 else "32",
+    allow_tf32(device, not args.no_tf32)  # as trainer.tf32 does by default
+    plan = plan_step(args.compile, device)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=1e-3, fused=device.type in FUSED_ADAM_DEVICES, capturable=plan.cuda_graph
     )
+    step = build_step(
+        model, optimizer, get_estimator("gumbel_softmax"), plan, precision="bf16" if args.bf16 else "32"
+    )
+    print(f"step: {plan}")
     x = torch.rand(args.batch_size, 784, device=device).bernoulli()
     tau = torch.tensor(1.0, device=device)
     for _ in range(10):  # warm-up (and compilation)

@@ -14,9 +14,10 @@ from tests.conftest import run_module
 from vae_gumbel.benchmark import check_same_losses, model_flops_per_image
 from vae_gumbel.config import validate
 from vae_gumbel.data import ImageSet, load_images
+from vae_gumbel.estimators import get_estimator
 from vae_gumbel.model import CategoricalVAE
 from vae_gumbel.train import train
-from vae_gumbel.training import StepSums, allow_tf32, compile_mode
+from vae_gumbel.training import StepPlan, StepSums, allow_tf32, build_step, plan_step
 
 
 def test_annealing_does_not_recompile_the_step(compose_train, tmp_path: Path) -> None:
@@ -53,17 +54,31 @@ def test_bf16_autocast_trains_with_float32_losses(compose_train, tmp_path: Path)
     assert half["test/loss"] == pytest.approx(full["test/loss"], rel=0.05)
 
 
-def test_compile_true_means_cuda_graphs_on_cuda_only() -> None:
-    assert compile_mode("true", torch.device("cuda")) == "reduce-overhead"
-    assert compile_mode("true", torch.device("cpu")) == "default"
-    assert compile_mode("max-autotune", torch.device("cpu")) == "max-autotune"
-    assert compile_mode("false", torch.device("cuda")) is None
+def test_compile_true_means_one_cuda_graph_per_step_on_cuda() -> None:
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert plan_step("true", cuda) == StepPlan("default", cuda_graph=True)
+    assert plan_step("true", cpu) == StepPlan("default")
+    assert plan_step("max-autotune", cpu) == StepPlan("max-autotune")
+    assert plan_step("reduce-overhead", cuda) == StepPlan("reduce-overhead")
+    assert plan_step("false", cuda) == StepPlan(None)
+
+
+def test_a_learned_temperature_gets_inductors_cuda_graphs_instead() -> None:
+    # Its gradient leaves the step, which a graph of the whole step would cut off.
+    assert plan_step("true", torch.device("cuda"), learned_temperature=True) == StepPlan("reduce-overhead")
+
+
+def test_a_cuda_graph_of_the_step_needs_a_capturable_optimizer() -> None:
+    model = CategoricalVAE(latent_dim=4, categorical_dim=5, hidden=(32,))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with pytest.raises(ValueError, match="capturable=True"):
+        build_step(model, optimizer, get_estimator("gumbel_softmax"), StepPlan("default", cuda_graph=True))
 
 
 def test_the_default_compiles_with_cuda_graphs_on_cuda_and_stays_eager_on_a_cpu(compose_train) -> None:
     assert validate(compose_train(small=False)).trainer.compile == "auto"
-    assert compile_mode("auto", torch.device("cuda")) == "reduce-overhead"
-    assert compile_mode("auto", torch.device("cpu")) is None
+    assert plan_step("auto", torch.device("cuda")) == StepPlan("default", cuda_graph=True)
+    assert plan_step("auto", torch.device("cpu")) == StepPlan(None)
 
 
 def test_model_flops_count_every_matmul_of_a_training_image() -> None:

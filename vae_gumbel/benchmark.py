@@ -36,9 +36,14 @@ from vae_gumbel.model import CategoricalVAE
 from vae_gumbel.schedules import ConstantTemperature
 from vae_gumbel.training import (
     FUSED_ADAM_DEVICES,
+    GRAPH_WARMUP_STEPS,
+    CudaGraphStep,
+    StepPlan,
     TrainStep,
     allow_tf32,
+    build_step,
     evaluate,
+    plan_step,
     resolve_device,
     train_epoch,
 )
@@ -59,10 +64,12 @@ def model_flops_per_image(model: CategoricalVAE, unrelaxed_decode: bool = True) 
 
 
 def make_trainer_step(
-    model: CategoricalVAE, device: torch.device, compile: str | None, precision: str
-) -> TrainStep:  # noqa: A002
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=device.type in FUSED_ADAM_DEVICES)
-    return TrainStep(model, optimizer, get_estimator("gumbel_softmax"), compile=compile, precision=precision)
+    model: CategoricalVAE, device: torch.device, plan: StepPlan, precision: str
+) -> TrainStep | CudaGraphStep:
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=1e-3, fused=device.type in FUSED_ADAM_DEVICES, capturable=plan.cuda_graph
+    )
+    return build_step(model, optimizer, get_estimator("gumbel_softmax"), plan, precision=precision)
 
 
 def check_same_losses(
@@ -87,7 +94,7 @@ def check_same_losses(
         baseline_model, baseline_optimizer, loader, CHECK_TAU, steps, device, replay_noise=True
     )
     torch.manual_seed(1)
-    step_fn = make_trainer_step(trainer_model, device, compile=None, precision="32")
+    step_fn = make_trainer_step(trainer_model, device, StepPlan(None), precision="32")
     tau = torch.tensor(CHECK_TAU, device=device)
     trainer = []
     for i in range(steps):
@@ -125,7 +132,7 @@ def compare_epochs(
             optimizer = torch.optim.Adam(trial.parameters(), lr=1e-3)  # as tutorials do
             tutorial_run(trial, optimizer, tutorial_loader(root, 100, device=device), 1.0, steps, device)
         else:
-            time_trainer(make_trainer_step(trial, device, None, "32"), images, 100, steps, device)
+            time_trainer(make_trainer_step(trial, device, StepPlan(None), "32"), images, 100, steps, device)
         results[f"{name}_seconds"] = time.perf_counter() - started
         allow_tf32(device, False)
         results[f"{name}_test_loss"] = evaluate(trial, test_set, batch_size=10_000, seed=0).metrics[
@@ -188,7 +195,7 @@ def _sync(device: torch.device) -> None:
 
 
 def time_trainer(
-    step_fn: TrainStep, images: ImageSet, batch_size: int, steps: int, device: torch.device
+    step_fn: TrainStep | CudaGraphStep, images: ImageSet, batch_size: int, steps: int, device: torch.device
 ) -> tuple[float, int, float]:
     """Runs the trainer's epoch loop for ``steps`` batches; gives seconds, images and the mean loss."""
     schedule = ConstantTemperature(1.0)
@@ -227,18 +234,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     # Each configuration: how to build its step (None: the tutorial loop) and its matmul precision.
     fp32 = "tf32" if tf32 else "float32"
-    configs: dict[str, tuple[Callable[[CategoricalVAE], TrainStep | None], str]] = {
+    # The compiled rows run as ``trainer.compile=true`` does: on CUDA, one CUDA graph per step.
+    compiled = plan_step("true", device)
+    graphed = " + CUDA graph" if compiled.cuda_graph else f" ({compiled.compile})"
+    configs: dict[str, tuple[Callable[[CategoricalVAE], TrainStep | CudaGraphStep | None], str]] = {
         "baseline": (lambda m: None, "float32"),
-        "trainer eager": (lambda m: make_trainer_step(m, device, None, "32"), fp32),
+        "trainer eager": (lambda m: make_trainer_step(m, device, StepPlan(None), "32"), fp32),
     }
     if not args.no_compile:
-        mode = "reduce-overhead" if device.type == "cuda" else "default"
-        configs[f"trainer compiled ({mode})"] = (lambda m: make_trainer_step(m, device, mode, "32"), fp32)
+        configs[f"trainer compiled{graphed}"] = (lambda m: make_trainer_step(m, device, compiled, "32"), fp32)
+        if device.type == "cuda":  # inductor's own CUDA graphs, around forward and backward only
+            configs["trainer compiled (reduce-overhead)"] = (
+                lambda m: make_trainer_step(m, device, StepPlan("reduce-overhead"), "32"),
+                fp32,
+            )
     if device.type == "cuda" or args.bf16:
-        configs["trainer bf16"] = (lambda m: make_trainer_step(m, device, None, "bf16"), "bfloat16")
+        configs["trainer bf16"] = (lambda m: make_trainer_step(m, device, StepPlan(None), "bf16"), "bfloat16")
         if not args.no_compile:
-            configs["trainer compiled bf16"] = (
-                lambda m: make_trainer_step(m, device, mode, "bf16"),
+            configs[f"trainer compiled bf16{graphed}"] = (
+                lambda m: make_trainer_step(m, device, compiled, "bf16"),
                 "bfloat16",
             )
     peak_size = args.peak_size or (8192 if device.type == "cuda" else 2048)
@@ -251,7 +265,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     timings: list[Timing] = []
     for batch_size in args.batch_sizes:
         steps = max(2, args.images // batch_size)
-        warmup = max(2, min(20, steps // 5))
+        warmup = max(GRAPH_WARMUP_STEPS + 2, min(20, steps // 5))  # a CUDA graph is replayed by then
         prepared = {}
         for name, (factory, _) in configs.items():  # compile and warm up every configuration first
             allow_tf32(device, tf32 and name != "baseline")

@@ -43,10 +43,10 @@ from vae_gumbel.tracking import RunLog, read_metrics
 from vae_gumbel.training import (
     FUSED_ADAM_DEVICES,
     Evaluation,
-    TrainStep,
     allow_tf32,
-    compile_mode,
+    build_step,
     evaluate,
+    plan_step,
     resolve_device,
     train_epoch,
 )
@@ -61,7 +61,11 @@ def seed_everything(seed: int) -> None:
 
 
 def build_optimizer(
-    settings: TrainConfig, model: CategoricalVAE, schedule: Schedule, device: torch.device
+    settings: TrainConfig,
+    model: CategoricalVAE,
+    schedule: Schedule,
+    device: torch.device,
+    capturable: bool = False,
 ) -> torch.optim.Adam:
     parameters = list(model.parameters())
     if schedule.learned:
@@ -74,6 +78,7 @@ def build_optimizer(
         eps=optim.eps,
         weight_decay=optim.weight_decay,
         fused=device.type in FUSED_ADAM_DEVICES,
+        capturable=capturable,  # its step count on the device, for a CUDA graph of the step
     )
 
 
@@ -189,14 +194,15 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     schedule = build_schedule(temp.schedule, temp.initial, temp.min, temp.rate, temp.every)
     if schedule.learned:
         schedule.to(device)
-    optimizer = build_optimizer(settings, model, schedule, device)
+    plan = plan_step(settings.trainer.compile, device, learned_temperature=schedule.learned)
+    optimizer = build_optimizer(settings, model, schedule, device, capturable=plan.cuda_graph)
     estimator_cfg = settings.estimator
-    step_fn = TrainStep(
+    step_fn = build_step(
         model,
         optimizer,
         get_estimator(estimator_cfg.name, estimator_cfg.rao_samples),
+        plan,
         prior_tau=estimator_cfg.prior_temperature if estimator_cfg.kl == "relaxed" else None,
-        compile=compile_mode(settings.trainer.compile, device),
         backend=settings.trainer.compile_backend,
         precision=settings.trainer.precision,
     )

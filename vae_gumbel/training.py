@@ -27,6 +27,9 @@ FUSED_ADAM_DEVICES = ("cpu", "cuda")
 # A latent variable whose mean KL to the prior is below this carries (almost) no information.
 ACTIVE_KL_NATS = 0.01
 
+# Ordinary steps per batch shape before a CudaGraphStep captures its graph.
+GRAPH_WARMUP_STEPS = 3
+
 # The order of the per-step values the step function returns and the loop sums up.
 STEP_VALUES = ("loss_relaxed", "loss_unrelaxed", "recon", "kl")
 
@@ -60,18 +63,30 @@ def temperature_value(schedule: Schedule, step: int) -> float:
     return float(tau.detach()) if isinstance(tau, torch.Tensor) else float(tau)
 
 
-def compile_mode(setting: str, device: torch.device) -> str | None:
-    """Gives torch.compile's mode for ``trainer.compile``, or None for eager: ``true`` means CUDA
-    graphs (reduce-overhead) on CUDA, where launch overhead dominates so small a model. ``auto``
-    (the default) compiles on CUDA only: on a CPU compiling gains ~1.1x at batch 100, which a
-    short run spends again on compiling."""
+@dataclass(frozen=True)
+class StepPlan:
+    """How the training step runs: its torch.compile mode (None: eager), and whether the whole
+    step (forward, backward and optimizer update) is captured and replayed as one CUDA graph."""
+
+    compile: str | None
+    cuda_graph: bool = False
+
+
+def plan_step(setting: str, device: torch.device, learned_temperature: bool = False) -> StepPlan:
+    """Gives the plan for ``trainer.compile``. ``auto`` (the default) compiles on CUDA only: on a
+    CPU compiling gains ~1.1x at batch 100, which a short run spends again on compiling. On CUDA,
+    ``auto`` and ``true`` compile the step and replay it whole as one CUDA graph, since a model this
+    small is bound by launching its kernels, not by running them; a learned temperature, whose
+    gradient leaves the step, gets inductor's own CUDA graphs (reduce-overhead) instead."""
     if setting == "false" or (setting == "auto" and device.type != "cuda"):
-        return None
-    if setting == "auto":
-        return "reduce-overhead"
-    if setting == "true":
-        return "reduce-overhead" if device.type == "cuda" else "default"
-    return setting
+        return StepPlan(None)
+    if setting in ("auto", "true"):
+        if device.type != "cuda":
+            return StepPlan("default")
+        if learned_temperature:
+            return StepPlan("reduce-overhead")
+        return StepPlan("default", cuda_graph=True)
+    return StepPlan(setting)
 
 
 class TrainStep:
@@ -116,6 +131,82 @@ class TrainStep:
         loss.backward()
         self.optimizer.step()
         return values
+
+
+# A captured step: the graph, its input batch and temperature, and its output values.
+Captured = tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class CudaGraphStep:
+    """Replays a whole TrainStep (forward, backward, optimizer update) as one CUDA graph.
+
+    Launched kernel by kernel, a small model's step costs the host more time than the GPU needs
+    to run it; a replay is one launch. Per batch shape, the first ``warmup`` calls are ordinary
+    steps on a side stream (as capture requires: compilation, cuBLAS handles and the optimizer
+    state happen there), the next one captures the step, and every call from then on copies the
+    batch and temperature into the graph's inputs and replays it. The optimizer must be created
+    with ``capturable=True``. Random draws inside the graph advance the global CUDA generator as
+    eager ones do, so runs stay reproducible from their seed.
+    """
+
+    def __init__(self, step: TrainStep, warmup: int = GRAPH_WARMUP_STEPS) -> None:
+        if not step.optimizer.defaults.get("capturable", False):
+            raise ValueError("a CUDA graph of the step needs an optimizer created with capturable=True")
+        self.step, self.warmup = step, warmup
+        self.calls: dict[torch.Size, int] = {}
+        self.graphs: dict[torch.Size, Captured] = {}
+
+    def __call__(self, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        captured = self.graphs.get(x.shape)
+        if captured is None:
+            calls = self.calls[x.shape] = self.calls.get(x.shape, 0) + 1
+            if calls <= self.warmup:
+                return self._on_side_stream(x, tau)
+            captured = self.graphs[x.shape] = self._capture(x, tau)
+        graph, graph_x, graph_tau, values = captured
+        graph_x.copy_(x)
+        graph_tau.copy_(tau)
+        graph.replay()
+        return values
+
+    def _on_side_stream(self, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        side = torch.cuda.Stream(x.device)
+        side.wait_stream(torch.cuda.current_stream(x.device))
+        with torch.cuda.stream(side):
+            values = self.step(x, tau)
+        torch.cuda.current_stream(x.device).wait_stream(side)
+        return values
+
+    def _capture(self, x: torch.Tensor, tau: torch.Tensor) -> Captured:
+        graph_x, graph_tau = x.clone(), tau.detach().clone()
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                values = self.step(graph_x, graph_tau)
+        except RuntimeError as err:
+            first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ConfigError(
+                f"the training step could not be captured as a CUDA graph ({first_line}); "
+                "use trainer.compile=reduce-overhead or trainer.compile=false"
+            ) from err
+        return graph, graph_x, graph_tau, values
+
+
+def build_step(
+    model: CategoricalVAE,
+    optimizer: torch.optim.Optimizer,
+    estimator: Estimator,
+    plan: StepPlan,
+    *,
+    prior_tau: float | None = None,
+    backend: str = "inductor",
+    precision: str = "32",
+) -> TrainStep | CudaGraphStep:
+    """Gives the step function that ``plan`` describes."""
+    step = TrainStep(
+        model, optimizer, estimator, prior_tau, compile=plan.compile, backend=backend, precision=precision
+    )
+    return CudaGraphStep(step) if plan.cuda_graph else step
 
 
 @dataclass
