@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch._dynamo
 
 from vae_gumbel.baseline import tutorial_loader, tutorial_run
 from vae_gumbel.data import ImageSet, ensure_mnist, load_images, load_test_set
@@ -263,10 +264,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"matmul peak ({peak_size} x {peak_size} matrices), TFLOP/s: {peaks}", flush=True)
 
     timings: list[Timing] = []
+    prepared: dict[str, Any] = {}
     for batch_size in args.batch_sizes:
         steps = max(2, args.images // batch_size)
         warmup = max(GRAPH_WARMUP_STEPS + 2, min(20, steps // 5))  # a CUDA graph is replayed by then
-        prepared = {}
+        # Every configuration compiles the same function anew: forget the last batch size's steps
+        # and compiled code, so that Dynamo's recompile limit is never reached.
+        prepared.clear()
+        torch._dynamo.reset()
         for name, (factory, _) in configs.items():  # compile and warm up every configuration first
             allow_tf32(device, tf32 and name != "baseline")
             trial = copy.deepcopy(model)
