@@ -3,6 +3,7 @@ graphs that are really used. Skipped where there is no CUDA device; run with ``p
 
 from __future__ import annotations
 
+import gc
 import math
 from pathlib import Path
 
@@ -83,6 +84,23 @@ def test_a_cuda_graph_of_the_step_trains_exactly_like_the_eager_step(mnist_root:
     (eager_values, eager_weights), (graph_values, graph_weights) = runs
     torch.testing.assert_close(graph_values, eager_values, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(graph_weights, eager_weights, rtol=1e-5, atol=1e-6)
+
+
+def test_a_new_cuda_graph_of_the_step_runs_after_an_old_one_was_freed(mnist_root: Path) -> None:
+    """The graphs of earlier steps (another batch size, another model) leave nothing behind that
+    a later graph would use: each replays and gives finite losses."""
+    images = ImageSet(load_images(mnist_root, train=True).to(CUDA), 255.0, resample=True)
+    tau = torch.tensor(1.0, device=CUDA)
+    for batch_size in (20, 40, 60, 20):
+        model, optimizer = small_model_and_adam(capturable=True)
+        step_fn = build_step(
+            model, optimizer, get_estimator("gumbel_softmax"), StepPlan(None, cuda_graph=True)
+        )
+        values = [step_fn(x, tau).clone() for _ in range(3) for x in images.batches(batch_size)]
+        assert torch.isfinite(torch.stack(values)).all()  # a read-back: waits for every replay
+        del step_fn, model, optimizer
+        gc.collect()
+        torch.cuda.empty_cache()  # the freed graph's memory goes back to the driver
 
 
 def test_compile_true_replays_one_cuda_graph_per_step_and_anneals_through_it(

@@ -180,6 +180,7 @@ class CudaGraphStep:
     def _capture(self, x: torch.Tensor, tau: torch.Tensor) -> Captured:
         graph_x, graph_tau = x.clone(), tau.detach().clone()
         graph = torch.cuda.CUDAGraph()
+        forget_cublas_workspaces()
         try:
             with torch.cuda.graph(graph):
                 values = self.step(graph_x, graph_tau)
@@ -189,7 +190,21 @@ class CudaGraphStep:
                 f"the training step could not be captured as a CUDA graph ({first_line}); "
                 "use trainer.compile=reduce-overhead or trainer.compile=false"
             ) from err
+        finally:
+            forget_cublas_workspaces()
         return graph, graph_x, graph_tau, values
+
+
+def forget_cublas_workspaces() -> None:
+    """Makes cuBLAS drop the workspaces it keeps per stream, before and after a capture.
+
+    cuBLAS allocates a stream's workspace on first use and keeps it. Allocated during a capture, it
+    lies in the graph's private memory pool, which is freed with the graph while cuBLAS would go on
+    using it: the next graph captured on that stream then fails with an illegal memory access.
+    Cleared around the capture, the graph gets a workspace of its own in its pool, which nothing
+    else uses; inductor's CUDA graphs do the same.
+    """
+    torch._C._cuda_clearCublasWorkspaces()
 
 
 def build_step(
