@@ -175,6 +175,13 @@ def test_resume_with_the_default_cuda_graphs_continues_exactly(compose_train, tm
     assert interrupted == straight
 
 
+def test_a_checkpoint_written_on_a_cpu_resumes_with_the_default_cuda_graphs(compose_train, tmp_path) -> None:
+    train(compose_train("trainer.device=cpu", "trainer.epochs=1"), tmp_path)
+    torch._dynamo.reset()
+    metrics = train(compose_train("trainer.device=cuda", "trainer.epochs=2", "resume=last"), tmp_path)
+    assert metrics["epoch"] == 2 and math.isfinite(metrics["test/loss"])
+
+
 def test_the_benchmark_loss_check_holds_on_cuda(mnist_root: Path) -> None:
     images = ImageSet(load_images(mnist_root, train=True).to(CUDA), 255.0, resample=False)
     torch.manual_seed(0)

@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.conftest import run_module, small_overrides
 from vae_gumbel import training
-from vae_gumbel.checkpoint import load_checkpoint, save_checkpoint
+from vae_gumbel.checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
 from vae_gumbel.config import validate
 from vae_gumbel.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from vae_gumbel.tracking import read_metrics
@@ -227,6 +227,23 @@ def test_resume_from_another_run_folder_keeps_step_and_temperature(compose_train
     (record,) = read_metrics(tmp_path / "b" / "metrics.jsonl")
     assert record["epoch"] == 2 and record["step"] == 12
     assert record["temperature"] == pytest.approx(max(0.5, torch.exp(torch.tensor(-0.05 * 11)).item()))
+
+
+def test_resuming_keeps_how_this_runs_adam_updates_and_loads_what_it_learned() -> None:
+    """A checkpoint of a one-graph CUDA run holds capturable=True, one of a CPU run False; the
+    resuming run keeps its own, or its updates would fail (here: capturable Adam on a CPU)."""
+    saved = torch.optim.Adam([torch.nn.Parameter(torch.ones(3))], lr=0.5)
+    saved.param_groups[0]["params"][0].grad = torch.ones(3)
+    saved.step()
+    state = saved.state_dict()
+    state["param_groups"][0]["capturable"] = True  # as a CUDA run with trainer.compile=auto saves it
+    weight = torch.nn.Parameter(torch.ones(3))
+    resumed = torch.optim.Adam([weight], lr=1e-3)
+    restore_optimizer(resumed, state)
+    assert resumed.param_groups[0]["capturable"] is False and resumed.param_groups[0]["lr"] == 0.5
+    weight.grad = torch.ones(3)
+    resumed.step()
+    assert float(resumed.state[weight]["step"]) == 2
 
 
 def test_resume_last_without_a_checkpoint_starts_fresh(compose_train, tmp_path: Path) -> None:

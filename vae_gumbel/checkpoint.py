@@ -109,6 +109,24 @@ def build_model(checkpoint: dict[str, Any], source: str = "checkpoint") -> Categ
     return model
 
 
+# Adam's switches for how its update runs on a device: the resuming run's own, not the checkpoint's.
+OPTIMIZER_EXECUTION_OPTIONS = ("fused", "foreach", "capturable")
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Loads an optimizer's state (moments, step counts, hyperparameters) but keeps how it runs.
+
+    A checkpoint written by a CUDA run whose step is one CUDA graph holds ``capturable=True``; one
+    written on a CPU holds ``False``, which would make the capture of a CUDA run fail.
+    """
+    options = [
+        {k: group[k] for k in OPTIMIZER_EXECUTION_OPTIONS if k in group} for group in optimizer.param_groups
+    ]
+    optimizer.load_state_dict(state)
+    for group, own in zip(optimizer.param_groups, options, strict=True):
+        group.update(own)
+
+
 def capture_rng_state() -> dict[str, Any]:
     """Gives the states of every random generator a run draws from."""
     version, mt_state, gauss = random.getstate()

@@ -27,6 +27,7 @@ from vae_gumbel.checkpoint import (
     capture_rng_state,
     check_compatible,
     load_checkpoint,
+    restore_optimizer,
     restore_rng_state,
     save_checkpoint,
 )
@@ -212,7 +213,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         checkpoint = load_checkpoint(resume_from, map_location=device)
         check_compatible(checkpoint, model, source=str(resume_from))
         model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
+        restore_optimizer(optimizer, checkpoint["optimizer"])
         if schedule.learned:
             schedule.load_state_dict(checkpoint["temperature"])
         epoch, step, best_test_loss = checkpoint["epoch"], checkpoint["step"], checkpoint["best_test_loss"]
