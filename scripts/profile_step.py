@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from vae_gumbel.estimators import get_estimator
+from vae_gumbel.benchmark import make_trainer_step
 from vae_gumbel.model import CategoricalVAE
-from vae_gumbel.training import FUSED_ADAM_DEVICES, allow_tf32, build_step, plan_step, resolve_device
+from vae_gumbel.training import allow_tf32, plan_step, resolve_device
 
 # CUDA runtime and driver calls, as the profiler records them on the host.
 LAUNCH_CALLS = frozenset(
@@ -68,12 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     model = CategoricalVAE(args.latent_dim, args.categorical_dim, args.hidden).to(device)
     allow_tf32(device, not args.no_tf32)  # as trainer.tf32 does by default
     plan = plan_step(args.compile, device)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=1e-3, fused=device.type in FUSED_ADAM_DEVICES, capturable=plan.cuda_graph
-    )
-    step = build_step(
-        model, optimizer, get_estimator("gumbel_softmax"), plan, precision="bf16" if args.bf16 else "32"
-    )
+    step = make_trainer_step(model, device, plan, "bf16" if args.bf16 else "32")  # as the benchmark times it
     print(f"step: {plan}")
     x = torch.rand(args.batch_size, 784, device=device).bernoulli()
     tau = torch.tensor(1.0, device=device)

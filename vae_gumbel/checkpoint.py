@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vae_gumbel.errors import CheckpointError
+from vae_gumbel.errors import CheckpointError, first_line
 from vae_gumbel.model import CategoricalVAE
 
 FORMAT_VERSION = 1
@@ -60,9 +60,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         checkpoint = torch.load(file, map_location=map_location, weights_only=True)
     except Exception as err:
-        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise CheckpointError(
-            f"cannot read checkpoint {file} ({first_line}); the file is corrupt or not a "
+            f"cannot read checkpoint {file} ({first_line(err)}); the file is corrupt or not a "
             "vae-gumbel checkpoint: use another checkpoint (best.pt or an earlier run)"
         ) from None
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
@@ -102,9 +101,8 @@ def build_model(checkpoint: dict[str, Any], source: str = "checkpoint") -> Categ
         )
         model.load_state_dict(checkpoint["model"])
     except (KeyError, ValueError, RuntimeError) as err:
-        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise CheckpointError(
-            f"{source}: its weights do not fit the model it describes ({architecture}): {first_line}"
+            f"{source}: its weights do not fit the model it describes ({architecture}): {first_line(err)}"
         ) from None
     return model
 

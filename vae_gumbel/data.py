@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from vae_gumbel.errors import DataError
+from vae_gumbel.errors import DataError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +146,9 @@ def fetch_mnist(root: str | Path) -> None:
             verify_mnist(root)
             return
         except Exception as err:  # every source may fail in its own way; try the next
-            first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            errors.append(f"{source}: {first_line}")
-            log.warning("could not fetch MNIST with %s: %s", source, first_line)
+            reason = first_line(err)
+            errors.append(f"{source}: {reason}")
+            log.warning("could not fetch MNIST with %s: %s", source, reason)
     raise DataError("could not fetch MNIST (" + "; ".join(errors) + "); " + _missing_files_message(root))
 
 

@@ -5,6 +5,12 @@ from __future__ import annotations
 from hydra.errors import CompactHydraException
 
 
+def first_line(err: BaseException) -> str:
+    """Gives the first line of an exception's message (its type's name if it has none), for a
+    one-line error that wraps it."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
 class VaeGumbelError(Exception):
     """Base class: the message names the problem and what to do about it."""
 

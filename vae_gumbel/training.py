@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from vae_gumbel.data import ImageSet
-from vae_gumbel.errors import ConfigError, NonFiniteLossError
+from vae_gumbel.errors import ConfigError, NonFiniteLossError, first_line
 from vae_gumbel.estimators import Estimator
 from vae_gumbel.gumbel import gumbel_max
 from vae_gumbel.model import CategoricalVAE
@@ -185,9 +185,8 @@ class CudaGraphStep:
             with torch.cuda.graph(graph):
                 values = self.step(graph_x, graph_tau)
         except RuntimeError as err:
-            first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise ConfigError(
-                f"the training step could not be captured as a CUDA graph ({first_line}); "
+                f"the training step could not be captured as a CUDA graph ({first_line(err)}); "
                 "use trainer.compile=reduce-overhead or trainer.compile=false"
             ) from err
         finally:
