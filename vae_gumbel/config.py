@@ -1,50 +1,56 @@
-"""The configuration schema behind the YAML files in ``conf/``.
+"""The configuration schema behind the YAML files in ``vae_gumbel/conf/``.
 
 The dataclasses give every key its type, so Hydra rejects an unknown key or a wrong type
 at composition, with the key's full name. Values live in the YAML files (fields without a
 default are filled there); ``validate`` builds the dataclasses, whose ``__post_init__``
-checks ranges and choices before any work starts.
+checks ranges and choices before any work starts. Each group's ``name`` selects an
+implementation from the registry in the module that builds it, and that registry's keys are
+the allowed values.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from vae_gumbel.errors import ConfigError
+from vae_gumbel.data import BINARIZATIONS
+from vae_gumbel.datasets import DATASETS
+from vae_gumbel.errors import ConfigError, first_line
 from vae_gumbel.estimators import ESTIMATORS
+from vae_gumbel.model import MODELS
+from vae_gumbel.objectives import KL_TERMS, OBJECTIVES
+from vae_gumbel.optim import OPTIMIZERS
+from vae_gumbel.schedules import SCHEDULES
+from vae_gumbel.step import COMPILE_SETTINGS, PRECISIONS
 
-# The YAML files, as an absolute path: entry points may run as __main__ or as imported modules.
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-BINARIZE_MODES = ("dynamic", "static", "none")
-SCHEDULES = ("constant", "exp_anneal", "learned")
-COMPILE_MODES = ("auto", "false", "true", "default", "reduce-overhead", "max-autotune")
+# Where the entry points find the YAML files: inside the installed package, from any directory.
+CONFIG_PATH = "pkg://vae_gumbel.conf"
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
-def _require(condition: bool, key: str, allowed: str, value: Any) -> None:
+def require(condition: bool, key: str, allowed: str, value: Any) -> None:
+    """Raises ConfigError naming ``key``, what it must be, and the value it got."""
     if not condition:
         raise ConfigError(f"{key} must be {allowed}, got {value!r}")
 
 
-def _choice(key: str, value: str, choices: tuple[str, ...] | list[str]) -> None:
-    _require(value in choices, key, f"one of {list(choices)}", value)
+def choice(key: str, value: str, choices: Any) -> None:
+    require(value in choices, key, f"one of {sorted(choices)}", value)
 
 
-def _device(key: str, value: str) -> None:
-    _require(
-        DEVICE_PATTERN.fullmatch(value) is not None, key, "one of 'auto', 'cpu', 'cuda', 'cuda:N'", value
-    )
+def device_setting(key: str, value: str) -> None:
+    require(DEVICE_PATTERN.fullmatch(value) is not None, key, "one of 'auto', 'cpu', 'cuda', 'cuda:N'", value)
 
 
 @dataclass
 class DataConfig:
+    name: str = MISSING
     root: str = MISSING
     batch_size: int = MISSING
     binarize: str = MISSING
@@ -55,83 +61,97 @@ class DataConfig:
     binarize_seed: int = 0
 
     def __post_init__(self) -> None:
-        _require(self.batch_size >= 1, "data.batch_size", ">= 1", self.batch_size)
-        _choice("data.binarize", self.binarize, BINARIZE_MODES)
+        choice("data.name", self.name, DATASETS)
+        require(self.batch_size >= 1, "data.batch_size", ">= 1", self.batch_size)
+        choice("data.binarize", self.binarize, BINARIZATIONS)
         for key in ("train_limit", "test_limit"):
             limit = getattr(self, key)
-            _require(limit is None or limit >= 1, f"data.{key}", "null or >= 1", limit)
+            require(limit is None or limit >= 1, f"data.{key}", "null or >= 1", limit)
 
 
 @dataclass
 class ModelConfig:
+    name: str = MISSING
     latent_dim: int = MISSING
     categorical_dim: int = MISSING
     hidden: list[int] = field(default_factory=lambda: [512, 256])
 
     def __post_init__(self) -> None:
-        _require(self.latent_dim >= 1, "model.latent_dim", ">= 1", self.latent_dim)
-        _require(self.categorical_dim >= 2, "model.categorical_dim", ">= 2", self.categorical_dim)
-        _require(all(w >= 1 for w in self.hidden), "model.hidden", "a list of sizes >= 1", self.hidden)
+        choice("model.name", self.name, MODELS)
+        require(self.latent_dim >= 1, "model.latent_dim", ">= 1", self.latent_dim)
+        require(self.categorical_dim >= 2, "model.categorical_dim", ">= 2", self.categorical_dim)
+        require(all(w >= 1 for w in self.hidden), "model.hidden", "a list of sizes >= 1", self.hidden)
 
 
 @dataclass
 class EstimatorConfig:
     name: str = MISSING
     rao_samples: int = 10  # gumbel_rao: conditional Gumbel draws averaged per sample
-    kl: str = "analytic"  # analytic | relaxed (single-sample ExpConcrete KL, gumbel_softmax only)
+
+    def __post_init__(self) -> None:
+        choice("estimator.name", self.name, ESTIMATORS)
+        require(self.rao_samples >= 1, "estimator.rao_samples", ">= 1", self.rao_samples)
+
+
+@dataclass
+class ObjectiveConfig:
+    name: str = "elbo"
+    kl: str = "analytic"  # analytic | relaxed (single-sample ExpConcrete KL; needs a relaxed z)
     prior_temperature: float = 0.5  # the relaxed prior's temperature, with kl=relaxed
 
     def __post_init__(self) -> None:
-        _choice("estimator.name", self.name, sorted(ESTIMATORS))
-        _require(self.rao_samples >= 1, "estimator.rao_samples", ">= 1", self.rao_samples)
-        _choice("estimator.kl", self.kl, ("analytic", "relaxed"))
-        _require(
-            self.kl == "analytic" or self.name == "gumbel_softmax",
-            "estimator.kl",
-            "analytic unless estimator.name=gumbel_softmax (the relaxed KL needs a relaxed sample)",
-            self.kl,
-        )
-        _require(self.prior_temperature > 0, "estimator.prior_temperature", "> 0", self.prior_temperature)
+        choice("objective.name", self.name, OBJECTIVES)
+        choice("objective.kl", self.kl, KL_TERMS)
+        require(self.prior_temperature > 0, "objective.prior_temperature", "> 0", self.prior_temperature)
 
 
 @dataclass
 class TemperatureConfig:
-    schedule: str = MISSING
+    name: str = MISSING
     initial: float = MISSING
     min: float | None = None
     rate: float | None = None
     every: int = 1
 
     def __post_init__(self) -> None:
-        _choice("temperature.schedule", self.schedule, SCHEDULES)
-        _require(self.initial > 0, "temperature.initial", "> 0", self.initial)
-        if self.schedule in ("exp_anneal", "learned"):
-            _require(self.min is not None and self.min > 0, "temperature.min", "> 0", self.min)
-        if self.schedule == "exp_anneal":
-            _require(self.min <= self.initial, "temperature.min", f"<= initial ({self.initial})", self.min)
-            _require(self.rate is not None and self.rate > 0, "temperature.rate", "> 0", self.rate)
-            _require(self.every >= 1, "temperature.every", ">= 1", self.every)
-        if self.schedule == "learned":
-            _require(self.min < self.initial, "temperature.min", f"< initial ({self.initial})", self.min)
+        choice("temperature.name", self.name, SCHEDULES)
+        require(self.initial > 0, "temperature.initial", "> 0", self.initial)
+        needed = SCHEDULES[self.name].fields
+        if "min" in needed:
+            require(self.min is not None and self.min > 0, "temperature.min", "> 0", self.min)
+            # A learned temperature starts above its floor; an annealed one may start on it.
+            strictly = self.name == "learned"
+            require(
+                self.min < self.initial or (self.min == self.initial and not strictly),
+                "temperature.min",
+                f"{'<' if strictly else '<='} initial ({self.initial})",
+                self.min,
+            )
+        if "rate" in needed:
+            require(self.rate is not None and self.rate > 0, "temperature.rate", "> 0", self.rate)
+        if "every" in needed:
+            require(self.every >= 1, "temperature.every", ">= 1", self.every)
 
 
 @dataclass
 class OptimConfig:
+    name: str = MISSING
     lr: float = MISSING
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
-        _require(self.lr > 0, "optim.lr", "> 0", self.lr)
-        _require(
+        choice("optim.name", self.name, OPTIMIZERS)
+        require(self.lr > 0, "optim.lr", "> 0", self.lr)
+        require(
             len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
             "optim.betas",
             "two numbers in [0, 1)",
             self.betas,
         )
-        _require(self.eps > 0, "optim.eps", "> 0", self.eps)
-        _require(self.weight_decay >= 0, "optim.weight_decay", ">= 0", self.weight_decay)
+        require(self.eps > 0, "optim.eps", "> 0", self.eps)
+        require(self.weight_decay >= 0, "optim.weight_decay", ">= 0", self.weight_decay)
 
 
 @dataclass
@@ -153,19 +173,19 @@ class TrainerConfig:
     tf32: bool = True  # TF32 matmuls on CUDA
 
     def __post_init__(self) -> None:
-        _require(self.epochs >= 0, "trainer.epochs", ">= 0", self.epochs)
-        _require(
+        require(self.epochs >= 0, "trainer.epochs", ">= 0", self.epochs)
+        require(
             self.num_threads is None or self.num_threads >= 1,
             "trainer.num_threads",
             "null or >= 1",
             self.num_threads,
         )
         self.compile = str(self.compile).lower()
-        _choice("trainer.compile", self.compile, COMPILE_MODES)
-        _choice("trainer.precision", str(self.precision), ("32", "bf16"))
-        _device("trainer.device", self.device)
+        choice("trainer.compile", self.compile, COMPILE_SETTINGS)
+        choice("trainer.precision", str(self.precision), PRECISIONS)
+        device_setting("trainer.device", self.device)
         for key in ("log_every_n_steps", "checkpoint_every", "sample_every", "eval_every", "eval_batch_size"):
-            _require(getattr(self, key) >= 1, f"trainer.{key}", ">= 1", getattr(self, key))
+            require(getattr(self, key) >= 1, f"trainer.{key}", ">= 1", getattr(self, key))
 
 
 @dataclass
@@ -177,13 +197,13 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         samples = self.final_iwae_samples
-        _require(
+        require(
             samples is None or (samples and min(samples) >= 1),
             "eval.final_iwae_samples",
             "null or a list of numbers >= 1",
             samples,
         )
-        _require(self.iwae_max_rows >= 1, "eval.iwae_max_rows", ">= 1", self.iwae_max_rows)
+        require(self.iwae_max_rows >= 1, "eval.iwae_max_rows", ">= 1", self.iwae_max_rows)
 
 
 @dataclass
@@ -191,6 +211,7 @@ class TrainConfig:
     data: DataConfig = MISSING
     model: ModelConfig = MISSING
     estimator: EstimatorConfig = MISSING
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     temperature: TemperatureConfig = MISSING
     optim: OptimConfig = MISSING
     trainer: TrainerConfig = MISSING
@@ -198,8 +219,30 @@ class TrainConfig:
     seed: int = 0
     resume: str | None = None
 
+    def __post_init__(self) -> None:
+        require(
+            self.objective.kl != "relaxed" or ESTIMATORS[self.estimator.name].relaxed,
+            "objective.kl",
+            "analytic with a straight-through estimator (the relaxed KL needs a relaxed sample: "
+            f"estimator={', '.join(name for name, kind in ESTIMATORS.items() if kind.relaxed)})",
+            self.objective.kl,
+        )
 
-SAMPLE_MODES = ("prior", "reconstruction", "traversal", "temperature")
+
+@dataclass
+class TestDataConfig:
+    """Where the sample and evaluate entry points read test images; default: as the checkpoint's run."""
+
+    root: str | None = None
+    test_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        require(
+            self.test_limit is None or self.test_limit >= 1,
+            "data.test_limit",
+            "null or >= 1",
+            self.test_limit,
+        )
 
 
 @dataclass
@@ -215,16 +258,18 @@ class SampleConfig:
     code: str = "sample"
     variables: list[int] | None = None
     temperatures: list[float] = field(default_factory=lambda: [0.1, 0.5, 1.0, 2.0, 5.0])
-    data_root: str | None = None
+    data: TestDataConfig = field(default_factory=TestDataConfig)
 
     def __post_init__(self) -> None:
-        _choice("which", self.which, ("best", "last"))
-        _choice("mode", self.mode, SAMPLE_MODES)
-        _choice("code", self.code, ("sample", "argmax"))
-        _require(self.rows >= 1, "rows", ">= 1", self.rows)
-        _require(self.cols >= 1, "cols", ">= 1", self.cols)
-        _device("device", self.device)
-        _require(
+        from vae_gumbel.grids import RECONSTRUCTION_CODES, SAMPLE_MODES
+
+        choice("which", self.which, ("best", "last"))
+        choice("mode", self.mode, SAMPLE_MODES)
+        choice("code", self.code, RECONSTRUCTION_CODES)
+        require(self.rows >= 1, "rows", ">= 1", self.rows)
+        require(self.cols >= 1, "cols", ">= 1", self.cols)
+        device_setting("device", self.device)
+        require(
             len(self.temperatures) >= 1 and all(t > 0 for t in self.temperatures),
             "temperatures",
             "a non-empty list of numbers > 0",
@@ -241,41 +286,51 @@ class EvaluateConfig:
     max_rows: int = 50_000
     seed: int = 0
     device: str = "auto"
-    data_root: str | None = None
-    test_limit: int | None = None
     out: str | None = None
+    data: TestDataConfig = field(default_factory=TestDataConfig)
 
     def __post_init__(self) -> None:
-        _choice("which", self.which, ("best", "last"))
-        _require(
+        choice("which", self.which, ("best", "last"))
+        require(
             bool(self.iwae_samples) and min(self.iwae_samples) >= 1,
             "iwae_samples",
             "a non-empty list of numbers >= 1",
             self.iwae_samples,
         )
-        _require(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
-        _require(self.max_rows >= 1, "max_rows", ">= 1", self.max_rows)
-        _device("device", self.device)
-        _require(
-            self.test_limit is None or self.test_limit >= 1, "test_limit", "null or >= 1", self.test_limit
-        )
+        require(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        require(self.max_rows >= 1, "max_rows", ">= 1", self.max_rows)
+        device_setting("device", self.device)
 
 
-def validate(cfg: DictConfig, schema: type = TrainConfig) -> Any:
-    """Gives the typed, range-checked settings of a composed config, or raises ConfigError."""
+def validate(cfg: DictConfig | dict, schema: type = TrainConfig) -> Any:
+    """Gives the typed, range-checked settings of a composed config (or of a plain dict, as a
+    checkpoint records it), or raises ConfigError."""
     try:
+        if not isinstance(cfg, DictConfig):
+            cfg = OmegaConf.merge(OmegaConf.structured(schema), cfg)
         settings = OmegaConf.to_object(cfg)
     except ConfigError:
         raise
     except Exception as err:  # OmegaConf's MissingMandatoryValue, ValidationError, ...
-        raise ConfigError(str(err).splitlines()[0]) from None
+        raise ConfigError(first_line(err)) from None
     if not isinstance(settings, schema):
         raise ConfigError(f"expected a {schema.__name__}, got {type(settings).__name__}")
     return settings
 
 
+def compose_settings(
+    overrides: Sequence[str] = (), config_name: str = "train", schema: type = TrainConfig
+) -> Any:
+    """Gives the typed settings of the packaged config with ``overrides``, composed as the entry
+    point composes them: for tools and tests that build runs without a command line."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="vae_gumbel.conf", version_base="1.3"):
+        return validate(compose(config_name, overrides=list(overrides)), schema)
+
+
 def register_configs() -> None:
-    """Registers the schemas that the primary configs in ``conf/`` name first in their defaults."""
+    """Registers the schemas that the primary configs name first in their defaults."""
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
     store.store(name="sample_schema", node=SampleConfig)

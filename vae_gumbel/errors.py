@@ -28,7 +28,19 @@ class CheckpointError(VaeGumbelError):
 
 
 class NonFiniteLossError(VaeGumbelError):
-    """Training produced a NaN or infinite loss."""
+    """Training produced a NaN or infinite loss, or non-finite weights."""
+
+    ADVICE = (
+        "training stopped and the last good checkpoint was kept. Lower optim.lr, or raise temperature.min"
+    )
+
+    @classmethod
+    def at_step(cls, step: int) -> NonFiniteLossError:
+        return cls(f"the loss became non-finite at step {step}; {cls.ADVICE}")
+
+    @classmethod
+    def in_weights(cls, step: int) -> NonFiniteLossError:
+        return cls(f"the model's weights became non-finite by step {step}; {cls.ADVICE}")
 
 
 class RunFailed(CompactHydraException):

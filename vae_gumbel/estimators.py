@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
 from vae_gumbel.gumbel import Temperature, conditional_gumbel, gumbel_softmax_sample, straight_through
+
+if TYPE_CHECKING:
+    from vae_gumbel.config import EstimatorConfig
 
 
 class LatentSample(NamedTuple):
@@ -82,20 +86,25 @@ def reinmax_estimator(
     )
 
 
-ESTIMATORS: dict[str, Estimator] = {
-    "gumbel_softmax": gumbel_softmax_estimator,
-    "straight_through": straight_through_estimator,
-    "gumbel_rao": gumbel_rao_estimator,
-    "reinmax": reinmax_estimator,
+@dataclass(frozen=True)
+class EstimatorKind:
+    """A registered estimator: how to build it from its settings, and whether its z is a relaxed
+    sample (then it also gives log z, which the relaxed KL needs)."""
+
+    build: Callable[[EstimatorConfig], Estimator]
+    relaxed: bool = False
+
+
+ESTIMATORS: dict[str, EstimatorKind] = {
+    "gumbel_softmax": EstimatorKind(lambda settings: gumbel_softmax_estimator, relaxed=True),
+    "straight_through": EstimatorKind(lambda settings: straight_through_estimator),
+    "gumbel_rao": EstimatorKind(
+        lambda settings: functools.partial(gumbel_rao_estimator, samples=settings.rao_samples)
+    ),
+    "reinmax": EstimatorKind(lambda settings: reinmax_estimator),
 }
 
 
-def get_estimator(name: str, rao_samples: int = 10) -> Estimator:
-    """Gives the estimator registered under ``name`` (Gumbel-Rao with ``rao_samples`` draws)."""
-    if name not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {name!r}; choose one of {sorted(ESTIMATORS)}")
-    if name == "gumbel_rao":
-        if rao_samples < 1:
-            raise ValueError(f"estimator.rao_samples must be >= 1, got {rao_samples}")
-        return functools.partial(gumbel_rao_estimator, samples=rao_samples)
-    return ESTIMATORS[name]
+def build_estimator(settings: EstimatorConfig) -> Estimator:
+    """Gives the estimator that ``estimator.name`` names, with its settings."""
+    return ESTIMATORS[settings.name].build(settings)

@@ -66,15 +66,22 @@ def sample_gumbel(
 
 
 def gumbel_max(
-    logits: torch.Tensor, *, one_hot: bool = False, generator: torch.Generator | None = None
+    logits: torch.Tensor,
+    *,
+    one_hot: bool = False,
+    generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Gives an exact categorical draw, argmax(logits + G), over the last axis.
 
     logits: (..., K) unnormalised log-probabilities. Returns indices (...) or, with
-    ``one_hot=True``, one-hot vectors (..., K) in the dtype of ``logits``.
+    ``one_hot=True``, one-hot vectors (..., K) in the dtype of ``logits``. ``noise``: Gumbel
+    draws to use (broadcasting against ``logits``, e.g. the same for every member of a stack)
+    instead of fresh ones.
     """
     compute = _compute_dtype(logits.dtype)
-    noise = sample_gumbel(logits.shape, dtype=compute, device=logits.device, generator=generator)
+    if noise is None:
+        noise = sample_gumbel(logits.shape, dtype=compute, device=logits.device, generator=generator)
     index = (logits.detach().to(compute) + noise).argmax(dim=-1)
     if one_hot:
         return F.one_hot(index, logits.shape[-1]).to(logits.dtype)

@@ -1,15 +1,37 @@
-"""The categorical VAE: an MLP encoder to N x K logits and an MLP decoder to Bernoulli logits."""
+"""The categorical VAE: an MLP encoder to N x K logits and an MLP decoder to Bernoulli logits.
+
+Its weights may carry a leading member axis: ``stack([model_1, ..., model_M])`` gives one
+model whose every weight is (M, ...), which runs M independent models on x (M, batch, D) in
+one batched matmul per layer. Member m's weights, sliced out, are exactly model m's
+``state_dict``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from vae_gumbel.gumbel import Temperature, gumbel_max, gumbel_softmax
+if TYPE_CHECKING:
+    from vae_gumbel.config import ModelConfig
 
 IMAGE_PIXELS = 28 * 28
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` that also runs a stack: weight (M, out, in) and bias (M, out) map x (M, batch, in)
+    to (M, batch, out), member by member."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight.dim() == 2:
+            return F.linear(x, self.weight, self.bias)
+        if self.weight.shape[0] == 1:  # a stack of one: the plain layer's arithmetic, a view's gradient
+            return F.linear(x, self.weight.squeeze(0), self.bias.squeeze(0))
+        return torch.baddbmm(self.bias.unsqueeze(-2), x, self.weight.transpose(-1, -2))
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -18,7 +40,7 @@ def mlp(sizes: Sequence[int]) -> nn.Sequential:
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         if i > 0:
             layers.append(nn.ReLU())
-        layers.append(nn.Linear(fan_in, fan_out))
+        layers.append(Linear(fan_in, fan_out))
     return nn.Sequential(*layers)
 
 
@@ -37,12 +59,6 @@ class CategoricalVAE(nn.Module):
         input_dim: int = IMAGE_PIXELS,
     ) -> None:
         super().__init__()
-        if latent_dim < 1:
-            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
-        if categorical_dim < 2:
-            raise ValueError(f"categorical_dim must be >= 2, got {categorical_dim}")
-        if any(width < 1 for width in hidden):
-            raise ValueError(f"hidden sizes must be >= 1, got {list(hidden)}")
         self.latent_dim = latent_dim
         self.categorical_dim = categorical_dim
         self.hidden = tuple(hidden)
@@ -52,29 +68,12 @@ class CategoricalVAE(nn.Module):
         self.decoder = mlp([code_size, *reversed(hidden), input_dim])
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Gives the posterior logits (batch, N, K) of images x: (batch, 784) or (batch, 1, 28, 28)."""
-        logits = self.encoder(x.flatten(1))
-        return logits.view(-1, self.latent_dim, self.categorical_dim)
+        """Gives the posterior logits (..., batch, N, K) of flat images x: (..., batch, D)."""
+        return self.encoder(x).unflatten(-1, (self.latent_dim, self.categorical_dim))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Gives Bernoulli pixel logits (batch, 784) for codes z: (batch, N, K)."""
-        return self.decoder(z.flatten(1))
-
-    def sample_relaxed(
-        self, logits: torch.Tensor, tau: Temperature, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Gives a Gumbel-Softmax sample (batch, N, K) of the posterior."""
-        return gumbel_softmax(logits, tau, hard=False, generator=generator)
-
-    def sample_straight_through(
-        self, logits: torch.Tensor, tau: Temperature, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Gives a one-hot sample (batch, N, K) carrying the relaxed sample's gradient."""
-        return gumbel_softmax(logits, tau, hard=True, generator=generator)
-
-    def sample_discrete(self, logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Gives an exact one-hot posterior sample (batch, N, K), without gradient."""
-        return gumbel_max(logits, one_hot=True, generator=generator)
+        """Gives Bernoulli pixel logits (..., batch, D) for codes z: (..., batch, N, K)."""
+        return self.decoder(z.flatten(-2))
 
     def sample_prior(
         self,
@@ -93,11 +92,72 @@ class CategoricalVAE(nn.Module):
         )
         return nn.functional.one_hot(index, self.categorical_dim).float()
 
-    def architecture(self) -> dict[str, int | list[int]]:
-        """Gives the sizes that a checkpoint must match to load into this model."""
+    def architecture(self) -> dict[str, str | int | list[int]]:
+        """Gives what a checkpoint must match to load into this model: its kind and sizes."""
         return {
+            "name": "mlp",
             "input_dim": self.input_dim,
             "latent_dim": self.latent_dim,
             "categorical_dim": self.categorical_dim,
             "hidden": list(self.hidden),
         }
+
+
+# Each model kind: how to build it from its settings and the size of a flattened image.
+MODELS: dict[str, Callable[[ModelConfig, int], CategoricalVAE]] = {
+    "mlp": lambda settings, input_dim: CategoricalVAE(
+        settings.latent_dim, settings.categorical_dim, settings.hidden, input_dim
+    ),
+}
+
+
+def build_model(settings: ModelConfig, input_dim: int = IMAGE_PIXELS) -> CategoricalVAE:
+    """Gives a freshly initialised model of the kind ``model.name`` names (drawing from the global
+    random generator)."""
+    return MODELS[settings.name](settings, input_dim)
+
+
+def model_with_weights(architecture: dict, state: dict[str, torch.Tensor]) -> CategoricalVAE:
+    """Gives a model of a checkpoint's ``architecture`` holding the weights ``state`` (its tensors
+    become the model's parameters). Nothing is initialised, so no random number is drawn."""
+    from vae_gumbel.config import ModelConfig  # the schema imports MODELS from here
+
+    settings = ModelConfig(
+        name=architecture.get("name", "mlp"),
+        latent_dim=architecture["latent_dim"],
+        categorical_dim=architecture["categorical_dim"],
+        hidden=list(architecture["hidden"]),
+    )
+    with torch.device("meta"):
+        model = MODELS[settings.name](settings, architecture["input_dim"])
+    model.load_state_dict(state, assign=True)
+    return model
+
+
+def stack_size(model: nn.Module) -> int:
+    """Gives how many models a stacked model holds (1 for a plain model, which runs inputs with a
+    leading member axis of 1 just as well)."""
+    return getattr(model, "stack_size", 1)
+
+
+def stack(models: Sequence[CategoricalVAE]) -> CategoricalVAE:
+    """Gives one model whose weights are the given models' weights stacked on a leading member axis."""
+    stacked = copy.deepcopy(models[0])
+    states = [model.state_dict() for model in models]
+    for name, _ in list(stacked.named_parameters()):
+        module_name, _, attribute = name.rpartition(".")
+        module = stacked.get_submodule(module_name)
+        setattr(module, attribute, nn.Parameter(torch.stack([state[name] for state in states])))
+    stacked.stack_size = len(models)
+    return stacked
+
+
+def member_state(stacked: nn.Module, index: int) -> dict[str, torch.Tensor]:
+    """Gives member ``index``'s weights of a stacked model as its own ``state_dict`` (views)."""
+    return {name: value[index] for name, value in stacked.state_dict().items()}
+
+
+def unstack(stacked: CategoricalVAE, index: int) -> CategoricalVAE:
+    """Gives member ``index`` of a stacked model as a model of its own (a copy of its weights)."""
+    state = {name: value.clone() for name, value in member_state(stacked, index).items()}
+    return model_with_weights(stacked.architecture(), state)

