@@ -1,26 +1,38 @@
 """The checkpoint format: a self-describing dict of plain values and tensors.
 
-A checkpoint holds everything needed to rebuild the model (its sizes and the resolved
-config) and to continue training exactly (optimizer, schedule, step, epoch, RNG states).
+A checkpoint holds everything needed to rebuild one model (its kind, sizes and the resolved
+config) and to continue its training exactly (optimizer, temperature, step, epoch, RNG states).
 It contains only dicts, lists, tuples, numbers, strings and tensors, so it loads with
-``torch.load(..., weights_only=True)``. Writes go to a temporary file in the same folder
-and are moved into place with ``os.replace``, so a crash never leaves a broken file.
+``torch.load(..., weights_only=True)``. Writes go to a temporary file in the same folder and
+are moved into place with ``os.replace``, so a crash never leaves a broken file.
+
+``member_checkpoint`` and ``restore_member`` are an inverse pair: one member of a stacked run
+out to a checkpoint, and a checkpoint back into one member.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from vae_gumbel.data import ImageSet, load_test_set
 from vae_gumbel.errors import CheckpointError, first_line
-from vae_gumbel.model import CategoricalVAE
+from vae_gumbel.model import CategoricalVAE, member_state, model_with_weights
+from vae_gumbel.run_folder import resolve_checkpoint
 
-FORMAT_VERSION = 1
+if TYPE_CHECKING:
+    from vae_gumbel.config import TestDataConfig
+    from vae_gumbel.run import Run
+
+# 2: every config group has a name (data, model, optim); the KL choice moved to objective.kl;
+# temperature.schedule became temperature.name; the architecture names its model kind.
+FORMAT_VERSION = 2
 REQUIRED_KEYS = ("format_version", "architecture", "model", "step", "epoch", "config")
 
 
@@ -39,24 +51,37 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def resolve_checkpoint(path: str | Path, which: str = "last") -> Path:
-    """Gives the checkpoint file for ``path``: the file itself, or RUN_DIR/checkpoints/{which}.pt."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        candidate = path / "checkpoints" / f"{which}.pt"
-        if not candidate.is_file():
-            raise CheckpointError(
-                f"no checkpoint at {candidate}: {path} is not a run folder with a saved {which}.pt"
-            )
-        return candidate
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; give a .pt file or a run folder")
-    return path
+def _upgrade_from_1(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Gives a format-1 checkpoint in format 2: the same weights and state, the config renamed."""
+    upgraded = copy.deepcopy({k: v for k, v in checkpoint.items() if k not in ("model", "optimizer")})
+    config = upgraded["config"]
+    estimator = config.get("estimator", {})
+    kl, prior = estimator.pop("kl", "analytic"), estimator.pop("prior_temperature", 0.5)
+    config.setdefault("objective", {"name": "elbo", "kl": kl, "prior_temperature": prior})
+    temperature = config.get("temperature", {})
+    if "schedule" in temperature:
+        temperature["name"] = temperature.pop("schedule")
+    config.get("data", {}).setdefault("name", "mnist")
+    config.get("model", {}).setdefault("name", "mlp")
+    config.get("optim", {}).setdefault("name", "adam")
+    upgraded["architecture"].setdefault("name", "mlp")
+    return {
+        **upgraded,
+        "model": checkpoint["model"],
+        "optimizer": checkpoint.get("optimizer", {}),
+        "format_version": 2,
+    }
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Gives the checkpoint at ``path`` (a file or a run folder), or raises CheckpointError."""
-    file = resolve_checkpoint(path)
+UPGRADES = {1: _upgrade_from_1}
+
+
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", which: str = "last"
+) -> dict[str, Any]:
+    """Gives the checkpoint at ``path`` (a file, or a run folder's checkpoints/{which}.pt) in the
+    current format, or raises CheckpointError."""
+    file = resolve_checkpoint(path, which)
     try:
         checkpoint = torch.load(file, map_location=map_location, weights_only=True)
     except Exception as err:
@@ -66,21 +91,52 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from None
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
         raise CheckpointError(f"{file} is not a vae-gumbel checkpoint (expected keys {list(REQUIRED_KEYS)})")
-    if checkpoint["format_version"] != FORMAT_VERSION:
+    version = checkpoint["format_version"]
+    while version in UPGRADES:
+        checkpoint = UPGRADES[version](checkpoint)
+        version = checkpoint["format_version"]
+    if version != FORMAT_VERSION:
         raise CheckpointError(
             f"{file} has checkpoint format {checkpoint['format_version']}, this version reads "
-            f"format {FORMAT_VERSION}"
+            f"formats {sorted({*UPGRADES, FORMAT_VERSION})}"
         )
     return checkpoint
 
 
-def check_compatible(checkpoint: dict[str, Any], model: CategoricalVAE, source: str = "checkpoint") -> None:
-    """Raises CheckpointError listing every size in which ``checkpoint`` and ``model`` differ."""
-    saved, wanted = checkpoint["architecture"], model.architecture()
+def model_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint") -> CategoricalVAE:
+    """Gives the model a checkpoint describes, with its weights loaded (on the CPU)."""
+    architecture = checkpoint["architecture"]
+    try:
+        model = model_with_weights(architecture, checkpoint["model"])
+    except Exception as err:
+        raise CheckpointError(
+            f"{source}: its weights do not fit the model it describes ({architecture}): {first_line(err)}"
+        ) from None
+    return model
+
+
+def test_set_of(
+    checkpoint: dict[str, Any], data: TestDataConfig, device: torch.device, limit: int | None = None
+) -> ImageSet:
+    """Gives the test set of the run that wrote ``checkpoint``, binarized as it was: from its data
+    root unless ``data.root`` says otherwise, the first ``limit`` (or ``data.test_limit``) images."""
+    from vae_gumbel.config import DataConfig, validate  # the schema imports this module's neighbours
+
+    saved = {**checkpoint["config"]["data"], "test_limit": data.test_limit}
+    if data.root is not None:
+        saved["root"] = data.root
+    return load_test_set(validate(saved, DataConfig), device, limit=limit)
+
+
+def check_compatible(
+    checkpoint: dict[str, Any], architecture: dict[str, Any], source: str = "checkpoint"
+) -> None:
+    """Raises CheckpointError listing every size in which ``checkpoint`` and ``architecture`` differ."""
+    saved = checkpoint["architecture"]
     differences = [
-        f"{key}: checkpoint {saved.get(key)!r} vs config {wanted[key]!r}"
-        for key in wanted
-        if saved.get(key) != wanted[key]
+        f"{key}: checkpoint {saved.get(key)!r} vs config {architecture[key]!r}"
+        for key in architecture
+        if saved.get(key) != architecture[key]
     ]
     if differences:
         raise CheckpointError(
@@ -89,40 +145,52 @@ def check_compatible(checkpoint: dict[str, Any], model: CategoricalVAE, source: 
         )
 
 
-def build_model(checkpoint: dict[str, Any], source: str = "checkpoint") -> CategoricalVAE:
-    """Gives the model a checkpoint describes, with its weights loaded (on the CPU)."""
-    architecture = checkpoint["architecture"]
-    try:
-        model = CategoricalVAE(
-            latent_dim=architecture["latent_dim"],
-            categorical_dim=architecture["categorical_dim"],
-            hidden=architecture["hidden"],
-            input_dim=architecture["input_dim"],
-        )
-        model.load_state_dict(checkpoint["model"])
-    except (KeyError, ValueError, RuntimeError) as err:
-        raise CheckpointError(
-            f"{source}: its weights do not fit the model it describes ({architecture}): {first_line(err)}"
-        ) from None
-    return model
+def _copy(value: Any) -> Any:
+    """Gives a CPU copy of every tensor in ``value``, so the copy no longer changes with training."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {key: _copy(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_copy(item) for item in value)
+    return value
 
 
-# Adam's switches for how its update runs on a device: the resuming run's own, not the checkpoint's.
-OPTIMIZER_EXECUTION_OPTIONS = ("fused", "foreach", "capturable")
+def member_checkpoint(run: Run, m: int, record: dict[str, Any]) -> dict[str, Any]:
+    """Gives member m of ``run`` as a checkpoint of its own: plain values and CPU copies of tensors."""
+    member = run.members[m]
+    temperature = (
+        {name: value[m] for name, value in run.schedule.state_dict().items()} if run.schedule.learned else {}
+    )
+    return _copy(
+        {
+            "format_version": FORMAT_VERSION,
+            "architecture": run.model.architecture(),
+            "model": member_state(run.model, m),
+            "optimizer": run.optimizer.member_state(m),
+            "temperature": temperature,
+            "step": run.step,
+            "epoch": run.epoch,
+            "best_test_loss": member.best_test_loss,
+            "metrics": {k: v for k, v in record.items() if isinstance(v, int | float)},
+            "rng": capture_rng_state(),
+            "config": member.config,
+        }
+    )
 
 
-def restore_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """Loads an optimizer's state (moments, step counts, hyperparameters) but keeps how it runs.
-
-    A checkpoint written by a CUDA run whose step is one CUDA graph holds ``capturable=True``; one
-    written on a CPU holds ``False``, which would make the capture of a CUDA run fail.
-    """
-    options = [
-        {k: group[k] for k in OPTIMIZER_EXECUTION_OPTIONS if k in group} for group in optimizer.param_groups
-    ]
-    optimizer.load_state_dict(state)
-    for group, own in zip(optimizer.param_groups, options, strict=True):
-        group.update(own)
+def restore_member(run: Run, m: int, checkpoint: dict[str, Any], source: str) -> None:
+    """Loads a checkpoint into member m of ``run``: weights, optimizer state, learned temperature and
+    best test loss. The run's step, epoch and random states are the caller's to restore."""
+    check_compatible(checkpoint, run.model.architecture(), source)
+    with torch.no_grad():
+        for name, value in member_state(run.model, m).items():
+            value.copy_(checkpoint["model"][name])
+        if run.schedule.learned:
+            for name, value in run.schedule.state_dict().items():
+                value[m].copy_(checkpoint["temperature"][name])
+    run.optimizer.load_member_state(m, checkpoint["optimizer"])
+    run.members[m].best_test_loss = checkpoint.get("best_test_loss", float("inf"))
 
 
 def capture_rng_state() -> dict[str, Any]:

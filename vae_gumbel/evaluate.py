@@ -1,4 +1,4 @@
-"""Honest test log-likelihoods: ``python -m vae_gumbel.evaluate checkpoint=PATH``.
+"""Honest test log-likelihoods: ``python -m vae_gumbel.evaluate checkpoint=PATH`` (``vae-gumbel-evaluate``).
 
 Prints and writes ``eval.json`` into the run folder: the test ELBO of the discrete model
 averaged over many exact draws, the importance-weighted bounds for each k, per-variable KL,
@@ -16,22 +16,21 @@ import torch
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
-from vae_gumbel.checkpoint import build_model, load_checkpoint, resolve_checkpoint
-from vae_gumbel.config import CONF_DIR, EvaluateConfig, validate
-from vae_gumbel.data import load_test_set
+from vae_gumbel.checkpoint import load_checkpoint, model_from_checkpoint, test_set_of
+from vae_gumbel.config import CONFIG_PATH, EvaluateConfig, validate
+from vae_gumbel.device import resolve_device
 from vae_gumbel.errors import RunFailed, VaeGumbelError
 from vae_gumbel.likelihood import binarization_of, evaluation_report, write_eval_json
-from vae_gumbel.training import resolve_device
+from vae_gumbel.run_folder import RunFolder, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
 
 def checkpoint_context(checkpoint: dict[str, Any], source: str) -> dict[str, Any]:
     """Gives what eval.json says about the model behind the numbers."""
-    config = checkpoint["config"]
     return {
         "checkpoint": source,
-        "estimator": config["estimator"]["name"],
+        "estimator": checkpoint["config"]["estimator"]["name"],
         "latent_dim": checkpoint["architecture"]["latent_dim"],
         "categorical_dim": checkpoint["architecture"]["categorical_dim"],
         "hidden": checkpoint["architecture"]["hidden"],
@@ -43,32 +42,21 @@ def checkpoint_context(checkpoint: dict[str, Any], source: str) -> dict[str, Any
 def run_evaluation(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
     """Evaluates the checkpoint ``cfg`` names; writes eval.json and gives its path and contents."""
     settings: EvaluateConfig = validate(cfg, EvaluateConfig)
-    device = resolve_device(settings.device)
+    device = resolve_device(settings.device, key="device")
     file = resolve_checkpoint(to_absolute_path(settings.checkpoint), settings.which)
     checkpoint = load_checkpoint(file)
-    model = build_model(checkpoint, source=str(file)).to(device).eval()
-    data_cfg = checkpoint["config"]["data"]
-    test_set = load_test_set(
-        to_absolute_path(settings.data_root or data_cfg["root"]),
-        data_cfg["binarize"],
-        device=device,
-        limit=settings.test_limit,
-        download=data_cfg.get("download", True),
-        verify_checksums=data_cfg.get("verify_checksums", True),
-        binarize_seed=data_cfg.get("binarize_seed", 0),
-    )
+    model = model_from_checkpoint(checkpoint, source=str(file)).to(device).eval()
     report = evaluation_report(
         model,
-        test_set,
+        test_set_of(checkpoint, settings.data, device),
         settings.iwae_samples,
-        binarization=binarization_of(data_cfg),
+        binarization=binarization_of(checkpoint["config"]["data"]),
         batch_size=settings.batch_size,
         max_rows=settings.max_rows,
         seed=settings.seed,
         context=checkpoint_context(checkpoint, str(file)),
     )
-    run_dir = file.parent.parent if file.parent.name == "checkpoints" else file.parent
-    out = Path(to_absolute_path(settings.out)) if settings.out else run_dir / "eval.json"
+    out = Path(to_absolute_path(settings.out)) if settings.out else RunFolder.of_checkpoint(file).eval_json
     write_eval_json(report, out)
     return out, report
 
@@ -91,7 +79,7 @@ def summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
 def main(cfg: DictConfig) -> float:
     try:
         out, report = run_evaluation(cfg)
@@ -104,4 +92,6 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     torch.set_grad_enabled(False)
-    main()
+    from vae_gumbel.evaluate import main as entry_point
+
+    entry_point()

@@ -7,18 +7,23 @@ seeded by the caller, so the same seed gives the same picture on every device.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from torchvision.utils import make_grid, save_image
 
 from vae_gumbel.gumbel import gumbel_max, sample_gumbel
 from vae_gumbel.model import CategoricalVAE
 
+if TYPE_CHECKING:
+    from vae_gumbel.config import SampleConfig
+
 IMAGE_SHAPE = (1, 28, 28)
 GRID_PADDING = 2
 RECONSTRUCTION_CODES = ("sample", "argmax")
+CELL_PIXELS = 12  # the side of one (variable, category) cell in a code-usage map
 
 
 def _device(model: CategoricalVAE) -> torch.device:
@@ -32,17 +37,15 @@ def pixel_probabilities(model: CategoricalVAE, codes: torch.Tensor) -> torch.Ten
 
 def tile(images: torch.Tensor, cols: int) -> torch.Tensor:
     """Gives images (n, 1, 28, 28) laid out ``cols`` to a row as one (3, H, W) CPU tensor."""
+    from torchvision.utils import make_grid
+
     return make_grid(images.detach().float().cpu(), nrow=cols, padding=GRID_PADDING, pad_value=1.0)
 
 
-def grid_size(rows: int, cols: int) -> tuple[int, int]:
-    """Gives the (height, width) in pixels of a grid of rows x cols tiles."""
-    step = IMAGE_SHAPE[-1] + GRID_PADDING
-    return rows * step + GRID_PADDING, cols * step + GRID_PADDING
-
-
 def save_grid(grid: torch.Tensor, path: str | Path) -> Path:
-    """Writes a (3, H, W) grid in [0, 1] as a PNG, creating its folder."""
+    """Writes a (3, H, W) image in [0, 1] as a PNG, creating its folder."""
+    from torchvision.utils import save_image
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(grid, path)
@@ -70,8 +73,6 @@ def reconstruction_grid(
     x: (at least rows // 2 * cols, 784) images. ``code`` is ``sample`` (an exact one-hot draw
     from q(z|x), with ``seed``) or ``argmax`` (the most likely category of each variable).
     """
-    if code not in RECONSTRUCTION_CODES:
-        raise ValueError(f"code must be one of {list(RECONSTRUCTION_CODES)}, got {code!r}")
     pairs = max(1, rows // 2)
     x = x[: pairs * cols].to(_device(model))
     logits = model.encode(x)
@@ -131,3 +132,45 @@ def temperature_grid(
         relaxed = torch.softmax((logits + noise) / tau, dim=-1)
         rows.append(pixel_probabilities(model, relaxed))
     return tile(torch.cat(rows), len(x))
+
+
+def code_usage_image(usage: torch.Tensor, cell: int = CELL_PIXELS) -> torch.Tensor:
+    """Gives a heat map of how often each category (column) of each latent variable (row) is chosen,
+    as a (3, N * cell, K * cell) image in [0, 1] coloured with viridis, scaled to the largest frequency.
+
+    usage: (N, K) frequencies. A variable that always picks one category (a bright cell in a
+    dark row) has collapsed.
+    """
+    from matplotlib import colormaps
+
+    scaled = (usage / usage.max().clamp_min(1e-9)).numpy()
+    colours = torch.from_numpy(colormaps["viridis"](scaled)[..., :3]).float()  # (N, K, 3)
+    return colours.permute(2, 0, 1).repeat_interleave(cell, dim=1).repeat_interleave(cell, dim=2)
+
+
+@dataclass(frozen=True)
+class SampleMode:
+    """A kind of grid ``sample`` draws: how many test images it needs, and how it draws them."""
+
+    images: Callable[[SampleConfig], int]
+    draw: Callable[[CategoricalVAE, torch.Tensor, SampleConfig], torch.Tensor]
+
+
+SAMPLE_MODES: dict[str, SampleMode] = {
+    "prior": SampleMode(
+        images=lambda s: 0,
+        draw=lambda model, x, s: prior_grid(model, s.rows, s.cols, s.seed),
+    ),
+    "reconstruction": SampleMode(
+        images=lambda s: max(1, s.rows // 2) * s.cols,
+        draw=lambda model, x, s: reconstruction_grid(model, x, s.rows, s.cols, s.seed, s.code),
+    ),
+    "traversal": SampleMode(
+        images=lambda s: 1,
+        draw=lambda model, x, s: traversal_grid(model, x, s.variables, s.rows),
+    ),
+    "temperature": SampleMode(
+        images=lambda s: s.cols,
+        draw=lambda model, x, s: temperature_grid(model, x, s.temperatures, s.cols, s.seed),
+    ),
+}

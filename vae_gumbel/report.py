@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -20,10 +19,8 @@ from typing import Any
 import yaml
 from matplotlib.figure import Figure
 
-from vae_gumbel.figures import save_figure
-from vae_gumbel.tracking import read_metrics
-
-JOB_MARKERS = ("metrics.jsonl", "status.json", ".hydra/overrides.yaml")
+from vae_gumbel.run_folder import RunFolder, find_runs
+from vae_gumbel.tracking import read_metrics, read_status
 
 
 @dataclass
@@ -40,16 +37,6 @@ class Job:
     curve: list[tuple[int, float]] = field(default_factory=list)
 
 
-def find_jobs(root: Path) -> list[Path]:
-    """Gives every folder below ``root`` (itself included) that holds a run's files."""
-    folders = set()
-    for marker in JOB_MARKERS:
-        for path in root.rglob(marker):
-            folder = path.parent.parent if marker.startswith(".hydra") else path.parent
-            folders.add(folder)
-    return sorted(folders, key=lambda p: [int(part) if part.isdigit() else part for part in p.parts])
-
-
 def parse_overrides(path: Path) -> dict[str, str]:
     """Gives Hydra's recorded command-line overrides as key -> value."""
     if not path.is_file():
@@ -61,14 +48,14 @@ def parse_overrides(path: Path) -> dict[str, str]:
     return overrides
 
 
-def read_job(folder: Path, root: Path) -> Job:
+def read_job(path: Path, root: Path) -> Job:
     """Gives what a job folder says about its run."""
-    records = read_metrics(folder / "metrics.jsonl")
-    status_path = folder / "status.json"
-    status = json.loads(status_path.read_text()) if status_path.is_file() else {}
+    folder = RunFolder(path)
+    records = read_metrics(folder.metrics)
+    status = read_status(folder)
     job = Job(
-        name=str(folder.relative_to(root)) if folder != root else ".",
-        overrides=parse_overrides(folder / ".hydra" / "overrides.yaml"),
+        name=str(path.relative_to(root)) if path != root else ".",
+        overrides=parse_overrides(folder.overrides),
         records=records,
         status=status.get("status", "incomplete"),
         error=status.get("error", ""),
@@ -136,23 +123,54 @@ def markdown(columns: list[str], rows: list[list[Any]]) -> str:
 
 
 def curves_figure(jobs: list[Job], title: str) -> Figure:
-    """Gives test loss per epoch for every job that has one, labelled by its overrides."""
+    """Gives loss per epoch: for one run, its relaxed and unrelaxed training loss and its test loss
+    with the temperature on a second axis; for several, the test loss of each, labelled by its
+    overrides."""
     figure = Figure(figsize=(9, 5))
     axis = figure.subplots()
-    varying = varying_keys(jobs)
-    for job in jobs:
-        if job.curve:
-            label = ", ".join(f"{k}={job.overrides[k]}" for k in varying if k in job.overrides) or job.name
-            axis.plot(*zip(*job.curve, strict=True), "-o", markersize=3, label=f"{job.name}: {label}")
-    axis.set(xlabel="epoch", ylabel="test loss (negative ELBO, nats)", title=title)
+    if len(jobs) == 1:
+        records = jobs[0].records
+        for key, label, style in (
+            ("train/loss_relaxed", "train, relaxed", "-"),
+            ("train/loss_unrelaxed", "train, unrelaxed", "--"),
+            ("test/loss", "test (exact discrete)", "-o"),
+        ):
+            points = [(r["epoch"], r[key]) for r in records if key in r]
+            if points:
+                axis.plot(*zip(*points, strict=True), style, markersize=3, label=label)
+        temperature_axis = axis.twinx()
+        temperature_axis.plot(
+            [r["epoch"] for r in records], [r["temperature"] for r in records], ":", color="gray"
+        )
+        temperature_axis.set_ylabel("temperature", color="gray")
+    else:
+        varying = varying_keys(jobs)
+        for job in jobs:
+            if job.curve:
+                label = (
+                    ", ".join(f"{k}={job.overrides[k]}" for k in varying if k in job.overrides) or job.name
+                )
+                axis.plot(*zip(*job.curve, strict=True), "-o", markersize=3, label=f"{job.name}: {label}")
+    axis.set(
+        xlabel="epoch", ylabel="negative ELBO (nats)" if len(jobs) == 1 else "test loss (negative ELBO, nats)"
+    )
+    axis.set_title(title)
     if axis.lines:
         axis.legend(fontsize=7, loc="upper right")
     return figure
 
 
+def save_figure(figure: Figure, path: str | Path) -> Path:
+    """Writes a figure as PNG, creating its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
 def report(root: Path, sort: str = "final") -> str:
     """Writes report.csv, report.md and report.png into ``root`` and gives the Markdown table."""
-    jobs = [read_job(folder, root) for folder in find_jobs(root)]
+    jobs = [read_job(folder, root) for folder in find_runs(root)]
     if not jobs:
         raise FileNotFoundError(
             f"no runs below {root}: expected folders with metrics.jsonl or .hydra/overrides.yaml"

@@ -1,15 +1,21 @@
-"""A run's records: one JSON line per epoch in metrics.jsonl and the same scalars in TensorBoard."""
+"""A run's records: one JSON line per epoch in metrics.jsonl, the same scalars in TensorBoard,
+lines in its log, how it ended in status.json, and its hyperparameters for the HParams tab."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 import torch
-from matplotlib.figure import Figure
-from torch.utils.tensorboard import SummaryWriter
+
+from vae_gumbel.run_folder import RunFolder
+
+log = logging.getLogger("vae_gumbel.train")
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -26,33 +32,104 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def read_status(folder: RunFolder) -> dict[str, Any]:
+    """Gives what status.json says about how a run ended ({} if it has none)."""
+    try:
+        return json.loads(folder.status.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def write_status(folder: RunFolder, status: str, **details: Any) -> None:
+    """Records how the run ended in status.json, for reports over many runs."""
+    folder.path.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"status": status, **details}, indent=2) + "\n"
+    if (
+        not folder.status.is_file() or folder.status.read_text() != text
+    ):  # a finished job re-run stays as it was
+        folder.status.write_text(text)
+
+
+def hyperparameters(settings: Any, prefix: str = "") -> dict[str, str | int | float | bool]:
+    """Gives every scalar setting of a typed config, flattened to dotted keys, for TensorBoard's
+    HParams tab (lists as text, null as "null")."""
+    values: dict[str, str | int | float | bool] = {}
+    for item in dataclasses.fields(settings):
+        value = getattr(settings, item.name)
+        key = f"{prefix}{item.name}"
+        if dataclasses.is_dataclass(value):
+            values.update(hyperparameters(value, f"{key}."))
+        elif value is None:
+            values[key] = "null"
+        elif isinstance(value, bool | int | float | str):
+            values[key] = value
+        else:
+            values[key] = str(value)
+    return values
+
+
+def tensorboard_run_name() -> str | None:
+    """Gives a multirun job's overrides as its TensorBoard run name: 'estimator=straight_through,seed=1'
+    (None for a single run, whose event files sit directly in tensorboard/)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return short_run_name(HydraConfig.get().job.override_dirname)
+
+
+def short_run_name(overrides: str, limit: int = 200) -> str:
+    """Gives ``overrides`` as a file name: long floats to 4 digits, '/' replaced, cut to ``limit``
+    characters with a hash of the whole so that names stay unique."""
+    items = []
+    for item in overrides.split(","):
+        key, sep, value = item.partition("=")
+        try:
+            number = float(value)
+            value = f"{number:.4g}" if len(value) > 8 else value
+        except ValueError:
+            pass
+        items.append(f"{key}{sep}{value}".replace("/", "_"))
+    name = ",".join(items) or "defaults"
+    if len(name) > limit:
+        name = name[: limit - 9] + "~" + hashlib.sha1(overrides.encode()).hexdigest()[:8]
+    return name
+
+
 class RunLog:
-    """Writes metrics.jsonl and TensorBoard event files into a run folder.
+    """Writes a run's metrics.jsonl, its TensorBoard event files and its log lines.
 
     On resume from ``start_step``/``start_epoch``, records written after that point (by a
     run that died after its last checkpoint) are dropped, so the files read as if the run
-    had never been interrupted.
+    had never been interrupted. ``logger`` receives the log lines (by default the trainer's,
+    which Hydra writes to the console and to train.log).
     """
 
     def __init__(
         self,
-        run_dir: str | Path,
+        folder: RunFolder,
         start_epoch: int = 0,
         start_step: int = 0,
         tensorboard_name: str | None = None,
+        logger: logging.Logger = log,
     ) -> None:
-        self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.metrics_path = self.run_dir / "metrics.jsonl"
-        kept = [r for r in read_metrics(self.metrics_path) if r.get("epoch", 0) <= start_epoch]
-        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.folder, self.logger = folder, logger
+        folder.path.mkdir(parents=True, exist_ok=True)
+        kept = [r for r in read_metrics(folder.metrics) if r.get("epoch", 0) <= start_epoch]
+        folder.metrics.write_text("".join(json.dumps(r) + "\n" for r in kept))
         # In a sweep, tensorboard/<overrides>/ so TensorBoard names each job's run by its overrides.
-        self.tensorboard_dir = self.run_dir / "tensorboard" / (tensorboard_name or "")
         # Events logged after the checkpoint's step belong to the lost part of the run; the
         # checkpoint's own step (its epoch record) stays.
         self.writer = SummaryWriter(
-            str(self.tensorboard_dir), purge_step=start_step + 1 if start_step else None
+            str(folder.tensorboard / (tensorboard_name or "")),
+            purge_step=start_step + 1 if start_step else None,
         )
+
+    def info(self, message: str, *args: Any) -> None:
+        self.logger.info(message, *args)
 
     def log_scalars(self, scalars: dict[str, float], step: int) -> None:
         for tag, value in scalars.items():
@@ -60,19 +137,26 @@ class RunLog:
 
     def log_epoch(self, record: dict[str, Any]) -> None:
         """Appends one epoch's record to metrics.jsonl and its scalars to TensorBoard."""
-        with self.metrics_path.open("a") as handle:
+        with self.folder.metrics.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
         scalars = {k: v for k, v in record.items() if k not in ("epoch", "step") and _is_number(v)}
         self.log_scalars(scalars, record["step"])
         self.writer.flush()
 
+    def amend_last_epoch(self, values: dict[str, float]) -> None:
+        """Adds ``values`` to the last epoch's record in metrics.jsonl (rewritten atomically) and to
+        TensorBoard at that epoch's step."""
+        records = read_metrics(self.folder.metrics)
+        records[-1].update(values)
+        partial = self.folder.metrics.with_name(f".{self.folder.metrics.name}.partial")
+        partial.write_text("".join(json.dumps(r) + "\n" for r in records))
+        partial.replace(self.folder.metrics)
+        self.log_scalars({k: v for k, v in values.items() if _is_number(v)}, records[-1]["step"])
+        self.writer.flush()
+
     def log_image(self, tag: str, image: torch.Tensor, step: int) -> None:
         """Logs a (3, H, W) image in [0, 1]."""
         self.writer.add_image(tag, image, step)
-
-    def log_figure(self, tag: str, figure: Figure, step: int) -> None:
-        """Logs a matplotlib figure as an image."""
-        self.writer.add_figure(tag, figure, step, close=False)
 
     def log_hparams(self, hparams: dict[str, Any], final: dict[str, Any], best_test_loss: float) -> None:
         """Records the hyperparameters and final metrics for the HParams tab, in this run's own folder."""

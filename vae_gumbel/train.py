@@ -1,98 +1,245 @@
-"""Train a categorical VAE on MNIST: ``python -m vae_gumbel.train [overrides]``.
+"""Train categorical VAEs: ``python -m vae_gumbel.train [overrides]`` (or ``vae-gumbel-train``).
 
-``train(cfg, run_dir)`` does the work and returns the final metrics; ``main`` is the thin
-Hydra entry point that returns the final test loss for sweepers to minimise.
+``train(cfg, run_dir)`` trains one run and gives its final metrics; ``train_members`` trains
+jobs that can share a stack and gives each job's result; ``main`` is the thin Hydra entry point
+that returns the number sweepers minimise.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 import math
-import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
-import numpy as np
-import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from vae_gumbel.checkpoint import (
-    FORMAT_VERSION,
-    capture_rng_state,
-    check_compatible,
-    load_checkpoint,
-    restore_optimizer,
-    restore_rng_state,
-    save_checkpoint,
+from vae_gumbel.checkpoint import load_checkpoint, member_checkpoint, save_checkpoint
+from vae_gumbel.config import CONFIG_PATH, validate
+from vae_gumbel.errors import CheckpointError, RunFailed, VaeGumbelError, first_line
+from vae_gumbel.grids import code_usage_image, prior_grid, reconstruction_grid, save_grid
+from vae_gumbel.likelihood import (
+    TestScores,
+    binarization_of,
+    evaluation_report,
+    score_test_set,
+    write_eval_json,
 )
-from vae_gumbel.config import CONF_DIR, TrainConfig, validate
-from vae_gumbel.data import ImageSet, load_mnist
-from vae_gumbel.errors import CheckpointError, NonFiniteLossError, RunFailed, VaeGumbelError
-from vae_gumbel.estimators import get_estimator
-from vae_gumbel.figures import code_usage_figure, save_figure
-from vae_gumbel.grids import prior_grid, reconstruction_grid, save_grid
-from vae_gumbel.likelihood import binarization_of, evaluation_report, write_eval_json
-from vae_gumbel.model import CategoricalVAE
-from vae_gumbel.schedules import Schedule, build_schedule
-from vae_gumbel.tracking import RunLog, read_metrics
-from vae_gumbel.training import (
-    FUSED_ADAM_DEVICES,
-    Evaluation,
-    allow_tf32,
-    build_step,
-    evaluate,
-    plan_step,
-    resolve_device,
-    train_epoch,
-)
-
-log = logging.getLogger(__name__)
+from vae_gumbel.loop import EpochResult
+from vae_gumbel.model import unstack
+from vae_gumbel.run import Member, Run, build_run, log
+from vae_gumbel.run_folder import RunFolder
+from vae_gumbel.step import STEP_VALUES
+from vae_gumbel.tracking import RunLog, hyperparameters, read_metrics, tensorboard_run_name, write_status
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
+    """Trains as ``cfg`` says, writing into ``run_dir`` (Hydra's output dir by default); gives the
+    final epoch's metrics."""
+    folder = RunFolder(run_dir if run_dir is not None else HydraConfig.get().runtime.output_dir)
+    try:
+        member = Member(
+            validate(cfg), OmegaConf.to_container(cfg, resolve=True), folder, tensorboard_run_name()
+        )
+    except Exception as err:
+        write_status(folder, "failed", error=describe(err))
+        raise
+    (result,) = train_members([member])
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
-def build_optimizer(
-    settings: TrainConfig,
-    model: CategoricalVAE,
-    schedule: Schedule,
-    device: torch.device,
-    capturable: bool = False,
-) -> torch.optim.Adam:
-    parameters = list(model.parameters())
-    if schedule.learned:
-        parameters += list(schedule.parameters())
-    optim = settings.optim
-    return torch.optim.Adam(
-        parameters,
-        lr=optim.lr,
-        betas=tuple(optim.betas),
-        eps=optim.eps,
-        weight_decay=optim.weight_decay,
-        fused=device.type in FUSED_ADAM_DEVICES,
-        capturable=capturable,  # its step count on the device, for a CUDA graph of the step
+def train_members(members: Sequence[Member]) -> list[dict[str, Any] | Exception]:
+    """Trains jobs that share a stack as one run; gives each job's final metrics, or the error that
+    stopped it. A job that already finished is left as it is."""
+    results: dict[int, dict[str, Any] | Exception] = {}
+    todo: list[tuple[int, Path | None]] = []
+    for i, member in enumerate(members):
+        try:
+            resume_from = find_resume_checkpoint(member.settings.resume, member.folder)
+            results[i] = finished_metrics(member, resume_from)
+            if results[i] is None:
+                del results[i]
+                todo.append((i, resume_from))
+        except Exception as err:
+            write_status(member.folder, "failed", error=describe(err))
+            results[i] = err
+    if todo:
+        stacked = [members[i] for i, _ in todo]
+        try:
+            run = build_run(stacked, [resume_from for _, resume_from in todo])
+            try:
+                train_run(run)
+            finally:
+                for member in stacked:
+                    if member.run_log is not None:
+                        member.run_log.close()
+        except Exception as err:
+            for member in stacked:
+                member.error = member.error or err
+        for (i, _), member in zip(todo, stacked, strict=True):
+            if member.error is not None:
+                write_status(member.folder, "failed", error=describe(member.error))
+                results[i] = member.error
+            else:
+                final = member.final
+                write_status(
+                    member.folder,
+                    "completed",
+                    **{k: final[k] for k in ("epoch", "step", "test/loss") if k in final},
+                )
+                results[i] = final
+    return [results[i] for i in range(len(members))]
+
+
+def train_run(run: Run) -> None:
+    """Trains every member of ``run`` to its last epoch, then scores it with the final IWAE: the
+    loop of every run, single or stacked. Each member's final metrics end up in ``member.final``."""
+    trainer = run.settings.trainer
+    open_logs(run)
+    while run.epoch < trainer.epochs:
+        # Train one epoch: every live member takes its steps; a member gone non-finite stops.
+        result = run.train_epoch()
+        run.check_finite_weights()
+        last = run.epoch == trainer.epochs
+        # Score every member on the test set in one batched pass, with exact discrete samples.
+        scores = None
+        if run.epoch % trainer.eval_every == 0 or last:
+            scores = score_test_set(run.model, run.data.test, trainer.eval_batch_size, trainer.eval_seed)
+        # Log each live member's epoch: metrics.jsonl, TensorBoard, its log.
+        records = [epoch_record(run, result, m, scores) for m in range(len(run.members))]
+        for m, member in run.live():
+            member.run_log.log_epoch(records[m])
+            member.run_log.info(epoch_line(records[m], trainer.epochs))
+            member.final = records[m]
+        # Draw the pictures every sample_every epochs.
+        if run.epoch % trainer.sample_every == 0 or last:
+            for m, _ in run.live():
+                draw_pictures(run, m, scores[m] if scores else None)
+        # Keep each live member's latest checkpoint, and its best by test loss.
+        for m, member in run.live():
+            improved = records[m].get("test/loss", math.inf) < member.best_test_loss
+            member.best_test_loss = min(member.best_test_loss, records[m].get("test/loss", math.inf))
+            save_member(
+                run, m, records[m], latest=run.epoch % trainer.checkpoint_every == 0 or last, best=improved
+            )
+    # After the last epoch: importance-weighted bounds if asked, and the HParams summary.
+    if not run.members[0].final:  # no epoch to train: the metrics are the test scores as they stand
+        scores = score_test_set(run.model, run.data.test, trainer.eval_batch_size, trainer.eval_seed)
+        for m, member in run.live():
+            member.final = {"epoch": run.epoch, "step": run.step, **scores[m].metrics}
+        return
+    for m, member in run.live():
+        if member.settings.eval.final_iwae_samples:
+            final_iwae(run, m)
+        member.run_log.log_hparams(hyperparameters(member.settings), member.final, member.best_test_loss)
+
+
+def open_logs(run: Run) -> None:
+    """Opens each member's records at the point where the run stands (dropping anything a killed
+    run wrote after its checkpoint) and says what is about to be trained."""
+    batch_size = run.settings.data.batch_size
+    for member in run.members:
+        member.run_log = RunLog(member.folder, run.epoch, run.step, member.tensorboard_name, member.logger)
+        if run.epoch:
+            member.run_log.info("resumed at epoch %d, step %d", run.epoch, run.step)
+        member.run_log.info(
+            "training %s on %s: %d train / %d test images, %d steps per epoch%s, run folder %s",
+            member.settings.estimator.name,
+            run.device,
+            len(run.data.train),
+            len(run.data.test),
+            math.ceil(len(run.data.train) / batch_size),
+            f", in a stack of {len(run.members)}" if len(run.members) > 1 else "",
+            member.folder.path,
+        )
+
+
+def epoch_record(run: Run, result: EpochResult, m: int, scores: list[TestScores] | None) -> dict[str, Any]:
+    """Gives member m's line of metrics.jsonl for the epoch just trained."""
+    record: dict[str, Any] = {
+        "epoch": run.epoch,
+        "step": run.step,
+        "temperature": float(result.temperature[m]),
+    }
+    record.update(
+        {f"train/{name}": float(value) for name, value in zip(STEP_VALUES, result.means[m], strict=True)}
     )
+    if scores is not None:
+        record.update(scores[m].metrics)
+    record["time/epoch_s"] = result.seconds
+    record["throughput/train_img_s"] = result.images / result.seconds
+    return record
 
 
-def find_resume_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
+def draw_pictures(run: Run, m: int, scores: TestScores | None) -> None:
+    """Writes member m's prior and reconstruction grids and, after an evaluation, its code-usage map,
+    as PNGs into its samples folder and as images into TensorBoard."""
+    member, seed = run.members[m], run.settings.trainer.sample_seed
+    model = unstack(run.model, m)
+    pictures = {
+        "prior": prior_grid(model, 8, 8, seed=seed),
+        "reconstruction": reconstruction_grid(model, run.data.test.targets(slice(0, 32)), 8, 8, seed=seed),
+    }
+    if scores is not None:
+        pictures["code_usage"] = code_usage_image(scores.usage)
+    for name, image in pictures.items():
+        save_grid(image, member.folder.epoch_picture(name, run.epoch))
+        member.run_log.log_image(name if name == "code_usage" else f"samples/{name}", image, run.step)
+
+
+def save_member(run: Run, m: int, record: dict[str, Any], latest: bool, best: bool) -> None:
+    """Writes member m's checkpoint as last.pt and/or best.pt."""
+    if not (latest or best):
+        return
+    checkpoint = member_checkpoint(run, m, record)
+    folder = run.members[m].folder
+    for which, wanted in (("last", latest), ("best", best)):
+        if wanted:
+            save_checkpoint(folder.checkpoint(which), checkpoint)
+
+
+def final_iwae(run: Run, m: int) -> None:
+    """Scores member m with importance-weighted bounds on the test set: eval.json, and the numbers
+    added to its last metrics record."""
+    member = run.members[m]
+    settings = member.settings
+    report = evaluation_report(
+        unstack(run.model, m),
+        run.data.test,
+        settings.eval.final_iwae_samples,
+        binarization=binarization_of(member.config["data"]),
+        max_rows=settings.eval.iwae_max_rows,
+        seed=settings.eval.iwae_seed,
+        context={
+            "estimator": settings.estimator.name,
+            "latent_dim": settings.model.latent_dim,
+            "categorical_dim": settings.model.categorical_dim,
+            "epoch": run.epoch,
+            "steps": run.step,
+        },
+    )
+    write_eval_json(report, member.folder.eval_json)
+    bounds = {"test/neg_elbo_mean": report["neg_elbo"]}
+    bounds.update({f"test/iwae_nll_{k}": value for k, value in report["iwae_nll"].items()})
+    member.run_log.amend_last_epoch(bounds)
+    member.final = {**member.final, **bounds}
+
+
+def find_resume_checkpoint(resume: str | None, folder: RunFolder) -> Path | None:
     """Gives the checkpoint that ``resume`` names, or None to start fresh."""
     if resume is None:
         return None
     if resume == "last":
-        own = run_dir / "checkpoints" / "last.pt"
+        own = folder.checkpoint("last")
         return own if own.is_file() else None
     path = Path(to_absolute_path(resume))
     if path.is_dir():
-        path = path / "checkpoints" / "last.pt"
+        path = RunFolder(path).checkpoint("last")
     if not path.is_file():
         raise CheckpointError(
             f"resume={resume}: no checkpoint at {path}; give a checkpoint file, a run folder, or resume=last"
@@ -100,281 +247,21 @@ def find_resume_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
     return path
 
 
-def tensorboard_run_name() -> str | None:
-    """Gives a multirun job's overrides as its TensorBoard run name: 'estimator=straight_through,seed=1'."""
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+def finished_metrics(member: Member, resume_from: Path | None) -> dict[str, Any] | None:
+    """Gives the last metrics of a job that already trained all its epochs (so it is left as it
+    is), or None if it has work to do."""
+    if resume_from is None:
         return None
-    return short_run_name(HydraConfig.get().job.override_dirname)
-
-
-def short_run_name(overrides: str, limit: int = 200) -> str:
-    """Gives ``overrides`` as a file name: long floats to 4 digits, '/' replaced, cut to ``limit``
-    characters with a hash of the whole so that names stay unique."""
-    items = []
-    for item in overrides.split(","):
-        key, sep, value = item.partition("=")
-        try:
-            number = float(value)
-            value = f"{number:.4g}" if len(value) > 8 else value
-        except ValueError:
-            pass
-        items.append(f"{key}{sep}{value}".replace("/", "_"))
-    name = ",".join(items) or "defaults"
-    if len(name) > limit:
-        name = name[: limit - 9] + "~" + hashlib.sha1(overrides.encode()).hexdigest()[:8]
-    return name
-
-
-def hyperparameters(settings: TrainConfig) -> dict[str, str | int | float | bool]:
-    """Gives the settings that tell runs apart, for TensorBoard's HParams tab."""
-    values = {
-        "estimator": settings.estimator.name,
-        "temperature.schedule": settings.temperature.schedule,
-        "temperature.initial": settings.temperature.initial,
-        "temperature.min": settings.temperature.min,
-        "temperature.rate": settings.temperature.rate,
-        "model.latent_dim": settings.model.latent_dim,
-        "model.categorical_dim": settings.model.categorical_dim,
-        "model.hidden": str(settings.model.hidden),
-        "data.batch_size": settings.data.batch_size,
-        "data.binarize": settings.data.binarize,
-        "optim.lr": settings.optim.lr,
-        "seed": settings.seed,
-    }
-    return {key: "null" if value is None else value for key, value in values.items()}
-
-
-def write_status(run_dir: Path, status: str, **details: Any) -> None:
-    """Records how the run ended in status.json, for reports over many runs."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path, text = run_dir / "status.json", json.dumps({"status": status, **details}, indent=2) + "\n"
-    if not path.is_file() or path.read_text() != text:  # a finished job re-run stays as it was
-        path.write_text(text)
-
-
-def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float]:
-    """Trains as ``cfg`` says, writing into ``run_dir`` (Hydra's output dir by default); gives the
-    final epoch's metrics."""
-    run_dir = Path(run_dir) if run_dir is not None else Path(HydraConfig.get().runtime.output_dir)
-    try:
-        metrics = _train(cfg, run_dir)
-    except Exception as err:
-        first_line = (str(err).strip().splitlines() or [""])[0]
-        write_status(run_dir, "failed", error=f"{type(err).__name__}: {first_line}")
-        raise
-    write_status(
-        run_dir, "completed", **{k: metrics[k] for k in ("epoch", "step", "test/loss") if k in metrics}
-    )
-    return metrics
-
-
-def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
-    settings = validate(cfg)
-    device = resolve_device(settings.trainer.device)
-    if settings.trainer.num_threads is not None:
-        torch.set_num_threads(settings.trainer.num_threads)
-    allow_tf32(device, settings.trainer.tf32)
-    seed_everything(settings.seed)
-    # The checkpoint's file name is known before any work, so a bad path fails fast.
-    resume_from = find_resume_checkpoint(settings.resume, run_dir)
-
-    data_cfg = settings.data
-    data = load_mnist(
-        to_absolute_path(data_cfg.root),
-        data_cfg.binarize,
-        device=device,
-        train_limit=data_cfg.train_limit,
-        test_limit=data_cfg.test_limit,
-        download=data_cfg.download,
-        verify_checksums=data_cfg.verify_checksums,
-        binarize_seed=data_cfg.binarize_seed,
-    )
-    model_cfg = settings.model
-    model = CategoricalVAE(model_cfg.latent_dim, model_cfg.categorical_dim, model_cfg.hidden).to(device)
-    temp = settings.temperature
-    schedule = build_schedule(temp.schedule, temp.initial, temp.min, temp.rate, temp.every)
-    if schedule.learned:
-        schedule.to(device)
-    plan = plan_step(settings.trainer.compile, device, learned_temperature=schedule.learned)
-    optimizer = build_optimizer(settings, model, schedule, device, capturable=plan.cuda_graph)
-    estimator_cfg = settings.estimator
-    step_fn = build_step(
-        model,
-        optimizer,
-        get_estimator(estimator_cfg.name, estimator_cfg.rao_samples),
-        plan,
-        prior_tau=estimator_cfg.prior_temperature if estimator_cfg.kl == "relaxed" else None,
-        backend=settings.trainer.compile_backend,
-        precision=settings.trainer.precision,
-    )
-
-    epoch, step, best_test_loss = 0, 0, math.inf
-    if resume_from is not None:
-        checkpoint = load_checkpoint(resume_from, map_location=device)
-        check_compatible(checkpoint, model, source=str(resume_from))
-        model.load_state_dict(checkpoint["model"])
-        restore_optimizer(optimizer, checkpoint["optimizer"])
-        if schedule.learned:
-            schedule.load_state_dict(checkpoint["temperature"])
-        epoch, step, best_test_loss = checkpoint["epoch"], checkpoint["step"], checkpoint["best_test_loss"]
-        restore_rng_state(checkpoint["rng"])
-        log.info("resumed from %s at epoch %d, step %d", resume_from, epoch, step)
-
-    trainer = settings.trainer
-    records = read_metrics(run_dir / "metrics.jsonl")
-    if resume_from is not None and epoch >= trainer.epochs and records and records[-1]["epoch"] == epoch:
-        log.info("the run already finished its %d epochs; nothing to do", trainer.epochs)
+    records = read_metrics(member.folder.metrics)
+    epoch = load_checkpoint(resume_from)["epoch"]
+    if epoch >= member.settings.trainer.epochs and records and records[-1]["epoch"] == epoch:
+        log.info("%s already finished its %d epochs; nothing to do", member.folder.path, epoch)
         return records[-1]
-    run_log = RunLog(run_dir, start_epoch=epoch, start_step=step, tensorboard_name=tensorboard_run_name())
-    num_batches = math.ceil(len(data.train) / data_cfg.batch_size)
-    log.info(
-        "training %s on %s: %d train / %d test images, %d steps per epoch, run folder %s",
-        settings.estimator.name,
-        device,
-        len(data.train),
-        len(data.test),
-        num_batches,
-        run_dir,
-    )
-    try:
-        while epoch < trainer.epochs:
-            epoch += 1
-            result = train_epoch(
-                step_fn,
-                data.train.batches(data_cfg.batch_size),
-                schedule,
-                start_step=step,
-                num_batches=num_batches,
-                log_every=trainer.log_every_n_steps,
-                on_log=run_log.log_scalars,
-                description=f"epoch {epoch}/{trainer.epochs}",
-                progress=trainer.progress,
-            )
-            step = result.step
-            record: dict[str, Any] = {"epoch": epoch, "step": step, "temperature": result.temperature}
-            record.update(result.means)
-            last_epoch = epoch == trainer.epochs
-            evaluation = None
-            if epoch % trainer.eval_every == 0 or last_epoch:
-                evaluation = evaluate(model, data.test, trainer.eval_batch_size, trainer.eval_seed)
-                record.update(evaluation.metrics)
-            record["time/epoch_s"] = result.seconds
-            record["throughput/train_img_s"] = result.images / result.seconds
-            _check_finite_parameters(model, step)
-            if last_epoch and settings.eval.final_iwae_samples:
-                report = evaluation_report(
-                    model,
-                    data.test,
-                    settings.eval.final_iwae_samples,
-                    binarization=binarization_of(OmegaConf.to_container(cfg.data, resolve=True)),
-                    max_rows=settings.eval.iwae_max_rows,
-                    seed=settings.eval.iwae_seed,
-                    context={
-                        "estimator": settings.estimator.name,
-                        "latent_dim": model.latent_dim,
-                        "categorical_dim": model.categorical_dim,
-                        "epoch": epoch,
-                        "steps": step,
-                    },
-                )
-                write_eval_json(report, run_dir / "eval.json")
-                record["test/neg_elbo_mean"] = report["neg_elbo"]
-                record.update({f"test/iwae_nll_{k}": v for k, v in report["iwae_nll"].items()})
-            run_log.log_epoch(record)
-            log.info(_epoch_line(record, trainer.epochs))
-
-            if epoch % trainer.sample_every == 0 or last_epoch:
-                write_pictures(
-                    model,
-                    data.test,
-                    evaluation,
-                    run_dir / "samples",
-                    run_log,
-                    epoch,
-                    step,
-                    trainer.sample_seed,
-                )
-
-            improved = record.get("test/loss", math.inf) < best_test_loss
-            if improved:
-                best_test_loss = record["test/loss"]
-            if last_epoch:
-                run_log.log_hparams(hyperparameters(settings), record, best_test_loss)
-            if epoch % trainer.checkpoint_every == 0 or last_epoch or improved:
-                checkpoint = checkpoint_state(cfg, model, optimizer, schedule, record, best_test_loss)
-                if epoch % trainer.checkpoint_every == 0 or last_epoch:
-                    save_checkpoint(run_dir / "checkpoints" / "last.pt", checkpoint)
-                if improved:
-                    save_checkpoint(run_dir / "checkpoints" / "best.pt", checkpoint)
-    finally:
-        run_log.close()
-
-    records = read_metrics(run_dir / "metrics.jsonl")
-    if records:
-        return records[-1]
-    evaluation = evaluate(model, data.test, trainer.eval_batch_size, trainer.eval_seed)
-    return {"epoch": epoch, "step": step, **evaluation.metrics}
+    return None
 
 
-def checkpoint_state(
-    cfg: DictConfig,
-    model: CategoricalVAE,
-    optimizer: torch.optim.Optimizer,
-    schedule: Schedule,
-    record: dict[str, Any],
-    best_test_loss: float,
-) -> dict[str, Any]:
-    """Gives everything needed to rebuild the model and continue training exactly, as plain values."""
-    return {
-        "format_version": FORMAT_VERSION,
-        "architecture": model.architecture(),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "temperature": schedule.state_dict() if schedule.learned else {},
-        "step": record["step"],
-        "epoch": record["epoch"],
-        "best_test_loss": best_test_loss,
-        "metrics": {k: v for k, v in record.items() if isinstance(v, int | float)},
-        "rng": capture_rng_state(),
-        "config": OmegaConf.to_container(cfg, resolve=True),
-    }
-
-
-def write_pictures(
-    model: CategoricalVAE,
-    test_set: ImageSet,
-    evaluation: Evaluation | None,
-    folder: Path,
-    run_log: RunLog,
-    epoch: int,
-    step: int,
-    seed: int,
-) -> None:
-    """Writes the epoch's prior and reconstruction grids and the code-usage heat map, as PNGs
-    into ``folder`` and as images into TensorBoard."""
-    grids = {
-        "prior": prior_grid(model, 8, 8, seed=seed),
-        "reconstruction": reconstruction_grid(model, test_set.targets(slice(0, 32)), 8, 8, seed=seed),
-    }
-    for name, grid in grids.items():
-        filename = f"epoch_{epoch:03d}.png" if name == "prior" else f"{name}_epoch_{epoch:03d}.png"
-        save_grid(grid, folder / filename)
-        run_log.log_image(f"samples/{name}", grid, step)
-    if evaluation is not None:
-        figure = code_usage_figure(evaluation.usage, title=f"code usage on the test set, epoch {epoch}")
-        save_figure(figure, folder / f"code_usage_epoch_{epoch:03d}.png")
-        run_log.log_figure("code_usage", figure, step)
-
-
-def _check_finite_parameters(model: CategoricalVAE, step: int) -> None:
-    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-        raise NonFiniteLossError(
-            f"the model's weights became non-finite by step {step}; training stopped and the last "
-            "good checkpoint was kept. Lower optim.lr, or raise temperature.min"
-        )
-
-
-def _epoch_line(record: dict[str, Any], epochs: int) -> str:
+def epoch_line(record: dict[str, Any], epochs: int) -> str:
+    """Gives an epoch's record as one line of the log."""
     line = (
         f"epoch {record['epoch']}/{epochs} step {record['step']} tau {record['temperature']:.3f} | "
         f"train relaxed {record['train/loss_relaxed']:.2f} unrelaxed {record['train/loss_unrelaxed']:.2f}"
@@ -387,14 +274,9 @@ def _epoch_line(record: dict[str, Any], epochs: int) -> str:
     return line + f" | {record['time/epoch_s']:.1f}s, {record['throughput/train_img_s']:.0f} img/s"
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def main(cfg: DictConfig) -> float:
-    try:
-        metrics = train(cfg)
-    except VaeGumbelError as err:
-        log.error("%s", err)
-        raise RunFailed(f"error: {err}") from None
-    return objective(metrics)
+def describe(err: BaseException) -> str:
+    """Gives an error as status.json records it: its type and the first line of its message."""
+    return f"{type(err).__name__}: {first_line(err)}"
 
 
 def objective(metrics: dict[str, Any]) -> float:
@@ -406,6 +288,16 @@ def objective(metrics: dict[str, Any]) -> float:
         if key.startswith("test/iwae_nll_")
     }
     return float(iwae[max(iwae)]) if iwae else float(metrics.get("test/loss", math.nan))
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+def main(cfg: DictConfig) -> float:
+    try:
+        metrics = train(cfg)
+    except VaeGumbelError as err:
+        log.error("%s", err)
+        raise RunFailed(f"error: {err}") from None
+    return objective(metrics)
 
 
 if __name__ == "__main__":

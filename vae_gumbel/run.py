@@ -1,0 +1,232 @@
+"""A training run: one model, or a stack of models trained as one, built from typed settings.
+
+Every run is a stack of M >= 1 members. Each member is a job of its own, with its settings, its
+run folder and its log; the members share one model with a leading member axis on its weights,
+one optimizer, one step and one pass over the data, each in its own random order. A single run
+is a stack of one, and computes exactly what a lone model would.
+
+Members may differ in what a tensor can carry: seed (initial weights), the optimizer's
+settings, the temperature schedule's numbers. Everything else (sizes, data, estimator,
+precision, epochs, ...) must agree: ``stack_key`` says what, and a launcher puts jobs that
+differ there into separate runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from vae_gumbel.checkpoint import load_checkpoint, restore_member, restore_rng_state
+from vae_gumbel.config import TrainConfig
+from vae_gumbel.data import Data, load_data
+from vae_gumbel.device import allow_tf32, resolve_device
+from vae_gumbel.errors import CheckpointError, ConfigError, NonFiniteLossError
+from vae_gumbel.estimators import build_estimator
+from vae_gumbel.loop import EpochResult, StepFunction, Temperatures, train_epoch
+from vae_gumbel.model import CategoricalVAE, build_model, stack
+from vae_gumbel.objectives import build_objective
+from vae_gumbel.optim import StackOptimizer
+from vae_gumbel.run_folder import RunFolder
+from vae_gumbel.schedules import Schedule, build_schedule
+from vae_gumbel.step import STEP_VALUES, build_step, plan_step
+from vae_gumbel.tracking import RunLog
+
+log = logging.getLogger("vae_gumbel.train")
+
+# Settings each member of a stack may have of its own.
+PER_MEMBER_KEYS = ("seed", "optim.lr", "optim.betas", "optim.eps", "optim.weight_decay") + tuple(
+    f"temperature.{key}" for key in ("initial", "min", "rate", "every")
+)
+# Settings that say where a job's files go and how it starts, not what it computes.
+RUN_CONTROL_KEYS = ("resume", "data.root", "trainer.progress")
+
+
+def flat_settings(settings: Any, prefix: str = "") -> dict[str, Any]:
+    """Gives a typed config as dotted key -> value (lists as tuples)."""
+    values: dict[str, Any] = {}
+    for item in dataclasses.fields(settings):
+        value = getattr(settings, item.name)
+        if dataclasses.is_dataclass(value):
+            values.update(flat_settings(value, f"{prefix}{item.name}."))
+        else:
+            values[f"{prefix}{item.name}"] = tuple(value) if isinstance(value, list) else value
+    return values
+
+
+def stack_key(settings: TrainConfig) -> tuple:
+    """Gives what jobs must share to train in one stack: every setting but the per-member ones."""
+    return tuple(
+        (key, value)
+        for key, value in flat_settings(settings).items()
+        if key not in PER_MEMBER_KEYS and key not in RUN_CONTROL_KEYS
+    )
+
+
+@dataclass
+class Member:
+    """One job of a run: its settings and resolved config (as checkpoints record it), its run
+    folder, and where it stands."""
+
+    settings: TrainConfig
+    config: dict[str, Any]
+    folder: RunFolder | None  # None for a run that is stepped but never written (benchmarks)
+    tensorboard_name: str | None = None
+    logger: logging.Logger = log
+    best_test_loss: float = math.inf
+    error: Exception | None = None  # what stopped it, if it failed
+    run_log: RunLog | None = None
+    final: dict[str, Any] = field(default_factory=dict)  # its last epoch's metrics
+
+
+@dataclass
+class Run:
+    """A stack of members trained as one, and where the stack stands."""
+
+    members: list[Member]
+    device: torch.device
+    data: Data
+    model: CategoricalVAE  # every weight (M, ...)
+    schedule: Schedule
+    optimizer: StackOptimizer
+    step_fn: StepFunction
+    mask: torch.Tensor  # (M,) on the device: which members the step still trains
+    epoch: int = 0
+    step: int = 0
+    active: list[bool] = field(default_factory=list)
+
+    @property
+    def settings(self) -> TrainConfig:
+        """The settings the members share (those of the first)."""
+        return self.members[0].settings
+
+    def live(self) -> list[tuple[int, Member]]:
+        """Gives the members still training, with their index in the stack."""
+        return [(m, member) for m, member in enumerate(self.members) if self.active[m]]
+
+    def train_epoch(self) -> EpochResult:
+        """Trains every live member for one epoch; a member whose loss turns non-finite is stopped."""
+        trainer, batch_size = self.settings.trainer, self.settings.data.batch_size
+        num_batches = math.ceil(len(self.data.train) / batch_size)
+        result = train_epoch(
+            self.step_fn,
+            self.data.train.batches(batch_size, members=len(self.members)),
+            Temperatures(self.schedule, self.step, num_batches, self.device),
+            num_batches=num_batches,
+            log_every=trainer.log_every_n_steps,
+            on_log=self._log_interval,
+            on_failure=lambda m, step: self.fail(m, NonFiniteLossError.at_step(step)),
+            description=f"epoch {self.epoch + 1}/{trainer.epochs}",
+            progress=trainer.progress,
+        )
+        self.epoch, self.step = self.epoch + 1, result.step
+        return result
+
+    def _log_interval(self, means: np.ndarray, temperatures: np.ndarray, step: int) -> None:
+        for m, member in self.live():
+            if member.run_log is None:  # a run stepped without records (benchmarks, tests)
+                continue
+            scalars = {
+                f"step/{name}": float(value) for name, value in zip(STEP_VALUES, means[m], strict=True)
+            }
+            member.run_log.log_scalars({**scalars, "step/temperature": float(temperatures[m])}, step)
+
+    def check_finite_weights(self) -> None:
+        """Stops every live member whose weights have become non-finite (one read-back for all)."""
+        finite = torch.stack([torch.isfinite(p).flatten(1).all(dim=1) for p in self.model.parameters()])
+        for m, ok in enumerate(finite.all(dim=0).tolist()):
+            if self.active[m] and not ok:
+                self.fail(m, NonFiniteLossError.in_weights(self.step))
+
+    def fail(self, m: int, error: Exception) -> None:
+        """Stops member m: it adds nothing to the loss from now on and its weights and moments are
+        zeroed, so it stays put without touching the others. Its last good checkpoint stays. When no
+        member is left, the error ends the run."""
+        self.members[m].error = error
+        self.active[m] = False
+        self.mask[m] = False
+        with torch.no_grad():
+            for parameter in self.optimizer.stacked:
+                parameter[m].zero_()
+        self.optimizer.reset_member(m)
+        if not any(self.active):
+            raise error
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_run(members: Sequence[Member], resume_from: Sequence[Any] = (), data: Data | None = None) -> Run:
+    """Gives the run that trains ``members`` as one stack, each resumed from its checkpoint if
+    ``resume_from`` names one (a path or None per member), on ``data`` if given, else on the data
+    set its settings name.
+
+    Each member's initial weights are drawn from its own seed, exactly as a lone run with that
+    seed draws them; the stack's batches and noise then come from one random stream.
+    """
+    members = list(members)
+    first = members[0].settings
+    if any(stack_key(member.settings) != stack_key(first) for member in members[1:]):
+        raise ConfigError(
+            "these jobs differ in more than the settings a stack's members may have of their own"
+        )
+    device = resolve_device(first.trainer.device)
+    if first.trainer.num_threads is not None:
+        torch.set_num_threads(first.trainer.num_threads)
+    allow_tf32(device, first.trainer.tf32)
+    seed_everything(first.seed)
+    data = data if data is not None else load_data(first.data, device)
+    models = []
+    for member in members:
+        seed_everything(member.settings.seed)
+        models.append(build_model(member.settings.model, data.train.pixels.shape[1]))
+    model = stack(models).to(device)
+    schedule = build_schedule([member.settings.temperature for member in members])
+    if schedule.learned:
+        schedule.to(device)
+    plan = plan_step(first.trainer.compile, device, learned_temperature=schedule.learned)
+    parameters = [*model.parameters(), *(schedule.parameters() if schedule.learned else ())]
+    optimizer = StackOptimizer(
+        parameters, [member.settings.optim for member in members], device, plan.cuda_graph
+    )
+    objective = build_objective(first.objective, build_estimator(first.estimator))
+    step_fn = build_step(
+        model,
+        optimizer,
+        objective,
+        plan,
+        backend=first.trainer.compile_backend,
+        precision=first.trainer.precision,
+    )
+    mask = getattr(step_fn, "step", step_fn).active  # a CudaGraphStep wraps the TrainStep
+    run = Run(members, device, data, model, schedule, optimizer, step_fn, mask, active=[True] * len(members))
+    _resume(run, list(resume_from) or [None] * len(members))
+    return run
+
+
+def _resume(run: Run, files: list[Any]) -> None:
+    """Loads each member's checkpoint; the stack continues from their common epoch and step."""
+    positions = set()
+    for m, file in enumerate(files):
+        if file is None:
+            positions.add((0, 0))
+            continue
+        checkpoint = load_checkpoint(file, map_location=run.device)
+        restore_member(run, m, checkpoint, source=str(file))
+        positions.add((checkpoint["epoch"], checkpoint["step"]))
+        rng = checkpoint["rng"]
+    if len(positions) > 1:
+        raise CheckpointError(f"the members' checkpoints stand at different points {sorted(positions)}")
+    run.epoch, run.step = positions.pop()
+    if any(file is not None for file in files):
+        restore_rng_state(rng)

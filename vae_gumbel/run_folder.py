@@ -1,0 +1,107 @@
+"""The layout of a run folder: the one place that spells its paths.
+
+RUN/.hydra/config.yaml, overrides.yaml   the composed config and the command-line overrides
+RUN/train.log                            the log
+RUN/metrics.jsonl                        one JSON object per epoch
+RUN/status.json                          how the run ended
+RUN/tensorboard/                         TensorBoard event files
+RUN/checkpoints/last.pt, best.pt         the latest checkpoint and the one with the lowest test loss
+RUN/samples/*.png                        sample grids and code-usage maps
+RUN/eval.json                            the importance-weighted evaluation
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from vae_gumbel.errors import CheckpointError
+
+CHECKPOINTS = ("best", "last")
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def config(self) -> Path:
+        return self.path / ".hydra" / "config.yaml"
+
+    @property
+    def overrides(self) -> Path:
+        return self.path / ".hydra" / "overrides.yaml"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "train.log"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def status(self) -> Path:
+        return self.path / "status.json"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / "tensorboard"
+
+    @property
+    def samples(self) -> Path:
+        return self.path / "samples"
+
+    @property
+    def eval_json(self) -> Path:
+        return self.path / "eval.json"
+
+    def checkpoint(self, which: str = "last") -> Path:
+        """Gives checkpoints/{which}.pt: ``last`` or ``best``."""
+        return self.path / "checkpoints" / f"{which}.pt"
+
+    def epoch_picture(self, name: str, epoch: int) -> Path:
+        """Gives the PNG of a picture drawn during training: samples/{name}_epoch_NNN.png, and
+        samples/epoch_NNN.png for the prior grid."""
+        prefix = "" if name == "prior" else f"{name}_"
+        return self.samples / f"{prefix}epoch_{epoch:03d}.png"
+
+    def sample_picture(self, mode: str, seed: int) -> Path:
+        """Gives the PNG that ``sample`` draws by default: samples/{mode}_seed{seed}.png."""
+        return self.samples / f"{mode}_seed{seed}.png"
+
+    @classmethod
+    def of_checkpoint(cls, file: Path) -> RunFolder:
+        """Gives the run folder a checkpoint file belongs to (its own folder if it is not in one's
+        checkpoints/)."""
+        folder = Path(file).parent
+        return cls(folder.parent if folder.name == "checkpoints" else folder)
+
+
+def resolve_checkpoint(path: str | Path, which: str = "last") -> Path:
+    """Gives the checkpoint file for ``path``: the file itself, or RUN/checkpoints/{which}.pt of a
+    run folder."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        candidate = RunFolder(path).checkpoint(which)
+        if not candidate.is_file():
+            raise CheckpointError(
+                f"no checkpoint at {candidate}: {path} is not a run folder with a saved {which}.pt"
+            )
+        return candidate
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; give a .pt file or a run folder")
+    return path
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Gives every run folder below ``root`` (itself included): those with metrics, a status or
+    Hydra's record of their overrides, in natural order (job 2 before job 10)."""
+    folders = set()
+    for marker in ("metrics.jsonl", "status.json", ".hydra/overrides.yaml"):
+        for path in Path(root).rglob(marker):
+            folders.add(path.parent.parent if marker.startswith(".hydra") else path.parent)
+    return sorted(folders, key=lambda p: [int(part) if part.isdigit() else part for part in p.parts])
