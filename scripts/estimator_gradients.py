@@ -12,8 +12,9 @@ import argparse
 
 import torch
 
-from vae_gumbel.estimators import ESTIMATORS, get_estimator
-from vae_gumbel.gradients import gradient_stats, quadratic_objective
+from vae_gumbel.config import EstimatorConfig
+from vae_gumbel.estimators import ESTIMATORS, build_estimator
+from vae_gumbel.tools.gradient_study import gradient_stats, quadratic_objective
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,9 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|")
     for tau in args.temperatures:
         for name in sorted(ESTIMATORS):
-            stats = gradient_stats(
-                get_estimator(name, args.rao_samples), logits, f, tau, args.samples, seed=2
-            )
+            estimator = build_estimator(EstimatorConfig(name=name, rao_samples=args.rao_samples))
+            stats = gradient_stats(estimator, logits, f, tau, args.samples, seed=2)
             print(f"| {name} | {tau:g} | {stats.bias:.3f} | {stats.variance:.3f} | {stats.cosine:.4f} |")
     print(f"\nexact gradient norm {stats.exact_norm:.3f}; {args.samples} single-sample estimates each")
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vae_gumbel import figures
+from vae_gumbel.report import save_figure
+from vae_gumbel.tools import teaching_figures
 
 FIGURES = {
-    "gumbel_distribution": figures.gumbel_distribution_figure,
-    "gumbel_max": figures.gumbel_max_figure,
-    "softmax_temperature": figures.softmax_temperature_figure,
-    "gumbel_softmax": figures.gumbel_softmax_figure,
+    "gumbel_distribution": teaching_figures.gumbel_distribution_figure,
+    "gumbel_max": teaching_figures.gumbel_max_figure,
+    "softmax_temperature": teaching_figures.softmax_temperature_figure,
+    "gumbel_softmax": teaching_figures.gumbel_softmax_figure,
 }
 
 
@@ -24,11 +25,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", choices=[[], *FIGURES], metavar="NAME", help=", ".join(FIGURES))
     parser.add_argument(
-        "--out", type=Path, default=figures.FIGURE_DIR, help="folder (default: outputs/figures)"
+        "--out", type=Path, default=Path("outputs") / "figures", help="folder (default: outputs/figures)"
     )
     args = parser.parse_args(argv)
     for name in args.names or FIGURES:
-        print(figures.save_figure(FIGURES[name](), args.out / f"{name}.png"))
+        print(save_figure(FIGURES[name](), args.out / f"{name}.png"))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from vae_gumbel.figures import FIGURE_DIR, run_curves_figure, save_figure
-from vae_gumbel.tracking import read_metrics
+from vae_gumbel.report import curves_figure, read_job, save_figure
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,15 +18,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    records = read_metrics(args.run_dir / "metrics.jsonl")
-    if not records:
+    job = read_job(args.run_dir, args.run_dir)
+    if not job.records:
         print(
-            f"error: {args.run_dir / 'metrics.jsonl'} is missing or empty; give a run folder", file=sys.stderr
+            f"error: {args.run_dir} has no metrics.jsonl (or an empty one); give a run folder",
+            file=sys.stderr,
         )
         return 1
-    name = args.run_dir.resolve().name
-    out = args.out or FIGURE_DIR / f"{name}_curves.png"
-    print(save_figure(run_curves_figure(records, title=str(args.run_dir)), out))
+    out = args.out or Path("outputs") / "figures" / f"{args.run_dir.resolve().name}_curves.png"
+    print(save_figure(curves_figure([job], title=str(args.run_dir)), out))
     return 0
 
 

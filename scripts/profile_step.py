@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from vae_gumbel.benchmark import make_trainer_step
-from vae_gumbel.model import CategoricalVAE
-from vae_gumbel.training import allow_tf32, plan_step, resolve_device
+from vae_gumbel.data import Data, ImageSet
+from vae_gumbel.device import synchronize
+from vae_gumbel.tools.benchmark import trainer_run, trainer_settings
 
 # CUDA runtime and driver calls, as the profiler records them on the host.
 LAUNCH_CALLS = frozenset(
@@ -61,20 +61,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=15)
     parser.add_argument("--trace", type=Path, default=None, help="folder for a Chrome trace")
     args = parser.parse_args(argv)
-    device = resolve_device(args.device)
     if args.num_threads is not None:
         torch.set_num_threads(args.num_threads)
-    torch.manual_seed(0)
-    model = CategoricalVAE(args.latent_dim, args.categorical_dim, args.hidden).to(device)
-    allow_tf32(device, not args.no_tf32)  # as trainer.tf32 does by default
-    plan = plan_step(args.compile, device)
-    step = make_trainer_step(model, device, plan, "bf16" if args.bf16 else "32")  # as the benchmark times it
-    print(f"step: {plan}")
-    x = torch.rand(args.batch_size, 784, device=device).bernoulli()
-    tau = torch.tensor(1.0, device=device)
+    settings = trainer_settings(
+        args.device,
+        args.batch_size,
+        compile=args.compile,
+        precision="bf16" if args.bf16 else "32",
+        model=(args.latent_dim, args.categorical_dim, tuple(args.hidden)),
+        tf32=not args.no_tf32,  # as trainer.tf32 does by default
+    )
+    images = ImageSet(torch.randint(0, 2, (args.batch_size, 784), dtype=torch.uint8), 1.0, resample=False)
+    run = trainer_run(
+        settings, Data(train=images, test=images)
+    )  # the trainer's own step, as the benchmark times it
+    step, device = run.step_fn, run.device
+    print(f"step: {type(step).__name__}, trainer.compile={args.compile} on {device}")
+    x = images.targets(slice(None)).to(device)[None]
+    tau = torch.ones(1, device=device)
     for _ in range(10):  # warm-up (and compilation)
         step(x, tau)
-    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+
+    def sync() -> None:
+        synchronize(device)
+
     sync()
     started = time.perf_counter()
     for _ in range(args.steps):

@@ -21,9 +21,10 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from vae_gumbel.benchmark import device_description
+from vae_gumbel.device import resolve_device
+from vae_gumbel.run_folder import RunFolder
+from vae_gumbel.tools.peak import device_description
 from vae_gumbel.tracking import read_metrics
-from vae_gumbel.training import resolve_device
 
 
 def timed_run(args: list[str], what: str) -> float:
@@ -38,7 +39,7 @@ def timed_run(args: list[str], what: str) -> float:
 
 def median_epoch_seconds(run_dir: Path) -> float:
     """Gives a run's median epoch time; the first epoch, which compiles, counts only if alone."""
-    seconds = [r["time/epoch_s"] for r in read_metrics(run_dir / "metrics.jsonl") if "time/epoch_s" in r]
+    seconds = [r["time/epoch_s"] for r in read_metrics(RunFolder(run_dir).metrics) if "time/epoch_s" in r]
     if not seconds:
         sys.exit(f"error: {run_dir} has no epoch times in metrics.jsonl")
     return statistics.median(seconds[1:] or seconds)
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         # The device the runs trained on, as their composed config names it.
         "device": device_description(
-            resolve_device(OmegaConf.load(single_dir / ".hydra" / "config.yaml").trainer.device)
+            resolve_device(OmegaConf.load(RunFolder(single_dir).config).trainer.device)
         ),
         "torch": torch.__version__,
         "jobs": args.jobs,

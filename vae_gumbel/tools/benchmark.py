@@ -3,25 +3,23 @@
     python -m vae_gumbel.benchmark [--device auto] [--batch-sizes 100 1000 10000] [--images 30000]
 
 On the same device and data it first checks that both loops give the same losses from the
-same seed, then times, per batch size, the baseline (``vae_gumbel.baseline``) and the
+same seed, then times, per batch size, the baseline (``vae_gumbel.tools.baseline``) and the
 trainer's step eager, compiled and in bf16 (on CUDA), alternating them so machine noise
-hits every configuration alike. It also measures the device's dense matmul throughput in each
-precision it times, so each configuration's model TFLOP/s reads as a fraction of what the
-hardware does. Writes ``bench.json`` and ``bench.md`` into ``--out``.
+hits every configuration alike. Every trainer configuration is a real run's step, built by
+``build_run`` from the packaged config with a few overrides. It also measures the device's dense
+matmul throughput in each precision it times, so each configuration's model TFLOP/s reads as a
+fraction of what the hardware does. Writes ``bench.json`` and ``bench.md`` into ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import itertools
 import json
 import math
-import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,25 +27,19 @@ from typing import Any
 import torch
 import torch._dynamo
 
-from vae_gumbel.baseline import tutorial_loader, tutorial_run
-from vae_gumbel.data import ImageSet, ensure_mnist, load_images, load_test_set
+from vae_gumbel.config import TrainConfig, compose_settings
+from vae_gumbel.data import Data, ImageSet
+from vae_gumbel.datasets import ensure, load_images
+from vae_gumbel.device import allow_tf32, resolve_device, synchronize
 from vae_gumbel.errors import VaeGumbelError
-from vae_gumbel.estimators import get_estimator
-from vae_gumbel.model import CategoricalVAE
-from vae_gumbel.schedules import ConstantTemperature
-from vae_gumbel.training import (
-    FUSED_ADAM_DEVICES,
-    GRAPH_WARMUP_STEPS,
-    CudaGraphStep,
-    StepPlan,
-    TrainStep,
-    allow_tf32,
-    build_step,
-    evaluate,
-    plan_step,
-    resolve_device,
-    train_epoch,
-)
+from vae_gumbel.likelihood import score_test_set
+from vae_gumbel.loop import Temperatures, train_epoch
+from vae_gumbel.model import CategoricalVAE, unstack
+from vae_gumbel.optim import OPTIMIZERS
+from vae_gumbel.run import Member, Run, build_run
+from vae_gumbel.step import GRAPH_WARMUP_STEPS, plan_step
+from vae_gumbel.tools.baseline import tutorial_loader, tutorial_run
+from vae_gumbel.tools.peak import device_description, matmul_peak_tflops
 
 EPOCH_IMAGES = 60_000
 CHECK_TAU = 0.5  # a power of two: the same division whether tau is a float or a tensor
@@ -64,43 +56,61 @@ def model_flops_per_image(model: CategoricalVAE, unrelaxed_decode: bool = True) 
     return 3 * forward + (2 * macs(model.decoder) if unrelaxed_decode else 0)
 
 
-def make_trainer_step(
-    model: CategoricalVAE, device: torch.device, plan: StepPlan, precision: str
-) -> TrainStep | CudaGraphStep:
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=1e-3, fused=device.type in FUSED_ADAM_DEVICES, capturable=plan.cuda_graph
-    )
-    return build_step(model, optimizer, get_estimator("gumbel_softmax"), plan, precision=precision)
-
-
-def check_same_losses(
-    root: str,
-    images: ImageSet,
-    model: CategoricalVAE,
+def trainer_settings(
     device: torch.device,
-    steps: int = 20,
-    batch_size: int = 100,
-) -> float:
+    batch_size: int,
+    compile: str = "false",
+    precision: str = "32",
+    model: tuple = (30, 10, (512, 256)),
+    tau: float = 1.0,
+    tf32: bool = True,
+) -> TrainConfig:
+    """Gives the settings of the trainer's path the benchmark times: the tutorial's set-up
+    (grey levels, constant tau, Adam 1e-3, seed 0) with the given step options."""
+    latent_dim, categorical_dim, hidden = model
+    return compose_settings(
+        [
+            "data.binarize=none",
+            f"data.batch_size={batch_size}",
+            f"model.latent_dim={latent_dim}",
+            f"model.categorical_dim={categorical_dim}",
+            f"model.hidden=[{','.join(str(h) for h in hidden)}]",
+            "temperature=constant",
+            f"temperature.initial={tau}",
+            f"trainer.device={device}",
+            f"trainer.compile={compile}",
+            f"trainer.precision={precision}",
+            f"trainer.tf32={tf32}",
+        ]
+    )
+
+
+def trainer_run(settings: TrainConfig, data: Data) -> Run:
+    """Gives the run these settings build on ``data``: its step is the one the trainer takes."""
+    return build_run([Member(settings, {}, folder=None)], data=data)
+
+
+def check_same_losses(root: str, data: Data, settings: TrainConfig, steps: int = 20) -> float:
     """Gives the largest per-step loss difference between the two loops from the same seed,
     weights, batches and noise; raises if they disagree beyond float tolerance."""
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[: steps * batch_size]
-    baseline_model, trainer_model = copy.deepcopy(model), copy.deepcopy(model)
+    run = trainer_run(settings, data)
+    device, batch_size = run.device, settings.data.batch_size
+    baseline_model = unstack(run.model, 0)
+    order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))[: steps * batch_size]
     torch.manual_seed(1)
     # The same optimizer as the trainer's, so that the numbers can agree exactly.
-    baseline_optimizer = torch.optim.Adam(
-        baseline_model.parameters(), lr=1e-3, fused=device.type in FUSED_ADAM_DEVICES
-    )
+    fused = device.type in OPTIMIZERS["adam"].fused_devices
+    baseline_optimizer = torch.optim.Adam(baseline_model.parameters(), lr=1e-3, fused=fused)
     loader = tutorial_loader(root, batch_size, order=order.tolist(), device=device)
     baseline, _, _ = tutorial_run(
         baseline_model, baseline_optimizer, loader, CHECK_TAU, steps, device, replay_noise=True
     )
     torch.manual_seed(1)
-    step_fn = make_trainer_step(trainer_model, device, StepPlan(None), precision="32")
-    tau = torch.tensor(CHECK_TAU, device=device)
+    tau = torch.full((1,), CHECK_TAU, device=device)
     trainer = []
     for i in range(steps):
         index = order[i * batch_size : (i + 1) * batch_size].to(device)
-        trainer.append(step_fn(images.targets(index), tau).tolist())
+        trainer.append(run.step_fn(data.train.targets(index)[None], tau)[0].tolist())
     worst = max(
         max(abs(a.loss_relaxed - b[0]), abs(a.loss_unrelaxed - b[1]))
         for a, b in zip(baseline, trainer, strict=True)
@@ -110,33 +120,48 @@ def check_same_losses(
     return worst
 
 
-def compare_epochs(
-    root: str,
-    images: ImageSet,
-    test_set: ImageSet,
-    model: CategoricalVAE,
-    device: torch.device,
-    epochs: int,
-    tf32: bool = False,
-) -> dict[str, float]:
+def time_trainer(run: Run, steps: int) -> tuple[float, int, float]:
+    """Runs the trainer's epoch loop for ``steps`` batches; gives seconds, images and the mean loss."""
+    batch_size = run.settings.data.batch_size
+    batches = itertools.islice(
+        itertools.chain.from_iterable(run.data.train.batches(batch_size) for _ in itertools.count()), steps
+    )
+    synchronize(run.device)
+    started = time.perf_counter()
+    result = train_epoch(
+        run.step_fn,
+        batches,
+        Temperatures(run.schedule, 0, steps, run.device),
+        num_batches=steps,
+        log_every=10**9,
+        progress=False,
+    )
+    synchronize(run.device)
+    return time.perf_counter() - started, result.images, float(result.means[0, 0])
+
+
+def compare_epochs(root: str, data: Data, settings: TrainConfig, epochs: int) -> dict[str, float]:
     """Trains both loops for ``epochs`` epochs from the same weights (grey-level targets, batch 100,
-    tau = 1) and gives each one's test loss, scored by the same evaluation. ``tf32`` applies to
-    the trainer, as ``trainer.tf32`` does; the baseline keeps PyTorch's defaults."""
+    tau = 1) and gives each one's test loss, scored by the same evaluation. The trainer runs with
+    its settings' TF32 choice; the baseline keeps PyTorch's defaults."""
     results = {}
-    steps = epochs * (len(images) // 100)
+    steps = epochs * (len(data.train) // settings.data.batch_size)
     for name in ("baseline", "trainer"):
-        allow_tf32(device, tf32 and name == "trainer")
-        trial = copy.deepcopy(model)
+        run = trainer_run(settings, data)
         torch.manual_seed(2)
         started = time.perf_counter()
         if name == "baseline":
-            optimizer = torch.optim.Adam(trial.parameters(), lr=1e-3)  # as tutorials do
-            tutorial_run(trial, optimizer, tutorial_loader(root, 100, device=device), 1.0, steps, device)
+            allow_tf32(run.device, False)
+            model = unstack(run.model, 0)
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)  # as tutorials do
+            loader = tutorial_loader(root, settings.data.batch_size, device=run.device)
+            tutorial_run(model, optimizer, loader, 1.0, steps, run.device)
         else:
-            time_trainer(make_trainer_step(trial, device, StepPlan(None), "32"), images, 100, steps, device)
+            time_trainer(run, steps)
+            model = run.model
         results[f"{name}_seconds"] = time.perf_counter() - started
-        allow_tf32(device, False)
-        results[f"{name}_test_loss"] = evaluate(trial, test_set, batch_size=10_000, seed=0).metrics[
+        allow_tf32(run.device, False)
+        results[f"{name}_test_loss"] = score_test_set(model, data.test, batch_size=10_000, seed=0)[0].metrics[
             "test/loss"
         ]
     return results
@@ -152,110 +177,52 @@ class Timing:
     loss: float  # the last measured loss, a sanity check that training ran
 
 
-def device_description(device: torch.device) -> str:
-    """Names the hardware a timing came from: the GPU's name, or the CPU and its threads."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-
-
-# The matmul precision of each kind of row, and the dtype its peak is measured in.
-MATMUL_DTYPES = {"float32": torch.float32, "tf32": torch.float32, "bfloat16": torch.bfloat16}
-PEAK_CALLS = 3  # matmuls per timed repetition of the peak measurement
-
-
-def matmul_peak_tflops(device: torch.device, precision: str, size: int, repeats: int = 5) -> float:
-    """Measures the device's dense matmul throughput in ``precision`` (square ``size`` matrices,
-    the best of ``repeats``): the ceiling that a configuration's model TFLOP/s is held against."""
-    generator = torch.Generator(device=device).manual_seed(0)
-    dtype = MATMUL_DTYPES[precision]
-    a, b = (torch.randn(size, size, device=device, dtype=dtype, generator=generator) for _ in range(2))
-    allow_tf32(device, precision == "tf32")
-    try:
-        torch.mm(a, b)  # warm-up: library handles, kernel selection
-        _sync(device)
-        best = math.inf
-        for _ in range(repeats):
-            started = time.perf_counter()
-            for _ in range(PEAK_CALLS):
-                torch.mm(a, b)
-            _sync(device)
-            best = min(best, (time.perf_counter() - started) / PEAK_CALLS)
-    finally:
-        allow_tf32(device, False)
-    return 2 * size**3 / best / 1e12
-
-
 def _peak_memory(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_trainer(
-    step_fn: TrainStep | CudaGraphStep, images: ImageSet, batch_size: int, steps: int, device: torch.device
-) -> tuple[float, int, float]:
-    """Runs the trainer's epoch loop for ``steps`` batches; gives seconds, images and the mean loss."""
-    schedule = ConstantTemperature(1.0)
-    batches = itertools.islice(
-        itertools.chain.from_iterable(images.batches(batch_size) for _ in itertools.count()), steps
-    )
-    _sync(device)
-    started = time.perf_counter()
-    result = train_epoch(
-        step_fn, batches, schedule, start_step=0, num_batches=steps, log_every=10**9, progress=False
-    )
-    _sync(device)
-    return time.perf_counter() - started, result.images, result.means["train/loss_relaxed"]
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    device = resolve_device(args.device)
-    ensure_mnist(args.data_root, download=True, verify_checksums=not args.no_verify)
-    images = ImageSet(load_images(args.data_root, train=True).to(device), 255.0, resample=False)
-    torch.manual_seed(0)
-    model = CategoricalVAE(args.latent_dim, args.categorical_dim, args.hidden).to(device)
+    device = resolve_device(args.device, key="--device")
+    ensure(args.data_root, "mnist", download=True, verify_checksums=not args.no_verify)
+    train = ImageSet(load_images(args.data_root, "mnist", train=True).to(device), 255.0, resample=False)
+    test = ImageSet(load_images(args.data_root, "mnist", train=False).to(device), 255.0, resample=False)
+    data = Data(train=train, test=test)
+    model_shape = (args.latent_dim, args.categorical_dim, tuple(args.hidden))
     tf32 = device.type == "cuda" and not args.no_tf32
+
+    def settings(
+        batch_size: int, compile: str = "false", precision: str = "32", tau: float = 1.0, tf32: bool = tf32
+    ) -> TrainConfig:
+        return trainer_settings(device, batch_size, compile, precision, model_shape, tau, tf32)
+
     allow_tf32(device, False)  # the loss check compares full float32 arithmetic
-    worst = check_same_losses(args.data_root, images, model, device)
+    worst = check_same_losses(args.data_root, data, settings(100, tau=CHECK_TAU, tf32=False))
     print(
         f"same losses: the baseline and the trainer agree within {worst:.2g} nats over 20 steps", flush=True
     )
     epochs = None
     if args.epochs:
-        test_set = load_test_set(args.data_root, "none", device=device, verify_checksums=not args.no_verify)
-        epochs = {
-            "epochs": args.epochs,
-            **compare_epochs(args.data_root, images, test_set, model, device, args.epochs, tf32),
-        }
+        epochs = {"epochs": args.epochs, **compare_epochs(args.data_root, data, settings(100), args.epochs)}
         print(f"after {args.epochs} epoch(s): {epochs}", flush=True)
 
-    # Each configuration: how to build its step (None: the tutorial loop) and its matmul precision.
+    # Each configuration: its trainer.compile and trainer.precision (None: the tutorial loop), and
+    # its matmul precision. The compiled rows run as ``trainer.compile=true`` does: on CUDA, one
+    # CUDA graph per step.
     fp32 = "tf32" if tf32 else "float32"
-    # The compiled rows run as ``trainer.compile=true`` does: on CUDA, one CUDA graph per step.
     compiled = plan_step("true", device)
     graphed = " + CUDA graph" if compiled.cuda_graph else f" ({compiled.compile})"
-    configs: dict[str, tuple[Callable[[CategoricalVAE], TrainStep | CudaGraphStep | None], str]] = {
-        "baseline": (lambda m: None, "float32"),
-        "trainer eager": (lambda m: make_trainer_step(m, device, StepPlan(None), "32"), fp32),
+    configs: dict[str, tuple[tuple[str, str] | None, str]] = {
+        "baseline": (None, "float32"),
+        "trainer eager": (("false", "32"), fp32),
     }
     if not args.no_compile:
-        configs[f"trainer compiled{graphed}"] = (lambda m: make_trainer_step(m, device, compiled, "32"), fp32)
+        configs[f"trainer compiled{graphed}"] = (("true", "32"), fp32)
         if device.type == "cuda":  # inductor's own CUDA graphs, around forward and backward only
-            configs["trainer compiled (reduce-overhead)"] = (
-                lambda m: make_trainer_step(m, device, StepPlan("reduce-overhead"), "32"),
-                fp32,
-            )
+            configs["trainer compiled (reduce-overhead)"] = (("reduce-overhead", "32"), fp32)
     if device.type == "cuda" or args.bf16:
-        configs["trainer bf16"] = (lambda m: make_trainer_step(m, device, StepPlan(None), "bf16"), "bfloat16")
+        configs["trainer bf16"] = (("false", "bf16"), "bfloat16")
         if not args.no_compile:
-            configs[f"trainer compiled bf16{graphed}"] = (
-                lambda m: make_trainer_step(m, device, compiled, "bf16"),
-                "bfloat16",
-            )
+            configs[f"trainer compiled bf16{graphed}"] = (("true", "bf16"), "bfloat16")
     peak_size = args.peak_size or (8192 if device.type == "cuda" else 2048)
     peaks = {
         precision: matmul_peak_tflops(device, precision, peak_size)
@@ -272,37 +239,38 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # and compiled code, so that Dynamo's recompile limit is never reached.
         prepared.clear()
         torch._dynamo.reset()
-        for name, (factory, _) in configs.items():  # compile and warm up every configuration first
-            allow_tf32(device, tf32 and name != "baseline")
-            trial = copy.deepcopy(model)
-            step_fn = factory(trial)
-            if step_fn is None:
-                optimizer = torch.optim.Adam(trial.parameters(), lr=1e-3)  # as tutorials do
+        for name, (options, _) in configs.items():  # compile and warm up every configuration first
+            if options is None:
+                allow_tf32(device, False)
+                model = unstack(trainer_run(settings(batch_size), data).model, 0)
+                optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)  # as tutorials do
                 loader = tutorial_loader(args.data_root, batch_size, device=device)
-                tutorial_run(trial, optimizer, loader, 1.0, warmup, device)
-                prepared[name] = (trial, optimizer, loader)
+                tutorial_run(model, optimizer, loader, 1.0, warmup, device)
+                prepared[name] = (model, optimizer, loader)
             else:
-                time_trainer(step_fn, images, batch_size, warmup, device)
-                prepared[name] = step_fn
+                trial = trainer_run(settings(batch_size, *options), data)
+                time_trainer(trial, warmup)
+                prepared[name] = trial
             timings.append(Timing(name, batch_size, [], 0, None, math.nan))
         for _ in range(args.repeats):  # alternate, so noise on the machine hits every configuration
             for name in configs:
                 timing = next(t for t in timings if t.config == name and t.batch_size == batch_size)
-                allow_tf32(device, tf32 and name != "baseline")
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
                 if name == "baseline":
-                    trial, optimizer, loader = prepared[name]
-                    losses, seconds, count = tutorial_run(trial, optimizer, loader, 1.0, steps, device)
+                    allow_tf32(device, False)
+                    model, optimizer, loader = prepared[name]
+                    losses, seconds, count = tutorial_run(model, optimizer, loader, 1.0, steps, device)
                     loss = losses[-1].loss_relaxed
                 else:
-                    seconds, count, loss = time_trainer(prepared[name], images, batch_size, steps, device)
+                    allow_tf32(device, tf32)
+                    seconds, count, loss = time_trainer(prepared[name], steps)
                 timing.seconds.append(seconds)
                 timing.images, timing.loss = count, loss
                 timing.peak_memory_mb = _peak_memory(device)
                 print(f"batch {batch_size:>5} {name:<32} {count / seconds:>10.0f} img/s", flush=True)
 
-    flops = model_flops_per_image(model)
+    flops = model_flops_per_image(CategoricalVAE(args.latent_dim, args.categorical_dim, args.hidden))
     rows = []
     for timing in timings:
         seconds = statistics.median(timing.seconds)

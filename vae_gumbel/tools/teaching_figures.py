@@ -1,30 +1,20 @@
-"""Figures that explain the method and a run, drawn with the project's own Gumbel code.
+"""Figures that explain the method, drawn with the project's own Gumbel code
+(``scripts/make_figures.py`` writes them).
 
 Figures are built as ``matplotlib.figure.Figure`` objects (rendered by the Agg canvas), never
-through pyplot's global state, so they work headless and inside TensorBoard logging.
+through pyplot's global state, so they work headless.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import torch
 from matplotlib.figure import Figure
 
 from vae_gumbel.gumbel import gumbel_cdf, gumbel_max, gumbel_pdf, gumbel_softmax, sample_gumbel
 
-FIGURE_DIR = Path("outputs") / "figures"
 DEMO_LOGITS = torch.tensor([1.2, 0.3, -0.5, 2.0, 0.8, -1.0, 0.1, 1.6, -0.2, 0.5])
-
-
-def save_figure(figure: Figure, path: str | Path) -> Path:
-    """Writes a figure as PNG, creating its folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
-    return path
 
 
 def gumbel_distribution_figure(
@@ -117,42 +107,4 @@ def gumbel_softmax_figure(
         for row in range(samples + 1):
             axes[row][col].set(ylim=(0, 1), xticks=[])
     figure.tight_layout()
-    return figure
-
-
-def code_usage_figure(usage: torch.Tensor, title: str = "code usage on the test set") -> Figure:
-    """Gives a heat map of how often each category (x) of each latent variable (y) is chosen.
-
-    usage: (N, K) frequencies. A variable that always picks one category (a bright cell in a
-    dark row) has collapsed.
-    """
-    n, k = usage.shape
-    figure = Figure(figsize=(max(4, 0.35 * k + 2), max(3, 0.22 * n + 1.5)))
-    axis = figure.subplots()
-    image = axis.imshow(
-        usage.numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=max(float(usage.max()), 1e-9)
-    )
-    axis.set(title=title, xlabel="category", ylabel="latent variable")
-    figure.colorbar(image, ax=axis, label="frequency")
-    return figure
-
-
-def run_curves_figure(records: Sequence[dict[str, Any]], title: str = "") -> Figure:
-    """Gives train (relaxed, unrelaxed) and test loss per epoch, with the temperature on a second axis."""
-    figure = Figure(figsize=(8, 4.5))
-    axis = figure.subplots()
-    epochs = [r["epoch"] for r in records]
-    for key, label, style in (
-        ("train/loss_relaxed", "train, relaxed", "-"),
-        ("train/loss_unrelaxed", "train, unrelaxed", "--"),
-        ("test/loss", "test (exact discrete)", "-o"),
-    ):
-        points = [(r["epoch"], r[key]) for r in records if key in r]
-        if points:
-            axis.plot(*zip(*points, strict=True), style, label=label)
-    axis.set(xlabel="epoch", ylabel="negative ELBO (nats)", title=title)
-    axis.legend(loc="upper right")
-    temperature_axis = axis.twinx()
-    temperature_axis.plot(epochs, [r["temperature"] for r in records], ":", color="gray", label="temperature")
-    temperature_axis.set_ylabel("temperature", color="gray")
     return figure
