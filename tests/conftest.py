@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny MNIST-format files and the real Hydra config, shrunk for speed."""
+"""Shared fixtures: tiny MNIST-format files and the real Hydra config, shrunk by its own debug group."""
 
 from __future__ import annotations
 
@@ -12,14 +12,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+import torch
+from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
 import vae_gumbel.config  # noqa: F401  (registers the schema)
 
 REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
+CONFIG_MODULE = "vae_gumbel.conf"
 TRAIN_IMAGES, TEST_IMAGES = 120, 60
+
+
+def requires_cuda(test: Callable) -> Callable:
+    """Marks a test that needs a CUDA device: skipped without one, selected with `pytest -m cuda`."""
+    return pytest.mark.cuda(
+        pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")(test)
+    )
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -43,8 +51,8 @@ def fake_digits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return (images * 255).astype(np.uint8), labels.astype(np.uint8)
 
 
-def write_fake_mnist(root: Path) -> Path:
-    raw = root / "MNIST" / "raw"
+def write_fake_mnist(root: Path, folder: str = "MNIST") -> Path:
+    raw = root / folder / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for prefix, count, seed in (("train", TRAIN_IMAGES, 0), ("t10k", TEST_IMAGES, 1)):
         images, labels = fake_digits(count, seed)
@@ -63,44 +71,54 @@ def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_fake_mnist(tmp_path_factory.mktemp("mnist"))
 
 
-def small_overrides(mnist_root: Path) -> list[str]:
-    """Overrides that keep a training run to a second: tiny data, model and batches."""
+def fixture_data(mnist_root: Path) -> list[str]:
+    """Overrides that point a run at the fixture files, on the CPU (they are not the real MNIST)."""
     return [
         f"data.root={mnist_root}",
         "data.download=false",
-        "data.verify_checksums=false",  # the fixture files are not the real MNIST
-        "data.batch_size=20",
-        "model.latent_dim=4",
-        "model.categorical_dim=5",
-        "model.hidden=[32]",
-        "trainer.epochs=1",
-        "trainer.progress=false",
-        "trainer.log_every_n_steps=2",
+        "data.verify_checksums=false",
         "trainer.device=cpu",
     ]
 
 
+def tiny_run(mnist_root: Path) -> list[str]:
+    """Overrides for a training run of about a second: the debug group's tiny set-up on the fixture data."""
+    return ["debug=tiny", *fixture_data(mnist_root)]
+
+
+def compose_config(name: str, overrides: list[str]) -> DictConfig:
+    """Composes one of the packaged primary configs, as its entry point would."""
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        return compose(name, overrides=overrides)
+
+
 @pytest.fixture
 def compose_train(mnist_root: Path) -> Callable[..., DictConfig]:
-    """Composes conf/train.yaml with the small overrides plus the given ones."""
+    """Composes the training config with the tiny run's overrides plus the given ones."""
 
     def _compose(*overrides: str, small: bool = True) -> DictConfig:
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            base = small_overrides(mnist_root) if small else []
-            return compose("train", overrides=[*base, *overrides])
+        base = tiny_run(mnist_root) if small else []
+        return compose_config("train", [*base, *overrides])
 
     return _compose
 
 
-def run_python(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_python(
+    *args: str, cwd: Path, timeout: float = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Runs ``python args`` as a user would on a server (no display), capturing its output."""
-    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "DISPLAY", "MPLBACKEND")}
-    env["PYTHONPATH"] = str(REPO)
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "DISPLAY", "MPLBACKEND")
+    }
+    environment["PYTHONPATH"] = str(REPO)
+    environment.update(env or {})
     return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout
     )
 
 
-def run_module(module: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_module(
+    module: str, *args: str, cwd: Path, timeout: float = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Runs ``python -m module args``."""
-    return run_python("-m", module, *args, cwd=cwd, timeout=timeout)
+    return run_python("-m", module, *args, cwd=cwd, timeout=timeout, env=env)

@@ -6,13 +6,13 @@ import pytest
 import torch
 from scipy import stats
 
-from vae_gumbel.model import CategoricalVAE
+from vae_gumbel.model import CategoricalVAE, member_state, stack, stack_size, unstack
 
 
 def test_encoder_gives_batch_by_n_by_k_logits_of_either_sign() -> None:
     torch.manual_seed(0)
     model = CategoricalVAE(latent_dim=30, categorical_dim=10)
-    logits = model.encode(torch.rand(16, 1, 28, 28))
+    logits = model.encode(torch.rand(16, 784))
     assert logits.shape == (16, 30, 10)
     assert (logits < 0).any() and (logits > 0).any()
 
@@ -43,20 +43,39 @@ def test_prior_samples_are_uniform_one_hot_draws() -> None:
     assert stats.chisquare(counts).pvalue > 0.01
 
 
-def test_latent_samplers_give_relaxed_hard_and_exact_codes() -> None:
-    torch.manual_seed(2)
-    model = CategoricalVAE(latent_dim=3, categorical_dim=4, hidden=(16,))
-    logits = model.encode(torch.rand(5, 784))
-    relaxed = model.sample_relaxed(logits, 1.0)
-    hard = model.sample_straight_through(logits, 1.0)
-    exact = model.sample_discrete(logits)
-    assert ((relaxed > 0) & (relaxed < 1)).all()
-    assert relaxed.requires_grad and hard.requires_grad and not exact.requires_grad
-    for one_hot in (hard, exact):
-        assert torch.equal(one_hot.sum(-1), torch.ones(5, 3))
+def models(count: int) -> list[CategoricalVAE]:
+    result = []
+    for seed in range(count):
+        torch.manual_seed(seed)
+        result.append(CategoricalVAE(latent_dim=3, categorical_dim=4, hidden=(16,)))
+    return result
 
 
-@pytest.mark.parametrize("kwargs", [{"latent_dim": 0}, {"categorical_dim": 1}, {"hidden": (0,)}])
-def test_bad_sizes_are_refused(kwargs) -> None:
-    with pytest.raises(ValueError, match="must be >= 1|must be >= 2"):
-        CategoricalVAE(**kwargs)
+@pytest.mark.parametrize("count", [1, 3])
+def test_a_stack_computes_what_each_of_its_models_computes(count: int) -> None:
+    lone = models(count)
+    stacked = stack(lone)
+    assert stack_size(stacked) == count and stacked.encoder[0].weight.shape == (count, 16, 784)
+    x = torch.rand(count, 5, 784, generator=torch.Generator().manual_seed(1))
+    logits = stacked.encode(x)
+    decoded = stacked.decode(torch.softmax(logits, -1))
+    for m, model in enumerate(lone):
+        torch.testing.assert_close(logits[m], model.encode(x[m]))
+        torch.testing.assert_close(decoded[m], model.decode(torch.softmax(model.encode(x[m]), -1)))
+
+
+def test_a_members_weights_are_its_models_state_dict_and_unstack_gives_it_back() -> None:
+    lone = models(2)
+    stacked = stack(lone)
+    for m, model in enumerate(lone):
+        assert member_state(stacked, m).keys() == model.state_dict().keys()
+        single = unstack(stacked, m)
+        assert stack_size(single) == 1 and single.encoder[0].weight.shape == (16, 784)
+        assert all(torch.equal(single.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+def test_unstacking_draws_no_random_number() -> None:
+    stacked = stack(models(2))
+    state = torch.get_rng_state()
+    unstack(stacked, 1)
+    assert torch.equal(torch.get_rng_state(), state)

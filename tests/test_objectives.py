@@ -8,15 +8,17 @@ import pytest
 import torch
 from torch.distributions import OneHotCategorical, kl_divergence
 
-from vae_gumbel.estimators import get_estimator
-from vae_gumbel.model import CategoricalVAE
+from vae_gumbel.config import ObjectiveConfig
+from vae_gumbel.estimators import gumbel_softmax_estimator, straight_through_estimator
+from vae_gumbel.model import CategoricalVAE, stack
 from vae_gumbel.objectives import (
+    KL_TERMS,
+    Elbo,
     bernoulli_nll,
+    build_objective,
     code_perplexity,
-    code_usage,
     kl_per_variable,
     kl_to_uniform,
-    relaxed_and_unrelaxed,
 )
 
 
@@ -61,11 +63,11 @@ def test_relaxed_and_unrelaxed_losses_come_from_one_noise_draw() -> None:
     model = CategoricalVAE(latent_dim=6, categorical_dim=4, hidden=(32,))
     x = torch.rand(16, 784).bernoulli()
     torch.manual_seed(3)
-    losses = relaxed_and_unrelaxed(model, x, 0.5, get_estimator("gumbel_softmax"))
+    losses = Elbo(gumbel_softmax_estimator)(model, x, 0.5)
     # Recompute the unrelaxed loss by hand from the same noise: one draw of (16, 6, 4) uniforms.
     torch.manual_seed(3)
     logits = model.encode(x)
-    hard = get_estimator("gumbel_softmax")(logits, 0.5).hard
+    hard = gumbel_softmax_estimator(logits, 0.5).hard
     expected = (bernoulli_nll(model.decode(hard), x) + kl_to_uniform(logits)).mean()
     torch.testing.assert_close(losses.loss_unrelaxed, expected.detach())
     assert losses.loss_relaxed.requires_grad and not losses.loss_unrelaxed.requires_grad
@@ -76,18 +78,35 @@ def test_straight_through_losses_coincide() -> None:
     torch.manual_seed(4)
     model = CategoricalVAE(latent_dim=6, categorical_dim=4, hidden=(32,))
     x = torch.rand(16, 784).bernoulli()
-    losses = relaxed_and_unrelaxed(model, x, 0.5, get_estimator("straight_through"))
+    losses = Elbo(straight_through_estimator)(model, x, 0.5)
     assert losses.loss_relaxed.item() == losses.loss_unrelaxed.item()
+
+
+def test_a_stacks_losses_are_each_members_own_with_its_own_temperature() -> None:
+    torch.manual_seed(5)
+    lone = [CategoricalVAE(latent_dim=6, categorical_dim=4, hidden=(32,)) for _ in range(2)]
+    x = torch.rand(2, 16, 784).bernoulli()
+    tau = torch.tensor([0.5, 2.0])
+    torch.manual_seed(6)
+    stacked = Elbo(gumbel_softmax_estimator)(stack(lone), x, tau.view(2, 1, 1, 1))
+    noise = torch.Generator().manual_seed(6)
+    uniforms = torch.rand(2, 16, 6, 4, generator=noise)  # the one draw the stack made
+    for m, model in enumerate(lone):
+        logits = model.encode(x[m])
+        gumbel = -torch.log(-torch.log(uniforms[m].clamp(min=torch.finfo().tiny, max=1 - torch.finfo().eps)))
+        relaxed = torch.softmax((logits + gumbel) / tau[m], -1)
+        expected = (bernoulli_nll(model.decode(relaxed), x[m]) + kl_to_uniform(logits)).mean()
+        torch.testing.assert_close(stacked.loss_relaxed[m], expected, rtol=1e-5, atol=1e-4)
+
+
+def test_the_objective_takes_its_kl_term_from_its_settings() -> None:
+    assert build_objective(ObjectiveConfig(kl="relaxed"), gumbel_softmax_estimator).kl is KL_TERMS["relaxed"]
+    assert build_objective(ObjectiveConfig(), gumbel_softmax_estimator).kl is KL_TERMS["analytic"]
 
 
 def test_code_perplexity_counts_the_categories_in_use() -> None:
     one_hot = torch.nn.functional.one_hot
-    collapsed = one_hot(torch.zeros(100, 2, dtype=torch.long), 10)
-    spread = one_hot(torch.arange(100).remainder(10).unsqueeze(1).expand(100, 2), 10)
-    assert code_perplexity(code_usage(collapsed)).tolist() == pytest.approx([1.0, 1.0])
-    assert code_perplexity(code_usage(spread)).tolist() == pytest.approx([10.0, 10.0])
-
-
-def test_unknown_estimator_names_the_choices() -> None:
-    with pytest.raises(ValueError, match="gumbel_softmax"):
-        get_estimator("reinforce")
+    collapsed = one_hot(torch.zeros(100, 2, dtype=torch.long), 10).float().mean(0)
+    spread = one_hot(torch.arange(100).remainder(10).unsqueeze(1).expand(100, 2), 10).float().mean(0)
+    assert code_perplexity(collapsed).tolist() == pytest.approx([1.0, 1.0])
+    assert code_perplexity(spread).tolist() == pytest.approx([10.0, 10.0])

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from vae_gumbel.config import TemperatureConfig
 from vae_gumbel.schedules import (
     ConstantTemperature,
     ExponentialAnnealing,
@@ -59,16 +60,27 @@ def test_learned_temperature_is_trained_by_its_gradient() -> None:
     assert 0.1 < schedule().item() < 1.0
 
 
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        ({"name": "constant", "initial": 0.0}, "initial must be > 0"),
-        ({"name": "exp_anneal", "initial": 1.0, "min": 2.0, "rate": 1e-4}, "min <= initial"),
-        ({"name": "exp_anneal", "initial": 1.0, "min": 0.5, "rate": 0.0}, "rate must be > 0"),
-        ({"name": "learned", "initial": 0.5, "min": 0.5}, "initial must be > temperature.min"),
-        ({"name": "cosine", "initial": 1.0}, "unknown temperature.schedule"),
-    ],
-)
-def test_bad_schedule_values_are_refused(kwargs, message) -> None:
-    with pytest.raises(ValueError, match=message):
-        build_schedule(**kwargs)
+def test_a_schedule_for_a_stack_gives_each_member_its_own_temperature_at_every_step() -> None:
+    settings = [
+        TemperatureConfig(name="exp_anneal", initial=1.0, min=0.5, rate=1e-3, every=10),
+        TemperatureConfig(name="exp_anneal", initial=2.0, min=0.1, rate=1e-2, every=1),
+    ]
+    schedule = build_schedule(settings)
+    steps = list(range(0, 300, 7))
+    values = schedule(steps)
+    assert values.shape == (len(steps), 2)
+    for row, step in zip(values, steps, strict=True):
+        assert row.tolist() == pytest.approx(
+            [max(0.5, math.exp(-1e-3 * (step // 10) * 10)), max(0.1, 2.0 * math.exp(-1e-2 * step))], rel=1e-12
+        )
+
+
+def test_a_learned_temperature_for_a_stack_has_one_parameter_per_member() -> None:
+    schedule = build_schedule(
+        [
+            TemperatureConfig(name="learned", initial=1.0, min=0.1),
+            TemperatureConfig(name="learned", initial=2.0, min=0.5),
+        ]
+    )
+    assert schedule.raw.shape == (2,)
+    assert schedule().tolist() == pytest.approx([1.0, 2.0], rel=1e-6)

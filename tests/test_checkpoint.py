@@ -1,0 +1,142 @@
+"""The checkpoint format: self-describing, weights-only loadable, atomic, upgraded from format 1,
+and one member of a run out and back in again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import tiny_run
+from vae_gumbel.checkpoint import (
+    FORMAT_VERSION,
+    load_checkpoint,
+    member_checkpoint,
+    model_from_checkpoint,
+    restore_member,
+    save_checkpoint,
+)
+from vae_gumbel.config import compose_settings
+from vae_gumbel.errors import CheckpointError
+from vae_gumbel.model import member_state
+from vae_gumbel.run import Member, build_run
+from vae_gumbel.run_folder import RunFolder
+from vae_gumbel.train import train
+
+
+@pytest.fixture(scope="module")
+def learned_run(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder of one epoch with a learned temperature (so every part of a checkpoint is filled)."""
+    from tests.conftest import compose_config
+
+    folder = tmp_path_factory.mktemp("run")
+    train(compose_config("train", [*tiny_run(mnist_root), "temperature=learned"]), folder)
+    return folder
+
+
+def test_checkpoint_is_self_describing_and_loads_weights_only(learned_run: Path) -> None:
+    checkpoint = torch.load(RunFolder(learned_run).checkpoint("last"), weights_only=True)
+    assert checkpoint["format_version"] == FORMAT_VERSION
+    assert checkpoint["architecture"] == {
+        "name": "mlp",
+        "input_dim": 784,
+        "latent_dim": 4,
+        "categorical_dim": 5,
+        "hidden": [32],
+    }
+    assert {"model", "optimizer", "temperature", "rng", "config", "step", "epoch"} <= set(checkpoint)
+    assert set(checkpoint["rng"]) == {"torch", "cuda", "python", "numpy"}
+    assert checkpoint["config"]["model"]["latent_dim"] == 4
+    assert checkpoint["temperature"]["raw"].shape == ()  # one model's temperature
+    assert checkpoint["model"]["encoder.0.weight"].shape == (32, 784)  # as a plain model's state_dict
+    assert list(checkpoint["optimizer"]["state"]) == list(range(9))  # 8 weights and the temperature
+
+
+def test_a_checkpoint_loads_into_the_model_it_describes(learned_run: Path) -> None:
+    checkpoint = load_checkpoint(learned_run)
+    model = model_from_checkpoint(checkpoint)
+    assert torch.equal(model.state_dict()["decoder.2.bias"], checkpoint["model"]["decoder.2.bias"])
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_its_model_is_refused(learned_run: Path) -> None:
+    checkpoint = load_checkpoint(learned_run)
+    checkpoint["architecture"]["latent_dim"] = 5
+    with pytest.raises(CheckpointError, match="weights do not fit"):
+        model_from_checkpoint(checkpoint, source="bad.pt")
+
+
+def test_a_format_1_checkpoint_is_upgraded_on_load(learned_run: Path, tmp_path: Path) -> None:
+    checkpoint = load_checkpoint(learned_run)
+    old = {**checkpoint, "format_version": 1, "architecture": dict(checkpoint["architecture"])}
+    del old["architecture"]["name"]
+    config = {
+        key: dict(value) if isinstance(value, dict) else value for key, value in checkpoint["config"].items()
+    }
+    for group in ("data", "model", "optim"):
+        del config[group]["name"]
+    config["estimator"].update(kl="relaxed", prior_temperature=0.3)
+    config["temperature"]["schedule"] = config["temperature"].pop("name")
+    del config["objective"]
+    old["config"] = config
+    save_checkpoint(tmp_path / "v1.pt", old)
+    upgraded = load_checkpoint(tmp_path / "v1.pt")
+    assert upgraded["format_version"] == FORMAT_VERSION and upgraded["architecture"]["name"] == "mlp"
+    assert upgraded["config"]["objective"] == {"name": "elbo", "kl": "relaxed", "prior_temperature": 0.3}
+    assert upgraded["config"]["temperature"]["name"] == "learned"
+    assert (upgraded["config"]["data"]["name"], upgraded["config"]["optim"]["name"]) == ("mnist", "adam")
+    assert torch.equal(upgraded["model"]["encoder.0.weight"], checkpoint["model"]["encoder.0.weight"])
+
+
+def test_an_unknown_format_is_refused(learned_run: Path, tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "future.pt", {**load_checkpoint(learned_run), "format_version": 99})
+    with pytest.raises(CheckpointError, match="has checkpoint format 99"):
+        load_checkpoint(tmp_path / "future.pt")
+
+
+def test_a_member_saved_and_restored_is_the_same_member(mnist_root: Path, learned_run: Path) -> None:
+    settings = compose_settings([*tiny_run(mnist_root), "temperature=learned"])
+    saved = load_checkpoint(learned_run)
+    run = build_run([Member(settings, {}, None)] * 2)
+    restore_member(run, 1, saved, source="last.pt")
+    again = member_checkpoint(run, 1, {"epoch": 1})
+    for name, value in saved["model"].items():
+        assert torch.equal(again["model"][name], value), name
+    assert torch.equal(again["temperature"]["raw"], saved["temperature"]["raw"])
+    for index, state in saved["optimizer"]["state"].items():
+        assert torch.equal(again["optimizer"]["state"][index]["exp_avg"], state["exp_avg"])
+    # Member 0 was left alone.
+    assert not torch.equal(member_state(run.model, 0)["encoder.0.weight"], saved["model"]["encoder.0.weight"])
+
+
+def test_a_checkpoint_is_a_copy_that_training_does_not_change(mnist_root: Path) -> None:
+    run = build_run([Member(compose_settings(tiny_run(mnist_root)), {}, None)])
+    checkpoint = member_checkpoint(run, 0, {"epoch": 0})
+    before = checkpoint["model"]["encoder.0.weight"].clone()
+    run.train_epoch()
+    assert torch.equal(checkpoint["model"]["encoder.0.weight"], before)
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"format_version": 1, "value": torch.ones(3)})
+    before = path.read_bytes()
+
+    def crash(obj, handle):
+        handle.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"format_version": 1, "value": torch.zeros(3)})
+    assert path.read_bytes() == before
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_a_leftover_temporary_file_does_not_break_loading(learned_run: Path) -> None:
+    leftover = RunFolder(learned_run).checkpoint("last").with_name(".last.pt.tmp-99999")
+    leftover.write_bytes(b"half a checkpoint")
+    try:
+        assert load_checkpoint(learned_run)["epoch"] == 1
+    finally:
+        leftover.unlink()

@@ -1,0 +1,186 @@
+"""The configuration: the packaged YAML, the typed schema behind it, and its one-line refusals."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import compose_config, fixture_data
+from vae_gumbel.config import (
+    EstimatorConfig,
+    ModelConfig,
+    TemperatureConfig,
+    compose_settings,
+    validate,
+)
+from vae_gumbel.data import BINARIZATIONS
+from vae_gumbel.datasets import DATASETS
+from vae_gumbel.errors import ConfigError
+from vae_gumbel.estimators import ESTIMATORS
+from vae_gumbel.model import MODELS
+from vae_gumbel.objectives import OBJECTIVES
+from vae_gumbel.optim import OPTIMIZERS
+from vae_gumbel.schedules import SCHEDULES
+from vae_gumbel.train import train
+
+CONF = Path(__file__).resolve().parents[1] / "vae_gumbel" / "conf"
+
+
+def test_defaults_compose_to_the_documented_set_up() -> None:
+    settings = compose_settings()
+    assert (settings.data.name, settings.model.name, settings.optim.name) == ("mnist", "mlp", "adam")
+    assert (settings.model.latent_dim, settings.model.categorical_dim) == (30, 10)
+    assert settings.model.hidden == [512, 256]
+    assert (settings.data.batch_size, settings.data.binarize) == (100, "dynamic")
+    assert settings.estimator.name == "gumbel_softmax"
+    assert (settings.objective.name, settings.objective.kl) == ("elbo", "analytic")
+    temp = settings.temperature
+    assert (temp.name, temp.initial, temp.min, temp.rate, temp.every) == ("exp_anneal", 1.0, 0.5, 3e-5, 1000)
+    assert (settings.optim.lr, settings.trainer.epochs, settings.seed, settings.resume) == (1e-3, 10, 0, None)
+
+
+def test_overrides_and_groups_change_the_config() -> None:
+    settings = compose_settings(["estimator=straight_through", "temperature=learned", "optim.lr=3e-4"])
+    assert settings.estimator.name == "straight_through"
+    assert (settings.temperature.name, settings.temperature.min) == ("learned", 0.1)
+    assert settings.optim.lr == 3e-4
+
+
+@pytest.mark.parametrize(
+    "group, registry",
+    [
+        ("data", DATASETS),
+        ("model", MODELS),
+        ("estimator", ESTIMATORS),
+        ("objective", OBJECTIVES),
+        ("temperature", SCHEDULES),
+        ("optim", OPTIMIZERS),
+    ],
+)
+def test_every_file_of_a_group_names_a_registered_implementation(group: str, registry: dict) -> None:
+    files = sorted(path.stem for path in (CONF / group).glob("*.yaml"))
+    assert files, group
+    for name in files:
+        settings = compose_settings([f"{group}={name}"])
+        assert getattr(settings, group).name in registry, (group, name)
+
+
+def test_seed_notebook_experiment_reproduces_the_tutorial_set_up() -> None:
+    settings = compose_settings(["experiment=seed_notebook"])
+    assert settings.data.binarize == "none"
+    assert (settings.temperature.name, settings.temperature.initial) == ("constant", 1.0)
+    assert (settings.model.latent_dim, settings.model.categorical_dim, settings.data.batch_size) == (
+        30,
+        10,
+        100,
+    )
+    assert settings.trainer.epochs == 10
+
+
+def test_fashion_mnist_and_radam_are_choices_of_their_groups() -> None:
+    settings = compose_settings(["data=fashion_mnist", "optim=radam"])
+    assert (settings.data.name, settings.optim.name) == ("fashion_mnist", "radam")
+
+
+def test_debug_groups_shrink_a_run_for_users_ci_and_tests() -> None:
+    smoke = compose_settings(["debug=smoke"])
+    assert (smoke.trainer.epochs, smoke.data.train_limit, smoke.trainer.progress) == (1, 2000, False)
+    assert smoke.model.hidden == [512, 256]  # the configured model, smoke-tested
+    tiny = compose_settings(["debug=tiny"])
+    assert (tiny.trainer.epochs, tiny.data.train_limit, tiny.data.batch_size) == (1, 2000, 20)
+    assert (tiny.model.latent_dim, tiny.model.categorical_dim, tiny.model.hidden) == (4, 5, [32])
+
+
+@pytest.mark.parametrize("experiment", sorted(path.stem for path in (CONF / "experiment").glob("*.yaml")))
+def test_every_experiment_composes_and_trains_briefly(
+    experiment: str, mnist_root: Path, tmp_path: Path
+) -> None:
+    cfg = compose_config("train", [f"experiment={experiment}", "debug=smoke", *fixture_data(mnist_root)])
+    metrics = train(cfg, tmp_path)
+    assert metrics["epoch"] == 1 and math.isfinite(metrics["test/loss"])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("temperature.initial=0", "temperature.initial must be > 0"),
+        ("temperature.rate=-1e-4", "temperature.rate must be > 0"),
+        ("temperature.min=2.0", "temperature.min must be <= initial"),
+        ("model.latent_dim=0", "model.latent_dim must be >= 1"),
+        ("model.categorical_dim=1", "model.categorical_dim must be >= 2"),
+        ("model.hidden=[0]", "model.hidden must be a list of sizes >= 1"),
+        ("data.batch_size=0", "data.batch_size must be >= 1"),
+        ("trainer.epochs=-1", "trainer.epochs must be >= 0"),
+        ("trainer.device=tpu", "trainer.device must be one of 'auto', 'cpu', 'cuda', 'cuda:N'"),
+        ("data.binarize=half", r"data.binarize must be one of \['dynamic', 'none', 'static'\]"),
+        ("data.name=cifar", r"data.name must be one of \['fashion_mnist', 'mnist'\]"),
+        ("estimator.name=reinforce", "estimator.name must be one of"),
+        ("estimator.rao_samples=0", "estimator.rao_samples must be >= 1"),
+        ("optim.name=sgd", r"optim.name must be one of \['adam', 'radam'\]"),
+        ("model.name=transformer", r"model.name must be one of \['mlp'\]"),
+        ("objective.kl=exact", "objective.kl must be one of"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_key(compose_train, override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate(compose_train(override))
+
+
+@pytest.mark.parametrize(
+    "schedule, values, message",
+    [
+        ("constant", {"initial": 0.0}, "initial must be > 0"),
+        ("exp_anneal", {"initial": 1.0, "min": 2.0, "rate": 1e-4}, "min must be <= initial"),
+        ("exp_anneal", {"initial": 1.0, "min": 0.5, "rate": 0.0}, "rate must be > 0"),
+        ("exp_anneal", {"initial": 1.0, "min": 0.5, "rate": 1e-4, "every": 0}, "every must be >= 1"),
+        ("learned", {"initial": 0.5, "min": 0.5}, r"temperature.min must be < initial \(0.5\)"),
+        ("cosine", {"initial": 1.0}, "temperature.name must be one of"),
+    ],
+)
+def test_bad_schedule_values_are_refused(schedule: str, values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TemperatureConfig(name=schedule, **values)
+
+
+@pytest.mark.parametrize("sizes", [{"latent_dim": 0}, {"categorical_dim": 1}, {"hidden": [0]}])
+def test_bad_model_sizes_are_refused(sizes: dict) -> None:
+    with pytest.raises(ConfigError, match="must be >= 1|must be >= 2|sizes >= 1"):
+        ModelConfig(**{"name": "mlp", "latent_dim": 30, "categorical_dim": 10, **sizes})
+
+
+def test_an_unknown_estimator_names_the_choices() -> None:
+    with pytest.raises(ConfigError, match="gumbel_softmax"):
+        EstimatorConfig(name="reinforce")
+
+
+def test_relaxed_kl_with_a_straight_through_estimator_is_refused(compose_train) -> None:
+    with pytest.raises(ConfigError, match="objective.kl must be analytic with a straight-through estimator"):
+        validate(compose_train("estimator=straight_through", "objective.kl=relaxed"))
+
+
+def test_every_binarization_is_registered_once() -> None:
+    assert sorted(BINARIZATIONS) == ["dynamic", "none", "static"]
+
+
+@pytest.mark.parametrize("launcher", ["slurm", "submitit_slurm", "submitit_local"])
+def test_submitit_launcher_configs_compose(launcher: str) -> None:
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="vae_gumbel.conf", version_base="1.3"):
+        cfg = compose("train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert "submitit" in cfg.hydra.launcher._target_
+    if launcher == "slurm":
+        assert (cfg.hydra.launcher.partition, cfg.hydra.launcher.gpus_per_node) == ("gpu", 1)
+        assert cfg.hydra.launcher.timeout_min == 240
+
+
+def test_optuna_config_composes_with_its_search_space() -> None:
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="vae_gumbel.conf", version_base="1.3"):
+        cfg = compose("train", overrides=["hparams_search=optuna"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper.direction == "minimize" and cfg.hydra.mode.name == "MULTIRUN"
+    assert sweeper.params["optim.lr"] == "tag(log, interval(1e-4, 3e-3))"

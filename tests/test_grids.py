@@ -1,0 +1,52 @@
+"""Image grids: what the trainer draws each epoch and what `sample` draws, from one implementation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vae_gumbel.grids import GRID_PADDING, IMAGE_SHAPE, code_usage_image, prior_grid, traversal_grid
+from vae_gumbel.model import CategoricalVAE
+
+
+def grid_size(rows: int, cols: int) -> tuple[int, int]:
+    """The (height, width) in pixels of a grid of rows x cols tiles."""
+    step = IMAGE_SHAPE[-1] + GRID_PADDING
+    return rows * step + GRID_PADDING, cols * step + GRID_PADDING
+
+
+@pytest.fixture(scope="module")
+def model() -> CategoricalVAE:
+    torch.manual_seed(0)
+    return CategoricalVAE(latent_dim=4, categorical_dim=5, hidden=(32,))
+
+
+def test_prior_images_are_probabilities(model: CategoricalVAE) -> None:
+    grid = prior_grid(model, 4, 4, seed=0)
+    assert grid.shape[1:] == grid_size(4, 4)
+    assert grid.min() >= 0 and grid.max() <= 1
+    assert grid.std() > 0.01  # not a flat grey
+
+
+def test_traversal_rows_differ_from_each_other(model: CategoricalVAE) -> None:
+    grid = traversal_grid(model, torch.rand(1, 784), variables=[0, 1, 2, 3])
+    assert grid.shape[1:] == grid_size(4, 5)
+    height = grid_size(1, 1)[0] - 2
+    rows = [grid[:, 2 + i * height : (i + 1) * height] for i in range(4)]
+    assert all(not torch.equal(rows[i], rows[j]) for i in range(4) for j in range(i + 1, 4))
+    first_row_tiles = [rows[0][:, :, 2 + k * height : (k + 1) * height] for k in range(5)]
+    assert not torch.equal(first_row_tiles[0], first_row_tiles[1])  # each category decodes differently
+
+
+def test_a_traversal_of_a_variable_that_does_not_exist_is_refused(model: CategoricalVAE) -> None:
+    with pytest.raises(ValueError, match="latent variable 9 does not exist; choose from 0..3"):
+        traversal_grid(model, torch.rand(1, 784), variables=[9])
+
+
+def test_the_code_usage_map_has_a_cell_per_variable_and_category_brightest_where_most_used() -> None:
+    usage = torch.tensor([[1.0, 0.0, 0.0], [0.2, 0.3, 0.5]])
+    image = code_usage_image(usage, cell=4)
+    assert image.shape == (3, 2 * 4, 3 * 4) and image.min() >= 0 and image.max() <= 1
+    brightness = image.mean(0)[::4, ::4]  # one pixel per cell
+    assert brightness.argmax().item() == 0  # the collapsed variable's one cell
+    assert brightness[1].argsort().tolist() == [0, 1, 2]

@@ -1,0 +1,45 @@
+"""The run folder's layout, owned by one module, and finding the checkpoint in it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vae_gumbel.errors import CheckpointError
+from vae_gumbel.run_folder import RunFolder, find_runs, resolve_checkpoint
+
+
+def test_a_checkpoint_and_its_run_folder_find_each_other(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path / "run")
+    assert folder.checkpoint("best") == tmp_path / "run" / "checkpoints" / "best.pt"
+    assert RunFolder.of_checkpoint(folder.checkpoint("last")) == folder
+    assert RunFolder.of_checkpoint(tmp_path / "elsewhere" / "model.pt") == RunFolder(tmp_path / "elsewhere")
+
+
+def test_a_run_folder_or_a_file_resolves_to_a_checkpoint(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path)
+    folder.checkpoint("last").parent.mkdir()
+    folder.checkpoint("last").write_bytes(b"x")
+    assert resolve_checkpoint(tmp_path, "last") == folder.checkpoint("last")
+    assert resolve_checkpoint(folder.checkpoint("last")) == folder.checkpoint("last")
+    with pytest.raises(CheckpointError, match="is not a run folder with a saved best.pt"):
+        resolve_checkpoint(tmp_path, "best")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        resolve_checkpoint(tmp_path / "nope.pt")
+
+
+def test_the_pictures_of_an_epoch_keep_their_documented_names(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path)
+    assert folder.epoch_picture("prior", 3).name == "epoch_003.png"
+    assert folder.epoch_picture("reconstruction", 3).name == "reconstruction_epoch_003.png"
+    assert folder.epoch_picture("code_usage", 12).name == "code_usage_epoch_012.png"
+
+
+def test_runs_are_found_below_a_folder_in_natural_order(tmp_path: Path) -> None:
+    for job in ("10", "2", "1"):
+        RunFolder(tmp_path / job).path.mkdir()
+        RunFolder(tmp_path / job).metrics.write_text("")
+    (tmp_path / "3" / ".hydra").mkdir(parents=True)
+    RunFolder(tmp_path / "3").overrides.write_text("[]")
+    assert [p.name for p in find_runs(tmp_path)] == ["1", "2", "3", "10"]

@@ -1,0 +1,78 @@
+"""The scripts beside the package: figures, a run's curves, the step's profile, multirun timing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, compose_config, run_python, tiny_run
+from vae_gumbel.train import train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    "name", ["gumbel_distribution", "gumbel_max", "softmax_temperature", "gumbel_softmax"]
+)
+def test_figure_scripts_run_headless_and_write_a_png(tmp_path: Path, name: str) -> None:
+    result = run_python(str(REPO / "scripts/make_figures.py"), name, "--out", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+
+
+def test_plot_run_draws_a_runs_curves_into_outputs_figures(mnist_root: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    train(compose_config("train", [*tiny_run(mnist_root), "trainer.epochs=2"]), run_dir)
+    result = run_python(str(REPO / "scripts/plot_run.py"), str(run_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "outputs" / "figures" / "run_curves.png").stat().st_size > 10_000
+
+
+def test_profile_script_prints_the_top_operators(tmp_path: Path) -> None:
+    result = run_python(
+        str(REPO / "scripts/profile_step.py"),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "8",
+        "--steps",
+        "3",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "aten::addmm" in result.stdout and "operator calls per step:" in result.stdout
+
+
+def test_multirun_timing_compares_n_jobs_with_one(tmp_path: Path, mnist_root: Path) -> None:
+    out = tmp_path / "timing"
+    result = run_python(
+        str(REPO / "scripts/time_multirun.py"),
+        *("--jobs", "2", "--out", str(out)),
+        *tiny_run(mnist_root),
+        "trainer.num_threads=1",
+        "trainer.epochs=2",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "multirun.json").read_text())
+    assert report["jobs"] == 2 and len(report["job_epoch_s"]) == 2
+    assert report["device"].startswith("CPU")  # the runs' trainer.device=cpu, even beside a GPU
+    assert report["ratio"] == pytest.approx(report["multirun_s"] / report["single_s"])
+    for run in (out / "single", out / "multirun" / "0", out / "multirun" / "1"):
+        assert json.loads((run / "status.json").read_text())["status"] == "completed"
+    assert "2 jobs took" in result.stdout
+
+
+def test_multirun_timing_stops_at_a_failing_run(tmp_path: Path, mnist_root: Path) -> None:
+    result = run_python(
+        str(REPO / "scripts/time_multirun.py"),
+        *("--jobs", "2", "--out", str(tmp_path / "timing")),
+        *tiny_run(mnist_root),
+        "temperature.initial=-1",
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    assert "error: the single job failed" in result.stderr
+    assert not (tmp_path / "timing" / "multirun.json").exists()

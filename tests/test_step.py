@@ -1,0 +1,172 @@
+"""The training step: its compile plan, compiled without recompiles, bf16, and as one CUDA graph."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch._dynamo
+
+from tests.conftest import requires_cuda, tiny_run
+from vae_gumbel.config import compose_settings
+from vae_gumbel.estimators import ESTIMATORS
+from vae_gumbel.loop import StepSums
+from vae_gumbel.model import CategoricalVAE, stack
+from vae_gumbel.objectives import Elbo
+from vae_gumbel.optim import StackOptimizer
+from vae_gumbel.run import Member, build_run
+from vae_gumbel.step import GRAPH_WARMUP_STEPS, StepPlan, build_step, plan_step
+from vae_gumbel.train import train
+
+CUDA = torch.device("cuda")
+
+
+def test_compile_true_means_one_cuda_graph_per_step_on_cuda() -> None:
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert plan_step("true", cuda) == StepPlan("default", cuda_graph=True)
+    assert plan_step("true", cpu) == StepPlan("default")
+    assert plan_step("max-autotune", cpu) == StepPlan("max-autotune")
+    assert plan_step("reduce-overhead", cuda) == StepPlan("reduce-overhead")
+    assert plan_step("false", cuda) == StepPlan(None)
+
+
+def test_a_learned_temperature_gets_inductors_cuda_graphs_instead() -> None:
+    # Its gradient leaves the step, which a graph of the whole step would cut off.
+    assert plan_step("true", torch.device("cuda"), learned_temperature=True) == StepPlan("reduce-overhead")
+
+
+def test_the_default_compiles_with_cuda_graphs_on_cuda_and_stays_eager_on_a_cpu() -> None:
+    assert compose_settings().trainer.compile == "auto"
+    assert plan_step("auto", torch.device("cuda")) == StepPlan("default", cuda_graph=True)
+    assert plan_step("auto", torch.device("cpu")) == StepPlan(None)
+
+
+def stacked_model_and_adam(
+    device: torch.device, capturable: bool = False
+) -> tuple[CategoricalVAE, StackOptimizer]:
+    torch.manual_seed(0)
+    model = stack([CategoricalVAE(latent_dim=4, categorical_dim=5, hidden=(32,))]).to(device)
+    optim = compose_settings(["optim=adam"]).optim
+    return model, StackOptimizer(list(model.parameters()), [optim], device, capturable=capturable)
+
+
+def test_a_cuda_graph_of_the_step_needs_a_capturable_optimizer() -> None:
+    model, optimizer = stacked_model_and_adam(torch.device("cpu"))
+    with pytest.raises(ValueError, match="capturable=True"):
+        build_step(
+            model,
+            optimizer,
+            Elbo(ESTIMATORS["gumbel_softmax"].build(None)),
+            StepPlan("default", cuda_graph=True),
+        )
+
+
+def test_annealing_does_not_recompile_the_step(compose_train, tmp_path: Path) -> None:
+    """The temperature enters the compiled step as a tensor: one graph for every temperature."""
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    cfg = compose_train(
+        "trainer.compile=true",
+        "trainer.compile_backend=aot_eager",  # Dynamo's guards, without code generation
+        "temperature.every=1",
+        "temperature.rate=0.05",
+        "trainer.epochs=2",
+    )
+    metrics = train(cfg, tmp_path)
+    assert metrics["temperature"] < 0.6  # it changed at every one of the 12 steps
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    assert torch._dynamo.utils.counters["frames"]["total"] == 1
+
+
+def test_compiled_step_gives_the_eager_losses(compose_train, tmp_path: Path) -> None:
+    torch._dynamo.reset()
+    eager = train(compose_train(), tmp_path / "eager")
+    compiled = train(
+        compose_train("trainer.compile=true", "trainer.compile_backend=aot_eager"), tmp_path / "compiled"
+    )
+    for key in ("train/loss_relaxed", "train/loss_unrelaxed", "test/loss"):
+        assert compiled[key] == pytest.approx(eager[key], rel=1e-4), key
+
+
+def test_bf16_autocast_trains_with_float32_losses(compose_train, tmp_path: Path) -> None:
+    full = train(compose_train("trainer.epochs=3"), tmp_path / "fp32")
+    half = train(compose_train("trainer.epochs=3", "trainer.precision=bf16"), tmp_path / "bf16")
+    assert math.isfinite(half["train/loss_relaxed"])
+    assert half["test/loss"] == pytest.approx(full["test/loss"], rel=0.05)
+
+
+def test_a_partial_last_batch_recompiles_once_instead_of_failing(compose_train, tmp_path: Path) -> None:
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    cfg = compose_train(
+        "trainer.compile=true", "trainer.compile_backend=aot_eager", "data.batch_size=50", "trainer.epochs=2"
+    )
+    metrics = train(cfg, tmp_path)  # 120 images: batches of 50, 50 and 20
+    assert metrics["step"] == 6 and math.isfinite(metrics["train/loss_relaxed"])
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2
+
+
+def test_a_stopped_member_gets_no_gradient(mnist_root: Path) -> None:
+    run = build_run([Member(compose_settings(tiny_run(mnist_root)), {}, None) for _ in range(2)])
+    x = next(run.data.train.batches(20, members=2))
+    run.mask[1] = False
+    before = [p.detach().clone() for p in run.model.parameters()]
+    values = run.step_fn(x, torch.ones(2))
+    assert values.shape == (2, 4) and torch.isfinite(values).all()
+    for old, new in zip(before, run.model.parameters(), strict=True):
+        assert not torch.equal(old[0], new[0]) and torch.equal(old[1], new[1])
+
+
+@requires_cuda
+@pytest.mark.parametrize(
+    "plan",
+    [StepPlan(None), StepPlan("reduce-overhead"), StepPlan("default", cuda_graph=True)],
+    ids=["eager", "reduce-overhead", "whole-step-graph"],
+)
+def test_a_training_step_never_waits_for_the_device(mnist_root: Path, plan: StepPlan) -> None:
+    from vae_gumbel.data import ImageSet
+    from vae_gumbel.datasets import load_images
+
+    torch._dynamo.reset()
+    images = ImageSet(load_images(mnist_root, "mnist", train=True).to(CUDA), 255.0, resample=True)
+    model, optimizer = stacked_model_and_adam(CUDA, capturable=plan.cuda_graph)
+    step_fn = build_step(model, optimizer, Elbo(ESTIMATORS["gumbel_softmax"].build(None)), plan)
+    batches = [*images.batches(20), *images.batches(20)]  # 12 batches, drawn before the check
+    tau = torch.ones(1, device=CUDA)
+    sums = StepSums(CUDA, capacity=4, first_step=0)
+    warmup = GRAPH_WARMUP_STEPS + 1  # compilation and graph capture may wait; replays must not
+    for x in batches[:warmup]:
+        sums.add(step_fn(x, tau), 20)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for x in batches[warmup:]:  # eight more steps, across flushes of the sums
+            sums.add(step_fn(x, tau), 20)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    totals, first_bad_steps = sums.read()
+    assert first_bad_steps == [None] and all(math.isfinite(t) for t in totals.ravel())
+
+
+@requires_cuda
+def test_a_cuda_graph_of_the_step_trains_exactly_like_the_eager_step(mnist_root: Path) -> None:
+    """Same seed, same batches: the replayed graph gives the eager step's losses and weights,
+    so it also draws the same random numbers."""
+    from vae_gumbel.data import ImageSet
+    from vae_gumbel.datasets import load_images
+
+    images = ImageSet(load_images(mnist_root, "mnist", train=True).to(CUDA), 255.0, resample=False)
+    batches = [images.targets(slice(i, i + 20))[None] for i in range(0, 120, 20)] * 2
+    tau = torch.full((1,), 0.5, device=CUDA)
+    runs = []
+    for plan in (StepPlan(None), StepPlan(None, cuda_graph=True)):
+        model, optimizer = stacked_model_and_adam(CUDA, capturable=True)
+        step_fn = build_step(model, optimizer, Elbo(ESTIMATORS["gumbel_softmax"].build(None)), plan)
+        torch.manual_seed(1)
+        values = torch.stack([step_fn(x, tau).clone() for x in batches])
+        runs.append((values, torch.cat([p.detach().flatten() for p in model.parameters()])))
+    (eager_values, eager_weights), (graph_values, graph_weights) = runs
+    torch.testing.assert_close(graph_values, eager_values, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(graph_weights, eager_weights, rtol=1e-5, atol=1e-6)
