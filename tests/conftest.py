@@ -103,6 +103,37 @@ def compose_train(mnist_root: Path) -> Callable[..., DictConfig]:
     return _compose
 
 
+def seeded_models(count: int, **sizes: object) -> list:
+    """Gives ``count`` small models, model i initialised from seed i."""
+    from vae_gumbel.model import CategoricalVAE
+
+    models = []
+    for seed in range(count):
+        torch.manual_seed(seed)
+        models.append(CategoricalVAE(**{"latent_dim": 3, "categorical_dim": 4, "hidden": (16,), **sizes}))
+    return models
+
+
+def poison_training_loss(
+    monkeypatch: pytest.MonkeyPatch, at_call: int, factor: object = float("nan")
+) -> None:
+    """Makes the ``at_call``-th training step's reconstruction loss (counting calls with gradients)
+    be multiplied by ``factor``: NaN for every member, or a tensor that picks members."""
+    from vae_gumbel import objectives
+
+    real, calls = objectives.negative_elbo, []
+
+    def poisoned(decoder_logits, target, posterior_logits):
+        elbo = real(decoder_logits, target, posterior_logits)
+        if torch.is_grad_enabled():
+            calls.append(1)
+            if len(calls) == at_call:
+                return elbo._replace(recon=elbo.recon * factor)
+        return elbo
+
+    monkeypatch.setattr(objectives, "negative_elbo", poisoned)
+
+
 def run_python(
     *args: str, cwd: Path, timeout: float = 300, env: dict | None = None
 ) -> subprocess.CompletedProcess:

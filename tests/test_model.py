@@ -6,6 +6,7 @@ import pytest
 import torch
 from scipy import stats
 
+from tests.conftest import seeded_models
 from vae_gumbel.model import CategoricalVAE, member_state, stack, stack_size, unstack
 
 
@@ -43,17 +44,9 @@ def test_prior_samples_are_uniform_one_hot_draws() -> None:
     assert stats.chisquare(counts).pvalue > 0.01
 
 
-def models(count: int) -> list[CategoricalVAE]:
-    result = []
-    for seed in range(count):
-        torch.manual_seed(seed)
-        result.append(CategoricalVAE(latent_dim=3, categorical_dim=4, hidden=(16,)))
-    return result
-
-
 @pytest.mark.parametrize("count", [1, 3])
 def test_a_stack_computes_what_each_of_its_models_computes(count: int) -> None:
-    lone = models(count)
+    lone = seeded_models(count)
     stacked = stack(lone)
     assert stack_size(stacked) == count and stacked.encoder[0].weight.shape == (count, 16, 784)
     x = torch.rand(count, 5, 784, generator=torch.Generator().manual_seed(1))
@@ -65,7 +58,7 @@ def test_a_stack_computes_what_each_of_its_models_computes(count: int) -> None:
 
 
 def test_a_members_weights_are_its_models_state_dict_and_unstack_gives_it_back() -> None:
-    lone = models(2)
+    lone = seeded_models(2)
     stacked = stack(lone)
     for m, model in enumerate(lone):
         assert member_state(stacked, m).keys() == model.state_dict().keys()
@@ -75,7 +68,7 @@ def test_a_members_weights_are_its_models_state_dict_and_unstack_gives_it_back()
 
 
 def test_unstacking_draws_no_random_number() -> None:
-    stacked = stack(models(2))
+    stacked = stack(seeded_models(2))
     state = torch.get_rng_state()
     unstack(stacked, 1)
     assert torch.equal(torch.get_rng_state(), state)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.conftest import seeded_models
 from vae_gumbel.config import OptimConfig
 from vae_gumbel.model import CategoricalVAE, member_state, stack
 from vae_gumbel.optim import OPTIMIZERS, StackOptimizer
@@ -16,14 +17,6 @@ def optim(name: str = "adam", **values) -> OptimConfig:
     return OptimConfig(name=name, **{"lr": 1e-2, **values})
 
 
-def models(count: int) -> list[CategoricalVAE]:
-    result = []
-    for seed in range(count):
-        torch.manual_seed(seed)
-        result.append(CategoricalVAE(latent_dim=3, categorical_dim=4, hidden=(8,)))
-    return result
-
-
 def loss(model: CategoricalVAE, x: torch.Tensor) -> torch.Tensor:
     return model.decode(torch.softmax(model.encode(x), -1)).pow(2).mean(dim=(-2, -1))
 
@@ -31,8 +24,8 @@ def loss(model: CategoricalVAE, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_each_member_is_updated_as_torch_updates_a_lone_model_with_its_settings(name: str) -> None:
     settings = [optim(name, lr=1e-2), optim(name, lr=3e-3, betas=[0.8, 0.99], eps=1e-6, weight_decay=0.1)]
-    lone = models(2)
-    stacked = stack(models(2))
+    lone = seeded_models(2)
+    stacked = stack(seeded_models(2))
     optimizer = StackOptimizer(list(stacked.parameters()), settings, CPU)
     lone_optimizers = [
         OPTIMIZERS[name].cls(
@@ -55,7 +48,7 @@ def test_each_member_is_updated_as_torch_updates_a_lone_model_with_its_settings(
 
 
 def test_members_that_share_their_settings_share_one_parameter_group() -> None:
-    stacked = stack(models(3))
+    stacked = stack(seeded_models(3))
     optimizer = StackOptimizer(list(stacked.parameters()), [optim(), optim(lr=1e-3), optim()], CPU)
     groups = optimizer.optimizer.param_groups
     assert [len(g["params"]) for g in groups] == [2 * 8, 8]  # 8 weights per member
@@ -63,15 +56,15 @@ def test_members_that_share_their_settings_share_one_parameter_group() -> None:
 
 
 def test_a_members_state_reads_and_loads_as_a_lone_models_optimizer_state() -> None:
-    stacked = stack(models(2))
+    stacked = stack(seeded_models(2))
     optimizer = StackOptimizer(list(stacked.parameters()), [optim(), optim()], CPU)
     loss(stacked, torch.rand(2, 5, 784)).sum().backward()
     optimizer.step()
     state = optimizer.member_state(1)
     assert list(state["state"]) == list(range(8)) and state["param_groups"][0]["params"] == list(range(8))
-    single = torch.optim.Adam(models(1)[0].parameters(), lr=1e-2)
+    single = torch.optim.Adam(seeded_models(1)[0].parameters(), lr=1e-2)
     single.load_state_dict(state)  # the format a lone model's optimizer reads
-    fresh = StackOptimizer(list(stack(models(2)).parameters()), [optim(), optim()], CPU)
+    fresh = StackOptimizer(list(stack(seeded_models(2)).parameters()), [optim(), optim()], CPU)
     fresh.load_member_state(0, state)
     assert torch.equal(fresh.member_state(0)["state"][2]["exp_avg"], state["state"][2]["exp_avg"])
     assert fresh.member_state(1)["state"] == {}
@@ -80,13 +73,13 @@ def test_a_members_state_reads_and_loads_as_a_lone_models_optimizer_state() -> N
 def test_resuming_keeps_this_runs_settings_and_way_of_updating_and_loads_what_was_learned() -> None:
     """A checkpoint of a one-graph CUDA run holds capturable=True, one of a CPU run False; the
     resuming run keeps its own, or its updates would fail (here: capturable Adam on a CPU)."""
-    saved = StackOptimizer(list(stack(models(1)).parameters()), [optim(lr=0.5)], CPU)
+    saved = StackOptimizer(list(stack(seeded_models(1)).parameters()), [optim(lr=0.5)], CPU)
     for parameter in saved.stacked:
         parameter.grad = torch.ones_like(parameter)
     saved.step()
     state = saved.member_state(0)
     state["param_groups"][0]["capturable"] = True  # as a CUDA run with trainer.compile=auto saves it
-    resumed = StackOptimizer(list(stack(models(1)).parameters()), [optim(lr=1e-3)], CPU)
+    resumed = StackOptimizer(list(stack(seeded_models(1)).parameters()), [optim(lr=1e-3)], CPU)
     resumed.load_member_state(0, state)
     assert resumed.member_options(0)["capturable"] is False and resumed.member_options(0)["lr"] == 1e-3
     for parameter in resumed.stacked:
@@ -96,7 +89,7 @@ def test_resuming_keeps_this_runs_settings_and_way_of_updating_and_loads_what_wa
 
 
 def test_a_reset_member_stays_put() -> None:
-    stacked = stack(models(2))
+    stacked = stack(seeded_models(2))
     optimizer = StackOptimizer(list(stacked.parameters()), [optim(), optim()], CPU)
     loss(stacked, torch.rand(2, 5, 784)).sum().backward()
     optimizer.step()

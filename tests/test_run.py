@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import tiny_run
-from vae_gumbel import objectives
+from tests.conftest import poison_training_loss, tiny_run
 from vae_gumbel.config import compose_settings
 from vae_gumbel.errors import ConfigError, NonFiniteLossError
 from vae_gumbel.estimators import build_estimator
@@ -69,18 +68,7 @@ def test_a_failing_member_stops_alone_and_the_others_train_on_unchanged(
 ) -> None:
     healthy = build_run(members(mnist_root, [], ["seed=1"]))
     healthy.train_epoch()
-    real = objectives.negative_elbo
-    calls = []
-
-    def poison_member_one(decoder_logits, target, posterior_logits):
-        elbo = real(decoder_logits, target, posterior_logits)
-        if torch.is_grad_enabled():
-            calls.append(1)
-            if len(calls) == 3:
-                return elbo._replace(recon=elbo.recon * torch.tensor([[1.0], [float("nan")]]))
-        return elbo
-
-    monkeypatch.setattr(objectives, "negative_elbo", poison_member_one)
+    poison_training_loss(monkeypatch, at_call=3, factor=torch.tensor([[1.0], [float("nan")]]))  # member 1
     poisoned = build_run(members(mnist_root, [], ["seed=1"]))
     poisoned.train_epoch()
     assert poisoned.active == [True, False]
@@ -93,12 +81,7 @@ def test_a_failing_member_stops_alone_and_the_others_train_on_unchanged(
 
 
 def test_when_every_member_has_failed_the_error_ends_the_run(mnist_root: Path, monkeypatch) -> None:
-    real = objectives.negative_elbo
-    monkeypatch.setattr(
-        objectives,
-        "negative_elbo",
-        lambda d, t, p: real(d, t, p)._replace(recon=real(d, t, p).recon * float("nan")),
-    )
+    poison_training_loss(monkeypatch, at_call=1)
     run = build_run(members(mnist_root, []))
     with pytest.raises(NonFiniteLossError, match="non-finite at step 1"):
         run.train_epoch()

@@ -12,8 +12,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import REPO, requires_cuda, run_module, tiny_run
-from vae_gumbel import objectives
+from tests.conftest import REPO, poison_training_loss, requires_cuda, run_module, tiny_run
 from vae_gumbel.errors import CheckpointError, DataError, NonFiniteLossError
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.step import GRAPH_WARMUP_STEPS
@@ -191,18 +190,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
 ) -> None:
     train(compose_train(), tmp_path)
     good = RunFolder(tmp_path).checkpoint("last").read_bytes()
-    real = objectives.negative_elbo
-    calls = []
-
-    def poisoned(decoder_logits, target, posterior_logits):
-        elbo = real(decoder_logits, target, posterior_logits)
-        if torch.is_grad_enabled():
-            calls.append(1)
-            if len(calls) == 3:  # the third step of the resumed epoch: global step 9
-                return elbo._replace(recon=elbo.recon * float("nan"))
-        return elbo
-
-    monkeypatch.setattr(objectives, "negative_elbo", poisoned)
+    poison_training_loss(monkeypatch, at_call=3)  # the third step of the resumed epoch: global step 9
     with pytest.raises(NonFiniteLossError, match="non-finite at step 9"):
         train(compose_train("trainer.epochs=2", "resume=last"), tmp_path)
     assert RunFolder(tmp_path).checkpoint("last").read_bytes() == good
