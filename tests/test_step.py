@@ -170,3 +170,54 @@ def test_a_cuda_graph_of_the_step_trains_exactly_like_the_eager_step(mnist_root:
     (eager_values, eager_weights), (graph_values, graph_weights) = runs
     torch.testing.assert_close(graph_values, eager_values, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(graph_weights, eager_weights, rtol=1e-5, atol=1e-6)
+
+
+def test_a_compiled_stack_anneals_each_members_temperature_without_recompiling(mnist_root: Path) -> None:
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    members = [
+        Member(
+            compose_settings(
+                [*tiny_run(mnist_root), "trainer.compile=true", "trainer.compile_backend=aot_eager", *rate]
+            ),
+            {},
+            None,
+        )
+        for rate in (
+            ["temperature.rate=0.05", "temperature.every=1"],
+            ["temperature.rate=0.2", "temperature.every=2", "seed=1"],
+        )
+    ]
+    run = build_run(members)
+    first = run.train_epoch()
+    second = run.train_epoch()
+    assert (
+        first.temperature.tolist() != second.temperature.tolist()
+    )  # both members annealed, each its own way
+    assert second.temperature[0] != second.temperature[1]
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+
+
+@requires_cuda
+def test_a_cuda_graph_of_a_stacked_step_trains_exactly_like_the_eager_stacked_step(mnist_root: Path) -> None:
+    from vae_gumbel.data import ImageSet
+    from vae_gumbel.datasets import load_images
+
+    images = ImageSet(load_images(mnist_root, "mnist", train=True).to(CUDA), 255.0, resample=False)
+    batches = [images.targets(torch.randperm(120, device=CUDA)[:20].expand(3, 20)) for _ in range(12)]
+    tau = torch.tensor([0.5, 1.0, 2.0], device=CUDA)
+    runs = []
+    for plan in (StepPlan(None), StepPlan(None, cuda_graph=True)):
+        torch.manual_seed(0)
+        model = stack([CategoricalVAE(latent_dim=4, categorical_dim=5, hidden=(32,)) for _ in range(3)]).to(
+            CUDA
+        )
+        optims = [compose_settings([f"optim.lr={lr}"]).optim for lr in (1e-3, 3e-3, 1e-3)]
+        optimizer = StackOptimizer(list(model.parameters()), optims, CUDA, capturable=True)
+        step_fn = build_step(model, optimizer, Elbo(ESTIMATORS["gumbel_softmax"].build(None)), plan)
+        torch.manual_seed(1)
+        values = torch.stack([step_fn(x, tau).clone() for x in batches])
+        runs.append((values, torch.cat([p.detach().flatten() for p in model.parameters()])))
+    (eager_values, eager_weights), (graph_values, graph_weights) = runs
+    torch.testing.assert_close(graph_values, eager_values, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(graph_weights, eager_weights, rtol=1e-5, atol=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import subprocess
 import sys
@@ -352,3 +353,105 @@ def test_a_checkpoint_written_on_a_cpu_resumes_with_the_default_cuda_graphs(comp
     torch._dynamo.reset()
     metrics = train(compose_train("trainer.device=cuda", "trainer.epochs=2", "resume=last"), tmp_path)
     assert metrics["epoch"] == 2 and math.isfinite(metrics["test/loss"])
+
+
+# --- stacks: many jobs trained as one ---------------------------------------------------------------
+
+
+def jobs(compose_train, root: Path, *per_job: list[str]) -> list:
+    from vae_gumbel.train import member_of
+
+    return [member_of(compose_train(*overrides), root / str(i)) for i, overrides in enumerate(per_job)]
+
+
+def test_a_stack_writes_a_normal_run_folder_for_every_job(compose_train, tmp_path: Path) -> None:
+    from vae_gumbel.train import train_members
+
+    results = train_members(
+        jobs(compose_train, tmp_path, ["seed=0"], ["seed=1", "optim.lr=3e-3"], ["seed=2"])
+    )
+    for i, result in enumerate(results):
+        folder = RunFolder(tmp_path / str(i))
+        assert read_metrics(folder.metrics)[-1] == result and EPOCH_KEYS <= set(result)
+        assert json.loads(folder.status.read_text())["status"] == "completed"
+        assert folder.checkpoint("last").is_file() and folder.epoch_picture("code_usage", 1).is_file()
+    assert len({r["test/loss"] for r in results}) == 3
+
+
+def test_a_member_gone_non_finite_fails_alone_and_keeps_its_last_good_checkpoint(
+    compose_train, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from vae_gumbel.train import train_members
+
+    caplog.set_level(logging.INFO, logger="vae_gumbel.train")
+    first = jobs(compose_train, tmp_path, ["trainer.epochs=1", "seed=0"], ["trainer.epochs=1", "seed=1"])
+    train_members(first)
+    good = RunFolder(tmp_path / "1").checkpoint("last").read_bytes()
+    poison_training_loss(
+        monkeypatch, at_call=3, factor=torch.tensor([[1.0], [float("nan")]])
+    )  # job 1, step 9
+    again = jobs(
+        compose_train,
+        tmp_path,
+        ["trainer.epochs=3", "resume=last", "seed=0"],
+        ["trainer.epochs=3", "resume=last", "seed=1"],
+    )
+    healthy, failed = train_members(again)
+    assert healthy["epoch"] == 3 and math.isfinite(healthy["test/loss"])
+    assert isinstance(failed, NonFiniteLossError) and "step 9" in str(failed)
+    status = json.loads(RunFolder(tmp_path / "1").status.read_text())
+    assert status["status"] == "failed" and "non-finite at step 9" in status["error"]
+    assert RunFolder(tmp_path / "1").checkpoint("last").read_bytes() == good
+    assert "stopped: the loss became non-finite at step 9" in caplog.text
+
+
+def test_a_killed_stack_rerun_with_resume_last_ends_as_an_uninterrupted_one(
+    compose_train, tmp_path: Path
+) -> None:
+    from vae_gumbel.train import train_members
+
+    settings = [["seed=0", *ANNEAL_EVERY_STEP], ["seed=1", "optim.lr=3e-3", *ANNEAL_EVERY_STEP]]
+    train_members(jobs(compose_train, tmp_path / "straight", *[[*s, "trainer.epochs=3"] for s in settings]))
+    train_members(jobs(compose_train, tmp_path / "killed", *[[*s, "trainer.epochs=1"] for s in settings]))
+    train_members(
+        jobs(compose_train, tmp_path / "killed", *[[*s, "trainer.epochs=3", "resume=last"] for s in settings])
+    )
+    for i in range(2):
+        straight, resumed = (
+            without_timing(read_metrics(RunFolder(tmp_path / run / str(i)).metrics))
+            for run in ("straight", "killed")
+        )
+        assert resumed == straight and len(straight) == 3
+
+
+def test_jobs_train_together_only_when_they_can_and_at_most_max_members_at_a_time(
+    compose_train, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from vae_gumbel.train import train_members
+
+    caplog.set_level(logging.INFO, logger="vae_gumbel.train")
+    per_job = [["seed=0"], ["seed=1"], ["seed=2"], ["estimator=straight_through"]]
+    results = train_members(jobs(compose_train, tmp_path, *per_job), max_members=2)
+    assert all(isinstance(result, dict) for result in results)
+    starts = [record.getMessage() for record in caplog.records if record.getMessage().startswith("training ")]
+    stacked = {line.rsplit("run folder ", 1)[1]: "in a stack of 2" in line for line in starts}
+    assert stacked == {
+        str(tmp_path / "0"): True,
+        str(tmp_path / "1"): True,
+        str(tmp_path / "2"): False,
+        str(tmp_path / "3"): False,
+    }
+
+
+def test_stacked_seeds_train_like_separate_runs(compose_train, tmp_path: Path) -> None:
+    """Eight seeds in one stack and the same eight as lone runs: the means of their final test losses
+    agree within two standard errors of their difference."""
+    from vae_gumbel.train import train_members
+
+    seeds = [[f"seed={seed}", "trainer.epochs=3"] for seed in range(8)]
+    stacked = [r["test/loss"] for r in train_members(jobs(compose_train, tmp_path / "stack", *seeds))]
+    alone = [train(compose_train(*s), tmp_path / "alone" / s[0])["test/loss"] for s in seeds]
+    difference = abs(sum(stacked) / 8 - sum(alone) / 8)
+    standard_error = math.sqrt(torch.tensor(stacked).var().item() / 8 + torch.tensor(alone).var().item() / 8)
+    assert difference <= 2 * standard_error
+    assert len(set(stacked)) == 8  # every member its own model

@@ -51,6 +51,19 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
         temporary.unlink(missing_ok=True)
 
 
+def link_checkpoint(source: str | Path, path: str | Path) -> None:
+    """Makes ``path`` the same file as the checkpoint at ``source`` (a hard link, moved into place
+    atomically): best.pt and last.pt of the same epoch are written once."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        temporary.unlink(missing_ok=True)
+        os.link(source, temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def _upgrade_from_1(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """Gives a format-1 checkpoint in format 2: the same weights and state, the config renamed."""
     upgraded = copy.deepcopy({k: v for k, v in checkpoint.items() if k not in ("model", "optimizer")})

@@ -11,6 +11,11 @@ def first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
+def describe(err: BaseException) -> str:
+    """Gives an error as status.json records it: its type and the first line of its message."""
+    return f"{type(err).__name__}: {first_line(err)}"
+
+
 class VaeGumbelError(Exception):
     """Base class: the message names the problem and what to do about it."""
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from vae_gumbel.gumbel import gumbel_max, sample_gumbel
-from vae_gumbel.model import CategoricalVAE
+from vae_gumbel.model import CategoricalVAE, stack_size
 
 if TYPE_CHECKING:
     from vae_gumbel.config import SampleConfig
@@ -53,40 +53,54 @@ def save_grid(grid: torch.Tensor, path: str | Path) -> Path:
 
 
 @torch.inference_mode()
+def prior_images(model: CategoricalVAE, count: int, seed: int = 0) -> torch.Tensor:
+    """Gives images (members, count, 1, 28, 28) decoded from the same ``count`` one-hot codes drawn
+    from the uniform prior with ``seed``, by each member of a stack (one for a plain model)."""
+    generator = torch.Generator().manual_seed(seed)
+    codes = model.sample_prior(count, generator=generator, device="cpu").to(_device(model))
+    decoded = model.decode(codes.expand(stack_size(model), *codes.shape))
+    return torch.sigmoid(decoded.float()).view(stack_size(model), count, *IMAGE_SHAPE)
+
+
+@torch.inference_mode()
+def reconstruction_images(
+    model: CategoricalVAE, x: torch.Tensor, pairs: int, cols: int, seed: int = 0, code: str = "sample"
+) -> torch.Tensor:
+    """Gives, for each member of a stack, rows of test images each followed by a row of their
+    reconstructions, (members, 2 * pairs * cols, 1, 28, 28).
+
+    x: (at least pairs * cols, 784) images. ``code`` is ``sample`` (an exact one-hot draw from
+    q(z|x), with ``seed``, the same noise for every member) or ``argmax`` (the most likely
+    category of each variable).
+    """
+    members = stack_size(model)
+    x = x[: pairs * cols].to(_device(model))
+    logits = model.encode(x.expand(members, *x.shape))
+    if code == "sample":  # drawn on the CPU, so the same seed gives the same picture on every device
+        noise = sample_gumbel(logits.shape[1:], generator=torch.Generator().manual_seed(seed))
+        codes = gumbel_max(logits.float().cpu(), one_hot=True, noise=noise).to(logits.device)
+    else:
+        codes = torch.nn.functional.one_hot(logits.argmax(-1), model.categorical_dim).float()
+    decoded = torch.sigmoid(model.decode(codes).float()).view(members, pairs, cols, *IMAGE_SHAPE)
+    originals = x.detach().float().view(1, pairs, cols, *IMAGE_SHAPE).expand_as(decoded)
+    return torch.stack([originals, decoded], dim=2).reshape(members, 2 * pairs * cols, *IMAGE_SHAPE)
+
+
 def prior_grid(model: CategoricalVAE, rows: int = 8, cols: int = 8, seed: int = 0) -> torch.Tensor:
     """Gives rows x cols images decoded from one-hot codes drawn from the uniform prior with ``seed``."""
-    generator = torch.Generator().manual_seed(seed)
-    codes = model.sample_prior(rows * cols, generator=generator, device="cpu")
-    return tile(pixel_probabilities(model, codes.to(_device(model))), cols)
+    return tile(prior_images(model, rows * cols, seed)[0], cols)
+
+
+def reconstruction_grid(
+    model: CategoricalVAE, x: torch.Tensor, rows: int = 8, cols: int = 8, seed: int = 0, code: str = "sample"
+) -> torch.Tensor:
+    """Gives test images on odd rows with their reconstructions on the row below (see
+    ``reconstruction_images``)."""
+    return tile(reconstruction_images(model, x, max(1, rows // 2), cols, seed, code)[0], cols)
 
 
 def _images(x: torch.Tensor) -> torch.Tensor:
     return x.detach().float().view(-1, *IMAGE_SHAPE)
-
-
-@torch.inference_mode()
-def reconstruction_grid(
-    model: CategoricalVAE, x: torch.Tensor, rows: int = 8, cols: int = 8, seed: int = 0, code: str = "sample"
-) -> torch.Tensor:
-    """Gives test images on odd rows with their reconstructions on the row below.
-
-    x: (at least rows // 2 * cols, 784) images. ``code`` is ``sample`` (an exact one-hot draw
-    from q(z|x), with ``seed``) or ``argmax`` (the most likely category of each variable).
-    """
-    pairs = max(1, rows // 2)
-    x = x[: pairs * cols].to(_device(model))
-    logits = model.encode(x)
-    if code == "sample":  # drawn on the CPU, so the same seed gives the same picture on every device
-        generator = torch.Generator().manual_seed(seed)
-        codes = gumbel_max(logits.float().cpu(), one_hot=True, generator=generator).to(logits.device)
-    else:
-        codes = torch.nn.functional.one_hot(logits.argmax(-1), model.categorical_dim).float()
-    decoded = pixel_probabilities(model, codes)
-    originals = _images(x)
-    interleaved = torch.stack(
-        [originals.view(pairs, cols, *IMAGE_SHAPE), decoded.view(pairs, cols, *IMAGE_SHAPE)], 1
-    )
-    return tile(interleaved.reshape(-1, *IMAGE_SHAPE), cols)
 
 
 @torch.inference_mode()

@@ -28,7 +28,7 @@ from vae_gumbel.checkpoint import load_checkpoint, restore_member, restore_rng_s
 from vae_gumbel.config import TrainConfig
 from vae_gumbel.data import Data, load_data
 from vae_gumbel.device import allow_tf32, resolve_device
-from vae_gumbel.errors import CheckpointError, ConfigError, NonFiniteLossError
+from vae_gumbel.errors import CheckpointError, ConfigError, NonFiniteLossError, describe
 from vae_gumbel.estimators import build_estimator
 from vae_gumbel.loop import EpochResult, StepFunction, Temperatures, train_epoch
 from vae_gumbel.model import CategoricalVAE, build_model, stack
@@ -37,7 +37,7 @@ from vae_gumbel.optim import StackOptimizer
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.schedules import Schedule, build_schedule
 from vae_gumbel.step import STEP_VALUES, build_step, plan_step
-from vae_gumbel.tracking import RunLog
+from vae_gumbel.tracking import RunLog, write_status
 
 log = logging.getLogger("vae_gumbel.train")
 
@@ -149,9 +149,14 @@ class Run:
         """Stops member m: it adds nothing to the loss from now on and its weights and moments are
         zeroed, so it stays put without touching the others. Its last good checkpoint stays. When no
         member is left, the error ends the run."""
-        self.members[m].error = error
+        member = self.members[m]
+        member.error = error
         self.active[m] = False
         self.mask[m] = False
+        if member.folder is not None:
+            write_status(member.folder, "failed", error=describe(error))
+            if member.run_log is not None:
+                member.run_log.info("stopped: %s", error)
         with torch.no_grad():
             for parameter in self.optimizer.stacked:
                 parameter[m].zero_()

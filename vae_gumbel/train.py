@@ -7,20 +7,23 @@ that returns the number sweepers minimise.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from vae_gumbel.checkpoint import load_checkpoint, member_checkpoint, save_checkpoint
+from vae_gumbel.background import BackgroundWriter
+from vae_gumbel.checkpoint import link_checkpoint, load_checkpoint, member_checkpoint, save_checkpoint
 from vae_gumbel.config import CONFIG_PATH, validate
-from vae_gumbel.errors import CheckpointError, RunFailed, VaeGumbelError, first_line
-from vae_gumbel.grids import code_usage_image, prior_grid, reconstruction_grid, save_grid
+from vae_gumbel.errors import CheckpointError, RunFailed, VaeGumbelError, describe
+from vae_gumbel.grids import code_usage_image, prior_images, reconstruction_images, save_grid, tile
 from vae_gumbel.likelihood import (
     TestScores,
     binarization_of,
@@ -30,7 +33,7 @@ from vae_gumbel.likelihood import (
 )
 from vae_gumbel.loop import EpochResult
 from vae_gumbel.model import unstack
-from vae_gumbel.run import Member, Run, build_run, log
+from vae_gumbel.run import Member, Run, build_run, log, stack_key
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.step import STEP_VALUES
 from vae_gumbel.tracking import RunLog, hyperparameters, read_metrics, tensorboard_run_name, write_status
@@ -39,66 +42,95 @@ from vae_gumbel.tracking import RunLog, hyperparameters, read_metrics, tensorboa
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     """Trains as ``cfg`` says, writing into ``run_dir`` (Hydra's output dir by default); gives the
     final epoch's metrics."""
-    folder = RunFolder(run_dir if run_dir is not None else HydraConfig.get().runtime.output_dir)
-    try:
-        member = Member(
-            validate(cfg), OmegaConf.to_container(cfg, resolve=True), folder, tensorboard_run_name()
-        )
-    except Exception as err:
-        write_status(folder, "failed", error=describe(err))
-        raise
-    (result,) = train_members([member])
+    (result,) = train_members([member_of(cfg, run_dir)])
     if isinstance(result, Exception):
         raise result
     return result
 
 
-def train_members(members: Sequence[Member]) -> list[dict[str, Any] | Exception]:
-    """Trains jobs that share a stack as one run; gives each job's final metrics, or the error that
-    stopped it. A job that already finished is left as it is."""
+def member_of(cfg: DictConfig, run_dir: str | Path | None = None, logger: logging.Logger = log) -> Member:
+    """Gives the job a composed config describes, writing into ``run_dir`` (Hydra's output dir by
+    default); a config that fails its checks is recorded as failed in status.json and raised."""
+    folder = RunFolder(run_dir if run_dir is not None else HydraConfig.get().runtime.output_dir)
+    try:
+        settings = validate(cfg)
+    except Exception as err:
+        write_status(folder, "failed", error=describe(err))
+        raise
+    return Member(settings, OmegaConf.to_container(cfg, resolve=True), folder, tensorboard_run_name(), logger)
+
+
+def train_members(
+    members: Sequence[Member], max_members: int | None = None
+) -> list[dict[str, Any] | Exception]:
+    """Trains jobs, as few stacks as their settings allow; gives each job's final metrics, or the
+    error that stopped it. A job that already finished is left as it is.
+
+    Jobs train together when they differ only in settings a member may have of its own
+    (``run.stack_key``) and stand at the same point (fresh, or resumed from the same epoch), at
+    most ``max_members`` to a stack.
+    """
     results: dict[int, dict[str, Any] | Exception] = {}
-    todo: list[tuple[int, Path | None]] = []
+    stacks: dict[tuple, list[tuple[int, Path | None]]] = {}
     for i, member in enumerate(members):
         try:
             resume_from = find_resume_checkpoint(member.settings.resume, member.folder)
-            results[i] = finished_metrics(member, resume_from)
-            if results[i] is None:
-                del results[i]
-                todo.append((i, resume_from))
+            position = (0, 0) if resume_from is None else checkpoint_position(resume_from)
+            finished = finished_metrics(member, position)
+            if finished is not None:
+                results[i] = finished
+            else:
+                stacks.setdefault((stack_key(member.settings), position), []).append((i, resume_from))
         except Exception as err:
             write_status(member.folder, "failed", error=describe(err))
             results[i] = err
-    if todo:
-        stacked = [members[i] for i, _ in todo]
-        try:
-            run = build_run(stacked, [resume_from for _, resume_from in todo])
-            try:
-                train_run(run)
-            finally:
-                for member in stacked:
-                    if member.run_log is not None:
-                        member.run_log.close()
-        except Exception as err:
-            for member in stacked:
-                member.error = member.error or err
-        for (i, _), member in zip(todo, stacked, strict=True):
-            if member.error is not None:
-                write_status(member.folder, "failed", error=describe(member.error))
-                results[i] = member.error
-            else:
-                final = member.final
-                write_status(
-                    member.folder,
-                    "completed",
-                    **{k: final[k] for k in ("epoch", "step", "test/loss") if k in final},
-                )
-                results[i] = final
+    for jobs in stacks.values():
+        size = max_members or len(jobs)
+        for start in range(0, len(jobs), size):
+            chunk = jobs[start : start + size]
+            stacked = [members[i] for i, _ in chunk]
+            train_stack(stacked, [resume_from for _, resume_from in chunk])
+            for (i, _), member in zip(chunk, stacked, strict=True):
+                results[i] = member.error if member.error is not None else member.final
     return [results[i] for i in range(len(members))]
+
+
+def train_stack(members: list[Member], resume_from: list[Path | None]) -> None:
+    """Trains jobs as one stack and records in each status.json how it ended: completed, or failed
+    with the error that stopped it (a member's own, or the one that ended the whole stack)."""
+    try:
+        run = build_run(members, resume_from)
+        try:
+            train_run(run)
+        finally:
+            for member in members:
+                if member.run_log is not None:
+                    member.run_log.close()
+    except Exception as err:
+        for member in members:
+            member.error = member.error or err
+    for member in members:
+        if member.error is not None:
+            write_status(member.folder, "failed", error=describe(member.error))
+        else:
+            final = member.final
+            details = {k: final[k] for k in ("epoch", "step", "test/loss") if k in final}
+            write_status(member.folder, "completed", **details)
 
 
 def train_run(run: Run) -> None:
     """Trains every member of ``run`` to its last epoch, then scores it with the final IWAE: the
-    loop of every run, single or stacked. Each member's final metrics end up in ``member.final``."""
+    loop of every run, single or stacked. Each member's final metrics end up in ``member.final``.
+    Pictures and checkpoints are written by a background thread, all of them before this returns."""
+    writer = BackgroundWriter()
+    try:
+        _train_run(run, writer)
+        writer.drain()
+    finally:
+        writer.close()
+
+
+def _train_run(run: Run, writer: BackgroundWriter) -> None:
     trainer = run.settings.trainer
     open_logs(run)
     while run.epoch < trainer.epochs:
@@ -116,17 +148,21 @@ def train_run(run: Run) -> None:
             member.run_log.log_epoch(records[m])
             member.run_log.info(epoch_line(records[m], trainer.epochs))
             member.final = records[m]
-        # Draw the pictures every sample_every epochs.
+        if len(run.members) > 1:
+            log.info(stack_line(run, records))
+        # Draw the pictures every sample_every epochs: decoded here, encoded in the background.
         if run.epoch % trainer.sample_every == 0 or last:
-            for m, _ in run.live():
-                draw_pictures(run, m, scores[m] if scores else None)
-        # Keep each live member's latest checkpoint, and its best by test loss.
+            draw_pictures(run, scores, writer)
+        # Keep each live member's latest checkpoint, and its best by test loss: copied here, written
+        # in the background.
         for m, member in run.live():
             improved = records[m].get("test/loss", math.inf) < member.best_test_loss
             member.best_test_loss = min(member.best_test_loss, records[m].get("test/loss", math.inf))
-            save_member(
-                run, m, records[m], latest=run.epoch % trainer.checkpoint_every == 0 or last, best=improved
-            )
+            latest = run.epoch % trainer.checkpoint_every == 0 or last
+            if latest or improved:
+                writer.submit(
+                    save_checkpoints, member.folder, member_checkpoint(run, m, records[m]), latest, improved
+                )
     # After the last epoch: importance-weighted bounds if asked, and the HParams summary.
     if not run.members[0].final:  # no epoch to train: the metrics are the test scores as they stand
         scores = score_test_set(run.model, run.data.test, trainer.eval_batch_size, trainer.eval_seed)
@@ -176,31 +212,56 @@ def epoch_record(run: Run, result: EpochResult, m: int, scores: list[TestScores]
     return record
 
 
-def draw_pictures(run: Run, m: int, scores: TestScores | None) -> None:
-    """Writes member m's prior and reconstruction grids and, after an evaluation, its code-usage map,
-    as PNGs into its samples folder and as images into TensorBoard."""
-    member, seed = run.members[m], run.settings.trainer.sample_seed
-    model = unstack(run.model, m)
-    pictures = {
-        "prior": prior_grid(model, 8, 8, seed=seed),
-        "reconstruction": reconstruction_grid(model, run.data.test.targets(slice(0, 32)), 8, 8, seed=seed),
-    }
-    if scores is not None:
-        pictures["code_usage"] = code_usage_image(scores.usage)
+def draw_pictures(run: Run, scores: list[TestScores] | None, writer: BackgroundWriter) -> None:
+    """Decodes every live member's prior and reconstruction grids in one batched pass, and hands them
+    (with the code-usage map after an evaluation) to the background writer: PNGs into each member's
+    samples folder, images into its TensorBoard."""
+    seed = run.settings.trainer.sample_seed
+    prior = prior_images(run.model, 64, seed=seed).cpu()
+    reconstruction = reconstruction_images(
+        run.model, run.data.test.targets(slice(0, 32)), 4, 8, seed=seed
+    ).cpu()
+    for m, member in run.live():
+        usage = scores[m].usage if scores is not None else None
+        writer.submit(write_pictures, member, run.epoch, run.step, prior[m], reconstruction[m], usage)
+
+
+def write_pictures(
+    member: Member,
+    epoch: int,
+    step: int,
+    prior: torch.Tensor,
+    reconstruction: torch.Tensor,
+    usage: torch.Tensor | None,
+) -> None:
+    """Writes one member's pictures of an epoch: the prior and reconstruction grids, 8 x 8, and the
+    code-usage map."""
+    pictures = {"prior": tile(prior, 8), "reconstruction": tile(reconstruction, 8)}
+    if usage is not None:
+        pictures["code_usage"] = code_usage_image(usage)
     for name, image in pictures.items():
-        save_grid(image, member.folder.epoch_picture(name, run.epoch))
-        member.run_log.log_image(name if name == "code_usage" else f"samples/{name}", image, run.step)
+        save_grid(image, member.folder.epoch_picture(name, epoch))
+        member.run_log.log_image(name if name == "code_usage" else f"samples/{name}", image, step)
 
 
-def save_member(run: Run, m: int, record: dict[str, Any], latest: bool, best: bool) -> None:
-    """Writes member m's checkpoint as last.pt and/or best.pt."""
-    if not (latest or best):
-        return
-    checkpoint = member_checkpoint(run, m, record)
-    folder = run.members[m].folder
-    for which, wanted in (("last", latest), ("best", best)):
-        if wanted:
-            save_checkpoint(folder.checkpoint(which), checkpoint)
+def save_checkpoints(folder: RunFolder, checkpoint: dict[str, Any], latest: bool, best: bool) -> None:
+    """Writes a member's checkpoint as last.pt and/or best.pt (written once, linked if both)."""
+    first = folder.checkpoint("last" if latest else "best")
+    save_checkpoint(first, checkpoint)
+    if latest and best:
+        link_checkpoint(first, folder.checkpoint("best"))
+
+
+def stack_line(run: Run, records: list[dict[str, Any]]) -> str:
+    """Gives one console line for a stack's epoch: how many members train, and their test losses."""
+    live = [records[m] for m, _ in run.live()]
+    losses = [r["test/loss"] for r in live if "test/loss" in r]
+    line = (
+        f"stack of {len(run.members)}, epoch {run.epoch}/{run.settings.trainer.epochs}: {len(live)} training"
+    )
+    if losses:
+        line += f", test loss {min(losses):.2f} to {max(losses):.2f} (mean {sum(losses) / len(losses):.2f})"
+    return line
 
 
 def final_iwae(run: Run, m: int) -> None:
@@ -247,13 +308,19 @@ def find_resume_checkpoint(resume: str | None, folder: RunFolder) -> Path | None
     return path
 
 
-def finished_metrics(member: Member, resume_from: Path | None) -> dict[str, Any] | None:
+def checkpoint_position(file: Path) -> tuple[int, int]:
+    """Gives the epoch and step a checkpoint stands at."""
+    checkpoint = load_checkpoint(file)
+    return checkpoint["epoch"], checkpoint["step"]
+
+
+def finished_metrics(member: Member, position: tuple[int, int]) -> dict[str, Any] | None:
     """Gives the last metrics of a job that already trained all its epochs (so it is left as it
     is), or None if it has work to do."""
-    if resume_from is None:
+    epoch = position[0]
+    if epoch == 0:
         return None
     records = read_metrics(member.folder.metrics)
-    epoch = load_checkpoint(resume_from)["epoch"]
     if epoch >= member.settings.trainer.epochs and records and records[-1]["epoch"] == epoch:
         log.info("%s already finished its %d epochs; nothing to do", member.folder.path, epoch)
         return records[-1]
@@ -272,11 +339,6 @@ def epoch_line(record: dict[str, Any], epochs: int) -> str:
             f" kl {record['test/kl']:.2f}, perplexity {record['test/perplexity']:.2f})"
         )
     return line + f" | {record['time/epoch_s']:.1f}s, {record['throughput/train_img_s']:.0f} img/s"
-
-
-def describe(err: BaseException) -> str:
-    """Gives an error as status.json records it: its type and the first line of its message."""
-    return f"{type(err).__name__}: {first_line(err)}"
 
 
 def objective(metrics: dict[str, Any]) -> float:
