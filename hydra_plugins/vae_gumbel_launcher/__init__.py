@@ -1,0 +1,1 @@
+"""vae-gumbel's Hydra launcher: ``hydra/launcher=stacked``."""

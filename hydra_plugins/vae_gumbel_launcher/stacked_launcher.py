@@ -1,0 +1,102 @@
+"""``hydra/launcher=stacked``: trains the jobs of a sweep in this process, as stacks of models.
+
+Every sweeper works with it unchanged: it receives a batch of jobs (all of a grid, or one
+batch of Optuna's trials), composes and prepares each job as Hydra's own launchers do (its
+folder, its ``.hydra/`` files, its log), trains the jobs that can share a stack as one model with
+a leading member axis (``vae_gumbel.train.train_members``), and returns one ``JobReturn`` per job
+with the number the job's run would return. A job whose settings fail their checks fails alone,
+before any training.
+
+Hydra imports this module whenever it looks for plugins, so it imports vae_gumbel only in ``launch``.
+"""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StackedLauncherConf:
+    _target_: str = "hydra_plugins.vae_gumbel_launcher.stacked_launcher.StackedLauncher"
+    # The most models trained as one stack; more compatible jobs form further stacks, one after another.
+    max_members: int = 64
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher", name="stacked", node=StackedLauncherConf, provider="vae_gumbel"
+)
+
+
+def job_logger(path: Path) -> logging.Logger:
+    """Gives a logger that writes to one job's log file, formatted as Hydra formats job logs."""
+    logger = logging.Logger("vae_gumbel.train")  # its own, not the shared one: one file per job
+    handler = logging.FileHandler(path)
+    formats = HydraConfig.get().job_logging.get("formatters", {})
+    handler.setFormatter(logging.Formatter(formats.get("simple", {}).get("format", "%(message)s")))
+    logger.addHandler(handler)
+    return logger
+
+
+class StackedLauncher(Launcher):
+    def __init__(self, max_members: int = 64) -> None:
+        super().__init__()
+        self.max_members = max_members
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from vae_gumbel.train import member_of, objective, train_members
+
+        assert self.config is not None and self.hydra_context is not None
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        log.info(f"Launching {len(job_overrides)} jobs as stacks of at most {self.max_members} models")
+
+        def prepare(cfg: DictConfig):  # runs inside Hydra's job context: its config, folder and log
+            folder = Path(HydraConfig.get().runtime.output_dir)
+            return member_of(cfg, folder, job_logger(folder / f"{HydraConfig.get().job.name}.log"))
+
+        returns = []
+        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+            sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(sweep_config):
+                sweep_config.hydra.job.id = idx
+                sweep_config.hydra.job.num = idx
+            returns.append(
+                run_job(
+                    hydra_context=self.hydra_context,
+                    task_function=prepare,
+                    config=sweep_config,
+                    job_dir_key="hydra.sweep.dir",
+                    job_subdir_key="hydra.sweep.subdir",
+                )
+            )
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)  # not the job's log
+
+        prepared = [ret for ret in returns if ret.status == JobStatus.COMPLETED]
+        members = [ret.return_value for ret in prepared]
+        results = train_members(members, self.max_members)
+        for ret, member, result in zip(prepared, members, results, strict=True):
+            for handler in member.logger.handlers:
+                handler.close()
+            if isinstance(result, Exception):
+                ret.status, ret.return_value = JobStatus.FAILED, result
+            else:
+                ret.status, ret.return_value = JobStatus.COMPLETED, objective(result)
+        return returns

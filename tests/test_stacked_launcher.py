@@ -1,0 +1,89 @@
+"""hydra/launcher=stacked: a sweep's jobs trained in one process as stacks, each in a normal run folder."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import compose_config, run_module, tiny_run
+from tests.test_train import EPOCH_KEYS
+from vae_gumbel.evaluate import run_evaluation
+from vae_gumbel.run_folder import RunFolder
+from vae_gumbel.sample import sample
+from vae_gumbel.tracking import read_metrics
+
+pytestmark = pytest.mark.slow
+
+
+def stacked_sweep(tmp_path: Path, mnist_root: Path, *overrides: str):
+    sweep_dir = tmp_path / "sweep"
+    result = run_module(
+        "vae_gumbel.train",
+        "-m",
+        "hydra/launcher=stacked",
+        *tiny_run(mnist_root),
+        *overrides,
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path,
+    )
+    return sweep_dir, result
+
+
+def test_a_stacked_sweep_writes_a_normal_run_folder_per_job(tmp_path: Path, mnist_root: Path) -> None:
+    sweep_dir, result = stacked_sweep(
+        tmp_path, mnist_root, "trainer.epochs=2", "seed=0,1", "optim.lr=1e-3,3e-3"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "stack of 4, epoch 2/2: 4 training" in result.stdout + result.stderr
+    assert (sweep_dir / "multirun.yaml").is_file()
+    losses = set()
+    for job in range(4):
+        folder = RunFolder(sweep_dir / str(job))
+        records = read_metrics(folder.metrics)
+        assert [r["epoch"] for r in records] == [1, 2] and EPOCH_KEYS <= set(records[-1])
+        losses.add(records[-1]["test/loss"])
+        assert json.loads(folder.status.read_text())["status"] == "completed"
+        overrides = yaml.safe_load(folder.overrides.read_text())
+        assert any(o.startswith("seed=") for o in overrides) and folder.config.is_file()
+        log = folder.log.read_text()
+        assert "in a stack of 4" in log and "epoch 2/2" in log and "#1 :" not in log
+        (run,) = folder.tensorboard.iterdir()  # one TensorBoard run per job, named by its overrides
+        assert "seed=" in run.name and "optim.lr=" in run.name
+        events = EventAccumulator(str(run)).Reload()
+        assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+        assert folder.epoch_picture("prior", 2).is_file() and folder.epoch_picture("code_usage", 2).is_file()
+        # The checkpoints are today's: sample and evaluate read them unchanged.
+        assert sample(
+            compose_config("sample", [f"checkpoint={folder.path}", "mode=reconstruction"])
+        ).is_file()
+        _, report = run_evaluation(
+            compose_config("evaluate", [f"checkpoint={folder.path}", "iwae_samples=[1,4]"])
+        )
+        assert math.isfinite(report["iwae_nll"]["4"])
+    assert len(losses) == 4
+
+
+def test_a_bad_value_fails_its_job_alone_before_any_training(tmp_path: Path, mnist_root: Path) -> None:
+    sweep_dir, result = stacked_sweep(tmp_path, mnist_root, "seed=0,1", "temperature.initial=-1,1.0")
+    assert result.returncode != 0  # the sweep reports its failed jobs at the end
+    assert "temperature.initial must be > 0, got -1.0" in result.stderr
+    statuses = [json.loads(RunFolder(sweep_dir / str(job)).status.read_text()) for job in range(4)]
+    assert [s["status"] for s in statuses] == ["failed", "completed", "failed", "completed"]
+    assert not RunFolder(sweep_dir / "0").metrics.exists()
+    assert "stack of 2" in result.stdout + result.stderr
+
+
+def test_optuna_hands_the_stacked_launcher_batches_of_trials(tmp_path: Path, mnist_root: Path) -> None:
+    sweep_dir, result = stacked_sweep(
+        tmp_path, mnist_root, "hparams_search=optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2"
+    )
+    assert result.returncode == 0, result.stderr
+    assert (result.stdout + result.stderr).count("Launching 2 jobs as stacks") == 2
+    results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    finals = [read_metrics(RunFolder(sweep_dir / str(job)).metrics)[-1]["test/loss"] for job in range(4)]
+    assert results["best_value"] == pytest.approx(min(finals))
