@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,69 @@ def test_report_cli_works_on_a_folder_of_single_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "| 2026-11-22/10-00-00-1 | completed |" in result.stdout
     assert "| 2026-11-22/11-00-00-2 | incomplete |" in result.stdout
+
+
+def test_grouped_by_seed_each_setting_gets_the_mean_stderr_and_count_over_its_seeds(tmp_path: Path) -> None:
+    finals = {
+        ("1e-3", 0): 100.0,
+        ("1e-3", 1): 104.0,
+        ("1e-3", 2): 102.0,
+        ("3e-3", 0): 90.0,
+        ("3e-3", 1): 96.0,
+    }
+    for job, ((lr, seed), final) in enumerate(finals.items()):
+        write_job(
+            tmp_path / str(job),
+            [f"optim.lr={lr}", f"seed={seed}"],
+            [final + 10, final],
+            {"status": "completed"},
+        )
+        if lr == "3e-3":  # these runs also computed the final IWAE bound
+            path = tmp_path / str(job) / "metrics.jsonl"
+            records = [json.loads(line) for line in path.read_text().splitlines()]
+            records[-1]["test/iwae_nll_100"] = final - 5
+            path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_job(
+        tmp_path / "5",
+        ["optim.lr=1e-2", "seed=0"],
+        [],
+        {"status": "failed", "error": "NonFiniteLossError: x"},
+    )
+    lines = report(tmp_path, by_seed=True).splitlines()
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows = [
+        dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")), strict=True))
+        for line in lines[2:]
+    ]
+    assert [row["optim.lr"] for row in rows] == ["3e-3", "1e-3", "1e-2"]  # best mean first, nothing last
+    fast, slow, failed = rows
+    assert (fast["seeds"], fast["completed"], fast["final test loss n"]) == ("2", "2", "2")
+    assert float(fast["final test loss mean"]) == 93.0 and float(fast["final test loss stderr"]) == 3.0
+    assert float(slow["final test loss mean"]) == 102.0
+    assert float(slow["final test loss stderr"]) == pytest.approx(
+        2 / math.sqrt(3), abs=1e-3
+    )  # std 2 over 3 seeds
+    assert float(slow["best test loss mean"]) == 102.0
+    assert float(fast["IWAE NLL k=100 mean"]) == 88.0 and slow["IWAE NLL k=100 n"] == "0"
+    assert (failed["completed"], failed["final test loss n"], failed["final test loss mean"]) == (
+        "0",
+        "0",
+        "",
+    )
+    for name in ("report_seeds.csv", "report_seeds.md", "report_seeds.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert not (tmp_path / "report.csv").exists()  # the per-job report is another file
+
+
+@pytest.mark.slow
+def test_report_cli_groups_by_seed(tmp_path: Path) -> None:
+    for job, seed in enumerate((0, 1)):
+        write_job(
+            tmp_path / str(job),
+            ["estimator=reinmax", f"seed={seed}"],
+            [110.0 + seed],
+            {"status": "completed"},
+        )
+    result = run_module("vae_gumbel.report", str(tmp_path), "--group-by-seed", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "| 2 | 2 | 110.5 | 0.5 | 2 |" in result.stdout and "report_seeds.csv" in result.stdout

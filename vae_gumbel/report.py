@@ -1,9 +1,15 @@
-"""Compare the runs of a sweep: ``python -m vae_gumbel.report SWEEP_DIR [--sort best]``.
+"""Compare the runs of a sweep: ``python -m vae_gumbel.report SWEEP_DIR [--sort best] [--group-by-seed]``.
 
 Reads every job folder below SWEEP_DIR (a Hydra multirun folder, or any folder of runs such
 as ``outputs/``): its ``.hydra/overrides.yaml``, ``metrics.jsonl`` and ``status.json``. Prints
 a table sorted by final (or best) test loss with the overrides as columns, and writes it as
 ``report.csv`` and ``report.md`` with ``report.png``, the test loss per epoch of every job.
+
+With ``--group-by-seed``, jobs whose overrides differ only in ``seed`` form one setting, and the
+table gives each setting's mean and standard error over its seeds (and the count) for the final
+and best test loss and, when the runs computed them, the IWAE bound with the most samples:
+``report_seeds.csv``, ``report_seeds.md`` and ``report_seeds.png`` (mean curve, band of one
+standard error).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class Job:
     best_epoch: int | None = None
     epochs: int = 0
     curve: list[tuple[int, float]] = field(default_factory=list)
+    iwae: tuple[int, float] | None = None  # (k, bound) of the final IWAE with the most samples
 
 
 def parse_overrides(path: Path) -> dict[str, str]:
@@ -62,6 +69,13 @@ def read_job(path: Path, root: Path) -> Job:
         epochs=records[-1]["epoch"] if records else 0,
     )
     job.curve = [(r["epoch"], r["test/loss"]) for r in records if "test/loss" in r]
+    bounds = {
+        int(k.rsplit("_", 1)[1]): v
+        for k, v in (records[-1] if records else {}).items()
+        if k.startswith("test/iwae_nll_")
+    }
+    if bounds:
+        job.iwae = (max(bounds), bounds[max(bounds)])
     if job.curve:
         job.final_test_loss = job.curve[-1][1]
         job.best_epoch, job.best_test_loss = min(job.curve, key=lambda point: point[1])
@@ -168,20 +182,116 @@ def save_figure(figure: Figure, path: str | Path) -> Path:
     return path
 
 
-def report(root: Path, sort: str = "final") -> str:
-    """Writes report.csv, report.md and report.png into ``root`` and gives the Markdown table."""
+@dataclass
+class Setting:
+    """Jobs whose overrides differ only in their seed."""
+
+    overrides: dict[str, str]  # the overrides they share (seed left out)
+    jobs: list[Job]
+
+
+def group_by_seed(jobs: list[Job]) -> list[Setting]:
+    """Gives the jobs grouped into settings: the same overrides but for ``seed``, in first-seen order."""
+    settings: dict[tuple, Setting] = {}
+    for job in jobs:
+        key = tuple(sorted((k, v) for k, v in job.overrides.items() if k != "seed"))
+        settings.setdefault(key, Setting(dict(key), [])).jobs.append(job)
+    return list(settings.values())
+
+
+def mean_and_stderr(values: list[float]) -> tuple[float, float, int]:
+    """Gives the mean of the finite values, its standard error (NaN for fewer than two) and their count."""
+    finite = [v for v in values if math.isfinite(v)]
+    n = len(finite)
+    if n == 0:
+        return math.nan, math.nan, 0
+    mean = sum(finite) / n
+    if n < 2:
+        return mean, math.nan, n
+    variance = sum((v - mean) ** 2 for v in finite) / (n - 1)
+    return mean, math.sqrt(variance / n), n
+
+
+def seed_table(settings: list[Setting], sort: str = "final") -> tuple[list[str], list[list[Any]]]:
+    """Gives one row per setting: its overrides, how many seeds completed, and the mean, standard
+    error and count over seeds of the final and best test loss (and of the IWAE bound), best first."""
+    keys = varying_keys([Job("", s.overrides, [], "") for s in settings])
+    metrics = {
+        "final test loss": lambda job: job.final_test_loss,
+        "best test loss": lambda job: job.best_test_loss,
+    }
+    ks = {job.iwae[0] for s in settings for job in s.jobs if job.iwae}
+    if len(ks) == 1:
+        (k,) = ks
+        metrics[f"IWAE NLL k={k}"] = lambda job: job.iwae[1] if job.iwae else math.nan
+    columns = [*keys, "seeds", "completed"]
+    for name in metrics:
+        columns += [f"{name} mean", f"{name} stderr", f"{name} n"]
+    rows = []
+    for setting in settings:
+        row: list[Any] = [setting.overrides.get(k, "") for k in keys]
+        row += [len(setting.jobs), sum(job.status == "completed" for job in setting.jobs)]
+        for value in metrics.values():
+            mean, stderr, n = mean_and_stderr([value(job) for job in setting.jobs])
+            row += [_round(mean), _round(stderr), n]
+        rows.append(row)
+    sort_column = columns.index(f"{sort} test loss mean")
+    rows.sort(key=lambda row: row[sort_column] if row[sort_column] != "" else math.inf)
+    return columns, rows
+
+
+def seed_curves_figure(settings: list[Setting], title: str) -> Figure:
+    """Gives each setting's mean test loss per epoch over its seeds, with a band of one standard error."""
+    figure = Figure(figsize=(9, 5))
+    axis = figure.subplots()
+    keys = varying_keys([Job("", s.overrides, [], "") for s in settings])
+    for setting in settings:
+        epochs = sorted({epoch for job in setting.jobs for epoch, _ in job.curve})
+        if not epochs:
+            continue
+        stats = [
+            mean_and_stderr([dict(job.curve).get(epoch, math.nan) for job in setting.jobs])
+            for epoch in epochs
+        ]
+        means = [mean for mean, _, _ in stats]
+        errors = [0.0 if math.isnan(stderr) else stderr for _, stderr, _ in stats]
+        label = ", ".join(f"{k}={setting.overrides[k]}" for k in keys if k in setting.overrides) or "all"
+        (line,) = axis.plot(epochs, means, "-o", markersize=3, label=f"{label} ({len(setting.jobs)} seeds)")
+        lower = [m - e for m, e in zip(means, errors, strict=True)]
+        upper = [m + e for m, e in zip(means, errors, strict=True)]
+        axis.fill_between(epochs, lower, upper, color=line.get_color(), alpha=0.2)
+    axis.set(xlabel="epoch", ylabel="test loss (negative ELBO, nats), mean +- stderr over seeds")
+    axis.set_title(title)
+    if axis.lines:
+        axis.legend(fontsize=7, loc="upper right")
+    return figure
+
+
+def write_table(columns: list[str], rows: list[list[Any]], root: Path, name: str) -> str:
+    """Writes a table as NAME.csv and NAME.md into ``root`` and gives the Markdown."""
+    with (root / f"{name}.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    text = markdown(columns, rows)
+    (root / f"{name}.md").write_text(text)
+    return text
+
+
+def report(root: Path, sort: str = "final", by_seed: bool = False) -> str:
+    """Writes the report's table (report.csv, report.md) and figure (report.png) into ``root``, or
+    with ``by_seed`` the table and figure over seeds (report_seeds.*); gives the Markdown table."""
     jobs = [read_job(folder, root) for folder in find_runs(root)]
     if not jobs:
         raise FileNotFoundError(
             f"no runs below {root}: expected folders with metrics.jsonl or .hydra/overrides.yaml"
         )
-    columns, rows = table(jobs, sort)
-    with (root / "report.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(columns)
-        writer.writerows(rows)
-    text = markdown(columns, rows)
-    (root / "report.md").write_text(text)
+    if by_seed:
+        settings = group_by_seed(jobs)
+        text = write_table(*seed_table(settings, sort), root, "report_seeds")
+        save_figure(seed_curves_figure(settings, title=str(root)), root / "report_seeds.png")
+        return text
+    text = write_table(*table(jobs, sort), root, "report")
     save_figure(curves_figure(jobs, title=str(root)), root / "report.png")
     return text
 
@@ -192,16 +302,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sort", choices=("final", "best"), default="final", help="sort by final or best test loss"
     )
+    parser.add_argument(
+        "--group-by-seed",
+        action="store_true",
+        help="one row per setting: mean, standard error and count over the jobs that differ only in seed",
+    )
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         print(f"error: {args.sweep_dir} is not a folder", file=sys.stderr)
         return 1
     try:
-        print(report(args.sweep_dir, args.sort), end="")
+        print(report(args.sweep_dir, args.sort, args.group_by_seed), end="")
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"wrote {args.sweep_dir / 'report.csv'}, report.md and report.png")
+    name = "report_seeds" if args.group_by_seed else "report"
+    print(f"wrote {args.sweep_dir / name}.csv, {name}.md and {name}.png")
     return 0
 
 
