@@ -1,16 +1,26 @@
-"""Time a Hydra multirun of N jobs sharing one device against a single job, side by side.
+"""Time one sweep through several launchers side by side, against a single run.
 
-    python scripts/time_multirun.py --jobs 8 [--out outputs/bench/multirun] [TRAIN OVERRIDES ...]
+    python scripts/time_multirun.py --sweep seed=0,1,2,3 [--sweep optim.lr=1e-3,3e-3]
+        [--ways single stacked joblib separate] [--joblib-jobs 8] [--out outputs/bench/multirun]
+        [TRAIN OVERRIDES ...]
 
-Runs ``python -m vae_gumbel.train`` once (seed 0), then the same training as a joblib
-multirun of N jobs (seeds 0..N-1) on the same device. Reports both wall times and their
-ratio, and each job's median epoch time from its metrics, which leaves out start-up and
-compilation. Writes ``multirun.json`` into ``--out`` and prints a Markdown summary.
+Every way runs ``python -m vae_gumbel.train`` with the same overrides:
+
+- ``single``: one run, the sweep's first job;
+- ``stacked``: the whole sweep through ``hydra/launcher=stacked`` (one process, stacks of models);
+- ``joblib``: the whole sweep through ``hydra/launcher=joblib`` with ``--joblib-jobs`` processes at once;
+- ``separate``: every job as its own process, one after another, as a shell loop would run them.
+
+Reports each way's wall time, its ratio to ``single`` and to ``separate``, and the median epoch
+time of its runs (from their metrics, which leave out start-up and compilation). Writes
+``multirun.json`` into ``--out`` and prints a Markdown table. Without ``--sweep`` it sweeps
+``seed`` over ``--jobs`` values.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import subprocess
@@ -22,9 +32,11 @@ import torch
 from omegaconf import OmegaConf
 
 from vae_gumbel.device import resolve_device
-from vae_gumbel.run_folder import RunFolder
+from vae_gumbel.run_folder import RunFolder, find_runs
 from vae_gumbel.tools.peak import device_description
 from vae_gumbel.tracking import read_metrics
+
+WAYS = ("single", "stacked", "joblib", "separate")
 
 
 def timed_run(args: list[str], what: str) -> float:
@@ -45,56 +57,92 @@ def median_epoch_seconds(run_dir: Path) -> float:
     return statistics.median(seconds[1:] or seconds)
 
 
+def jobs_of(sweeps: list[str]) -> list[list[str]]:
+    """Gives every combination of the sweep's values, as each job's overrides."""
+    axes = [
+        [f"{key}={value}" for value in values.split(",")]
+        for key, _, values in (s.partition("=") for s in sweeps)
+    ]
+    return [list(job) for job in itertools.product(*axes)]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=8, help="jobs in the multirun, all at once")
+    parser.add_argument("--sweep", action="append", default=[], help="KEY=V1,V2,...: one axis of the sweep")
+    parser.add_argument(
+        "--jobs", type=int, default=8, help="without --sweep: sweep seed over this many values"
+    )
+    parser.add_argument("--ways", nargs="+", choices=WAYS, default=["single", "joblib"], help="what to time")
+    parser.add_argument(
+        "--joblib-jobs", type=int, default=None, help="joblib processes at once (default: all jobs)"
+    )
     parser.add_argument("--out", type=Path, default=Path("outputs/bench/multirun"))
     parser.add_argument("overrides", nargs="*", help="training overrides for every run")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    sweeps = args.sweep or [f"seed={','.join(str(seed) for seed in range(args.jobs))}"]
+    jobs = jobs_of(sweeps)
     out = args.out.resolve()
     train, common = ["-m", "vae_gumbel.train"], ["trainer.progress=false", *args.overrides]
-    single_dir, sweep_dir = out / "single", out / "multirun"
-
-    single_s = timed_run([*train, *common, "seed=0", f"hydra.run.dir={single_dir}"], "the single job")
-    seeds = ",".join(str(seed) for seed in range(args.jobs))
-    multirun_s = timed_run(
-        [
-            *train,
-            "--multirun",
-            *common,
-            "hydra/launcher=joblib",
-            f"hydra.launcher.n_jobs={args.jobs}",
-            f"seed={seeds}",
-            f"hydra.sweep.dir={sweep_dir}",
-        ],
-        f"the multirun of {args.jobs} jobs",
-    )
+    timings: dict[str, dict] = {}
+    for way in args.ways:
+        folder = out / way
+        if way == "single":
+            seconds = timed_run([*train, *common, *jobs[0], f"hydra.run.dir={folder}"], "the single run")
+        elif way == "separate":
+            started = time.perf_counter()
+            for i, job in enumerate(jobs):
+                timed_run([*train, *common, *job, f"hydra.run.dir={folder / str(i)}"], f"separate run {i}")
+            seconds = time.perf_counter() - started
+        else:
+            launcher = (
+                ["hydra/launcher=stacked"]
+                if way == "stacked"
+                else [
+                    "hydra/launcher=joblib",
+                    f"hydra.launcher.n_jobs={args.joblib_jobs or len(jobs)}",
+                ]
+            )
+            seconds = timed_run(
+                [*train, "--multirun", *common, *launcher, *sweeps, f"hydra.sweep.dir={folder}"], way
+            )
+        runs = find_runs(folder)
+        timings[way] = {
+            "seconds": seconds,
+            "runs": len(runs),
+            "median_epoch_s": statistics.median(median_epoch_seconds(r) for r in runs),
+        }
+    first_config = RunFolder(find_runs(out / args.ways[0])[0]).config
     report = {
         # The device the runs trained on, as their composed config names it.
-        "device": device_description(
-            resolve_device(OmegaConf.load(RunFolder(single_dir).config).trainer.device)
-        ),
+        "device": device_description(resolve_device(OmegaConf.load(first_config).trainer.device)),
         "torch": torch.__version__,
-        "jobs": args.jobs,
+        "jobs": len(jobs),
+        "sweep": sweeps,
         "overrides": args.overrides,
-        "single_s": single_s,
-        "multirun_s": multirun_s,
-        "ratio": multirun_s / single_s,
-        "single_epoch_s": median_epoch_seconds(single_dir),
-        "job_epoch_s": [median_epoch_seconds(sweep_dir / str(job)) for job in range(args.jobs)],
+        "ways": timings,
     }
+    for way, timing in timings.items():
+        for base in ("single", "separate"):
+            if base in timings and base != way:
+                timing[f"vs_{base}"] = timing["seconds"] / timings[base]["seconds"]
     out.mkdir(parents=True, exist_ok=True)
     (out / "multirun.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(
-        f"{report['device']}, torch {report['torch']}, overrides: {' '.join(args.overrides) or '(none)'}\n\n"
-        "| run | wall time (s) | median epoch (s) |\n|---|---|---|\n"
-        f"| 1 job | {single_s:.1f} | {report['single_epoch_s']:.3f} |\n"
-        f"| {args.jobs} jobs, joblib | {multirun_s:.1f} | "
-        f"{statistics.median(report['job_epoch_s']):.3f} (median of the jobs) |\n\n"
-        f"{args.jobs} jobs took {report['ratio']:.2f}x the wall time of one."
-    )
+    lines = [
+        f"{report['device']}, torch {report['torch']}; {len(jobs)} jobs ({' '.join(sweeps)}); "
+        f"overrides: {' '.join(args.overrides) or '(none)'}",
+        "",
+        "| way | runs | wall time (s) | vs single | vs separate | median epoch (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for way, timing in timings.items():
+        ratios = " | ".join(
+            f"{timing[key]:.2f}x" if key in timing else "" for key in ("vs_single", "vs_separate")
+        )
+        epoch = f"{timing['median_epoch_s']:.3f}"
+        lines.append(f"| {way} | {timing['runs']} | {timing['seconds']:.1f} | {ratios} | {epoch} |")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -45,11 +45,11 @@ def test_profile_script_prints_the_top_operators(tmp_path: Path) -> None:
     assert "aten::addmm" in result.stdout and "operator calls per step:" in result.stdout
 
 
-def test_multirun_timing_compares_n_jobs_with_one(tmp_path: Path, mnist_root: Path) -> None:
+def test_multirun_timing_compares_launchers_on_one_sweep(tmp_path: Path, mnist_root: Path) -> None:
     out = tmp_path / "timing"
     result = run_python(
         str(REPO / "scripts/time_multirun.py"),
-        *("--jobs", "2", "--out", str(out)),
+        *("--sweep", "seed=0,1", "--ways", "single", "stacked", "joblib", "--out", str(out)),
         *tiny_run(mnist_root),
         "trainer.num_threads=1",
         "trainer.epochs=2",
@@ -57,22 +57,26 @@ def test_multirun_timing_compares_n_jobs_with_one(tmp_path: Path, mnist_root: Pa
     )
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "multirun.json").read_text())
-    assert report["jobs"] == 2 and len(report["job_epoch_s"]) == 2
+    assert report["jobs"] == 2 and set(report["ways"]) == {"single", "stacked", "joblib"}
     assert report["device"].startswith("CPU")  # the runs' trainer.device=cpu, even beside a GPU
-    assert report["ratio"] == pytest.approx(report["multirun_s"] / report["single_s"])
-    for run in (out / "single", out / "multirun" / "0", out / "multirun" / "1"):
+    ways = report["ways"]
+    assert (ways["single"]["runs"], ways["stacked"]["runs"], ways["joblib"]["runs"]) == (1, 2, 2)
+    assert ways["stacked"]["vs_single"] == pytest.approx(
+        ways["stacked"]["seconds"] / ways["single"]["seconds"]
+    )
+    for run in (out / "single", out / "stacked" / "0", out / "stacked" / "1", out / "joblib" / "1"):
         assert json.loads((run / "status.json").read_text())["status"] == "completed"
-    assert "2 jobs took" in result.stdout
+    assert "| stacked | 2 |" in result.stdout
 
 
 def test_multirun_timing_stops_at_a_failing_run(tmp_path: Path, mnist_root: Path) -> None:
     result = run_python(
         str(REPO / "scripts/time_multirun.py"),
-        *("--jobs", "2", "--out", str(tmp_path / "timing")),
+        *("--jobs", "2", "--ways", "single", "joblib", "--out", str(tmp_path / "timing")),
         *tiny_run(mnist_root),
         "temperature.initial=-1",
         cwd=tmp_path,
     )
     assert result.returncode != 0
-    assert "error: the single job failed" in result.stderr
+    assert "error: the single run failed" in result.stderr
     assert not (tmp_path / "timing" / "multirun.json").exists()

@@ -64,6 +64,7 @@ def trainer_settings(
     model: tuple = (30, 10, (512, 256)),
     tau: float = 1.0,
     tf32: bool = True,
+    seed: int = 0,
 ) -> TrainConfig:
     """Gives the settings of the trainer's path the benchmark times: the tutorial's set-up
     (grey levels, constant tau, Adam 1e-3, seed 0) with the given step options."""
@@ -81,13 +82,16 @@ def trainer_settings(
             f"trainer.compile={compile}",
             f"trainer.precision={precision}",
             f"trainer.tf32={tf32}",
+            f"seed={seed}",
         ]
     )
 
 
-def trainer_run(settings: TrainConfig, data: Data) -> Run:
-    """Gives the run these settings build on ``data``: its step is the one the trainer takes."""
-    return build_run([Member(settings, {}, folder=None)], data=data)
+def trainer_run(settings: TrainConfig | list[TrainConfig], data: Data) -> Run:
+    """Gives the run these settings build on ``data`` (a stack, for a list of them): its step is the
+    one the trainer takes."""
+    members = settings if isinstance(settings, list) else [settings]
+    return build_run([Member(member, {}, folder=None) for member in members], data=data)
 
 
 def check_same_losses(root: str, data: Data, settings: TrainConfig, steps: int = 20) -> float:
@@ -122,9 +126,10 @@ def check_same_losses(root: str, data: Data, settings: TrainConfig, steps: int =
 
 def time_trainer(run: Run, steps: int) -> tuple[float, int, float]:
     """Runs the trainer's epoch loop for ``steps`` batches; gives seconds, images and the mean loss."""
-    batch_size = run.settings.data.batch_size
+    batch_size, members = run.settings.data.batch_size, len(run.members)
     batches = itertools.islice(
-        itertools.chain.from_iterable(run.data.train.batches(batch_size) for _ in itertools.count()), steps
+        itertools.chain.from_iterable(run.data.train.batches(batch_size, members) for _ in itertools.count()),
+        steps,
     )
     synchronize(run.device)
     started = time.perf_counter()
@@ -138,6 +143,30 @@ def time_trainer(run: Run, steps: int) -> tuple[float, int, float]:
     )
     synchronize(run.device)
     return time.perf_counter() - started, result.images, float(result.means[0, 0])
+
+
+def time_stacks(
+    data: Data, settings: Any, sizes: list[int], steps: int, repeats: int, device: torch.device
+) -> list[dict[str, Any]]:
+    """Times the step of stacks of ``sizes`` members (seeds 0, 1, ...), the median of ``repeats`` runs
+    of ``steps`` steps after a warm-up; gives each size's seconds per member-step."""
+    rows = []
+    for size in sizes:
+        torch._dynamo.reset()
+        run = trainer_run([settings(seed=seed) for seed in range(size)], data)
+        time_trainer(run, max(GRAPH_WARMUP_STEPS + 2, 5))  # compilation, graph capture
+        seconds = statistics.median(time_trainer(run, steps)[0] for _ in range(repeats))
+        rows.append({"members": size, "seconds_per_member_step": seconds / (steps * size)})
+        print(
+            f"stack of {size:>4}: {rows[-1]['seconds_per_member_step'] * 1e3:.3f} ms per member-step",
+            flush=True,
+        )
+        del run
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    for row in rows:
+        row["speedup_vs_one"] = rows[0]["seconds_per_member_step"] / row["seconds_per_member_step"]
+    return rows
 
 
 def compare_epochs(root: str, data: Data, settings: TrainConfig, epochs: int) -> dict[str, float]:
@@ -191,9 +220,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tf32 = device.type == "cuda" and not args.no_tf32
 
     def settings(
-        batch_size: int, compile: str = "false", precision: str = "32", tau: float = 1.0, tf32: bool = tf32
+        batch_size: int,
+        compile: str = "false",
+        precision: str = "32",
+        tau: float = 1.0,
+        tf32: bool = tf32,
+        seed: int = 0,
     ) -> TrainConfig:
-        return trainer_settings(device, batch_size, compile, precision, model_shape, tau, tf32)
+        return trainer_settings(device, batch_size, compile, precision, model_shape, tau, tf32, seed)
 
     allow_tf32(device, False)  # the loss check compares full float32 arithmetic
     worst = check_same_losses(args.data_root, data, settings(100, tau=CHECK_TAU, tf32=False))
@@ -270,6 +304,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 timing.peak_memory_mb = _peak_memory(device)
                 print(f"batch {batch_size:>5} {name:<32} {count / seconds:>10.0f} img/s", flush=True)
 
+    stacks = None
+    if args.stack_sizes:
+
+        def member_settings(seed: int) -> TrainConfig:
+            return settings(args.stack_batch_size, "auto", "32", seed=seed)
+
+        stacks = time_stacks(data, member_settings, args.stack_sizes, args.stack_steps, args.repeats, device)
+
     flops = model_flops_per_image(CategoricalVAE(args.latent_dim, args.categorical_dim, args.hidden))
     rows = []
     for timing in timings:
@@ -305,6 +347,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "same_epochs": epochs,
         "repeats": args.repeats,
         "results": rows,
+        "stacks": stacks and {"batch_size": args.stack_batch_size, "steps": args.stack_steps, "rows": stacks},
     }
 
 
@@ -344,6 +387,21 @@ def markdown(report: dict[str, Any]) -> str:
             f"{row['speedup_vs_baseline']:.2f}x | {row['model_tflops']:.4f} | "
             f"{row['fraction_of_matmul_peak']:.1%} ({row['matmul_precision']}) | {memory} |"
         )
+    if report.get("stacks"):
+        stacks = report["stacks"]
+        lines += [
+            "",
+            f"Stacked step (`trainer.compile=auto`), batch {stacks['batch_size']} per member, "
+            f"median of {report['repeats']} runs of {stacks['steps']} steps:",
+            "",
+            "| members | ms per member-step | member-steps / s | vs one member |",
+            "|---|---|---|---|",
+        ]
+        for row in stacks["rows"]:
+            lines.append(
+                f"| {row['members']} | {row['seconds_per_member_step'] * 1e3:.3f} | "
+                f"{1 / row['seconds_per_member_step']:,.0f} | {row['speedup_vs_one']:.2f}x |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -376,6 +434,15 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="matrix size for the matmul peak (default 8192 on CUDA, 2048 on the CPU)",
     )
+    parser.add_argument(
+        "--stack-sizes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also time the stacked step (trainer.compile=auto) of stacks of these sizes, e.g. 1 8 64 256",
+    )
+    parser.add_argument("--stack-batch-size", type=int, default=100, help="batch size of the stacked step")
+    parser.add_argument("--stack-steps", type=int, default=50, help="steps timed per stack size and repeat")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
     args = parser.parse_args(argv)
     try:
