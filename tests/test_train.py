@@ -455,3 +455,100 @@ def test_stacked_seeds_train_like_separate_runs(compose_train, tmp_path: Path) -
     standard_error = math.sqrt(torch.tensor(stacked).var().item() / 8 + torch.tensor(alone).var().item() / 8)
     assert difference <= 2 * standard_error
     assert len(set(stacked)) == 8  # every member its own model
+
+
+# --- resume that says what changed --------------------------------------------------------------------
+
+
+def test_resume_takes_new_values_of_settings_that_may_change_and_logs_them(
+    compose_train, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from vae_gumbel.checkpoint import load_checkpoint
+
+    caplog.set_level(logging.INFO, logger="vae_gumbel.train")
+    train(compose_train("trainer.epochs=1"), tmp_path)
+    train(
+        compose_train("trainer.epochs=2", "optim.lr=3e-4", "temperature.rate=0.05", "resume=last"), tmp_path
+    )
+    assert "resumed with a changed setting: optim.lr 0.001 -> 0.0003" in caplog.text
+    assert "resumed with a changed setting: temperature.rate 3e-05 -> 0.05" in caplog.text
+    assert "trainer.epochs 1 -> 2" in caplog.text
+    checkpoint = load_checkpoint(tmp_path)
+    assert checkpoint["optimizer"]["param_groups"][0]["lr"] == 3e-4 and checkpoint["epoch"] == 2
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ("estimator=straight_through", "estimator.name"),
+        ("data.binarize=static", "data.binarize"),
+        ("objective.kl=relaxed", "objective.kl"),
+    ],
+)
+def test_resume_refuses_a_change_a_run_cannot_make_halfway(
+    compose_train, tmp_path: Path, change: str, named: str
+) -> None:
+    train(compose_train("trainer.epochs=1"), tmp_path)
+    with pytest.raises(
+        CheckpointError, match=f"cannot change in the middle of a run: {named} .*resume_weights_only=true"
+    ):
+        train(compose_train("trainer.epochs=2", change, "resume=last"), tmp_path)
+
+
+def test_resume_weights_only_starts_a_new_run_from_the_weights(compose_train, tmp_path: Path) -> None:
+    from vae_gumbel.checkpoint import load_checkpoint
+
+    train(compose_train("trainer.epochs=2"), tmp_path / "a")
+    weights = load_checkpoint(tmp_path / "a")["model"]
+    metrics = train(
+        compose_train(
+            "estimator=straight_through",
+            "trainer.epochs=0",
+            "resume_weights_only=true",
+            f"resume={tmp_path / 'a'}",
+        ),
+        tmp_path / "b",
+    )
+    assert (metrics["epoch"], metrics["step"]) == (0, 0)
+    finetuned = train(
+        compose_train("estimator=straight_through", "resume_weights_only=true", f"resume={tmp_path / 'a'}"),
+        tmp_path / "c",
+    )
+    assert (finetuned["epoch"], finetuned["step"]) == (1, 6)
+    fresh = train(compose_train("estimator=straight_through"), tmp_path / "d")
+    assert finetuned["test/loss"] < fresh["test/loss"]  # it started from trained weights
+    assert load_checkpoint(tmp_path / "c")["config"]["estimator"]["name"] == "straight_through"
+    assert list(weights) == list(load_checkpoint(tmp_path / "c")["model"])
+
+
+def test_resume_weights_only_needs_another_runs_checkpoint(compose_train) -> None:
+    from vae_gumbel.config import validate
+    from vae_gumbel.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match="resume_weights_only must be false unless resume names another run"
+    ):
+        validate(compose_train("resume_weights_only=true", "resume=last"))
+
+
+def test_a_folder_that_holds_a_run_is_never_trained_over(compose_train, tmp_path: Path, monkeypatch) -> None:
+    from vae_gumbel.errors import ConfigError
+
+    train(compose_train(), tmp_path)
+    before = RunFolder(tmp_path).checkpoint("last").read_bytes()
+    with pytest.raises(ConfigError, match="already holds a run .*resume=last"):
+        train(compose_train(), tmp_path)
+    assert RunFolder(tmp_path).checkpoint("last").read_bytes() == before
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # a requeued SLURM job continues where it stood
+    assert train(compose_train("trainer.epochs=2"), tmp_path)["epoch"] == 2
+
+
+def test_the_progress_bar_shows_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from vae_gumbel.loop import shows_progress
+
+    assert not shows_progress("auto")  # pytest captures the output: not a terminal
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert shows_progress("auto") and not shows_progress("false") and shows_progress("true")

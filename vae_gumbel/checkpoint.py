@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import copy
 import os
+import pickle
 import random
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +25,7 @@ import torch
 
 from vae_gumbel.data import ImageSet, load_test_set
 from vae_gumbel.errors import CheckpointError, first_line
+from vae_gumbel.faults import pause
 from vae_gumbel.model import CategoricalVAE, member_state, model_with_weights
 from vae_gumbel.run_folder import resolve_checkpoint
 
@@ -46,6 +49,7 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
             torch.save(checkpoint, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        pause("checkpoint")
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
@@ -98,10 +102,7 @@ def load_checkpoint(
     try:
         checkpoint = torch.load(file, map_location=map_location, weights_only=True)
     except Exception as err:
-        raise CheckpointError(
-            f"cannot read checkpoint {file} ({first_line(err)}); the file is corrupt or not a "
-            "vae-gumbel checkpoint: use another checkpoint (best.pt or an earlier run)"
-        ) from None
+        raise unreadable(file, err) from None
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
         raise CheckpointError(f"{file} is not a vae-gumbel checkpoint (expected keys {list(REQUIRED_KEYS)})")
     version = checkpoint["format_version"]
@@ -114,6 +115,30 @@ def load_checkpoint(
             f"formats {sorted({*UPGRADES, FORMAT_VERSION})}"
         )
     return checkpoint
+
+
+def unreadable(file: Path, err: Exception) -> CheckpointError:
+    """Gives the error for a checkpoint torch.load refused: unsafe (it would run code), or corrupt.
+
+    torch's own message advises loading again with weights_only=False, which is exactly what must
+    not be done with a file one does not trust, so only its reason is quoted.
+    """
+    text = str(err)
+    unsafe = re.search(r"GLOBAL (\S+)", text)
+    if isinstance(err, pickle.UnpicklingError) and unsafe:
+        return CheckpointError(
+            f"{file} holds objects a vae-gumbel checkpoint never holds (a reference to {unsafe.group(1)}), "
+            "so it was refused for safety and not loaded; use a checkpoint that vae-gumbel wrote"
+        )
+    lines = [line.strip() for line in text.splitlines()]
+    marker = next((i for i, line in enumerate(lines) if "WeightsUnpickler error" in line), None)
+    reason = (
+        next((line for line in lines[marker + 1 :] if line), "") if marker is not None else first_line(err)
+    )
+    return CheckpointError(
+        f"cannot read checkpoint {file} ({reason}); the file is corrupt or not a vae-gumbel checkpoint: "
+        "use another checkpoint (best.pt or an earlier run)"
+    )
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint") -> CategoricalVAE:
@@ -192,18 +217,63 @@ def member_checkpoint(run: Run, m: int, record: dict[str, Any]) -> dict[str, Any
     )
 
 
+# Settings a run cannot change halfway: what its model is, what it optimises, and on what data.
+FIXED_SETTINGS = ("model.", "estimator.", "objective.", "data.name", "data.binarize", "temperature.name")
+# Settings that say how a job starts, not what it trains.
+START_SETTINGS = ("resume", "resume_weights_only")
+
+
+def changed_settings(saved_config: dict[str, Any], settings: Any) -> dict[str, tuple[Any, Any]]:
+    """Gives every setting (dotted key) whose value differs between a checkpoint's config and the
+    current settings, as (checkpoint's value, current value)."""
+    from vae_gumbel.config import TrainConfig, validate
+    from vae_gumbel.run import flat_settings
+
+    saved = flat_settings(validate(saved_config, TrainConfig))
+    current = flat_settings(settings)
+    return {
+        key: (saved.get(key), value)
+        for key, value in current.items()
+        if saved.get(key) != value and not key.startswith(START_SETTINGS)
+    }
+
+
 def restore_member(run: Run, m: int, checkpoint: dict[str, Any], source: str) -> None:
-    """Loads a checkpoint into member m of ``run``: weights, optimizer state, learned temperature and
-    best test loss. The run's step, epoch and random states are the caller's to restore."""
+    """Loads a checkpoint into member m of ``run`` to continue its training: weights, optimizer
+    state, learned temperature and best test loss. The run's step, epoch and random states are the
+    caller's to restore.
+
+    The member's current settings hold: those a run may change halfway (learning rate and the
+    optimizer's other settings, epochs, intervals, the temperature schedule's numbers, ...) take
+    their new values, and every change is logged; a change of what cannot change (FIXED_SETTINGS)
+    is refused, naming the settings.
+    """
+    member = run.members[m]
     check_compatible(checkpoint, run.model.architecture(), source)
-    with torch.no_grad():
-        for name, value in member_state(run.model, m).items():
-            value.copy_(checkpoint["model"][name])
-        if run.schedule.learned:
+    changes = changed_settings(checkpoint["config"], member.settings)
+    fixed = {key: values for key, values in changes.items() if key.startswith(FIXED_SETTINGS)}
+    if fixed:
+        listed = ", ".join(f"{key} (checkpoint {old!r}, now {new!r})" for key, (old, new) in fixed.items())
+        raise CheckpointError(
+            f"{source}: these settings cannot change in the middle of a run: {listed}; drop the change, or "
+            "start a new run from its weights with resume_weights_only=true"
+        )
+    load_member_weights(run, m, checkpoint)
+    if run.schedule.learned:
+        with torch.no_grad():
             for name, value in run.schedule.state_dict().items():
                 value[m].copy_(checkpoint["temperature"][name])
     run.optimizer.load_member_state(m, checkpoint["optimizer"])
-    run.members[m].best_test_loss = checkpoint.get("best_test_loss", float("inf"))
+    member.best_test_loss = checkpoint.get("best_test_loss", float("inf"))
+    for key, (old, new) in changes.items():
+        member.logger.info("resumed with a changed setting: %s %r -> %r", key, old, new)
+
+
+def load_member_weights(run: Run, m: int, checkpoint: dict[str, Any]) -> None:
+    """Copies a checkpoint's model weights into member m of ``run``."""
+    with torch.no_grad():
+        for name, value in member_state(run.model, m).items():
+            value.copy_(checkpoint["model"][name])
 
 
 def capture_rng_state() -> dict[str, Any]:

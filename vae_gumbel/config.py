@@ -165,7 +165,7 @@ class TrainerConfig:
     eval_batch_size: int = 10_000
     eval_seed: int = 1234
     sample_seed: int = 0
-    progress: bool = True
+    progress: str = "auto"  # auto (a bar on a terminal, none in a log file) | true | false
     num_threads: int | None = None
     compile: str = "auto"  # auto | false | true | default | reduce-overhead | max-autotune
     compile_backend: str = "inductor"
@@ -182,6 +182,8 @@ class TrainerConfig:
         )
         self.compile = str(self.compile).lower()
         choice("trainer.compile", self.compile, COMPILE_SETTINGS)
+        self.progress = str(self.progress).lower()
+        choice("trainer.progress", self.progress, ("auto", "true", "false"))
         choice("trainer.precision", str(self.precision), PRECISIONS)
         device_setting("trainer.device", self.device)
         for key in ("log_every_n_steps", "checkpoint_every", "sample_every", "eval_every", "eval_batch_size"):
@@ -218,8 +220,15 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
     resume: str | None = None
+    resume_weights_only: bool = False  # start a new run from the checkpoint's weights (fine-tuning)
 
     def __post_init__(self) -> None:
+        require(
+            not self.resume_weights_only or self.resume not in (None, "last"),
+            "resume_weights_only",
+            "false unless resume names another run's checkpoint or folder (a new run starts from it)",
+            self.resume_weights_only,
+        )
         require(
             self.objective.kl != "relaxed" or ESTIMATORS[self.estimator.name].relaxed,
             "objective.kl",

@@ -30,7 +30,7 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from vae_gumbel.errors import DataError, first_line
+from vae_gumbel.errors import DataError, first_line, one_line_errors
 
 log = logging.getLogger(__name__)
 
@@ -270,11 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     source = DATASETS[args.name]
-    try:
+    with one_line_errors():
         ensure(args.root, args.name, download=True)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     print(f"{source.torchvision_class} verified in {source.raw_folder(args.root).resolve()}")
     return 0
 

@@ -1,8 +1,21 @@
-"""Errors a user can act on; entry points print their message as one line and exit non-zero."""
+"""Errors a user can act on, and how an entry point reports them: one line on stderr and an exit code.
+
+Exit codes: 2 for a bad configuration or input that the project's own checks catch (a value, a
+file, a checkpoint), 1 for a failure while training, 128 + the signal's number for a run stopped
+by SIGINT or SIGTERM. ``HYDRA_FULL_ERROR=1`` shows the full trace instead of the line.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from hydra.errors import CompactHydraException
+
+BAD_INPUT, FAILED = 2, 1
 
 
 def first_line(err: BaseException) -> str:
@@ -19,17 +32,25 @@ def describe(err: BaseException) -> str:
 class VaeGumbelError(Exception):
     """Base class: the message names the problem and what to do about it."""
 
+    exit_code = FAILED
+
 
 class ConfigError(VaeGumbelError, ValueError):
     """A configuration value is out of range or unknown."""
+
+    exit_code = BAD_INPUT
 
 
 class DataError(VaeGumbelError):
     """The data set is missing, truncated, or does not match its checksum."""
 
+    exit_code = BAD_INPUT
+
 
 class CheckpointError(VaeGumbelError):
-    """A checkpoint is missing, unreadable, or does not fit the model."""
+    """A checkpoint is missing, unreadable, unsafe, or does not fit the model."""
+
+    exit_code = BAD_INPUT
 
 
 class NonFiniteLossError(VaeGumbelError):
@@ -48,5 +69,49 @@ class NonFiniteLossError(VaeGumbelError):
         return cls(f"the model's weights became non-finite by step {step}; {cls.ADVICE}")
 
 
+class Interrupted(VaeGumbelError):
+    """A run stopped by SIGINT or SIGTERM at a step boundary, its last checkpoint written."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
 class RunFailed(CompactHydraException):
-    """Raised by an entry point for any of the errors above; Hydra prints just its message."""
+    """A job of a multirun that failed: Hydra shows just this one-line message, and the sweep goes on."""
+
+
+def one_line(err: BaseException) -> str:
+    """Gives the line an entry point prints for an error: the project's own message, or for any
+    other error its type, its first line and how to see the whole trace."""
+    if isinstance(err, VaeGumbelError):
+        return f"error: {first_line(err)}"
+    return f"error: {describe(err)} (run with HYDRA_FULL_ERROR=1 for the full trace)"
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Reports an error raised inside as one line on stderr and exits with its code; in a Hydra
+    multirun, fails only the job, with that line as its message (but an interrupt stops the sweep).
+    HYDRA_FULL_ERROR=1 lets the error through with its trace."""
+    try:
+        yield
+    except Exception as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        if _in_multirun() and not isinstance(err, Interrupted):  # an interrupt stops the whole sweep
+            raise RunFailed(one_line(err)) from err
+        print(one_line(err), file=sys.stderr)
+        sys.exit(getattr(err, "exit_code", FAILED))
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from vae_gumbel.checkpoint import load_checkpoint, model_from_checkpoint, test_set_of
 from vae_gumbel.config import CONFIG_PATH, EvaluateConfig, validate
 from vae_gumbel.device import resolve_device
-from vae_gumbel.errors import RunFailed, VaeGumbelError
+from vae_gumbel.errors import one_line_errors
 from vae_gumbel.likelihood import binarization_of, evaluation_report, write_eval_json
 from vae_gumbel.run_folder import RunFolder, resolve_checkpoint
 
@@ -81,10 +81,8 @@ def summary(report: dict[str, Any]) -> str:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
 def main(cfg: DictConfig) -> float:
-    try:
+    with one_line_errors():
         out, report = run_evaluation(cfg)
-    except (VaeGumbelError, ValueError) as err:
-        raise RunFailed(f"error: {err}") from None
     print(summary(report))
     log.info("wrote %s", out)
     return report["iwae_nll"][max(report["iwae_nll"], key=int)]

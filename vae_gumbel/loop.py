@@ -4,6 +4,8 @@ reads them back once per log interval, so that a step never waits for the device
 
 from __future__ import annotations
 
+import signal
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -12,7 +14,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vae_gumbel.errors import ConfigError
+from vae_gumbel.errors import ConfigError, Interrupted
+from vae_gumbel.faults import pause
+from vae_gumbel.interrupts import StopRequest
 from vae_gumbel.schedules import Schedule
 from vae_gumbel.step import STEP_VALUES
 
@@ -101,21 +105,29 @@ def train_epoch(
     on_log: Callable[[np.ndarray, np.ndarray, int], None] | None = None,
     on_failure: Callable[[int, int], None] | None = None,
     description: str = "",
-    progress: bool = True,
+    progress: str = "auto",
+    stop: StopRequest | None = None,
 ) -> EpochResult:
     """Runs one epoch of ``step_fn`` over batches (members, batch, D) and gives each member's mean losses.
 
     A member whose loss turns NaN or infinite is found on the device and reported at the next log
     point through ``on_failure(member, first bad step)``, which may stop it or end the run.
     ``on_log(interval means (members, 4), temperatures (members,), step)`` receives each log
-    interval's mean losses.
+    interval's mean losses. When ``stop`` fires (SIGINT, SIGTERM), the epoch ends at the next step
+    boundary with ``Interrupted``.
     """
     sums: StepSums | None = None
     step = start_step = temperatures.start_step
     images, logged_sums, logged_images = 0, None, 0
     reported: set[int] = set()
     started = time.perf_counter()
-    bar = tqdm(total=num_batches, desc=description, disable=not progress, leave=False, dynamic_ncols=True)
+    bar = tqdm(
+        total=num_batches,
+        desc=description,
+        disable=not shows_progress(progress),
+        leave=False,
+        dynamic_ncols=True,
+    )
 
     def read_back() -> np.ndarray:
         totals, first_bad_steps = sums.read()
@@ -136,6 +148,10 @@ def train_epoch(
         step += 1
         images += batch
         bar.update(1)
+        pause("step")
+        if stop:
+            bar.close()
+            raise Interrupted(stop.signum, f"stopped by {signal.Signals(stop.signum).name} at step {step}")
         if step % log_every == 0:
             current = read_back()
             interval = (current - logged_sums) / (images - logged_images)
@@ -155,3 +171,11 @@ def train_epoch(
         seconds=time.perf_counter() - started,
         images=images,
     )
+
+
+def shows_progress(setting: str) -> bool:
+    """Says whether ``trainer.progress`` shows a bar: ``auto`` only on a terminal, where a bar redraws
+    itself (written to a file, as under CI, SLURM or nohup, its frames would fill the log)."""
+    if setting == "auto":
+        return sys.stdout.isatty() and sys.stderr.isatty()
+    return setting == "true"

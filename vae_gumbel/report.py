@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 from matplotlib.figure import Figure
 
+from vae_gumbel.errors import ConfigError, one_line_errors
 from vae_gumbel.run_folder import RunFolder, find_runs
 from vae_gumbel.tracking import read_metrics, read_status
 
@@ -281,9 +282,11 @@ def write_table(columns: list[str], rows: list[list[Any]], root: Path, name: str
 def report(root: Path, sort: str = "final", by_seed: bool = False) -> str:
     """Writes the report's table (report.csv, report.md) and figure (report.png) into ``root``, or
     with ``by_seed`` the table and figure over seeds (report_seeds.*); gives the Markdown table."""
+    if not root.is_dir():
+        raise ConfigError(f"{root} is not a folder; give a multirun folder or a folder of run folders")
     jobs = [read_job(folder, root) for folder in find_runs(root)]
     if not jobs:
-        raise FileNotFoundError(
+        raise ConfigError(
             f"no runs below {root}: expected folders with metrics.jsonl or .hydra/overrides.yaml"
         )
     if by_seed:
@@ -308,14 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         help="one row per setting: mean, standard error and count over the jobs that differ only in seed",
     )
     args = parser.parse_args(argv)
-    if not args.sweep_dir.is_dir():
-        print(f"error: {args.sweep_dir} is not a folder", file=sys.stderr)
-        return 1
-    try:
+    with one_line_errors():
         print(report(args.sweep_dir, args.sort, args.group_by_seed), end="")
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
     name = "report_seeds" if args.group_by_seed else "report"
     print(f"wrote {args.sweep_dir / name}.csv, {name}.md and {name}.png")
     return 0

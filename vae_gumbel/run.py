@@ -24,12 +24,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from vae_gumbel.checkpoint import load_checkpoint, restore_member, restore_rng_state
+from vae_gumbel.checkpoint import (
+    check_compatible,
+    load_checkpoint,
+    load_member_weights,
+    restore_member,
+    restore_rng_state,
+)
 from vae_gumbel.config import TrainConfig
 from vae_gumbel.data import Data, load_data
 from vae_gumbel.device import allow_tf32, resolve_device
 from vae_gumbel.errors import CheckpointError, ConfigError, NonFiniteLossError, describe
 from vae_gumbel.estimators import build_estimator
+from vae_gumbel.interrupts import StopRequest
 from vae_gumbel.loop import EpochResult, StepFunction, Temperatures, train_epoch
 from vae_gumbel.model import CategoricalVAE, build_model, stack
 from vae_gumbel.objectives import build_objective
@@ -46,7 +53,7 @@ PER_MEMBER_KEYS = ("seed", "optim.lr", "optim.betas", "optim.eps", "optim.weight
     f"temperature.{key}" for key in ("initial", "min", "rate", "every")
 )
 # Settings that say where a job's files go and how it starts, not what it computes.
-RUN_CONTROL_KEYS = ("resume", "data.root", "trainer.progress")
+RUN_CONTROL_KEYS = ("resume", "resume_weights_only", "data.root", "trainer.progress")
 
 
 def flat_settings(settings: Any, prefix: str = "") -> dict[str, Any]:
@@ -84,6 +91,8 @@ class Member:
     error: Exception | None = None  # what stopped it, if it failed
     run_log: RunLog | None = None
     final: dict[str, Any] = field(default_factory=dict)  # its last epoch's metrics
+    snapshot: dict[str, Any] | None = None  # its checkpoint at the last epoch boundary, in memory
+    saved_epoch: int | None = None  # the epoch of its last.pt on disk
 
 
 @dataclass
@@ -111,8 +120,9 @@ class Run:
         """Gives the members still training, with their index in the stack."""
         return [(m, member) for m, member in enumerate(self.members) if self.active[m]]
 
-    def train_epoch(self) -> EpochResult:
-        """Trains every live member for one epoch; a member whose loss turns non-finite is stopped."""
+    def train_epoch(self, stop: StopRequest | None = None) -> EpochResult:
+        """Trains every live member for one epoch; a member whose loss turns non-finite is stopped.
+        ``stop`` ends the epoch at a step boundary with Interrupted."""
         trainer, batch_size = self.settings.trainer, self.settings.data.batch_size
         num_batches = math.ceil(len(self.data.train) / batch_size)
         result = train_epoch(
@@ -125,6 +135,7 @@ class Run:
             on_failure=lambda m, step: self.fail(m, NonFiniteLossError.at_step(step)),
             description=f"epoch {self.epoch + 1}/{trainer.epochs}",
             progress=trainer.progress,
+            stop=stop,
         )
         self.epoch, self.step = self.epoch + 1, result.step
         return result
@@ -220,18 +231,31 @@ def build_run(members: Sequence[Member], resume_from: Sequence[Any] = (), data: 
 
 
 def _resume(run: Run, files: list[Any]) -> None:
-    """Loads each member's checkpoint; the stack continues from their common epoch and step."""
-    positions = set()
+    """Loads each member's checkpoint; the stack continues from their common epoch and step. A member
+    with resume_weights_only starts from the checkpoint's weights alone, as a new run."""
+    positions, rng = set(), None
     for m, file in enumerate(files):
+        member = run.members[m]
         if file is None:
             positions.add((0, 0))
             continue
         checkpoint = load_checkpoint(file, map_location=run.device)
+        if member.settings.resume_weights_only:
+            check_compatible(checkpoint, run.model.architecture(), str(file))
+            load_member_weights(run, m, checkpoint)
+            member.logger.info(
+                "a new run from the weights of %s (epoch %d, step %d); optimizer and step start afresh",
+                file,
+                checkpoint["epoch"],
+                checkpoint["step"],
+            )
+            positions.add((0, 0))
+            continue
         restore_member(run, m, checkpoint, source=str(file))
         positions.add((checkpoint["epoch"], checkpoint["step"]))
         rng = checkpoint["rng"]
     if len(positions) > 1:
         raise CheckpointError(f"the members' checkpoints stand at different points {sorted(positions)}")
     run.epoch, run.step = positions.pop()
-    if any(file is not None for file in files):
+    if rng is not None:
         restore_rng_state(rng)

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from vae_gumbel.checkpoint import load_checkpoint, model_from_checkpoint, test_set_of
 from vae_gumbel.config import CONFIG_PATH, SampleConfig, validate
 from vae_gumbel.device import resolve_device
-from vae_gumbel.errors import RunFailed, VaeGumbelError
+from vae_gumbel.errors import one_line_errors
 from vae_gumbel.grids import SAMPLE_MODES, save_grid
 from vae_gumbel.run_folder import RunFolder, resolve_checkpoint
 
@@ -47,11 +47,8 @@ def sample(cfg: DictConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="sample")
 def main(cfg: DictConfig) -> None:
-    try:
-        path = sample(cfg)
-    except (VaeGumbelError, ValueError) as err:
-        raise RunFailed(f"error: {err}") from None
-    log.info("wrote %s", path)
+    with one_line_errors():
+        log.info("wrote %s", sample(cfg))
 
 
 if __name__ == "__main__":

@@ -11,11 +11,26 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 
 from vae_gumbel.run_folder import RunFolder
 
 log = logging.getLogger("vae_gumbel.train")
+
+# TensorBoard's Custom Scalars tab: the relaxation gap and the temperature, each on one chart.
+CUSTOM_SCALARS = {
+    "vae-gumbel": {
+        "loss per epoch (nats): train relaxed, train unrelaxed, test": [
+            "Multiline",
+            ["train/loss_relaxed", "train/loss_unrelaxed", "test/loss"],
+        ],
+        "loss per log interval (nats): relaxed, unrelaxed": [
+            "Multiline",
+            ["step/loss_relaxed", "step/loss_unrelaxed"],
+        ],
+        "temperature": ["Multiline", ["temperature", "step/temperature"]],
+    }
+}
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -154,9 +169,9 @@ class RunLog:
         self.log_scalars({k: v for k, v in values.items() if _is_number(v)}, records[-1]["step"])
         self.writer.flush()
 
-    def log_image(self, tag: str, image: torch.Tensor, step: int) -> None:
-        """Logs a (3, H, W) image in [0, 1]."""
-        self.writer.add_image(tag, image, step)
+    def log_image(self, tag: str, pixels: np.ndarray, step: int) -> None:
+        """Logs an image given as (H, W, 3) bytes."""
+        self.writer.add_image(tag, pixels, step, dataformats="HWC")
 
     def log_hparams(self, hparams: dict[str, Any], final: dict[str, Any], best_test_loss: float) -> None:
         """Records the hyperparameters and final metrics for the HParams tab, in this run's own folder."""

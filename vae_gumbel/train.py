@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
+import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
@@ -22,8 +24,16 @@ from omegaconf import DictConfig, OmegaConf
 from vae_gumbel.background import BackgroundWriter
 from vae_gumbel.checkpoint import link_checkpoint, load_checkpoint, member_checkpoint, save_checkpoint
 from vae_gumbel.config import CONFIG_PATH, validate
-from vae_gumbel.errors import CheckpointError, RunFailed, VaeGumbelError, describe
-from vae_gumbel.grids import code_usage_image, prior_images, reconstruction_images, save_grid, tile
+from vae_gumbel.errors import CheckpointError, ConfigError, Interrupted, describe, one_line, one_line_errors
+from vae_gumbel.faults import pause
+from vae_gumbel.grids import code_usage_image, prior_images, reconstruction_images, tile, to_pixels, write_png
+from vae_gumbel.interrupts import (
+    StopRequest,
+    restarted_by_slurm,
+    resume_command,
+    stop_on_signals,
+    under_slurm,
+)
 from vae_gumbel.likelihood import (
     TestScores,
     binarization_of,
@@ -75,7 +85,8 @@ def train_members(
     for i, member in enumerate(members):
         try:
             resume_from = find_resume_checkpoint(member.settings.resume, member.folder)
-            position = (0, 0) if resume_from is None else checkpoint_position(resume_from)
+            starts_afresh = resume_from is None or member.settings.resume_weights_only
+            position = (0, 0) if starts_afresh else checkpoint_position(resume_from)
             finished = finished_metrics(member, position)
             if finished is not None:
                 results[i] = finished
@@ -106,6 +117,8 @@ def train_stack(members: list[Member], resume_from: list[Path | None]) -> None:
             for member in members:
                 if member.run_log is not None:
                     member.run_log.close()
+    except Interrupted:
+        raise  # the whole sweep stops; each member's status says where
     except Exception as err:
         for member in members:
             member.error = member.error or err
@@ -121,21 +134,39 @@ def train_stack(members: list[Member], resume_from: list[Path | None]) -> None:
 def train_run(run: Run) -> None:
     """Trains every member of ``run`` to its last epoch, then scores it with the final IWAE: the
     loop of every run, single or stacked. Each member's final metrics end up in ``member.final``.
-    Pictures and checkpoints are written by a background thread, all of them before this returns."""
+    Pictures and checkpoints are written by a background thread, all of them before this returns.
+
+    SIGINT or SIGTERM stop the run at the next step boundary: each member's state at the end of
+    its last completed epoch is written as last.pt, its status.json says ``interrupted``, and
+    Interrupted (exit code 128 + the signal) says how to go on. So does submitit's exit on
+    preemption, which arrives as SystemExit.
+    """
     writer = BackgroundWriter()
     try:
-        _train_run(run, writer)
+        with stop_on_signals() as stop:
+            _train_run(run, writer, stop)
         writer.drain()
+    except (Interrupted, KeyboardInterrupt, SystemExit) as err:
+        writer.close()  # what is in flight completes; the snapshots below are never older
+        error = interrupted(run, err)
+        if isinstance(err, SystemExit) or under_slurm():
+            # Under submitit, a job that ends without a result is run again when SLURM requeues it.
+            print(one_line(error), file=sys.stderr)
+            raise SystemExit(error.exit_code) from None
+        raise error from None
     finally:
         writer.close()
 
 
-def _train_run(run: Run, writer: BackgroundWriter) -> None:
+def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
     trainer = run.settings.trainer
     open_logs(run)
+    for m, member in run.live():  # what an interrupt in the first epoch keeps
+        member.snapshot = member_checkpoint(run, m, {"epoch": run.epoch, "step": run.step})
+        member.saved_epoch = run.epoch if run.epoch else None
     while run.epoch < trainer.epochs:
         # Train one epoch: every live member takes its steps; a member gone non-finite stops.
-        result = run.train_epoch()
+        result = run.train_epoch(stop)
         run.check_finite_weights()
         last = run.epoch == trainer.epochs
         # Score every member on the test set in one batched pass, with exact discrete samples.
@@ -153,26 +184,70 @@ def _train_run(run: Run, writer: BackgroundWriter) -> None:
         # Draw the pictures every sample_every epochs: decoded here, encoded in the background.
         if run.epoch % trainer.sample_every == 0 or last:
             draw_pictures(run, scores, writer)
-        # Keep each live member's latest checkpoint, and its best by test loss: copied here, written
-        # in the background.
+        # Keep each live member's state: copied here (what an interrupt would save), written in the
+        # background as last.pt every checkpoint_every epochs and as best.pt when its test loss improves.
         for m, member in run.live():
             improved = records[m].get("test/loss", math.inf) < member.best_test_loss
             member.best_test_loss = min(member.best_test_loss, records[m].get("test/loss", math.inf))
+            member.snapshot = member_checkpoint(run, m, records[m])
             latest = run.epoch % trainer.checkpoint_every == 0 or last
             if latest or improved:
-                writer.submit(
-                    save_checkpoints, member.folder, member_checkpoint(run, m, records[m]), latest, improved
-                )
+                writer.submit(save_checkpoints, member.folder, member.snapshot, latest, improved)
+            if latest:
+                member.saved_epoch = run.epoch
+        pause("epoch")
     # After the last epoch: importance-weighted bounds if asked, and the HParams summary.
-    if not run.members[0].final:  # no epoch to train: the metrics are the test scores as they stand
-        scores = score_test_set(run.model, run.data.test, trainer.eval_batch_size, trainer.eval_seed)
-        for m, member in run.live():
-            member.final = {"epoch": run.epoch, "step": run.step, **scores[m].metrics}
-        return
     for m, member in run.live():
+        if not member.final:  # it had no epoch left to train: its metrics are its last ones
+            member.final = last_metrics(run, m)
         if member.settings.eval.final_iwae_samples:
             final_iwae(run, m)
-        member.run_log.log_hparams(hyperparameters(member.settings), member.final, member.best_test_loss)
+        if "train/loss_unrelaxed" in member.final:
+            member.run_log.log_hparams(hyperparameters(member.settings), member.final, member.best_test_loss)
+
+
+def last_metrics(run: Run, m: int) -> dict[str, Any]:
+    """Gives the metrics of a member that resumed with no epoch left to train (its last record), or,
+    for a run of no epochs, its test scores as they stand."""
+    records = read_metrics(run.members[m].folder.metrics)
+    if records and records[-1]["epoch"] == run.epoch:
+        return records[-1]
+    trainer = run.settings.trainer
+    scores = score_test_set(run.model, run.data.test, trainer.eval_batch_size, trainer.eval_seed)
+    return {"epoch": run.epoch, "step": run.step, **scores[m].metrics}
+
+
+def interrupted(run: Run, err: BaseException) -> Interrupted:
+    """Writes each live member's state at its last epoch boundary as last.pt (unless it is there
+    already), marks it interrupted in status.json, and gives the error that says how to go on."""
+    signum = getattr(err, "signum", signal.SIGTERM if isinstance(err, SystemExit) else signal.SIGINT)
+    name = signal.Signals(signum).name
+    for _, member in run.live():
+        snapshot = member.snapshot
+        if snapshot is None:
+            continue
+        if member.saved_epoch != snapshot["epoch"]:
+            save_checkpoint(member.folder.checkpoint("last"), snapshot)
+        command = resume_command(member.folder.path)
+        write_status(
+            member.folder,
+            "interrupted",
+            signal=name,
+            stopped_at_step=run.step,
+            epoch=snapshot["epoch"],
+            step=snapshot["step"],
+            resume=command or "resume=last in the same run folder",
+        )
+        if member.run_log is not None:
+            member.run_log.info("interrupted by %s; continue with: %s", name, command or "resume=last")
+    first = run.members[0]
+    command = resume_command(first.folder.path) if first.folder is not None else None
+    epoch = first.snapshot["epoch"] if first.snapshot else 0
+    return Interrupted(
+        signum,
+        f"interrupted by {name}: the last checkpoint holds epoch {epoch} (the epoch in progress is lost); "
+        f"continue with: {command or 'resume=last in the same run folder'}",
+    )
 
 
 def open_logs(run: Run) -> None:
@@ -213,35 +288,26 @@ def epoch_record(run: Run, result: EpochResult, m: int, scores: list[TestScores]
 
 
 def draw_pictures(run: Run, scores: list[TestScores] | None, writer: BackgroundWriter) -> None:
-    """Decodes every live member's prior and reconstruction grids in one batched pass, and hands them
-    (with the code-usage map after an evaluation) to the background writer: PNGs into each member's
-    samples folder, images into its TensorBoard."""
+    """Draws every live member's prior and reconstruction grids (decoded in one batched pass) and, after
+    an evaluation, its code-usage map, here; hands them as bytes to the background writer: PNGs into
+    each member's samples folder, images into its TensorBoard."""
     seed = run.settings.trainer.sample_seed
+    test_images = run.data.test.targets(slice(0, 32))
     prior = prior_images(run.model, 64, seed=seed).cpu()
-    reconstruction = reconstruction_images(
-        run.model, run.data.test.targets(slice(0, 32)), 4, 8, seed=seed
-    ).cpu()
+    reconstruction = reconstruction_images(run.model, test_images, 4, 8, seed=seed).cpu()
     for m, member in run.live():
-        usage = scores[m].usage if scores is not None else None
-        writer.submit(write_pictures, member, run.epoch, run.step, prior[m], reconstruction[m], usage)
+        pictures = {"prior": tile(prior[m], 8), "reconstruction": tile(reconstruction[m], 8)}
+        if scores is not None:
+            pictures["code_usage"] = code_usage_image(scores[m].usage)
+        pixels = {name: to_pixels(image) for name, image in pictures.items()}
+        writer.submit(write_pictures, member, run.epoch, run.step, pixels)
 
 
-def write_pictures(
-    member: Member,
-    epoch: int,
-    step: int,
-    prior: torch.Tensor,
-    reconstruction: torch.Tensor,
-    usage: torch.Tensor | None,
-) -> None:
-    """Writes one member's pictures of an epoch: the prior and reconstruction grids, 8 x 8, and the
-    code-usage map."""
-    pictures = {"prior": tile(prior, 8), "reconstruction": tile(reconstruction, 8)}
-    if usage is not None:
-        pictures["code_usage"] = code_usage_image(usage)
-    for name, image in pictures.items():
-        save_grid(image, member.folder.epoch_picture(name, epoch))
-        member.run_log.log_image(name if name == "code_usage" else f"samples/{name}", image, step)
+def write_pictures(member: Member, epoch: int, step: int, pictures: dict[str, np.ndarray]) -> None:
+    """Writes one member's pictures of an epoch, given as bytes: PNGs and TensorBoard images."""
+    for name, pixels in pictures.items():
+        write_png(pixels, member.folder.epoch_picture(name, epoch))
+        member.run_log.log_image(name if name == "code_usage" else f"samples/{name}", pixels, step)
 
 
 def save_checkpoints(folder: RunFolder, checkpoint: dict[str, Any], latest: bool, best: bool) -> None:
@@ -292,9 +358,22 @@ def final_iwae(run: Run, m: int) -> None:
 
 
 def find_resume_checkpoint(resume: str | None, folder: RunFolder) -> Path | None:
-    """Gives the checkpoint that ``resume`` names, or None to start fresh."""
+    """Gives the checkpoint that ``resume`` names, or None to start fresh.
+
+    A folder that already holds a run is never trained over: without ``resume`` that is refused,
+    except for a SLURM job started again after a requeue, which continues from its own checkpoint.
+    """
     if resume is None:
-        return None
+        own = folder.checkpoint("last")
+        if not own.is_file():
+            return None
+        if restarted_by_slurm():
+            log.info("a requeued SLURM job: continuing from %s", own)
+            return own
+        raise ConfigError(
+            f"{folder.path} already holds a run ({own.relative_to(folder.path)}); continue it with "
+            "resume=last, or train into another folder (hydra.run.dir=... or hydra.sweep.dir=...)"
+        )
     if resume == "last":
         own = folder.checkpoint("last")
         return own if own.is_file() else None
@@ -354,12 +433,8 @@ def objective(metrics: dict[str, Any]) -> float:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float:
-    try:
-        metrics = train(cfg)
-    except VaeGumbelError as err:
-        log.error("%s", err)
-        raise RunFailed(f"error: {err}") from None
-    return objective(metrics)
+    with one_line_errors():
+        return objective(train(cfg))
 
 
 if __name__ == "__main__":

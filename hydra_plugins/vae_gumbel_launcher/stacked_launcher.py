@@ -59,6 +59,7 @@ class StackedLauncher(Launcher):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from vae_gumbel.errors import RunFailed, one_line, one_line_errors
         from vae_gumbel.train import member_of, objective, train_members
 
         assert self.config is not None and self.hydra_context is not None
@@ -69,7 +70,8 @@ class StackedLauncher(Launcher):
 
         def prepare(cfg: DictConfig):  # runs inside Hydra's job context: its config, folder and log
             folder = Path(HydraConfig.get().runtime.output_dir)
-            return member_of(cfg, folder, job_logger(folder / f"{HydraConfig.get().job.name}.log"))
+            with one_line_errors():  # a bad value fails this job with one line; the sweep goes on
+                return member_of(cfg, folder, job_logger(folder / f"{HydraConfig.get().job.name}.log"))
 
         returns = []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
@@ -91,12 +93,13 @@ class StackedLauncher(Launcher):
 
         prepared = [ret for ret in returns if ret.status == JobStatus.COMPLETED]
         members = [ret.return_value for ret in prepared]
-        results = train_members(members, self.max_members)
+        with one_line_errors():  # only an interrupt gets out of train_members: it stops the sweep
+            results = train_members(members, self.max_members)
         for ret, member, result in zip(prepared, members, results, strict=True):
             for handler in member.logger.handlers:
                 handler.close()
             if isinstance(result, Exception):
-                ret.status, ret.return_value = JobStatus.FAILED, result
+                ret.status, ret.return_value = JobStatus.FAILED, RunFailed(one_line(result))
             else:
                 ret.status, ret.return_value = JobStatus.COMPLETED, objective(result)
         return returns

@@ -31,7 +31,7 @@ from vae_gumbel.config import TrainConfig, compose_settings
 from vae_gumbel.data import Data, ImageSet
 from vae_gumbel.datasets import ensure, load_images
 from vae_gumbel.device import allow_tf32, resolve_device, synchronize
-from vae_gumbel.errors import VaeGumbelError
+from vae_gumbel.errors import one_line_errors
 from vae_gumbel.likelihood import score_test_set
 from vae_gumbel.loop import Temperatures, train_epoch
 from vae_gumbel.model import CategoricalVAE, unstack
@@ -139,7 +139,7 @@ def time_trainer(run: Run, steps: int) -> tuple[float, int, float]:
         Temperatures(run.schedule, 0, steps, run.device),
         num_batches=steps,
         log_every=10**9,
-        progress=False,
+        progress="false",
     )
     synchronize(run.device)
     return time.perf_counter() - started, result.images, float(result.means[0, 0])
@@ -445,11 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack-steps", type=int, default=50, help="steps timed per stack size and repeat")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
     args = parser.parse_args(argv)
-    try:
+    with one_line_errors():
         report = run(args)
-    except (RuntimeError, VaeGumbelError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)

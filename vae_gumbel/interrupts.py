@@ -1,0 +1,80 @@
+"""Stopping a run cleanly: SIGINT (Ctrl-C) and SIGTERM (what SLURM sends before preemption or at the
+time limit) ask the training loop to stop at the next step boundary, so that it can write the state
+of its last completed epoch and say how to go on. A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequest:
+    """Holds the signal that asked the run to stop, if one did."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.signum is not None
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[StopRequest]:
+    """Installs SIGINT and SIGTERM handlers that ask for a stop at the next step boundary (a second
+    signal raises KeyboardInterrupt at once); restores the previous handlers afterwards. Outside the
+    main thread, where signals cannot be handled, the request never fires."""
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if request:
+            raise KeyboardInterrupt
+        request.signum = signum
+
+    previous = {signum: signal.signal(signum, handler) for signum in STOPPING_SIGNALS}
+    try:
+        yield request
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def restarted_by_slurm() -> bool:
+    """Says whether this process is a SLURM job started again after a requeue (preemption, time
+    limit, or ``scontrol requeue``): such a job continues from its own checkpoint."""
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+
+
+def under_slurm() -> bool:
+    return "SLURM_JOB_ID" in os.environ
+
+
+def resume_command(folder: Path) -> str | None:
+    """Gives the command that continues a run started from the command line: its own arguments with
+    resume=last and the folder to continue in (a sweep's folder, for a job of a sweep); None for a
+    run started from Python."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    config = HydraConfig.get()
+    skip = ("resume=", "hydra.run.dir=", "hydra.sweep.dir=", "hydra.job.", "hydra.runtime.")
+    if config.mode == RunMode.MULTIRUN:
+        arguments = [a for a in sys.argv[1:] if not a.startswith(skip)]
+        where = f"hydra.sweep.dir={Path(config.sweep.dir).resolve()}"
+    else:
+        arguments = [a for a in config.overrides.task if not a.startswith(skip)]
+        where = f"hydra.run.dir={folder.resolve()}"
+    return shlex.join(["python", "-m", "vae_gumbel.train", *arguments, "resume=last", where])
