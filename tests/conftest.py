@@ -153,3 +153,14 @@ def run_module(
 ) -> subprocess.CompletedProcess:
     """Runs ``python -m module args``."""
     return run_python("-m", module, *args, cwd=cwd, timeout=timeout, env=env)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, text: str) -> None:
+    """Checks an entry point's failure as a user sees it: its exit code, and one line on stderr that
+    starts with 'error:' and says ``text``, with no traceback and no Hydra boilerplate."""
+    assert result.returncode == code, (result.returncode, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and text in errors[0], result.stderr
+    for noise in ("Traceback", "HYDRA_FULL_ERROR", "Error executing job"):
+        assert noise not in result.stderr, result.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import compose_config, run_module, tiny_run
+from tests.conftest import assert_one_line_error, compose_config, run_module, tiny_run
 from vae_gumbel.evaluate import run_evaluation
 from vae_gumbel.train import train
 
@@ -85,4 +85,15 @@ def test_evaluate_cli_prints_the_bounds(run_dir: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_evaluate_cli_reports_a_missing_checkpoint_in_one_line(tmp_path: Path) -> None:
     result = run_module("vae_gumbel.evaluate", f"checkpoint={tmp_path / 'nope'}", cwd=tmp_path)
-    assert result.returncode != 0 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+    assert_one_line_error(result, 2, "does not exist")
+
+
+def test_evaluate_on_a_missing_gpu_names_its_own_setting(run_dir: Path) -> None:
+    import torch
+
+    from vae_gumbel.errors import ConfigError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    with pytest.raises(ConfigError, match="^device=cuda but no CUDA device is available"):
+        evaluate(f"checkpoint={run_dir}", "device=cuda")

@@ -134,3 +134,11 @@ def test_report_cli_groups_by_seed(tmp_path: Path) -> None:
     result = run_module("vae_gumbel.report", str(tmp_path), "--group-by-seed", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "| 2 | 2 | 110.5 | 0.5 | 2 |" in result.stdout and "report_seeds.csv" in result.stdout
+
+
+@pytest.mark.slow
+def test_report_cli_reports_a_folder_without_runs_in_one_line(tmp_path: Path) -> None:
+    from tests.conftest import assert_one_line_error
+
+    result = run_module("vae_gumbel.report", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert_one_line_error(result, 2, "is not a folder")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import compose_config, run_module, tiny_run
+from tests.conftest import assert_one_line_error, compose_config, run_module, tiny_run
 from tests.test_grids import grid_size
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.sample import sample
@@ -91,21 +91,36 @@ def test_cli_draws_from_a_trained_checkpoint(run_dir: Path, tmp_path: Path) -> N
     assert not list(tmp_path.glob("*.log")) and not (tmp_path / ".hydra").exists()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "argument, message",
-    [
-        ("checkpoint={missing}", "does not exist"),
-        ("checkpoint={empty_dir}", "is not a run folder with a saved best.pt"),
-        ("mode=painting", "mode must be one of"),
-    ],
-)
-def test_cli_reports_bad_input_in_one_line(
-    run_dir: Path, tmp_path: Path, argument: str, message: str
-) -> None:
+def test_a_missing_or_empty_checkpoint_and_a_bad_mode_are_clear_errors(run_dir: Path, tmp_path: Path) -> None:
+    from vae_gumbel.errors import CheckpointError, ConfigError
+
     (tmp_path / "empty").mkdir()
-    argument = argument.format(missing=tmp_path / "nope.pt", empty_dir=tmp_path / "empty")
-    extra = [] if argument.startswith("checkpoint") else [f"checkpoint={run_dir}"]
-    result = run_module("vae_gumbel.sample", argument, *extra, cwd=tmp_path)
-    assert result.returncode != 0
-    assert message in result.stderr and "Traceback" not in result.stderr
+    with pytest.raises(CheckpointError, match="does not exist"):
+        sample_with(f"checkpoint={tmp_path / 'nope.pt'}")
+    with pytest.raises(CheckpointError, match="is not a run folder with a saved best.pt"):
+        sample_with(f"checkpoint={tmp_path / 'empty'}")
+    with pytest.raises(ConfigError, match="mode must be one of"):
+        sample_with(f"checkpoint={run_dir}", "mode=painting")
+
+
+@pytest.mark.slow
+def test_cli_reports_bad_input_in_one_line_with_exit_code_2(run_dir: Path, tmp_path: Path) -> None:
+    result = run_module("vae_gumbel.sample", f"checkpoint={tmp_path / 'nope.pt'}", cwd=tmp_path)
+    assert_one_line_error(result, 2, "does not exist")
+
+
+@pytest.mark.slow
+def test_cli_refuses_an_unsafe_checkpoint_for_safety(tmp_path: Path) -> None:
+    import os
+
+    import torch
+
+    class RunsCode:
+        def __reduce__(self):
+            return (os.system, ("echo this should never run",))
+
+    torch.save({"format_version": 2, "model": RunsCode()}, tmp_path / "unsafe.pt")
+    result = run_module("vae_gumbel.sample", f"checkpoint={tmp_path / 'unsafe.pt'}", cwd=tmp_path)
+    assert_one_line_error(result, 2, "holds objects a vae-gumbel checkpoint never holds")
+    assert "refused for safety" in result.stderr and "weights_only" not in result.stderr
+    assert "this should never run" not in result.stdout

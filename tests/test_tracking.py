@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from vae_gumbel.config import compose_settings
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.tracking import hyperparameters, read_metrics, short_run_name, write_status
@@ -42,3 +44,84 @@ def test_a_finished_status_rewritten_with_the_same_content_is_left_untouched(tmp
     assert folder.status.stat().st_mtime_ns == before
     write_status(folder, "failed", error="x")
     assert json.loads(folder.status.read_text()) == {"status": "failed", "error": "x"}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class TensorBoardServer:
+    """TensorBoard serving a log folder on 127.0.0.1, read through its HTTP API."""
+
+    def __init__(self, logdir: Path) -> None:
+        import subprocess
+        import sys
+
+        self.url = f"http://127.0.0.1:{free_port()}"
+        port = self.url.rsplit(":", 1)[1]
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tensorboard.main",
+                "--logdir",
+                str(logdir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                port,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def get(self, path: str, timeout: float = 60) -> object:
+        import time
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=5) as response:
+                    return json.loads(response.read())
+            except (urllib.error.URLError, ConnectionError):
+                assert self.process.poll() is None and time.monotonic() < deadline, (
+                    "TensorBoard did not answer"
+                )
+                time.sleep(0.5)
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_tensorboard_shows_the_relaxation_gap_and_the_temperature_on_one_chart_each(
+    mnist_root: Path, tmp_path: Path
+) -> None:
+    from tests.conftest import compose_config, tiny_run
+    from vae_gumbel.train import train
+
+    train(compose_config("train", [*tiny_run(mnist_root), "trainer.epochs=3"]), tmp_path)
+    server = TensorBoardServer(RunFolder(tmp_path).tensorboard)
+    try:
+        runs = server.get("/data/runs")
+        layout = server.get("/data/plugin/custom_scalars/layout")
+        charts = {
+            chart["title"]: chart["multiline"]["tag"]
+            for category in layout["category"]
+            for chart in category["chart"]
+        }
+        gap = next(tags for title, tags in charts.items() if title.startswith("loss per epoch"))
+        assert [tag.strip("^$") for tag in gap] == ["train/loss_relaxed", "train/loss_unrelaxed", "test/loss"]
+        assert [tag.strip("^$") for tag in charts["temperature"]] == ["temperature", "step/temperature"]
+        series = server.get(f"/data/plugin/scalars/scalars?run={runs[0]}&tag=test/loss")
+        assert [step for _, step, _ in series] == [6, 12, 18]
+        assert series == [[pytest.approx(t), s, pytest.approx(v)] for t, s, v in series]
+    finally:
+        server.close()

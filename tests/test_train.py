@@ -13,7 +13,14 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import REPO, poison_training_loss, requires_cuda, run_module, tiny_run
+from tests.conftest import (
+    REPO,
+    assert_one_line_error,
+    poison_training_loss,
+    requires_cuda,
+    run_module,
+    tiny_run,
+)
 from vae_gumbel.errors import CheckpointError, DataError, NonFiniteLossError
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.step import GRAPH_WARMUP_STEPS
@@ -231,22 +238,32 @@ def test_cli_run_writes_the_run_folder_and_its_log(tmp_path: Path, mnist_root: P
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "override, expected",
+    "overrides, code, expected",
     [
-        ("temperature.initial=-1", "error: temperature.initial must be > 0, got -1.0"),
-        ("data.nope=1", "Could not override 'data.nope'"),
-        ("data.batch_size=many", "data.batch_size"),
+        (["temperature.initial=-1"], 2, "error: temperature.initial must be > 0, got -1.0"),
+        (["trainer.device=cuda:7"], 2, "trainer.device=cuda:7 but"),
+        (["optim.lr=1e38", "trainer.epochs=3"], 1, "error: the loss became non-finite at step 2"),
     ],
+    ids=["bad-value", "missing-device", "training-failure"],
 )
-def test_cli_reports_a_bad_config_in_one_line_without_traceback(
-    tmp_path: Path, mnist_root: Path, override: str, expected: str
+def test_cli_reports_an_error_in_one_line_with_its_exit_code(
+    tmp_path: Path, mnist_root: Path, overrides: list[str], code: int, expected: str
 ) -> None:
     result = run_module(
-        "vae_gumbel.train", *tiny_run(mnist_root), override, f"hydra.run.dir={tmp_path}/run", cwd=tmp_path
+        "vae_gumbel.train", *tiny_run(mnist_root), *overrides, f"hydra.run.dir={tmp_path}/run", cwd=tmp_path
     )
-    assert result.returncode != 0
-    assert expected in result.stderr
-    assert "Traceback" not in result.stderr
+    assert_one_line_error(result, code, expected)
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_cli_leaves_hydras_own_composition_errors_in_hydras_words(tmp_path: Path, mnist_root: Path) -> None:
+    for override, expected in (
+        ("data.nope=1", "Could not override 'data.nope'"),
+        ("data.batch_size=many", "data.batch_size"),
+    ):
+        result = run_module("vae_gumbel.train", *tiny_run(mnist_root), override, cwd=tmp_path)
+        assert result.returncode != 0 and expected in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.slow

@@ -72,9 +72,10 @@ class NonFiniteLossError(VaeGumbelError):
 class Interrupted(VaeGumbelError):
     """A run stopped by SIGINT or SIGTERM at a step boundary, its last checkpoint written."""
 
-    def __init__(self, signum: int, message: str) -> None:
+    def __init__(self, signum: int, message: str, step: int | None = None) -> None:
         super().__init__(message)
         self.signum = signum
+        self.step = step  # the global step at which it stopped
         self.exit_code = 128 + signum
 
     @property

@@ -151,7 +151,8 @@ def train_epoch(
         pause("step")
         if stop:
             bar.close()
-            raise Interrupted(stop.signum, f"stopped by {signal.Signals(stop.signum).name} at step {step}")
+            name = signal.Signals(stop.signum).name
+            raise Interrupted(stop.signum, f"stopped by {name} at step {step}", step)
         if step % log_every == 0:
             current = read_back()
             interval = (current - logged_sums) / (images - logged_images)

@@ -142,6 +142,7 @@ class RunLog:
             str(folder.tensorboard / (tensorboard_name or "")),
             purge_step=start_step + 1 if start_step else None,
         )
+        self.writer.add_custom_scalars(CUSTOM_SCALARS)
 
     def info(self, message: str, *args: Any) -> None:
         self.logger.info(message, *args)

@@ -233,7 +233,7 @@ def interrupted(run: Run, err: BaseException) -> Interrupted:
             member.folder,
             "interrupted",
             signal=name,
-            stopped_at_step=run.step,
+            stopped_at_step=getattr(err, "step", None) or run.step,
             epoch=snapshot["epoch"],
             step=snapshot["step"],
             resume=command or "resume=last in the same run folder",

@@ -1,0 +1,178 @@
+"""Interrupts and faults: SIGINT and SIGTERM keep the last epoch and say how to go on; SIGKILL at any
+moment leaves loadable checkpoints and untorn metrics, and every run resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import REPO, compose_config, tiny_run
+from tests.test_train import without_timing
+from vae_gumbel.interrupts import stop_on_signals
+from vae_gumbel.run_folder import RunFolder
+from vae_gumbel.tracking import read_metrics
+from vae_gumbel.train import train
+
+EPOCHS = 4
+
+
+def test_a_signal_asks_for_a_stop_and_a_second_one_stops_at_once() -> None:
+    with stop_on_signals() as stop:
+        assert not stop
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.signum == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    train(compose_config("train", [*tiny_run(mnist_root), f"trainer.epochs={EPOCHS}"]), folder)
+    return without_timing(read_metrics(RunFolder(folder).metrics))
+
+
+def start(args: list[str], cwd: Path, pause: str) -> subprocess.Popen:
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "VAE_GUMBEL_PAUSE": pause}
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(condition, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def epochs_logged(folder: RunFolder) -> int:
+    return len(read_metrics(folder.metrics))
+
+
+def assert_everything_left_behind_is_sound(folder: RunFolder) -> None:
+    """Every checkpoint left in the folder loads weights-only, and every line of metrics.jsonl is whole."""
+    for file in (folder.path / "checkpoints").glob("*.pt"):
+        torch.load(file, weights_only=True)
+    if folder.metrics.exists():
+        for line in folder.metrics.read_text().splitlines():
+            json.loads(line)
+
+
+@pytest.mark.slow
+def test_sigterm_and_sigint_keep_the_last_epoch_and_the_printed_command_resumes_exactly(
+    mnist_root: Path, tmp_path: Path, uninterrupted: list[dict]
+) -> None:
+    folder = RunFolder(tmp_path / "run")
+    command = [
+        "-m",
+        "vae_gumbel.train",
+        *tiny_run(mnist_root),
+        f"trainer.epochs={EPOCHS}",
+        f"hydra.run.dir={folder.path}",
+    ]
+    # SIGTERM in the first epoch: nothing trained yet is kept, but the start is.
+    process = start(command, tmp_path, pause="step=0.2")
+    wait_for(lambda: folder.log.is_file() and "training" in folder.log.read_text(), process)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    status = json.loads(folder.status.read_text())
+    assert (status["status"], status["signal"], status["epoch"], status["step"]) == (
+        "interrupted",
+        "SIGTERM",
+        0,
+        0,
+    )
+    assert torch.load(folder.checkpoint("last"), weights_only=True)["epoch"] == 0
+    (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert "interrupted by SIGTERM" in line and "resume=last" in line
+    resume = shlex.split(line.split("continue with: ", 1)[1])
+    assert resume[:3] == ["python", "-m", "vae_gumbel.train"] and f"hydra.run.dir={folder.path}" in resume
+    # The printed command resumes; SIGINT (Ctrl-C) in a later epoch keeps the epochs before it.
+    process = start(resume[1:], tmp_path, pause="step=0.05")
+    wait_for(lambda: epochs_logged(folder) >= 2, process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGINT, stderr
+    status = json.loads(folder.status.read_text())
+    assert (
+        status["status"] == "interrupted"
+        and status["epoch"] >= 2
+        and status["stopped_at_step"] > status["step"]
+    )
+    assert torch.load(folder.checkpoint("last"), weights_only=True)["epoch"] == status["epoch"]
+    assert_everything_left_behind_is_sound(folder)
+    # And once more to the end: the same numbers as a run never interrupted.
+    finished = subprocess.run(
+        [sys.executable, *resume[1:]],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert json.loads(folder.status.read_text())["status"] == "completed"
+    assert without_timing(read_metrics(folder.metrics)) == uninterrupted
+
+
+@pytest.mark.slow
+def test_killed_anywhere_a_run_leaves_sound_files_and_resumes_exactly(
+    mnist_root: Path, tmp_path: Path, uninterrupted: list[dict]
+) -> None:
+    folder = RunFolder(tmp_path / "run")
+    command = [
+        "-m",
+        "vae_gumbel.train",
+        *tiny_run(mnist_root),
+        f"trainer.epochs={EPOCHS}",
+        f"hydra.run.dir={folder.path}",
+    ]
+    resume = [*command, "resume=last"]
+
+    def kill(process: subprocess.Popen) -> None:
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=60)
+        assert_everything_left_behind_is_sound(folder)
+
+    # In the middle of the second epoch.
+    process = start(command, tmp_path, pause="step=0.05")
+    wait_for(lambda: epochs_logged(folder) >= 1 and folder.checkpoint("last").is_file(), process)
+    time.sleep(0.15)
+    kill(process)
+    # Inside a checkpoint write: the new file written, not yet moved into place.
+    process = start(resume, tmp_path, pause="checkpoint=30")
+    wait_for(lambda: any(folder.checkpoint("last").parent.glob(".*.tmp-*")), process)
+    kill(process)
+    # Between two epochs, once this process has finished one.
+    finished_epochs = folder.log.read_text().count(f"/{EPOCHS} step")
+    process = start(resume, tmp_path, pause="epoch=30")
+    wait_for(lambda: folder.log.read_text().count(f"/{EPOCHS} step") > finished_epochs, process)
+    time.sleep(0.5)
+    kill(process)
+    finished = subprocess.run(
+        [sys.executable, *resume],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert without_timing(read_metrics(folder.metrics)) == uninterrupted
