@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,20 +60,15 @@ def under_slurm() -> bool:
 
 
 def resume_command(folder: Path) -> str | None:
-    """Gives the command that continues a run started from the command line: its own arguments with
-    resume=last and the folder to continue in (a sweep's folder, for a job of a sweep); None for a
-    run started from Python."""
+    """Gives the command that continues a run started from the command line: its own overrides with
+    resume=last and its folder (for a job of a sweep, the command continues that job alone); None for
+    a run started from Python."""
     from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
     if not HydraConfig.initialized():
         return None
-    config = HydraConfig.get()
-    skip = ("resume=", "hydra.run.dir=", "hydra.sweep.dir=", "hydra.job.", "hydra.runtime.")
-    if config.mode == RunMode.MULTIRUN:
-        arguments = [a for a in sys.argv[1:] if not a.startswith(skip)]
-        where = f"hydra.sweep.dir={Path(config.sweep.dir).resolve()}"
-    else:
-        arguments = [a for a in config.overrides.task if not a.startswith(skip)]
-        where = f"hydra.run.dir={folder.resolve()}"
-    return shlex.join(["python", "-m", "vae_gumbel.train", *arguments, "resume=last", where])
+    skip = ("resume=", "hydra.", "hydra/")
+    overrides = [item for item in HydraConfig.get().overrides.task if not item.startswith(skip)]
+    return shlex.join(
+        ["python", "-m", "vae_gumbel.train", *overrides, "resume=last", f"hydra.run.dir={folder.resolve()}"]
+    )
