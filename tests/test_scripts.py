@@ -49,7 +49,7 @@ def test_multirun_timing_compares_launchers_on_one_sweep(tmp_path: Path, mnist_r
     out = tmp_path / "timing"
     result = run_python(
         str(REPO / "scripts/time_multirun.py"),
-        *("--sweep", "seed=0,1", "--ways", "single", "stacked", "joblib", "--out", str(out)),
+        *("--sweep", "seed=0,1", "--ways", "single", "stacked", "--out", str(out)),
         *tiny_run(mnist_root),
         "trainer.num_threads=1",
         "trainer.epochs=2",
@@ -57,14 +57,14 @@ def test_multirun_timing_compares_launchers_on_one_sweep(tmp_path: Path, mnist_r
     )
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "multirun.json").read_text())
-    assert report["jobs"] == 2 and set(report["ways"]) == {"single", "stacked", "joblib"}
+    assert report["jobs"] == 2 and set(report["ways"]) == {"single", "stacked"}
     assert report["device"].startswith("CPU")  # the runs' trainer.device=cpu, even beside a GPU
     ways = report["ways"]
-    assert (ways["single"]["runs"], ways["stacked"]["runs"], ways["joblib"]["runs"]) == (1, 2, 2)
+    assert (ways["single"]["runs"], ways["stacked"]["runs"]) == (1, 2)
     assert ways["stacked"]["vs_single"] == pytest.approx(
         ways["stacked"]["seconds"] / ways["single"]["seconds"]
     )
-    for run in (out / "single", out / "stacked" / "0", out / "stacked" / "1", out / "joblib" / "1"):
+    for run in (out / "single", out / "stacked" / "0", out / "stacked" / "1"):
         assert json.loads((run / "status.json").read_text())["status"] == "completed"
     assert "| stacked | 2 |" in result.stdout
 

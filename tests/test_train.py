@@ -258,12 +258,14 @@ def test_cli_reports_an_error_in_one_line_with_its_exit_code(
 
 @pytest.mark.slow
 def test_cli_leaves_hydras_own_composition_errors_in_hydras_words(tmp_path: Path, mnist_root: Path) -> None:
-    for override, expected in (
-        ("data.nope=1", "Could not override 'data.nope'"),
-        ("data.batch_size=many", "data.batch_size"),
-    ):
-        result = run_module("vae_gumbel.train", *tiny_run(mnist_root), override, cwd=tmp_path)
-        assert result.returncode != 0 and expected in result.stderr and "Traceback" not in result.stderr
+    result = run_module("vae_gumbel.train", *tiny_run(mnist_root), "data.nope=1", cwd=tmp_path)
+    assert result.returncode != 0 and "Could not override 'data.nope'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_hydra_refuses_a_wrong_type_naming_the_key(compose_train) -> None:
+    with pytest.raises(Exception, match="data.batch_size"):
+        compose_train("data.batch_size=many")
 
 
 @pytest.mark.slow
@@ -465,7 +467,7 @@ def test_stacked_seeds_train_like_separate_runs(compose_train, tmp_path: Path) -
     agree within two standard errors of their difference."""
     from vae_gumbel.train import train_members
 
-    seeds = [[f"seed={seed}", "trainer.epochs=3"] for seed in range(8)]
+    seeds = [[f"seed={seed}", "trainer.epochs=2"] for seed in range(8)]
     stacked = [r["test/loss"] for r in train_members(jobs(compose_train, tmp_path / "stack", *seeds))]
     alone = [train(compose_train(*s), tmp_path / "alone" / s[0])["test/loss"] for s in seeds]
     difference = abs(sum(stacked) / 8 - sum(alone) / 8)
