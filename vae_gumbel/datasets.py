@@ -252,13 +252,15 @@ def ensure(root: str | Path, name: str, download: bool = True, verify_checksums:
 
 
 def load_images(root: str | Path, name: str, train: bool, limit: int | None = None) -> torch.Tensor:
-    """Gives a split of data set ``name`` as uint8 images (n, 784), the first ``limit`` of them."""
-    from torchvision import datasets
+    """Gives a split of data set ``name`` as uint8 images (n, 784), the first ``limit`` of them.
 
-    images = getattr(datasets, DATASETS[name].torchvision_class)(str(root), train=train, download=False).data
-    if limit is not None:
-        images = images[:limit]
-    return images.reshape(len(images), -1).contiguous()
+    Read straight from the verified IDX file (a header, then the bytes of every image) rather than
+    through torchvision's dataset class, whose import alone costs a run about two seconds."""
+    path = DATASETS[name].raw_folder(root) / f"{'train' if train else 't10k'}-images-idx3-ubyte"
+    count, rows, cols = check_idx_structure(path)
+    count = count if limit is None else min(limit, count)
+    images = np.fromfile(path, dtype=np.uint8, count=count * rows * cols, offset=16)
+    return torch.from_numpy(images.reshape(count, rows * cols))
 
 
 def main(argv: list[str] | None = None) -> int:
