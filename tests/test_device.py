@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vae_gumbel.device import allow_tf32, resolve_device
+import vae_gumbel.device as device_module
+from vae_gumbel.device import (
+    NATIVE_BF16_FLAGS,
+    allow_tf32,
+    cpu_has_native_bf16,
+    resolve_device,
+    resolve_precision,
+)
 from vae_gumbel.errors import ConfigError
 
 
@@ -28,3 +35,19 @@ def test_auto_is_the_cpu_without_cuda_and_a_missing_gpu_names_the_setting_it_cam
     assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(ConfigError, match="^device=cuda but no CUDA device is available"):
         resolve_device("cuda", key="device")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_only_on_a_cpu_that_computes_bf16_natively(monkeypatch, native: bool) -> None:
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: native)
+    assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "32")
+    assert resolve_precision("auto", torch.device("cuda")) == "32"
+    assert resolve_precision("bf16", torch.device("cuda")) == "bf16"
+    assert resolve_precision("32", torch.device("cpu")) == "32"
+
+
+def test_native_bf16_is_read_from_the_cpus_flags() -> None:
+    flags = " ".join(
+        line for line in open("/proc/cpuinfo").read().splitlines() if line.startswith(("flags", "Features"))
+    ).split()
+    assert cpu_has_native_bf16() == bool(set(flags) & NATIVE_BF16_FLAGS)

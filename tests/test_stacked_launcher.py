@@ -87,3 +87,30 @@ def test_optuna_hands_the_stacked_launcher_batches_of_trials(tmp_path: Path, mni
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     finals = [read_metrics(RunFolder(sweep_dir / str(job)).metrics)[-1]["test/loss"] for job in range(4)]
     assert results["best_value"] == pytest.approx(min(finals))
+
+
+def test_tensorboard_hparams_mark_exactly_the_swept_keys_and_show_the_chosen_metrics(
+    tmp_path: Path, mnist_root: Path
+) -> None:
+    from tests.test_tracking import TensorBoardServer
+
+    sweep_dir, result = stacked_sweep(tmp_path, mnist_root, "seed=0,1", "temperature.initial=0.5,1.0")
+    assert result.returncode == 0, result.stderr
+    runs = sorted(path.name for path in sweep_dir.glob("*/tensorboard/*"))
+    assert runs == sorted(
+        f"seed={s},temperature.initial={t}" for s in (0, 1) for t in (0.5, 1.0)
+    )  # what differs, only
+    server = TensorBoardServer(sweep_dir)
+    try:
+        experiment = server.post(
+            "/data/plugin/hparams/experiment", {"experimentName": ""}, ready=lambda e: e.get("hparamInfos")
+        )
+        differs = {info["name"] for info in experiment["hparamInfos"] if info.get("differs")}
+        assert differs == {"seed", "temperature.initial"}
+        assert {"optim.lr", "data.batch_size", "trainer.epochs", "estimator.name"} <= {
+            i["name"] for i in experiment["hparamInfos"]
+        }
+        metrics = [info["name"]["tag"] for info in experiment["metricInfos"]]
+        assert metrics == ["test/loss", "test/best_loss", "train/loss_unrelaxed"]
+    finally:
+        server.close()

@@ -17,7 +17,7 @@ from vae_gumbel.model import CategoricalVAE, stack
 from vae_gumbel.objectives import Elbo
 from vae_gumbel.optim import StackOptimizer
 from vae_gumbel.run import Member, build_run
-from vae_gumbel.step import GRAPH_WARMUP_STEPS, StepPlan, build_step, plan_step
+from vae_gumbel.step import COMPILE_PAYS_AFTER_STEPS, GRAPH_WARMUP_STEPS, StepPlan, build_step, plan_step
 from vae_gumbel.train import train
 
 CUDA = torch.device("cuda")
@@ -37,10 +37,20 @@ def test_a_learned_temperature_gets_inductors_cuda_graphs_instead() -> None:
     assert plan_step("true", torch.device("cuda"), learned_temperature=True) == StepPlan("reduce-overhead")
 
 
-def test_the_default_compiles_with_cuda_graphs_on_cuda_and_stays_eager_on_a_cpu() -> None:
+def test_graph_replays_the_eager_step_as_one_cuda_graph_and_is_plain_eager_on_a_cpu() -> None:
+    assert plan_step("graph", torch.device("cuda")) == StepPlan(None, cuda_graph=True)
+    assert plan_step("graph", torch.device("cpu")) == StepPlan(None)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_the_default_compiles_only_runs_long_enough_to_repay_the_compile(device: str) -> None:
     assert compose_settings().trainer.compile == "auto"
-    assert plan_step("auto", torch.device("cuda")) == StepPlan("default", cuda_graph=True)
-    assert plan_step("auto", torch.device("cpu")) == StepPlan(None)
+    cuda, pays = device == "cuda", COMPILE_PAYS_AFTER_STEPS[device]
+    assert plan_step("auto", torch.device(device), steps=pays - 1) == StepPlan(None, cuda_graph=cuda)
+    assert plan_step("auto", torch.device(device), steps=pays) == StepPlan("default", cuda_graph=cuda)
+    assert plan_step("auto", torch.device(device)) == StepPlan(None, cuda_graph=cuda)  # length unknown
+    learned = plan_step("auto", torch.device(device), learned_temperature=True, steps=pays)
+    assert learned == (StepPlan("reduce-overhead") if cuda else StepPlan("default"))
 
 
 def stacked_model_and_adam(

@@ -95,6 +95,27 @@ class TensorBoardServer:
                 )
                 time.sleep(0.5)
 
+    def post(self, path: str, body: dict, ready=bool, timeout: float = 60) -> object:
+        """Posts JSON to ``path`` until the answer is ``ready``; gives the answer."""
+        import time
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while True:
+            request = urllib.request.Request(
+                self.url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    answer = json.loads(response.read())
+                if ready(answer):
+                    return answer
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert self.process.poll() is None and time.monotonic() < deadline, f"TensorBoard gave no {path}"
+            time.sleep(0.5)
+
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)

@@ -169,8 +169,12 @@ class TrainerConfig:
     num_threads: int | None = None
     compile: str = "auto"  # auto | false | true | default | reduce-overhead | max-autotune
     compile_backend: str = "inductor"
+    compile_cache: str | None = (
+        "~/.cache/vae-gumbel/compile"  # compiled code kept between runs; null: torch's own
+    )
     precision: str = "32"  # 32 | bf16 (autocast; losses stay float32)
     tf32: bool = True  # TF32 matmuls on CUDA
+    timeline: bool = False  # write timeline.json (wall time of each phase) and log it as a table
 
     def __post_init__(self) -> None:
         require(self.epochs >= 0, "trainer.epochs", ">= 0", self.epochs)

@@ -91,8 +91,9 @@ class EpochResult:
     means: np.ndarray  # (members, 4) per-example means of STEP_VALUES over the epoch
     step: int  # global step after the epoch
     temperature: np.ndarray  # (members,) the temperature of the epoch's last step
-    seconds: float
+    seconds: float  # training, without compiling and graph capture
     images: int  # per member
+    setup_seconds: float = 0.0  # compiling and graph capture during the epoch
 
 
 def train_epoch(
@@ -120,6 +121,7 @@ def train_epoch(
     step = start_step = temperatures.start_step
     images, logged_sums, logged_images = 0, None, 0
     reported: set[int] = set()
+    setup_before = getattr(step_fn, "setup_seconds", 0.0)
     started = time.perf_counter()
     bar = tqdm(
         total=num_batches,
@@ -165,12 +167,14 @@ def train_epoch(
     if sums is None:
         raise ConfigError("the training set is empty; check data.train_limit")
     totals = read_back()
+    setup = getattr(step_fn, "setup_seconds", 0.0) - setup_before
     return EpochResult(
         means=totals / images,
         step=step,
         temperature=np.asarray(temperatures.value(step - 1)),
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - started - setup,
         images=images,
+        setup_seconds=setup,
     )
 
 

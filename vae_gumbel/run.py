@@ -31,9 +31,10 @@ from vae_gumbel.checkpoint import (
     restore_member,
     restore_rng_state,
 )
+from vae_gumbel.compile_cache import CompileCache
 from vae_gumbel.config import TrainConfig
 from vae_gumbel.data import Data, load_data
-from vae_gumbel.device import allow_tf32, resolve_device
+from vae_gumbel.device import allow_tf32, resolve_device, resolve_precision
 from vae_gumbel.errors import CheckpointError, ConfigError, NonFiniteLossError, describe
 from vae_gumbel.estimators import build_estimator
 from vae_gumbel.interrupts import StopRequest
@@ -43,7 +44,8 @@ from vae_gumbel.objectives import build_objective
 from vae_gumbel.optim import StackOptimizer
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.schedules import Schedule, build_schedule
-from vae_gumbel.step import STEP_VALUES, build_step, plan_step
+from vae_gumbel.step import STEP_VALUES, StepPlan, build_step, plan_step
+from vae_gumbel.timeline import TIMELINE
 from vae_gumbel.tracking import RunLog, write_status
 
 log = logging.getLogger("vae_gumbel.train")
@@ -53,7 +55,14 @@ PER_MEMBER_KEYS = ("seed", "optim.lr", "optim.betas", "optim.eps", "optim.weight
     f"temperature.{key}" for key in ("initial", "min", "rate", "every")
 )
 # Settings that say where a job's files go and how it starts, not what it computes.
-RUN_CONTROL_KEYS = ("resume", "resume_weights_only", "data.root", "trainer.progress")
+RUN_CONTROL_KEYS = (
+    "resume",
+    "resume_weights_only",
+    "data.root",
+    "trainer.progress",
+    "trainer.timeline",
+    "trainer.compile_cache",
+)
 
 
 def flat_settings(settings: Any, prefix: str = "") -> dict[str, Any]:
@@ -110,6 +119,7 @@ class Run:
     epoch: int = 0
     step: int = 0
     active: list[bool] = field(default_factory=list)
+    compile_cache: CompileCache | None = None  # where compiled code is kept, if the step compiles
 
     @property
     def settings(self) -> TrainConfig:
@@ -138,6 +148,10 @@ class Run:
             stop=stop,
         )
         self.epoch, self.step = self.epoch + 1, result.step
+        TIMELINE.add("train: steps", result.seconds)
+        if self.compile_cache is not None:  # after the first epoch, everything is compiled
+            with TIMELINE.phase("compile: save the cache"):
+                self.compile_cache.save()
         return result
 
     def _log_interval(self, means: np.ndarray, temperatures: np.ndarray, step: int) -> None:
@@ -201,7 +215,29 @@ def build_run(members: Sequence[Member], resume_from: Sequence[Any] = (), data: 
         torch.set_num_threads(first.trainer.num_threads)
     allow_tf32(device, first.trainer.tf32)
     seed_everything(first.seed)
-    data = data if data is not None else load_data(first.data, device)
+    if data is None:
+        with TIMELINE.phase("data: read, verify, put on the device"):
+            data = load_data(first.data, device)
+    steps = first.trainer.epochs * math.ceil(len(data.train) / first.data.batch_size)
+    learned = first.temperature.name == "learned"
+    plan = plan_step(first.trainer.compile, device, learned_temperature=learned, steps=steps)
+    cache = (
+        CompileCache(first.trainer.compile_cache, device)
+        if plan.compile and first.trainer.compile_cache
+        else None
+    )
+    with TIMELINE.phase("model, optimizer and step: build"):
+        run = _assemble(members, device, data, plan, cache)
+    with TIMELINE.phase("resume: read checkpoints"):
+        _resume(run, list(resume_from) or [None] * len(members))
+    return run
+
+
+def _assemble(
+    members: list[Member], device: torch.device, data: Data, plan: StepPlan, cache: CompileCache | None
+) -> Run:
+    """Builds the stack's model (each member from its seed), schedule, optimizer, objective and step."""
+    first = members[0].settings
     models = []
     for member in members:
         seed_everything(member.settings.seed)
@@ -210,7 +246,8 @@ def build_run(members: Sequence[Member], resume_from: Sequence[Any] = (), data: 
     schedule = build_schedule([member.settings.temperature for member in members])
     if schedule.learned:
         schedule.to(device)
-    plan = plan_step(first.trainer.compile, device, learned_temperature=schedule.learned)
+    if cache is not None:
+        cache.load()
     parameters = [*model.parameters(), *(schedule.parameters() if schedule.learned else ())]
     optimizer = StackOptimizer(
         parameters, [member.settings.optim for member in members], device, plan.cuda_graph
@@ -222,11 +259,11 @@ def build_run(members: Sequence[Member], resume_from: Sequence[Any] = (), data: 
         objective,
         plan,
         backend=first.trainer.compile_backend,
-        precision=first.trainer.precision,
+        precision=resolve_precision(first.trainer.precision, device),
     )
     mask = getattr(step_fn, "step", step_fn).active  # a CudaGraphStep wraps the TrainStep
     run = Run(members, device, data, model, schedule, optimizer, step_fn, mask, active=[True] * len(members))
-    _resume(run, list(resume_from) or [None] * len(members))
+    run.compile_cache = cache
     return run
 
 

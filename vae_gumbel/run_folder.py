@@ -59,6 +59,10 @@ class RunFolder:
     def eval_json(self) -> Path:
         return self.path / "eval.json"
 
+    @property
+    def timeline(self) -> Path:
+        return self.path / "timeline.json"
+
     def checkpoint(self, which: str = "last") -> Path:
         """Gives checkpoints/{which}.pt: ``last`` or ``best``."""
         return self.path / "checkpoints" / f"{which}.pt"

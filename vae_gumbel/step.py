@@ -6,6 +6,8 @@ never waits for the device: it gives its values back as a tensor that stays ther
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 
 import torch
@@ -14,11 +16,21 @@ from vae_gumbel.errors import ConfigError, first_line
 from vae_gumbel.model import CategoricalVAE, stack_size
 from vae_gumbel.objectives import Elbo
 from vae_gumbel.optim import StackOptimizer
+from vae_gumbel.timeline import TIMELINE
 
-# trainer.compile: auto | false | true | an inductor mode.
-COMPILE_SETTINGS = ("auto", "false", "true", "default", "reduce-overhead", "max-autotune")
-# trainer.precision: float32, or bf16 autocast.
-PRECISIONS = ("32", "bf16")
+log = logging.getLogger("vae_gumbel.train")
+
+# trainer.compile: auto | false | graph (the eager step as one CUDA graph) | true | an inductor mode.
+COMPILE_SETTINGS = ("auto", "false", "graph", "true", "default", "reduce-overhead", "max-autotune")
+# trainer.precision: float32, bf16 autocast, or auto (bf16 on a CPU with native bf16 instructions).
+PRECISIONS = ("auto", "32", "bf16")
+
+# From how many steps a run repays compiling its step (trainer.compile=auto), on each device. On a
+# 2-core AVX2 CPU, a cold compile took 25-37 s and saved 1.7 ms a step (docs/performance.md). On
+# CUDA, the eager step replayed as one CUDA graph is already launch-free; compiling fuses its
+# kernels (0.14 s an epoch at batch 100 on an H100) at the cost of the compile itself: an estimate
+# from those figures, not yet measured against the graphed eager step.
+COMPILE_PAYS_AFTER_STEPS = {"cpu": 20_000, "cuda": 100_000}
 
 # Ordinary steps per batch shape before a CudaGraphStep captures its graph.
 GRAPH_WARMUP_STEPS = 3
@@ -36,16 +48,32 @@ class StepPlan:
     cuda_graph: bool = False
 
 
-def plan_step(setting: str, device: torch.device, learned_temperature: bool = False) -> StepPlan:
-    """Gives the plan for ``trainer.compile``. ``auto`` (the default) compiles on CUDA only: on a
-    CPU compiling gains ~1.1x at batch 100, which a short run spends again on compiling. On CUDA,
-    ``auto`` and ``true`` compile the step and replay it whole as one CUDA graph, since a model this
-    small is bound by launching its kernels, not by running them; a learned temperature, whose
-    gradient leaves the step, gets inductor's own CUDA graphs (reduce-overhead) instead."""
-    if setting == "false" or (setting == "auto" and device.type != "cuda"):
+def plan_step(
+    setting: str, device: torch.device, learned_temperature: bool = False, steps: int | None = None
+) -> StepPlan:
+    """Gives the plan for ``trainer.compile`` on ``device`` for a run of ``steps`` steps.
+
+    ``auto`` (the default) takes the cheapest path for the run's length: it compiles only when the
+    run is long enough to repay compiling (COMPILE_PAYS_AFTER_STEPS), and on CUDA it replays the
+    whole step (forward, backward, optimizer update) as one CUDA graph either way, since a model
+    this small is bound by launching its kernels, not by running them. ``graph`` is that graph
+    without compiling; ``true`` compiles (on CUDA, with the graph). A learned temperature, whose
+    gradient leaves the step, gets inductor's own CUDA graphs (reduce-overhead) instead.
+    """
+    cuda = device.type == "cuda"
+    if setting == "false" or (setting == "graph" and not cuda):
         return StepPlan(None)
-    if setting in ("auto", "true"):
-        if device.type != "cuda":
+    if setting == "graph":
+        return StepPlan(None, cuda_graph=True)
+    if setting == "auto":
+        pays = steps is not None and steps >= COMPILE_PAYS_AFTER_STEPS.get(
+            device.type, COMPILE_PAYS_AFTER_STEPS["cpu"]
+        )
+        if cuda and learned_temperature:
+            return StepPlan("reduce-overhead" if pays else None)
+        return StepPlan("default" if pays else None, cuda_graph=cuda)
+    if setting == "true":
+        if not cuda:
             return StepPlan("default")
         if learned_temperature:
             return StepPlan("reduce-overhead")
@@ -83,6 +111,9 @@ class TrainStep:
             if compile
             else self._losses
         )
+        self.compile_mode = compile
+        self.compiled_shapes: set[torch.Size] = set()
+        self.setup_seconds = 0.0  # spent compiling so far
 
     def _losses(self, x: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(
@@ -95,6 +126,26 @@ class TrainStep:
         return torch.where(self.active, losses.loss_relaxed, 0.0).sum(), values.float()
 
     def __call__(self, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        if self.compile_mode and x.shape not in self.compiled_shapes:
+            self.compiled_shapes.add(x.shape)
+            log.info(
+                "compiling the training step for batches of %s (torch.compile, mode %s)",
+                tuple(x.shape),
+                self.compile_mode,
+            )
+            started = time.perf_counter()
+            values = self._step(x, tau)
+            self._count_setup(started, "compile: the first step of each batch shape", "compiled in %.1f s")
+            return values
+        return self._step(x, tau)
+
+    def _count_setup(self, started: float, phase: str, message: str) -> None:
+        seconds = time.perf_counter() - started
+        self.setup_seconds += seconds
+        TIMELINE.add(phase, seconds)
+        log.info(message, seconds)
+
+    def _step(self, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
         loss, values = self.losses(x, tau)
         self.optimizer.zero_grad()
         loss.backward()
@@ -124,14 +175,26 @@ class CudaGraphStep:
         self.step, self.warmup = step, warmup
         self.calls: dict[torch.Size, int] = {}
         self.graphs: dict[torch.Size, Captured] = {}
+        self.capture_seconds = 0.0  # spent capturing graphs so far
+
+    @property
+    def setup_seconds(self) -> float:
+        """Spent compiling and capturing so far."""
+        return self.step.setup_seconds + self.capture_seconds
 
     def __call__(self, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
         captured = self.graphs.get(x.shape)
         if captured is None:
             calls = self.calls[x.shape] = self.calls.get(x.shape, 0) + 1
             if calls <= self.warmup:
-                return self._on_side_stream(x, tau)
+                return self._on_side_stream(x, tau)  # real training steps (the first one compiles)
+            log.info("capturing the training step for batches of %s as one CUDA graph", tuple(x.shape))
+            started = time.perf_counter()
             captured = self.graphs[x.shape] = self._capture(x, tau)
+            seconds = time.perf_counter() - started
+            self.capture_seconds += seconds
+            TIMELINE.add("CUDA graph: capture", seconds)
+            log.info("captured in %.2f s", seconds)
         graph, graph_x, graph_tau, values = captured
         graph_x.copy_(x)
         graph_tau.copy_(tau)

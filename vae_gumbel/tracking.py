@@ -12,10 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hydra.experimental.callback import Callback
 
 from vae_gumbel.run_folder import RunFolder
 
 log = logging.getLogger("vae_gumbel.train")
+
+# The HParams tab's metrics: scalars every run logs (their last values), so no single-point charts.
+HPARAMS_METRICS = ("test/loss", "test/best_loss", "train/loss_unrelaxed")
 
 # TensorBoard's Custom Scalars tab: the relaxation gap and the temperature, each on one chart.
 CUSTOM_SCALARS = {
@@ -84,14 +88,36 @@ def hyperparameters(settings: Any, prefix: str = "") -> dict[str, str | int | fl
 
 
 def tensorboard_run_name() -> str | None:
-    """Gives a multirun job's overrides as its TensorBoard run name: 'estimator=straight_through,seed=1'
-    (None for a single run, whose event files sit directly in tensorboard/)."""
+    """Gives a multirun job's TensorBoard run name: the values of the keys its sweep varies, as
+    'optim.lr=0.0003,seed=1' (all its overrides if the sweep's own record is not found); None for a
+    single run, whose event files sit directly in tensorboard/."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return None
-    return short_run_name(HydraConfig.get().job.override_dirname)
+    config = HydraConfig.get()
+    swept = swept_keys(Path(config.sweep.dir))
+    own = [item for item in config.overrides.task if item.split("=", 1)[0].lstrip("+~") in swept]
+    return short_run_name(",".join(own) if own else config.job.override_dirname)
+
+
+def swept_keys(sweep_dir: Path) -> set[str]:
+    """Gives the keys a sweep varies: those swept on its command line (a list of values or a sweep
+    function) and those its sweeper searches (e.g. Optuna's params), from its multirun.yaml."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    record = sweep_dir / "multirun.yaml"
+    if not record.is_file():
+        return set()
+    hydra = OmegaConf.load(record).hydra
+    keys = {
+        override.get_key_element().lstrip("+~")
+        for override in OverridesParser.create().parse_overrides(list(hydra.overrides.task))
+        if override.is_sweep_override()
+    }
+    return keys | set(OmegaConf.select(hydra, "sweeper.params") or {})
 
 
 def short_run_name(overrides: str, limit: int = 200) -> str:
@@ -174,14 +200,16 @@ class RunLog:
         """Logs an image given as (H, W, 3) bytes."""
         self.writer.add_image(tag, pixels, step, dataformats="HWC")
 
-    def log_hparams(self, hparams: dict[str, Any], final: dict[str, Any], best_test_loss: float) -> None:
-        """Records the hyperparameters and final metrics for the HParams tab, in this run's own folder."""
-        metrics = {
-            "hparam/test_loss": final.get("test/loss", math.nan),
-            "hparam/best_test_loss": best_test_loss,
-            "hparam/train_loss_unrelaxed": final["train/loss_unrelaxed"],
-        }
-        self.writer.add_hparams(hparams, metrics, run_name=".", global_step=final["step"])
+    def log_hparams(self, hparams: dict[str, Any]) -> None:
+        """Records the run as a session of the HParams tab, in its own folder: its settings, no
+        experiment summary (one per sweep says what the sweep varies, see SweepSummary). Its metrics
+        are the run's own last values of HPARAMS_METRICS."""
+        from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+        _, session_start, session_end = hparams_summaries(hparams, {})
+        self.writer.file_writer.add_summary(session_start)
+        self.writer.file_writer.add_summary(session_end)
+        self.writer.flush()
 
     def close(self) -> None:
         self.writer.close()
@@ -189,3 +217,80 @@ class RunLog:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def write_sweep_summary(sweep_dir: Path) -> Path | None:
+    """Writes the sweep's one experiment summary for TensorBoard's HParams tab into
+    SWEEP/tensorboard/: every scalar setting of its jobs' composed configs, each marked as differing
+    when its jobs disagree on it (so the swept keys are shown by default), and the metrics
+    HPARAMS_METRICS plus the IWAE bounds its runs computed. Gives the folder, or None without runs."""
+    from omegaconf import OmegaConf
+    from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+    from torch.utils.tensorboard import SummaryWriter
+
+    from vae_gumbel.config import TrainConfig, validate
+    from vae_gumbel.run_folder import find_runs
+
+    values: dict[str, list] = {}
+    metrics = list(HPARAMS_METRICS)
+    for path in find_runs(sweep_dir):
+        folder = RunFolder(path)
+        if not folder.config.is_file():
+            continue
+        try:
+            settings = validate(OmegaConf.to_container(OmegaConf.load(folder.config)), TrainConfig)
+        except Exception:  # a job whose config failed its checks has no session to show
+            continue
+        for key, value in hyperparameters(settings).items():
+            values.setdefault(key, []).append(value)
+        last = (read_metrics(folder.metrics) or [{}])[-1]
+        metrics += [key for key in last if key.startswith("test/iwae_nll_") and key not in metrics]
+    if not values:
+        return None
+    kinds = {bool: api_pb2.DATA_TYPE_BOOL, int: api_pb2.DATA_TYPE_FLOAT64, float: api_pb2.DATA_TYPE_FLOAT64}
+    infos = [
+        api_pb2.HParamInfo(
+            name=key, type=kinds.get(type(seen[0]), api_pb2.DATA_TYPE_STRING), differs=len(set(seen)) > 1
+        )
+        for key, seen in values.items()
+    ]
+    experiment = api_pb2.Experiment(
+        hparam_infos=infos,
+        metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag)) for tag in metrics],
+    )
+    content = plugin_data_pb2.HParamsPluginData(experiment=experiment, version=metadata.PLUGIN_DATA_VERSION)
+    plugin = SummaryMetadata.PluginData(plugin_name=metadata.PLUGIN_NAME, content=content.SerializeToString())
+    summary = Summary(
+        value=[
+            Summary.Value(
+                tag=metadata.EXPERIMENT_TAG,
+                metadata=SummaryMetadata(plugin_data=plugin),
+                tensor=metadata.NULL_TENSOR,
+            )
+        ]
+    )
+    folder = sweep_dir / "tensorboard"
+    for old in folder.glob("events.out.tfevents.*"):  # one summary per sweep: the latest
+        old.unlink()
+    writer = SummaryWriter(str(folder))
+    writer.file_writer.add_summary(summary)
+    writer.close()
+    return folder
+
+
+class SweepSummary(Callback):
+    """A Hydra callback (``hydra.callbacks`` in train.yaml): at the start of a multirun it records
+    the sweep's config (multirun.yaml, which not every sweeper writes), at its end it writes the
+    sweep's experiment summary for the HParams tab."""
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        from omegaconf import OmegaConf
+
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        if not (sweep_dir / "multirun.yaml").is_file():
+            OmegaConf.save(config, sweep_dir / "multirun.yaml")
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        write_sweep_summary(Path(str(config.hydra.sweep.dir)))

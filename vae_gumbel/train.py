@@ -11,6 +11,7 @@ import logging
 import math
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from vae_gumbel.model import unstack
 from vae_gumbel.run import Member, Run, build_run, log, stack_key
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.step import STEP_VALUES
+from vae_gumbel.timeline import TIMELINE, process_start
 from vae_gumbel.tracking import RunLog, hyperparameters, read_metrics, tensorboard_run_name, write_status
 
 
@@ -145,7 +147,8 @@ def train_run(run: Run) -> None:
     try:
         with stop_on_signals() as stop:
             _train_run(run, writer, stop)
-        writer.drain()
+        with TIMELINE.phase("wait for the background writes"):
+            writer.drain()
     except (Interrupted, KeyboardInterrupt, SystemExit) as err:
         writer.close()  # what is in flight completes; the snapshots below are never older
         error = interrupted(run, err)
@@ -160,7 +163,8 @@ def train_run(run: Run) -> None:
 
 def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
     trainer = run.settings.trainer
-    open_logs(run)
+    with TIMELINE.phase("logs: open (TensorBoard writers)"):
+        open_logs(run)
     for m, member in run.live():  # what an interrupt in the first epoch keeps
         member.snapshot = member_checkpoint(run, m, {"epoch": run.epoch, "step": run.step})
         member.saved_epoch = run.epoch if run.epoch else None
@@ -172,38 +176,41 @@ def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
         # Score every member on the test set in one batched pass, with exact discrete samples.
         scores = None
         if run.epoch % trainer.eval_every == 0 or last:
-            scores = score_test_set(run.model, run.data.test, trainer.eval_batch_size, trainer.eval_seed)
+            with TIMELINE.phase("evaluate: test ELBO"):
+                scores = score_test_set(run.model, run.data.test, trainer.eval_batch_size, trainer.eval_seed)
         # Log each live member's epoch: metrics.jsonl, TensorBoard, its log.
-        records = [epoch_record(run, result, m, scores) for m in range(len(run.members))]
-        for m, member in run.live():
-            member.run_log.log_epoch(records[m])
-            member.run_log.info(epoch_line(records[m], trainer.epochs))
-            member.final = records[m]
-        if len(run.members) > 1:
-            log.info(stack_line(run, records))
+        with TIMELINE.phase("logs: metrics.jsonl, TensorBoard scalars, log lines"):
+            records = [epoch_record(run, result, m, scores) for m in range(len(run.members))]
+            for m, member in run.live():
+                member.run_log.log_epoch(records[m])
+                member.run_log.info(epoch_line(records[m], trainer.epochs))
+                member.final = records[m]
+            if len(run.members) > 1:
+                log.info(stack_line(run, records))
         # Draw the pictures every sample_every epochs: decoded here, encoded in the background.
         if run.epoch % trainer.sample_every == 0 or last:
-            draw_pictures(run, scores, writer)
+            with TIMELINE.phase("pictures: draw (training thread)"):
+                draw_pictures(run, scores, writer)
         # Keep each live member's state: copied here (what an interrupt would save), written in the
         # background as last.pt every checkpoint_every epochs and as best.pt when its test loss improves.
-        for m, member in run.live():
-            improved = records[m].get("test/loss", math.inf) < member.best_test_loss
-            member.best_test_loss = min(member.best_test_loss, records[m].get("test/loss", math.inf))
-            member.snapshot = member_checkpoint(run, m, records[m])
-            latest = run.epoch % trainer.checkpoint_every == 0 or last
-            if latest or improved:
-                writer.submit(save_checkpoints, member.folder, member.snapshot, latest, improved)
-            if latest:
-                member.saved_epoch = run.epoch
+        with TIMELINE.phase("checkpoints: copy the state (training thread)"):
+            for m, member in run.live():
+                improved = records[m].get("test/loss", math.inf) < member.best_test_loss
+                member.best_test_loss = min(member.best_test_loss, records[m].get("test/loss", math.inf))
+                member.snapshot = member_checkpoint(run, m, records[m])
+                latest = run.epoch % trainer.checkpoint_every == 0 or last
+                if latest or improved:
+                    writer.submit(save_checkpoints, member.folder, member.snapshot, latest, improved)
+                if latest:
+                    member.saved_epoch = run.epoch
         pause("epoch")
     # After the last epoch: importance-weighted bounds if asked, and the HParams summary.
     for m, member in run.live():
         if not member.final:  # it had no epoch left to train: its metrics are its last ones
             member.final = last_metrics(run, m)
         if member.settings.eval.final_iwae_samples:
-            final_iwae(run, m)
-        if "train/loss_unrelaxed" in member.final:
-            member.run_log.log_hparams(hyperparameters(member.settings), member.final, member.best_test_loss)
+            with TIMELINE.phase("final IWAE"):
+                final_iwae(run, m)
 
 
 def last_metrics(run: Run, m: int) -> dict[str, Any]:
@@ -256,6 +263,7 @@ def open_logs(run: Run) -> None:
     batch_size = run.settings.data.batch_size
     for member in run.members:
         member.run_log = RunLog(member.folder, run.epoch, run.step, member.tensorboard_name, member.logger)
+        member.run_log.log_hparams(hyperparameters(member.settings))
         if run.epoch:
             member.run_log.info("resumed at epoch %d, step %d", run.epoch, run.step)
         member.run_log.info(
@@ -282,8 +290,11 @@ def epoch_record(run: Run, result: EpochResult, m: int, scores: list[TestScores]
     )
     if scores is not None:
         record.update(scores[m].metrics)
+        record["test/best_loss"] = min(run.members[m].best_test_loss, record["test/loss"])
     record["time/epoch_s"] = result.seconds
     record["throughput/train_img_s"] = result.images / result.seconds
+    if result.setup_seconds:
+        record["time/compile_s"] = result.setup_seconds
     return record
 
 
@@ -305,17 +316,19 @@ def draw_pictures(run: Run, scores: list[TestScores] | None, writer: BackgroundW
 
 def write_pictures(member: Member, epoch: int, step: int, pictures: dict[str, np.ndarray]) -> None:
     """Writes one member's pictures of an epoch, given as bytes: PNGs and TensorBoard images."""
-    for name, pixels in pictures.items():
-        write_png(pixels, member.folder.epoch_picture(name, epoch))
-        member.run_log.log_image(name if name == "code_usage" else f"samples/{name}", pixels, step)
+    with TIMELINE.phase("pictures: encode and write (background)"):
+        for name, pixels in pictures.items():
+            write_png(pixels, member.folder.epoch_picture(name, epoch))
+            member.run_log.log_image(name if name == "code_usage" else f"samples/{name}", pixels, step)
 
 
 def save_checkpoints(folder: RunFolder, checkpoint: dict[str, Any], latest: bool, best: bool) -> None:
     """Writes a member's checkpoint as last.pt and/or best.pt (written once, linked if both)."""
-    first = folder.checkpoint("last" if latest else "best")
-    save_checkpoint(first, checkpoint)
-    if latest and best:
-        link_checkpoint(first, folder.checkpoint("best"))
+    with TIMELINE.phase("checkpoints: write (background)"):
+        first = folder.checkpoint("last" if latest else "best")
+        save_checkpoint(first, checkpoint)
+        if latest and best:
+            link_checkpoint(first, folder.checkpoint("best"))
 
 
 def stack_line(run: Run, records: list[dict[str, Any]]) -> str:
@@ -417,7 +430,8 @@ def epoch_line(record: dict[str, Any], epochs: int) -> str:
             f" | test {record['test/loss']:.2f} (recon {record['test/recon']:.2f},"
             f" kl {record['test/kl']:.2f}, perplexity {record['test/perplexity']:.2f})"
         )
-    return line + f" | {record['time/epoch_s']:.1f}s, {record['throughput/train_img_s']:.0f} img/s"
+    compiling = f" (+{record['time/compile_s']:.1f}s compiling)" if "time/compile_s" in record else ""
+    return line + f" | {record['time/epoch_s']:.1f}s{compiling}, {record['throughput/train_img_s']:.0f} img/s"
 
 
 def objective(metrics: dict[str, Any]) -> float:
@@ -433,8 +447,32 @@ def objective(metrics: dict[str, Any]) -> float:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float:
+    record_start()
     with one_line_errors():
-        return objective(train(cfg))
+        metrics = train(cfg)
+    if cfg.trainer.timeline:
+        write_timeline(RunFolder(HydraConfig.get().runtime.output_dir))
+    return objective(metrics)
+
+
+IMPORTED = time.time()  # this module and all it needs are imported: the process's start-up is over
+
+
+def record_start() -> None:
+    """Adds the process's start-up to the timeline: the interpreter and the imports, then Hydra's
+    composition of the config (until the task function runs)."""
+    started = process_start()
+    if started is not None and "start: interpreter and imports" not in TIMELINE.seconds:
+        TIMELINE.add("start: interpreter and imports", IMPORTED - started)
+        TIMELINE.add("start: Hydra composes the config", time.time() - IMPORTED)
+
+
+def write_timeline(folder: RunFolder) -> None:
+    """Writes the process's timeline so far into timeline.json and logs it as a table."""
+    started = process_start()
+    total = time.time() - started if started is not None else None
+    TIMELINE.write(folder.timeline, total_seconds=total)
+    log.info("where the time went (%s):\n%s", folder.timeline, TIMELINE.table(total))
 
 
 if __name__ == "__main__":

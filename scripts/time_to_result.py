@@ -1,0 +1,126 @@
+"""Time whole commands, from a process's start to its end, and show where a run's time goes.
+
+    python scripts/time_to_result.py [--repeats 3] [--cold] [--tutorial-epochs 1] [--data-root data]
+        [--out outputs/bench/time_to_result] [TRAIN OVERRIDES ...]
+
+Runs ``python -m vae_gumbel.train trainer.timeline=true OVERRIDES`` ``--repeats`` times (with
+``--cold``, each with an empty compile cache: TORCHINDUCTOR_CACHE_DIR and trainer.compile_cache
+in a fresh folder) and, with ``--tutorial-epochs``, the tutorial loop's whole process
+(``python -m vae_gumbel.tools.baseline``) alternately with it. Reports the median whole-process
+wall time of each, their ratio, and the median seconds of each phase of the training runs
+(from their timeline.json), with ``exit`` the part only the outside sees. Writes
+``time_to_result.json`` and prints Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from vae_gumbel.run_folder import RunFolder
+
+
+def timed(command: list[str], environment: dict[str, str]) -> float:
+    """Runs a command; gives its wall time, or exits naming it if it failed."""
+    started = time.perf_counter()
+    result = subprocess.run(command, env=environment, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.exit(f"error: {' '.join(command)} failed (exit code {result.returncode}): {result.stderr[-500:]}")
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cold", action="store_true", help="an empty compile cache for every run")
+    parser.add_argument(
+        "--tutorial-epochs", type=int, default=0, help="also time the tutorial loop's process"
+    )
+    parser.add_argument("--data-root", default="data", help="for the tutorial loop (the runs take data.root)")
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench/time_to_result"))
+    parser.add_argument("overrides", nargs="*", help="training overrides")
+    args = parser.parse_args(argv)
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    walls: dict[str, list[float]] = {"train": [], "tutorial": []}
+    phases: list[dict[str, float]] = []
+    for repeat in range(args.repeats):
+        environment = dict(os.environ)
+        extra = []
+        if args.cold:
+            fresh = tempfile.mkdtemp(prefix="vae-gumbel-cold-")
+            environment["TORCHINDUCTOR_CACHE_DIR"] = fresh
+            extra = [f"trainer.compile_cache={fresh}/portable"]
+        folder = RunFolder(out / f"run{repeat}")
+        command = [
+            sys.executable,
+            "-m",
+            "vae_gumbel.train",
+            "trainer.timeline=true",
+            "trainer.progress=false",
+        ]
+        command += [*args.overrides, *extra, f"hydra.run.dir={folder.path}"]
+        if folder.path.exists():
+            import shutil
+
+            shutil.rmtree(folder.path)
+        wall = timed(command, environment)
+        walls["train"].append(wall)
+        timeline = json.loads(folder.timeline.read_text())
+        phases.append({**timeline["phases"], "exit": wall - (timeline["total_seconds"] or wall)})
+        if args.tutorial_epochs:
+            tutorial = [
+                sys.executable,
+                "-m",
+                "vae_gumbel.tools.baseline",
+                "--epochs",
+                str(args.tutorial_epochs),
+            ]
+            walls["tutorial"].append(timed([*tutorial, "--data-root", args.data_root], environment))
+    names = list(dict.fromkeys(name for run in phases for name in run))
+    median_phases = {name: statistics.median(run.get(name, 0.0) for run in phases) for name in names}
+    report = {
+        "torch": torch.__version__,
+        "overrides": args.overrides,
+        "cold": args.cold,
+        "repeats": args.repeats,
+        "wall_s": {name: statistics.median(values) for name, values in walls.items() if values},
+        "walls": walls,
+        "phases_s": median_phases,
+    }
+    if walls["tutorial"]:
+        report["train_vs_tutorial"] = report["wall_s"]["train"] / report["wall_s"]["tutorial"]
+    (out / "time_to_result.json").write_text(json.dumps(report, indent=2) + "\n")
+    total = report["wall_s"]["train"]
+    whole = f"whole process: {total:.1f} s"
+    if walls["tutorial"]:
+        tutorial = report["wall_s"]["tutorial"]
+        whole += f"; the tutorial loop's ({args.tutorial_epochs} epochs): {tutorial:.1f} s"
+        whole += f", ratio {report['train_vs_tutorial']:.2f}"
+    lines = [
+        f"torch {report['torch']}; overrides: {' '.join(args.overrides) or '(none)'}; "
+        f"{'cold' if args.cold else 'warm'} compile cache; median of {args.repeats}",
+        "",
+        whole,
+        "",
+        "| phase | seconds | share |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {seconds:.2f} | {seconds / total:.0%} |" for name, seconds in median_phases.items()
+    ]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Where a run's time goes: the timeline of its phases, whole-process timing, the compile cache."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from tests.conftest import REPO, run_python, tiny_run
+from vae_gumbel.compile_cache import CompileCache
+from vae_gumbel.run_folder import RunFolder
+from vae_gumbel.timeline import Timeline, process_start
+
+
+def test_a_phase_adds_up_its_wall_time_from_any_thread() -> None:
+    timeline = Timeline()
+    threads = [threading.Thread(target=timeline.add, args=("write", 0.25)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with timeline.phase("data"):
+        pass
+    assert list(timeline.seconds) == ["write", "data"]
+    assert timeline.seconds["write"] == 2.0 and 0 <= timeline.seconds["data"] < 0.1
+    assert "| write | 2.00 | 50% |" in timeline.table(total=4.0)
+
+
+def test_the_process_start_is_before_now() -> None:
+    started = process_start()
+    assert started is not None and 0 < time.time() - started < 3600
+
+
+def test_time_to_result_times_whole_runs_and_reads_their_timelines(tmp_path: Path, mnist_root: Path) -> None:
+    out = tmp_path / "timing"
+    result = run_python(
+        str(REPO / "scripts" / "time_to_result.py"),
+        "--repeats",
+        "1",
+        "--out",
+        str(out),
+        *tiny_run(mnist_root),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "time_to_result.json").read_text())
+    phases = report["phases_s"]
+    for phase in (
+        "start: interpreter and imports",
+        "data: read, verify, put on the device",
+        "train: steps",
+        "evaluate: test ELBO",
+        "checkpoints: write (background)",
+        "exit",
+    ):
+        assert phases[phase] >= 0, phase
+    timeline = json.loads(RunFolder(out / "run0").timeline.read_text())
+    assert 0 < timeline["phases"]["train: steps"] < timeline["total_seconds"] < report["wall_s"]["train"]
+    assert "| train: steps |" in result.stdout and "whole process:" in result.stdout
+
+
+def test_the_compile_cache_points_inductor_at_its_folder_and_saves_once(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "restored after the test")
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    saved = []
+    monkeypatch.setattr(torch.compiler, "save_cache_artifacts", lambda: saved.append(1) or (b"code", None))
+    cache = CompileCache(str(tmp_path / "cache"), torch.device("cpu"))
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "inductor")
+    cache.save()
+    cache.save()
+    assert saved == [1] and cache.artifacts.read_bytes() == b"code"
+    assert [path.name for path in cache.folder.iterdir()] == [cache.artifacts.name]  # no partial file left
+
+
+def test_a_damaged_compile_cache_costs_a_recompile_not_the_run(tmp_path: Path, caplog, monkeypatch) -> None:
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    cache = CompileCache(str(tmp_path), torch.device("cpu"))
+    cache.artifacts.write_bytes(b"not a cache")
+    with caplog.at_level(logging.WARNING, logger="vae_gumbel.train"):
+        cache.load()
+    assert "could not read the compile cache" in caplog.text and "Traceback" not in caplog.text
