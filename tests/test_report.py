@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.conftest import run_module
-from vae_gumbel.report import report
+from vae_gumbel.report import HIGHLIGHTED, curves_figure, read_job, report
 
 
 def write_job(folder: Path, overrides: list[str], losses: list[float], status: dict | None) -> None:
@@ -142,3 +142,25 @@ def test_report_cli_reports_a_folder_without_runs_in_one_line(tmp_path: Path) ->
 
     result = run_module("vae_gumbel.report", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert_one_line_error(result, 2, "is not a folder")
+
+
+def test_a_report_of_fifty_runs_stays_readable(tmp_path: Path) -> None:
+    for job in range(50):
+        finished = job != 7
+        write_job(
+            tmp_path / str(job),
+            [f"optim.lr={0.0001 + job * 1.2345678e-5}", "trainer.num_threads=1", f"resume={job}", "seed=0"],
+            [200.0 - job, 150.0 - job] if finished else [10.0],  # job 7 looks best but is unfinished
+            {"status": "completed"} if finished else None,
+        )
+    lines = report(tmp_path).splitlines()
+    # Only the key that differs and changes the result is a column, rounded to 4 significant digits.
+    assert lines[0].startswith("| job | status | optim.lr | epochs |")
+    assert lines[2].startswith("| 49 | completed | 0.0007049 | 2 | 101.0 |")
+    assert lines[-1].startswith("| 7 | incomplete | 0.0001864 | 1 | 10.0 |")  # unfinished: last
+    jobs = [read_job(tmp_path / str(job), tmp_path) for job in range(50)]
+    legend = curves_figure(jobs, "fifty").axes[0].get_legend()
+    texts = [text.get_text() for text in legend.get_texts()]
+    assert texts[0] == "49: optim.lr=0.0007049, final 101.00"
+    assert len(texts) == HIGHLIGHTED + 1 and texts[-1] == f"{50 - HIGHLIGHTED} others"
+    assert legend.get_bbox_to_anchor().x0 > curves_figure(jobs, "").axes[0].bbox.x1  # beside the plot

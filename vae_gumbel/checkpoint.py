@@ -226,8 +226,7 @@ START_SETTINGS = ("resume", "resume_weights_only")
 def changed_settings(saved_config: dict[str, Any], settings: Any) -> dict[str, tuple[Any, Any]]:
     """Gives every setting (dotted key) whose value differs between a checkpoint's config and the
     current settings, as (checkpoint's value, current value)."""
-    from vae_gumbel.config import TrainConfig, validate
-    from vae_gumbel.run import flat_settings
+    from vae_gumbel.config import TrainConfig, flat_settings, validate
 
     saved = flat_settings(validate(saved_config, TrainConfig))
     current = flat_settings(settings)

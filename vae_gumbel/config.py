@@ -10,6 +10,7 @@ the allowed values.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Sequence
@@ -313,6 +314,33 @@ class EvaluateConfig:
         require(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
         require(self.max_rows >= 1, "max_rows", ">= 1", self.max_rows)
         device_setting("device", self.device)
+
+
+# Settings that say where a job's files go and how it runs, not what it computes: jobs that differ
+# only in them train in one stack, and reports do not show them as hyperparameters.
+RUN_CONTROL_KEYS = (
+    "resume",
+    "resume_weights_only",
+    "data.root",
+    "data.download",
+    "data.verify_checksums",
+    "trainer.progress",
+    "trainer.num_threads",
+    "trainer.timeline",
+    "trainer.compile_cache",
+)
+
+
+def flat_settings(settings: Any, prefix: str = "") -> dict[str, Any]:
+    """Gives a typed config as dotted key -> value (lists as tuples)."""
+    values: dict[str, Any] = {}
+    for item in dataclasses.fields(settings):
+        value = getattr(settings, item.name)
+        if dataclasses.is_dataclass(value):
+            values.update(flat_settings(value, f"{prefix}{item.name}."))
+        else:
+            values[f"{prefix}{item.name}"] = tuple(value) if isinstance(value, list) else value
+    return values
 
 
 def validate(cfg: DictConfig | dict, schema: type = TrainConfig) -> Any:

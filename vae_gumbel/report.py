@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 from matplotlib.figure import Figure
 
+from vae_gumbel.config import RUN_CONTROL_KEYS
 from vae_gumbel.errors import ConfigError, one_line_errors
 from vae_gumbel.run_folder import RunFolder, find_runs
 from vae_gumbel.tracking import read_metrics, read_status
@@ -83,41 +84,64 @@ def read_job(path: Path, root: Path) -> Job:
     return job
 
 
+def is_hyperparameter(key: str) -> bool:
+    """Says whether an override can change what a run computes (not where it writes or how it runs)."""
+    return key not in RUN_CONTROL_KEYS and not key.startswith("hydra.")
+
+
 def varying_keys(jobs: list[Job]) -> list[str]:
-    """Gives the override keys whose values differ between jobs (all of them for a single job)."""
-    keys = sorted({key for job in jobs for key in job.overrides})
+    """Gives the hyperparameter override keys whose values differ between jobs (all of them for a
+    single job); run-control keys such as ``resume`` or ``trainer.num_threads`` are left out."""
+    keys = sorted({key for job in jobs for key in job.overrides if is_hyperparameter(key)})
     if len(jobs) > 1:
         keys = [k for k in keys if len({job.overrides.get(k, "") for job in jobs}) > 1]
     return keys
 
 
-def table(jobs: list[Job], sort: str = "final") -> tuple[list[str], list[list[Any]]]:
-    """Gives the report's columns and rows: best first, failed and unfinished jobs last.
+def short(value: str) -> str:
+    """Gives an override's value as a reader wants it: a float with more than 4 significant digits
+    rounded to 4 (as an Optuna sweep writes them), anything else as it was given."""
+    try:
+        rounded = f"{float(value):.4g}"
+    except ValueError:
+        return value
+    return rounded if len(rounded) < len(value) else value
 
-    Overrides that every job shares are left out; they do not tell jobs apart.
-    """
-    keys = varying_keys(jobs)
-    columns = ["job", "status", *keys, "epochs", "final test loss", "best test loss", "best epoch", "error"]
+
+def label(overrides: dict[str, str], keys: list[str]) -> str:
+    """Gives 'key=value, ...' of the given keys, values shortened."""
+    return ", ".join(f"{k}={short(overrides[k])}" for k in keys if k in overrides)
+
+
+def ranked(jobs: list[Job], sort: str = "final") -> list[Job]:
+    """Gives the jobs best first: completed ones by their final (or best) test loss, then unfinished
+    ones that have a test loss, then those without one."""
 
     def order(job: Job) -> tuple[int, float]:
         loss = job.final_test_loss if sort == "final" else job.best_test_loss
-        return (
-            0 if job.status == "completed" else 1 if job.records else 2,
-            loss if math.isfinite(loss) else math.inf,
-        )
+        finite = math.isfinite(loss)
+        return (0 if job.status == "completed" and finite else 1 if finite else 2, loss if finite else 0.0)
 
+    return sorted(jobs, key=order)
+
+
+def table(jobs: list[Job], sort: str = "final") -> tuple[list[str], list[list[Any]]]:
+    """Gives the report's columns and rows, in the order of ``ranked``; only the overrides that
+    tell jobs apart are columns."""
+    keys = varying_keys(jobs)
+    columns = ["job", "status", *keys, "epochs", "final test loss", "best test loss", "best epoch", "error"]
     rows = [
         [
             job.name,
             job.status,
-            *[job.overrides.get(k, "") for k in keys],
+            *[short(job.overrides.get(k, "")) for k in keys],
             job.epochs,
             _round(job.final_test_loss),
             _round(job.best_test_loss),
             job.best_epoch if job.best_epoch is not None else "",
             job.error,
         ]
-        for job in sorted(jobs, key=order)
+        for job in ranked(jobs, sort)
     ]
     return columns, rows
 
@@ -137,42 +161,80 @@ def markdown(columns: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def curves_figure(jobs: list[Job], title: str) -> Figure:
+def curves_figure(jobs: list[Job], title: str, sort: str = "final") -> Figure:
     """Gives loss per epoch: for one run, its relaxed and unrelaxed training loss and its test loss
-    with the temperature on a second axis; for several, the test loss of each, labelled by its
-    overrides."""
+    with the temperature on a second axis; for several, the test loss of each in the order of the
+    table, the best few labelled by the overrides that tell them apart."""
     figure = Figure(figsize=(9, 5))
     axis = figure.subplots()
     if len(jobs) == 1:
         records = jobs[0].records
-        for key, label, style in (
+        for key, name, style in (
             ("train/loss_relaxed", "train, relaxed", "-"),
             ("train/loss_unrelaxed", "train, unrelaxed", "--"),
             ("test/loss", "test (exact discrete)", "-o"),
         ):
             points = [(r["epoch"], r[key]) for r in records if key in r]
             if points:
-                axis.plot(*zip(*points, strict=True), style, markersize=3, label=label)
+                axis.plot(*zip(*points, strict=True), style, markersize=3, label=name)
         temperature_axis = axis.twinx()
         temperature_axis.plot(
             [r["epoch"] for r in records], [r["temperature"] for r in records], ":", color="gray"
         )
         temperature_axis.set_ylabel("temperature", color="gray")
     else:
-        varying = varying_keys(jobs)
-        for job in jobs:
-            if job.curve:
-                label = (
-                    ", ".join(f"{k}={job.overrides[k]}" for k in varying if k in job.overrides) or job.name
-                )
-                axis.plot(*zip(*job.curve, strict=True), "-o", markersize=3, label=f"{job.name}: {label}")
+        keys = varying_keys(jobs)
+        best = [job for job in ranked(jobs, sort) if job.curve]
+        for rank, job in enumerate(best):
+            finished = job.status == "completed"
+            loss = job.final_test_loss if sort == "final" else job.best_test_loss
+            text = f"{job.name}: {label(job.overrides, keys) or job.name}, {sort} {loss:.2f}"
+            text += "" if finished else f" ({job.status})"
+            draw_ranked(axis, *zip(*job.curve, strict=True), rank, len(best), text, dashed=not finished)
     axis.set(
         xlabel="epoch", ylabel="negative ELBO (nats)" if len(jobs) == 1 else "test loss (negative ELBO, nats)"
     )
     axis.set_title(title)
-    if axis.lines:
-        axis.legend(fontsize=7, loc="upper right")
+    place_legend(axis, outside=len(jobs) > 1)
     return figure
+
+
+# How many runs (or settings) a figure of many draws in colour, with a legend entry each.
+HIGHLIGHTED = 6
+FAINT = "0.75"
+
+
+def draw_ranked(
+    axis: Any,
+    epochs: Any,
+    values: Any,
+    rank: int,
+    count: int,
+    text: str,
+    dashed: bool = False,
+    band: tuple[Any, Any] | None = None,
+) -> None:
+    """Draws the curve of the rank-th best of ``count`` runs: the best HIGHLIGHTED in colour and in
+    the legend (with a band, if given), the rest thin and grey behind them, under one legend entry."""
+    style = "--" if dashed else "-"
+    if rank < HIGHLIGHTED:
+        color = f"C{rank}"
+        axis.plot(epochs, values, style, marker="o", markersize=3, color=color, label=text, zorder=3)
+        if band is not None:
+            axis.fill_between(epochs, *band, color=color, alpha=0.2, zorder=2)
+    else:
+        others = f"{count - HIGHLIGHTED} others" if rank == HIGHLIGHTED else None
+        axis.plot(epochs, values, style, color=FAINT, linewidth=0.8, label=others, zorder=1)
+
+
+def place_legend(axis: Any, outside: bool) -> None:
+    """Puts the legend beside the plot (for many runs, so it never covers a curve) or in it."""
+    if not axis.lines:
+        return
+    if outside:
+        axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    else:
+        axis.legend(fontsize=7, loc="upper right")
 
 
 def save_figure(figure: Figure, path: str | Path) -> Path:
@@ -230,7 +292,7 @@ def seed_table(settings: list[Setting], sort: str = "final") -> tuple[list[str],
         columns += [f"{name} mean", f"{name} stderr", f"{name} n"]
     rows = []
     for setting in settings:
-        row: list[Any] = [setting.overrides.get(k, "") for k in keys]
+        row: list[Any] = [short(setting.overrides.get(k, "")) for k in keys]
         row += [len(setting.jobs), sum(job.status == "completed" for job in setting.jobs)]
         for value in metrics.values():
             mean, stderr, n = mean_and_stderr([value(job) for job in setting.jobs])
@@ -241,30 +303,40 @@ def seed_table(settings: list[Setting], sort: str = "final") -> tuple[list[str],
     return columns, rows
 
 
-def seed_curves_figure(settings: list[Setting], title: str) -> Figure:
+def seed_curves_figure(settings: list[Setting], title: str, sort: str = "final") -> Figure:
     """Gives each setting's mean test loss per epoch over its seeds, with a band of one standard error."""
     figure = Figure(figsize=(9, 5))
     axis = figure.subplots()
     keys = varying_keys([Job("", s.overrides, [], "") for s in settings])
+    curves = []
     for setting in settings:
         epochs = sorted({epoch for job in setting.jobs for epoch, _ in job.curve})
-        if not epochs:
-            continue
         stats = [
             mean_and_stderr([dict(job.curve).get(epoch, math.nan) for job in setting.jobs])
             for epoch in epochs
         ]
+        if epochs:
+            curves.append((setting, epochs, stats))
+
+    def mean_loss(setting: Setting) -> float:
+        losses = [job.final_test_loss if sort == "final" else job.best_test_loss for job in setting.jobs]
+        mean = mean_and_stderr(losses)[0]
+        return mean if math.isfinite(mean) else math.inf
+
+    curves.sort(key=lambda curve: mean_loss(curve[0]))  # in the table's order
+    for rank, (setting, epochs, stats) in enumerate(curves):
         means = [mean for mean, _, _ in stats]
         errors = [0.0 if math.isnan(stderr) else stderr for _, stderr, _ in stats]
-        label = ", ".join(f"{k}={setting.overrides[k]}" for k in keys if k in setting.overrides) or "all"
-        (line,) = axis.plot(epochs, means, "-o", markersize=3, label=f"{label} ({len(setting.jobs)} seeds)")
-        lower = [m - e for m, e in zip(means, errors, strict=True)]
-        upper = [m + e for m, e in zip(means, errors, strict=True)]
-        axis.fill_between(epochs, lower, upper, color=line.get_color(), alpha=0.2)
+        band = (
+            [m - e for m, e in zip(means, errors, strict=True)],
+            [m + e for m, e in zip(means, errors, strict=True)],
+        )
+        seeds = f"{len(setting.jobs)} seed{'s' if len(setting.jobs) > 1 else ''}"
+        text = f"{label(setting.overrides, keys) or 'all'}: {sort} {mean_loss(setting):.2f} ({seeds})"
+        draw_ranked(axis, epochs, means, rank, len(curves), text, band=band)
     axis.set(xlabel="epoch", ylabel="test loss (negative ELBO, nats), mean +- stderr over seeds")
     axis.set_title(title)
-    if axis.lines:
-        axis.legend(fontsize=7, loc="upper right")
+    place_legend(axis, outside=True)
     return figure
 
 
@@ -292,10 +364,10 @@ def report(root: Path, sort: str = "final", by_seed: bool = False) -> str:
     if by_seed:
         settings = group_by_seed(jobs)
         text = write_table(*seed_table(settings, sort), root, "report_seeds")
-        save_figure(seed_curves_figure(settings, title=str(root)), root / "report_seeds.png")
+        save_figure(seed_curves_figure(settings, str(root), sort), root / "report_seeds.png")
         return text
     text = write_table(*table(jobs, sort), root, "report")
-    save_figure(curves_figure(jobs, title=str(root)), root / "report.png")
+    save_figure(curves_figure(jobs, str(root), sort), root / "report.png")
     return text
 
 

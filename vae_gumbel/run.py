@@ -13,7 +13,6 @@ differ there into separate runs.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import random
@@ -32,7 +31,7 @@ from vae_gumbel.checkpoint import (
     restore_rng_state,
 )
 from vae_gumbel.compile_cache import CompileCache
-from vae_gumbel.config import TrainConfig
+from vae_gumbel.config import RUN_CONTROL_KEYS, TrainConfig, flat_settings
 from vae_gumbel.data import Data, load_data
 from vae_gumbel.device import allow_tf32, resolve_device, resolve_precision
 from vae_gumbel.errors import CheckpointError, ConfigError, NonFiniteLossError, describe
@@ -54,27 +53,6 @@ log = logging.getLogger("vae_gumbel.train")
 PER_MEMBER_KEYS = ("seed", "optim.lr", "optim.betas", "optim.eps", "optim.weight_decay") + tuple(
     f"temperature.{key}" for key in ("initial", "min", "rate", "every")
 )
-# Settings that say where a job's files go and how it starts, not what it computes.
-RUN_CONTROL_KEYS = (
-    "resume",
-    "resume_weights_only",
-    "data.root",
-    "trainer.progress",
-    "trainer.timeline",
-    "trainer.compile_cache",
-)
-
-
-def flat_settings(settings: Any, prefix: str = "") -> dict[str, Any]:
-    """Gives a typed config as dotted key -> value (lists as tuples)."""
-    values: dict[str, Any] = {}
-    for item in dataclasses.fields(settings):
-        value = getattr(settings, item.name)
-        if dataclasses.is_dataclass(value):
-            values.update(flat_settings(value, f"{prefix}{item.name}."))
-        else:
-            values[f"{prefix}{item.name}"] = tuple(value) if isinstance(value, list) else value
-    return values
 
 
 def stack_key(settings: TrainConfig) -> tuple:

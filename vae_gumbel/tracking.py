@@ -3,7 +3,6 @@ lines in its log, how it ended in status.json, and its hyperparameters for the H
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -69,22 +68,15 @@ def write_status(folder: RunFolder, status: str, **details: Any) -> None:
         folder.status.write_text(text)
 
 
-def hyperparameters(settings: Any, prefix: str = "") -> dict[str, str | int | float | bool]:
+def hyperparameters(settings: Any) -> dict[str, str | int | float | bool]:
     """Gives every scalar setting of a typed config, flattened to dotted keys, for TensorBoard's
     HParams tab (lists as text, null as "null")."""
-    values: dict[str, str | int | float | bool] = {}
-    for item in dataclasses.fields(settings):
-        value = getattr(settings, item.name)
-        key = f"{prefix}{item.name}"
-        if dataclasses.is_dataclass(value):
-            values.update(hyperparameters(value, f"{key}."))
-        elif value is None:
-            values[key] = "null"
-        elif isinstance(value, bool | int | float | str):
-            values[key] = value
-        else:
-            values[key] = str(value)
-    return values
+    from vae_gumbel.config import flat_settings
+
+    return {
+        key: "null" if value is None else value if isinstance(value, bool | int | float | str) else str(value)
+        for key, value in flat_settings(settings).items()
+    }
 
 
 def tensorboard_run_name() -> str | None:
