@@ -40,6 +40,7 @@ def test_a_stacked_sweep_writes_a_normal_run_folder_per_job(tmp_path: Path, mnis
     )
     assert result.returncode == 0, result.stderr
     assert "stack of 4, epoch 2/2: 4 training" in result.stdout + result.stderr
+    assert f"compare its runs: python -m vae_gumbel.report {sweep_dir}" in result.stdout + result.stderr
     assert (sweep_dir / "multirun.yaml").is_file()
     losses = set()
     for job in range(4):

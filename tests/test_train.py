@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from tests.conftest import (
     poison_training_loss,
     requires_cuda,
     run_module,
+    run_python,
     tiny_run,
 )
 from vae_gumbel.errors import CheckpointError, DataError, NonFiniteLossError
@@ -226,6 +228,7 @@ def test_cli_run_writes_the_run_folder_and_its_log(tmp_path: Path, mnist_root: P
         "vae_gumbel.train",
         *tiny_run(mnist_root),
         "trainer.epochs=2",
+        "eval.final_iwae_samples=[1,4]",
         f"hydra.run.dir={run_dir}",
         cwd=tmp_path,
     )
@@ -233,7 +236,15 @@ def test_cli_run_writes_the_run_folder_and_its_log(tmp_path: Path, mnist_root: P
     folder = RunFolder(run_dir)
     assert [r["epoch"] for r in read_metrics(folder.metrics)] == [1, 2]
     assert folder.config.is_file() and folder.overrides.is_file()
-    assert "epoch 2/2" in folder.log.read_text()
+    log = folder.log.read_text()
+    assert "epoch 2/2" in log and "final IWAE bounds on 60 test images (nats): k=1: " in log
+    # The run ends by saying where its results are and how to go on; the command it prints works.
+    assert "done: 2 epochs, final test loss" in log and f"tensorboard --logdir {folder.tensorboard}" in log
+    command = log.split("train on to 4 epochs: ")[1].splitlines()[0]
+    assert command.startswith("python -m vae_gumbel.train ") and "trainer.epochs=2" not in command
+    result = run_python(*shlex.split(command)[1:], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [r["epoch"] for r in read_metrics(folder.metrics)] == [1, 2, 3, 4]
 
 
 @pytest.mark.slow
@@ -560,14 +571,3 @@ def test_a_folder_that_holds_a_run_is_never_trained_over(compose_train, tmp_path
     assert RunFolder(tmp_path).checkpoint("last").read_bytes() == before
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # a requeued SLURM job continues where it stood
     assert train(compose_train("trainer.epochs=2"), tmp_path)["epoch"] == 2
-
-
-def test_the_progress_bar_shows_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
-    from vae_gumbel.loop import shows_progress
-
-    assert not shows_progress("auto")  # pytest captures the output: not a terminal
-    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    assert shows_progress("auto") and not shows_progress("false") and shows_progress("true")

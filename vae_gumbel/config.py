@@ -166,7 +166,7 @@ class TrainerConfig:
     eval_batch_size: int = 10_000
     eval_seed: int = 1234
     sample_seed: int = 0
-    progress: str = "auto"  # auto (a bar on a terminal, none in a log file) | true | false
+    progress: str = "auto"  # auto (a bar on a terminal; in a file, log lines for long work) | true | false
     num_threads: int | None = None
     compile: str = "auto"  # auto | false | true | default | reduce-overhead | max-autotune
     compile_backend: str = "inductor"
@@ -301,10 +301,13 @@ class EvaluateConfig:
     seed: int = 0
     device: str = "auto"
     out: str | None = None
+    progress: str = "auto"  # auto (a bar on a terminal, a log line every 30 s in a file) | true | false
     data: TestDataConfig = field(default_factory=TestDataConfig)
 
     def __post_init__(self) -> None:
         choice("which", self.which, ("best", "last"))
+        self.progress = str(self.progress).lower()
+        choice("progress", self.progress, ("auto", "true", "false"))
         require(
             bool(self.iwae_samples) and min(self.iwae_samples) >= 1,
             "iwae_samples",

@@ -55,6 +55,7 @@ def run_evaluation(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
         max_rows=settings.max_rows,
         seed=settings.seed,
         context=checkpoint_context(checkpoint, str(file)),
+        progress=settings.progress,
     )
     out = Path(to_absolute_path(settings.out)) if settings.out else RunFolder.of_checkpoint(file).eval_json
     write_eval_json(report, out)

@@ -59,16 +59,19 @@ def under_slurm() -> bool:
     return "SLURM_JOB_ID" in os.environ
 
 
-def resume_command(folder: Path) -> str | None:
+def resume_command(folder: Path, changes: dict[str, str] | None = None) -> str | None:
     """Gives the command that continues a run started from the command line: its own overrides with
-    resume=last and its folder (for a job of a sweep, the command continues that job alone); None for
-    a run started from Python."""
+    resume=last and its folder (for a job of a sweep, the command continues that job alone), and
+    ``changes`` (dotted key -> value, such as more ``trainer.epochs``) in place of its own values;
+    None for a run started from Python."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return None
-    skip = ("resume=", "hydra.", "hydra/")
-    overrides = [item for item in HydraConfig.get().overrides.task if not item.startswith(skip)]
+    changes = changes or {}
+    skip = ("resume=", "hydra.", "hydra/", *(f"{key}=" for key in changes))
+    overrides = [item for item in HydraConfig.get().overrides.task if not item.lstrip("+~").startswith(skip)]
+    overrides += [f"{key}={value}" for key, value in changes.items()]
     return shlex.join(
         ["python", "-m", "vae_gumbel.train", *overrides, "resume=last", f"hydra.run.dir={folder.resolve()}"]
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -23,6 +24,9 @@ from vae_gumbel.data import ImageSet
 from vae_gumbel.gumbel import gumbel_max, sample_gumbel
 from vae_gumbel.model import CategoricalVAE, stack_size
 from vae_gumbel.objectives import bernoulli_nll, code_perplexity, kl_per_variable, negative_elbo
+from vae_gumbel.progress import Progress
+
+log = logging.getLogger("vae_gumbel.evaluate")
 
 # A latent variable whose mean KL to the prior is below this carries (almost) no information.
 ACTIVE_KL_NATS = 0.01
@@ -111,12 +115,13 @@ def importance_weighted_nll(
     batch_size: int = 100,
     max_rows: int = 50_000,
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> LikelihoodEstimate:
     """Gives the k-sample importance-weighted bounds for each k in ``ks`` on targets (n, 784).
 
     One set of max(ks) draws per image serves every k (the first k of them), processed in
     chunks of at most ``max_rows`` decoded images with a running logsumexp, so memory does
-    not grow with k.
+    not grow with k. ``progress`` counts the images done.
     """
     ks = sorted(set(int(k) for k in ks))
     if not ks or ks[0] < 1:
@@ -143,6 +148,8 @@ def importance_weighted_nll(
             bound = running - math.log(k)
             bound_sums[k] += float(bound.sum())
             bound_squares[k] += float((bound**2).sum())
+        if progress is not None:
+            progress.update(len(x))
     n = len(targets)
 
     def stderr(k: int) -> float:
@@ -168,13 +175,17 @@ def evaluation_report(
     max_rows: int = 50_000,
     seed: int = 0,
     context: dict[str, Any] | None = None,
+    progress: str = "false",
 ) -> dict[str, Any]:
-    """Gives the contents of eval.json: likelihood bounds in nats and code diagnostics."""
+    """Gives the contents of eval.json: likelihood bounds in nats and code diagnostics. ``progress``
+    (auto, true, false) shows how far the bounds are, with an estimate of the time left."""
     started = time.perf_counter()
     targets = test_set.targets(slice(None))
-    estimate = importance_weighted_nll(
-        model, targets, ks, batch_size=batch_size, max_rows=max_rows, seed=seed
-    )
+    description = f"IWAE bounds, k up to {max(ks)}"
+    with Progress(len(targets), description, progress, log, unit="img") as bar:
+        estimate = importance_weighted_nll(
+            model, targets, ks, batch_size=batch_size, max_rows=max_rows, seed=seed, progress=bar
+        )
     (diagnostics,) = score_test_set(model, test_set, batch_size=max(batch_size, 1000), seed=seed)
     digest = hashlib.sha256(targets.cpu().numpy().tobytes()).hexdigest()
     return {

@@ -5,7 +5,6 @@ reads them back once per log interval, so that a step never waits for the device
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from tqdm import tqdm
 from vae_gumbel.errors import ConfigError, Interrupted
 from vae_gumbel.faults import pause
 from vae_gumbel.interrupts import StopRequest
+from vae_gumbel.progress import shows_progress
 from vae_gumbel.schedules import Schedule
 from vae_gumbel.step import STEP_VALUES
 
@@ -176,11 +176,3 @@ def train_epoch(
         images=images,
         setup_seconds=setup,
     )
-
-
-def shows_progress(setting: str) -> bool:
-    """Says whether ``trainer.progress`` shows a bar: ``auto`` only on a terminal, where a bar redraws
-    itself (written to a file, as under CI, SLURM or nohup, its frames would fill the log)."""
-    if setting == "auto":
-        return sys.stdout.isatty() and sys.stderr.isatty()
-    return setting == "true"

@@ -285,4 +285,12 @@ class SweepSummary(Callback):
             OmegaConf.save(config, sweep_dir / "multirun.yaml")
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        write_sweep_summary(Path(str(config.hydra.sweep.dir)))
+        sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+        write_sweep_summary(sweep_dir)
+        logging.getLogger("hydra").info(
+            "sweep done: %s\n  compare its runs: python -m vae_gumbel.report %s [--group-by-seed]"
+            "\n  TensorBoard (HParams tab): tensorboard --logdir %s",
+            sweep_dir,
+            sweep_dir,
+            sweep_dir,
+        )

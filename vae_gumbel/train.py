@@ -131,6 +131,7 @@ def train_stack(members: list[Member], resume_from: list[Path | None]) -> None:
             final = member.final
             details = {k: final[k] for k in ("epoch", "step", "test/loss") if k in final}
             write_status(member.folder, "completed", **details)
+            member.logger.info(end_summary(member))
 
 
 def train_run(run: Run) -> None:
@@ -362,12 +363,50 @@ def final_iwae(run: Run, m: int) -> None:
             "epoch": run.epoch,
             "steps": run.step,
         },
+        progress=settings.trainer.progress,
     )
     write_eval_json(report, member.folder.eval_json)
     bounds = {"test/neg_elbo_mean": report["neg_elbo"]}
     bounds.update({f"test/iwae_nll_{k}": value for k, value in report["iwae_nll"].items()})
     member.run_log.amend_last_epoch(bounds)
     member.final = {**member.final, **bounds}
+    member.run_log.info(
+        "final IWAE bounds on %d test images (nats): %s; negative ELBO over %d draws %.2f (%.0f s)",
+        report["test_images"],
+        ", ".join(
+            f"k={k}: {value:.2f} +- {report['iwae_nll_stderr'][k]:.2f}"
+            for k, value in report["iwae_nll"].items()
+        ),
+        report["neg_elbo_samples"],
+        report["neg_elbo"],
+        report["seconds"],
+    )
+
+
+def end_summary(member: Member) -> str:
+    """Gives the lines that close a completed run: its final and best test loss, where its results
+    are, and the commands that show them, draw from it and train it further."""
+    final, folder = member.final, member.folder.path.resolve()
+    epochs = member.settings.trainer.epochs
+    trained = final.get("epoch", 0)
+    lines = [f"done: {trained} epoch{'' if trained == 1 else 's'}"]
+    if "test/loss" in final:
+        lines[0] += f", final test loss {final['test/loss']:.2f}, best {member.best_test_loss:.2f}"
+    bounds = {
+        int(key.rsplit("_", 1)[1]): value for key, value in final.items() if key.startswith("test/iwae_nll_")
+    }
+    if bounds:
+        lines[0] += f", IWAE NLL (k={max(bounds)}) {bounds[max(bounds)]:.2f}"
+    more = resume_command(member.folder.path, {"trainer.epochs": str(2 * epochs)})
+    lines += [
+        f"  run folder:   {folder}",
+        f"  TensorBoard:  tensorboard --logdir {folder / 'tensorboard'}",
+        f"  samples:      python -m vae_gumbel.sample checkpoint={folder}",
+        f"  likelihoods:  python -m vae_gumbel.evaluate checkpoint={folder}",
+    ]
+    if more is not None:
+        lines.append(f"  train on to {2 * epochs} epochs: {more}")
+    return "\n".join(lines)
 
 
 def find_resume_checkpoint(resume: str | None, folder: RunFolder) -> Path | None:
