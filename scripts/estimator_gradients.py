@@ -19,9 +19,13 @@ from vae_gumbel.tools.gradient_study import gradient_stats, quadratic_objective
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=40_000)
-    parser.add_argument("--rao-samples", type=int, default=10)
-    parser.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 1.0, 2.0])
+    parser.add_argument("--samples", type=int, default=40_000, help="gradient draws per estimator")
+    parser.add_argument(
+        "--rao-samples", type=int, default=10, help="conditional draws of the Rao-Blackwellized estimator"
+    )
+    parser.add_argument(
+        "--temperatures", type=float, nargs="+", default=[0.5, 1.0, 2.0], help="temperatures compared"
+    )
     args = parser.parse_args(argv)
     logits = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
     f = quadratic_objective(2, 3, seed=1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vae_gumbel.files import write_new
 from vae_gumbel.report import save_figure
 from vae_gumbel.tools import teaching_figures
 
@@ -29,7 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     for name in args.names or FIGURES:
-        print(save_figure(FIGURES[name](), args.out / f"{name}.png"))
+        figure = FIGURES[name]()
+        print(write_new(args.out / f"{name}.png", lambda path, figure=figure: save_figure(figure, path))[1])
 
 
 if __name__ == "__main__":

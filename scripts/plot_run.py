@@ -1,7 +1,9 @@
 """Plot a run's training curves from its metrics.jsonl: python scripts/plot_run.py RUN_DIR [--out PNG].
 
 Relaxed and unrelaxed train loss and test loss per epoch, with the temperature on a second
-axis. Writes outputs/figures/<run folder name>_curves.png unless --out says otherwise.
+axis. Writes RUN_DIR/curves.png (each run its own) unless --out says otherwise; a different
+file already there is kept, and the new one gets the next free name (curves_2.png) unless
+--overwrite.
 """
 
 from __future__ import annotations
@@ -10,13 +12,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from vae_gumbel.files import write_new
 from vae_gumbel.report import curves_figure, read_job, save_figure
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("run_dir", type=Path, help="a run folder (with metrics.jsonl)")
+    parser.add_argument("--out", type=Path, default=None, help="the PNG (default: RUN_DIR/curves.png)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a different file at the name")
     args = parser.parse_args(argv)
     job = read_job(args.run_dir, args.run_dir)
     if not job.records:
@@ -25,8 +29,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    out = args.out or Path("outputs") / "figures" / f"{args.run_dir.resolve().name}_curves.png"
-    print(save_figure(curves_figure([job], title=str(args.run_dir)), out))
+    figure = curves_figure([job], title=str(args.run_dir))
+    out = args.out or args.run_dir / "curves.png"
+    _, happened = write_new(out, lambda path: save_figure(figure, path), overwrite=args.overwrite)
+    print(happened)
     return 0
 
 

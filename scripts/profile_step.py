@@ -42,9 +42,9 @@ def count_calls(events: list, names: frozenset[str]) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    parser.add_argument("--batch-size", type=int, default=100, help="images per step")
+    parser.add_argument("--steps", type=int, default=50, help="steps profiled (after warm-up)")
     parser.add_argument(
         "--compile",
         nargs="?",
@@ -53,12 +53,12 @@ def main(argv: list[str] | None = None) -> None:
         help="as trainer.compile: true (on CUDA, one CUDA graph per step), reduce-overhead, ...",
     )
     parser.add_argument("--no-tf32", action="store_true", help="full float32 matmuls on CUDA")
-    parser.add_argument("--bf16", action="store_true")
-    parser.add_argument("--latent-dim", type=int, default=30)
-    parser.add_argument("--categorical-dim", type=int, default=10)
-    parser.add_argument("--hidden", type=int, nargs="+", default=[512, 256])
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (the losses stay float32)")
+    parser.add_argument("--latent-dim", type=int, default=30, help="N, the latent variables")
+    parser.add_argument("--categorical-dim", type=int, default=10, help="K, the categories per variable")
+    parser.add_argument("--hidden", type=int, nargs="+", default=[512, 256], help="the MLP's hidden widths")
     parser.add_argument("--num-threads", type=int, default=None, help="CPU threads (default: all cores)")
-    parser.add_argument("--rows", type=int, default=15)
+    parser.add_argument("--rows", type=int, default=15, help="operators listed")
     parser.add_argument("--trace", type=Path, default=None, help="folder for a Chrome trace")
     args = parser.parse_args(argv)
     if args.num_threads is not None:

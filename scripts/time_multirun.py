@@ -32,6 +32,7 @@ import torch
 from omegaconf import OmegaConf
 
 from vae_gumbel.device import resolve_device
+from vae_gumbel.files import write_new
 from vae_gumbel.run_folder import RunFolder, find_runs
 from vae_gumbel.tools.peak import device_description
 from vae_gumbel.tracking import read_metrics
@@ -76,7 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--joblib-jobs", type=int, default=None, help="joblib processes at once (default: all jobs)"
     )
-    parser.add_argument("--out", type=Path, default=Path("outputs/bench/multirun"))
+    parser.add_argument(
+        "--out", type=Path, default=Path("outputs/bench/multirun"), help="folder of runs, multirun.json"
+    )
     parser.add_argument("overrides", nargs="*", help="training overrides for every run")
     args = parser.parse_args(argv)
     if args.jobs < 1:
@@ -128,7 +131,8 @@ def main(argv: list[str] | None = None) -> None:
             if base in timings and base != way:
                 timing[f"vs_{base}"] = timing["seconds"] / timings[base]["seconds"]
     out.mkdir(parents=True, exist_ok=True)
-    (out / "multirun.json").write_text(json.dumps(report, indent=2) + "\n")
+    text = json.dumps(report, indent=2) + "\n"
+    _, happened = write_new(out / "multirun.json", lambda path: path.write_text(text))
     lines = [
         f"{report['device']}, torch {report['torch']}; {len(jobs)} jobs ({' '.join(sweeps)}); "
         f"overrides: {' '.join(args.overrides) or '(none)'}",
@@ -143,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         epoch = f"{timing['median_epoch_s']:.3f}"
         lines.append(f"| {way} | {timing['runs']} | {timing['seconds']:.1f} | {ratios} | {epoch} |")
     print("\n".join(lines))
+    print(happened)
 
 
 if __name__ == "__main__":

@@ -41,17 +41,22 @@ def timed(command: list[str], environment: dict[str, str]) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each command (medians reported)")
     parser.add_argument("--cold", action="store_true", help="an empty compile cache for every run")
     parser.add_argument(
         "--tutorial-epochs", type=int, default=0, help="also time the tutorial loop's process"
     )
     parser.add_argument("--data-root", default="data", help="for the tutorial loop (the runs take data.root)")
-    parser.add_argument("--out", type=Path, default=Path("outputs/bench/time_to_result"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("outputs/bench/time_to_result"),
+        help="where each timing gets its own dated folder (runs and time_to_result.json)",
+    )
     parser.add_argument("overrides", nargs="*", help="training overrides")
     args = parser.parse_args(argv)
-    out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = (args.out / time.strftime("%Y-%m-%d_%H-%M-%S")).resolve()  # each timing its own folder
+    out.mkdir(parents=True)
     walls: dict[str, list[float]] = {"train": [], "tutorial": []}
     phases: list[dict[str, float]] = []
     for repeat in range(args.repeats):
@@ -70,10 +75,6 @@ def main(argv: list[str] | None = None) -> None:
             "trainer.progress=false",
         ]
         command += [*args.overrides, *extra, f"hydra.run.dir={folder.path}"]
-        if folder.path.exists():
-            import shutil
-
-            shutil.rmtree(folder.path)
         wall = timed(command, environment)
         walls["train"].append(wall)
         timeline = json.loads(folder.timeline.read_text())
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         f"| {name} | {seconds:.2f} | {seconds / total:.0%} |" for name, seconds in median_phases.items()
     ]
     print("\n".join(lines))
+    print(f"wrote {out / 'time_to_result.json'}")
 
 
 if __name__ == "__main__":

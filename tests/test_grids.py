@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vae_gumbel.grids import GRID_PADDING, IMAGE_SHAPE, code_usage_image, prior_grid, traversal_grid
+from vae_gumbel.grids import (
+    GRID_PADDING,
+    IMAGE_SHAPE,
+    code_usage_image,
+    most_informative_variables,
+    prior_grid,
+    traversal_grid,
+)
 from vae_gumbel.model import CategoricalVAE
+from vae_gumbel.objectives import kl_per_variable
 
 
 def grid_size(rows: int, cols: int) -> tuple[int, int]:
@@ -50,3 +58,11 @@ def test_the_code_usage_map_has_a_cell_per_variable_and_category_brightest_where
     brightness = image.mean(0)[::4, ::4]  # one pixel per cell
     assert brightness.argmax().item() == 0  # the collapsed variable's one cell
     assert brightness[1].argsort().tolist() == [0, 1, 2]
+
+
+def test_a_traversal_shows_by_default_the_variables_with_the_highest_kl(model: CategoricalVAE) -> None:
+    x = torch.rand(50, 784)
+    kl = kl_per_variable(model.encode(x)).mean(dim=0)
+    top = most_informative_variables(model, x, 3)
+    assert len(top) == 3 and kl[top[0]] >= kl[top[1]] >= kl[top[2]] >= kl.sort().values[-3]
+    assert torch.equal(traversal_grid(model, x, rows=3), traversal_grid(model, x, variables=top))

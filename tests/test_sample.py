@@ -25,7 +25,7 @@ def run_dir(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def sample_with(*overrides: str) -> Path:
-    return sample(compose_config("sample", list(overrides)))
+    return sample(compose_config("sample", list(overrides)))[0]
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -51,10 +51,31 @@ def test_each_mode_writes_a_png_of_the_expected_size(
     assert png_size(out) == grid_size(*tiles)
 
 
-def test_default_output_sits_in_the_runs_samples_folder_named_by_mode_and_seed(run_dir: Path) -> None:
+def test_default_names_carry_every_setting_that_changes_the_picture(run_dir: Path) -> None:
+    samples = RunFolder(run_dir).samples
     out = sample_with(f"checkpoint={run_dir}", "mode=prior", "seed=7")
-    assert out == RunFolder(run_dir).sample_picture("prior", 7)
+    assert out == samples / "prior_rows8_cols8_seed7_epoch002.png"
     assert png_size(out) == grid_size(8, 8)
+    # Reconstructions of sampled and of argmax codes are different pictures, in different files.
+    drawn = sample_with(f"checkpoint={run_dir}", "mode=reconstruction")
+    argmax = sample_with(f"checkpoint={run_dir}", "mode=reconstruction", "code=argmax")
+    assert drawn.name == "reconstruction_code-sample_rows8_cols8_seed0_epoch002.png"
+    assert argmax.name == "reconstruction_code-argmax_rows8_cols8_seed0_epoch002.png"
+    temperature = sample_with(f"checkpoint={run_dir}", "mode=temperature", "temperatures=[0.5,2.0]")
+    assert temperature.name == "temperature_temperatures-0.5-2_cols8_seed0_epoch002.png"
+
+
+def test_an_existing_different_picture_is_never_replaced_silently(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "grid.png"
+    out.write_bytes(b"someone else's picture")
+    path, said = sample(compose_config("sample", [f"checkpoint={run_dir}", f"out={out}"]))
+    assert out.read_bytes() == b"someone else's picture"
+    assert path == tmp_path / "grid_2.png" and "exists and differs: wrote" in said
+    again, said = sample(compose_config("sample", [f"checkpoint={run_dir}", f"out={path}"]))
+    assert again == path and "unchanged" in said  # the same picture again: nothing new
+    path, said = sample(compose_config("sample", [f"checkpoint={run_dir}", f"out={out}", "overwrite=true"]))
+    assert path == out and said == f"replaced {out}" and out.read_bytes() == again.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png", "grid_2.png"]  # no partial files
 
 
 def test_same_seed_gives_byte_identical_pngs_and_another_seed_another(run_dir: Path, tmp_path: Path) -> None:

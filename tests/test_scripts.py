@@ -22,12 +22,13 @@ def test_figure_scripts_run_headless_and_write_a_png(tmp_path: Path, name: str) 
     assert (tmp_path / f"{name}.png").stat().st_size > 10_000
 
 
-def test_plot_run_draws_a_runs_curves_into_outputs_figures(mnist_root: Path, tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
+def test_plot_run_draws_each_runs_curves_into_its_own_folder(mnist_root: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "sweep" / "0"
     train(compose_config("train", [*tiny_run(mnist_root), "trainer.epochs=2"]), run_dir)
     result = run_python(str(REPO / "scripts/plot_run.py"), str(run_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "outputs" / "figures" / "run_curves.png").stat().st_size > 10_000
+    assert (run_dir / "curves.png").stat().st_size > 10_000
+    assert f"wrote {run_dir / 'curves.png'}" in result.stdout
 
 
 def test_profile_script_prints_the_top_operators(tmp_path: Path) -> None:
@@ -80,3 +81,39 @@ def test_multirun_timing_stops_at_a_failing_run(tmp_path: Path, mnist_root: Path
     assert result.returncode != 0
     assert "error: the single run failed" in result.stderr
     assert not (tmp_path / "timing" / "multirun.json").exists()
+
+
+MAINS = [
+    *(f"scripts/{path.name}" for path in sorted((REPO / "scripts").glob("*.py"))),
+    "vae_gumbel.datasets",
+    "vae_gumbel.report",
+    "vae_gumbel.tools.baseline",
+    "vae_gumbel.tools.benchmark",
+]
+
+
+class Parsed(Exception):
+    """Raised instead of parsing: the parser as the command built it."""
+
+
+@pytest.mark.parametrize("path", MAINS)
+def test_every_command_line_option_says_what_it_does(path: str, monkeypatch) -> None:
+    import argparse
+    import importlib.util
+
+    def capture(parser: argparse.ArgumentParser, *args, **kwargs):
+        raise Parsed(parser)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    if path.endswith(".py"):  # a script, not a module of the package
+        spec = importlib.util.spec_from_file_location(f"main_of_{Path(path).stem}", REPO / path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(path)
+    with pytest.raises(Parsed) as parsed:
+        module.main([])
+    parser = parsed.value.args[0]
+    assert parser.description
+    silent = [action.dest for action in parser._actions if not action.help]
+    assert not silent, f"{path}: options without help text: {silent}"

@@ -272,6 +272,7 @@ class SampleConfig:
     code: str = "sample"
     variables: list[int] | None = None
     temperatures: list[float] = field(default_factory=lambda: [0.1, 0.5, 1.0, 2.0, 5.0])
+    overwrite: bool = False
     data: TestDataConfig = field(default_factory=TestDataConfig)
 
     def __post_init__(self) -> None:

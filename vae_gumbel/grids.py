@@ -18,6 +18,7 @@ import torch
 from vae_gumbel.errors import ConfigError
 from vae_gumbel.gumbel import gumbel_max, sample_gumbel
 from vae_gumbel.model import CategoricalVAE, stack_size
+from vae_gumbel.objectives import kl_per_variable
 
 if TYPE_CHECKING:
     from vae_gumbel.config import SampleConfig
@@ -119,16 +120,25 @@ def _images(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
+def most_informative_variables(model: CategoricalVAE, x: torch.Tensor, count: int) -> list[int]:
+    """Gives the ``count`` latent variables with the highest mean KL to the prior on images x, most
+    informative first: the ones whose value the decoder's output depends on most."""
+    kl = kl_per_variable(model.encode(x.to(_device(model)))).mean(dim=0)
+    return kl.argsort(descending=True)[:count].tolist()
+
+
+@torch.inference_mode()
 def traversal_grid(
     model: CategoricalVAE, x: torch.Tensor, variables: Sequence[int] | None = None, rows: int = 8
 ) -> torch.Tensor:
     """Gives, for each chosen latent variable, a row of K images: the code of image x[0]
     (its argmax code) with that variable set to category 0, 1, ..., K - 1.
 
-    ``variables`` defaults to the first ``rows`` variables.
+    ``variables`` defaults to the ``rows`` variables with the highest KL on the images x (a
+    variable the encoder ignores changes nothing in the picture).
     """
     if variables is None:
-        variables = list(range(min(rows, model.latent_dim)))
+        variables = most_informative_variables(model, x, min(rows, model.latent_dim))
     for v in variables:
         if not 0 <= v < model.latent_dim:
             raise ConfigError(
@@ -177,29 +187,53 @@ def code_usage_image(usage: torch.Tensor, cell: int = CELL_PIXELS) -> torch.Tens
     return colours.permute(2, 0, 1).repeat_interleave(cell, dim=1).repeat_interleave(cell, dim=2)
 
 
+# Test images that rank the latent variables of a traversal by their KL.
+TRAVERSAL_RANKING_IMAGES = 1000
+
+
 @dataclass(frozen=True)
 class SampleMode:
-    """A kind of grid ``sample`` draws: how many test images it needs, and how it draws them."""
+    """A kind of grid ``sample`` draws: how many test images it needs, how it draws them, and the
+    settings that change its picture (which its default file name carries)."""
 
     images: Callable[[SampleConfig], int]
     draw: Callable[[CategoricalVAE, torch.Tensor, SampleConfig], torch.Tensor]
+    keys: tuple[str, ...]
 
 
 SAMPLE_MODES: dict[str, SampleMode] = {
     "prior": SampleMode(
         images=lambda s: 0,
         draw=lambda model, x, s: prior_grid(model, s.rows, s.cols, s.seed),
+        keys=("rows", "cols", "seed"),
     ),
     "reconstruction": SampleMode(
         images=lambda s: max(1, s.rows // 2) * s.cols,
         draw=lambda model, x, s: reconstruction_grid(model, x, s.rows, s.cols, s.seed, s.code),
+        keys=("code", "rows", "cols", "seed"),
     ),
     "traversal": SampleMode(
-        images=lambda s: 1,
+        images=lambda s: 1 if s.variables else TRAVERSAL_RANKING_IMAGES,
         draw=lambda model, x, s: traversal_grid(model, x, s.variables, s.rows),
+        keys=("variables", "rows"),
     ),
     "temperature": SampleMode(
         images=lambda s: s.cols,
         draw=lambda model, x, s: temperature_grid(model, x, s.temperatures, s.cols, s.seed),
+        keys=("temperatures", "cols", "seed"),
     ),
 }
+
+
+def picture_name(settings: SampleConfig, epoch: int) -> str:
+    """Gives the default file name of a ``sample`` grid: its mode, every setting that changes its
+    picture, and the checkpoint's epoch, as ``reconstruction_code-argmax_rows8_cols8_seed0_epoch010.png``."""
+    parts = [settings.mode]
+    for key in SAMPLE_MODES[settings.mode].keys:
+        value = getattr(settings, key)
+        if value is None:
+            value = "top-kl" if key == "variables" else "none"
+        elif isinstance(value, list | tuple):
+            value = "-".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+        parts.append(f"{key}{value}" if isinstance(value, int) else f"{key}-{value}")
+    return "_".join(parts) + f"_epoch{epoch:03d}.png"

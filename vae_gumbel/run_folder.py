@@ -73,10 +73,6 @@ class RunFolder:
         prefix = "" if name == "prior" else f"{name}_"
         return self.samples / f"{prefix}epoch_{epoch:03d}.png"
 
-    def sample_picture(self, mode: str, seed: int) -> Path:
-        """Gives the PNG that ``sample`` draws by default: samples/{mode}_seed{seed}.png."""
-        return self.samples / f"{mode}_seed{seed}.png"
-
     @classmethod
     def of_checkpoint(cls, file: Path) -> RunFolder:
         """Gives the run folder a checkpoint file belongs to (its own folder if it is not in one's

@@ -20,14 +20,16 @@ from vae_gumbel.checkpoint import load_checkpoint, model_from_checkpoint, test_s
 from vae_gumbel.config import CONFIG_PATH, SampleConfig, validate
 from vae_gumbel.device import resolve_device
 from vae_gumbel.errors import one_line_errors
-from vae_gumbel.grids import SAMPLE_MODES, save_grid
+from vae_gumbel.files import write_new
+from vae_gumbel.grids import SAMPLE_MODES, picture_name, save_grid
 from vae_gumbel.run_folder import RunFolder, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
 
-def sample(cfg: DictConfig) -> Path:
-    """Writes the grid that ``cfg`` asks for and gives its path."""
+def sample(cfg: DictConfig) -> tuple[Path, str]:
+    """Draws the grid that ``cfg`` asks for; gives where it was written and what happened there (a
+    different picture already at the name is never replaced unless ``overwrite`` says so)."""
     settings: SampleConfig = validate(cfg, SampleConfig)
     device = resolve_device(settings.device, key="device")
     file = resolve_checkpoint(to_absolute_path(settings.checkpoint), settings.which)
@@ -40,15 +42,16 @@ def sample(cfg: DictConfig) -> Path:
     out = (
         Path(to_absolute_path(settings.out))
         if settings.out
-        else RunFolder.of_checkpoint(file).sample_picture(settings.mode, settings.seed)
+        else RunFolder.of_checkpoint(file).samples / picture_name(settings, checkpoint["epoch"])
     )
-    return save_grid(grid, out)
+    return write_new(out, lambda path: save_grid(grid, path), overwrite=settings.overwrite)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="sample")
 def main(cfg: DictConfig) -> None:
     with one_line_errors():
-        log.info("wrote %s", sample(cfg))
+        _, happened = sample(cfg)
+    log.info(happened)
 
 
 if __name__ == "__main__":

@@ -139,9 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(description="Train the tutorial set-up with the tutorial loop.")
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--data-root", default="data")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs to train")
+    parser.add_argument("--data-root", default="data", help="the folder holding MNIST/raw (default: data)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     torch.manual_seed(0)

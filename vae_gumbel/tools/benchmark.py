@@ -32,6 +32,7 @@ from vae_gumbel.data import Data, ImageSet
 from vae_gumbel.datasets import ensure, load_images
 from vae_gumbel.device import allow_tf32, resolve_device, synchronize
 from vae_gumbel.errors import one_line_errors
+from vae_gumbel.files import write_new
 from vae_gumbel.likelihood import score_test_set
 from vae_gumbel.loop import Temperatures, train_epoch
 from vae_gumbel.model import CategoricalVAE, unstack
@@ -407,16 +408,18 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Time the tutorial loop against the trainer, side by side.")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--data-root", default="data")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[100, 1000, 10000])
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    parser.add_argument("--data-root", default="data", help="the folder holding MNIST/raw (default: data)")
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=[100, 1000, 10000], help="batch sizes timed"
+    )
     parser.add_argument(
         "--images", type=int, default=30_000, help="images timed per configuration and batch size"
     )
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--latent-dim", type=int, default=30)
-    parser.add_argument("--categorical-dim", type=int, default=10)
-    parser.add_argument("--hidden", type=int, nargs="+", default=[512, 256])
+    parser.add_argument("--repeats", type=int, default=3, help="timings per configuration (median reported)")
+    parser.add_argument("--latent-dim", type=int, default=30, help="N, the latent variables")
+    parser.add_argument("--categorical-dim", type=int, default=10, help="K, the categories per variable")
+    parser.add_argument("--hidden", type=int, nargs="+", default=[512, 256], help="the MLP's hidden widths")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile configurations")
     parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast on the CPU")
     parser.add_argument(
@@ -443,15 +446,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--stack-batch-size", type=int, default=100, help="batch size of the stacked step")
     parser.add_argument("--stack-steps", type=int, default=50, help="steps timed per stack size and repeat")
-    parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    parser.add_argument(
+        "--out", type=Path, default=Path("outputs/bench"), help="folder of bench.json and bench.md"
+    )
     args = parser.parse_args(argv)
     with one_line_errors():
         report = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
-    (args.out / "bench.md").write_text(table)
     print(table)
+    for name, text in (("bench.json", json.dumps(report, indent=2) + "\n"), ("bench.md", table)):
+        print(write_new(args.out / name, lambda path, text=text: path.write_text(text))[1])
     return 0
 
 

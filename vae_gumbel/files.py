@@ -1,0 +1,51 @@
+"""Writing output files without losing any: a different file already at the name is never replaced
+silently.
+
+Pictures and figures are drawn into a temporary file beside their target. If the target exists
+with the same bytes, nothing changes; if it differs, the new file takes the first free numbered
+name (``grid_2.png``, ``grid_3.png``, ...) unless the user asked to overwrite.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+
+def numbered(path: Path, number: int) -> Path:
+    return path.with_name(f"{path.stem}_{number}{path.suffix}")
+
+
+def write_new(path: str | Path, write: Callable[[Path], object], overwrite: bool = False) -> tuple[Path, str]:
+    """Writes a file by calling ``write(temporary path)``; gives where it ended up and a line that
+    says what happened (written, unchanged, replaced, or written under a new name)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+    write(partial)
+    try:
+        if claim(partial, path):
+            return path, f"wrote {path}"
+        if path.read_bytes() == partial.read_bytes():
+            return path, f"{path} is already there, unchanged"
+        if overwrite:
+            partial.replace(path)
+            return path, f"replaced {path}"
+        number = 2
+        while not claim(partial, numbered(path, number)):
+            number += 1
+        target = numbered(path, number)
+        return target, f"{path} exists and differs: wrote {target} (overwrite=true replaces it instead)"
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def claim(partial: Path, path: Path) -> bool:
+    """Gives the written file the name ``path`` if no file has it (atomically: of two processes,
+    one wins); says whether it did."""
+    try:
+        os.link(partial, path)
+    except FileExistsError:
+        return False
+    return True
