@@ -90,6 +90,8 @@ def test_optuna_search_runs_trials_and_minimises_the_returned_test_loss(
         "temperature.rate",
         "estimator",
     }
+    # Like every sweep, it records its config and opens without the storage layer's start-up lines.
+    assert (sweep_dir / "multirun.yaml").is_file() and "alembic" not in result.stdout + result.stderr
 
 
 def test_submitit_local_runs_a_job(tmp_path: Path, mnist_root: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -29,6 +30,13 @@ def allow_tf32(device: torch.device, enabled: bool) -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = enabled
         torch.backends.cudnn.allow_tf32 = enabled
+
+
+def quiet_cuda_warnings(device: torch.device) -> None:
+    """On a CPU run, silences torch's warning that it finds no CUDA runtime (logged when inductor
+    first compiles, by a CUDA build of torch on a machine without a GPU): true, and not a problem."""
+    if device.type == "cpu":
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
 def synchronize(device: torch.device) -> None:

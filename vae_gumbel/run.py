@@ -33,7 +33,7 @@ from vae_gumbel.checkpoint import (
 from vae_gumbel.compile_cache import CompileCache
 from vae_gumbel.config import RUN_CONTROL_KEYS, TrainConfig, flat_settings
 from vae_gumbel.data import Data, load_data
-from vae_gumbel.device import allow_tf32, resolve_device, resolve_precision
+from vae_gumbel.device import allow_tf32, quiet_cuda_warnings, resolve_device, resolve_precision
 from vae_gumbel.errors import CheckpointError, ConfigError, NonFiniteLossError, describe
 from vae_gumbel.estimators import build_estimator
 from vae_gumbel.interrupts import StopRequest
@@ -192,6 +192,7 @@ def build_run(members: Sequence[Member], resume_from: Sequence[Any] = (), data: 
     if first.trainer.num_threads is not None:
         torch.set_num_threads(first.trainer.num_threads)
     allow_tf32(device, first.trainer.tf32)
+    quiet_cuda_warnings(device)
     seed_everything(first.seed)
     if data is None:
         with TIMELINE.phase("data: read, verify, put on the device"):
