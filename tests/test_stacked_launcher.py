@@ -59,9 +59,8 @@ def test_a_stacked_sweep_writes_a_normal_run_folder_per_job(tmp_path: Path, mnis
         assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
         assert folder.epoch_picture("prior", 2).is_file() and folder.epoch_picture("code_usage", 2).is_file()
         # The checkpoints are today's: sample and evaluate read them unchanged.
-        assert sample(
-            compose_config("sample", [f"checkpoint={folder.path}", "mode=reconstruction"])
-        ).is_file()
+        picture, _ = sample(compose_config("sample", [f"checkpoint={folder.path}", "mode=reconstruction"]))
+        assert picture.is_file()
         _, report = run_evaluation(
             compose_config("evaluate", [f"checkpoint={folder.path}", "iwae_samples=[1,4]"])
         )

@@ -69,7 +69,7 @@ def test_joblib_launcher_runs_jobs_in_parallel_and_a_failing_job_loses_no_other(
     assert json.loads((failed / "status.json").read_text())["status"] == "failed"
     assert read_metrics(finished / "metrics.jsonl")[-1]["epoch"] == 1
     table = report(sweep_dir)
-    assert table.splitlines()[2].startswith("| 1 | completed | 1.0 |")
+    assert table.splitlines()[2].startswith("| 1 | completed | 1 |")
     assert table.splitlines()[3].startswith("| 0 | failed | -1 |")
     assert "ConfigError: temperature.initial must be > 0" in table.splitlines()[3]
 

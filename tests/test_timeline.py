@@ -48,6 +48,7 @@ def test_time_to_result_times_whole_runs_and_reads_their_timelines(tmp_path: Pat
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
+    (out,) = out.iterdir()  # each timing gets its own dated folder
     report = json.loads((out / "time_to_result.json").read_text())
     phases = report["phases_s"]
     for phase in (

@@ -74,7 +74,7 @@ def hyperparameters(settings: Any) -> dict[str, str | int | float | bool]:
     from vae_gumbel.config import flat_settings
 
     return {
-        key: "null" if value is None else value if isinstance(value, bool | int | float | str) else str(value)
+        key: "null" if value is None else value if isinstance(value, bool | int | float | str) else str(list(value) if isinstance(value, tuple) else value)
         for key, value in flat_settings(settings).items()
     }
 
