@@ -167,7 +167,9 @@ class TrainerConfig:
     eval_seed: int = 1234
     sample_seed: int = 0
     progress: str = "auto"  # auto (a bar on a terminal; in a file, log lines for long work) | true | false
-    num_threads: int | None = None
+    num_threads: str | None = (
+        "auto"  # auto (the cores others leave free, checked each epoch) | N | null (all)
+    )
     compile: str = "auto"  # auto | false | true | default | reduce-overhead | max-autotune
     compile_backend: str = "inductor"
     compile_cache: str | None = (
@@ -179,10 +181,13 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         require(self.epochs >= 0, "trainer.epochs", ">= 0", self.epochs)
+        if self.num_threads is not None:
+            self.num_threads = str(self.num_threads).lower()
+        fixed = self.num_threads not in (None, "auto")
         require(
-            self.num_threads is None or self.num_threads >= 1,
+            not fixed or (self.num_threads.isdigit() and int(self.num_threads) >= 1),
             "trainer.num_threads",
-            "null or >= 1",
+            "auto, a number >= 1, or null (all cores)",
             self.num_threads,
         )
         self.compile = str(self.compile).lower()

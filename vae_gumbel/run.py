@@ -44,6 +44,7 @@ from vae_gumbel.optim import StackOptimizer
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.schedules import Schedule, build_schedule
 from vae_gumbel.step import STEP_VALUES, StepPlan, build_step, plan_step
+from vae_gumbel.threads import ThreadCount
 from vae_gumbel.timeline import TIMELINE
 from vae_gumbel.tracking import RunLog, write_status
 
@@ -98,6 +99,7 @@ class Run:
     step: int = 0
     active: list[bool] = field(default_factory=list)
     compile_cache: CompileCache | None = None  # where compiled code is kept, if the step compiles
+    threads: ThreadCount | None = None  # torch's CPU threads, adjusted to a busy machine under auto
 
     @property
     def settings(self) -> TrainConfig:
@@ -113,6 +115,8 @@ class Run:
         ``stop`` ends the epoch at a step boundary with Interrupted."""
         trainer, batch_size = self.settings.trainer, self.settings.data.batch_size
         num_batches = math.ceil(len(self.data.train) / batch_size)
+        if self.threads is not None:
+            self.threads.adjust()
         result = train_epoch(
             self.step_fn,
             self.data.train.batches(batch_size, members=len(self.members)),
@@ -189,8 +193,7 @@ def build_run(members: Sequence[Member], resume_from: Sequence[Any] = (), data: 
             "these jobs differ in more than the settings a stack's members may have of their own"
         )
     device = resolve_device(first.trainer.device)
-    if first.trainer.num_threads is not None:
-        torch.set_num_threads(first.trainer.num_threads)
+    threads = ThreadCount(first.trainer.num_threads, device)
     allow_tf32(device, first.trainer.tf32)
     quiet_cuda_warnings(device)
     seed_everything(first.seed)
@@ -209,6 +212,9 @@ def build_run(members: Sequence[Member], resume_from: Sequence[Any] = (), data: 
         run = _assemble(members, device, data, plan, cache)
     with TIMELINE.phase("resume: read checkpoints"):
         _resume(run, list(resume_from) or [None] * len(members))
+    with TIMELINE.phase("CPU threads: the first look at the machine"):
+        threads.start()
+    run.threads = threads
     return run
 
 
