@@ -11,7 +11,7 @@ from torch.distributions.relaxed_categorical import ExpRelaxedCategorical
 
 from vae_gumbel.config import EstimatorConfig
 from vae_gumbel.estimators import ESTIMATORS, build_estimator
-from vae_gumbel.gumbel import conditional_gumbel, gumbel_cdf, gumbel_max
+from vae_gumbel.gumbel import conditional_gumbel, gapped_logits, gumbel_cdf, gumbel_max
 from vae_gumbel.objectives import exp_concrete_log_density, relaxed_kl
 from vae_gumbel.tools.gradient_study import (
     exact_gradient,
@@ -21,8 +21,15 @@ from vae_gumbel.tools.gradient_study import (
 )
 
 
-def get_estimator(name: str, rao_samples: int = 10):
-    return build_estimator(EstimatorConfig(name=name, rao_samples=rao_samples))
+def get_estimator(name: str, rao_samples: int = 10, **settings):
+    return build_estimator(EstimatorConfig(name=name, rao_samples=rao_samples, **settings))
+
+
+def category_counts_fit(index: torch.Tensor, probabilities: torch.Tensor) -> float:
+    """Gives the chi-square p-value of the categories drawn in ``index`` against ``probabilities``."""
+    counts = torch.bincount(index.flatten(), minlength=len(probabilities)).double()
+    expected = probabilities.double() / probabilities.double().sum() * counts.sum()
+    return stats.chisquare(counts.numpy(), expected.numpy()).pvalue
 
 
 LOGITS = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
@@ -81,7 +88,10 @@ def test_reinmax_is_less_biased_than_straight_through_at_tau_one() -> None:
     assert reinmax.bias < 0.5 * straight.bias
 
 
-@pytest.mark.parametrize("name", ["straight_through", "gumbel_rao", "reinmax"])
+@pytest.mark.parametrize(
+    "name",
+    ["straight_through", "gumbel_rao", "reinmax", "decoupled_straight_through", "gapped_straight_through"],
+)
 def test_straight_through_family_feeds_the_exact_one_hot_sample_forward(name: str) -> None:
     logits = torch.randn(64, 5, 7, generator=torch.Generator().manual_seed(7))
     latent = get_estimator(name)(logits.requires_grad_(), 0.7, generator=torch.Generator().manual_seed(8))
@@ -140,3 +150,59 @@ def test_log_of_k_categories_is_the_largest_kl() -> None:
     from vae_gumbel.objectives import kl_per_variable
 
     assert float(kl_per_variable(torch.tensor([[[50.0, 0, 0, 0]]]))) == pytest.approx(math.log(4), rel=1e-4)
+
+
+def test_decoupled_straight_through_with_equal_temperatures_is_straight_through() -> None:
+    """At tau_f = 1 and tau_b = 1 the paper's softmax(logits / tau + G) is softmax(logits + G)."""
+    gradients = {}
+    for name in ("straight_through", "decoupled_straight_through"):
+        leaf = LOGITS.expand(500, -1, -1).clone().requires_grad_()
+        latent = get_estimator(name)(leaf, 1.0, generator=torch.Generator().manual_seed(18))
+        F(latent.z).sum().backward()
+        gradients[name] = (latent.hard, leaf.grad)
+    assert torch.equal(gradients["straight_through"][0], gradients["decoupled_straight_through"][0])
+    torch.testing.assert_close(gradients["straight_through"][1], gradients["decoupled_straight_through"][1])
+
+
+def test_decoupled_forward_sample_is_an_exact_draw_from_the_tempered_posterior() -> None:
+    logits = torch.tensor([1.5, 0.2, -0.7, 0.0])
+    estimator = get_estimator("decoupled_straight_through", forward_temperature=2.0)
+    latent = estimator(logits.expand(40_000, -1), 0.5, generator=torch.Generator().manual_seed(19))
+    index = latent.hard.argmax(-1)
+    assert category_counts_fit(index, torch.softmax(logits / 2.0, -1)) > 0.001
+    assert category_counts_fit(index, torch.softmax(logits, -1)) < 1e-6  # not q itself
+
+
+def test_decoupled_backward_temperature_trades_variance_for_spread() -> None:
+    estimator = get_estimator("decoupled_straight_through")
+    sharp = gradient_stats(estimator, LOGITS, F, 0.5, samples=20_000, seed=20)
+    smooth = gradient_stats(estimator, LOGITS, F, 2.0, samples=20_000, seed=20)
+    assert smooth.variance < 0.5 * sharp.variance
+
+
+def test_gapped_logits_make_the_sampled_category_lead_by_the_gap_and_move_no_more() -> None:
+    logits = torch.tensor([[2.0, 1.5, -3.0, 0.9], [2.0, 1.5, -3.0, 0.9]])
+    moved = gapped_logits(logits, torch.tensor([2, 0]), gap=1.0)
+    # The sampled -3.0 rises to the top (2.0), 2.0 and 1.5 fall to 1.0, 0.9 is already 1.1 below.
+    torch.testing.assert_close(moved[0], torch.tensor([1.0, 1.0, 2.0, 0.9]))
+    torch.testing.assert_close(moved[1], torch.tensor([2.0, 1.0, -3.0, 0.9]))
+    logits = torch.randn(1000, 7, generator=torch.Generator().manual_seed(21)) * 3
+    index = torch.randint(0, 7, (1000,), generator=torch.Generator().manual_seed(22))
+    for gap in (0.5, 1.0, 3.0):
+        moved = gapped_logits(logits, index, gap)
+        leader = moved.gather(-1, index[:, None])
+        others = moved.masked_fill(torch.nn.functional.one_hot(index, 7).bool(), -torch.inf)
+        assert (leader - others.max(-1, keepdim=True).values >= gap - 1e-6).all()
+        assert (moved <= logits.max(-1, keepdim=True).values).all()
+
+
+def test_gapped_straight_through_draws_from_q_with_less_variance_than_straight_through() -> None:
+    logits = torch.tensor([1.5, 0.2, -0.7, 0.0])
+    latent = get_estimator("gapped_straight_through")(
+        logits.expand(40_000, -1), 0.5, generator=torch.Generator().manual_seed(23)
+    )
+    assert category_counts_fit(latent.hard.argmax(-1), torch.softmax(logits, -1)) > 0.001
+    for tau in (0.5, 1.0):
+        gapped = gradient_stats(get_estimator("gapped_straight_through"), LOGITS, F, tau, 20_000, seed=24)
+        straight = gradient_stats(get_estimator("straight_through"), LOGITS, F, tau, 20_000, seed=24)
+        assert gapped.variance < 0.5 * straight.variance, tau

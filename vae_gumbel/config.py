@@ -88,10 +88,16 @@ class ModelConfig:
 class EstimatorConfig:
     name: str = MISSING
     rao_samples: int = 10  # gumbel_rao: conditional Gumbel draws averaged per sample
+    forward_temperature: float = 1.0  # decoupled_straight_through: the forward sample's temperature
+    gap: float = 1.0  # gapped_straight_through: how far the sampled category leads the others
 
     def __post_init__(self) -> None:
         choice("estimator.name", self.name, ESTIMATORS)
         require(self.rao_samples >= 1, "estimator.rao_samples", ">= 1", self.rao_samples)
+        require(
+            self.forward_temperature > 0, "estimator.forward_temperature", "> 0", self.forward_temperature
+        )
+        require(self.gap > 0, "estimator.gap", "> 0", self.gap)
 
 
 @dataclass

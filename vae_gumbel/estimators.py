@@ -10,6 +10,10 @@ training pass (``z``, differentiable in the logits) together with the exact one-
   given the sampled category (Paulus, Maddison & Krause, ICLR 2021): same expectation as
   straight-through, lower variance.
 - ``reinmax``: the second-order straight-through estimator of Liu et al. (NeurIPS 2023).
+- ``decoupled_straight_through``: straight-through Gumbel-Softmax with one temperature for the
+  forward sample and another for the backward pass (Shah et al., arXiv 2410.13331).
+- ``gapped_straight_through``: GST-1.0, straight-through from logits moved so that the sampled
+  category leads the others by a gap, with no resampling (Fan et al., ICML 2022).
 """
 
 from __future__ import annotations
@@ -21,7 +25,15 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from vae_gumbel.gumbel import Temperature, conditional_gumbel, gumbel_softmax_sample, straight_through
+from vae_gumbel.gumbel import (
+    Temperature,
+    conditional_gumbel,
+    gapped_logits,
+    gumbel_max,
+    gumbel_softmax_sample,
+    sample_gumbel,
+    straight_through,
+)
 
 if TYPE_CHECKING:
     from vae_gumbel.config import EstimatorConfig
@@ -86,6 +98,41 @@ def reinmax_estimator(
     )
 
 
+def decoupled_straight_through_estimator(
+    logits: torch.Tensor,
+    tau: Temperature,
+    generator: torch.Generator | None = None,
+    forward_temperature: float = 1.0,
+) -> LatentSample:
+    """Gives the one-hot argmax(logits / tau_f + G) as z, an exact draw from softmax(logits / tau_f),
+    with the gradient of softmax(logits / tau + G) from the same noise G (Decoupled ST-GS; the
+    paper's form logits / tau + G, not (logits + G) / tau). tau_f = ``forward_temperature`` sets how
+    random the forward sample is, tau (the schedule's) how the gradient spreads over categories.
+    With tau_f = 1 the forward sample is an exact draw from q; otherwise the decoder trains on
+    draws from a tempered q while the KL, the unrelaxed loss's KL and every test number use q."""
+    compute = logits.float() if logits.dtype != torch.float64 else logits
+    noise = sample_gumbel(logits.shape, dtype=compute.dtype, device=logits.device, generator=generator)
+    index = (compute.detach() / forward_temperature + noise).argmax(dim=-1)
+    hard = torch.nn.functional.one_hot(index, logits.shape[-1]).to(logits.dtype)
+    soft = torch.softmax(compute / tau + noise, dim=-1).to(logits.dtype)
+    return LatentSample(z=straight_through(soft, hard), hard=hard, z_is_hard=True)
+
+
+def gapped_straight_through_estimator(
+    logits: torch.Tensor, tau: Temperature, generator: torch.Generator | None = None, gap: float = 1.0
+) -> LatentSample:
+    """Gives the one-hot D ~ softmax(logits) as z, with the gradient of softmax(gapped / tau), where
+    ``gapped`` equals the logits in the backward pass and, in value, has D's logit raised to the
+    largest and every other capped ``gap`` below it (GST-1.0 for gap = 1): a deterministic stand-in
+    for the Gumbel-Softmax sample given D, with no noise of its own to add variance."""
+    compute = logits.float() if logits.dtype != torch.float64 else logits
+    index = gumbel_max(compute, generator=generator)
+    hard = torch.nn.functional.one_hot(index, logits.shape[-1]).to(logits.dtype)
+    moved = gapped_logits(compute.detach(), index, gap)
+    soft = torch.softmax((compute + (moved - compute.detach())) / tau, dim=-1).to(logits.dtype)
+    return LatentSample(z=straight_through(soft, hard), hard=hard, z_is_hard=True)
+
+
 @dataclass(frozen=True)
 class EstimatorKind:
     """A registered estimator: how to build it from its settings, and whether its z is a relaxed
@@ -102,6 +149,14 @@ ESTIMATORS: dict[str, EstimatorKind] = {
         lambda settings: functools.partial(gumbel_rao_estimator, samples=settings.rao_samples)
     ),
     "reinmax": EstimatorKind(lambda settings: reinmax_estimator),
+    "decoupled_straight_through": EstimatorKind(
+        lambda settings: functools.partial(
+            decoupled_straight_through_estimator, forward_temperature=settings.forward_temperature
+        )
+    ),
+    "gapped_straight_through": EstimatorKind(
+        lambda settings: functools.partial(gapped_straight_through_estimator, gap=settings.gap)
+    ),
 }
 
 

@@ -141,6 +141,18 @@ def conditional_gumbel(
     return perturbed - log_p
 
 
+def gapped_logits(logits: torch.Tensor, index: torch.Tensor, gap: float = 1.0) -> torch.Tensor:
+    """Gives the logits moved so that category ``index`` leads by at least ``gap``: its logit raised
+    to the largest, every other capped at the largest minus ``gap`` (Fan et al., ICML 2022).
+
+    logits: (..., K); index: (...). Logits already ``gap`` or more below the largest stay put, so
+    the move is as small as the gap allows.
+    """
+    top = logits.max(dim=-1, keepdim=True).values
+    chosen = F.one_hot(index, logits.shape[-1]).to(torch.bool)
+    return torch.where(chosen, top, torch.minimum(logits, top - gap))
+
+
 def straight_through(soft: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
     """Gives ``hard`` in the forward pass with the gradient of ``soft`` in the backward pass.
 
