@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import struct
 import subprocess
@@ -146,6 +147,15 @@ def run_python(
     return subprocess.run(
         [sys.executable, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_script(name: str, *args: str) -> object:
+    """Runs ``scripts/NAME``'s ``main(args)`` in this process: its command line without the cost of
+    a new interpreter (for scripts that start their own training processes, or only read files)."""
+    spec = importlib.util.spec_from_file_location(f"script_{Path(name).stem}", REPO / "scripts" / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(list(args))
 
 
 def run_module(

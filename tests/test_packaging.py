@@ -26,11 +26,12 @@ def wheel_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
     )
     env = root / "env"
-    subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
     (wheel,) = (root / "dist").glob("vae_gumbel-*.whl")
     packages = next(env.glob("lib/python*/site-packages"))
     (packages / "borrowed.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    subprocess.run([env / "bin" / "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True)
+    install = ["install", "-q", "--no-deps", "--no-index", str(wheel)]  # this pip, into that environment
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(env / "bin" / "python"), *install], check=True)
     return env
 
 

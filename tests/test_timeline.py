@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from tests.conftest import REPO, run_python, tiny_run
+from tests.conftest import run_script, tiny_run
 from vae_gumbel.compile_cache import CompileCache
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.timeline import Timeline, process_start
@@ -36,18 +36,12 @@ def test_the_process_start_is_before_now() -> None:
     assert started is not None and 0 < time.time() - started < 3600
 
 
-def test_time_to_result_times_whole_runs_and_reads_their_timelines(tmp_path: Path, mnist_root: Path) -> None:
+def test_time_to_result_times_whole_runs_and_reads_their_timelines(
+    tmp_path: Path, mnist_root: Path, capsys
+) -> None:
     out = tmp_path / "timing"
-    result = run_python(
-        str(REPO / "scripts" / "time_to_result.py"),
-        "--repeats",
-        "1",
-        "--out",
-        str(out),
-        *tiny_run(mnist_root),
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
+    run_script("time_to_result.py", "--repeats", "1", "--out", str(out), *tiny_run(mnist_root))
+    printed = capsys.readouterr().out
     (out,) = out.iterdir()  # each timing gets its own dated folder
     report = json.loads((out / "time_to_result.json").read_text())
     phases = report["phases_s"]
@@ -62,7 +56,7 @@ def test_time_to_result_times_whole_runs_and_reads_their_timelines(tmp_path: Pat
         assert phases[phase] >= 0, phase
     timeline = json.loads(RunFolder(out / "run0").timeline.read_text())
     assert 0 < timeline["phases"]["train: steps"] < timeline["total_seconds"] < report["wall_s"]["train"]
-    assert "| train: steps |" in result.stdout and "whole process:" in result.stdout
+    assert "| train: steps |" in printed and "whole process:" in printed
 
 
 def test_the_compile_cache_points_inductor_at_its_folder_and_saves_once(tmp_path: Path, monkeypatch) -> None:
