@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from vae_gumbel.files import dated_folder
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.threads import usable_cores
 from vae_gumbel.tracking import read_metrics
@@ -100,8 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("overrides", nargs="*", help="training overrides (e.g. data.train_limit=20000)")
     args = parser.parse_args(argv)
-    out = (args.out / time.strftime("%Y-%m-%d_%H-%M-%S")).resolve()
-    out.mkdir(parents=True)
+    out = dated_folder(args.out)
     variants = [(setting, setting, False) for setting in args.settings]
     if args.passive:
         variants.append(("null", "null, OMP passive", True))

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from vae_gumbel.files import dated_folder
 from vae_gumbel.run_folder import RunFolder
 
 
@@ -55,8 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("overrides", nargs="*", help="training overrides")
     args = parser.parse_args(argv)
-    out = (args.out / time.strftime("%Y-%m-%d_%H-%M-%S")).resolve()  # each timing its own folder
-    out.mkdir(parents=True)
+    out = dated_folder(args.out)
     walls: dict[str, list[float]] = {"train": [], "tutorial": []}
     phases: list[dict[str, float]] = []
     for repeat in range(args.repeats):

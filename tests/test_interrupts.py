@@ -62,6 +62,17 @@ def wait_for(condition, process: subprocess.Popen, timeout: float = 120) -> None
         time.sleep(0.05)
 
 
+def train_command(mnist_root: Path, folder: RunFolder) -> list[str]:
+    """Gives the arguments of ``python`` that train the tiny run of EPOCHS epochs into ``folder``."""
+    return [
+        "-m",
+        "vae_gumbel.train",
+        *tiny_run(mnist_root),
+        f"trainer.epochs={EPOCHS}",
+        f"hydra.run.dir={folder.path}",
+    ]
+
+
 def finish(folder: RunFolder, overrides: list[str]) -> None:
     """Resumes the run in ``folder`` to its end in this process (as its command line would)."""
     train(compose_config("train", overrides), folder.path)
@@ -85,13 +96,7 @@ def test_sigterm_and_sigint_keep_the_last_epoch_and_the_printed_command_resumes_
     mnist_root: Path, tmp_path: Path, uninterrupted: list[dict]
 ) -> None:
     folder = RunFolder(tmp_path / "run")
-    command = [
-        "-m",
-        "vae_gumbel.train",
-        *tiny_run(mnist_root),
-        f"trainer.epochs={EPOCHS}",
-        f"hydra.run.dir={folder.path}",
-    ]
+    command = train_command(mnist_root, folder)
     # SIGTERM in the first epoch: nothing trained yet is kept, but the start is.
     process = start(command, tmp_path, pause="step=0.2")
     wait_for(lambda: folder.log.is_file() and "training" in folder.log.read_text(), process)
@@ -136,13 +141,7 @@ def test_killed_anywhere_a_run_leaves_sound_files_and_resumes_exactly(
     mnist_root: Path, tmp_path: Path, uninterrupted: list[dict]
 ) -> None:
     folder = RunFolder(tmp_path / "run")
-    command = [
-        "-m",
-        "vae_gumbel.train",
-        *tiny_run(mnist_root),
-        f"trainer.epochs={EPOCHS}",
-        f"hydra.run.dir={folder.path}",
-    ]
+    command = train_command(mnist_root, folder)
     resume = [*command, "resume=last"]
 
     def kill(process: subprocess.Popen) -> None:

@@ -31,7 +31,9 @@ def wheel_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
     packages = next(env.glob("lib/python*/site-packages"))
     (packages / "borrowed.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     install = ["install", "-q", "--no-deps", "--no-index", str(wheel)]  # this pip, into that environment
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(env / "bin" / "python"), *install], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(env / "bin" / "python"), *install], check=True
+    )
     return env
 
 

@@ -9,6 +9,7 @@ name (``grid_2.png``, ``grid_3.png``, ...) unless the user asked to overwrite.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,3 +50,11 @@ def claim(partial: Path, path: Path) -> bool:
     except FileExistsError:
         return False
     return True
+
+
+def dated_folder(parent: Path) -> Path:
+    """Makes and gives a new folder PARENT/YYYY-MM-DD_HH-MM-SS (absolute): a measurement of its own
+    beside the earlier ones, never mixed with them."""
+    folder = (parent / time.strftime("%Y-%m-%d_%H-%M-%S")).resolve()
+    folder.mkdir(parents=True)
+    return folder

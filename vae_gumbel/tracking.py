@@ -73,10 +73,16 @@ def hyperparameters(settings: Any) -> dict[str, str | int | float | bool]:
     HParams tab (lists as text, null as "null")."""
     from vae_gumbel.config import flat_settings
 
-    return {
-        key: "null" if value is None else value if isinstance(value, bool | int | float | str) else str(list(value) if isinstance(value, tuple) else value)
-        for key, value in flat_settings(settings).items()
-    }
+    return {key: hparam_value(value) for key, value in flat_settings(settings).items()}
+
+
+def hparam_value(value: Any) -> str | int | float | bool:
+    """Gives a setting as the HParams tab shows it: scalars as they are, null and lists as text."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool | int | float | str):
+        return value
+    return str(list(value) if isinstance(value, tuple) else value)
 
 
 def tensorboard_run_name() -> str | None:
