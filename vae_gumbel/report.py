@@ -224,7 +224,18 @@ def draw_ranked(
             axis.fill_between(epochs, *band, color=color, alpha=0.2, zorder=2)
     else:
         others = f"{count - HIGHLIGHTED} others" if rank == HIGHLIGHTED else None
-        axis.plot(epochs, values, style, color=FAINT, linewidth=0.8, label=others, zorder=1)
+        lone = len(epochs) == 1  # a single epoch is a point, which a line alone would not show
+        axis.plot(
+            epochs,
+            values,
+            style,
+            marker="o" if lone else None,
+            markersize=2,
+            color=FAINT,
+            linewidth=0.8,
+            label=others,
+            zorder=1,
+        )
 
 
 def place_legend(axis: Any, outside: bool) -> None:
