@@ -55,7 +55,8 @@ def finish(process: subprocess.Popen, folder: RunFolder) -> list[float]:
 
 
 def chosen_threads(folder: RunFolder) -> str:
-    """Gives the thread counts a run under auto moved through, from its log ("2" when it never moved)."""
+    """Gives the thread counts a run under auto moved through, from its log ("unchanged" when it
+    never moved)."""
     moves = [
         line.split("CPU threads: ", 1)[1].split(" (")[0]
         for line in folder.log.read_text().splitlines()
@@ -64,14 +65,14 @@ def chosen_threads(folder: RunFolder) -> str:
     return ", ".join(moves) if moves else "unchanged"
 
 
-def measure(situation: str, label: str, setting: str, passive: bool, out: Path, overrides: list[str]) -> dict:
+def measure(situation: str, name: str, setting: str, passive: bool, out: Path, overrides: list[str]) -> dict:
+    """Runs one situation with one setting into folders named SITUATION_NAME_I; gives the runs'
+    epochs' images/s and the threads auto chose."""
     busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) if situation == "busy" else None
     try:
         if busy is not None:
             time.sleep(1.0)  # the busy loop is running before the run looks at the machine
-        folders = [
-            RunFolder(out / f"{situation}_{label}_{i}") for i in range(2 if situation == "pair" else 1)
-        ]
+        folders = [RunFolder(out / f"{situation}_{name}_{i}") for i in range(2 if situation == "pair" else 1)]
         processes = [start_run(folder, setting, passive, overrides) for folder in folders]
         rates = [
             rate
@@ -83,7 +84,7 @@ def measure(situation: str, label: str, setting: str, passive: bool, out: Path, 
             busy.kill()
             busy.wait()
     threads = chosen_threads(folders[0]) if setting == "auto" else "fixed"
-    return {"situation": situation, "setting": label, "img_s": rates, "threads": threads}
+    return {"situation": situation, "img_s": rates, "threads": threads}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -110,8 +111,8 @@ def main(argv: list[str] | None = None) -> None:
         for situation in SITUATIONS:
             for setting, label, passive in variants:
                 name = f"r{round_}_{label.replace(', ', '_').replace(' ', '_')}"
-                results.append(measure(situation, name, setting, passive, out, args.overrides))
-                results[-1]["setting"] = label
+                measured = measure(situation, name, setting, passive, out, args.overrides)
+                results.append({"setting": label, **measured})
                 print(
                     f"{situation:5s} {label:20s} median {statistics.median(results[-1]['img_s']):7.0f} img/s",
                     flush=True,

@@ -27,6 +27,7 @@ import torch
 
 from vae_gumbel.gumbel import (
     Temperature,
+    compute_dtype,
     conditional_gumbel,
     gapped_logits,
     gumbel_max,
@@ -110,10 +111,9 @@ def decoupled_straight_through_estimator(
     random the forward sample is, tau (the schedule's) how the gradient spreads over categories.
     With tau_f = 1 the forward sample is an exact draw from q; otherwise the decoder trains on
     draws from a tempered q while the KL, the unrelaxed loss's KL and every test number use q."""
-    compute = logits.float() if logits.dtype != torch.float64 else logits
+    compute = logits.to(compute_dtype(logits.dtype))
     noise = sample_gumbel(logits.shape, dtype=compute.dtype, device=logits.device, generator=generator)
-    index = (compute.detach() / forward_temperature + noise).argmax(dim=-1)
-    hard = torch.nn.functional.one_hot(index, logits.shape[-1]).to(logits.dtype)
+    hard = gumbel_max(compute / forward_temperature, one_hot=True, noise=noise).to(logits.dtype)
     soft = torch.softmax(compute / tau + noise, dim=-1).to(logits.dtype)
     return LatentSample(z=straight_through(soft, hard), hard=hard, z_is_hard=True)
 
@@ -125,7 +125,7 @@ def gapped_straight_through_estimator(
     ``gapped`` equals the logits in the backward pass and, in value, has D's logit raised to the
     largest and every other capped ``gap`` below it (GST-1.0 for gap = 1): a deterministic stand-in
     for the Gumbel-Softmax sample given D, with no noise of its own to add variance."""
-    compute = logits.float() if logits.dtype != torch.float64 else logits
+    compute = logits.to(compute_dtype(logits.dtype))
     index = gumbel_max(compute, generator=generator)
     hard = torch.nn.functional.one_hot(index, logits.shape[-1]).to(logits.dtype)
     moved = gapped_logits(compute.detach(), index, gap)

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 Temperature = float | torch.Tensor
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Gives the precision noise and relaxed samples are computed in for inputs of ``dtype``."""
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
@@ -58,7 +59,7 @@ def sample_gumbel(
     The uniforms are clamped to [tiny, 1 - eps] of the noise precision, as
     ``torch.distributions.Gumbel`` does, so both logarithms stay finite.
     """
-    noise_dtype = _compute_dtype(dtype)
+    noise_dtype = compute_dtype(dtype)
     u = torch.rand(shape, dtype=noise_dtype, device=device, generator=generator)
     finfo = torch.finfo(noise_dtype)
     u = u.clamp(min=finfo.tiny, max=1.0 - finfo.eps)
@@ -79,7 +80,7 @@ def gumbel_max(
     draws to use (broadcasting against ``logits``, e.g. the same for every member of a stack)
     instead of fresh ones.
     """
-    compute = _compute_dtype(logits.dtype)
+    compute = compute_dtype(logits.dtype)
     if noise is None:
         noise = sample_gumbel(logits.shape, dtype=compute, device=logits.device, generator=generator)
     index = (logits.detach().to(compute) + noise).argmax(dim=-1)
@@ -105,7 +106,7 @@ def gumbel_softmax_sample(
     logits: (..., K); the softmax runs over the last axis only. ``tau`` is a positive
     float or 0-d tensor (a learned temperature passes its gradient through).
     """
-    compute = _compute_dtype(logits.dtype)
+    compute = compute_dtype(logits.dtype)
     noise = sample_gumbel(logits.shape, dtype=compute, device=logits.device, generator=generator)
     perturbed = logits.to(compute) + noise
     log_soft = torch.log_softmax(perturbed / tau, dim=-1)
@@ -129,7 +130,7 @@ def conditional_gumbel(
     it is, and every other entry is a Gumbel with its own location truncated below that
     maximum: max = -log E_d, others = -log(E_d + E_i / p_i), with E exponential(1).
     """
-    compute = _compute_dtype(logits.dtype)
+    compute = compute_dtype(logits.dtype)
     log_p = torch.log_softmax(logits.detach().to(compute), dim=-1)
     shape = (samples, *logits.shape)
     finfo = torch.finfo(compute)
