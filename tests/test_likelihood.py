@@ -87,6 +87,16 @@ def test_the_test_elbo_scores_every_member_with_the_same_draws_as_a_lone_model()
         torch.testing.assert_close(stacked[m].usage, alone.usage)
 
 
+def test_a_stack_evaluates_batch_size_rows_at_a_time_however_many_members_it_has(monkeypatch) -> None:
+    torch.manual_seed(0)
+    model = stack([CategoricalVAE(latent_dim=3, categorical_dim=4, hidden=(16,)) for _ in range(4)])
+    images = ImageSet(torch.randint(0, 2, (50, 784), dtype=torch.uint8), 1.0, resample=False)
+    shapes, encode = [], model.encode
+    monkeypatch.setattr(model, "encode", lambda x: shapes.append(x.shape[:2]) or encode(x))
+    score_test_set(model, images, batch_size=20, seed=7)
+    assert shapes == [(4, 5)] * 10  # 4 members x 5 images: 20 rows, over all 50 images
+
+
 def test_the_test_elbo_is_the_same_at_every_evaluation() -> None:
     torch.manual_seed(1)
     model = CategoricalVAE(latent_dim=3, categorical_dim=4, hidden=(16,))

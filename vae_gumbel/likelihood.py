@@ -44,9 +44,12 @@ def score_test_set(model: CategoricalVAE, images: ImageSet, batch_size: int, see
     """Gives the test negative ELBO of each member of ``model`` (one for a plain model) with exact
     one-hot posterior samples (no relaxation).
 
-    The noise comes from a generator seeded with ``seed`` and is the same for every member, so
-    every evaluation of the same weights draws the same samples: test losses compare across
-    epochs, and across the members of a stack.
+    The noise comes from a generator seeded with ``seed``, in one draw for the whole set, and is
+    the same for every member, so every evaluation of the same weights draws the same samples:
+    test losses compare across epochs, across the members of a stack and across stack sizes.
+    ``batch_size`` counts rows, images times members: a stack of M evaluates batch_size / M
+    images at a time, so its activations stay as small as one model's (a stack of 32 on a
+    2-core CPU evaluated 1.6x faster than with 10,000 images at a time).
     """
     device = images.pixels.device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -55,11 +58,12 @@ def score_test_set(model: CategoricalVAE, images: ImageSet, batch_size: int, see
     sums = torch.zeros(members, 3, device=device, dtype=torch.float64)
     usage = torch.zeros(members, n, k, device=device)
     kl_per_var = torch.zeros(members, n, device=device, dtype=torch.float64)
-    for start in range(0, len(images), batch_size):
-        x = images.targets(slice(start, start + batch_size))
-        logits = model.encode(x.expand(members, *x.shape))  # (members, batch, N, K)
-        noise = sample_gumbel(logits.shape[1:], device=device, generator=generator)
-        codes = gumbel_max(logits, one_hot=True, noise=noise)
+    noise = sample_gumbel((len(images), n, k), device=device, generator=generator)
+    chunk = max(1, batch_size // members)
+    for start in range(0, len(images), chunk):
+        x = images.targets(slice(start, start + chunk))
+        logits = model.encode(x.expand(members, *x.shape))  # (members, chunk, N, K)
+        codes = gumbel_max(logits, one_hot=True, noise=noise[start : start + chunk])
         elbo = negative_elbo(model.decode(codes), x, logits)
         sums += torch.stack([elbo.loss.sum(-1), elbo.recon.sum(-1), elbo.kl.sum(-1)], dim=-1).double()
         usage += codes.sum(dim=-3)
