@@ -11,8 +11,10 @@ Every way runs ``python -m vae_gumbel.train`` with the same overrides:
 - ``joblib``: the whole sweep through ``hydra/launcher=joblib`` with ``--joblib-jobs`` processes at once;
 - ``separate``: every job as its own process, one after another, as a shell loop would run them.
 
-Reports each way's wall time, its ratio to ``single`` and to ``separate``, and the median epoch
-time of its runs (from their metrics, which leave out start-up and compilation). Writes
+Reports each way's wall time, its ratio to ``single`` and to ``separate``, the median epoch
+time of its runs (from their metrics, which leave out start-up and compilation), and what the
+per-epoch extras (evaluation, logs, drawing the pictures, copying the state for the checkpoints)
+cost the training thread per member and epoch (from the runs' timelines). Writes
 ``multirun.json`` into ``--out`` and prints a Markdown table. Without ``--sweep`` it sweeps
 ``seed`` over ``--jobs`` values.
 """
@@ -34,6 +36,7 @@ from omegaconf import OmegaConf
 from vae_gumbel.device import resolve_device
 from vae_gumbel.files import write_new
 from vae_gumbel.run_folder import RunFolder, find_runs
+from vae_gumbel.timeline import EPOCH_EXTRAS
 from vae_gumbel.tools.peak import device_description
 from vae_gumbel.tracking import read_metrics
 
@@ -56,6 +59,17 @@ def median_epoch_seconds(run_dir: Path) -> float:
     if not seconds:
         sys.exit(f"error: {run_dir} has no epoch times in metrics.jsonl")
     return statistics.median(seconds[1:] or seconds)
+
+
+def extras_per_member_epoch(folder: Path, runs: list[Path]) -> float:
+    """Gives the seconds the per-epoch extras took on the training thread per member and epoch: from
+    every timeline written under ``folder`` (one per process job, or one per stacked batch), over
+    the epochs in the runs' metrics."""
+    timelines = [json.loads(path.read_text()) for path in folder.rglob("timeline*.json")]
+    if not timelines:
+        sys.exit(f"error: no timeline under {folder}")
+    seconds = sum(timeline["phases"].get(phase, 0.0) for timeline in timelines for phase in EPOCH_EXTRAS)
+    return seconds / sum(len(read_metrics(RunFolder(run).metrics)) for run in runs)
 
 
 def jobs_of(sweeps: list[str]) -> list[list[str]]:
@@ -87,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     sweeps = args.sweep or [f"seed={','.join(str(seed) for seed in range(args.jobs))}"]
     jobs = jobs_of(sweeps)
     out = args.out.resolve()
-    train, common = ["-m", "vae_gumbel.train"], ["trainer.progress=false", *args.overrides]
+    train = ["-m", "vae_gumbel.train"]
+    common = ["trainer.progress=false", "trainer.timeline=true", *args.overrides]
     timings: dict[str, dict] = {}
     for way in args.ways:
         folder = out / way
@@ -115,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
             "seconds": seconds,
             "runs": len(runs),
             "median_epoch_s": statistics.median(median_epoch_seconds(r) for r in runs),
+            "extras_per_member_epoch_s": extras_per_member_epoch(folder, runs),
         }
     first_config = RunFolder(find_runs(out / args.ways[0])[0]).config
     report = {
@@ -137,14 +153,15 @@ def main(argv: list[str] | None = None) -> None:
         f"{report['device']}, torch {report['torch']}; {len(jobs)} jobs ({' '.join(sweeps)}); "
         f"overrides: {' '.join(args.overrides) or '(none)'}",
         "",
-        "| way | runs | wall time (s) | vs single | vs separate | median epoch (s) |",
-        "|---|---|---|---|---|---|",
+        "| way | runs | wall time (s) | vs single | vs separate | median epoch (s) "
+        "| extras per member-epoch (s) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for way, timing in timings.items():
         ratios = " | ".join(
             f"{timing[key]:.2f}x" if key in timing else "" for key in ("vs_single", "vs_separate")
         )
-        epoch = f"{timing['median_epoch_s']:.3f}"
+        epoch = f"{timing['median_epoch_s']:.3f} | {timing['extras_per_member_epoch_s']:.4f}"
         lines.append(f"| {way} | {timing['runs']} | {timing['seconds']:.1f} | {ratios} | {epoch} |")
     print("\n".join(lines))
     print(happened)

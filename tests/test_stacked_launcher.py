@@ -80,13 +80,28 @@ def test_a_bad_value_fails_its_job_alone_before_any_training(tmp_path: Path, mni
 
 def test_optuna_hands_the_stacked_launcher_batches_of_trials(tmp_path: Path, mnist_root: Path) -> None:
     sweep_dir, result = stacked_sweep(
-        tmp_path, mnist_root, "hparams_search=optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2"
+        tmp_path,
+        mnist_root,
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_jobs=2",
+        "trainer.timeline=true",
     )
     assert result.returncode == 0, result.stderr
     assert (result.stdout + result.stderr).count("Launching 2 jobs as stacks") == 2
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     finals = [read_metrics(RunFolder(sweep_dir / str(job)).metrics)[-1]["test/loss"] for job in range(4)]
     assert results["best_value"] == pytest.approx(min(finals))
+    # Each batch's timeline, in the sweep folder: its own phases, the process's start-up in the first.
+    first, second = (
+        json.loads((sweep_dir / f"timeline_jobs_{jobs}.json").read_text()) for jobs in ("0-1", "2-3")
+    )
+    assert first["jobs"] == second["jobs"] == 2
+    assert "start: interpreter and imports" in first["phases"]
+    assert "start: interpreter and imports" not in second["phases"]
+    for timeline in (first, second):
+        assert 0 < timeline["phases"]["train: steps"] < timeline["total_seconds"]
+        assert timeline["phases"]["sweep: compose and prepare the jobs"] > 0
 
 
 def test_tensorboard_hparams_mark_exactly_the_swept_keys_and_show_the_chosen_metrics(

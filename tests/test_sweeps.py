@@ -34,12 +34,25 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 
 def test_basic_sweeper_runs_every_combination_in_its_own_job_folder(tmp_path: Path, mnist_root: Path) -> None:
     sweep_dir, result = multirun(
-        tmp_path, mnist_root, "temperature.initial=0.5,1.0", "estimator=gumbel_softmax,straight_through"
+        tmp_path,
+        mnist_root,
+        "temperature.initial=0.5,1.0",
+        "estimator=gumbel_softmax,straight_through",
+        "trainer.timeline=true",
     )
     assert result.returncode == 0, result.stderr
     assert (sweep_dir / "multirun.yaml").is_file()
     jobs = job_dirs(sweep_dir)
     assert [j.name for j in jobs] == ["0", "1", "2", "3"]
+    # The jobs run one after another in one process; each timeline holds its own job's phases only,
+    # and only the first job's counts the process's start-up.
+    timelines = [json.loads((job / "timeline.json").read_text()) for job in jobs]
+    assert "start: interpreter and imports" in timelines[0]["phases"]
+    for timeline in timelines[1:]:
+        assert "start: interpreter and imports" not in timeline["phases"]
+        assert (
+            0 < timeline["phases"]["train: steps"] < timeline["total_seconds"] < timelines[0]["total_seconds"]
+        )
     combinations = set()
     for job in jobs:
         assert read_metrics(job / "metrics.jsonl")[-1]["epoch"] == 1

@@ -31,6 +31,16 @@ def test_a_phase_adds_up_its_wall_time_from_any_thread() -> None:
     assert "| write | 2.00 | 50% |" in timeline.table(total=4.0)
 
 
+def test_each_job_starts_its_timeline_afresh_and_only_the_first_counts_the_start_up() -> None:
+    timeline = Timeline()
+    assert timeline.total() is None
+    assert timeline.start() is (process_start() is not None)  # the process's first job
+    assert timeline.total() >= 0
+    timeline.add("train: steps", 3.0)
+    assert timeline.start() is False  # a later job of the same process: from now, from nothing
+    assert timeline.seconds == {} and 0 <= timeline.total() < 1
+
+
 def test_the_process_start_is_before_now() -> None:
     started = process_start()
     assert started is not None and 0 < time.time() - started < 3600

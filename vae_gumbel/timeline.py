@@ -1,9 +1,11 @@
 """Where a run's time goes: the wall time of each phase, from the process's start to its end.
 
 The process has one timeline, as it has one root logger: every phase adds its seconds to it,
-from whichever thread runs it. ``trainer.timeline=true`` writes it into the run folder as
-``timeline.json`` and logs it as a table; ``scripts/time_to_result.py`` adds what only the
-outside sees (the process's exit) and compares whole commands.
+from whichever thread runs it. Each job starts it afresh (``start``), so that a sweep run in one
+process never counts one job's phases in another's. ``trainer.timeline=true`` writes it into the
+run folder as ``timeline.json`` (a stacked sweep: into the sweep folder) and logs it as a table;
+``scripts/time_to_result.py`` adds what only the outside sees (the process's exit) and compares
+whole commands.
 """
 
 from __future__ import annotations
@@ -15,6 +17,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+# What an epoch costs the training thread besides its steps: the per-epoch extras.
+EVALUATE = "evaluate: test ELBO"
+LOG_EPOCH = "logs: metrics.jsonl, TensorBoard scalars, log lines"
+DRAW_PICTURES = "pictures: draw (training thread)"
+COPY_STATE = "checkpoints: copy the state (training thread)"
+EPOCH_EXTRAS = (EVALUATE, LOG_EPOCH, DRAW_PICTURES, COPY_STATE)
 
 
 def process_start() -> float | None:
@@ -37,6 +46,22 @@ class Timeline:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self.lock = threading.Lock()
+        self.started: float | None = None  # when the job began (seconds since the epoch)
+        self.jobs = 0  # jobs started in this process
+
+    def start(self) -> bool:
+        """Starts a job's timeline: the process's first job from the process's start, with its
+        start-up phases still to be added (gives True); a later one from now, from nothing."""
+        with self.lock:
+            self.seconds.clear()
+            self.jobs += 1
+            began = process_start() if self.jobs == 1 else None
+            self.started = began if began is not None else time.time()
+            return began is not None
+
+    def total(self) -> float | None:
+        """Gives the seconds since the job began, None if it never started."""
+        return None if self.started is None else time.time() - self.started
 
     def add(self, name: str, seconds: float) -> None:
         with self.lock:

@@ -47,7 +47,7 @@ from vae_gumbel.model import unstack
 from vae_gumbel.run import Member, Run, build_run, log, stack_key
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.step import STEP_VALUES
-from vae_gumbel.timeline import TIMELINE, process_start
+from vae_gumbel.timeline import COPY_STATE, DRAW_PICTURES, EVALUATE, LOG_EPOCH, TIMELINE
 from vae_gumbel.tracking import RunLog, hyperparameters, read_metrics, tensorboard_run_name, write_status
 
 
@@ -177,10 +177,10 @@ def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
         # Score every member on the test set in one batched pass, with exact discrete samples.
         scores = None
         if run.epoch % trainer.eval_every == 0 or last:
-            with TIMELINE.phase("evaluate: test ELBO"):
+            with TIMELINE.phase(EVALUATE):
                 scores = score_test_set(run.model, run.data.test, trainer.eval_batch_size, trainer.eval_seed)
         # Log each live member's epoch: metrics.jsonl, TensorBoard, its log.
-        with TIMELINE.phase("logs: metrics.jsonl, TensorBoard scalars, log lines"):
+        with TIMELINE.phase(LOG_EPOCH):
             records = [epoch_record(run, result, m, scores) for m in range(len(run.members))]
             for m, member in run.live():
                 member.run_log.log_epoch(records[m])
@@ -190,11 +190,11 @@ def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
                 log.info(stack_line(run, records))
         # Draw the pictures every sample_every epochs: decoded here, encoded in the background.
         if run.epoch % trainer.sample_every == 0 or last:
-            with TIMELINE.phase("pictures: draw (training thread)"):
+            with TIMELINE.phase(DRAW_PICTURES):
                 draw_pictures(run, scores, writer)
         # Keep each live member's state: copied here (what an interrupt would save), written in the
         # background as last.pt every checkpoint_every epochs and as best.pt when its test loss improves.
-        with TIMELINE.phase("checkpoints: copy the state (training thread)"):
+        with TIMELINE.phase(COPY_STATE):
             for m, member in run.live():
                 improved = records[m].get("test/loss", math.inf) < member.best_test_loss
                 member.best_test_loss = min(member.best_test_loss, records[m].get("test/loss", math.inf))
@@ -490,7 +490,7 @@ def main(cfg: DictConfig) -> float:
     with one_line_errors():
         metrics = train(cfg)
     if cfg.trainer.timeline:
-        write_timeline(RunFolder(HydraConfig.get().runtime.output_dir))
+        write_timeline(RunFolder(HydraConfig.get().runtime.output_dir).timeline)
     return objective(metrics)
 
 
@@ -498,20 +498,19 @@ IMPORTED = time.time()  # this module and all it needs are imported: the process
 
 
 def record_start() -> None:
-    """Adds the process's start-up to the timeline: the interpreter and the imports, then Hydra's
-    composition of the config (until the task function runs)."""
-    started = process_start()
-    if started is not None and "start: interpreter and imports" not in TIMELINE.seconds:
-        TIMELINE.add("start: interpreter and imports", IMPORTED - started)
+    """Starts this job's timeline. The process's first job also counts the process's start-up: the
+    interpreter and the imports, then Hydra's composition of the config (until the task function
+    runs); a later job of a sweep run in the same process starts from nothing."""
+    if TIMELINE.start():
+        TIMELINE.add("start: interpreter and imports", IMPORTED - TIMELINE.started)
         TIMELINE.add("start: Hydra composes the config", time.time() - IMPORTED)
 
 
-def write_timeline(folder: RunFolder) -> None:
-    """Writes the process's timeline so far into timeline.json and logs it as a table."""
-    started = process_start()
-    total = time.time() - started if started is not None else None
-    TIMELINE.write(folder.timeline, total_seconds=total)
-    log.info("where the time went (%s):\n%s", folder.timeline, TIMELINE.table(total))
+def write_timeline(path: Path, **facts: object) -> None:
+    """Writes the job's timeline so far into ``path`` and logs it as a table."""
+    total = TIMELINE.total()
+    TIMELINE.write(path, total_seconds=total, **facts)
+    log.info("where the time went (%s):\n%s", path, TIMELINE.table(total))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ batch of Optuna's trials), composes and prepares each job as Hydra's own launche
 folder, its ``.hydra/`` files, its log), trains the jobs that can share a stack as one model with
 a leading member axis (``vae_gumbel.train.train_members``), and returns one ``JobReturn`` per job
 with the number the job's run would return. A job whose settings fail their checks fails alone,
-before any training.
+before any training. With ``trainer.timeline=true``, the wall time of each phase of the whole batch
+(all its stacks) goes into the sweep folder as ``timeline_jobs_FIRST-LAST.json``.
 
 Hydra imports this module whenever it looks for plugins, so it imports vae_gumbel only in ``launch``.
 """
@@ -60,12 +61,15 @@ class StackedLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from vae_gumbel.errors import RunFailed, one_line, one_line_errors
-        from vae_gumbel.train import member_of, objective, train_members
+        from vae_gumbel.timeline import TIMELINE
+        from vae_gumbel.train import member_of, objective, record_start, train_members, write_timeline
 
         assert self.config is not None and self.hydra_context is not None
+        record_start()
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info(f"Launching {len(job_overrides)} jobs as stacks of at most {self.max_members} models")
 
         def prepare(cfg: DictConfig):  # runs inside Hydra's job context: its config, folder and log
@@ -74,22 +78,9 @@ class StackedLauncher(Launcher):
                 return member_of(cfg, folder, job_logger(folder / f"{HydraConfig.get().job.name}.log"))
 
         returns = []
-        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
-            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-            sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-            with open_dict(sweep_config):
-                sweep_config.hydra.job.id = idx
-                sweep_config.hydra.job.num = idx
-            returns.append(
-                run_job(
-                    hydra_context=self.hydra_context,
-                    task_function=prepare,
-                    config=sweep_config,
-                    job_dir_key="hydra.sweep.dir",
-                    job_subdir_key="hydra.sweep.subdir",
-                )
-            )
-            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)  # not the job's log
+        with TIMELINE.phase("sweep: compose and prepare the jobs"):
+            for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+                returns.append(self._prepare_job(prepare, idx, overrides))
 
         prepared = [ret for ret in returns if ret.status == JobStatus.COMPLETED]
         members = [ret.return_value for ret in prepared]
@@ -102,4 +93,25 @@ class StackedLauncher(Launcher):
                 ret.status, ret.return_value = JobStatus.FAILED, RunFailed(one_line(result))
             else:
                 ret.status, ret.return_value = JobStatus.COMPLETED, objective(result)
+        if any(member.settings.trainer.timeline for member in members):
+            last = initial_job_idx + len(job_overrides) - 1
+            write_timeline(sweep_dir / f"timeline_jobs_{initial_job_idx}-{last}.json", jobs=len(members))
         return returns
+
+    def _prepare_job(self, prepare: TaskFunction, idx: int, overrides: Sequence[str]) -> JobReturn:
+        """Composes one job's config and runs ``prepare`` in its context, as Hydra's launchers do."""
+        assert self.config is not None and self.hydra_context is not None
+        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = idx
+            sweep_config.hydra.job.num = idx
+        ret = run_job(
+            hydra_context=self.hydra_context,
+            task_function=prepare,
+            config=sweep_config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)  # not the job's log
+        return ret
