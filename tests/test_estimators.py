@@ -82,15 +82,23 @@ def test_more_rao_samples_lower_the_variance_further() -> None:
     assert many.variance < few.variance
 
 
-def test_reinmax_is_less_biased_than_straight_through_at_tau_one() -> None:
+@pytest.mark.parametrize("first_order", ["straight_through", "softmax_straight_through"])
+def test_reinmax_is_less_biased_than_straight_through_at_tau_one(first_order: str) -> None:
     reinmax = gradient_stats(get_estimator("reinmax"), LOGITS, F, 1.0, samples=40_000, seed=6)
-    straight = gradient_stats(get_estimator("straight_through"), LOGITS, F, 1.0, samples=40_000, seed=6)
+    straight = gradient_stats(get_estimator(first_order), LOGITS, F, 1.0, samples=40_000, seed=6)
     assert reinmax.bias < 0.5 * straight.bias
 
 
 @pytest.mark.parametrize(
     "name",
-    ["straight_through", "gumbel_rao", "reinmax", "decoupled_straight_through", "gapped_straight_through"],
+    [
+        "straight_through",
+        "softmax_straight_through",
+        "gumbel_rao",
+        "reinmax",
+        "decoupled_straight_through",
+        "gapped_straight_through",
+    ],
 )
 def test_straight_through_family_feeds_the_exact_one_hot_sample_forward(name: str) -> None:
     logits = torch.randn(64, 5, 7, generator=torch.Generator().manual_seed(7))
@@ -206,3 +214,25 @@ def test_gapped_straight_through_draws_from_q_with_less_variance_than_straight_t
         gapped = gradient_stats(get_estimator("gapped_straight_through"), LOGITS, F, tau, 20_000, seed=24)
         straight = gradient_stats(get_estimator("straight_through"), LOGITS, F, tau, 20_000, seed=24)
         assert gapped.variance < 0.5 * straight.variance, tau
+
+
+def test_softmax_straight_through_draws_from_q_and_backpropagates_the_tempered_softmax() -> None:
+    logits = torch.tensor([1.5, 0.2, -0.7, 0.0])
+    latent = get_estimator("softmax_straight_through")(
+        logits.expand(40_000, -1), 0.5, generator=torch.Generator().manual_seed(25)
+    )
+    assert category_counts_fit(latent.hard.argmax(-1), torch.softmax(logits, -1)) > 0.001
+    # Whatever the sample, the gradient is the Jacobian of softmax(logits / tau): no noise in it.
+    tau, upstream = 0.7, torch.randn(64, 5, 7, generator=torch.Generator().manual_seed(26))
+    batch = torch.randn(64, 5, 7, generator=torch.Generator().manual_seed(27)).requires_grad_()
+    latent = get_estimator("softmax_straight_through")(
+        batch, tau, generator=torch.Generator().manual_seed(28)
+    )
+    (latent.z * upstream).sum().backward()
+    p = torch.softmax(batch.detach() / tau, dim=-1)
+    torch.testing.assert_close(batch.grad, p * (upstream - (p * upstream).sum(-1, keepdim=True)) / tau)
+    # So its variance comes from the sample alone: far below straight-through Gumbel-Softmax's.
+    for tau in (0.5, 1.0):
+        plain = gradient_stats(get_estimator("softmax_straight_through"), LOGITS, F, tau, 20_000, seed=29)
+        straight = gradient_stats(get_estimator("straight_through"), LOGITS, F, tau, 20_000, seed=29)
+        assert plain.variance < 0.1 * straight.variance, tau

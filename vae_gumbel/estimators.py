@@ -6,6 +6,9 @@ training pass (``z``, differentiable in the logits) together with the exact one-
 
 - ``gumbel_softmax``: the relaxed sample (Jang et al. 2017; Maddison et al. 2017).
 - ``straight_through``: the one-hot sample forward, the relaxed sample's gradient backward.
+- ``softmax_straight_through``: the one-hot sample forward, the gradient of softmax(logits / tau)
+  backward, with no noise in it: the original straight-through estimator (Bengio et al. 2013)
+  with a temperature, the "ST" of the ReinMax experiments.
 - ``gumbel_rao``: straight-through with the relaxed gradient averaged over M Gumbel draws
   given the sampled category (Paulus, Maddison & Krause, ICLR 2021): same expectation as
   straight-through, lower variance.
@@ -66,6 +69,18 @@ def straight_through_estimator(
     """Gives the exact one-hot sample as z, with the relaxed sample's gradient."""
     sample = gumbel_softmax_sample(logits, tau, generator=generator)
     return LatentSample(z=straight_through(sample.soft, sample.hard), hard=sample.hard, z_is_hard=True)
+
+
+def softmax_straight_through_estimator(
+    logits: torch.Tensor, tau: Temperature, generator: torch.Generator | None = None
+) -> LatentSample:
+    """Gives the one-hot D ~ softmax(logits) as z, with the gradient of softmax(logits / tau): given
+    D the gradient is deterministic, since no Gumbel noise enters the backward pass."""
+    compute = logits.to(compute_dtype(logits.dtype))
+    index = gumbel_max(compute, generator=generator)
+    hard = torch.nn.functional.one_hot(index, logits.shape[-1]).to(logits.dtype)
+    soft = torch.softmax(compute / tau, dim=-1).to(logits.dtype)
+    return LatentSample(z=straight_through(soft, hard), hard=hard, z_is_hard=True)
 
 
 def gumbel_rao_estimator(
@@ -145,6 +160,7 @@ class EstimatorKind:
 ESTIMATORS: dict[str, EstimatorKind] = {
     "gumbel_softmax": EstimatorKind(lambda settings: gumbel_softmax_estimator, relaxed=True),
     "straight_through": EstimatorKind(lambda settings: straight_through_estimator),
+    "softmax_straight_through": EstimatorKind(lambda settings: softmax_straight_through_estimator),
     "gumbel_rao": EstimatorKind(
         lambda settings: functools.partial(gumbel_rao_estimator, samples=settings.rao_samples)
     ),
