@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from tests.conftest import REPO, compose_config, run_python, run_script, tiny_run
+from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.timeline import EPOCH_EXTRAS
+from vae_gumbel.tracking import read_metrics
 from vae_gumbel.train import train
 
 pytestmark = pytest.mark.slow
@@ -119,3 +123,34 @@ def test_every_command_line_option_says_what_it_does(path: str, monkeypatch) -> 
     assert parser.description
     silent = [action.dest for action in parser._actions if not action.help]
     assert not silent, f"{path}: options without help text: {silent}"
+
+
+def test_the_reinmax_comparison_trains_each_estimator_with_its_papers_settings_and_summarises_seeds(
+    tmp_path: Path, mnist_root: Path, capsys
+) -> None:
+    out = tmp_path / "reinmax"
+    arguments = ["--configurations", "8x4", "--estimators", "gumbel_rao", "softmax_straight_through"]
+    run_script("reinmax2023.py", *arguments, "--seeds", "2", "--out", str(out), "--dry-run")
+    assert capsys.readouterr().out.count("python -m vae_gumbel.train --multirun") == 2 and not out.exists()
+    run_script("reinmax2023.py", *arguments, "--seeds", "2", "--out", str(out), *tiny_run(mnist_root))
+    expected = {  # the papers' settings for 8x4 (categories x variables)
+        "gumbel_rao": ("adam", 5e-4, 0.5, 100),
+        "softmax_straight_through": ("adam", 1e-3, 1.3, 10),
+    }
+    rows = {row["estimator"]: row for row in csv.DictReader((out / "reinmax2023.csv").open())}
+    for estimator, (optimizer, lr, tau, rao_samples) in expected.items():
+        last = []
+        for seed in range(2):
+            folder = RunFolder(out / "8x4" / estimator / str(seed))
+            config = OmegaConf.load(folder.config)
+            assert (config.model.categorical_dim, config.model.latent_dim, config.seed) == (8, 4, seed)
+            assert (config.optim.name, config.optim.lr, config.temperature.initial) == (optimizer, lr, tau)
+            assert config.estimator.rao_samples == rao_samples
+            last.append(read_metrics(folder.metrics)[-1])
+        row = rows[estimator]
+        assert row["test negative ELBO n"] == "2"
+        assert float(row["test negative ELBO mean"]) == pytest.approx(sum(r["test/loss"] for r in last) / 2)
+        assert float(row["train loss (last epoch) mean"]) == pytest.approx(
+            sum(r["train/loss_unrelaxed"] for r in last) / 2
+        )
+    assert "| 8x4 | `gumbel_rao`" in (out / "reinmax2023.md").read_text()

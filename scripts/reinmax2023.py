@@ -1,0 +1,230 @@
+"""Train the ReinMax MNIST-VAE comparison: every estimator of the papers' tables that this project
+has, with the settings the papers give for it, over several seeds; then summarise it.
+
+    python scripts/reinmax2023.py [--configurations 10x30 8x4 ...] [--estimators reinmax ...]
+        [--seeds 10] [--out outputs/reinmax2023] [--dry-run | --summary-only] [TRAIN OVERRIDES ...]
+
+The set-up is ``experiment=reinmax2023`` (Liu et al., NeurIPS 2023; Wang & Bui, arXiv 2603.08257):
+grey-level targets, 784-512-256 MLPs, batch 100, 160 epochs, a constant temperature. A latent
+configuration is written categories x variables, as in the papers ("10x30": 30 variables of 10
+categories). For each configuration and estimator, one stacked sweep over the seeds trains into
+OUT/CONFIGURATION/ESTIMATOR, with the estimator's optimizer, learning rate and temperature from
+SETTINGS. The summary gives, per configuration and estimator, the mean, standard error and count
+over seeds of the papers' two numbers: the training loss of the last epoch (one exact one-hot
+sample per image, ``train/loss_unrelaxed``) and the one-sample test negative ELBO (``test/loss``);
+it writes OUT/reinmax2023.csv and OUT/reinmax2023.md and prints the Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+from vae_gumbel.report import mean_and_stderr
+from vae_gumbel.run_folder import RunFolder, find_runs
+from vae_gumbel.tracking import read_metrics
+
+# Categories x variables -> (model.categorical_dim, model.latent_dim).
+CONFIGURATIONS = {
+    "8x4": (8, 4),
+    "4x24": (4, 24),
+    "8x16": (8, 16),
+    "16x12": (16, 12),
+    "64x8": (64, 8),
+    "10x30": (10, 30),
+}
+
+# Our estimator -> the name the papers' tables and public code give it, and any setting it needs to
+# be the same estimator: their code's Gumbel-Rao averages 100 conditional draws.
+ESTIMATORS = {
+    "straight_through": ("STGS (their code: gumbel)", []),
+    "softmax_straight_through": ("ST (their code: st)", []),
+    "gumbel_rao": ("GR-MC100 (their code: rao_gumbel)", ["estimator.rao_samples=100"]),
+    "gapped_straight_through": ("GST-1.0 (their code: gst-1.0)", []),
+    "reinmax": ("ReinMax (their code: reinmax)", []),
+}
+
+
+class Setting(NamedTuple):
+    optimizer: str  # optim=adam | radam
+    lr: float
+    tau: float
+
+
+# (configuration, estimator) -> the optimizer, learning rate and temperature of the papers' grid
+# search, as Wang & Bui's public code lists them ("according to table 8", hyperparameters.py of
+# danielwang0452/ReinMax_ASC; its 4x24 key is written (24, 4)). Its ReinMax rows are exactly the
+# settings of Liu et al.'s scripts (mnist_vae/reinmax_C_L.sh of LiyuanLucasLiu/ReinMax).
+SETTINGS = {
+    ("8x4", "straight_through"): Setting("adam", 3e-4, 0.5),
+    ("8x4", "gumbel_rao"): Setting("adam", 5e-4, 0.5),
+    ("8x4", "gapped_straight_through"): Setting("adam", 5e-4, 1.0),
+    ("8x4", "softmax_straight_through"): Setting("adam", 1e-3, 1.3),
+    ("8x4", "reinmax"): Setting("adam", 5e-4, 1.3),
+    ("4x24", "straight_through"): Setting("radam", 5e-4, 0.3),
+    ("4x24", "gumbel_rao"): Setting("radam", 5e-4, 0.3),
+    ("4x24", "gapped_straight_through"): Setting("radam", 5e-4, 0.5),
+    ("4x24", "softmax_straight_through"): Setting("radam", 1e-3, 1.5),
+    ("4x24", "reinmax"): Setting("radam", 5e-4, 1.5),
+    ("8x16", "straight_through"): Setting("radam", 5e-4, 0.5),
+    ("8x16", "gumbel_rao"): Setting("radam", 7e-4, 0.7),
+    ("8x16", "gapped_straight_through"): Setting("radam", 7e-4, 0.5),
+    ("8x16", "softmax_straight_through"): Setting("radam", 1e-3, 1.5),
+    ("8x16", "reinmax"): Setting("radam", 7e-4, 1.5),
+    ("16x12", "straight_through"): Setting("radam", 7e-4, 0.7),
+    ("16x12", "gumbel_rao"): Setting("adam", 5e-4, 1.0),
+    ("16x12", "gapped_straight_through"): Setting("radam", 7e-4, 0.5),
+    ("16x12", "softmax_straight_through"): Setting("adam", 5e-4, 1.5),
+    ("16x12", "reinmax"): Setting("radam", 7e-4, 1.5),
+    ("64x8", "straight_through"): Setting("radam", 7e-4, 0.7),
+    ("64x8", "gumbel_rao"): Setting("adam", 7e-4, 2.0),
+    ("64x8", "gapped_straight_through"): Setting("radam", 7e-4, 0.7),
+    ("64x8", "softmax_straight_through"): Setting("adam", 5e-4, 1.5),
+    ("64x8", "reinmax"): Setting("radam", 5e-4, 1.5),
+    ("10x30", "straight_through"): Setting("radam", 5e-4, 0.5),
+    ("10x30", "gumbel_rao"): Setting("radam", 5e-4, 1.0),
+    ("10x30", "gapped_straight_through"): Setting("radam", 5e-4, 0.5),
+    ("10x30", "softmax_straight_through"): Setting("radam", 7e-3, 1.4),
+    ("10x30", "reinmax"): Setting("radam", 5e-4, 1.3),
+}
+
+# The papers' two numbers, from each run's last epoch.
+METRICS = {"train loss (last epoch)": "train/loss_unrelaxed", "test negative ELBO": "test/loss"}
+
+
+def sweep_command(
+    configuration: str, estimator: str, seeds: int, folder: Path, overrides: list[str]
+) -> list[str]:
+    """Gives the command that trains one estimator on one configuration over the seeds, as one stack."""
+    categories, variables = CONFIGURATIONS[configuration]
+    setting = SETTINGS[configuration, estimator]
+    return [
+        sys.executable,
+        "-m",
+        "vae_gumbel.train",
+        "--multirun",
+        "hydra/launcher=stacked",
+        "experiment=reinmax2023",
+        f"model.categorical_dim={categories}",
+        f"model.latent_dim={variables}",
+        f"estimator={estimator}",
+        *ESTIMATORS[estimator][1],
+        f"optim={setting.optimizer}",
+        f"optim.lr={setting.lr:g}",
+        f"temperature.initial={setting.tau:g}",
+        f"seed={','.join(str(seed) for seed in range(seeds))}",
+        f"hydra.sweep.dir={folder}",
+        *overrides,
+    ]
+
+
+def summary_rows(out: Path, configurations: list[str], estimators: list[str]) -> list[dict[str, object]]:
+    """Gives one row per configuration and estimator trained under ``out``: mean, standard error and
+    count over its seeds' last epochs of each of METRICS."""
+    rows = []
+    for configuration in configurations:
+        for estimator in estimators:
+            runs = find_runs(out / configuration / estimator)
+            last = [
+                records[-1] for records in (read_metrics(RunFolder(run).metrics) for run in runs) if records
+            ]
+            if not last:
+                continue
+            setting = SETTINGS[configuration, estimator]
+            row: dict[str, object] = {
+                "configuration": configuration,
+                "estimator": estimator,
+                "their name": ESTIMATORS[estimator][0],
+                "optimizer, lr, tau": f"{setting.optimizer}, {setting.lr:g}, {setting.tau:g}",
+                "epochs": min(record["epoch"] for record in last),
+            }
+            for name, key in METRICS.items():
+                mean, stderr, count = mean_and_stderr([float(record.get(key, "nan")) for record in last])
+                row.update({f"{name} mean": mean, f"{name} stderr": stderr, f"{name} n": count})
+            rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict[str, object]]) -> str:
+    """Gives the rows as a Markdown table, each metric as mean +- standard error (seeds)."""
+    lines = [
+        "| configuration | estimator | optimizer, lr, tau | epochs | "
+        + " | ".join(f"{name} (seeds)" for name in METRICS)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(METRICS),
+    ]
+    for row in rows:
+        cells = [
+            f"{row[f'{name} mean']:.2f} +- {row[f'{name} stderr']:.2f} ({row[f'{name} n']})"
+            for name in METRICS
+        ]
+        lines.append(
+            f"| {row['configuration']} | `{row['estimator']}` ({row['their name']}) | "
+            f"{row['optimizer, lr, tau']} | {row['epochs']} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--configurations",
+        nargs="+",
+        choices=list(CONFIGURATIONS),
+        default=["10x30"],
+        help="latent configurations, categories x variables",
+    )
+    parser.add_argument(
+        "--estimators",
+        nargs="+",
+        choices=list(ESTIMATORS),
+        default=list(ESTIMATORS),
+        help="estimators trained",
+    )
+    parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 per configuration and estimator")
+    parser.add_argument(
+        "--out", type=Path, default=Path("outputs/reinmax2023"), help="folder of the sweeps and the summary"
+    )
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--dry-run", action="store_true", help="print the training commands, run nothing")
+    what.add_argument("--summary-only", action="store_true", help="summarise the runs already under --out")
+    parser.add_argument("overrides", nargs="*", help="training overrides for every run (e.g. resume=last)")
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, got {args.seeds}")
+    out = args.out.resolve()
+    if not args.summary_only:
+        for configuration in args.configurations:
+            for estimator in args.estimators:
+                folder = out / configuration / estimator
+                command = sweep_command(configuration, estimator, args.seeds, folder, args.overrides)
+                print(
+                    "python " + " ".join(command[1:])
+                    if args.dry_run
+                    else f"training {estimator} on {configuration}"
+                )
+                if not args.dry_run and subprocess.run(command, check=False).returncode != 0:
+                    sys.exit(
+                        f"error: the sweep of {estimator} on {configuration} failed; see its output above"
+                    )
+    if args.dry_run:
+        return
+    rows = summary_rows(out, args.configurations, args.estimators)
+    if not rows:
+        sys.exit(f"error: no finished runs under {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "reinmax2023.csv").open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    table = markdown(rows)
+    (out / "reinmax2023.md").write_text(table)
+    print(table + f"wrote {out / 'reinmax2023.csv'} and {out / 'reinmax2023.md'}")
+
+
+if __name__ == "__main__":
+    main()
