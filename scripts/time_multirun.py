@@ -35,7 +35,7 @@ from omegaconf import OmegaConf
 
 from vae_gumbel.device import resolve_device
 from vae_gumbel.files import write_new
-from vae_gumbel.run_folder import RunFolder, find_runs
+from vae_gumbel.run_folder import TIMELINES, RunFolder, find_runs
 from vae_gumbel.timeline import EPOCH_EXTRAS
 from vae_gumbel.tools.peak import device_description
 from vae_gumbel.tracking import read_metrics
@@ -65,7 +65,7 @@ def extras_per_member_epoch(folder: Path, runs: list[Path]) -> float:
     """Gives the seconds the per-epoch extras took on the training thread per member and epoch: from
     every timeline written under ``folder`` (one per process job, or one per stacked batch), over
     the epochs in the runs' metrics."""
-    timelines = [json.loads(path.read_text()) for path in folder.rglob("timeline*.json")]
+    timelines = [json.loads(path.read_text()) for path in folder.rglob(TIMELINES)]
     if not timelines:
         sys.exit(f"error: no timeline under {folder}")
     seconds = sum(timeline["phases"].get(phase, 0.0) for timeline in timelines for phase in EPOCH_EXTRAS)

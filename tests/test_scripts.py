@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.conftest import REPO, compose_config, run_python, run_script, tiny_run
-from vae_gumbel.run_folder import RunFolder
+from vae_gumbel.run_folder import TIMELINES, RunFolder
 from vae_gumbel.timeline import EPOCH_EXTRAS
 from vae_gumbel.tracking import read_metrics
 from vae_gumbel.train import train
@@ -69,7 +69,7 @@ def test_multirun_timing_compares_launchers_on_one_sweep(tmp_path: Path, mnist_r
     for run in (out / "single", out / "stacked" / "0", out / "stacked" / "1"):
         assert json.loads((run / "status.json").read_text())["status"] == "completed"
     # The extras per member and epoch: the stack's timeline over its 2 members x 2 epochs.
-    (stack_timeline,) = (out / "stacked").glob("timeline*.json")
+    (stack_timeline,) = (out / "stacked").glob(TIMELINES)
     phases = json.loads(stack_timeline.read_text())["phases"]
     extras = sum(phases[phase] for phase in EPOCH_EXTRAS)
     assert ways["stacked"]["extras_per_member_epoch_s"] == pytest.approx(extras / 4)

@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tests.conftest import compose_config, run_module, tiny_run
 from tests.test_train import EPOCH_KEYS
 from vae_gumbel.evaluate import run_evaluation
-from vae_gumbel.run_folder import RunFolder
+from vae_gumbel.run_folder import RunFolder, sweep_timeline
 from vae_gumbel.sample import sample
 from vae_gumbel.tracking import read_metrics
 
@@ -93,9 +93,7 @@ def test_optuna_hands_the_stacked_launcher_batches_of_trials(tmp_path: Path, mni
     finals = [read_metrics(RunFolder(sweep_dir / str(job)).metrics)[-1]["test/loss"] for job in range(4)]
     assert results["best_value"] == pytest.approx(min(finals))
     # Each batch's timeline, in the sweep folder: its own phases, the process's start-up in the first.
-    first, second = (
-        json.loads((sweep_dir / f"timeline_jobs_{jobs}.json").read_text()) for jobs in ("0-1", "2-3")
-    )
+    first, second = (json.loads(sweep_timeline(sweep_dir, *jobs).read_text()) for jobs in ((0, 1), (2, 3)))
     assert first["jobs"] == second["jobs"] == 2
     assert "start: interpreter and imports" in first["phases"]
     assert "start: interpreter and imports" not in second["phases"]

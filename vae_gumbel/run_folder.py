@@ -8,6 +8,8 @@ RUN/tensorboard/                         TensorBoard event files
 RUN/checkpoints/last.pt, best.pt         the latest checkpoint and the one with the lowest test loss
 RUN/samples/*.png                        sample grids and code-usage maps
 RUN/eval.json                            the importance-weighted evaluation
+RUN/timeline.json                        with trainer.timeline=true: the wall time of each phase
+SWEEP/timeline_jobs_FIRST-LAST.json      the same for a batch of jobs of a stacked sweep
 """
 
 from __future__ import annotations
@@ -79,6 +81,15 @@ class RunFolder:
         checkpoints/)."""
         folder = Path(file).parent
         return cls(folder.parent if folder.name == "checkpoints" else folder)
+
+
+# Every timeline file under a folder: runs' timeline.json and stacked sweeps' timeline_jobs_*.json.
+TIMELINES = "timeline*.json"
+
+
+def sweep_timeline(sweep_dir: Path, first_job: int, last_job: int) -> Path:
+    """Gives the timeline file of a stacked sweep's batch of jobs first_job..last_job."""
+    return Path(sweep_dir) / f"timeline_jobs_{first_job}-{last_job}.json"
 
 
 def resolve_checkpoint(path: str | Path, which: str = "last") -> Path:

@@ -61,6 +61,7 @@ class StackedLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from vae_gumbel.errors import RunFailed, one_line, one_line_errors
+        from vae_gumbel.run_folder import sweep_timeline
         from vae_gumbel.timeline import TIMELINE
         from vae_gumbel.train import member_of, objective, record_start, train_members, write_timeline
 
@@ -95,7 +96,7 @@ class StackedLauncher(Launcher):
                 ret.status, ret.return_value = JobStatus.COMPLETED, objective(result)
         if any(member.settings.trainer.timeline for member in members):
             last = initial_job_idx + len(job_overrides) - 1
-            write_timeline(sweep_dir / f"timeline_jobs_{initial_job_idx}-{last}.json", jobs=len(members))
+            write_timeline(sweep_timeline(sweep_dir, initial_job_idx, last), jobs=len(members))
         return returns
 
     def _prepare_job(self, prepare: TaskFunction, idx: int, overrides: Sequence[str]) -> JobReturn:
