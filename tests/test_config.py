@@ -91,6 +91,9 @@ def test_debug_groups_shrink_a_run_for_users_ci_and_tests() -> None:
     tiny = compose_settings(["debug=tiny"])
     assert (tiny.trainer.epochs, tiny.data.train_limit, tiny.data.batch_size) == (1, 2000, 20)
     assert (tiny.model.latent_dim, tiny.model.categorical_dim, tiny.model.hidden) == (4, 5, [32])
+    # What the tests compare is the same on every machine: one thread, float32 (not the defaults).
+    assert (smoke.trainer.num_threads, smoke.trainer.precision) == ("auto", "auto")
+    assert (tiny.trainer.num_threads, tiny.trainer.precision) == ("1", "32")
 
 
 @pytest.mark.parametrize("experiment", sorted(path.stem for path in (CONF / "experiment").glob("*.yaml")))

@@ -181,7 +181,9 @@ class TrainerConfig:
     compile_cache: str | None = (
         "~/.cache/vae-gumbel/compile"  # compiled code kept between runs; null: torch's own
     )
-    precision: str = "32"  # 32 | bf16 (autocast; losses stay float32)
+    precision: str = (
+        "auto"  # auto (bf16 on a CPU with native bf16) | 32 | bf16 (autocast; losses stay float32)
+    )
     tf32: bool = True  # TF32 matmuls on CUDA
     timeline: bool = False  # write timeline.json (wall time of each phase) and log it as a table
 
