@@ -15,8 +15,9 @@ Reports each way's wall time, its ratio to ``single`` and to ``separate``, the m
 time of its runs (from their metrics, which leave out start-up and compilation), and what the
 per-epoch extras (evaluation, logs, drawing the pictures, copying the state for the checkpoints)
 cost the training thread per member and epoch (from the runs' timelines). Writes
-``multirun.json`` into ``--out`` and prints a Markdown table. Without ``--sweep`` it sweeps
-``seed`` over ``--jobs`` values.
+``multirun.json`` and prints a Markdown table. Each timing gets a dated folder of its own under
+``--out`` (its runs and multirun.json), so a second timing never finds the first one's finished
+runs. Without ``--sweep`` it sweeps ``seed`` over ``--jobs`` values.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import torch
 from omegaconf import OmegaConf
 
 from vae_gumbel.device import resolve_device
-from vae_gumbel.files import write_new
+from vae_gumbel.files import dated_folder, write_new
 from vae_gumbel.run_folder import TIMELINES, RunFolder, find_runs
 from vae_gumbel.timeline import EPOCH_EXTRAS
 from vae_gumbel.tools.peak import device_description
@@ -92,7 +93,10 @@ def main(argv: list[str] | None = None) -> None:
         "--joblib-jobs", type=int, default=None, help="joblib processes at once (default: all jobs)"
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("outputs/bench/multirun"), help="folder of runs, multirun.json"
+        "--out",
+        type=Path,
+        default=Path("outputs/bench/multirun"),
+        help="where each timing gets its own dated folder (runs and multirun.json)",
     )
     parser.add_argument("overrides", nargs="*", help="training overrides for every run")
     args = parser.parse_args(argv)
@@ -100,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
     sweeps = args.sweep or [f"seed={','.join(str(seed) for seed in range(args.jobs))}"]
     jobs = jobs_of(sweeps)
-    out = args.out.resolve()
+    out = dated_folder(args.out)
     train = ["-m", "vae_gumbel.train"]
     common = ["trainer.progress=false", "trainer.timeline=true", *args.overrides]
     timings: dict[str, dict] = {}
@@ -146,7 +150,6 @@ def main(argv: list[str] | None = None) -> None:
         for base in ("single", "separate"):
             if base in timings and base != way:
                 timing[f"vs_{base}"] = timing["seconds"] / timings[base]["seconds"]
-    out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report, indent=2) + "\n"
     _, happened = write_new(out / "multirun.json", lambda path: path.write_text(text))
     lines = [

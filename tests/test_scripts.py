@@ -58,6 +58,7 @@ def test_multirun_timing_compares_launchers_on_one_sweep(tmp_path: Path, mnist_r
         *tiny_run(mnist_root),
         "trainer.epochs=2",
     )
+    (out,) = out.iterdir()  # each timing gets its own dated folder
     report = json.loads((out / "multirun.json").read_text())
     assert report["jobs"] == 2 and set(report["ways"]) == {"single", "stacked"}
     assert report["device"].startswith("CPU")  # the runs' trainer.device=cpu, even beside a GPU
@@ -86,7 +87,7 @@ def test_multirun_timing_stops_at_a_failing_run(tmp_path: Path, mnist_root: Path
             "temperature.initial=-1",
         )
     assert "error: the single run failed" in str(stopped.value.code)
-    assert not (tmp_path / "timing" / "multirun.json").exists()
+    assert not list((tmp_path / "timing").rglob("multirun.json"))
 
 
 MAINS = [
