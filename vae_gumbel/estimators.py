@@ -76,10 +76,8 @@ def softmax_straight_through_estimator(
 ) -> LatentSample:
     """Gives the one-hot D ~ softmax(logits) as z, with the gradient of softmax(logits / tau): given
     D the gradient is deterministic, since no Gumbel noise enters the backward pass."""
-    compute = logits.to(compute_dtype(logits.dtype))
-    index = gumbel_max(compute, generator=generator)
-    hard = torch.nn.functional.one_hot(index, logits.shape[-1]).to(logits.dtype)
-    soft = torch.softmax(compute / tau, dim=-1).to(logits.dtype)
+    hard = gumbel_max(logits, one_hot=True, generator=generator)
+    soft = torch.softmax(logits.to(compute_dtype(logits.dtype)) / tau, dim=-1).to(logits.dtype)
     return LatentSample(z=straight_through(soft, hard), hard=hard, z_is_hard=True)
 
 
