@@ -187,3 +187,20 @@ def test_optuna_config_composes_with_its_search_space() -> None:
     sweeper = cfg.hydra.sweeper
     assert sweeper.direction == "minimize" and cfg.hydra.mode.name == "MULTIRUN"
     assert sweeper.params["optim.lr"] == "tag(log, interval(1e-4, 3e-3))"
+
+
+def test_the_best_bound_search_is_a_grid_selected_on_held_out_training_images() -> None:
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="vae_gumbel.conf", version_base="1.3"):
+        cfg = compose("train", overrides=["hparams_search=best_bound"], return_hydra_config=True)
+    assert "BasicSweeper" in cfg.hydra.sweeper._target_ and "Stacked" in cfg.hydra.launcher._target_
+    assert cfg.hydra.sweeper.params["model.latent_dim"] == "20,30,50"
+    settings = validate(compose_config("train", ["hparams_search=best_bound"]))
+    assert (settings.data.validation, settings.data.binarize, settings.trainer.epochs) == (
+        10000,
+        "dynamic",
+        100,
+    )
+    assert (settings.eval.final_iwae_on, settings.eval.final_iwae_samples) == ("val", [1000])
+    assert settings.model.hidden == [512, 256]

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.conftest import TEST_IMAGES, requires_cuda
 from vae_gumbel.config import compose_settings
 from vae_gumbel.data import load_data
+from vae_gumbel.errors import ConfigError
 
 
-def data_of(mnist_root: Path, binarize: str, device: str = "cpu"):
+def data_of(mnist_root: Path, binarize: str, *overrides: str, device: str = "cpu"):
     settings = compose_settings(
         [
             f"data.root={mnist_root}",
             "data.download=false",
             "data.verify_checksums=false",
             f"data.binarize={binarize}",
+            *overrides,
         ]
     )
     return load_data(settings.data, device)
@@ -70,3 +73,40 @@ def test_the_data_set_lives_on_the_device_as_uint8(mnist_root: Path) -> None:
     assert data.train.pixels.device.type == "cuda" and data.train.pixels.dtype == torch.uint8
     batch = next(data.train.batches(20))
     assert batch.device.type == "cuda" and batch.dtype == torch.float32 and batch.shape == (1, 20, 784)
+
+
+# --- the validation set --------------------------------------------------------------------------
+
+
+def test_validation_holds_out_the_last_training_images_which_training_never_sees(mnist_root: Path) -> None:
+    from vae_gumbel.datasets import load_images
+
+    every = load_images(mnist_root, "mnist", train=True)
+    grey = data_of(mnist_root, "none", "data.validation=40")
+    assert torch.equal(grey.train.pixels, every[:80]) and torch.equal(grey.validation.pixels, every[80:])
+    limited = data_of(mnist_root, "none", "data.validation=40", "data.train_limit=30")
+    assert torch.equal(limited.train.pixels, every[:30])
+    assert torch.equal(limited.validation.pixels, every[80:])
+    assert data_of(mnist_root, "none").validation is None  # the default: no validation set
+
+
+def test_the_validation_set_has_fixed_targets_of_its_own(mnist_root: Path) -> None:
+    dynamic = data_of(mnist_root, "dynamic", "data.validation=40")
+    targets = dynamic.validation.targets(slice(None))
+    assert targets.shape == (40, 784) and set(targets.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(targets, dynamic.validation.targets(slice(None)))  # not resampled
+    again = data_of(mnist_root, "dynamic", "data.validation=40")
+    assert torch.equal(targets, again.validation.targets(slice(None)))  # nor redrawn by another run
+    # Static training's bits of the same images come from another seed: the two draws differ.
+    static = data_of(mnist_root, "static", "data.train_limit=120")
+    assert not torch.equal(targets, static.train.targets(slice(80, 120)))
+    # Holding images out changes neither the test set nor the training images' static bits.
+    plain = data_of(mnist_root, "static")
+    held = data_of(mnist_root, "static", "data.validation=40")
+    assert torch.equal(plain.test.pixels, held.test.pixels)
+    assert torch.equal(plain.train.pixels[:80], held.train.pixels)
+
+
+def test_a_validation_set_that_leaves_no_training_images_is_a_clear_error(mnist_root: Path) -> None:
+    with pytest.raises(ConfigError, match=r"data.validation=120 leaves no training images: .* holds 120"):
+        data_of(mnist_root, "dynamic", "data.validation=120")

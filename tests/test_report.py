@@ -25,6 +25,23 @@ def write_job(folder: Path, overrides: list[str], losses: list[float], status: d
         (folder / "status.json").write_text(json.dumps(status))
 
 
+def test_report_shows_the_validation_loss_and_bounds_of_runs_that_held_one_out(tmp_path: Path) -> None:
+    for job, (validation, bound) in enumerate(((95.0, 90.0), (97.0, 92.0))):
+        write_job(
+            tmp_path / str(job), [f"optim.lr={job + 1}e-3"], [100.0, 99.0 - job], {"status": "completed"}
+        )
+        with (tmp_path / str(job) / "metrics.jsonl").open("a") as metrics:
+            metrics.write(json.dumps({"epoch": 3, "val/loss": validation, "val/iwae_nll_100": bound}) + "\n")
+    # Ranked by validation loss, although job 1 has the lower test loss: the test set is only reported.
+    header, _, first, second = report(tmp_path).splitlines()
+    assert (
+        "| final validation loss | best validation loss | validation IWAE NLL k=100 | final test loss |"
+        in header
+    )
+    assert first.startswith("| 0 |") and "| 3 | 95.0 | 95.0 | 90.0 | 99.0 |" in first
+    assert second.startswith("| 1 |") and "| 3 | 97.0 | 97.0 | 92.0 | 98.0 |" in second
+
+
 def test_report_sorts_by_final_or_best_test_loss_with_overrides_as_columns(tmp_path: Path) -> None:
     write_job(
         tmp_path / "0",
@@ -111,7 +128,7 @@ def test_grouped_by_seed_each_setting_gets_the_mean_stderr_and_count_over_its_se
         2 / math.sqrt(3), abs=1e-3
     )  # std 2 over 3 seeds
     assert float(slow["best test loss mean"]) == 102.0
-    assert float(fast["IWAE NLL k=100 mean"]) == 88.0 and slow["IWAE NLL k=100 n"] == "0"
+    assert float(fast["test IWAE NLL k=100 mean"]) == 88.0 and slow["test IWAE NLL k=100 n"] == "0"
     assert (failed["completed"], failed["final test loss n"], failed["final test loss mean"]) == (
         "0",
         "0",

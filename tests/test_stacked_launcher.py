@@ -68,6 +68,37 @@ def test_a_stacked_sweep_writes_a_normal_run_folder_per_job(tmp_path: Path, mnis
     assert len(losses) == 4
 
 
+def test_the_best_bound_search_selects_each_job_by_its_validation_bound(
+    tmp_path: Path, mnist_root: Path
+) -> None:
+    # The search's own grid, narrowed on the command line to two learning rates of the tiny model.
+    sweep_dir = tmp_path / "sweep"
+    narrowed = [
+        "model.latent_dim=4",
+        "estimator=gumbel_softmax",
+        "optim.lr=1e-3,2e-3",
+        "temperature.rate=1e-4",
+    ]
+    result = run_module(
+        "vae_gumbel.train",
+        "hparams_search=best_bound",
+        *tiny_run(mnist_root),
+        *narrowed,
+        "data.validation=40",
+        "eval.final_iwae_samples=[10]",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "stack of 2, epoch 1/1" in result.stdout + result.stderr
+    for job in range(2):
+        folder = RunFolder(sweep_dir / str(job))
+        last = read_metrics(folder.metrics)[-1]
+        assert json.loads(folder.eval_json_of("val").read_text())["iwae_nll"]["10"] == last["val/iwae_nll_10"]
+        assert not folder.eval_json.exists()
+        assert "80 train / 40 validation / 60 test images" in folder.log.read_text()
+
+
 def test_a_bad_value_fails_its_job_alone_before_any_training(tmp_path: Path, mnist_root: Path) -> None:
     sweep_dir, result = stacked_sweep(tmp_path, mnist_root, "seed=0,1", "temperature.initial=-1,1.0")
     assert result.returncode != 0  # the sweep reports its failed jobs at the end

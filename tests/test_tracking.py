@@ -139,7 +139,12 @@ def test_tensorboard_shows_the_relaxation_gap_and_the_temperature_on_one_chart_e
             for chart in category["chart"]
         }
         gap = next(tags for title, tags in charts.items() if title.startswith("loss per epoch"))
-        assert [tag.strip("^$") for tag in gap] == ["train/loss_relaxed", "train/loss_unrelaxed", "test/loss"]
+        assert [tag.strip("^$") for tag in gap] == [
+            "train/loss_relaxed",
+            "train/loss_unrelaxed",
+            "val/loss",  # for runs that hold a validation set out
+            "test/loss",
+        ]
         assert [tag.strip("^$") for tag in charts["temperature"]] == ["temperature", "step/temperature"]
         series = server.get(f"/data/plugin/scalars/scalars?run={runs[0]}&tag=test/loss")
         assert [step for _, step, _ in series] == [6, 12, 18]

@@ -23,7 +23,9 @@ from tests.conftest import (
     run_python,
     tiny_run,
 )
-from vae_gumbel.errors import CheckpointError, DataError, NonFiniteLossError
+from vae_gumbel.checkpoint import load_checkpoint
+from vae_gumbel.config import validate
+from vae_gumbel.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.step import GRAPH_WARMUP_STEPS
 from vae_gumbel.tracking import HPARAMS_METRICS, read_metrics
@@ -98,6 +100,48 @@ def test_the_final_iwae_evaluation_follows_the_last_epoch(compose_train, tmp_pat
     assert last == metrics and objective(metrics) == metrics["test/iwae_nll_10"]
     assert json.loads(folder.eval_json.read_text())["iwae_nll"]["10"] == metrics["test/iwae_nll_10"]
     assert objective({"test/loss": 99.0}) == 99.0
+
+
+def test_a_validation_set_selects_best_pt_and_what_sweepers_minimise(
+    compose_train, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Validation losses that are lowest after epoch 2, while the test loss keeps falling.
+    from vae_gumbel import train as training
+
+    real, validation_losses = training.score_test_set, iter([30.0, 10.0, 20.0])
+
+    def scores(model, images, batch_size, seed, split="test"):
+        result = real(model, images, batch_size, seed, split)
+        if split == "val":
+            result[0].metrics["val/loss"] = next(validation_losses)
+        return result
+
+    monkeypatch.setattr(training, "score_test_set", scores)
+    metrics = train(compose_train("trainer.epochs=3", "data.validation=40"), tmp_path)
+    records = read_metrics(RunFolder(tmp_path).metrics)
+    assert [r["val/loss"] for r in records] == [30.0, 10.0, 20.0]
+    assert [r["val/best_loss"] for r in records] == [30.0, 10.0, 10.0]
+    assert records[-1]["test/loss"] < records[1]["test/loss"]  # the test set would have picked epoch 3
+    assert load_checkpoint(RunFolder(tmp_path).checkpoint("best"))["epoch"] == 2
+    assert objective(metrics) == 20.0  # the final validation loss, not the test loss
+
+
+def test_a_search_scores_the_final_iwae_on_the_validation_set(compose_train, tmp_path: Path) -> None:
+    overrides = ("trainer.epochs=1", "data.validation=40", "eval.final_iwae_samples=[1,10]")
+    metrics = train(compose_train(*overrides, "eval.final_iwae_on=val"), tmp_path)
+    folder = RunFolder(tmp_path)
+    report = json.loads(folder.eval_json_of("val").read_text())
+    assert report["images"] == "validation" and report["test_images"] == 40
+    assert report["iwae_nll"]["10"] == metrics["val/iwae_nll_10"] == objective(metrics)
+    assert not folder.eval_json.exists() and not any(key.startswith("test/iwae") for key in metrics)
+    # Without eval.final_iwae_on=val the bounds are the test set's, and the objective stays on validation.
+    tested = train(compose_train(*overrides), tmp_path / "test")
+    assert "test/iwae_nll_10" in tested and objective(tested) == tested["val/loss"]
+
+
+def test_the_final_iwae_on_the_validation_set_needs_one(compose_train) -> None:
+    with pytest.raises(ConfigError, match="eval.final_iwae_on must be test unless data.validation"):
+        validate(compose_train("eval.final_iwae_on=val"))
 
 
 def test_training_lowers_the_test_loss(compose_train, tmp_path: Path) -> None:
@@ -408,6 +452,25 @@ def test_a_stack_writes_a_normal_run_folder_for_every_job(compose_train, tmp_pat
     assert len({r["test/loss"] for r in results}) == 3
 
 
+def test_a_stack_scores_each_member_on_the_validation_set_as_its_checkpoint_scores_alone(
+    compose_train, tmp_path: Path
+) -> None:
+    from vae_gumbel.checkpoint import model_from_checkpoint
+    from vae_gumbel.data import load_data
+    from vae_gumbel.likelihood import score_test_set
+    from vae_gumbel.train import train_members
+
+    settings = [[f"seed={i}", "data.validation=40"] for i in (0, 1)]
+    stacked = train_members(jobs(compose_train, tmp_path, *settings))
+    validation = load_data(validate(compose_train(*settings[0])).data).validation
+    trainer = validate(compose_train()).trainer
+    for m, result in enumerate(stacked):
+        model = model_from_checkpoint(load_checkpoint(RunFolder(tmp_path / str(m)).checkpoint("last")))
+        (alone,) = score_test_set(model, validation, trainer.eval_batch_size, trainer.eval_seed, split="val")
+        assert result["val/loss"] == pytest.approx(alone.metrics["val/loss"], rel=1e-6)
+    assert stacked[0]["val/loss"] != stacked[1]["val/loss"]
+
+
 def test_a_member_gone_non_finite_fails_alone_and_keeps_its_last_good_checkpoint(
     compose_train, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -493,7 +556,6 @@ def test_stacked_seeds_train_like_separate_runs(compose_train, tmp_path: Path) -
 def test_resume_takes_new_values_of_settings_that_may_change_and_logs_them(
     compose_train, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from vae_gumbel.checkpoint import load_checkpoint
 
     caplog.set_level(logging.INFO, logger="vae_gumbel.train")
     train(compose_train("trainer.epochs=1"), tmp_path)
@@ -513,6 +575,7 @@ def test_resume_takes_new_values_of_settings_that_may_change_and_logs_them(
         ("estimator=straight_through", "estimator.name"),
         ("data.binarize=static", "data.binarize"),
         ("objective.kl=relaxed", "objective.kl"),
+        ("data.validation=40", "data.validation"),
     ],
 )
 def test_resume_refuses_a_change_a_run_cannot_make_halfway(
@@ -526,7 +589,6 @@ def test_resume_refuses_a_change_a_run_cannot_make_halfway(
 
 
 def test_resume_weights_only_starts_a_new_run_from_the_weights(compose_train, tmp_path: Path) -> None:
-    from vae_gumbel.checkpoint import load_checkpoint
 
     train(compose_train("trainer.epochs=2"), tmp_path / "a")
     weights = load_checkpoint(tmp_path / "a")["model"]
@@ -552,7 +614,6 @@ def test_resume_weights_only_starts_a_new_run_from_the_weights(compose_train, tm
 
 
 def test_resume_weights_only_needs_another_runs_checkpoint(compose_train) -> None:
-    from vae_gumbel.config import validate
     from vae_gumbel.errors import ConfigError
 
     with pytest.raises(

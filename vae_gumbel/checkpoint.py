@@ -210,6 +210,7 @@ def member_checkpoint(run: Run, m: int, record: dict[str, Any]) -> dict[str, Any
             "step": run.step,
             "epoch": run.epoch,
             "best_test_loss": member.best_test_loss,
+            "best_val_loss": member.best_val_loss,
             "metrics": {k: v for k, v in record.items() if isinstance(v, int | float)},
             "rng": capture_rng_state(),
             "config": member.config,
@@ -218,7 +219,15 @@ def member_checkpoint(run: Run, m: int, record: dict[str, Any]) -> dict[str, Any
 
 
 # Settings a run cannot change halfway: what its model is, what it optimises, and on what data.
-FIXED_SETTINGS = ("model.", "estimator.", "objective.", "data.name", "data.binarize", "temperature.name")
+FIXED_SETTINGS = (
+    "model.",
+    "estimator.",
+    "objective.",
+    "data.name",
+    "data.binarize",
+    "data.validation",
+    "temperature.name",
+)
 # Settings that say how a job starts, not what it trains.
 START_SETTINGS = ("resume", "resume_weights_only")
 
@@ -264,6 +273,7 @@ def restore_member(run: Run, m: int, checkpoint: dict[str, Any], source: str) ->
                 value[m].copy_(checkpoint["temperature"][name])
     run.optimizer.load_member_state(m, checkpoint["optimizer"])
     member.best_test_loss = checkpoint.get("best_test_loss", float("inf"))
+    member.best_val_loss = checkpoint.get("best_val_loss", float("inf"))
     for key, (old, new) in changes.items():
         member.logger.info("resumed with a changed setting: %s %r -> %r", key, old, new)
 

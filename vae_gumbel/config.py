@@ -57,6 +57,7 @@ class DataConfig:
     binarize: str = MISSING
     train_limit: int | None = None
     test_limit: int | None = None
+    validation: int = 0
     download: bool = True
     verify_checksums: bool = True
     binarize_seed: int = 0
@@ -68,6 +69,7 @@ class DataConfig:
         for key in ("train_limit", "test_limit"):
             limit = getattr(self, key)
             require(limit is None or limit >= 1, f"data.{key}", "null or >= 1", limit)
+        require(self.validation >= 0, "data.validation", ">= 0 (training images held out)", self.validation)
 
 
 @dataclass
@@ -214,8 +216,10 @@ class EvalConfig:
     final_iwae_samples: list[int] | None = None
     iwae_max_rows: int = 50_000  # decoded images per chunk: bounds the memory of the estimate
     iwae_seed: int = 0
+    final_iwae_on: str = "test"  # test | val: the validation set (data.validation), for searches
 
     def __post_init__(self) -> None:
+        choice("eval.final_iwae_on", self.final_iwae_on, ("test", "val"))
         samples = self.final_iwae_samples
         require(
             samples is None or (samples and min(samples) >= 1),
@@ -253,6 +257,12 @@ class TrainConfig:
             "analytic with a straight-through estimator (the relaxed KL needs a relaxed sample: "
             f"estimator={', '.join(name for name, kind in ESTIMATORS.items() if kind.relaxed)})",
             self.objective.kl,
+        )
+        require(
+            self.eval.final_iwae_on != "val" or self.data.validation > 0,
+            "eval.final_iwae_on",
+            "test unless data.validation holds images out (e.g. data.validation=10000)",
+            self.eval.final_iwae_on,
         )
 
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import torch
 from hydra.utils import to_absolute_path
 
-from vae_gumbel.datasets import ensure, load_images
+from vae_gumbel.datasets import ensure, image_count, load_images
+from vae_gumbel.errors import ConfigError
 
 if TYPE_CHECKING:
     from vae_gumbel.config import DataConfig
@@ -54,33 +55,41 @@ class ImageSet:
             yield self.targets(orders[:, start : start + batch_size])
 
 
-# How training images become targets: (training images, test images, binarize_seed) -> the two sets.
-# The test set always has fixed targets, so test losses compare across epochs and runs: binarized
-# once with a seed other than static training's (so the two are not correlated), or grey levels.
-Binarization = Callable[[torch.Tensor, torch.Tensor, int], tuple[ImageSet, ImageSet]]
+@dataclass(frozen=True)
+class Binarization:
+    """How images become targets: the training images, and the held-out ones (test, validation).
+
+    Held-out images always have fixed targets, so their losses compare across epochs and runs:
+    binarized once, each set with its own seed (other than static training's, so that no two sets
+    share their bits' draws), or grey levels.
+    """
+
+    training: Callable[[torch.Tensor, int], ImageSet]  # (images, binarize_seed) -> the training set
+    held_out: Callable[[torch.Tensor, int], ImageSet]  # (images, seed) -> fixed targets
 
 
-def _fixed_test_set(test: torch.Tensor, seed: int) -> ImageSet:
-    return ImageSet(binarize_once(test, seed + 1), 1.0, resample=False)
+def _fixed_bits(images: torch.Tensor, seed: int) -> ImageSet:
+    return ImageSet(binarize_once(images, seed), 1.0, resample=False)
+
+
+def _grey(images: torch.Tensor, seed: int) -> ImageSet:
+    return ImageSet(images, 255.0, resample=False)
 
 
 BINARIZATIONS: dict[str, Binarization] = {
-    "dynamic": lambda train, test, seed: (ImageSet(train, 255.0, resample=True), _fixed_test_set(test, seed)),
-    "static": lambda train, test, seed: (
-        ImageSet(binarize_once(train, seed), 1.0, resample=False),
-        _fixed_test_set(test, seed),
-    ),
-    "none": lambda train, test, seed: (
-        ImageSet(train, 255.0, resample=False),
-        ImageSet(test, 255.0, resample=False),
-    ),
+    "dynamic": Binarization(lambda images, seed: ImageSet(images, 255.0, resample=True), _fixed_bits),
+    "static": Binarization(_fixed_bits, _fixed_bits),
+    "none": Binarization(_grey, _grey),
 }
+# What binarize_seed is offset by for each held-out set's draw (static training uses it as it is).
+TEST_SEED_OFFSET, VALIDATION_SEED_OFFSET = 1, 2
 
 
 @dataclass
 class Data:
     train: ImageSet
     test: ImageSet  # fixed targets: binarized once (or grey levels), never resampled
+    validation: ImageSet | None = None  # the training images held out (data.validation), fixed targets
 
 
 def _on(images: ImageSet, device: torch.device | str) -> ImageSet:
@@ -95,15 +104,33 @@ def load_test_set(
     root = to_absolute_path(settings.root)
     ensure(root, settings.name, download=settings.download, verify_checksums=settings.verify_checksums)
     test = load_images(root, settings.name, train=False, limit=limit or settings.test_limit)
-    empty = test[:0]
-    return _on(BINARIZATIONS[settings.binarize](empty, test, settings.binarize_seed)[1], device)
+    binarization = BINARIZATIONS[settings.binarize]
+    return _on(binarization.held_out(test, settings.binarize_seed + TEST_SEED_OFFSET), device)
 
 
 def load_data(settings: DataConfig, device: torch.device | str = "cpu") -> Data:
-    """Gives the train and test sets of ``settings`` on ``device``."""
+    """Gives the train and test sets of ``settings`` on ``device``, and the validation set: the last
+    ``data.validation`` images of the training file, which training never sees (``data.train_limit``
+    counts the images before them)."""
     root = to_absolute_path(settings.root)
     ensure(root, settings.name, download=settings.download, verify_checksums=settings.verify_checksums)
-    train = load_images(root, settings.name, train=True, limit=settings.train_limit)
+    binarization, seed = BINARIZATIONS[settings.binarize], settings.binarize_seed
+    validation = None
+    trainable = image_count(root, settings.name, train=True)
+    if settings.validation:
+        if settings.validation >= trainable:
+            raise ConfigError(
+                f"data.validation={settings.validation} leaves no training images: the training file of "
+                f"{settings.name} holds {trainable}; hold out fewer (10000 is the usual choice for MNIST)"
+            )
+        trainable -= settings.validation
+        held_out = load_images(root, settings.name, train=True, start=trainable)
+        validation = _on(binarization.held_out(held_out, seed + VALIDATION_SEED_OFFSET), device)
+    limit = trainable if settings.train_limit is None else min(settings.train_limit, trainable)
+    train = load_images(root, settings.name, train=True, limit=limit)
     test = load_images(root, settings.name, train=False, limit=settings.test_limit)
-    train_set, test_set = BINARIZATIONS[settings.binarize](train, test, settings.binarize_seed)
-    return Data(train=_on(train_set, device), test=_on(test_set, device))
+    return Data(
+        train=_on(binarization.training(train, seed), device),
+        test=_on(binarization.held_out(test, seed + TEST_SEED_OFFSET), device),
+        validation=validation,
+    )

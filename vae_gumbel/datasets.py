@@ -251,16 +251,29 @@ def ensure(root: str | Path, name: str, download: bool = True, verify_checksums:
     verify(root, name, checksums=verify_checksums)
 
 
-def load_images(root: str | Path, name: str, train: bool, limit: int | None = None) -> torch.Tensor:
-    """Gives a split of data set ``name`` as uint8 images (n, 784), the first ``limit`` of them.
+def image_count(root: str | Path, name: str, train: bool) -> int:
+    """Gives how many images a split of data set ``name`` holds (from its IDX header)."""
+    return check_idx_structure(_images_file(root, name, train))[0]
+
+
+def load_images(
+    root: str | Path, name: str, train: bool, limit: int | None = None, start: int = 0
+) -> torch.Tensor:
+    """Gives a split of data set ``name`` as uint8 images (n, 784): from image ``start`` on, at
+    most ``limit`` of them.
 
     Read straight from the verified IDX file (a header, then the bytes of every image) rather than
     through torchvision's dataset class, whose import alone costs a run about two seconds."""
-    path = DATASETS[name].raw_folder(root) / f"{'train' if train else 't10k'}-images-idx3-ubyte"
+    path = _images_file(root, name, train)
     count, rows, cols = check_idx_structure(path)
-    count = count if limit is None else min(limit, count)
-    images = np.fromfile(path, dtype=np.uint8, count=count * rows * cols, offset=16)
-    return torch.from_numpy(images.reshape(count, rows * cols))
+    count = max(0, count - start) if limit is None else max(0, min(limit, count - start))
+    size = rows * cols
+    images = np.fromfile(path, dtype=np.uint8, count=count * size, offset=16 + start * size)
+    return torch.from_numpy(images.reshape(count, size))
+
+
+def _images_file(root: str | Path, name: str, train: bool) -> Path:
+    return DATASETS[name].raw_folder(root) / f"{'train' if train else 't10k'}-images-idx3-ubyte"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,9 +40,12 @@ class TestScores:
 
 
 @torch.inference_mode()
-def score_test_set(model: CategoricalVAE, images: ImageSet, batch_size: int, seed: int) -> list[TestScores]:
+def score_test_set(
+    model: CategoricalVAE, images: ImageSet, batch_size: int, seed: int, split: str = "test"
+) -> list[TestScores]:
     """Gives the test negative ELBO of each member of ``model`` (one for a plain model) with exact
-    one-hot posterior samples (no relaxation).
+    one-hot posterior samples (no relaxation); ``split`` names the metrics (``val`` for the
+    validation set).
 
     The noise comes from a generator seeded with ``seed``, in one draw for the whole set, and is
     the same for every member, so every evaluation of the same weights draws the same samples:
@@ -76,11 +79,11 @@ def score_test_set(model: CategoricalVAE, images: ImageSet, batch_size: int, see
     return [
         TestScores(
             metrics={
-                "test/loss": loss,
-                "test/recon": recon,
-                "test/kl": kl,
-                "test/perplexity": perplexity[m],
-                "test/active_variables": int(active[m]),
+                f"{split}/loss": loss,
+                f"{split}/recon": recon,
+                f"{split}/kl": kl,
+                f"{split}/perplexity": perplexity[m],
+                f"{split}/active_variables": int(active[m]),
             },
             usage=(usage[m] / count).cpu(),
             kl_per_variable=kl_means[m].float().cpu(),

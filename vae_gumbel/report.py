@@ -2,7 +2,8 @@
 
 Reads every job folder below SWEEP_DIR (a Hydra multirun folder, or any folder of runs such
 as ``outputs/``): its ``.hydra/overrides.yaml``, ``metrics.jsonl`` and ``status.json``. Prints
-a table sorted by final (or best) test loss with the overrides as columns, and writes it as
+a table sorted by final (or best) loss, on the validation set when the runs held one out (the test
+set is then only reported), else on the test set, with the overrides as columns, and writes it as
 ``report.csv`` and ``report.md`` with ``report.png``, the test loss per epoch of every job.
 
 With ``--group-by-seed``, jobs whose overrides differ only in ``seed`` form one setting, and the
@@ -28,7 +29,7 @@ from matplotlib.figure import Figure
 from vae_gumbel.config import RUN_CONTROL_KEYS
 from vae_gumbel.errors import ConfigError, one_line_errors
 from vae_gumbel.run_folder import RunFolder, find_runs
-from vae_gumbel.tracking import read_metrics, read_status
+from vae_gumbel.tracking import iwae_bounds, read_metrics, read_status
 
 
 @dataclass
@@ -44,6 +45,9 @@ class Job:
     epochs: int = 0
     curve: list[tuple[int, float]] = field(default_factory=list)
     iwae: tuple[int, float] | None = None  # (k, bound) of the final IWAE with the most samples
+    final_val_loss: float = math.nan  # on the validation set, if the run held one out
+    best_val_loss: float = math.nan
+    val_iwae: tuple[int, float] | None = None  # (k, bound) on the validation set
 
 
 def parse_overrides(path: Path) -> dict[str, str]:
@@ -71,17 +75,20 @@ def read_job(path: Path, root: Path) -> Job:
         epochs=records[-1]["epoch"] if records else 0,
     )
     job.curve = [(r["epoch"], r["test/loss"]) for r in records if "test/loss" in r]
-    bounds = {
-        int(k.rsplit("_", 1)[1]): v
-        for k, v in (records[-1] if records else {}).items()
-        if k.startswith("test/iwae_nll_")
-    }
-    if bounds:
-        job.iwae = (max(bounds), bounds[max(bounds)])
+    last = records[-1] if records else {}
+    job.iwae, job.val_iwae = most_samples(iwae_bounds(last, "test")), most_samples(iwae_bounds(last, "val"))
+    validation = [r["val/loss"] for r in records if "val/loss" in r]
+    if validation:
+        job.final_val_loss, job.best_val_loss = validation[-1], min(validation)
     if job.curve:
         job.final_test_loss = job.curve[-1][1]
         job.best_epoch, job.best_test_loss = min(job.curve, key=lambda point: point[1])
     return job
+
+
+def most_samples(bounds: dict[int, float]) -> tuple[int, float] | None:
+    """Gives (k, bound) of the IWAE bound with the most samples, or None without bounds."""
+    return (max(bounds), bounds[max(bounds)]) if bounds else None
 
 
 def is_hyperparameter(key: str) -> bool:
@@ -113,12 +120,20 @@ def label(overrides: dict[str, str], keys: list[str]) -> str:
     return ", ".join(f"{k}={short(overrides[k])}" for k in keys if k in overrides)
 
 
+def selection_loss(job: Job, sort: str = "final") -> float:
+    """Gives the final (or best) loss that ranks a job: on the validation set if it held one out, so
+    that choosing the top row never selects by the test set; else on the test set."""
+    if math.isfinite(job.final_val_loss):
+        return job.final_val_loss if sort == "final" else job.best_val_loss
+    return job.final_test_loss if sort == "final" else job.best_test_loss
+
+
 def ranked(jobs: list[Job], sort: str = "final") -> list[Job]:
-    """Gives the jobs best first: completed ones by their final (or best) test loss, then unfinished
-    ones that have a test loss, then those without one."""
+    """Gives the jobs best first: completed ones by their final (or best) ``selection_loss``, then
+    unfinished ones that have one, then those without one."""
 
     def order(job: Job) -> tuple[int, float]:
-        loss = job.final_test_loss if sort == "final" else job.best_test_loss
+        loss = selection_loss(job, sort)
         finite = math.isfinite(loss)
         return (0 if job.status == "completed" and finite else 1 if finite else 2, loss if finite else 0.0)
 
@@ -129,13 +144,16 @@ def table(jobs: list[Job], sort: str = "final") -> tuple[list[str], list[list[An
     """Gives the report's columns and rows, in the order of ``ranked``; only the overrides that
     tell jobs apart are columns."""
     keys = varying_keys(jobs)
-    columns = ["job", "status", *keys, "epochs", "final test loss", "best test loss", "best epoch", "error"]
+    extra = optional_metrics(jobs)
+    columns = ["job", "status", *keys, "epochs", *extra]
+    columns += ["final test loss", "best test loss", "best epoch", "error"]
     rows = [
         [
             job.name,
             job.status,
             *[short(job.overrides.get(k, "")) for k in keys],
             job.epochs,
+            *[_round(value(job)) for value in extra.values()],
             _round(job.final_test_loss),
             _round(job.best_test_loss),
             job.best_epoch if job.best_epoch is not None else "",
@@ -144,6 +162,21 @@ def table(jobs: list[Job], sort: str = "final") -> tuple[list[str], list[list[An
         for job in ranked(jobs, sort)
     ]
     return columns, rows
+
+
+def optional_metrics(jobs: list[Job]) -> dict[str, Any]:
+    """Gives the columns only some sweeps have, by name: the final validation loss if a job held a
+    validation set out, and the IWAE bounds (validation, test) with the most samples, when every job
+    that computed one used the same k."""
+    metrics: dict[str, Any] = {}
+    if any(math.isfinite(job.final_val_loss) for job in jobs):
+        metrics["final validation loss"] = lambda job: job.final_val_loss
+        metrics["best validation loss"] = lambda job: job.best_val_loss
+    for name, bound in (("validation", lambda job: job.val_iwae), ("test", lambda job: job.iwae)):
+        ks = {bound(job)[0] for job in jobs if bound(job)}
+        if len(ks) == 1:
+            metrics[f"{name} IWAE NLL k={ks.pop()}"] = lambda job, of=bound: (of(job) or (0, math.nan))[1]
+    return metrics
 
 
 def _round(value: float) -> float | str:
@@ -293,11 +326,8 @@ def seed_table(settings: list[Setting], sort: str = "final") -> tuple[list[str],
     metrics = {
         "final test loss": lambda job: job.final_test_loss,
         "best test loss": lambda job: job.best_test_loss,
+        **optional_metrics([job for setting in settings for job in setting.jobs]),
     }
-    ks = {job.iwae[0] for s in settings for job in s.jobs if job.iwae}
-    if len(ks) == 1:
-        (k,) = ks
-        metrics[f"IWAE NLL k={k}"] = lambda job: job.iwae[1] if job.iwae else math.nan
     columns = [*keys, "seeds", "completed"]
     for name in metrics:
         columns += [f"{name} mean", f"{name} stderr", f"{name} n"]
@@ -309,7 +339,8 @@ def seed_table(settings: list[Setting], sort: str = "final") -> tuple[list[str],
             mean, stderr, n = mean_and_stderr([value(job) for job in setting.jobs])
             row += [_round(mean), _round(stderr), n]
         rows.append(row)
-    sort_column = columns.index(f"{sort} test loss mean")
+    held_out = "validation" if f"{sort} validation loss mean" in columns else "test"
+    sort_column = columns.index(f"{sort} {held_out} loss mean")
     rows.sort(key=lambda row: row[sort_column] if row[sort_column] != "" else math.inf)
     return columns, rows
 
@@ -329,12 +360,16 @@ def seed_curves_figure(settings: list[Setting], title: str, sort: str = "final")
         if epochs:
             curves.append((setting, epochs, stats))
 
-    def mean_loss(setting: Setting) -> float:
-        losses = [job.final_test_loss if sort == "final" else job.best_test_loss for job in setting.jobs]
-        mean = mean_and_stderr(losses)[0]
+    def mean_loss(setting: Setting, loss: Any) -> float:
+        mean = mean_and_stderr([loss(job) for job in setting.jobs])[0]
         return mean if math.isfinite(mean) else math.inf
 
-    curves.sort(key=lambda curve: mean_loss(curve[0]))  # in the table's order
+    def test_loss(job: Job) -> float:
+        return job.final_test_loss if sort == "final" else job.best_test_loss
+
+    curves.sort(
+        key=lambda curve: mean_loss(curve[0], lambda job: selection_loss(job, sort))
+    )  # the table's order
     for rank, (setting, epochs, stats) in enumerate(curves):
         means = [mean for mean, _, _ in stats]
         errors = [0.0 if math.isnan(stderr) else stderr for _, stderr, _ in stats]
@@ -343,7 +378,9 @@ def seed_curves_figure(settings: list[Setting], title: str, sort: str = "final")
             [m + e for m, e in zip(means, errors, strict=True)],
         )
         seeds = f"{len(setting.jobs)} seed{'s' if len(setting.jobs) > 1 else ''}"
-        text = f"{label(setting.overrides, keys) or 'all'}: {sort} {mean_loss(setting):.2f} ({seeds})"
+        text = (
+            f"{label(setting.overrides, keys) or 'all'}: {sort} {mean_loss(setting, test_loss):.2f} ({seeds})"
+        )
         draw_ranked(axis, epochs, means, rank, len(curves), text, band=band)
     axis.set(xlabel="epoch", ylabel="test loss (negative ELBO, nats), mean +- stderr over seeds")
     axis.set_title(title)
@@ -386,7 +423,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Compare the runs of a sweep or a folder of runs.")
     parser.add_argument("sweep_dir", type=Path, help="a multirun folder, or any folder of run folders")
     parser.add_argument(
-        "--sort", choices=("final", "best"), default="final", help="sort by final or best test loss"
+        "--sort",
+        choices=("final", "best"),
+        default="final",
+        help="sort by final or best loss (on the validation set for runs that held one out, else test)",
     )
     parser.add_argument(
         "--group-by-seed",

@@ -76,11 +76,16 @@ class Member:
     tensorboard_name: str | None = None
     logger: logging.Logger = log
     best_test_loss: float = math.inf
+    best_val_loss: float = math.inf  # on the validation set, if the run holds one out: best.pt's
     error: Exception | None = None  # what stopped it, if it failed
     run_log: RunLog | None = None
     final: dict[str, Any] = field(default_factory=dict)  # its last epoch's metrics
     snapshot: dict[str, Any] | None = None  # its checkpoint at the last epoch boundary, in memory
     saved_epoch: int | None = None  # the epoch of its last.pt on disk
+
+    def best_loss(self, split: str) -> float:
+        """Gives its lowest loss so far on ``split``: test, or val (the validation set)."""
+        return self.best_val_loss if split == "val" else self.best_test_loss
 
 
 @dataclass

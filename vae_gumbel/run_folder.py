@@ -5,9 +5,11 @@ RUN/train.log                            the log
 RUN/metrics.jsonl                        one JSON object per epoch
 RUN/status.json                          how the run ended
 RUN/tensorboard/                         TensorBoard event files
-RUN/checkpoints/last.pt, best.pt         the latest checkpoint and the one with the lowest test loss
+RUN/checkpoints/last.pt, best.pt         the latest checkpoint and the one with the lowest validation
+                                         loss (test loss if the run holds no validation set out)
 RUN/samples/*.png                        sample grids and code-usage maps
 RUN/eval.json                            the importance-weighted evaluation
+RUN/eval_val.json                        the same on the validation set (eval.final_iwae_on=val)
 RUN/timeline.json                        with trainer.timeline=true: the wall time of each phase
 SWEEP/timeline_jobs_FIRST-LAST.json      the same for a batch of jobs of a stacked sweep
 """
@@ -60,6 +62,10 @@ class RunFolder:
     @property
     def eval_json(self) -> Path:
         return self.path / "eval.json"
+
+    def eval_json_of(self, split: str) -> Path:
+        """Gives the file of the importance-weighted evaluation on ``split``: eval.json for test."""
+        return self.eval_json if split == "test" else self.path / f"eval_{split}.json"
 
     @property
     def timeline(self) -> Path:

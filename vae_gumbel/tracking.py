@@ -19,13 +19,15 @@ log = logging.getLogger("vae_gumbel.train")
 
 # The HParams tab's metrics: scalars every run logs (their last values), so no single-point charts.
 HPARAMS_METRICS = ("test/loss", "test/best_loss", "train/loss_unrelaxed")
+# ... and those only some runs log: the validation losses and the IWAE bounds.
+OPTIONAL_METRICS = ("val/loss", "val/best_loss", "val/iwae_nll_", "test/iwae_nll_")
 
 # TensorBoard's Custom Scalars tab: the relaxation gap and the temperature, each on one chart.
 CUSTOM_SCALARS = {
     "vae-gumbel": {
-        "loss per epoch (nats): train relaxed, train unrelaxed, test": [
+        "loss per epoch (nats): train relaxed, train unrelaxed, validation, test": [
             "Multiline",
-            ["train/loss_relaxed", "train/loss_unrelaxed", "test/loss"],
+            ["train/loss_relaxed", "train/loss_unrelaxed", "val/loss", "test/loss"],
         ],
         "loss per log interval (nats): relaxed, unrelaxed": [
             "Multiline",
@@ -34,6 +36,12 @@ CUSTOM_SCALARS = {
         "temperature": ["Multiline", ["temperature", "step/temperature"]],
     }
 }
+
+
+def iwae_bounds(metrics: dict[str, Any], split: str = "test") -> dict[int, float]:
+    """Gives the IWAE NLL bounds among a record's ``metrics`` on ``split`` (test or val), by their k."""
+    prefix = f"{split}/iwae_nll_"
+    return {int(key[len(prefix) :]): value for key, value in metrics.items() if key.startswith(prefix)}
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -221,7 +229,7 @@ def write_sweep_summary(sweep_dir: Path) -> Path | None:
     """Writes the sweep's one experiment summary for TensorBoard's HParams tab into
     SWEEP/tensorboard/: every scalar setting of its jobs' composed configs, each marked as differing
     when its jobs disagree on it (so the swept keys are shown by default), and the metrics
-    HPARAMS_METRICS plus the IWAE bounds its runs computed. Gives the folder, or None without runs."""
+    HPARAMS_METRICS plus the OPTIONAL_METRICS its runs logged. Gives the folder, or None without runs."""
     from omegaconf import OmegaConf
     from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
@@ -243,7 +251,7 @@ def write_sweep_summary(sweep_dir: Path) -> Path | None:
         for key, value in hyperparameters(settings).items():
             values.setdefault(key, []).append(value)
         last = (read_metrics(folder.metrics) or [{}])[-1]
-        metrics += [key for key in last if key.startswith("test/iwae_nll_") and key not in metrics]
+        metrics += [key for key in last if key.startswith(OPTIONAL_METRICS) and key not in metrics]
     if not values:
         return None
     kinds = {bool: api_pb2.DATA_TYPE_BOOL, int: api_pb2.DATA_TYPE_FLOAT64, float: api_pb2.DATA_TYPE_FLOAT64}

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from vae_gumbel.background import BackgroundWriter
 from vae_gumbel.checkpoint import link_checkpoint, load_checkpoint, member_checkpoint, save_checkpoint
 from vae_gumbel.config import CONFIG_PATH, validate
+from vae_gumbel.data import ImageSet
 from vae_gumbel.errors import CheckpointError, ConfigError, Interrupted, describe, one_line, one_line_errors
 from vae_gumbel.faults import pause
 from vae_gumbel.grids import code_usage_image, prior_images, reconstruction_images, tile, to_pixels, write_png
@@ -48,7 +49,14 @@ from vae_gumbel.run import Member, Run, build_run, log, stack_key
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.step import STEP_VALUES
 from vae_gumbel.timeline import COPY_STATE, DRAW_PICTURES, EVALUATE, LOG_EPOCH, TIMELINE
-from vae_gumbel.tracking import RunLog, hyperparameters, read_metrics, tensorboard_run_name, write_status
+from vae_gumbel.tracking import (
+    RunLog,
+    hyperparameters,
+    iwae_bounds,
+    read_metrics,
+    tensorboard_run_name,
+    write_status,
+)
 
 
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
@@ -174,11 +182,12 @@ def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
         result = run.train_epoch(stop)
         run.check_finite_weights()
         last = run.epoch == trainer.epochs
-        # Score every member on the test set in one batched pass, with exact discrete samples.
-        scores = None
+        # Score every member on the test set (and the validation set, if held out) in one batched
+        # pass each, with exact discrete samples.
+        scores = {}
         if run.epoch % trainer.eval_every == 0 or last:
             with TIMELINE.phase(EVALUATE):
-                scores = score_test_set(run.model, run.data.test, trainer.eval_batch_size, trainer.eval_seed)
+                scores = score_held_out_sets(run)
         # Log each live member's epoch: metrics.jsonl, TensorBoard, its log.
         with TIMELINE.phase(LOG_EPOCH):
             records = [epoch_record(run, result, m, scores) for m in range(len(run.members))]
@@ -191,13 +200,16 @@ def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
         # Draw the pictures every sample_every epochs: decoded here, encoded in the background.
         if run.epoch % trainer.sample_every == 0 or last:
             with TIMELINE.phase(DRAW_PICTURES):
-                draw_pictures(run, scores, writer)
+                draw_pictures(run, scores.get("test"), writer)
         # Keep each live member's state: copied here (what an interrupt would save), written in the
-        # background as last.pt every checkpoint_every epochs and as best.pt when its test loss improves.
+        # background as last.pt every checkpoint_every epochs and as best.pt when its loss on the
+        # selection set (validation if held out, else test) improves.
         with TIMELINE.phase(COPY_STATE):
             for m, member in run.live():
-                improved = records[m].get("test/loss", math.inf) < member.best_test_loss
+                split = selection_split(records[m])
+                improved = records[m].get(f"{split}/loss", math.inf) < member.best_loss(split)
                 member.best_test_loss = min(member.best_test_loss, records[m].get("test/loss", math.inf))
+                member.best_val_loss = min(member.best_val_loss, records[m].get("val/loss", math.inf))
                 member.snapshot = member_checkpoint(run, m, records[m])
                 latest = run.epoch % trainer.checkpoint_every == 0 or last
                 if latest or improved:
@@ -211,7 +223,7 @@ def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
             member.final = last_metrics(run, m)
         if member.settings.eval.final_iwae_samples:
             with TIMELINE.phase("final IWAE"):
-                final_iwae(run, m)
+                final_iwae(run, m, member.settings.eval.final_iwae_on)
 
 
 def last_metrics(run: Run, m: int) -> dict[str, Any]:
@@ -220,9 +232,33 @@ def last_metrics(run: Run, m: int) -> dict[str, Any]:
     records = read_metrics(run.members[m].folder.metrics)
     if records and records[-1]["epoch"] == run.epoch:
         return records[-1]
+    metrics = {"epoch": run.epoch, "step": run.step}
+    for scores in score_held_out_sets(run).values():
+        metrics.update(scores[m].metrics)
+    return metrics
+
+
+def held_out_sets(run: Run) -> dict[str, ImageSet]:
+    """Gives the sets a run scores, by the name of their metrics: test, and val if held out."""
+    sets = {"test": run.data.test}
+    if run.data.validation is not None:
+        sets["val"] = run.data.validation
+    return sets
+
+
+def score_held_out_sets(run: Run) -> dict[str, list[TestScores]]:
+    """Gives every member's scores on each of the run's held-out sets, by the name of their metrics."""
     trainer = run.settings.trainer
-    scores = score_test_set(run.model, run.data.test, trainer.eval_batch_size, trainer.eval_seed)
-    return {"epoch": run.epoch, "step": run.step, **scores[m].metrics}
+    return {
+        split: score_test_set(run.model, images, trainer.eval_batch_size, trainer.eval_seed, split)
+        for split, images in held_out_sets(run).items()
+    }
+
+
+def selection_split(metrics: dict[str, Any]) -> str:
+    """Gives the set that selects among epochs and runs (best.pt, the sweepers' objective): the
+    validation set when the run holds one out, so that the test set is only ever reported."""
+    return "val" if "val/loss" in metrics else "test"
 
 
 def interrupted(run: Run, err: BaseException) -> Interrupted:
@@ -268,10 +304,11 @@ def open_logs(run: Run) -> None:
         if run.epoch:
             member.run_log.info("resumed at epoch %d, step %d", run.epoch, run.step)
         member.run_log.info(
-            "training %s on %s: %d train / %d test images, %d steps per epoch%s, run folder %s",
+            "training %s on %s: %d train%s / %d test images, %d steps per epoch%s, run folder %s",
             member.settings.estimator.name,
             run.device,
             len(run.data.train),
+            f" / {len(run.data.validation)} validation" if run.data.validation is not None else "",
             len(run.data.test),
             math.ceil(len(run.data.train) / batch_size),
             f", in a stack of {len(run.members)}" if len(run.members) > 1 else "",
@@ -279,8 +316,11 @@ def open_logs(run: Run) -> None:
         )
 
 
-def epoch_record(run: Run, result: EpochResult, m: int, scores: list[TestScores] | None) -> dict[str, Any]:
-    """Gives member m's line of metrics.jsonl for the epoch just trained."""
+def epoch_record(
+    run: Run, result: EpochResult, m: int, scores: dict[str, list[TestScores]]
+) -> dict[str, Any]:
+    """Gives member m's line of metrics.jsonl for the epoch just trained, with its ``scores`` on the
+    held-out sets if they were evaluated."""
     record: dict[str, Any] = {
         "epoch": run.epoch,
         "step": run.step,
@@ -289,9 +329,9 @@ def epoch_record(run: Run, result: EpochResult, m: int, scores: list[TestScores]
     record.update(
         {f"train/{name}": float(value) for name, value in zip(STEP_VALUES, result.means[m], strict=True)}
     )
-    if scores is not None:
-        record.update(scores[m].metrics)
-        record["test/best_loss"] = min(run.members[m].best_test_loss, record["test/loss"])
+    for split, split_scores in scores.items():
+        record.update(split_scores[m].metrics)
+        record[f"{split}/best_loss"] = min(run.members[m].best_loss(split), record[f"{split}/loss"])
     record["time/epoch_s"] = result.seconds
     record["throughput/train_img_s"] = result.images / result.seconds
     if result.setup_seconds:
@@ -344,14 +384,14 @@ def stack_line(run: Run, records: list[dict[str, Any]]) -> str:
     return line
 
 
-def final_iwae(run: Run, m: int) -> None:
-    """Scores member m with importance-weighted bounds on the test set: eval.json, and the numbers
-    added to its last metrics record."""
+def final_iwae(run: Run, m: int, split: str = "test") -> None:
+    """Scores member m with importance-weighted bounds on the test set, or with ``split="val"`` on
+    the validation set: eval.json (eval_val.json), and the numbers added to its last metrics record."""
     member = run.members[m]
     settings = member.settings
     report = evaluation_report(
         unstack(run.model, m),
-        run.data.test,
+        held_out_sets(run)[split],
         settings.eval.final_iwae_samples,
         binarization=binarization_of(member.config["data"]),
         max_rows=settings.eval.iwae_max_rows,
@@ -362,17 +402,19 @@ def final_iwae(run: Run, m: int) -> None:
             "categorical_dim": settings.model.categorical_dim,
             "epoch": run.epoch,
             "steps": run.step,
+            "images": "validation" if split == "val" else "test",
         },
         progress=settings.trainer.progress,
     )
-    write_eval_json(report, member.folder.eval_json)
-    bounds = {"test/neg_elbo_mean": report["neg_elbo"]}
-    bounds.update({f"test/iwae_nll_{k}": value for k, value in report["iwae_nll"].items()})
+    write_eval_json(report, member.folder.eval_json_of(split))
+    bounds = {f"{split}/neg_elbo_mean": report["neg_elbo"]}
+    bounds.update({f"{split}/iwae_nll_{k}": value for k, value in report["iwae_nll"].items()})
     member.run_log.amend_last_epoch(bounds)
     member.final = {**member.final, **bounds}
     member.run_log.info(
-        "final IWAE bounds on %d test images (nats): %s; negative ELBO over %d draws %.2f (%.0f s)",
+        "final IWAE bounds on %d %s images (nats): %s; negative ELBO over %d draws %.2f (%.0f s)",
         report["test_images"],
+        "validation" if split == "val" else "test",
         ", ".join(
             f"k={k}: {value:.2f} +- {report['iwae_nll_stderr'][k]:.2f}"
             for k, value in report["iwae_nll"].items()
@@ -390,13 +432,13 @@ def end_summary(member: Member) -> str:
     epochs = member.settings.trainer.epochs
     trained = final.get("epoch", 0)
     lines = [f"done: {trained} epoch{'' if trained == 1 else 's'}"]
+    if "val/loss" in final:
+        lines[0] += f", final validation loss {final['val/loss']:.2f}, best {member.best_val_loss:.2f}"
     if "test/loss" in final:
         lines[0] += f", final test loss {final['test/loss']:.2f}, best {member.best_test_loss:.2f}"
-    bounds = {
-        int(key.rsplit("_", 1)[1]): value for key, value in final.items() if key.startswith("test/iwae_nll_")
-    }
-    if bounds:
-        lines[0] += f", IWAE NLL (k={max(bounds)}) {bounds[max(bounds)]:.2f}"
+    for split, name in (("val", "validation"), ("test", "test")):
+        if bounds := iwae_bounds(final, split):
+            lines[0] += f", {name} IWAE NLL (k={max(bounds)}) {bounds[max(bounds)]:.2f}"
     more = resume_command(member.folder.path, {"trainer.epochs": str(2 * epochs)})
     lines += [
         f"  run folder:   {folder}",
@@ -464,6 +506,8 @@ def epoch_line(record: dict[str, Any], epochs: int) -> str:
         f"epoch {record['epoch']}/{epochs} step {record['step']} tau {record['temperature']:.3f} | "
         f"train relaxed {record['train/loss_relaxed']:.2f} unrelaxed {record['train/loss_unrelaxed']:.2f}"
     )
+    if "val/loss" in record:
+        line += f" | validation {record['val/loss']:.2f}"
     if "test/loss" in record:
         line += (
             f" | test {record['test/loss']:.2f} (recon {record['test/recon']:.2f},"
@@ -474,14 +518,12 @@ def epoch_line(record: dict[str, Any], epochs: int) -> str:
 
 
 def objective(metrics: dict[str, Any]) -> float:
-    """Gives the number sweepers minimise: the IWAE NLL with the most samples if the run
-    computed one, else the final test loss."""
-    iwae = {
-        int(key.rsplit("_", 1)[1]): value
-        for key, value in metrics.items()
-        if key.startswith("test/iwae_nll_")
-    }
-    return float(iwae[max(iwae)]) if iwae else float(metrics.get("test/loss", math.nan))
+    """Gives the number sweepers minimise, on the validation set when the run holds one out (a
+    search then never looks at the test set), else on the test set: the IWAE NLL with the most
+    samples if the run computed one there, else the final loss."""
+    split = selection_split(metrics)
+    iwae = iwae_bounds(metrics, split)
+    return float(iwae[max(iwae)]) if iwae else float(metrics.get(f"{split}/loss", math.nan))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
