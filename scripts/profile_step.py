@@ -41,7 +41,7 @@ def count_calls(events: list, names: frozenset[str]) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     parser.add_argument("--batch-size", type=int, default=100, help="images per step")
     parser.add_argument("--steps", type=int, default=50, help="steps profiled (after warm-up)")
