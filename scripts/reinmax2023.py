@@ -12,7 +12,8 @@ OUT/CONFIGURATION/ESTIMATOR, with the estimator's optimizer, learning rate and t
 SETTINGS. The summary gives, per configuration and estimator, the mean, standard error and count
 over seeds of the papers' two numbers: the training loss of the last epoch (one exact one-hot
 sample per image, ``train/loss_unrelaxed``) and the one-sample test negative ELBO (``test/loss``);
-it writes OUT/reinmax2023.csv and OUT/reinmax2023.md and prints the Markdown.
+it writes OUT/reinmax2023.csv and OUT/reinmax2023.md and prints the Markdown, and OUT/runs.csv with
+everything each run recorded.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from vae_gumbel.report import mean_and_stderr
+from vae_gumbel.report import mean_and_stderr, write_runs_csv
 from vae_gumbel.run_folder import RunFolder, find_runs
 from vae_gumbel.tracking import read_metrics
 
@@ -223,7 +224,8 @@ def main(argv: list[str] | None = None) -> None:
         writer.writerows(rows)
     table = markdown(rows)
     (out / "reinmax2023.md").write_text(table)
-    print(table + f"wrote {out / 'reinmax2023.csv'} and {out / 'reinmax2023.md'}")
+    runs = write_runs_csv(out)
+    print(table + f"wrote {out / 'reinmax2023.csv'}, {out / 'reinmax2023.md'} and {runs} (every run)")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -11,11 +12,17 @@ import yaml
 
 from tests.conftest import run_module
 from vae_gumbel.report import HIGHLIGHTED, curves_figure, read_job, report
+from vae_gumbel.run_folder import RunFolder
+from vae_gumbel.tracking import read_metrics
+
+
+def write_overrides(folder: Path, overrides: list[str]) -> None:
+    (folder / ".hydra").mkdir(parents=True, exist_ok=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
 
 
 def write_job(folder: Path, overrides: list[str], losses: list[float], status: dict | None) -> None:
-    (folder / ".hydra").mkdir(parents=True)
-    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    write_overrides(folder, overrides)
     records = [
         {"epoch": i + 1, "step": 10 * (i + 1), "temperature": 1.0, "test/loss": loss}
         for i, loss in enumerate(losses)
@@ -40,6 +47,35 @@ def test_report_shows_the_validation_loss_and_bounds_of_runs_that_held_one_out(t
     )
     assert first.startswith("| 0 |") and "| 3 | 95.0 | 95.0 | 90.0 | 99.0 |" in first
     assert second.startswith("| 1 |") and "| 3 | 97.0 | 97.0 | 92.0 | 98.0 |" in second
+
+
+def test_runs_csv_keeps_everything_each_run_recorded(compose_train, tmp_path: Path) -> None:
+    from vae_gumbel.train import train
+
+    for job, seed in enumerate((0, 1)):
+        train(
+            compose_train(f"seed={seed}", "trainer.epochs=2", "eval.final_iwae_samples=[1,10]"),
+            tmp_path / str(job),
+        )
+        write_overrides(tmp_path / str(job), [f"seed={seed}"])
+    write_job(tmp_path / "2", ["seed=2"], [], {"status": "failed", "error": "NonFiniteLossError: x"})
+    report(tmp_path, by_seed=True)
+    with (tmp_path / "runs.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["job"], row["seed"], row["status"]) for row in rows] == [
+        ("0", "0", "completed"),
+        ("1", "1", "completed"),
+        ("2", "2", "failed"),
+    ]
+    for job, row in enumerate(rows[:2]):
+        last = read_metrics(RunFolder(tmp_path / str(job)).metrics)[-1]
+        evaluation = json.loads(RunFolder(tmp_path / str(job)).eval_json.read_text())
+        assert float(row["test/loss"]) == last["test/loss"] and row["epoch"] == "2"
+        assert float(row["eval/iwae_nll_10"]) == evaluation["iwae_nll"]["10"]
+        assert float(row["eval/iwae_nll_stderr_10"]) == evaluation["iwae_nll_stderr"]["10"]
+        assert row["eval/targets_sha256"] == evaluation["binarization"]["targets_sha256"]
+        assert float(row["time/train_s"]) > 0
+    assert rows[2]["error"] == "NonFiniteLossError: x" and rows[2]["test/loss"] == ""
 
 
 def test_report_sorts_by_final_or_best_test_loss_with_overrides_as_columns(tmp_path: Path) -> None:

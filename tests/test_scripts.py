@@ -155,3 +155,7 @@ def test_the_reinmax_comparison_trains_each_estimator_with_its_papers_settings_a
             sum(r["train/loss_unrelaxed"] for r in last) / 2
         )
     assert "| 8x4 | `gumbel_rao`" in (out / "reinmax2023.md").read_text()
+    runs = list(csv.DictReader((out / "runs.csv").open()))  # every run, for the CSV kept in docs/
+    assert sorted((row["job"], row["status"]) for row in runs) == [
+        (f"8x4/{estimator}/{seed}", "completed") for estimator in sorted(expected) for seed in range(2)
+    ]

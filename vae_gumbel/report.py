@@ -11,12 +11,17 @@ table gives each setting's mean and standard error over its seeds (and the count
 and best test loss and, when the runs computed them, the IWAE bound with the most samples:
 ``report_seeds.csv``, ``report_seeds.md`` and ``report_seeds.png`` (mean curve, band of one
 standard error).
+
+Either way it also writes ``runs.csv``: one row per job with everything its folder records (every
+override, the last epoch's metrics, the training time, the numbers of its eval.json), the file
+to keep beside a published table.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -47,6 +52,7 @@ class Job:
     iwae: tuple[int, float] | None = None  # (k, bound) of the final IWAE with the most samples
     final_val_loss: float = math.nan  # on the validation set, if the run held one out
     best_val_loss: float = math.nan
+    evaluations: dict[str, Any] = field(default_factory=dict)  # its eval.json numbers, flattened
     val_iwae: tuple[int, float] | None = None  # (k, bound) on the validation set
 
 
@@ -80,10 +86,38 @@ def read_job(path: Path, root: Path) -> Job:
     validation = [r["val/loss"] for r in records if "val/loss" in r]
     if validation:
         job.final_val_loss, job.best_val_loss = validation[-1], min(validation)
+    for split in ("test", "val"):
+        job.evaluations.update(read_evaluation(folder.eval_json_of(split), folder.eval_json_of(split).stem))
     if job.curve:
         job.final_test_loss = job.curve[-1][1]
         job.best_epoch, job.best_test_loss = min(job.curve, key=lambda point: point[1])
     return job
+
+
+def read_evaluation(path: Path, name: str) -> dict[str, Any]:
+    """Gives the numbers of an importance-weighted evaluation (eval.json), flattened into columns
+    named NAME/...; nothing if the file is missing or unreadable."""
+    try:
+        evaluation = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    columns = {f"{name}/{key}": evaluation.get(key) for key in EVALUATION_FIELDS}
+    for key in ("iwae_nll", "iwae_nll_stderr"):
+        columns.update({f"{name}/{key}_{k}": value for k, value in evaluation.get(key, {}).items()})
+    columns[f"{name}/targets_sha256"] = evaluation.get("binarization", {}).get("targets_sha256")
+    return columns
+
+
+# What a row of runs.csv keeps of an eval.json, besides its bounds and the test targets' digest.
+EVALUATION_FIELDS = (
+    "test_images",
+    "neg_elbo",
+    "neg_elbo_samples",
+    "kl",
+    "active_variables",
+    "seed",
+    "seconds",
+)
 
 
 def most_samples(bounds: dict[int, float]) -> tuple[int, float] | None:
@@ -177,6 +211,33 @@ def optional_metrics(jobs: list[Job]) -> dict[str, Any]:
         if len(ks) == 1:
             metrics[f"{name} IWAE NLL k={ks.pop()}"] = lambda job, of=bound: (of(job) or (0, math.nan))[1]
     return metrics
+
+
+def runs_table(jobs: list[Job]) -> tuple[list[str], list[list[Any]]]:
+    """Gives one row per job with all that its folder records, for the CSV kept behind a published
+    table: its status, every override, the last epoch's metrics, the training time summed over its
+    epochs, and the numbers of its IWAE evaluations (eval.json, eval_val.json)."""
+    rows = []
+    for job in sorted(jobs, key=lambda job: job.name):
+        last = job.records[-1] if job.records else {}
+        row: dict[str, Any] = {"job": job.name, "status": job.status, **job.overrides}
+        row.update({key: value for key, value in last.items() if not isinstance(value, dict | list)})
+        row["time/train_s"] = sum(record.get("time/epoch_s", 0.0) for record in job.records)
+        row.update(job.evaluations)
+        row["error"] = job.error
+        rows.append(row)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    return columns, [[row.get(column, "") for column in columns] for row in rows]
+
+
+RUNS_CSV = "runs.csv"
+
+
+def write_runs_csv(root: Path) -> Path:
+    """Writes ROOT/runs.csv, the ``runs_table`` of every run below ``root``; gives its path."""
+    path = root / RUNS_CSV
+    write_csv(*runs_table([read_job(folder, root) for folder in find_runs(root)]), path)
+    return path
 
 
 def _round(value: float) -> float | str:
@@ -388,12 +449,17 @@ def seed_curves_figure(settings: list[Setting], title: str, sort: str = "final")
     return figure
 
 
-def write_table(columns: list[str], rows: list[list[Any]], root: Path, name: str) -> str:
-    """Writes a table as NAME.csv and NAME.md into ``root`` and gives the Markdown."""
-    with (root / f"{name}.csv").open("w", newline="") as handle:
+def write_csv(columns: list[str], rows: list[list[Any]], path: Path) -> None:
+    """Writes a table as CSV."""
+    with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
         writer.writerows(rows)
+
+
+def write_table(columns: list[str], rows: list[list[Any]], root: Path, name: str) -> str:
+    """Writes a table as NAME.csv and NAME.md into ``root`` and gives the Markdown."""
+    write_csv(columns, rows, root / f"{name}.csv")
     text = markdown(columns, rows)
     (root / f"{name}.md").write_text(text)
     return text
@@ -409,6 +475,7 @@ def report(root: Path, sort: str = "final", by_seed: bool = False) -> str:
         raise ConfigError(
             f"no runs below {root}: expected folders with metrics.jsonl or .hydra/overrides.yaml"
         )
+    write_csv(*runs_table(jobs), root / RUNS_CSV)
     if by_seed:
         settings = group_by_seed(jobs)
         text = write_table(*seed_table(settings, sort), root, "report_seeds")
@@ -437,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     with one_line_errors():
         print(report(args.sweep_dir, args.sort, args.group_by_seed), end="")
     name = "report_seeds" if args.group_by_seed else "report"
-    print(f"wrote {args.sweep_dir / name}.csv, {name}.md and {name}.png")
+    print(f"wrote {args.sweep_dir / name}.csv, {name}.md, {name}.png and runs.csv")
     return 0
 
 
