@@ -72,22 +72,19 @@ def test_the_best_bound_search_selects_each_job_by_its_validation_bound(
     tmp_path: Path, mnist_root: Path
 ) -> None:
     # The search's own grid, narrowed on the command line to two learning rates of the tiny model.
-    sweep_dir = tmp_path / "sweep"
     narrowed = [
         "model.latent_dim=4",
         "estimator=gumbel_softmax",
         "optim.lr=1e-3,2e-3",
         "temperature.rate=1e-4",
     ]
-    result = run_module(
-        "vae_gumbel.train",
+    sweep_dir, result = stacked_sweep(
+        tmp_path,
+        mnist_root,
         "hparams_search=best_bound",
-        *tiny_run(mnist_root),
         *narrowed,
         "data.validation=40",
         "eval.final_iwae_samples=[10]",
-        f"hydra.sweep.dir={sweep_dir}",
-        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert "stack of 2, epoch 1/1" in result.stdout + result.stderr
