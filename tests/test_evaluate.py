@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import assert_one_line_error, compose_config, run_module, tiny_run
+from vae_gumbel.errors import ConfigError
 from vae_gumbel.evaluate import run_evaluation
 from vae_gumbel.train import train
 
@@ -97,3 +98,20 @@ def test_evaluate_on_a_missing_gpu_names_its_own_setting(run_dir: Path) -> None:
         pytest.skip("this machine has a CUDA device")
     with pytest.raises(ConfigError, match="^device=cuda but no CUDA device is available"):
         evaluate(f"checkpoint={run_dir}", "device=cuda")
+
+
+def test_split_val_evaluates_the_validation_set_the_run_held_out(mnist_root: Path, tmp_path: Path) -> None:
+    overrides = [*tiny_run(mnist_root), "data.validation=40", "eval.final_iwae_samples=[1,10]"]
+    train(compose_config("train", [*overrides, "eval.final_iwae_on=val"]), tmp_path)
+    trained = json.loads((tmp_path / "eval_val.json").read_text())
+    (tmp_path / "eval_val.json").unlink()
+    out, report = evaluate(f"checkpoint={tmp_path}", "which=last", "split=val", "iwae_samples=[1,10]")
+    assert out == tmp_path / "eval_val.json" and not (tmp_path / "eval.json").exists()
+    assert (report["images"], report["test_images"]) == ("validation", 40)
+    # The same images, bits and draws as the trainer's own final evaluation on them.
+    assert report["binarization"] == trained["binarization"] and report["iwae_nll"] == trained["iwae_nll"]
+
+
+def test_split_val_of_a_run_without_a_validation_set_is_a_clear_error(run_dir: Path) -> None:
+    with pytest.raises(ConfigError, match=r"held no validation set out \(data.validation=0\)"):
+        evaluate(f"checkpoint={run_dir}", "split=val", "iwae_samples=[1]")

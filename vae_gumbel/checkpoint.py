@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from vae_gumbel.data import ImageSet, load_test_set
+from vae_gumbel.data import ImageSet, load_test_set, load_validation_set
 from vae_gumbel.errors import CheckpointError, first_line
 from vae_gumbel.faults import pause
 from vae_gumbel.model import CategoricalVAE, member_state, model_with_weights
@@ -154,16 +154,22 @@ def model_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint"
 
 
 def test_set_of(
-    checkpoint: dict[str, Any], data: TestDataConfig, device: torch.device, limit: int | None = None
+    checkpoint: dict[str, Any],
+    data: TestDataConfig,
+    device: torch.device,
+    limit: int | None = None,
+    split: str = "test",
 ) -> ImageSet:
     """Gives the test set of the run that wrote ``checkpoint``, binarized as it was: from its data
-    root unless ``data.root`` says otherwise, the first ``limit`` (or ``data.test_limit``) images."""
+    root unless ``data.root`` says otherwise, the first ``limit`` (or ``data.test_limit``) images;
+    with ``split="val"``, the validation set that run held out instead."""
     from vae_gumbel.config import DataConfig, validate  # the schema imports this module's neighbours
 
     saved = {**checkpoint["config"]["data"], "test_limit": data.test_limit}
     if data.root is not None:
         saved["root"] = data.root
-    return load_test_set(validate(saved, DataConfig), device, limit=limit)
+    settings = validate(saved, DataConfig)
+    return load_validation_set(settings, device) if split == "val" else load_test_set(settings, device, limit)
 
 
 def check_compatible(

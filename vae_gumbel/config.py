@@ -327,9 +327,11 @@ class EvaluateConfig:
     out: str | None = None
     progress: str = "auto"  # auto (a bar on a terminal, a log line every 30 s in a file) | true | false
     data: TestDataConfig = field(default_factory=TestDataConfig)
+    split: str = "test"  # test | val: the validation set the run held out (data.validation)
 
     def __post_init__(self) -> None:
         choice("which", self.which, ("best", "last"))
+        choice("split", self.split, ("test", "val"))
         self.progress = str(self.progress).lower()
         choice("progress", self.progress, ("auto", "true", "false"))
         require(

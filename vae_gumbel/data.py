@@ -101,36 +101,58 @@ def load_test_set(
 ) -> ImageSet:
     """Gives the test set of ``settings`` on ``device``, binarized as its training binarizes it
     (``limit``: the first images only; default ``data.test_limit``)."""
-    root = to_absolute_path(settings.root)
-    ensure(root, settings.name, download=settings.download, verify_checksums=settings.verify_checksums)
+    root = _verified_root(settings)
     test = load_images(root, settings.name, train=False, limit=limit or settings.test_limit)
     binarization = BINARIZATIONS[settings.binarize]
     return _on(binarization.held_out(test, settings.binarize_seed + TEST_SEED_OFFSET), device)
+
+
+def load_validation_set(settings: DataConfig, device: torch.device | str = "cpu") -> ImageSet:
+    """Gives the validation set of ``settings`` on ``device``, as its training held it out."""
+    if not settings.validation:
+        raise ConfigError(
+            "the run held no validation set out (data.validation=0); evaluate its test set instead"
+        )
+    root = _verified_root(settings)
+    return _on(_held_out_training_images(root, settings)[1], device)
 
 
 def load_data(settings: DataConfig, device: torch.device | str = "cpu") -> Data:
     """Gives the train and test sets of ``settings`` on ``device``, and the validation set: the last
     ``data.validation`` images of the training file, which training never sees (``data.train_limit``
     counts the images before them)."""
-    root = to_absolute_path(settings.root)
-    ensure(root, settings.name, download=settings.download, verify_checksums=settings.verify_checksums)
+    root = _verified_root(settings)
     binarization, seed = BINARIZATIONS[settings.binarize], settings.binarize_seed
-    validation = None
-    trainable = image_count(root, settings.name, train=True)
-    if settings.validation:
-        if settings.validation >= trainable:
-            raise ConfigError(
-                f"data.validation={settings.validation} leaves no training images: the training file of "
-                f"{settings.name} holds {trainable}; hold out fewer (10000 is the usual choice for MNIST)"
-            )
-        trainable -= settings.validation
-        held_out = load_images(root, settings.name, train=True, start=trainable)
-        validation = _on(binarization.held_out(held_out, seed + VALIDATION_SEED_OFFSET), device)
+    trainable, validation = _held_out_training_images(root, settings)
     limit = trainable if settings.train_limit is None else min(settings.train_limit, trainable)
     train = load_images(root, settings.name, train=True, limit=limit)
     test = load_images(root, settings.name, train=False, limit=settings.test_limit)
     return Data(
         train=_on(binarization.training(train, seed), device),
         test=_on(binarization.held_out(test, seed + TEST_SEED_OFFSET), device),
-        validation=validation,
+        validation=None if validation is None else _on(validation, device),
     )
+
+
+def _verified_root(settings: DataConfig) -> str:
+    """Gives the data root of ``settings``, with its files fetched if missing and checked."""
+    root = to_absolute_path(settings.root)
+    ensure(root, settings.name, download=settings.download, verify_checksums=settings.verify_checksums)
+    return root
+
+
+def _held_out_training_images(root: str, settings: DataConfig) -> tuple[int, ImageSet | None]:
+    """Gives how many training images come before the validation set, and the validation set (the
+    last ``data.validation`` training images, with fixed targets; None without one)."""
+    trainable = image_count(root, settings.name, train=True)
+    if not settings.validation:
+        return trainable, None
+    if settings.validation >= trainable:
+        raise ConfigError(
+            f"data.validation={settings.validation} leaves no training images: the training file of "
+            f"{settings.name} holds {trainable}; hold out fewer (10000 is the usual choice for MNIST)"
+        )
+    trainable -= settings.validation
+    images = load_images(root, settings.name, train=True, start=trainable)
+    seed = settings.binarize_seed + VALIDATION_SEED_OFFSET
+    return trainable, BINARIZATIONS[settings.binarize].held_out(images, seed)

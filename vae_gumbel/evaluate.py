@@ -20,7 +20,7 @@ from vae_gumbel.checkpoint import load_checkpoint, model_from_checkpoint, test_s
 from vae_gumbel.config import CONFIG_PATH, EvaluateConfig, validate
 from vae_gumbel.device import resolve_device
 from vae_gumbel.errors import one_line_errors
-from vae_gumbel.likelihood import binarization_of, evaluation_report, write_eval_json
+from vae_gumbel.likelihood import IMAGES, binarization_of, evaluation_report, write_eval_json
 from vae_gumbel.run_folder import RunFolder, resolve_checkpoint
 
 log = logging.getLogger(__name__)
@@ -48,16 +48,19 @@ def run_evaluation(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
     model = model_from_checkpoint(checkpoint, source=str(file)).to(device).eval()
     report = evaluation_report(
         model,
-        test_set_of(checkpoint, settings.data, device),
+        test_set_of(checkpoint, settings.data, device, split=settings.split),
         settings.iwae_samples,
         binarization=binarization_of(checkpoint["config"]["data"]),
         batch_size=settings.batch_size,
         max_rows=settings.max_rows,
         seed=settings.seed,
-        context=checkpoint_context(checkpoint, str(file)),
+        context={**checkpoint_context(checkpoint, str(file)), "images": IMAGES[settings.split]},
         progress=settings.progress,
     )
-    out = Path(to_absolute_path(settings.out)) if settings.out else RunFolder.of_checkpoint(file).eval_json
+    if settings.out:
+        out = Path(to_absolute_path(settings.out))
+    else:
+        out = RunFolder.of_checkpoint(file).eval_json_of(settings.split)
     write_eval_json(report, out)
     return out, report
 
@@ -65,7 +68,7 @@ def run_evaluation(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
 def summary(report: dict[str, Any]) -> str:
     """Gives the report as a few readable lines."""
     model = f"{report.get('estimator', '?')} {report.get('latent_dim')}x{report.get('categorical_dim')}"
-    data = f"{report['test_images']} test images ({report['binarization']['mode']})"
+    data = f"{report['test_images']} {report.get('images', 'test')} images ({report['binarization']['mode']})"
     lines = [
         f"{model}, {report.get('steps')} steps, {data}",
         f"  negative ELBO (mean of {report['neg_elbo_samples']} exact draws): {report['neg_elbo']:.2f} nats",

@@ -39,6 +39,10 @@ class TestScores:
     kl_per_variable: torch.Tensor  # (N,) mean KL of each latent variable to the prior
 
 
+# What eval.json and the logs call the images of each held-out split.
+IMAGES = {"test": "test", "val": "validation"}
+
+
 @torch.inference_mode()
 def score_test_set(
     model: CategoricalVAE, images: ImageSet, batch_size: int, seed: int, split: str = "test"

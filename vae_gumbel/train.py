@@ -37,6 +37,7 @@ from vae_gumbel.interrupts import (
     under_slurm,
 )
 from vae_gumbel.likelihood import (
+    IMAGES,
     TestScores,
     binarization_of,
     evaluation_report,
@@ -402,7 +403,7 @@ def final_iwae(run: Run, m: int, split: str = "test") -> None:
             "categorical_dim": settings.model.categorical_dim,
             "epoch": run.epoch,
             "steps": run.step,
-            "images": "validation" if split == "val" else "test",
+            "images": IMAGES[split],
         },
         progress=settings.trainer.progress,
     )
@@ -414,7 +415,7 @@ def final_iwae(run: Run, m: int, split: str = "test") -> None:
     member.run_log.info(
         "final IWAE bounds on %d %s images (nats): %s; negative ELBO over %d draws %.2f (%.0f s)",
         report["test_images"],
-        "validation" if split == "val" else "test",
+        IMAGES[split],
         ", ".join(
             f"k={k}: {value:.2f} +- {report['iwae_nll_stderr'][k]:.2f}"
             for k, value in report["iwae_nll"].items()
