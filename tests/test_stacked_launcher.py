@@ -135,7 +135,9 @@ def test_tensorboard_hparams_mark_exactly_the_swept_keys_and_show_the_chosen_met
 ) -> None:
     from tests.test_tracking import TensorBoardServer
 
-    sweep_dir, result = stacked_sweep(tmp_path, mnist_root, "seed=0,1", "temperature.initial=0.5,1.0")
+    sweep_dir, result = stacked_sweep(
+        tmp_path, mnist_root, "seed=0,1", "temperature.initial=0.5,1.0", "data.validation=40"
+    )
     assert result.returncode == 0, result.stderr
     runs = sorted(path.name for path in sweep_dir.glob("*/tensorboard/*"))
     assert runs == sorted(
@@ -152,6 +154,7 @@ def test_tensorboard_hparams_mark_exactly_the_swept_keys_and_show_the_chosen_met
             i["name"] for i in experiment["hparamInfos"]
         }
         metrics = [info["name"]["tag"] for info in experiment["metricInfos"]]
-        assert metrics == ["test/loss", "test/best_loss", "train/loss_unrelaxed"]
+        # The metrics every run logs, then those only some do: here the validation losses.
+        assert metrics == ["test/loss", "test/best_loss", "train/loss_unrelaxed", "val/loss", "val/best_loss"]
     finally:
         server.close()
