@@ -170,15 +170,20 @@ def test_every_estimator_and_optimizer_trains_the_model(
 # --- resume --------------------------------------------------------------------------------------
 
 
-def test_resume_continues_exactly_like_an_uninterrupted_run(compose_train, tmp_path: Path) -> None:
+@pytest.mark.parametrize("held_out", [[], ["data.validation=40"]], ids=["plain", "validation"])
+def test_resume_continues_exactly_like_an_uninterrupted_run(
+    compose_train, tmp_path: Path, held_out: list[str]
+) -> None:
     straight = tmp_path / "straight"
-    train(compose_train("trainer.epochs=3", *ANNEAL_EVERY_STEP), straight)
+    train(compose_train("trainer.epochs=3", *ANNEAL_EVERY_STEP, *held_out), straight)
     interrupted = tmp_path / "interrupted"
-    train(compose_train("trainer.epochs=1", *ANNEAL_EVERY_STEP), interrupted)
-    train(compose_train("trainer.epochs=3", *ANNEAL_EVERY_STEP, "resume=last"), interrupted)
+    train(compose_train("trainer.epochs=1", *ANNEAL_EVERY_STEP, *held_out), interrupted)
+    train(compose_train("trainer.epochs=3", *ANNEAL_EVERY_STEP, *held_out, "resume=last"), interrupted)
     expected = without_timing(read_metrics(RunFolder(straight).metrics))
     assert without_timing(read_metrics(RunFolder(interrupted).metrics)) == expected
     assert expected[-1]["temperature"] < expected[0]["temperature"]  # annealing carried across the resume
+    best = [load_checkpoint(RunFolder(run).checkpoint("best"))["epoch"] for run in (straight, interrupted)]
+    assert best[0] == best[1]
 
 
 def test_resume_from_another_run_folder_keeps_step_and_temperature(compose_train, tmp_path: Path) -> None:
