@@ -47,6 +47,7 @@ ESTIMATORS = {
     "gumbel_rao": ("GR-MC100 (their code: rao_gumbel)", ["estimator.rao_samples=100"]),
     "gapped_straight_through": ("GST-1.0 (their code: gst-1.0)", []),
     "reinmax": ("ReinMax (their code: reinmax)", []),
+    "reinmax_rao": ("ReinMax-Rao (their code: reinmax_v3)", []),  # 100 conditional draws, as packaged
 }
 
 
@@ -91,6 +92,12 @@ SETTINGS = {
     ("10x30", "gapped_straight_through"): Setting("radam", 5e-4, 0.5),
     ("10x30", "softmax_straight_through"): Setting("radam", 7e-3, 1.4),
     ("10x30", "reinmax"): Setting("radam", 5e-4, 1.3),
+    # ReinMax-Rao (their reinmax_v3): the same list gives it lr 5e-4 and tau 1 everywhere, with
+    # RAdam, except Adam for 8x4 (where the list gives every estimator Adam).
+    **{
+        (configuration, "reinmax_rao"): Setting("adam" if configuration == "8x4" else "radam", 5e-4, 1.0)
+        for configuration in CONFIGURATIONS
+    },
 }
 
 # The papers' two numbers, from each run's last epoch.

@@ -154,10 +154,11 @@ def test_training_lowers_the_test_loss(compose_train, tmp_path: Path) -> None:
     [
         ["estimator=gumbel_rao", "estimator.rao_samples=4"],
         ["estimator=reinmax", "temperature=constant"],
+        ["estimator=reinmax_rao", "estimator.rao_samples=8", "temperature=constant"],
         ["estimator=gumbel_softmax", "objective.kl=relaxed", "objective.prior_temperature=0.5"],
         ["optim=radam"],
     ],
-    ids=["gumbel_rao", "reinmax", "relaxed_kl", "radam"],
+    ids=["gumbel_rao", "reinmax", "reinmax_rao", "relaxed_kl", "radam"],
 )
 def test_every_estimator_and_optimizer_trains_the_model(
     compose_train, tmp_path: Path, overrides: list[str]

@@ -89,7 +89,7 @@ class ModelConfig:
 @dataclass
 class EstimatorConfig:
     name: str = MISSING
-    rao_samples: int = 10  # gumbel_rao: conditional Gumbel draws averaged per sample
+    rao_samples: int = 10  # gumbel_rao, reinmax_rao: conditional Gumbel draws averaged per sample
     forward_temperature: float = 1.0  # decoupled_straight_through: the forward sample's temperature
     gap: float = 1.0  # gapped_straight_through: how far the sampled category leads the others
 

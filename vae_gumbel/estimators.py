@@ -13,6 +13,8 @@ training pass (``z``, differentiable in the logits) together with the exact one-
   given the sampled category (Paulus, Maddison & Krause, ICLR 2021): same expectation as
   straight-through, lower variance.
 - ``reinmax``: the second-order straight-through estimator of Liu et al. (NeurIPS 2023).
+- ``reinmax_rao``: ReinMax with its midpoint Jacobian Rao-Blackwellised over Gumbel draws given the
+  sampled category (Wang & Bui, arXiv 2603.08257: "ReinMax-Rao", as their public code computes it).
 - ``decoupled_straight_through``: straight-through Gumbel-Softmax with one temperature for the
   forward sample and another for the backward pass (Shah et al., arXiv 2410.13331).
 - ``gapped_straight_through``: GST-1.0, straight-through from logits moved so that the sampled
@@ -112,6 +114,29 @@ def reinmax_estimator(
     )
 
 
+def reinmax_rao_estimator(
+    logits: torch.Tensor, tau: Temperature, generator: torch.Generator | None = None, samples: int = 100
+) -> LatentSample:
+    """Gives the one-hot sample D ~ softmax(logits) as z, with ReinMax's gradient in which the
+    Jacobian at the midpoint is Rao-Blackwellised: 2 E[J(softmax((m + G) / tau)) | D] / tau - J(pi0) / 2,
+    where m = log((D + pi0) / 2), pi0 = softmax(logits), J(p) is the softmax Jacobian at p, and the
+    expectation is the mean over ``samples`` draws of G given argmax(m + G) = D (Wang & Bui's
+    ReinMax-Rao, ``reinmax_v3`` with ``rao_gumbel_v3`` in their code). ReinMax takes the Jacobian at
+    the midpoint itself, (D + softmax(logits / tau)) / 2."""
+    sample = gumbel_softmax_sample(logits, 1.0, generator=generator)  # D: an exact draw from softmax(logits)
+    compute = logits.float()
+    pi0 = torch.softmax(compute, dim=-1)
+    midpoint = torch.log((0.5 * (sample.hard + pi0.detach())).clamp_min(torch.finfo(compute.dtype).tiny))
+    noise = conditional_gumbel(midpoint, sample.index, samples, generator=generator)
+    # The value of softmax((m + G) / tau), with the Jacobian it has in m, taken in the logits.
+    shifted = midpoint + noise + (compute - compute.detach())
+    pi1 = torch.softmax(shifted / tau, dim=-1).mean(dim=0)
+    pi2 = 2.0 * pi1 - 0.5 * pi0
+    return LatentSample(
+        z=straight_through(pi2.to(logits.dtype), sample.hard), hard=sample.hard, z_is_hard=True
+    )
+
+
 def decoupled_straight_through_estimator(
     logits: torch.Tensor,
     tau: Temperature,
@@ -163,6 +188,9 @@ ESTIMATORS: dict[str, EstimatorKind] = {
         lambda settings: functools.partial(gumbel_rao_estimator, samples=settings.rao_samples)
     ),
     "reinmax": EstimatorKind(lambda settings: reinmax_estimator),
+    "reinmax_rao": EstimatorKind(
+        lambda settings: functools.partial(reinmax_rao_estimator, samples=settings.rao_samples)
+    ),
     "decoupled_straight_through": EstimatorKind(
         lambda settings: functools.partial(
             decoupled_straight_through_estimator, forward_temperature=settings.forward_temperature
