@@ -26,6 +26,7 @@ from tests.conftest import (
 from vae_gumbel.checkpoint import load_checkpoint
 from vae_gumbel.config import validate
 from vae_gumbel.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
+from vae_gumbel.estimators import ESTIMATORS
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.step import GRAPH_WARMUP_STEPS
 from vae_gumbel.tracking import HPARAMS_METRICS, read_metrics
@@ -352,12 +353,11 @@ def test_runs_started_together_get_their_own_folders(tmp_path: Path, mnist_root:
 @pytest.mark.parametrize(
     "overrides",
     [
-        ("estimator=straight_through",),
-        ("estimator=gumbel_rao",),
-        ("estimator=reinmax",),
+        *[(f"estimator={name}",) for name in sorted(ESTIMATORS) if name != "gumbel_softmax"],
         ("temperature=learned",),
         ("optim=radam",),
         ("trainer.precision=bf16", "estimator=gumbel_rao"),
+        ("trainer.precision=bf16", "estimator=reinmax_rao"),
     ],
     ids=lambda o: ",".join(o),
 )
