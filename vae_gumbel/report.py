@@ -256,8 +256,8 @@ def markdown(columns: list[str], rows: list[list[Any]]) -> str:
 
 
 def curves_figure(jobs: list[Job], title: str, sort: str = "final") -> Figure:
-    """Gives loss per epoch: for one run, its relaxed and unrelaxed training loss and its test loss
-    with the temperature on a second axis; for several, the test loss of each in the order of the
+    """Gives loss per epoch: for one run, its relaxed and unrelaxed training loss, its validation loss
+    (if it held a validation set out) and its test loss, with the temperature on a second axis; for several, the test loss of each in the order of the
     table, the best few labelled by the overrides that tell them apart."""
     figure = Figure(figsize=(9, 5))
     axis = figure.subplots()
@@ -266,6 +266,7 @@ def curves_figure(jobs: list[Job], title: str, sort: str = "final") -> Figure:
         for key, name, style in (
             ("train/loss_relaxed", "train, relaxed", "-"),
             ("train/loss_unrelaxed", "train, unrelaxed", "--"),
+            ("val/loss", "validation (exact discrete)", "-s"),
             ("test/loss", "test (exact discrete)", "-o"),
         ):
             points = [(r["epoch"], r[key]) for r in records if key in r]
