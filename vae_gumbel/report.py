@@ -216,7 +216,8 @@ def optional_metrics(jobs: list[Job]) -> dict[str, Any]:
 def runs_table(jobs: list[Job]) -> tuple[list[str], list[list[Any]]]:
     """Gives one row per job with all that its folder records, for the CSV kept behind a published
     table: its status, every override, the last epoch's metrics, the training time summed over its
-    epochs, and the numbers of its IWAE evaluations (eval.json, eval_val.json)."""
+    epochs (a stack's members each give the stack's), and the numbers of its IWAE evaluations
+    (eval.json, eval_val.json)."""
     rows = []
     for job in sorted(jobs, key=lambda job: job.name):
         last = job.records[-1] if job.records else {}
