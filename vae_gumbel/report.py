@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 from vae_gumbel.config import RUN_CONTROL_KEYS
 from vae_gumbel.errors import ConfigError, one_line_errors
 from vae_gumbel.run_folder import RunFolder, find_runs
-from vae_gumbel.tracking import iwae_bounds, read_metrics, read_status
+from vae_gumbel.tracking import iwae_bound, read_metrics, read_status
 
 
 @dataclass
@@ -82,12 +82,12 @@ def read_job(path: Path, root: Path) -> Job:
     )
     job.curve = [(r["epoch"], r["test/loss"]) for r in records if "test/loss" in r]
     last = records[-1] if records else {}
-    job.iwae, job.val_iwae = most_samples(iwae_bounds(last, "test")), most_samples(iwae_bounds(last, "val"))
+    job.iwae, job.val_iwae = iwae_bound(last, "test"), iwae_bound(last, "val")
     validation = [r["val/loss"] for r in records if "val/loss" in r]
     if validation:
         job.final_val_loss, job.best_val_loss = validation[-1], min(validation)
-    for split in ("test", "val"):
-        job.evaluations.update(read_evaluation(folder.eval_json_of(split), folder.eval_json_of(split).stem))
+    for path in (folder.eval_json_of("test"), folder.eval_json_of("val")):
+        job.evaluations.update(read_evaluation(path, path.stem))
     if job.curve:
         job.final_test_loss = job.curve[-1][1]
         job.best_epoch, job.best_test_loss = min(job.curve, key=lambda point: point[1])
@@ -118,11 +118,6 @@ EVALUATION_FIELDS = (
     "seed",
     "seconds",
 )
-
-
-def most_samples(bounds: dict[int, float]) -> tuple[int, float] | None:
-    """Gives (k, bound) of the IWAE bound with the most samples, or None without bounds."""
-    return (max(bounds), bounds[max(bounds)]) if bounds else None
 
 
 def is_hyperparameter(key: str) -> bool:
@@ -258,8 +253,9 @@ def markdown(columns: list[str], rows: list[list[Any]]) -> str:
 
 def curves_figure(jobs: list[Job], title: str, sort: str = "final") -> Figure:
     """Gives loss per epoch: for one run, its relaxed and unrelaxed training loss, its validation loss
-    (if it held a validation set out) and its test loss, with the temperature on a second axis; for several, the test loss of each in the order of the
-    table, the best few labelled by the overrides that tell them apart."""
+    (if it held a validation set out) and its test loss, with the temperature on a second axis; for
+    several, the test loss of each in the order of the table, the best few labelled by the overrides
+    that tell them apart."""
     figure = Figure(figsize=(9, 5))
     axis = figure.subplots()
     if len(jobs) == 1:

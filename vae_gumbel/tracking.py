@@ -38,10 +38,12 @@ CUSTOM_SCALARS = {
 }
 
 
-def iwae_bounds(metrics: dict[str, Any], split: str = "test") -> dict[int, float]:
-    """Gives the IWAE NLL bounds among a record's ``metrics`` on ``split`` (test or val), by their k."""
+def iwae_bound(metrics: dict[str, Any], split: str = "test") -> tuple[int, float] | None:
+    """Gives (k, bound) of the IWAE NLL bound with the most samples among a record's ``metrics`` on
+    ``split`` (test or val), or None if the record has none."""
     prefix = f"{split}/iwae_nll_"
-    return {int(key[len(prefix) :]): value for key, value in metrics.items() if key.startswith(prefix)}
+    bounds = {int(key[len(prefix) :]): value for key, value in metrics.items() if key.startswith(prefix)}
+    return (max(bounds), bounds[max(bounds)]) if bounds else None
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -53,7 +53,7 @@ from vae_gumbel.timeline import COPY_STATE, DRAW_PICTURES, EVALUATE, LOG_EPOCH, 
 from vae_gumbel.tracking import (
     RunLog,
     hyperparameters,
-    iwae_bounds,
+    iwae_bound,
     read_metrics,
     tensorboard_run_name,
     write_status,
@@ -437,9 +437,9 @@ def end_summary(member: Member) -> str:
         lines[0] += f", final validation loss {final['val/loss']:.2f}, best {member.best_val_loss:.2f}"
     if "test/loss" in final:
         lines[0] += f", final test loss {final['test/loss']:.2f}, best {member.best_test_loss:.2f}"
-    for split, name in (("val", "validation"), ("test", "test")):
-        if bounds := iwae_bounds(final, split):
-            lines[0] += f", {name} IWAE NLL (k={max(bounds)}) {bounds[max(bounds)]:.2f}"
+    for split in ("val", "test"):
+        if bound := iwae_bound(final, split):
+            lines[0] += f", {IMAGES[split]} IWAE NLL (k={bound[0]}) {bound[1]:.2f}"
     more = resume_command(member.folder.path, {"trainer.epochs": str(2 * epochs)})
     lines += [
         f"  run folder:   {folder}",
@@ -523,8 +523,8 @@ def objective(metrics: dict[str, Any]) -> float:
     search then never looks at the test set), else on the test set: the IWAE NLL with the most
     samples if the run computed one there, else the final loss."""
     split = selection_split(metrics)
-    iwae = iwae_bounds(metrics, split)
-    return float(iwae[max(iwae)]) if iwae else float(metrics.get(f"{split}/loss", math.nan))
+    bound = iwae_bound(metrics, split)
+    return float(bound[1]) if bound else float(metrics.get(f"{split}/loss", math.nan))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
