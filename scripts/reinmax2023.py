@@ -2,7 +2,9 @@
 has, with the settings the papers give for it, over several seeds; then summarise it.
 
     python scripts/reinmax2023.py [--configurations 10x30 8x4 ...] [--estimators reinmax ...]
-        [--seeds 10] [--out outputs/reinmax2023] [--dry-run | --summary-only] [TRAIN OVERRIDES ...]
+        [--seeds 10] [--out outputs/reinmax2023] [--dry-run | --summary-only] [-- TRAIN OVERRIDES ...]
+
+The ``--`` keeps the list options from taking the overrides (``data.root=...``) as values.
 
 The set-up is ``experiment=reinmax2023`` (Liu et al., NeurIPS 2023; Wang & Bui, arXiv 2603.08257):
 grey-level targets, 784-512-256 MLPs, batch 100, 160 epochs, a constant temperature. A latent
@@ -200,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--dry-run", action="store_true", help="print the training commands, run nothing")
     what.add_argument("--summary-only", action="store_true", help="summarise the runs already under --out")
-    parser.add_argument("overrides", nargs="*", help="training overrides for every run (e.g. resume=last)")
+    parser.add_argument("overrides", nargs="*", help="training overrides, after -- (e.g. -- resume=last)")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
