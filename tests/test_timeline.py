@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -29,6 +31,24 @@ def test_a_phase_adds_up_its_wall_time_from_any_thread() -> None:
     assert list(timeline.seconds) == ["write", "data"]
     assert timeline.seconds["write"] == 2.0 and 0 <= timeline.seconds["data"] < 0.1
     assert "| write | 2.00 | 50% |" in timeline.table(total=4.0)
+
+
+def test_the_process_start_is_read_to_a_clock_tick() -> None:
+    tick = 1 / os.sysconf("SC_CLK_TCK")
+    before = time.time()
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import time; from vae_gumbel.timeline import process_start; print(process_start(), time.time())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    started, child_now = map(float, child.stdout.split())
+    # Not before the parent spawned it (but for the tick it is rounded down to), nor after it ran.
+    assert before - 2 * tick <= started <= child_now
 
 
 def test_each_job_starts_its_timeline_afresh_and_only_the_first_counts_the_start_up() -> None:

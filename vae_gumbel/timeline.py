@@ -27,17 +27,19 @@ EPOCH_EXTRAS = (EVALUATE, LOG_EPOCH, DRAW_PICTURES, COPY_STATE)
 
 
 def process_start() -> float | None:
-    """Gives when this process started (seconds since the epoch), from /proc on Linux; None elsewhere."""
+    """Gives when this process started (seconds since the epoch), to a clock tick; None off Linux.
+
+    /proc/self/stat gives the start in clock ticks since boot; the clock since boot is read now, so
+    the boot instant never enters (/proc/stat's ``btime`` is whole seconds, which would put the
+    start up to a second early and move that second from the process's exit to its imports).
+    """
     try:
         ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(
-            int(line.split()[1])
-            for line in Path("/proc/stat").read_text().splitlines()
-            if line.startswith("btime")
-        )
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
+        since_boot = time.clock_gettime(time.CLOCK_BOOTTIME)
+        now = time.time()
+    except (OSError, ValueError, IndexError, AttributeError):
         return None
+    return now - since_boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 class Timeline:
