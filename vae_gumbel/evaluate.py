@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
@@ -93,7 +92,6 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    torch.set_grad_enabled(False)
-    from vae_gumbel.evaluate import main as entry_point
+    from vae_gumbel import commands
 
-    entry_point()
+    commands.evaluate()

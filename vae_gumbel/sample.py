@@ -55,6 +55,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    from vae_gumbel.sample import main as entry_point
+    from vae_gumbel import commands
 
-    entry_point()
+    commands.sample()

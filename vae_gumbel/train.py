@@ -557,8 +557,8 @@ def write_timeline(path: Path, **facts: object) -> None:
 
 
 if __name__ == "__main__":
-    # Call the importable module's function, not __main__'s: launchers that pickle the task
-    # (joblib, submitit) then pickle it by reference instead of by value with all it touches.
-    from vae_gumbel.train import main as entry_point
+    # The command calls the importable module's main, not __main__'s: launchers that pickle the
+    # task (joblib, submitit) then pickle it by reference instead of by value with all it touches.
+    from vae_gumbel import commands
 
-    entry_point()
+    commands.train()

@@ -18,15 +18,15 @@ import itertools
 import json
 import math
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch._dynamo
 
+from vae_gumbel import commands
 from vae_gumbel.config import TrainConfig, compose_settings
 from vae_gumbel.data import Data, ImageSet
 from vae_gumbel.datasets import ensure, load_images
@@ -474,5 +474,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def command() -> NoReturn:
+    """vae-gumbel-benchmark and ``python -m vae_gumbel.benchmark``: main, in a quickly ending process."""
+    commands.run(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    command()

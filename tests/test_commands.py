@@ -1,0 +1,57 @@
+"""The console commands: each entry point's main, in a process that ends when its work is done."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def command_process(main_body: str) -> subprocess.CompletedProcess[str]:
+    """Runs ``commands.run(main)`` in a fresh interpreter, with ``main_body`` as main's body."""
+    code = (
+        "import atexit, sys, threading, time\n"
+        "from vae_gumbel import commands\n"
+        "class Teardown:\n"
+        "    def __del__(self):\n"
+        "        print('torn down', flush=True)\n"
+        "kept_until_teardown = Teardown()\n"
+        "def main():\n" + "".join(f"    {line}\n" for line in main_body.splitlines()) + "commands.run(main)\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def test_a_command_ends_as_the_interpreter_would_but_without_its_teardown() -> None:
+    done = command_process(
+        "def late(): time.sleep(0.3); sys.stdout.write('thread done; ')\n"
+        "threading.Thread(target=late).start()\n"
+        "atexit.register(lambda: sys.stdout.write('atexit ran; '))\n"
+        "sys.stdout.write('unflushed; ')\n"
+        "return 3"
+    )
+    # The other thread is waited for, atexit handlers run, the streams are flushed; the objects
+    # still alive are not torn down one by one (that is the second the exit saves).
+    assert done.stdout == "unflushed; thread done; atexit ran; "
+    assert done.returncode == 3
+
+
+@pytest.mark.parametrize(
+    ("returned", "code", "stderr"),
+    [
+        ("None", 0, ""),
+        ("0", 0, ""),
+        ("2", 2, ""),
+        ("'no runs under outputs/x'", 1, "no runs under outputs/x\n"),
+    ],
+)
+def test_a_command_exits_with_what_main_returns_as_sys_exit_reads_it(
+    returned: str, code: int, stderr: str
+) -> None:
+    done = command_process(f"return {returned}")
+    assert (done.returncode, done.stderr) == (code, stderr)
+
+
+def test_an_exception_in_main_leaves_the_ordinary_way() -> None:
+    done = command_process("raise SystemExit(4)")
+    assert done.returncode == 4 and "torn down" in done.stdout  # the usual exit, teardown and all

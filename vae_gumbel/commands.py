@@ -1,0 +1,78 @@
+"""The console commands (pyproject's ``[project.scripts]``) and ``python -m`` entry points: each
+entry point's ``main``, in a process that ends as soon as its work is done. (The benchmark, which
+lives beside the library in ``vae_gumbel.tools``, runs its own through ``run``.)
+
+After the last line of a program, the interpreter tears itself down: it collects and frees every
+object still alive, module by module, and with torch and its compiler stack imported those are
+millions, about a second at the end of every run on a 2-core CPU (docs/performance.md). A
+command has nothing left to lose there: its files are closed and its threads have ended. So it
+ends as the interpreter would up to that teardown (joining the threads, running the atexit
+handlers, flushing the standard streams) and then leaves with its exit status.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+from collections.abc import Callable
+from typing import NoReturn
+
+
+def run(main: Callable[[], object]) -> NoReturn:
+    """Runs ``main`` and ends the process with the status it gives (as ``sys.exit`` reads it).
+
+    An exception, ``SystemExit`` included, leaves the ordinary way, with the usual traceback.
+    """
+    exit_now(main())
+
+
+def exit_now(status: object = None) -> NoReturn:
+    """Ends the process as the interpreter does, less its teardown: status as ``sys.exit`` takes it."""
+    if status is None:
+        code = 0
+    elif isinstance(status, int):
+        code = status
+    else:
+        print(status, file=sys.stderr)
+        code = 1
+    # The interpreter's own order: wait for the other threads (and run threading's exit hooks,
+    # such as the shutdown of executors), then the atexit handlers (logging's final flush, torch's
+    # worker pools), then flush the standard streams.
+    threading._shutdown()  # type: ignore[attr-defined]
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing more can reach it
+            pass
+    os._exit(code)
+
+
+def train() -> NoReturn:
+    """vae-gumbel-train"""
+    from vae_gumbel.train import main
+
+    run(main)
+
+
+def sample() -> NoReturn:
+    """vae-gumbel-sample"""
+    from vae_gumbel.sample import main
+
+    run(main)
+
+
+def evaluate() -> NoReturn:
+    """vae-gumbel-evaluate"""
+    from vae_gumbel.evaluate import main
+
+    run(main)
+
+
+def report() -> NoReturn:
+    """vae-gumbel-report"""
+    from vae_gumbel.report import main
+
+    run(main)
