@@ -108,10 +108,7 @@ def reinmax_estimator(
     # Same value as pi1, with the Jacobian of a softmax evaluated at pi1.
     log_pi1 = torch.log(pi1.clamp_min(torch.finfo(pi1.dtype).tiny))
     pi1 = torch.softmax((log_pi1 - compute).detach() + compute, dim=-1)
-    pi2 = 2.0 * pi1 - 0.5 * pi0
-    return LatentSample(
-        z=straight_through(pi2.to(logits.dtype), sample.hard), hard=sample.hard, z_is_hard=True
-    )
+    return heun_step(sample.hard, pi0, pi1, logits.dtype)
 
 
 def reinmax_rao_estimator(
@@ -131,9 +128,14 @@ def reinmax_rao_estimator(
     # The value of softmax((m + G) / tau), with the Jacobian it has in m, taken in the logits.
     shifted = midpoint + noise + (compute - compute.detach())
     pi1 = torch.softmax(shifted / tau, dim=-1).mean(dim=0)
-    pi2 = 2.0 * pi1 - 0.5 * pi0
+    return heun_step(sample.hard, pi0, pi1, logits.dtype)
+
+
+def heun_step(hard: torch.Tensor, pi0: torch.Tensor, pi1: torch.Tensor, dtype: torch.dtype) -> LatentSample:
+    """Gives the one-hot ``hard`` as z with ReinMax's gradient 2 J(pi1) - J(pi0) / 2, the Jacobians
+    being those that pi0 and pi1 carry in the logits (ReinMax and ReinMax-Rao differ only in pi1)."""
     return LatentSample(
-        z=straight_through(pi2.to(logits.dtype), sample.hard), hard=sample.hard, z_is_hard=True
+        z=straight_through((2.0 * pi1 - 0.5 * pi0).to(dtype), hard), hard=hard, z_is_hard=True
     )
 
 
