@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from vae_gumbel.config import RUN_CONTROL_KEYS
 from vae_gumbel.errors import ConfigError, one_line_errors
@@ -250,6 +251,12 @@ def markdown(columns: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def epoch_axis(axis: Any, ylabel: str) -> None:
+    """Labels a figure's axes: whole epochs along x (never 1.5), ``ylabel`` up y."""
+    axis.set(xlabel="epoch", ylabel=ylabel)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def curves_figure(jobs: list[Job], title: str, sort: str = "final") -> Figure:
     """Gives loss per epoch: for one run, its relaxed and unrelaxed training loss, its validation loss
     (if it held a validation set out) and its test loss, with the temperature on a second axis; for
@@ -282,9 +289,7 @@ def curves_figure(jobs: list[Job], title: str, sort: str = "final") -> Figure:
             text = f"{job.name}: {label(job.overrides, keys) or job.name}, {sort} {loss:.2f}"
             text += "" if finished else f" ({job.status})"
             draw_ranked(axis, *zip(*job.curve, strict=True), rank, len(best), text, dashed=not finished)
-    axis.set(
-        xlabel="epoch", ylabel="negative ELBO (nats)" if len(jobs) == 1 else "test loss (negative ELBO, nats)"
-    )
+    epoch_axis(axis, "negative ELBO (nats)" if len(jobs) == 1 else "test loss (negative ELBO, nats)")
     axis.set_title(title)
     place_legend(axis, outside=len(jobs) > 1)
     return figure
@@ -440,7 +445,7 @@ def seed_curves_figure(settings: list[Setting], title: str, sort: str = "final")
             f"{label(setting.overrides, keys) or 'all'}: {sort} {mean_loss(setting, test_loss):.2f} ({seeds})"
         )
         draw_ranked(axis, epochs, means, rank, len(curves), text, band=band)
-    axis.set(xlabel="epoch", ylabel="test loss (negative ELBO, nats), mean +- stderr over seeds")
+    epoch_axis(axis, "test loss (negative ELBO, nats), mean +- stderr over seeds")
     axis.set_title(title)
     place_legend(axis, outside=True)
     return figure
