@@ -254,7 +254,7 @@ def markdown(columns: list[str], rows: list[list[Any]]) -> str:
 def epoch_axis(axis: Any, ylabel: str) -> None:
     """Labels a figure's axes: whole epochs along x (never 1.5), ``ylabel`` up y."""
     axis.set(xlabel="epoch", ylabel=ylabel)
-    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 def curves_figure(jobs: list[Job], title: str, sort: str = "final") -> Figure:
