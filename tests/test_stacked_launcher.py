@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
+from hydra.plugins.sweeper import Sweeper
+from omegaconf import DictConfig, OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from hydra_plugins.vae_gumbel_launcher.stacked_launcher import ComposedJobs
 from tests.conftest import compose_config, run_module, tiny_run
 from tests.test_train import EPOCH_KEYS
 from vae_gumbel.evaluate import run_evaluation
@@ -94,6 +98,43 @@ def test_the_best_bound_search_selects_each_job_by_its_validation_bound(
         assert json.loads(folder.eval_json_of("val").read_text())["iwae_nll"]["10"] == last["val/iwae_nll_10"]
         assert not folder.eval_json.exists()
         assert "80 train / 40 validation / 60 test images" in folder.log.read_text()
+
+
+class CountingLoader:
+    """A config loader that records what it composes."""
+
+    def __init__(self) -> None:
+        self.composed: list[tuple[str, ...]] = []
+
+    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        self.composed.append(tuple(sweep_overrides))
+        return OmegaConf.create({"overrides": list(sweep_overrides)})
+
+
+def test_the_launcher_takes_the_configs_the_sweeper_composed_to_check_its_batch() -> None:
+    loader, master, composed = CountingLoader(), OmegaConf.create({"master": 1}), ComposedJobs()
+    composed.watch(loader)
+    batch = [["seed=0"], ["seed=1"]]
+    Sweeper.validate_batch_is_legal(
+        SimpleNamespace(hydra_context=SimpleNamespace(config_loader=loader), config=master), batch
+    )
+    configs = [composed.take(master, job) for job in batch]
+    assert [config.overrides for config in configs] == batch
+    assert loader.composed == [("seed=0",), ("seed=1",)]  # once each, by the sweeper's check
+    # A config is handed out once: asked for again, or for another master config, it is composed afresh.
+    assert composed.take(master, ["seed=0"]) is not configs[0]
+    composed.take(OmegaConf.create({"master": 2}), ["seed=1"])
+    assert loader.composed[2:] == [("seed=0",), ("seed=1",)] and not composed.kept
+
+
+def test_configs_no_job_took_are_forgotten_and_a_second_watcher_keeps_its_own() -> None:
+    loader, master, first, second = CountingLoader(), OmegaConf.create({}), ComposedJobs(), ComposedJobs()
+    first.watch(loader)
+    second.watch(loader)
+    loader.load_sweep_config(master_config=master, sweep_overrides=["seed=0"])
+    assert not first.kept and len(second.kept) == 1
+    second.forget()
+    assert not second.kept
 
 
 def test_a_bad_value_fails_its_job_alone_before_any_training(tmp_path: Path, mnist_root: Path) -> None:

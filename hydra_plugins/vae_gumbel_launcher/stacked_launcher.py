@@ -8,14 +8,21 @@ with the number the job's run would return. A job whose settings fail their chec
 before any training. With ``trainer.timeline=true``, the wall time of each phase of the whole batch
 (all its stacks) goes into the sweep folder as ``timeline_jobs_FIRST-LAST.json``.
 
+Hydra's sweepers compose every job of a batch before they launch it, to catch a bad override
+early (``Sweeper.validate_batch_is_legal``), and a launcher composes each job again, since it may
+run in another process. This one runs in the sweeper's process, so it takes the configs the
+sweeper composed (``ComposedJobs``): each job is composed once, which halves what a sweep spends
+composing (about 0.25 s a job on a 2-core CPU).
+
 Hydra imports this module whenever it looks for plugins, so it imports vae_gumbel only in ``launch``.
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
@@ -48,6 +55,43 @@ def job_logger(path: Path) -> logging.Logger:
     return logger
 
 
+class ComposedJobs:
+    """The job configs a config loader composes for the sweeper, kept for the launcher to take.
+
+    ``watch`` wraps the loader's ``load_sweep_config``: every config composed through it (the
+    sweeper's check of a batch) is kept under its master config and overrides. ``take`` gives the
+    kept config for a job once, and composes a fresh one when none is kept (a sweeper that does
+    not check its batches, or a job asked for twice), so no config is handed out twice.
+    """
+
+    def __init__(self) -> None:
+        self.kept: dict[tuple[int, tuple[str, ...]], DictConfig] = {}
+        self.compose: Callable[..., DictConfig] | None = None
+
+    def watch(self, loader: ConfigLoader) -> None:
+        compose = getattr(loader, "compose_uncached", loader.load_sweep_config)
+
+        def load_sweep_config(master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+            config = compose(master_config=master_config, sweep_overrides=sweep_overrides)
+            self.kept[(id(master_config), tuple(sweep_overrides))] = config
+            return config
+
+        self.compose = compose
+        loader.compose_uncached = compose  # a second launcher on this loader wraps the original
+        loader.load_sweep_config = load_sweep_config
+
+    def take(self, master_config: DictConfig, overrides: Sequence[str]) -> DictConfig:
+        assert self.compose is not None, "watch a config loader first"
+        kept = self.kept.pop((id(master_config), tuple(overrides)), None)
+        if kept is not None:
+            return kept
+        return self.compose(master_config=master_config, sweep_overrides=list(overrides))
+
+    def forget(self) -> None:
+        """Drops the configs no job took (jobs of a batch the sweeper checked but did not launch)."""
+        self.kept.clear()
+
+
 class StackedLauncher(Launcher):
     def __init__(self, max_members: int = 64) -> None:
         super().__init__()
@@ -55,9 +99,11 @@ class StackedLauncher(Launcher):
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
+        self.composed = ComposedJobs()
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+        self.composed.watch(hydra_context.config_loader)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from vae_gumbel.errors import RunFailed, one_line, one_line_errors
@@ -82,6 +128,7 @@ class StackedLauncher(Launcher):
         with TIMELINE.phase("sweep: compose and prepare the jobs"):
             for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
                 returns.append(self._prepare_job(prepare, idx, overrides))
+        self.composed.forget()
 
         prepared = [ret for ret in returns if ret.status == JobStatus.COMPLETED]
         members = [ret.return_value for ret in prepared]
@@ -103,7 +150,7 @@ class StackedLauncher(Launcher):
         """Composes one job's config and runs ``prepare`` in its context, as Hydra's launchers do."""
         assert self.config is not None and self.hydra_context is not None
         log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-        sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        sweep_config = self.composed.take(self.config, overrides)
         with open_dict(sweep_config):
             sweep_config.hydra.job.id = idx
             sweep_config.hydra.job.num = idx
