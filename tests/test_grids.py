@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from vae_gumbel.grids import (
     GRID_PADDING,
     IMAGE_SHAPE,
     code_usage_image,
+    encode_png,
     most_informative_variables,
     prior_grid,
+    tile,
+    to_pixels,
     traversal_grid,
 )
 from vae_gumbel.model import CategoricalVAE
@@ -66,3 +73,24 @@ def test_a_traversal_shows_by_default_the_variables_with_the_highest_kl(model: C
     top = most_informative_variables(model, x, 3)
     assert len(top) == 3 and kl[top[0]] >= kl[top[1]] >= kl[top[2]] >= kl.sort().values[-3]
     assert torch.equal(traversal_grid(model, x, rows=3), traversal_grid(model, x, variables=top))
+
+
+def test_a_grey_grid_is_encoded_as_one_channel_and_decodes_to_its_pixels(model: CategoricalVAE) -> None:
+    pixels = to_pixels(prior_grid(model, rows=2, cols=3))
+    png = encode_png(pixels)
+    assert (png.height, png.width, png.channels) == (*grid_size(2, 3), 1)
+    with Image.open(io.BytesIO(png.data)) as image:
+        assert image.mode == "L"
+        assert np.array_equal(np.asarray(image.convert("RGB")), pixels)
+
+
+def test_a_colour_picture_is_encoded_as_rgb_and_decodes_to_its_pixels() -> None:
+    pixels = to_pixels(code_usage_image(torch.tensor([[1.0, 0.0], [0.3, 0.7]]), cell=3))
+    png = encode_png(pixels)
+    assert (png.height, png.width, png.channels) == (6, 6, 3)
+    with Image.open(io.BytesIO(png.data)) as image:
+        assert image.mode == "RGB" and np.array_equal(np.asarray(image), pixels)
+
+
+def test_tiles_are_laid_out_cols_to_a_row() -> None:
+    assert tile(torch.zeros(6, *IMAGE_SHAPE), cols=3).shape == (3, *grid_size(2, 3))

@@ -6,10 +6,21 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.tensorboard import SummaryWriter
 
 from vae_gumbel.config import compose_settings
+from vae_gumbel.grids import code_usage_image, encode_png, to_pixels
 from vae_gumbel.run_folder import RunFolder
-from vae_gumbel.tracking import hyperparameters, read_metrics, short_run_name, write_status
+from vae_gumbel.tracking import (
+    RunLog,
+    hyperparameters,
+    read_metrics,
+    short_run_name,
+    swept_keys,
+    write_status,
+)
 
 
 def test_long_override_lists_make_short_unique_tensorboard_run_names() -> None:
@@ -20,6 +31,31 @@ def test_long_override_lists_make_short_unique_tensorboard_run_names() -> None:
     assert len(short_run_name(long_a)) == 200
     assert short_run_name(long_a) != short_run_name(long_b)
     assert short_run_name("data.root=/a/b") == "data.root=_a_b"
+
+
+def test_the_keys_a_sweep_varies_are_read_again_when_its_record_changes(tmp_path: Path) -> None:
+    record = tmp_path / "multirun.yaml"
+    record.write_text("hydra:\n  overrides:\n    task: ['seed=0,1', 'optim.lr=0.001']\n")
+    assert swept_keys(tmp_path) == {"seed"}
+    record.write_text("hydra:\n  overrides:\n    task: ['seed=0,1', 'optim.lr=0.001,0.003']\n")
+    assert swept_keys(tmp_path) == {"seed", "optim.lr"}
+    assert swept_keys(tmp_path / "elsewhere") == set()
+
+
+def test_a_picture_reaches_tensorboard_as_add_image_writes_it(tmp_path: Path) -> None:
+    pixels = to_pixels(code_usage_image(torch.tensor([[1.0, 0.0, 0.5], [0.2, 0.3, 0.5]]), cell=4))
+    run_log = RunLog(RunFolder(tmp_path / "ours"))
+    run_log.log_png("code_usage", encode_png(pixels), step=3)
+    run_log.close()
+    with SummaryWriter(tmp_path / "torch") as writer:
+        writer.add_image("code_usage", pixels, 3, dataformats="HWC")
+    ours, torchs = (
+        EventAccumulator(str(path)).Reload().Images("code_usage")
+        for path in (RunFolder(tmp_path / "ours").tensorboard, tmp_path / "torch")
+    )
+    assert [(e.step, e.width, e.height, e.encoded_image_string) for e in ours] == [
+        (e.step, e.width, e.height, e.encoded_image_string) for e in torchs
+    ]
 
 
 def test_hyperparameters_cover_every_scalar_setting_of_the_schema() -> None:

@@ -7,6 +7,7 @@ seeded by the caller, so the same seed gives the same picture on every device.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,21 +52,42 @@ def to_pixels(image: torch.Tensor) -> np.ndarray:
     return image.mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to("cpu", torch.uint8).numpy()
 
 
-def write_png(pixels: np.ndarray, path: str | Path) -> Path:
-    """Writes (H, W, 3) bytes as a PNG, creating its folder. Pure numpy and PIL, so it can run off the
-    training thread without starting a second team of torch's CPU threads, which on a small CPU slows
-    every later training step."""
+@dataclass(frozen=True)
+class Png:
+    """A picture encoded once, for both the samples folder and TensorBoard: a PNG file's contents."""
+
+    data: bytes
+    height: int
+    width: int
+    channels: int  # 1: grey, 3: colour
+
+
+def encode_png(pixels: np.ndarray) -> Png:
+    """Gives (H, W, 3) bytes encoded as a PNG; a grey picture (every grid of digits) as one channel,
+    which looks the same and takes a quarter of the time to compress. Pure numpy and PIL, so it can
+    run off the training thread without starting a second team of torch's CPU threads, which on a
+    small CPU slows every later training step."""
     from PIL import Image
 
+    if (pixels[..., :1] == pixels).all():
+        pixels = np.ascontiguousarray(pixels[..., 0])
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    height, width = pixels.shape[:2]
+    return Png(buffer.getvalue(), height, width, 1 if pixels.ndim == 2 else pixels.shape[2])
+
+
+def write_png(png: Png, path: str | Path) -> Path:
+    """Writes a PNG to ``path``, creating its folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path)
+    path.write_bytes(png.data)
     return path
 
 
 def save_grid(grid: torch.Tensor, path: str | Path) -> Path:
     """Writes a (3, H, W) image in [0, 1] as a PNG, creating its folder."""
-    return write_png(to_pixels(grid), path)
+    return write_png(encode_png(to_pixels(grid)), path)
 
 
 @torch.inference_mode()

@@ -3,17 +3,20 @@ lines in its log, how it ended in status.json, and its hyperparameters for the H
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from hydra.experimental.callback import Callback
 
 from vae_gumbel.run_folder import RunFolder
+
+if TYPE_CHECKING:
+    from vae_gumbel.grids import Png
 
 log = logging.getLogger("vae_gumbel.train")
 
@@ -113,19 +116,25 @@ def tensorboard_run_name() -> str | None:
 def swept_keys(sweep_dir: Path) -> set[str]:
     """Gives the keys a sweep varies: those swept on its command line (a list of values or a sweep
     function) and those its sweeper searches (e.g. Optuna's params), from its multirun.yaml."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
-
     record = sweep_dir / "multirun.yaml"
     if not record.is_file():
         return set()
+    stat = record.stat()  # read once per version of the file, not once per job of the sweep
+    return set(_swept_keys_in(record, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=16)
+def _swept_keys_in(record: Path, mtime_ns: int, size: int) -> frozenset[str]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
     hydra = OmegaConf.load(record).hydra
     keys = {
         override.get_key_element().lstrip("+~")
         for override in OverridesParser.create().parse_overrides(list(hydra.overrides.task))
         if override.is_sweep_override()
     }
-    return keys | set(OmegaConf.select(hydra, "sweeper.params") or {})
+    return frozenset(keys | set(OmegaConf.select(hydra, "sweeper.params") or {}))
 
 
 def short_run_name(overrides: str, limit: int = 200) -> str:
@@ -204,9 +213,15 @@ class RunLog:
         self.log_scalars({k: v for k, v in values.items() if _is_number(v)}, records[-1]["step"])
         self.writer.flush()
 
-    def log_image(self, tag: str, pixels: np.ndarray, step: int) -> None:
-        """Logs an image given as (H, W, 3) bytes."""
-        self.writer.add_image(tag, pixels, step, dataformats="HWC")
+    def log_png(self, tag: str, png: Png, step: int) -> None:
+        """Logs an encoded picture: the summary ``add_image`` writes, without encoding the picture a
+        second time (and rescaling it first)."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        image = Summary.Image(
+            height=png.height, width=png.width, colorspace=png.channels, encoded_image_string=png.data
+        )
+        self.writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
     def log_hparams(self, hparams: dict[str, Any]) -> None:
         """Records the run as a session of the HParams tab, in its own folder: its settings, no

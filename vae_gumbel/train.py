@@ -28,7 +28,15 @@ from vae_gumbel.config import CONFIG_PATH, validate
 from vae_gumbel.data import ImageSet
 from vae_gumbel.errors import CheckpointError, ConfigError, Interrupted, describe, one_line, one_line_errors
 from vae_gumbel.faults import pause
-from vae_gumbel.grids import code_usage_image, prior_images, reconstruction_images, tile, to_pixels, write_png
+from vae_gumbel.grids import (
+    code_usage_image,
+    encode_png,
+    prior_images,
+    reconstruction_images,
+    tile,
+    to_pixels,
+    write_png,
+)
 from vae_gumbel.interrupts import (
     StopRequest,
     restarted_by_slurm,
@@ -360,8 +368,9 @@ def write_pictures(member: Member, epoch: int, step: int, pictures: dict[str, np
     """Writes one member's pictures of an epoch, given as bytes: PNGs and TensorBoard images."""
     with TIMELINE.phase("pictures: encode and write (background)"):
         for name, pixels in pictures.items():
-            write_png(pixels, member.folder.epoch_picture(name, epoch))
-            member.run_log.log_image(name if name == "code_usage" else f"samples/{name}", pixels, step)
+            png = encode_png(pixels)
+            write_png(png, member.folder.epoch_picture(name, epoch))
+            member.run_log.log_png(name if name == "code_usage" else f"samples/{name}", png, step)
 
 
 def save_checkpoints(folder: RunFolder, checkpoint: dict[str, Any], latest: bool, best: bool) -> None:
