@@ -17,6 +17,7 @@ from vae_gumbel.grids import (
     most_informative_variables,
     prior_grid,
     tile,
+    tile_members,
     to_pixels,
     traversal_grid,
 )
@@ -94,3 +95,14 @@ def test_a_colour_picture_is_encoded_as_rgb_and_decodes_to_its_pixels() -> None:
 
 def test_tiles_are_laid_out_cols_to_a_row() -> None:
     assert tile(torch.zeros(6, *IMAGE_SHAPE), cols=3).shape == (3, *grid_size(2, 3))
+
+
+def test_a_stack_is_tiled_in_one_pass_into_the_grid_each_member_would_get_alone() -> None:
+    images = torch.rand(3, 12, *IMAGE_SHAPE)
+    grids = tile_members(images, cols=4)
+    assert grids.shape == (3, 3, *grid_size(3, 4))
+    for m in range(3):
+        assert torch.equal(grids[m], tile(images[m], cols=4))
+        assert np.array_equal(to_pixels(grids)[m], to_pixels(grids[m]))
+    with pytest.raises(ValueError, match="do not fill rows of 5"):
+        tile_members(images, cols=5)

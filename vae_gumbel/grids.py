@@ -46,10 +46,24 @@ def tile(images: torch.Tensor, cols: int) -> torch.Tensor:
     return make_grid(images.detach().float().cpu(), nrow=cols, padding=GRID_PADDING, pad_value=1.0)
 
 
+def tile_members(images: torch.Tensor, cols: int) -> torch.Tensor:
+    """Gives each member's images (members, n, 1, 28, 28) laid out as ``tile`` lays them out, as
+    (members, 3, H, W); n a multiple of ``cols``. One ``make_grid`` for the whole stack, cut into a
+    grid per member (neighbouring grids share the padding between them), instead of one per member."""
+    members, count = images.shape[:2]
+    if count % cols:
+        raise ValueError(f"{count} images per member do not fill rows of {cols}")
+    whole = tile(images.reshape(members * count, *images.shape[2:]), cols)
+    rows, step = count // cols, IMAGE_SHAPE[-1] + GRID_PADDING
+    height = rows * step + GRID_PADDING
+    return torch.stack([whole[:, m * rows * step : m * rows * step + height] for m in range(members)])
+
+
 def to_pixels(image: torch.Tensor) -> np.ndarray:
-    """Gives a (3, H, W) image in [0, 1] as (H, W, 3) bytes, rounded as torchvision's ``save_image``
-    rounds them: what a PNG holds."""
-    return image.mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to("cpu", torch.uint8).numpy()
+    """Gives a (..., 3, H, W) image in [0, 1] as (..., H, W, 3) bytes, rounded as torchvision's
+    ``save_image`` rounds them: what a PNG holds."""
+    channels_last = (*range(image.dim() - 3), -2, -1, -3)
+    return image.mul(255).add_(0.5).clamp_(0, 255).permute(channels_last).to("cpu", torch.uint8).numpy()
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from vae_gumbel.grids import (
     encode_png,
     prior_images,
     reconstruction_images,
-    tile,
+    tile_members,
     to_pixels,
     write_png,
 )
@@ -354,13 +354,14 @@ def draw_pictures(run: Run, scores: list[TestScores] | None, writer: BackgroundW
     each member's samples folder, images into its TensorBoard."""
     seed = run.settings.trainer.sample_seed
     test_images = run.data.test.targets(slice(0, 32))
-    prior = prior_images(run.model, 64, seed=seed).cpu()
-    reconstruction = reconstruction_images(run.model, test_images, 4, 8, seed=seed).cpu()
+    prior = to_pixels(tile_members(prior_images(run.model, 64, seed=seed).cpu(), 8))
+    reconstruction = to_pixels(
+        tile_members(reconstruction_images(run.model, test_images, 4, 8, seed=seed).cpu(), 8)
+    )
     for m, member in run.live():
-        pictures = {"prior": tile(prior[m], 8), "reconstruction": tile(reconstruction[m], 8)}
+        pixels = {"prior": prior[m], "reconstruction": reconstruction[m]}
         if scores is not None:
-            pictures["code_usage"] = code_usage_image(scores[m].usage)
-        pixels = {name: to_pixels(image) for name, image in pictures.items()}
+            pixels["code_usage"] = to_pixels(code_usage_image(scores[m].usage))
         writer.submit(write_pictures, member, run.epoch, run.step, pixels)
 
 
