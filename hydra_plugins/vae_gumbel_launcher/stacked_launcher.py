@@ -69,7 +69,8 @@ class ComposedJobs:
         self.compose: Callable[..., DictConfig] | None = None
 
     def watch(self, loader: ConfigLoader) -> None:
-        compose = getattr(loader, "compose_uncached", loader.load_sweep_config)
+        """Keeps every job config ``loader`` composes from now on, until the job is taken."""
+        compose = getattr(loader, "unwatched_load_sweep_config", loader.load_sweep_config)
 
         def load_sweep_config(master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
             config = compose(master_config=master_config, sweep_overrides=sweep_overrides)
@@ -77,10 +78,11 @@ class ComposedJobs:
             return config
 
         self.compose = compose
-        loader.compose_uncached = compose  # a second launcher on this loader wraps the original
+        loader.unwatched_load_sweep_config = compose  # a second watcher wraps Hydra's own, not this one
         loader.load_sweep_config = load_sweep_config
 
     def take(self, master_config: DictConfig, overrides: Sequence[str]) -> DictConfig:
+        """Gives a job's config: the one kept for it, else a freshly composed one."""
         assert self.compose is not None, "watch a config loader first"
         kept = self.kept.pop((id(master_config), tuple(overrides)), None)
         if kept is not None:
