@@ -40,10 +40,14 @@ def stacked_sweep(tmp_path: Path, mnist_root: Path, *overrides: str):
 
 def test_a_stacked_sweep_writes_a_normal_run_folder_per_job(tmp_path: Path, mnist_root: Path) -> None:
     sweep_dir, result = stacked_sweep(
-        tmp_path, mnist_root, "trainer.epochs=2", "seed=0,1", "optim.lr=1e-3,3e-3"
+        tmp_path, mnist_root, "trainer.epochs=2", "seed=0,1", "optim.lr=1e-3,3e-3", "trainer.timeline=true"
     )
     assert result.returncode == 0, result.stderr
     assert "stack of 4, epoch 2/2: 4 training" in result.stdout + result.stderr
+    # The basic sweeper composed every job to check the batch, and the launcher took those configs.
+    phases = json.loads(sweep_timeline(sweep_dir, 0, 3).read_text())["phases"]
+    assert 0 < phases["sweep: the sweeper composes every job to check it"]
+    assert 0 < phases["start: Hydra composes the config"]
     assert f"compare its runs: python -m vae_gumbel.report {sweep_dir}" in result.stdout + result.stderr
     assert (sweep_dir / "multirun.yaml").is_file()
     losses = set()
@@ -125,6 +129,9 @@ def test_the_launcher_takes_the_configs_the_sweeper_composed_to_check_its_batch(
     assert composed.take(master, ["seed=0"]) is not configs[0]
     composed.take(OmegaConf.create({"master": 2}), ["seed=1"])
     assert loader.composed[2:] == [("seed=0",), ("seed=1",)] and not composed.kept
+    assert composed.seconds > 0  # the sweeper's check, which the sweep's timeline reports
+    composed.forget()
+    assert composed.seconds == 0
 
 
 def test_configs_no_job_took_are_forgotten_and_a_second_watcher_keeps_its_own() -> None:

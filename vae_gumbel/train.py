@@ -550,13 +550,16 @@ def main(cfg: DictConfig) -> float:
 IMPORTED = time.time()  # this module and all it needs are imported: the process's start-up is over
 
 
-def record_start() -> None:
+def record_start(sweep_check_seconds: float = 0.0) -> None:
     """Starts this job's timeline. The process's first job also counts the process's start-up: the
     interpreter and the imports, then Hydra's composition of the config (until the task function
-    runs); a later job of a sweep run in the same process starts from nothing."""
+    runs), of which a sweeper spent ``sweep_check_seconds`` composing every job of its batch to check
+    it; a later job of a sweep run in the same process starts from nothing."""
     if TIMELINE.start():
         TIMELINE.add("start: interpreter and imports", IMPORTED - TIMELINE.started)
-        TIMELINE.add("start: Hydra composes the config", time.time() - IMPORTED)
+        TIMELINE.add("start: Hydra composes the config", time.time() - IMPORTED - sweep_check_seconds)
+        if sweep_check_seconds:
+            TIMELINE.add("sweep: the sweeper composes every job to check it", sweep_check_seconds)
 
 
 def write_timeline(path: Path, **facts: object) -> None:

@@ -18,6 +18,7 @@ Hydra imports this module whenever it looks for plugins, so it imports vae_gumbe
 """
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,14 +68,17 @@ class ComposedJobs:
     def __init__(self) -> None:
         self.kept: dict[tuple[int, tuple[str, ...]], DictConfig] = {}
         self.compose: Callable[..., DictConfig] | None = None
+        self.seconds = 0.0  # spent composing the configs kept since the last ``forget``
 
     def watch(self, loader: ConfigLoader) -> None:
         """Keeps every job config ``loader`` composes from now on, until the job is taken."""
         compose = getattr(loader, "unwatched_load_sweep_config", loader.load_sweep_config)
 
         def load_sweep_config(master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+            started = time.perf_counter()
             config = compose(master_config=master_config, sweep_overrides=sweep_overrides)
             self.kept[(id(master_config), tuple(sweep_overrides))] = config
+            self.seconds += time.perf_counter() - started
             return config
 
         self.compose = compose
@@ -92,6 +96,7 @@ class ComposedJobs:
     def forget(self) -> None:
         """Drops the configs no job took (jobs of a batch the sweeper checked but did not launch)."""
         self.kept.clear()
+        self.seconds = 0.0
 
 
 class StackedLauncher(Launcher):
@@ -114,7 +119,7 @@ class StackedLauncher(Launcher):
         from vae_gumbel.train import member_of, objective, record_start, train_members, write_timeline
 
         assert self.config is not None and self.hydra_context is not None
-        record_start()
+        record_start(sweep_check_seconds=self.composed.seconds)
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
