@@ -214,8 +214,8 @@ class RunLog:
         self.writer.flush()
 
     def log_png(self, tag: str, png: Png, step: int) -> None:
-        """Logs an encoded picture: the summary ``add_image`` writes, without encoding the picture a
-        second time (and rescaling it first)."""
+        """Logs an encoded picture: the summary ``add_image`` writes, without the float round trip
+        and the second encoding that ``add_image`` would spend on it."""
         from tensorboard.compat.proto.summary_pb2 import Summary
 
         image = Summary.Image(
