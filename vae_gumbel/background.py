@@ -13,14 +13,23 @@ from typing import Any
 
 
 class BackgroundWriter:
-    """One thread that runs submitted work in order; ``drain`` waits for all of it."""
+    """One thread that runs submitted work in order; ``drain`` waits for all of it.
 
-    def __init__(self) -> None:
+    With ``max_pending``, ``submit`` first waits until fewer than that many pieces of work are
+    unfinished. Each piece holds what it writes (a copy of a model's state, a picture), so a disk
+    slower than training (a network file system under a large stack on a GPU) holds the training
+    thread back instead of filling the memory.
+    """
+
+    def __init__(self, max_pending: int | None = None) -> None:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vae-gumbel-writer")
         self.pending: list[Future] = []
+        self.max_pending = max_pending
 
     def submit(self, work: Callable[..., Any], *args: Any) -> None:
         self._raise_finished_errors()
+        while self.max_pending is not None and len(self.pending) >= self.max_pending:
+            self.pending.pop(0).result()  # the oldest; raises its error, if any
         self.pending.append(self.executor.submit(work, *args))
 
     def drain(self) -> None:

@@ -67,6 +67,9 @@ from vae_gumbel.tracking import (
     write_status,
 )
 
+# How many epochs the background writer may fall behind training before training waits for it.
+WRITER_EPOCHS_BEHIND = 2
+
 
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     """Trains as ``cfg`` says, writing into ``run_dir`` (Hydra's output dir by default); gives the
@@ -161,7 +164,8 @@ def train_run(run: Run) -> None:
     Interrupted (exit code 128 + the signal) says how to go on. So does submitit's exit on
     preemption, which arrives as SystemExit.
     """
-    writer = BackgroundWriter()
+    # Each member hands the writer at most two pieces of work an epoch (pictures, checkpoint).
+    writer = BackgroundWriter(max_pending=2 * WRITER_EPOCHS_BEHIND * len(run.members))
     try:
         with stop_on_signals() as stop:
             _train_run(run, writer, stop)
