@@ -12,9 +12,10 @@ Every way runs ``python -m vae_gumbel.train`` with the same overrides:
 - ``separate``: every job as its own process, one after another, as a shell loop would run them.
 
 Reports each way's wall time, its ratio to ``single`` and to ``separate``, the median epoch
-time of its runs (from their metrics, which leave out start-up and compilation), and what the
+time of its runs (from their metrics, which leave out start-up and compilation), what the
 per-epoch extras (evaluation, logs, drawing the pictures, copying the state for the checkpoints)
-cost the training thread per member and epoch (from the runs' timelines). Writes
+cost the training thread per member and epoch, and what Hydra spent per job before it trained
+(composing and preparing; from the runs' timelines, so not for joblib). Writes
 ``multirun.json`` and prints a Markdown table. Each timing gets a dated folder of its own under
 ``--out`` (its runs and multirun.json), so a second timing never finds the first one's finished
 runs. Without ``--sweep`` it sweeps ``seed`` over ``--jobs`` values.
@@ -37,7 +38,7 @@ from omegaconf import OmegaConf
 from vae_gumbel.device import resolve_device
 from vae_gumbel.files import dated_folder, write_new
 from vae_gumbel.run_folder import TIMELINES, RunFolder, find_runs
-from vae_gumbel.timeline import EPOCH_EXTRAS
+from vae_gumbel.timeline import EPOCH_EXTRAS, HYDRA_PHASES
 from vae_gumbel.tools.peak import device_description
 from vae_gumbel.tracking import read_metrics
 
@@ -71,6 +72,18 @@ def extras_per_member_epoch(folder: Path, runs: list[Path]) -> float:
         sys.exit(f"error: no timeline under {folder}")
     seconds = sum(timeline["phases"].get(phase, 0.0) for timeline in timelines for phase in EPOCH_EXTRAS)
     return seconds / sum(len(read_metrics(RunFolder(run).metrics)) for run in runs)
+
+
+def hydra_per_job(folder: Path, runs: list[Path], way: str) -> float | None:
+    """Gives the seconds Hydra spent per job before it trained (``HYDRA_PHASES``), from the
+    timelines under ``folder``; None for joblib, whose launching process composes the jobs and
+    writes no timeline."""
+    if way == "joblib":
+        return None
+    timelines = [json.loads(path.read_text()) for path in folder.rglob(TIMELINES)]
+    return sum(timeline["phases"].get(phase, 0.0) for timeline in timelines for phase in HYDRA_PHASES) / len(
+        runs
+    )
 
 
 def jobs_of(sweeps: list[str]) -> list[list[str]]:
@@ -135,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
             "runs": len(runs),
             "median_epoch_s": statistics.median(median_epoch_seconds(r) for r in runs),
             "extras_per_member_epoch_s": extras_per_member_epoch(folder, runs),
+            "hydra_per_job_s": hydra_per_job(folder, runs, way),
         }
     first_config = RunFolder(find_runs(out / args.ways[0])[0]).config
     report = {
@@ -157,15 +171,16 @@ def main(argv: list[str] | None = None) -> None:
         f"overrides: {' '.join(args.overrides) or '(none)'}",
         "",
         "| way | runs | wall time (s) | vs single | vs separate | median epoch (s) "
-        "| extras per member-epoch (s) |",
-        "|---|---|---|---|---|---|---|",
+        "| extras per member-epoch (s) | Hydra per job (s) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for way, timing in timings.items():
         ratios = " | ".join(
             f"{timing[key]:.2f}x" if key in timing else "" for key in ("vs_single", "vs_separate")
         )
         epoch = f"{timing['median_epoch_s']:.3f} | {timing['extras_per_member_epoch_s']:.4f}"
-        lines.append(f"| {way} | {timing['runs']} | {timing['seconds']:.1f} | {ratios} | {epoch} |")
+        hydra = "" if timing["hydra_per_job_s"] is None else f"{timing['hydra_per_job_s']:.3f}"
+        lines.append(f"| {way} | {timing['runs']} | {timing['seconds']:.1f} | {ratios} | {epoch} | {hydra} |")
     print("\n".join(lines))
     print(happened)
 

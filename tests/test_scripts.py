@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from tests.conftest import REPO, compose_config, run_python, run_script, tiny_run
 from vae_gumbel.run_folder import TIMELINES, RunFolder
-from vae_gumbel.timeline import EPOCH_EXTRAS
+from vae_gumbel.timeline import EPOCH_EXTRAS, HYDRA_PHASES, SWEEPER_CHECKS
 from vae_gumbel.tracking import read_metrics
 from vae_gumbel.train import train
 
@@ -75,6 +75,11 @@ def test_multirun_timing_compares_launchers_on_one_sweep(tmp_path: Path, mnist_r
     extras = sum(phases[phase] for phase in EPOCH_EXTRAS)
     assert ways["stacked"]["extras_per_member_epoch_s"] == pytest.approx(extras / 4)
     assert ways["single"]["extras_per_member_epoch_s"] > 0
+    # What Hydra spent per job before training: the sweeper's check and the launcher's preparation.
+    hydra = sum(phases.get(phase, 0.0) for phase in HYDRA_PHASES)
+    assert phases[SWEEPER_CHECKS] > 0
+    assert ways["stacked"]["hydra_per_job_s"] == pytest.approx(hydra / 2)
+    assert ways["single"]["hydra_per_job_s"] > 0
     assert "| stacked | 2 |" in capsys.readouterr().out
 
 

@@ -19,6 +19,7 @@ from tests.test_train import EPOCH_KEYS
 from vae_gumbel.evaluate import run_evaluation
 from vae_gumbel.run_folder import RunFolder, sweep_timeline
 from vae_gumbel.sample import sample
+from vae_gumbel.timeline import HYDRA_COMPOSES, PREPARE_JOBS, SWEEPER_CHECKS
 from vae_gumbel.tracking import read_metrics
 
 pytestmark = pytest.mark.slow
@@ -46,8 +47,7 @@ def test_a_stacked_sweep_writes_a_normal_run_folder_per_job(tmp_path: Path, mnis
     assert "stack of 4, epoch 2/2: 4 training" in result.stdout + result.stderr
     # The basic sweeper composed every job to check the batch, and the launcher took those configs.
     phases = json.loads(sweep_timeline(sweep_dir, 0, 3).read_text())["phases"]
-    assert 0 < phases["sweep: the sweeper composes every job to check it"]
-    assert 0 < phases["start: Hydra composes the config"]
+    assert 0 < phases[SWEEPER_CHECKS] and 0 < phases[HYDRA_COMPOSES]
     assert f"compare its runs: python -m vae_gumbel.report {sweep_dir}" in result.stdout + result.stderr
     assert (sweep_dir / "multirun.yaml").is_file()
     losses = set()
@@ -175,7 +175,7 @@ def test_optuna_hands_the_stacked_launcher_batches_of_trials(tmp_path: Path, mni
     assert "start: interpreter and imports" not in second["phases"]
     for timeline in (first, second):
         assert 0 < timeline["phases"]["train: steps"] < timeline["total_seconds"]
-        assert timeline["phases"]["sweep: compose and prepare the jobs"] > 0
+        assert timeline["phases"][PREPARE_JOBS] > 0
 
 
 def test_tensorboard_hparams_mark_exactly_the_swept_keys_and_show_the_chosen_metrics(

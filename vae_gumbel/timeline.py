@@ -24,6 +24,12 @@ LOG_EPOCH = "logs: metrics.jsonl, TensorBoard scalars, log lines"
 DRAW_PICTURES = "pictures: draw (training thread)"
 COPY_STATE = "checkpoints: copy the state (training thread)"
 EPOCH_EXTRAS = (EVALUATE, LOG_EPOCH, DRAW_PICTURES, COPY_STATE)
+# What Hydra costs before a job trains: composing its config (a sweeper that checks its batch composes
+# every job once more) and, in a stacked sweep, preparing the jobs' folders.
+HYDRA_COMPOSES = "start: Hydra composes the config"
+SWEEPER_CHECKS = "sweep: the sweeper composes every job to check it"
+PREPARE_JOBS = "sweep: compose and prepare the jobs"
+HYDRA_PHASES = (HYDRA_COMPOSES, SWEEPER_CHECKS, PREPARE_JOBS)
 
 
 def process_start() -> float | None:

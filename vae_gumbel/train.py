@@ -57,7 +57,15 @@ from vae_gumbel.model import unstack
 from vae_gumbel.run import Member, Run, build_run, log, stack_key
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.step import STEP_VALUES
-from vae_gumbel.timeline import COPY_STATE, DRAW_PICTURES, EVALUATE, LOG_EPOCH, TIMELINE
+from vae_gumbel.timeline import (
+    COPY_STATE,
+    DRAW_PICTURES,
+    EVALUATE,
+    HYDRA_COMPOSES,
+    LOG_EPOCH,
+    SWEEPER_CHECKS,
+    TIMELINE,
+)
 from vae_gumbel.tracking import (
     RunLog,
     hyperparameters,
@@ -561,9 +569,9 @@ def record_start(sweep_check_seconds: float = 0.0) -> None:
     it; a later job of a sweep run in the same process starts from nothing."""
     if TIMELINE.start():
         TIMELINE.add("start: interpreter and imports", IMPORTED - TIMELINE.started)
-        TIMELINE.add("start: Hydra composes the config", time.time() - IMPORTED - sweep_check_seconds)
+        TIMELINE.add(HYDRA_COMPOSES, time.time() - IMPORTED - sweep_check_seconds)
         if sweep_check_seconds:
-            TIMELINE.add("sweep: the sweeper composes every job to check it", sweep_check_seconds)
+            TIMELINE.add(SWEEPER_CHECKS, sweep_check_seconds)
 
 
 def write_timeline(path: Path, **facts: object) -> None:

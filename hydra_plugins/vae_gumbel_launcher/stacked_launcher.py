@@ -115,7 +115,7 @@ class StackedLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from vae_gumbel.errors import RunFailed, one_line, one_line_errors
         from vae_gumbel.run_folder import sweep_timeline
-        from vae_gumbel.timeline import TIMELINE
+        from vae_gumbel.timeline import PREPARE_JOBS, TIMELINE
         from vae_gumbel.train import member_of, objective, record_start, train_members, write_timeline
 
         assert self.config is not None and self.hydra_context is not None
@@ -132,7 +132,7 @@ class StackedLauncher(Launcher):
                 return member_of(cfg, folder, job_logger(folder / f"{HydraConfig.get().job.name}.log"))
 
         returns = []
-        with TIMELINE.phase("sweep: compose and prepare the jobs"):
+        with TIMELINE.phase(PREPARE_JOBS):
             for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
                 returns.append(self._prepare_job(prepare, idx, overrides))
         self.composed.forget()
