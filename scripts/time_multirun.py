@@ -63,27 +63,27 @@ def median_epoch_seconds(run_dir: Path) -> float:
     return statistics.median(seconds[1:] or seconds)
 
 
-def extras_per_member_epoch(folder: Path, runs: list[Path]) -> float:
-    """Gives the seconds the per-epoch extras took on the training thread per member and epoch: from
-    every timeline written under ``folder`` (one per process job, or one per stacked batch), over
-    the epochs in the runs' metrics."""
+def phase_seconds(folder: Path, phases: tuple[str, ...]) -> float:
+    """Gives the seconds of ``phases`` summed over every timeline written under ``folder`` (one per
+    process job, or one per stacked batch)."""
     timelines = [json.loads(path.read_text()) for path in folder.rglob(TIMELINES)]
     if not timelines:
         sys.exit(f"error: no timeline under {folder}")
-    seconds = sum(timeline["phases"].get(phase, 0.0) for timeline in timelines for phase in EPOCH_EXTRAS)
-    return seconds / sum(len(read_metrics(RunFolder(run).metrics)) for run in runs)
+    return sum(timeline["phases"].get(phase, 0.0) for timeline in timelines for phase in phases)
+
+
+def extras_per_member_epoch(folder: Path, runs: list[Path]) -> float:
+    """Gives the seconds the per-epoch extras took on the training thread per member and epoch, over
+    the epochs in the runs' metrics."""
+    return phase_seconds(folder, EPOCH_EXTRAS) / sum(
+        len(read_metrics(RunFolder(run).metrics)) for run in runs
+    )
 
 
 def hydra_per_job(folder: Path, runs: list[Path], way: str) -> float | None:
-    """Gives the seconds Hydra spent per job before it trained (``HYDRA_PHASES``), from the
-    timelines under ``folder``; None for joblib, whose launching process composes the jobs and
-    writes no timeline."""
-    if way == "joblib":
-        return None
-    timelines = [json.loads(path.read_text()) for path in folder.rglob(TIMELINES)]
-    return sum(timeline["phases"].get(phase, 0.0) for timeline in timelines for phase in HYDRA_PHASES) / len(
-        runs
-    )
+    """Gives the seconds Hydra spent per job before it trained (``HYDRA_PHASES``); None for joblib,
+    whose launching process composes the jobs and writes no timeline."""
+    return None if way == "joblib" else phase_seconds(folder, HYDRA_PHASES) / len(runs)
 
 
 def jobs_of(sweeps: list[str]) -> list[list[str]]:
