@@ -78,6 +78,22 @@ def test_an_existing_different_picture_is_never_replaced_silently(run_dir: Path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png", "grid_2.png"]  # no partial files
 
 
+def test_the_same_pixels_in_another_encoding_are_the_same_picture(run_dir: Path, tmp_path: Path) -> None:
+    out = sample_with(f"checkpoint={run_dir}", f"out={tmp_path / 'grid.png'}")
+    with Image.open(out) as grey:
+        assert grey.mode == "L"
+        grey.convert("RGB").save(out)  # how an earlier version stored the same grid
+    rgb = out.read_bytes()
+    path, said = sample(compose_config("sample", [f"checkpoint={run_dir}", f"out={out}"]))
+    assert path == out and "unchanged" in said and out.read_bytes() == rgb
+    with Image.open(out) as picture:  # one pixel changed: another picture
+        picture.load()
+    picture.putpixel((0, 0), (255, 0, 0))
+    picture.save(out)
+    path, said = sample(compose_config("sample", [f"checkpoint={run_dir}", f"out={out}"]))
+    assert path == tmp_path / "grid_2.png" and "exists and differs" in said
+
+
 def test_same_seed_gives_byte_identical_pngs_and_another_seed_another(run_dir: Path, tmp_path: Path) -> None:
     paths = [
         sample_with(f"checkpoint={run_dir}", "mode=reconstruction", f"seed={seed}", f"out={tmp_path / name}")

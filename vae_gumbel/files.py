@@ -2,8 +2,9 @@
 silently.
 
 Pictures and figures are drawn into a temporary file beside their target. If the target exists
-with the same bytes, nothing changes; if it differs, the new file takes the first free numbered
-name (``grid_2.png``, ``grid_3.png``, ...) unless the user asked to overwrite.
+with the same content (the same bytes, unless the caller says what "the same" means, such as the
+same pixels), nothing changes; if it differs, the new file takes the first free numbered name
+(``grid_2.png``, ``grid_3.png``, ...) unless the user asked to overwrite.
 """
 
 from __future__ import annotations
@@ -18,9 +19,19 @@ def numbered(path: Path, number: int) -> Path:
     return path.with_name(f"{path.stem}_{number}{path.suffix}")
 
 
-def write_new(path: str | Path, write: Callable[[Path], object], overwrite: bool = False) -> tuple[Path, str]:
+def same_bytes(a: Path, b: Path) -> bool:
+    return a.read_bytes() == b.read_bytes()
+
+
+def write_new(
+    path: str | Path,
+    write: Callable[[Path], object],
+    overwrite: bool = False,
+    same: Callable[[Path, Path], bool] = same_bytes,
+) -> tuple[Path, str]:
     """Writes a file by calling ``write(temporary path)``; gives where it ended up and a line that
-    says what happened (written, unchanged, replaced, or written under a new name)."""
+    says what happened (written, unchanged, replaced, or written under a new name). ``same(existing,
+    new)`` says whether a file already at the name holds what would be written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
@@ -28,7 +39,7 @@ def write_new(path: str | Path, write: Callable[[Path], object], overwrite: bool
     try:
         if claim(partial, path):
             return path, f"wrote {path}"
-        if path.read_bytes() == partial.read_bytes():
+        if same(path, partial):
             return path, f"{path} is already there, unchanged"
         if overwrite:
             partial.replace(path)

@@ -99,6 +99,20 @@ def write_png(png: Png, path: str | Path) -> Path:
     return path
 
 
+def same_picture(a: Path, b: Path) -> bool:
+    """Says whether two PNG files show the same pixels, however they were encoded: a grey grid that
+    an earlier version stored in three channels is the same picture as its one-channel PNG. A
+    file that is not a picture is the same only byte for byte."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(a) as first, Image.open(b) as second:
+            same_size = first.size == second.size
+            return same_size and first.convert("RGB").tobytes() == second.convert("RGB").tobytes()
+    except (UnidentifiedImageError, OSError):
+        return a.read_bytes() == b.read_bytes()
+
+
 def save_grid(grid: torch.Tensor, path: str | Path) -> Path:
     """Writes a (3, H, W) image in [0, 1] as a PNG, creating its folder."""
     return write_png(encode_png(to_pixels(grid)), path)

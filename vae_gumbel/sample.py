@@ -21,7 +21,7 @@ from vae_gumbel.config import CONFIG_PATH, SampleConfig, validate
 from vae_gumbel.device import resolve_device
 from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import write_new
-from vae_gumbel.grids import SAMPLE_MODES, picture_name, save_grid
+from vae_gumbel.grids import SAMPLE_MODES, picture_name, same_picture, save_grid
 from vae_gumbel.run_folder import RunFolder, resolve_checkpoint
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 def sample(cfg: DictConfig) -> tuple[Path, str]:
     """Draws the grid that ``cfg`` asks for; gives where it was written and what happened there (a
-    different picture already at the name is never replaced unless ``overwrite`` says so)."""
+    different picture already at the name is never replaced unless ``overwrite`` says so; the same
+    pixels, however encoded, count as the same picture)."""
     settings: SampleConfig = validate(cfg, SampleConfig)
     device = resolve_device(settings.device, key="device")
     file = resolve_checkpoint(to_absolute_path(settings.checkpoint), settings.which)
@@ -44,7 +45,7 @@ def sample(cfg: DictConfig) -> tuple[Path, str]:
         if settings.out
         else RunFolder.of_checkpoint(file).samples / picture_name(settings, checkpoint["epoch"])
     )
-    return write_new(out, lambda path: save_grid(grid, path), overwrite=settings.overwrite)
+    return write_new(out, lambda path: save_grid(grid, path), overwrite=settings.overwrite, same=same_picture)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="sample")
