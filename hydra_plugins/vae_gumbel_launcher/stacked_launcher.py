@@ -113,60 +113,83 @@ class StackedLauncher(Launcher):
         self.composed.watch(hydra_context.config_loader)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from vae_gumbel.errors import RunFailed, one_line, one_line_errors
-        from vae_gumbel.run_folder import sweep_timeline
-        from vae_gumbel.timeline import PREPARE_JOBS, TIMELINE
-        from vae_gumbel.train import member_of, objective, record_start, train_members, write_timeline
+        from vae_gumbel.train import record_start
 
         assert self.config is not None and self.hydra_context is not None
         record_start(sweep_check_seconds=self.composed.seconds)
-        setup_globals()
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        log.info(f"Launching {len(job_overrides)} jobs as stacks of at most {self.max_members} models")
+        config = self.config
+        jobs = list(enumerate(job_overrides, start=initial_job_idx))
 
-        def prepare(cfg: DictConfig):  # runs inside Hydra's job context: its config, folder and log
-            folder = Path(HydraConfig.get().runtime.output_dir)
-            with one_line_errors():  # a bad value fails this job with one line; the sweep goes on
-                return member_of(cfg, folder, job_logger(folder / f"{HydraConfig.get().job.name}.log"))
+        def compose(overrides: Sequence[str]) -> DictConfig:
+            return self.composed.take(config, overrides)
 
-        returns = []
-        with TIMELINE.phase(PREPARE_JOBS):
-            for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
-                returns.append(self._prepare_job(prepare, idx, overrides))
-        self.composed.forget()
+        try:
+            return train_jobs(config, self.hydra_context, jobs, compose, self.max_members)
+        finally:
+            self.composed.forget()
 
-        prepared = [ret for ret in returns if ret.status == JobStatus.COMPLETED]
-        members = [ret.return_value for ret in prepared]
-        with one_line_errors():  # only an interrupt gets out of train_members: it stops the sweep
-            results = train_members(members, self.max_members)
-        for ret, member, result in zip(prepared, members, results, strict=True):
-            for handler in member.logger.handlers:
-                handler.close()
-            if isinstance(result, Exception):
-                ret.status, ret.return_value = JobStatus.FAILED, RunFailed(one_line(result))
-            else:
-                ret.status, ret.return_value = JobStatus.COMPLETED, objective(result)
-        if any(member.settings.trainer.timeline for member in members):
-            last = initial_job_idx + len(job_overrides) - 1
-            write_timeline(sweep_timeline(sweep_dir, initial_job_idx, last), jobs=len(members))
-        return returns
 
-    def _prepare_job(self, prepare: TaskFunction, idx: int, overrides: Sequence[str]) -> JobReturn:
-        """Composes one job's config and runs ``prepare`` in its context, as Hydra's launchers do."""
-        assert self.config is not None and self.hydra_context is not None
-        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-        sweep_config = self.composed.take(self.config, overrides)
-        with open_dict(sweep_config):
-            sweep_config.hydra.job.id = idx
-            sweep_config.hydra.job.num = idx
-        ret = run_job(
-            hydra_context=self.hydra_context,
-            task_function=prepare,
-            config=sweep_config,
-            job_dir_key="hydra.sweep.dir",
-            job_subdir_key="hydra.sweep.subdir",
-        )
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)  # not the job's log
-        return ret
+def train_jobs(
+    config: DictConfig,
+    hydra_context: HydraContext,
+    jobs: Sequence[tuple[int, Sequence[str]]],
+    compose: Callable[[Sequence[str]], DictConfig],
+    max_members: int,
+    job_id: str | None = None,
+) -> list[JobReturn]:
+    """Trains a sweep's jobs (index, overrides) in this process as stacks of at most
+    ``max_members``; gives one ``JobReturn`` per job, in their order.
+
+    Each job is composed by ``compose`` and prepared as Hydra's launchers prepare it (its folder,
+    its ``.hydra/`` files, its log, ``hydra.job.id``: ``job_id``, else its index).
+    """
+    from vae_gumbel.errors import RunFailed, one_line, one_line_errors
+    from vae_gumbel.run_folder import sweep_timeline
+    from vae_gumbel.timeline import PREPARE_JOBS, TIMELINE
+    from vae_gumbel.train import member_of, objective, train_members, write_timeline
+
+    setup_globals()
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    log.info(f"Launching {len(jobs)} jobs as stacks of at most {max_members} models")
+
+    def prepare(cfg: DictConfig):  # runs inside Hydra's job context: its config, folder and log
+        folder = Path(HydraConfig.get().runtime.output_dir)
+        with one_line_errors():  # a bad value fails this job with one line; the sweep goes on
+            return member_of(cfg, folder, job_logger(folder / f"{HydraConfig.get().job.name}.log"))
+
+    returns = []
+    with TIMELINE.phase(PREPARE_JOBS):
+        for idx, overrides in jobs:
+            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+            sweep_config = compose(overrides)
+            with open_dict(sweep_config):
+                sweep_config.hydra.job.id = idx if job_id is None else job_id
+                sweep_config.hydra.job.num = idx
+            returns.append(
+                run_job(
+                    hydra_context=hydra_context,
+                    task_function=prepare,
+                    config=sweep_config,
+                    job_dir_key="hydra.sweep.dir",
+                    job_subdir_key="hydra.sweep.subdir",
+                )
+            )
+            configure_log(config.hydra.hydra_logging, config.hydra.verbose)  # not the job's log
+
+    prepared = [ret for ret in returns if ret.status == JobStatus.COMPLETED]
+    members = [ret.return_value for ret in prepared]
+    with one_line_errors():  # only an interrupt gets out of train_members: it stops the sweep
+        results = train_members(members, max_members)
+    for ret, member, result in zip(prepared, members, results, strict=True):
+        for handler in member.logger.handlers:
+            handler.close()
+        if isinstance(result, Exception):
+            ret.status, ret.return_value = JobStatus.FAILED, RunFailed(one_line(result))
+        else:
+            ret.status, ret.return_value = JobStatus.COMPLETED, objective(result)
+    if any(member.settings.trainer.timeline for member in members):
+        indices = [idx for idx, _ in jobs]
+        write_timeline(sweep_timeline(sweep_dir, min(indices), max(indices)), jobs=len(members))
+    return returns
