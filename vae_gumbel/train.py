@@ -114,7 +114,7 @@ def train_members(
     stacks: dict[tuple, list[tuple[int, Path | None]]] = {}
     for i, member in enumerate(members):
         try:
-            resume_from = find_resume_checkpoint(member.settings.resume, member.folder)
+            resume_from = find_resume_checkpoint(member.settings.resume, member.folder, member.logger)
             starts_afresh = resume_from is None or member.settings.resume_weights_only
             position = (0, 0) if starts_afresh else checkpoint_position(resume_from)
             finished = finished_metrics(member, position)
@@ -474,18 +474,21 @@ def end_summary(member: Member) -> str:
     return "\n".join(lines)
 
 
-def find_resume_checkpoint(resume: str | None, folder: RunFolder) -> Path | None:
+def find_resume_checkpoint(
+    resume: str | None, folder: RunFolder, logger: logging.Logger = log
+) -> Path | None:
     """Gives the checkpoint that ``resume`` names, or None to start fresh.
 
     A folder that already holds a run is never trained over: without ``resume`` that is refused,
-    except for a SLURM job started again after a requeue, which continues from its own checkpoint.
+    except for a SLURM job started again after a requeue, which continues from its own checkpoint
+    (and says so in the job's log, ``logger``).
     """
     if resume is None:
         own = folder.checkpoint("last")
         if not own.is_file():
             return None
         if restarted_by_slurm():
-            log.info("a requeued SLURM job: continuing from %s", own)
+            logger.info("a requeued SLURM job: continuing from %s", own)
             return own
         raise ConfigError(
             f"{folder.path} already holds a run ({own.relative_to(folder.path)}); continue it with "
