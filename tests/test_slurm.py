@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, compose_config, tiny_run
+from tests.conftest import REPO, compose_config, run_module, tiny_run
 from tests.test_train import without_timing
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.tracking import read_metrics
@@ -52,21 +52,16 @@ def slurm(*args: str) -> str:
     return subprocess.run(list(args), capture_output=True, text=True, check=True, timeout=60).stdout
 
 
-def test_two_jobs_run_through_sbatch_and_a_requeued_one_resumes_to_the_same_numbers(
-    mnist_root: Path, tmp_path: Path
-) -> None:
-    assert cluster_is_up(), "no SLURM cluster answers (SLURM_CONF, sinfo)"
-    sweep = tmp_path / "sweep"
-    job = RunFolder(sweep / "0")
-    command = [sys.executable, "-m", "vae_gumbel.train", "-m", *ON_THIS_CLUSTER, *tiny_run(mnist_root)]
-    command += ["trainer.epochs=4", "seed=0,1", f"hydra.sweep.dir={sweep}"]
+def sweep_requeuing_task_0(command: list[str], cwd: Path, first_epoch_done: RunFolder) -> str:
+    """Runs a SLURM sweep and requeues its array's task 0 once ``first_epoch_done`` has finished an
+    epoch; gives the sweep's output, after checking that it succeeded."""
     environment = {**os.environ, "PYTHONPATH": str(REPO), "VAE_GUMBEL_PAUSE": "epoch=2"}
     sweep_process = subprocess.Popen(
-        command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
         deadline = time.monotonic() + 120
-        while not (job.metrics.is_file() and read_metrics(job.metrics)):  # job 0 has finished its first epoch
+        while not (first_epoch_done.metrics.is_file() and read_metrics(first_epoch_done.metrics)):
             assert sweep_process.poll() is None and time.monotonic() < deadline, sweep_process.communicate()
             time.sleep(0.5)
         (task,) = [
@@ -83,16 +78,70 @@ def test_two_jobs_run_through_sbatch_and_a_requeued_one_resumes_to_the_same_numb
         if sweep_process.poll() is None:
             sweep_process.kill()
     assert sweep_process.returncode == 0, output
-    for folder in (job, RunFolder(sweep / "1")):
-        assert json.loads(folder.status.read_text())["status"] == "completed"
-    log = job.log.read_text()
+    return output
+
+
+def assert_requeued_and_resumed(folder: RunFolder) -> None:
+    log = folder.log.read_text()
     assert (
         "interrupted by SIGTERM" in log
         and "a requeued SLURM job: continuing from" in log
         and "resumed at epoch" in log
-    )
+    ), log
+
+
+def test_two_jobs_run_through_sbatch_and_a_requeued_one_resumes_to_the_same_numbers(
+    mnist_root: Path, tmp_path: Path
+) -> None:
+    assert cluster_is_up(), "no SLURM cluster answers (SLURM_CONF, sinfo)"
+    sweep = tmp_path / "sweep"
+    job = RunFolder(sweep / "0")
+    command = [sys.executable, "-m", "vae_gumbel.train", "-m", *ON_THIS_CLUSTER, *tiny_run(mnist_root)]
+    command += ["trainer.epochs=4", "seed=0,1", f"hydra.sweep.dir={sweep}"]
+    sweep_requeuing_task_0(command, tmp_path, job)
+    for folder in (job, RunFolder(sweep / "1")):
+        assert json.loads(folder.status.read_text())["status"] == "completed"
+    assert_requeued_and_resumed(job)
     reference = tmp_path / "uninterrupted"
     train(compose_config("train", [*tiny_run(mnist_root), "trainer.epochs=4", "seed=0"]), reference)
     assert without_timing(read_metrics(job.metrics)) == without_timing(
         read_metrics(RunFolder(reference).metrics)
     )
+
+
+def test_each_stack_is_one_slurm_job_and_a_requeued_stack_resumes_every_member(
+    mnist_root: Path, tmp_path: Path
+) -> None:
+    assert cluster_is_up(), "no SLURM cluster answers (SLURM_CONF, sinfo)"
+    sweep = tmp_path / "sweep"
+    overrides = [
+        *tiny_run(mnist_root),
+        "trainer.epochs=4",
+        "seed=0,1",
+        "estimator=gumbel_softmax,straight_through",
+    ]
+    on_this_cluster = ["hydra/launcher=stacked_slurm", *ON_THIS_CLUSTER[1:]]
+    command = [sys.executable, "-m", "vae_gumbel.train", "-m", *on_this_cluster, *overrides]
+    # Task 0 is the first stack: jobs 0 and 2 (gumbel_softmax, seeds 0 and 1).
+    output = sweep_requeuing_task_0(command + [f"hydra.sweep.dir={sweep}"], tmp_path, RunFolder(sweep / "0"))
+    assert "4 jobs as 2 stacks of at most 64 models, a submitted job each" in output
+    for job in (0, 2):
+        assert_requeued_and_resumed(RunFolder(sweep / str(job)))
+    # The same sweep trained in one process, uninterrupted: the same numbers for every job.
+    reference = tmp_path / "in_one_process"
+    result = run_module(
+        "vae_gumbel.train",
+        "-m",
+        "hydra/launcher=stacked",
+        *overrides,
+        f"hydra.sweep.dir={reference}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    for job in range(4):
+        folder = RunFolder(sweep / str(job))
+        assert json.loads(folder.status.read_text())["status"] == "completed"
+        assert "in a stack of 2" in folder.log.read_text()
+        assert without_timing(read_metrics(folder.metrics)) == without_timing(
+            read_metrics(RunFolder(reference / str(job)).metrics)
+        )

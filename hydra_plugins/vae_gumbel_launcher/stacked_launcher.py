@@ -85,6 +85,11 @@ class ComposedJobs:
         loader.unwatched_load_sweep_config = compose  # a second watcher wraps Hydra's own, not this one
         loader.load_sweep_config = load_sweep_config
 
+    def unwatch(self, loader: ConfigLoader) -> None:
+        """Gives ``loader`` back its own ``load_sweep_config``, as before ``watch``."""
+        if hasattr(loader, "unwatched_load_sweep_config"):
+            del loader.load_sweep_config, loader.unwatched_load_sweep_config
+
     def take(self, master_config: DictConfig, overrides: Sequence[str]) -> DictConfig:
         """Gives a job's config: the one kept for it, else a freshly composed one."""
         assert self.compose is not None, "watch a config loader first"

@@ -1,0 +1,86 @@
+"""hydra/launcher=stacked_slurm and stacked_submitit_local: each stack of a sweep as one submitit job.
+
+The local executor runs each job in a process of its own, as SLURM would on a node; the same
+launcher through a real SLURM cluster is in tests/test_slurm.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+
+from hydra_plugins.vae_gumbel_launcher.stacked_submitit_launcher import group_into_stacks
+from tests.conftest import CONFIG_MODULE, run_module, tiny_run
+from tests.test_train import without_timing
+from vae_gumbel.run_folder import RunFolder
+from vae_gumbel.tracking import read_metrics
+
+
+def test_jobs_are_grouped_as_the_stacked_launcher_trains_them(mnist_root: Path) -> None:
+    sweep = [
+        ["seed=0"],
+        ["seed=0", "estimator=straight_through"],
+        ["seed=1", "optim.lr=3e-3", "temperature.initial=0.5"],  # per member: the same stack as job 0
+        ["seed=1", "temperature.initial=0"],  # fails its checks
+        ["seed=2"],
+    ]
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        jobs = [
+            (idx, compose("train", [*tiny_run(mnist_root), *overrides], return_hydra_config=True))
+            for idx, overrides in enumerate(sweep)
+        ]
+    assert group_into_stacks(jobs, max_members=2) == [[0, 2], [4], [1], [3]]
+    assert group_into_stacks(jobs, max_members=64) == [[0, 2, 4], [1], [3]]
+
+
+def test_stacked_slurm_asks_slurm_for_what_hydra_launcher_slurm_asks(mnist_root: Path) -> None:
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        slurm, stacked = (
+            OmegaConf.to_container(
+                compose("train", [f"hydra/launcher={name}"], return_hydra_config=True).hydra.launcher
+            )
+            for name in ("slurm", "stacked_slurm")
+        )
+    assert stacked.pop("_target_").endswith("StackedSlurmLauncher") and stacked.pop("max_members") == 64
+    assert slurm.pop("_target_").endswith("submitit_launcher.SlurmLauncher")
+    assert stacked == slurm and slurm["partition"] == "gpu" and slurm["gpus_per_node"] == 1
+
+
+@pytest.mark.slow
+def test_each_stack_trains_in_a_submitted_job_to_the_numbers_of_an_in_process_stack(
+    tmp_path: Path, mnist_root: Path
+) -> None:
+    sweep = ["trainer.epochs=2", "seed=0,1", "temperature.initial=0,1.0"]
+
+    def swept(launcher: str) -> tuple[Path, str]:
+        sweep_dir = tmp_path / launcher
+        overrides = [
+            f"hydra/launcher={launcher}",
+            *tiny_run(mnist_root),
+            *sweep,
+            f"hydra.sweep.dir={sweep_dir}",
+        ]
+        result = run_module("vae_gumbel.train", "-m", *overrides, cwd=tmp_path)
+        assert result.returncode != 0  # the sweep reports its two failed jobs at the end
+        return sweep_dir, result.stdout + result.stderr
+
+    sweep_dir, said = swept("stacked_submitit_local")
+    assert "4 jobs as 2 stacks of at most 64 models, a submitted job each" in said
+    assert "temperature.initial must be > 0, got 0.0" in said
+    submitted = sorted(path for path in (sweep_dir / ".submitit").iterdir() if any(path.glob("*_result.pkl")))
+    assert len(submitted) == 2  # one submitit job per stack: the failing jobs', and the stack of two
+    statuses = [json.loads(RunFolder(sweep_dir / str(job)).status.read_text())["status"] for job in range(4)]
+    assert statuses == ["failed", "completed", "failed", "completed"]
+    assert "in a stack of 2" in RunFolder(sweep_dir / "1").log.read_text()
+
+    reference, _ = swept("stacked")
+    for job in (1, 3):
+        trained, expected = (
+            read_metrics(RunFolder(folder / str(job)).metrics) for folder in (sweep_dir, reference)
+        )
+        assert [r["epoch"] for r in trained] == [1, 2]
+        assert without_timing(trained) == without_timing(expected)
