@@ -85,6 +85,8 @@ class StackedSubmitit:
         return {key: value for key, value in self.__dict__.items() if key != "composed"}
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        """Groups the batch into stacks, submits one job per stack and waits for them; gives one
+        ``JobReturn`` per job of the batch, in its order."""
         assert self.config is not None and self.hydra_context is not None
         jobs = {idx: list(overrides) for idx, overrides in enumerate(job_overrides, start=initial_job_idx)}
         composed = [(idx, self.composed.take(self.config, overrides)) for idx, overrides in jobs.items()]
@@ -101,7 +103,7 @@ class StackedSubmitit:
             returns = super().launch(titles, initial_job_idx=0)
         finally:
             self.composed.watch(loader)
-        by_index = {}
+        by_index: dict[int, JobReturn] = {}
         for group, stack_returns in zip(groups, returns, strict=True):
             by_index.update(zip(group, stack_returns, strict=True))
         return [by_index[idx] for idx in jobs]
