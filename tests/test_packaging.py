@@ -56,16 +56,8 @@ def test_the_wheel_holds_the_configs_and_composes_them_from_any_directory(
     )
     assert result.returncode == 0, result.stderr
     assert "name: radam" in result.stdout and "name: fashion_mnist" in result.stdout
-    launcher = run_command(
-        wheel_env,
-        "vae-gumbel-train",
-        "--cfg",
-        "hydra",
-        "-p",
-        "hydra.launcher",
-        "hydra/launcher=stacked_slurm",
-        cwd=tmp_path,
-    )
+    shown = ["--cfg", "hydra", "-p", "hydra.launcher", "hydra/launcher=stacked_slurm"]
+    launcher = run_command(wheel_env, "vae-gumbel-train", *shown, cwd=tmp_path)
     assert launcher.returncode == 0, launcher.stderr
     assert "StackedSlurmLauncher" in launcher.stdout and "partition: gpu" in launcher.stdout
     where = subprocess.run(

@@ -129,14 +129,8 @@ def test_each_stack_is_one_slurm_job_and_a_requeued_stack_resumes_every_member(
         assert_requeued_and_resumed(RunFolder(sweep / str(job)))
     # The same sweep trained in one process, uninterrupted: the same numbers for every job.
     reference = tmp_path / "in_one_process"
-    result = run_module(
-        "vae_gumbel.train",
-        "-m",
-        "hydra/launcher=stacked",
-        *overrides,
-        f"hydra.sweep.dir={reference}",
-        cwd=tmp_path,
-    )
+    in_one_process = ["-m", "hydra/launcher=stacked", *overrides, f"hydra.sweep.dir={reference}"]
+    result = run_module("vae_gumbel.train", *in_one_process, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for job in range(4):
         folder = RunFolder(sweep / str(job))
