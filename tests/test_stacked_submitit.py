@@ -51,6 +51,21 @@ def test_stacked_slurm_asks_slurm_for_what_hydra_launcher_slurm_asks(mnist_root:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["stacked", "stacked_submitit_local"])
+def test_a_stack_cap_below_one_is_refused_before_anything_runs(
+    launcher: str, tmp_path: Path, mnist_root: Path
+) -> None:
+    sweep_dir = tmp_path / "sweep"
+    overrides = [f"hydra/launcher={launcher}", "hydra.launcher.max_members=0", *tiny_run(mnist_root)]
+    result = run_module(
+        "vae_gumbel.train", "-m", *overrides, "seed=0,1", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path
+    )
+    assert result.returncode != 0
+    assert "hydra.launcher.max_members must be an integer >= 1, got 0" in result.stderr
+    assert not (sweep_dir / "0").exists()  # no job was prepared
+
+
+@pytest.mark.slow
 def test_each_stack_trains_in_a_submitted_job_to_the_numbers_of_an_in_process_stack(
     tmp_path: Path, mnist_root: Path
 ) -> None:

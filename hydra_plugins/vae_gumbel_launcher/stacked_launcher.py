@@ -104,10 +104,19 @@ class ComposedJobs:
         self.seconds = 0.0
 
 
+def checked_max_members(max_members: int) -> int:
+    """Gives ``hydra.launcher.max_members`` if it can cap a stack (at least one model), else raises."""
+    from vae_gumbel.errors import ConfigError
+
+    if not isinstance(max_members, int) or max_members < 1:
+        raise ConfigError(f"hydra.launcher.max_members must be an integer >= 1, got {max_members!r}")
+    return max_members
+
+
 class StackedLauncher(Launcher):
     def __init__(self, max_members: int = 64) -> None:
         super().__init__()
-        self.max_members = max_members
+        self.max_members = checked_max_members(max_members)
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None

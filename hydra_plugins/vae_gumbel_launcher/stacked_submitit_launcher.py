@@ -29,7 +29,7 @@ from hydra.core.utils import JobReturn, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
-from hydra_plugins.vae_gumbel_launcher.stacked_launcher import ComposedJobs, train_jobs
+from hydra_plugins.vae_gumbel_launcher.stacked_launcher import ComposedJobs, checked_max_members, train_jobs
 
 try:
     from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
@@ -72,7 +72,7 @@ class StackedSubmitit:
 
     def __init__(self, max_members: int = 64, **params: Any) -> None:
         super().__init__(**params)
-        self.max_members = max_members
+        self.max_members = checked_max_members(max_members)
         self.stacks: list[Stack] = []
         self.composed = ComposedJobs()
 
