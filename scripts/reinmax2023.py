@@ -2,7 +2,8 @@
 has, with the settings the papers give for it, over several seeds; then summarise it.
 
     python scripts/reinmax2023.py [--configurations 10x30 8x4 ...] [--estimators reinmax ...]
-        [--seeds 10] [--out outputs/reinmax2023] [--dry-run | --summary-only] [-- TRAIN OVERRIDES ...]
+        [--seeds 10] [--out outputs/reinmax2023] [--launcher stacked | stacked_slurm | ...]
+        [--dry-run | --summary-only] [-- TRAIN OVERRIDES ...]
 
 The ``--`` keeps the list options from taking the overrides (``data.root=...``) as values.
 
@@ -11,10 +12,14 @@ grey-level targets, 784-512-256 MLPs, batch 100, 160 epochs, a constant temperat
 configuration is written categories x variables, as in the papers ("10x30": 30 variables of 10
 categories). For each configuration and estimator, one stacked sweep over the seeds trains into
 OUT/CONFIGURATION/ESTIMATOR, with the estimator's optimizer, learning rate and temperature from
-SETTINGS. The summary gives, per configuration and estimator, the mean, standard error and count
-over seeds of the papers' two numbers: the training loss of the last epoch (one exact one-hot
-sample per image, ``train/loss_unrelaxed``) and the one-sample test negative ELBO (``test/loss``);
-it writes OUT/reinmax2023.csv and OUT/reinmax2023.md and prints the Markdown, and OUT/runs.csv with
+SETTINGS. With ``--launcher stacked`` (the default) the sweeps train here, one after another; with
+``stacked_slurm`` every sweep is submitted at once, each seed stack as one SLURM job, and each
+sweep's own output goes to OUT/CONFIGURATION/ESTIMATOR.log.
+
+The summary gives, per configuration and estimator, the mean, standard error and count over seeds
+of the papers' two numbers: the training loss of the last epoch (one exact one-hot sample per
+image, ``train/loss_unrelaxed``) and the one-sample test negative ELBO (``test/loss``). It writes
+OUT/reinmax2023.csv and OUT/reinmax2023.md and prints the Markdown, and OUT/runs.csv with
 everything each run recorded.
 """
 
@@ -106,8 +111,17 @@ SETTINGS = {
 METRICS = {"train loss (last epoch)": "train/loss_unrelaxed", "test negative ELBO": "test/loss"}
 
 
+# Where the seed stacks train: in the sweep's own process, or each as a submitted job.
+LAUNCHERS = ("stacked", "stacked_slurm", "stacked_submitit_local")
+
+
 def sweep_command(
-    configuration: str, estimator: str, seeds: int, folder: Path, overrides: list[str]
+    configuration: str,
+    estimator: str,
+    seeds: int,
+    folder: Path,
+    overrides: list[str],
+    launcher: str = "stacked",
 ) -> list[str]:
     """Gives the command that trains one estimator on one configuration over the seeds, as one stack."""
     categories, variables = CONFIGURATIONS[configuration]
@@ -117,7 +131,7 @@ def sweep_command(
         "-m",
         "vae_gumbel.train",
         "--multirun",
-        "hydra/launcher=stacked",
+        f"hydra/launcher={launcher}",
         "experiment=reinmax2023",
         f"model.categorical_dim={categories}",
         f"model.latent_dim={variables}",
@@ -179,6 +193,30 @@ def markdown(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def train_one_after_another(sweeps: dict[tuple[str, str], list[str]]) -> None:
+    """Runs each sweep in turn, its output on this console; stops at the first that fails."""
+    for (configuration, estimator), command in sweeps.items():
+        print(f"training {estimator} on {configuration}", flush=True)
+        if subprocess.run(command, check=False).returncode != 0:
+            sys.exit(f"error: the sweep of {estimator} on {configuration} failed; see its output above")
+
+
+def train_all_at_once(sweeps: dict[tuple[str, str], list[str]], out: Path) -> None:
+    """Starts every sweep at once (each waits on its submitted stacks) and waits for them all; each
+    sweep's output goes to OUT/CONFIGURATION/ESTIMATOR.log."""
+    running = {}
+    for (configuration, estimator), command in sweeps.items():
+        log_file = out / configuration / f"{estimator}.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with log_file.open("w") as output:
+            process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        running[log_file] = process
+        print(f"submitting {estimator} on {configuration}; its output: {log_file}", flush=True)
+    failed = [str(log_file) for log_file, process in running.items() if process.wait() != 0]
+    if failed:
+        sys.exit(f"error: {len(failed)} of {len(running)} sweeps failed; see {', '.join(failed)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument(
@@ -199,6 +237,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("outputs/reinmax2023"), help="folder of the sweeps and the summary"
     )
+    parser.add_argument(
+        "--launcher",
+        choices=LAUNCHERS,
+        default="stacked",
+        help="where each seed stack trains: stacked, here and one sweep after another; stacked_slurm "
+        "(or stacked_submitit_local), a submitted job per stack, every sweep at once",
+    )
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--dry-run", action="store_true", help="print the training commands, run nothing")
     what.add_argument("--summary-only", action="store_true", help="summarise the runs already under --out")
@@ -208,21 +253,25 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
     out = args.out.resolve()
     if not args.summary_only:
-        for configuration in args.configurations:
-            for estimator in args.estimators:
-                folder = out / configuration / estimator
-                command = sweep_command(configuration, estimator, args.seeds, folder, args.overrides)
-                print(
-                    "python " + " ".join(command[1:])
-                    if args.dry_run
-                    else f"training {estimator} on {configuration}"
-                )
-                if not args.dry_run and subprocess.run(command, check=False).returncode != 0:
-                    sys.exit(
-                        f"error: the sweep of {estimator} on {configuration} failed; see its output above"
-                    )
-    if args.dry_run:
-        return
+        sweeps = {
+            (configuration, estimator): sweep_command(
+                configuration,
+                estimator,
+                args.seeds,
+                out / configuration / estimator,
+                args.overrides,
+                args.launcher,
+            )
+            for configuration in args.configurations
+            for estimator in args.estimators
+        }
+        if args.dry_run:
+            print("\n".join("python " + " ".join(command[1:]) for command in sweeps.values()))
+            return
+        if args.launcher == "stacked":
+            train_one_after_another(sweeps)
+        else:
+            train_all_at_once(sweeps, out)
     rows = summary_rows(out, args.configurations, args.estimators)
     if not rows:
         sys.exit(f"error: no finished runs under {out}")
