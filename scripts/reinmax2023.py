@@ -13,8 +13,8 @@ configuration is written categories x variables, as in the papers ("10x30": 30 v
 categories). For each configuration and estimator, one stacked sweep over the seeds trains into
 OUT/CONFIGURATION/ESTIMATOR, with the estimator's optimizer, learning rate and temperature from
 SETTINGS. With ``--launcher stacked`` (the default) the sweeps train here, one after another; with
-``stacked_slurm`` every sweep is submitted at once, each seed stack as one SLURM job, and each
-sweep's own output goes to OUT/CONFIGURATION/ESTIMATOR.log.
+``stacked_slurm`` each seed stack trains as one SLURM job, ``--at-once`` sweeps (8) waiting for
+theirs at a time, and each sweep's own output goes to OUT/CONFIGURATION/ESTIMATOR.log.
 
 The summary gives, per configuration and estimator, the mean, standard error and count over seeds
 of the papers' two numbers: the training loss of the last epoch (one exact one-hot sample per
@@ -29,6 +29,7 @@ import argparse
 import csv
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -201,20 +202,29 @@ def train_one_after_another(sweeps: dict[tuple[str, str], list[str]]) -> None:
             sys.exit(f"error: the sweep of {estimator} on {configuration} failed; see its output above")
 
 
-def train_all_at_once(sweeps: dict[tuple[str, str], list[str]], out: Path) -> None:
-    """Starts every sweep at once (each waits on its submitted stacks) and waits for them all; each
-    sweep's output goes to OUT/CONFIGURATION/ESTIMATOR.log."""
-    running = {}
-    for (configuration, estimator), command in sweeps.items():
-        log_file = out / configuration / f"{estimator}.log"
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        with log_file.open("w") as output:
-            process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-        running[log_file] = process
-        print(f"submitting {estimator} on {configuration}; its output: {log_file}", flush=True)
-    failed = [str(log_file) for log_file, process in running.items() if process.wait() != 0]
+def train_submitted(sweeps: dict[tuple[str, str], list[str]], out: Path, at_once: int) -> None:
+    """Runs up to ``at_once`` sweeps at a time (each waits on its submitted stacks, in a process of
+    about half a gigabyte: torch is imported) until all have ended; each sweep's output goes to
+    OUT/CONFIGURATION/ESTIMATOR.log."""
+    waiting = list(sweeps.items())
+    running: dict[Path, subprocess.Popen] = {}
+    failed = []
+    while waiting or running:
+        while waiting and len(running) < at_once:
+            (configuration, estimator), command = waiting.pop(0)
+            log_file = out / configuration / f"{estimator}.log"
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            with log_file.open("w") as output:
+                running[log_file] = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+            print(f"submitting {estimator} on {configuration}; its output: {log_file}", flush=True)
+        time.sleep(1.0)
+        for log_file, process in list(running.items()):
+            if process.poll() is not None:
+                del running[log_file]
+                if process.returncode != 0:
+                    failed.append(str(log_file))
     if failed:
-        sys.exit(f"error: {len(failed)} of {len(running)} sweeps failed; see {', '.join(failed)}")
+        sys.exit(f"error: {len(failed)} of {len(sweeps)} sweeps failed; see {', '.join(failed)}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -242,7 +252,14 @@ def main(argv: list[str] | None = None) -> None:
         choices=LAUNCHERS,
         default="stacked",
         help="where each seed stack trains: stacked, here and one sweep after another; stacked_slurm "
-        "(or stacked_submitit_local), a submitted job per stack, every sweep at once",
+        "(or stacked_submitit_local), a submitted job per stack, --at-once sweeps at a time",
+    )
+    parser.add_argument(
+        "--at-once",
+        type=int,
+        default=8,
+        help="with a submitting launcher, the most sweeps waiting at once (each in a process of about "
+        "0.5 GB on this machine)",
     )
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--dry-run", action="store_true", help="print the training commands, run nothing")
@@ -251,6 +268,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
+    if args.at_once < 1:
+        parser.error(f"--at-once must be at least 1, got {args.at_once}")
     out = args.out.resolve()
     if not args.summary_only:
         sweeps = {
@@ -271,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.launcher == "stacked":
             train_one_after_another(sweeps)
         else:
-            train_all_at_once(sweeps, out)
+            train_submitted(sweeps, out, args.at_once)
     rows = summary_rows(out, args.configurations, args.estimators)
     if not rows:
         sys.exit(f"error: no finished runs under {out}")

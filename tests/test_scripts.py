@@ -164,9 +164,9 @@ def test_the_reinmax_comparison_trains_each_estimator_with_its_papers_settings_a
     assert sorted((row["job"], row["status"]) for row in runs) == [
         (f"8x4/{estimator}/{seed}", "completed") for estimator in sorted(expected) for seed in range(2)
     ]
-    # Every sweep at once, each seed stack a submitted job (here a local process): the same table.
+    # Each seed stack a submitted job (here a local process), one sweep waiting at a time: the same table.
     submitted = tmp_path / "submitted"
-    launcher = ["--launcher", "stacked_submitit_local", "--out", str(submitted)]
+    launcher = ["--launcher", "stacked_submitit_local", "--at-once", "1", "--out", str(submitted)]
     run_script("reinmax2023.py", *arguments, "--seeds", "2", *launcher, *tiny_run(mnist_root))
     said = (submitted / "8x4" / "gumbel_rao.log").read_text()  # the sweep's own output
     assert "2 jobs as 1 stack of at most 64 models, a submitted job each" in said
