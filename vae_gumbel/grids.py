@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from vae_gumbel.errors import ConfigError
+from vae_gumbel.files import same_bytes
 from vae_gumbel.gumbel import gumbel_max, sample_gumbel
 from vae_gumbel.model import CategoricalVAE, stack_size
 from vae_gumbel.objectives import kl_per_variable
@@ -110,7 +111,7 @@ def same_picture(a: Path, b: Path) -> bool:
             same_size = first.size == second.size
             return same_size and first.convert("RGB").tobytes() == second.convert("RGB").tobytes()
     except (UnidentifiedImageError, OSError):
-        return a.read_bytes() == b.read_bytes()
+        return same_bytes(a, b)
 
 
 def save_grid(grid: torch.Tensor, path: str | Path) -> Path:

@@ -34,11 +34,15 @@ from omegaconf import DictConfig, open_dict
 log = logging.getLogger(__name__)
 
 
+# The most models trained as one stack, unless hydra.launcher.max_members says otherwise.
+DEFAULT_MAX_MEMBERS = 64
+
+
 @dataclass
 class StackedLauncherConf:
     _target_: str = "hydra_plugins.vae_gumbel_launcher.stacked_launcher.StackedLauncher"
     # The most models trained as one stack; more compatible jobs form further stacks, one after another.
-    max_members: int = 64
+    max_members: int = DEFAULT_MAX_MEMBERS
 
 
 ConfigStore.instance().store(
@@ -114,7 +118,7 @@ def checked_max_members(max_members: int) -> int:
 
 
 class StackedLauncher(Launcher):
-    def __init__(self, max_members: int = 64) -> None:
+    def __init__(self, max_members: int = DEFAULT_MAX_MEMBERS) -> None:
         super().__init__()
         self.max_members = checked_max_members(max_members)
         self.config: DictConfig | None = None

@@ -29,7 +29,12 @@ from hydra.core.utils import JobReturn, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
-from hydra_plugins.vae_gumbel_launcher.stacked_launcher import ComposedJobs, checked_max_members, train_jobs
+from hydra_plugins.vae_gumbel_launcher.stacked_launcher import (
+    DEFAULT_MAX_MEMBERS,
+    ComposedJobs,
+    checked_max_members,
+    train_jobs,
+)
 
 try:
     from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
@@ -70,7 +75,7 @@ def group_into_stacks(jobs: Sequence[tuple[int, DictConfig]], max_members: int) 
 class StackedSubmitit:
     """Trains each stack of a batch as one submitit job; mixed into Hydra's submitit launchers."""
 
-    def __init__(self, max_members: int = 64, **params: Any) -> None:
+    def __init__(self, max_members: int = DEFAULT_MAX_MEMBERS, **params: Any) -> None:
         super().__init__(**params)
         self.max_members = checked_max_members(max_members)
         self.stacks: list[Stack] = []
@@ -152,12 +157,12 @@ if SlurmQueueConf is not None:
     class StackedSlurmConf(SlurmQueueConf):
         _target_: str = "hydra_plugins.vae_gumbel_launcher.stacked_submitit_launcher.StackedSlurmLauncher"
         # The most models trained as one stack, in one SLURM job; more compatible jobs form more stacks.
-        max_members: int = 64
+        max_members: int = DEFAULT_MAX_MEMBERS
 
     @dataclass
     class StackedLocalConf(LocalQueueConf):
         _target_: str = "hydra_plugins.vae_gumbel_launcher.stacked_submitit_launcher.StackedLocalLauncher"
-        max_members: int = 64
+        max_members: int = DEFAULT_MAX_MEMBERS
 
     store = ConfigStore.instance()
     store.store(
