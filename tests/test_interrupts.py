@@ -17,7 +17,7 @@ import torch
 
 from tests.conftest import REPO, compose_config, tiny_run
 from tests.test_train import without_timing
-from vae_gumbel.interrupts import stop_on_signals
+from vae_gumbel.interrupts import resume_command, stop_on_signals
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.tracking import read_metrics
 from vae_gumbel.train import train
@@ -33,6 +33,26 @@ def test_a_signal_asks_for_a_stop_and_a_second_one_stops_at_once() -> None:
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+
+
+def test_the_command_that_continues_a_run_started_from_weights_continues_from_its_own_checkpoint(
+    tmp_path: Path,
+) -> None:
+    from hydra import compose, initialize_config_module
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = ["debug=tiny", "resume=outputs/a", "resume_weights_only=true", "seed=3", "trainer.epochs=2"]
+    with initialize_config_module(config_module="vae_gumbel.conf", version_base="1.3"):
+        HydraConfig.instance().set_config(compose("train", overrides=overrides, return_hydra_config=True))
+    try:
+        command = resume_command(tmp_path, {"trainer.epochs": "4"})
+    finally:
+        HydraConfig.instance().cfg = None
+    # resume=last with resume_weights_only=true is refused: the weights now come from the run itself.
+    assert shlex.split(command) == [
+        *("python", "-m", "vae_gumbel.train", "debug=tiny", "seed=3", "trainer.epochs=4", "resume=last"),
+        f"hydra.run.dir={tmp_path.resolve()}",
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -63,13 +63,14 @@ def resume_command(folder: Path, changes: dict[str, str] | None = None) -> str |
     """Gives the command that continues a run started from the command line: its own overrides with
     resume=last and its folder (for a job of a sweep, the command continues that job alone), and
     ``changes`` (dotted key -> value, such as more ``trainer.epochs``) in place of its own values;
-    None for a run started from Python."""
+    None for a run started from Python. A run started from another run's weights continues from its
+    own checkpoint, so ``resume_weights_only`` goes with the ``resume`` that named those weights."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return None
     changes = changes or {}
-    skip = ("resume=", "hydra.", "hydra/", *(f"{key}=" for key in changes))
+    skip = ("resume=", "resume_weights_only=", "hydra.", "hydra/", *(f"{key}=" for key in changes))
     overrides = [item for item in HydraConfig.get().overrides.task if not item.lstrip("+~").startswith(skip)]
     overrides += [f"{key}={value}" for key, value in changes.items()]
     return shlex.join(
