@@ -124,6 +124,10 @@ def test_every_experiment_composes_and_trains_briefly(
         ("optim.name=sgd", r"optim.name must be one of \['adam', 'radam'\]"),
         ("model.name=transformer", r"model.name must be one of \['mlp'\]"),
         ("objective.kl=exact", "objective.kl must be one of"),
+        ("seed=-1", r"seed must be a whole number from 0 to 2\*\*32 - 1 \(4294967295\), got -1"),
+        ("seed=4294967296", "seed must be a whole number from 0 to"),
+        ("data.binarize_seed=-1", "data.binarize_seed must be a whole number from 0 to"),
+        ("eval.iwae_seed=-2", "eval.iwae_seed must be a whole number from 0 to"),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(compose_train, override: str, message: str) -> None:

@@ -45,6 +45,14 @@ def choice(key: str, value: str, choices: Any) -> None:
     require(value in choices, key, f"one of {sorted(choices)}", value)
 
 
+# Python's, numpy's and torch's generators all take a seed in this range.
+SEED_LIMIT = 2**32 - 1
+
+
+def seed_setting(key: str, value: int) -> None:
+    require(0 <= value <= SEED_LIMIT, key, f"a whole number from 0 to 2**32 - 1 ({SEED_LIMIT})", value)
+
+
 def device_setting(key: str, value: str) -> None:
     require(DEVICE_PATTERN.fullmatch(value) is not None, key, "one of 'auto', 'cpu', 'cuda', 'cuda:N'", value)
 
@@ -70,6 +78,7 @@ class DataConfig:
             limit = getattr(self, key)
             require(limit is None or limit >= 1, f"data.{key}", "null or >= 1", limit)
         require(self.validation >= 0, "data.validation", ">= 0 (training images held out)", self.validation)
+        seed_setting("data.binarize_seed", self.binarize_seed)
 
 
 @dataclass
@@ -208,6 +217,8 @@ class TrainerConfig:
         device_setting("trainer.device", self.device)
         for key in ("log_every_n_steps", "checkpoint_every", "sample_every", "eval_every", "eval_batch_size"):
             require(getattr(self, key) >= 1, f"trainer.{key}", ">= 1", getattr(self, key))
+        for key in ("eval_seed", "sample_seed"):
+            seed_setting(f"trainer.{key}", getattr(self, key))
 
 
 @dataclass
@@ -228,6 +239,7 @@ class EvalConfig:
             samples,
         )
         require(self.iwae_max_rows >= 1, "eval.iwae_max_rows", ">= 1", self.iwae_max_rows)
+        seed_setting("eval.iwae_seed", self.iwae_seed)
 
 
 @dataclass
@@ -245,6 +257,7 @@ class TrainConfig:
     resume_weights_only: bool = False  # start a new run from the checkpoint's weights (fine-tuning)
 
     def __post_init__(self) -> None:
+        seed_setting("seed", self.seed)
         require(
             not self.resume_weights_only or self.resume not in (None, "last"),
             "resume_weights_only",
@@ -306,6 +319,7 @@ class SampleConfig:
         choice("code", self.code, RECONSTRUCTION_CODES)
         require(self.rows >= 1, "rows", ">= 1", self.rows)
         require(self.cols >= 1, "cols", ">= 1", self.cols)
+        seed_setting("seed", self.seed)
         device_setting("device", self.device)
         require(
             len(self.temperatures) >= 1 and all(t > 0 for t in self.temperatures),
@@ -332,6 +346,7 @@ class EvaluateConfig:
     def __post_init__(self) -> None:
         choice("which", self.which, ("best", "last"))
         choice("split", self.split, ("test", "val"))
+        seed_setting("seed", self.seed)
         self.progress = str(self.progress).lower()
         choice("progress", self.progress, ("auto", "true", "false"))
         require(
