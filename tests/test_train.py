@@ -145,6 +145,19 @@ def test_the_final_iwae_on_the_validation_set_needs_one(compose_train) -> None:
         validate(compose_train("eval.final_iwae_on=val"))
 
 
+def test_a_run_of_no_epochs_scores_its_weights_and_offers_no_checkpoint(
+    compose_train, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        metrics = train(compose_train("trainer.epochs=0"), tmp_path)
+    assert (metrics["epoch"], metrics["step"]) == (0, 0)
+    assert not RunFolder(tmp_path).checkpoint("last").exists()
+    summary = caplog.text.split("done: ", 1)[1]
+    assert summary.startswith(f"0 epochs, final test loss {metrics['test/loss']:.2f}\n")
+    assert "inf" not in summary
+    assert "vae_gumbel.sample" not in summary and "vae_gumbel.evaluate" not in summary
+
+
 def test_training_lowers_the_test_loss(compose_train, tmp_path: Path) -> None:
     records = [train(compose_train(f"trainer.epochs={n}"), tmp_path / str(n)) for n in (1, 8)]
     assert records[1]["test/loss"] < records[0]["test/loss"] - 5

@@ -455,20 +455,21 @@ def end_summary(member: Member) -> str:
     epochs = member.settings.trainer.epochs
     trained = final.get("epoch", 0)
     lines = [f"done: {trained} epoch{'' if trained == 1 else 's'}"]
-    if "val/loss" in final:
-        lines[0] += f", final validation loss {final['val/loss']:.2f}, best {member.best_val_loss:.2f}"
-    if "test/loss" in final:
-        lines[0] += f", final test loss {final['test/loss']:.2f}, best {member.best_test_loss:.2f}"
+    for split, best in (("val", member.best_val_loss), ("test", member.best_test_loss)):
+        if f"{split}/loss" in final:
+            lines[0] += f", final {IMAGES[split]} loss {final[f'{split}/loss']:.2f}"
+            # A run of trainer.epochs=0 only scores its starting weights: it has no best epoch.
+            lines[0] += f", best {best:.2f}" if math.isfinite(best) else ""
     for split in ("val", "test"):
         if bound := iwae_bound(final, split):
             lines[0] += f", {IMAGES[split]} IWAE NLL (k={bound[0]}) {bound[1]:.2f}"
-    more = resume_command(member.folder.path, {"trainer.epochs": str(2 * epochs)})
-    lines += [
-        f"  run folder:   {folder}",
-        f"  TensorBoard:  tensorboard --logdir {folder / 'tensorboard'}",
-        f"  samples:      python -m vae_gumbel.sample checkpoint={folder}",
-        f"  likelihoods:  python -m vae_gumbel.evaluate checkpoint={folder}",
-    ]
+    lines += [f"  run folder:   {folder}", f"  TensorBoard:  tensorboard --logdir {folder / 'tensorboard'}"]
+    if member.folder.checkpoint("last").is_file():
+        lines += [
+            f"  samples:      python -m vae_gumbel.sample checkpoint={folder}",
+            f"  likelihoods:  python -m vae_gumbel.evaluate checkpoint={folder}",
+        ]
+    more = resume_command(member.folder.path, {"trainer.epochs": str(2 * epochs)}) if epochs else None
     if more is not None:
         lines.append(f"  train on to {2 * epochs} epochs: {more}")
     return "\n".join(lines)
