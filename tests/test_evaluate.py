@@ -115,3 +115,33 @@ def test_split_val_evaluates_the_validation_set_the_run_held_out(mnist_root: Pat
 def test_split_val_of_a_run_without_a_validation_set_is_a_clear_error(run_dir: Path) -> None:
     with pytest.raises(ConfigError, match=r"held no validation set out \(data.validation=0\)"):
         evaluate(f"checkpoint={run_dir}", "split=val", "iwae_samples=[1]")
+
+
+def test_a_different_evaluation_already_there_is_kept_and_the_same_one_replaced(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    (copy / "eval.json").unlink(missing_ok=True)
+    _, careful = evaluate(f"checkpoint={copy}", "iwae_samples=[1,50]")
+    evaluate(f"checkpoint={copy}", "iwae_samples=[1,50]")  # the same evaluation again: replaced
+    assert not (copy / "eval_2.json").exists()
+    _, quick = evaluate(f"checkpoint={copy}", "iwae_samples=[1]", "data.test_limit=10")
+    # eval.json holds the latest evaluation; the careful one it replaced is still there.
+    assert json.loads((copy / "eval.json").read_text())["iwae_nll"] == quick["iwae_nll"]
+    assert json.loads((copy / "eval_2.json").read_text())["iwae_nll"] == careful["iwae_nll"]
+    assert sorted(path.name for path in copy.iterdir() if "eval" in path.name) == ["eval.json", "eval_2.json"]
+
+
+def test_an_output_place_that_cannot_be_written_is_refused_before_the_work(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vae_gumbel.evaluate
+
+    def never(*args, **kwargs):
+        raise AssertionError("evaluated before checking where the result goes")
+
+    monkeypatch.setattr(vae_gumbel.evaluate, "evaluation_report", never)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    with pytest.raises(ConfigError, match=r"cannot write into .*a-file .*; give out= a place you can write"):
+        evaluate(f"checkpoint={run_dir}", f"out={blocked / 'eval.json'}")

@@ -19,7 +19,8 @@ from vae_gumbel.checkpoint import load_checkpoint, model_from_checkpoint, test_s
 from vae_gumbel.config import CONFIG_PATH, EvaluateConfig, validate
 from vae_gumbel.device import resolve_device
 from vae_gumbel.errors import one_line_errors
-from vae_gumbel.likelihood import IMAGES, binarization_of, evaluation_report, write_eval_json
+from vae_gumbel.files import check_writable
+from vae_gumbel.likelihood import IMAGES, binarization_of, evaluation_report, kept_line, write_eval_json
 from vae_gumbel.run_folder import RunFolder, resolve_checkpoint
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,11 @@ def run_evaluation(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
     settings: EvaluateConfig = validate(cfg, EvaluateConfig)
     device = resolve_device(settings.device, key="device")
     file = resolve_checkpoint(to_absolute_path(settings.checkpoint), settings.which)
+    if settings.out:
+        out = Path(to_absolute_path(settings.out))
+    else:
+        out = RunFolder.of_checkpoint(file).eval_json_of(settings.split)
+    check_writable(out.parent, "out=")  # before the work, which may take an hour
     checkpoint = load_checkpoint(file)
     model = model_from_checkpoint(checkpoint, source=str(file)).to(device).eval()
     report = evaluation_report(
@@ -56,11 +62,7 @@ def run_evaluation(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
         context={**checkpoint_context(checkpoint, str(file)), "images": IMAGES[settings.split]},
         progress=settings.progress,
     )
-    if settings.out:
-        out = Path(to_absolute_path(settings.out))
-    else:
-        out = RunFolder.of_checkpoint(file).eval_json_of(settings.split)
-    write_eval_json(report, out)
+    log.info(kept_line(out, write_eval_json(report, out)))
     return out, report
 
 
@@ -85,9 +87,8 @@ def summary(report: dict[str, Any]) -> str:
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
 def main(cfg: DictConfig) -> float:
     with one_line_errors():
-        out, report = run_evaluation(cfg)
+        _, report = run_evaluation(cfg)
     print(summary(report))
-    log.info("wrote %s", out)
     return report["iwae_nll"][max(report["iwae_nll"], key=int)]
 
 

@@ -10,6 +10,7 @@ same pixels), nothing changes; if it differs, the new file takes the first free 
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -61,6 +62,29 @@ def claim(partial: Path, path: Path) -> bool:
     except FileExistsError:
         return False
     return True
+
+
+def keep_aside(path: Path) -> Path:
+    """Gives the file at ``path`` a second name, the first free numbered one (``eval_2.json``, ...),
+    so that a new file written at ``path`` does not take it away; gives that name."""
+    number = 2
+    while not claim(path, numbered(path, number)):
+        number += 1
+    return numbered(path, number)
+
+
+def check_writable(folder: Path, setting: str) -> None:
+    """Makes ``folder`` if needed and checks that a file can be written there, before the work whose
+    result goes there; raises ConfigError naming ``setting`` otherwise."""
+    from vae_gumbel.errors import ConfigError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        raise ConfigError(
+            f"cannot write into {folder} ({err.strerror or err}); give {setting} a place you can write to"
+        ) from err
 
 
 def dated_folder(parent: Path) -> Path:

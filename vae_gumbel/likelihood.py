@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any
 import torch
 
 from vae_gumbel.data import ImageSet
+from vae_gumbel.files import keep_aside
 from vae_gumbel.gumbel import gumbel_max, sample_gumbel
 from vae_gumbel.model import CategoricalVAE, stack_size
 from vae_gumbel.objectives import bernoulli_nll, code_perplexity, kl_per_variable, negative_elbo
@@ -228,7 +230,52 @@ def binarization_of(data_config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_eval_json(report: dict[str, Any], path: Path) -> None:
-    """Writes an evaluation report as eval.json."""
+# What says which weights an evaluation scored, and how: two reports that agree on these (and on
+# their k) differ only in rounding and in their timing.
+EVALUATION_IDENTITY = (
+    "estimator",
+    "latent_dim",
+    "categorical_dim",
+    "epoch",
+    "steps",
+    "images",
+    "test_images",
+    "binarization",
+    "seed",
+)
+
+
+def same_evaluation(earlier: dict[str, Any], report: dict[str, Any]) -> bool:
+    """Says whether ``report`` repeats ``earlier``: the same weights, images, draws and k."""
+    return set(earlier.get("iwae_nll", {})) == set(report["iwae_nll"]) and all(
+        earlier.get(key) == report.get(key) for key in EVALUATION_IDENTITY
+    )
+
+
+def write_eval_json(report: dict[str, Any], path: Path) -> Path | None:
+    """Writes an evaluation report as eval.json, atomically. An earlier, different evaluation there
+    (other weights, images or k: it may have taken an hour) is kept under the first free numbered
+    name, which this gives back (None if there was nothing to keep)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+    partial.write_text(json.dumps(report, indent=2) + "\n")
+    kept = None
+    try:
+        earlier = json.loads(path.read_text())
+    except FileNotFoundError:
+        earlier = None
+    except (OSError, ValueError):
+        earlier = {}  # unreadable: kept as it is, for whoever wants to look at it
+    try:
+        if earlier is not None and not same_evaluation(earlier, report):
+            kept = keep_aside(path)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return kept
+
+
+def kept_line(path: Path, kept: Path | None) -> str:
+    """Gives the line that says where write_eval_json wrote, and where it kept an earlier evaluation."""
+    line = f"wrote {path}"
+    return line if kept is None else f"{line}; the different evaluation that was there is kept as {kept.name}"

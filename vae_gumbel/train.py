@@ -49,6 +49,7 @@ from vae_gumbel.likelihood import (
     TestScores,
     binarization_of,
     evaluation_report,
+    kept_line,
     score_test_set,
     write_eval_json,
 )
@@ -429,7 +430,8 @@ def final_iwae(run: Run, m: int, split: str = "test") -> None:
         },
         progress=settings.trainer.progress,
     )
-    write_eval_json(report, member.folder.eval_json_of(split))
+    out = member.folder.eval_json_of(split)
+    member.logger.info(kept_line(out, write_eval_json(report, out)))
     bounds = {f"{split}/neg_elbo_mean": report["neg_elbo"]}
     bounds.update({f"{split}/iwae_nll_{k}": value for k, value in report["iwae_nll"].items()})
     member.run_log.amend_last_epoch(bounds)
