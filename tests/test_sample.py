@@ -65,6 +65,18 @@ def test_default_names_carry_every_setting_that_changes_the_picture(run_dir: Pat
     assert temperature.name == "temperature_temperatures-0.5-2_cols8_seed0_epoch002.png"
 
 
+def test_one_picture_has_one_default_name(run_dir: Path) -> None:
+    # rows chooses how many top-KL variables a traversal shows, at most the model's; chosen
+    # variables make the rows themselves.
+    all_variables = sample_with(f"checkpoint={run_dir}", "mode=traversal", f"rows={LATENT_DIM + 10}")
+    assert all_variables.name == f"traversal_variables-top-kl_rows{LATENT_DIM}_epoch002.png"
+    chosen = [
+        sample_with(f"checkpoint={run_dir}", "mode=traversal", "variables=[1,3]", f"rows={rows}")
+        for rows in (2, 8)
+    ]
+    assert chosen[0] == chosen[1] and chosen[0].name == "traversal_variables-1-3_epoch002.png"
+
+
 def test_an_existing_different_picture_is_never_replaced_silently(run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "grid.png"
     out.write_bytes(b"someone else's picture")

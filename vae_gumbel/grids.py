@@ -11,7 +11,7 @@ import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -245,43 +245,52 @@ TRAVERSAL_RANKING_IMAGES = 1000
 @dataclass(frozen=True)
 class SampleMode:
     """A kind of grid ``sample`` draws: how many test images it needs, how it draws them, and the
-    settings that change its picture (which its default file name carries)."""
+    settings that change its picture, with the values the picture shows (its default file name
+    carries them, so that one picture has one name)."""
 
     images: Callable[[SampleConfig], int]
     draw: Callable[[CategoricalVAE, torch.Tensor, SampleConfig], torch.Tensor]
-    keys: tuple[str, ...]
+    shown: Callable[[SampleConfig, CategoricalVAE], dict[str, Any]]
+
+
+def settings_of(settings: SampleConfig, *keys: str) -> dict[str, Any]:
+    return {key: getattr(settings, key) for key in keys}
 
 
 SAMPLE_MODES: dict[str, SampleMode] = {
     "prior": SampleMode(
         images=lambda s: 0,
         draw=lambda model, x, s: prior_grid(model, s.rows, s.cols, s.seed),
-        keys=("rows", "cols", "seed"),
+        shown=lambda s, model: settings_of(s, "rows", "cols", "seed"),
     ),
     "reconstruction": SampleMode(
         images=lambda s: max(1, s.rows // 2) * s.cols,
         draw=lambda model, x, s: reconstruction_grid(model, x, s.rows, s.cols, s.seed, s.code),
-        keys=("code", "rows", "cols", "seed"),
+        shown=lambda s, model: settings_of(s, "code", "rows", "cols", "seed"),
     ),
     "traversal": SampleMode(
         images=lambda s: 1 if s.variables else TRAVERSAL_RANKING_IMAGES,
         draw=lambda model, x, s: traversal_grid(model, x, s.variables, s.rows),
-        keys=("variables", "rows"),
+        # Chosen variables make the rows; else the top-KL ones, as many as rows and the model allow.
+        shown=lambda s, model: (
+            settings_of(s, "variables")
+            if s.variables
+            else {"variables": None, "rows": min(s.rows, model.latent_dim)}
+        ),
     ),
     "temperature": SampleMode(
         images=lambda s: s.cols,
         draw=lambda model, x, s: temperature_grid(model, x, s.temperatures, s.cols, s.seed),
-        keys=("temperatures", "cols", "seed"),
+        shown=lambda s, model: settings_of(s, "temperatures", "cols", "seed"),
     ),
 }
 
 
-def picture_name(settings: SampleConfig, epoch: int) -> str:
+def picture_name(settings: SampleConfig, model: CategoricalVAE, epoch: int) -> str:
     """Gives the default file name of a ``sample`` grid: its mode, every setting that changes its
     picture, and the checkpoint's epoch, as ``reconstruction_code-argmax_rows8_cols8_seed0_epoch010.png``."""
     parts = [settings.mode]
-    for key in SAMPLE_MODES[settings.mode].keys:
-        value = getattr(settings, key)
+    for key, value in SAMPLE_MODES[settings.mode].shown(settings, model).items():
         if value is None:
             value = "top-kl" if key == "variables" else "none"
         elif isinstance(value, list | tuple):

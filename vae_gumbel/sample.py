@@ -43,7 +43,7 @@ def sample(cfg: DictConfig) -> tuple[Path, str]:
     out = (
         Path(to_absolute_path(settings.out))
         if settings.out
-        else RunFolder.of_checkpoint(file).samples / picture_name(settings, checkpoint["epoch"])
+        else RunFolder.of_checkpoint(file).samples / picture_name(settings, model, checkpoint["epoch"])
     )
     return write_new(out, lambda path: save_grid(grid, path), overwrite=settings.overwrite, same=same_picture)
 
