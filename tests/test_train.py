@@ -25,7 +25,7 @@ from tests.conftest import (
 )
 from vae_gumbel.checkpoint import load_checkpoint
 from vae_gumbel.config import validate
-from vae_gumbel.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
+from vae_gumbel.errors import CheckpointError, ConfigError, DataError, Interrupted, NonFiniteLossError
 from vae_gumbel.estimators import ESTIMATORS
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.step import GRAPH_WARMUP_STEPS
@@ -199,6 +199,93 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(
     assert expected[-1]["temperature"] < expected[0]["temperature"]  # annealing carried across the resume
     best = [load_checkpoint(RunFolder(run).checkpoint("best"))["epoch"] for run in (straight, interrupted)]
     assert best[0] == best[1]
+
+
+def test_checkpoints_are_written_every_checkpoint_every_epochs_best_pt_with_the_best_epoch_since(
+    compose_train, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vae_gumbel.train as trainer
+
+    test_losses = {1: 5.0, 2: 4.0, 3: 3.0, 4: 6.0, 5: 7.0}  # the best epoch, 3, is between two writes
+    real_record, writes = trainer.epoch_record, []
+
+    def scripted_record(run, result, m, scores):
+        record = real_record(run, result, m, scores)
+        return {**record, "test/loss": test_losses[run.epoch]}
+
+    def recorded(write, target: int):
+        """Wraps a checkpoint writer: notes the file its argument ``target`` names and the epoch
+        that file then holds."""
+
+        def wrapper(*args):
+            write(*args)
+            writes.append((Path(args[target]).name, load_checkpoint(args[target])["epoch"]))
+
+        return wrapper
+
+    monkeypatch.setattr(trainer, "epoch_record", scripted_record)
+    monkeypatch.setattr(trainer, "save_checkpoint", recorded(trainer.save_checkpoint, target=0))
+    monkeypatch.setattr(trainer, "link_checkpoint", recorded(trainer.link_checkpoint, target=1))
+    train(compose_train("trainer.epochs=5", "trainer.checkpoint_every=2"), tmp_path)
+    # After epoch 2: last.pt, and best.pt as the same file; after epoch 4: last.pt and epoch 3 as
+    # best.pt; the last epoch always writes last.pt.
+    assert writes == [("last.pt", 2), ("best.pt", 2), ("last.pt", 4), ("best.pt", 3), ("last.pt", 5)]
+
+
+def test_a_run_killed_between_checkpoints_trains_the_lost_epochs_again_to_the_same_numbers(
+    compose_train, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vae_gumbel.train as trainer
+
+    settings = ["trainer.epochs=4", "trainer.checkpoint_every=2", *ANNEAL_EVERY_STEP]
+    train(compose_train(*settings), tmp_path / "straight")
+
+    class Killed(BaseException):
+        """Ends the process at once, as SIGKILL would: no handler writes anything."""
+
+    epochs = []
+
+    def kill_after_epoch_3(where: str) -> None:
+        epochs.append(where)
+        if epochs.count("epoch") == 3:
+            raise Killed
+
+    monkeypatch.setattr(trainer, "pause", kill_after_epoch_3)
+    with pytest.raises(Killed):
+        train(compose_train(*settings), tmp_path / "killed")
+    killed = RunFolder(tmp_path / "killed")
+    assert len(read_metrics(killed.metrics)) == 3 and load_checkpoint(killed.checkpoint("last"))["epoch"] == 2
+    monkeypatch.undo()
+    train(compose_train(*settings, "resume=last"), killed.path)
+    expected = without_timing(read_metrics(RunFolder(tmp_path / "straight").metrics))
+    assert without_timing(read_metrics(killed.metrics)) == expected
+
+
+def test_an_interrupt_or_a_failure_between_checkpoints_writes_the_epochs_not_yet_on_disk(
+    compose_train, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vae_gumbel.train as trainer
+
+    settings = ["trainer.epochs=5", "trainer.checkpoint_every=5"]
+    pauses = []
+
+    def ctrl_c_after_epoch_3(where: str) -> None:
+        pauses.append(where)
+        if pauses.count("epoch") == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "pause", ctrl_c_after_epoch_3)
+    with pytest.raises(Interrupted):
+        train(compose_train(*settings), tmp_path / "interrupted")
+    monkeypatch.undo()
+    poison_training_loss(monkeypatch, at_call=3 * 6 + 2)  # a step of epoch 4 (6 steps an epoch)
+    with pytest.raises(NonFiniteLossError):
+        train(compose_train(*settings), tmp_path / "failed")
+    for run in ("interrupted", "failed"):
+        folder = RunFolder(tmp_path / run)
+        losses = {r["epoch"]: r["test/loss"] for r in read_metrics(folder.metrics)}
+        assert load_checkpoint(folder.checkpoint("last"))["epoch"] == 3
+        assert load_checkpoint(folder.checkpoint("best"))["epoch"] == min(losses, key=losses.get)
 
 
 def test_resume_from_another_run_folder_keeps_step_and_temperature(compose_train, tmp_path: Path) -> None:

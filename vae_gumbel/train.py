@@ -12,7 +12,7 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -200,9 +200,15 @@ def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
         member.snapshot = member_checkpoint(run, m, {"epoch": run.epoch, "step": run.step})
         member.saved_epoch = run.epoch if run.epoch else None
     while run.epoch < trainer.epochs:
-        # Train one epoch: every live member takes its steps; a member gone non-finite stops.
-        result = run.train_epoch(stop)
-        run.check_finite_weights()
+        # Train one epoch: every live member takes its steps; a member gone non-finite stops (the
+        # last one ends the run), and keeps on disk the epochs it completed.
+        try:
+            result = run.train_epoch(stop)
+            run.check_finite_weights()
+        finally:
+            for member in run.members:
+                if member.error is not None and member.snapshot is not None and member.snapshot["epoch"]:
+                    write_checkpoints(member, writer.submit)
         last = run.epoch == trainer.epochs
         # Score every member on the test set (and the validation set, if held out) in one batched
         # pass each, with exact discrete samples.
@@ -224,8 +230,9 @@ def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
             with TIMELINE.phase(DRAW_PICTURES):
                 draw_pictures(run, scores.get("test"), writer)
         # Keep each live member's state: copied here (what an interrupt would save), written in the
-        # background as last.pt every checkpoint_every epochs and as best.pt when its loss on the
-        # selection set (validation if held out, else test) improves.
+        # background every checkpoint_every epochs as last.pt, and as best.pt if its loss on the
+        # selection set (validation if held out, else test) improved since the last write. An epoch
+        # between writes that a kill loses is trained again, to the same numbers, on resume.
         with TIMELINE.phase(COPY_STATE):
             for m, member in run.live():
                 split = selection_split(records[m])
@@ -233,11 +240,10 @@ def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
                 member.best_test_loss = min(member.best_test_loss, records[m].get("test/loss", math.inf))
                 member.best_val_loss = min(member.best_val_loss, records[m].get("val/loss", math.inf))
                 member.snapshot = member_checkpoint(run, m, records[m])
-                latest = run.epoch % trainer.checkpoint_every == 0 or last
-                if latest or improved:
-                    writer.submit(save_checkpoints, member.folder, member.snapshot, latest, improved)
-                if latest:
-                    member.saved_epoch = run.epoch
+                if improved:
+                    member.best_snapshot = member.snapshot
+                if run.epoch % trainer.checkpoint_every == 0 or last:
+                    write_checkpoints(member, writer.submit)
         pause("epoch")
     # After the last epoch: importance-weighted bounds if asked, and the HParams summary.
     for m, member in run.live():
@@ -292,8 +298,7 @@ def interrupted(run: Run, err: BaseException) -> Interrupted:
         snapshot = member.snapshot
         if snapshot is None:
             continue
-        if member.saved_epoch != snapshot["epoch"]:
-            save_checkpoint(member.folder.checkpoint("last"), snapshot)
+        write_checkpoints(member, lambda work, *args: work(*args))
         command = resume_command(member.folder.path)
         write_status(
             member.folder,
@@ -387,13 +392,30 @@ def write_pictures(member: Member, epoch: int, step: int, pictures: dict[str, np
             member.run_log.log_png(name if name == "code_usage" else f"samples/{name}", png, step)
 
 
-def save_checkpoints(folder: RunFolder, checkpoint: dict[str, Any], latest: bool, best: bool) -> None:
-    """Writes a member's checkpoint as last.pt and/or best.pt (written once, linked if both)."""
+def write_checkpoints(member: Member, submit: Callable[..., Any]) -> None:
+    """Hands ``submit`` what a member's checkpoints on disk lack: its state at the last epoch
+    boundary as last.pt (unless last.pt holds that epoch), and its best epoch since the last write
+    as best.pt."""
+    snapshot = member.snapshot
+    last = snapshot if snapshot is not None and snapshot["epoch"] != member.saved_epoch else None
+    if last is None and member.best_snapshot is None:
+        return
+    submit(save_checkpoints, member.folder, last, member.best_snapshot)
+    if last is not None:
+        member.saved_epoch = last["epoch"]
+    member.best_snapshot = None
+
+
+def save_checkpoints(folder: RunFolder, last: dict[str, Any] | None, best: dict[str, Any] | None) -> None:
+    """Writes a member's checkpoints: ``last`` as last.pt, ``best`` as best.pt (the same epoch's
+    checkpoint is written once and linked)."""
     with TIMELINE.phase("checkpoints: write (background)"):
-        first = folder.checkpoint("last" if latest else "best")
-        save_checkpoint(first, checkpoint)
-        if latest and best:
-            link_checkpoint(first, folder.checkpoint("best"))
+        if last is not None:
+            save_checkpoint(folder.checkpoint("last"), last)
+        if best is not None and best is last:
+            link_checkpoint(folder.checkpoint("last"), folder.checkpoint("best"))
+        elif best is not None:
+            save_checkpoint(folder.checkpoint("best"), best)
 
 
 def stack_line(run: Run, records: list[dict[str, Any]]) -> str:
