@@ -201,6 +201,21 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(
     assert best[0] == best[1]
 
 
+def stop_after_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int, error: type[BaseException]) -> None:
+    """Makes the next run raise ``error`` at the end of its ``epoch``-th epoch (where
+    VAE_GUMBEL_PAUSE=epoch=S would pause it)."""
+    import vae_gumbel.train as trainer
+
+    ends = []
+
+    def pause(where: str) -> None:
+        ends.append(where)
+        if ends.count("epoch") == epoch:
+            raise error
+
+    monkeypatch.setattr(trainer, "pause", pause)
+
+
 def test_checkpoints_are_written_every_checkpoint_every_epochs_best_pt_with_the_best_epoch_since(
     compose_train, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -235,7 +250,6 @@ def test_checkpoints_are_written_every_checkpoint_every_epochs_best_pt_with_the_
 def test_a_run_killed_between_checkpoints_trains_the_lost_epochs_again_to_the_same_numbers(
     compose_train, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import vae_gumbel.train as trainer
 
     settings = ["trainer.epochs=4", "trainer.checkpoint_every=2", *ANNEAL_EVERY_STEP]
     train(compose_train(*settings), tmp_path / "straight")
@@ -243,14 +257,7 @@ def test_a_run_killed_between_checkpoints_trains_the_lost_epochs_again_to_the_sa
     class Killed(BaseException):
         """Ends the process at once, as SIGKILL would: no handler writes anything."""
 
-    epochs = []
-
-    def kill_after_epoch_3(where: str) -> None:
-        epochs.append(where)
-        if epochs.count("epoch") == 3:
-            raise Killed
-
-    monkeypatch.setattr(trainer, "pause", kill_after_epoch_3)
+    stop_after_epoch(monkeypatch, 3, Killed)
     with pytest.raises(Killed):
         train(compose_train(*settings), tmp_path / "killed")
     killed = RunFolder(tmp_path / "killed")
@@ -264,17 +271,9 @@ def test_a_run_killed_between_checkpoints_trains_the_lost_epochs_again_to_the_sa
 def test_an_interrupt_or_a_failure_between_checkpoints_writes_the_epochs_not_yet_on_disk(
     compose_train, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import vae_gumbel.train as trainer
 
     settings = ["trainer.epochs=5", "trainer.checkpoint_every=5"]
-    pauses = []
-
-    def ctrl_c_after_epoch_3(where: str) -> None:
-        pauses.append(where)
-        if pauses.count("epoch") == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer, "pause", ctrl_c_after_epoch_3)
+    stop_after_epoch(monkeypatch, 3, KeyboardInterrupt)  # Ctrl-C
     with pytest.raises(Interrupted):
         train(compose_train(*settings), tmp_path / "interrupted")
     monkeypatch.undo()
