@@ -3,6 +3,8 @@ and one member of a run out and back in again."""
 
 from __future__ import annotations
 
+import errno
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from vae_gumbel.checkpoint import (
     save_checkpoint,
 )
 from vae_gumbel.config import compose_settings
-from vae_gumbel.errors import CheckpointError
+from vae_gumbel.errors import CheckpointError, WriteError
 from vae_gumbel.model import member_state
 from vae_gumbel.run import Member, build_run
 from vae_gumbel.run_folder import RunFolder
@@ -117,17 +119,37 @@ def test_a_checkpoint_is_a_copy_that_training_does_not_change(mnist_root: Path) 
     assert torch.equal(checkpoint["model"]["encoder.0.weight"], before)
 
 
-def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    "failure, free, reason",
+    [
+        # What torch.save says when the disk fills up under its zip writer.
+        (
+            RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 3 vs 1"),
+            0,
+            "no space left",
+        ),
+        (OSError(errno.EIO, "Input/output error"), 10**9, "input/output error"),
+    ],
+    ids=["disk-full", "io-error"],
+)
+def test_a_failed_save_says_why_and_leaves_the_previous_checkpoint_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: Exception, free: int, reason: str
+) -> None:
     path = tmp_path / "last.pt"
     save_checkpoint(path, {"format_version": 1, "value": torch.ones(3)})
     before = path.read_bytes()
 
     def crash(obj, handle):
         handle.write(b"partial")
-        raise OSError("disk full")
+        raise failure
 
     monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(
+        shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(10**12, 10**12 - free, free)
+    )
+    with pytest.raises(
+        WriteError, match=rf"could not write checkpoint {path}: {reason}.*is kept.*resume=last"
+    ):
         save_checkpoint(path, {"format_version": 1, "value": torch.zeros(3)})
     assert path.read_bytes() == before
     assert list(tmp_path.iterdir()) == [path]

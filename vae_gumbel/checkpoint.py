@@ -17,6 +17,7 @@ import os
 import pickle
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from vae_gumbel.data import ImageSet, load_test_set, load_validation_set
-from vae_gumbel.errors import CheckpointError, first_line
+from vae_gumbel.errors import CheckpointError, WriteError, first_line
 from vae_gumbel.faults import pause
 from vae_gumbel.model import CategoricalVAE, member_state, model_with_weights
 from vae_gumbel.run_folder import resolve_checkpoint
@@ -51,8 +52,31 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
             os.fsync(handle.fileno())
         pause("checkpoint")
         os.replace(temporary, path)
+    except (OSError, RuntimeError) as err:
+        raise unwritable(path, err) from err
     finally:
         temporary.unlink(missing_ok=True)
+
+
+# Free bytes below which a failed write is put down to a full disk: torch's own message then only
+# says that its zip writer lost count.
+FULL_DISK_BYTES = 1 << 20
+
+
+def unwritable(path: Path, err: Exception) -> WriteError:
+    """Gives the error for a checkpoint that could not be written, saying why in plain words."""
+    try:
+        full = shutil.disk_usage(path.parent).free < FULL_DISK_BYTES
+    except OSError:
+        full = False
+    if isinstance(err, OSError) and err.strerror:
+        reason = err.strerror.lower()
+    else:
+        reason = "no space left on device" if full else first_line(err)
+    return WriteError(
+        f"could not write checkpoint {path}: {reason}; the checkpoint written before it is kept. "
+        "Free some space (or train into another folder), then continue with resume=last"
+    )
 
 
 def link_checkpoint(source: str | Path, path: str | Path) -> None:

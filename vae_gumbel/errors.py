@@ -83,6 +83,10 @@ class Interrupted(VaeGumbelError):
         return signal.Signals(self.signum).name
 
 
+class WriteError(VaeGumbelError):
+    """A file of the run could not be written: the disk is full, or the place is not writable."""
+
+
 class RunFailed(CompactHydraException):
     """A job of a multirun that failed: Hydra shows just this one-line message, and the sweep goes on."""
 
