@@ -75,6 +75,9 @@ def test_one_picture_has_one_default_name(run_dir: Path) -> None:
         for rows in (2, 8)
     ]
     assert chosen[0] == chosen[1] and chosen[0].name == "traversal_variables-1-3_epoch002.png"
+    # Reconstructions come in pairs of rows: rows=3 draws what rows=2 draws.
+    odd, even = (sample_with(f"checkpoint={run_dir}", "mode=reconstruction", f"rows={n}") for n in (3, 2))
+    assert odd == even and odd.name == "reconstruction_code-sample_rows2_cols8_seed0_epoch002.png"
 
 
 def test_an_existing_different_picture_is_never_replaced_silently(run_dir: Path, tmp_path: Path) -> None:

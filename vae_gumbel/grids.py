@@ -266,7 +266,13 @@ SAMPLE_MODES: dict[str, SampleMode] = {
     "reconstruction": SampleMode(
         images=lambda s: max(1, s.rows // 2) * s.cols,
         draw=lambda model, x, s: reconstruction_grid(model, x, s.rows, s.cols, s.seed, s.code),
-        shown=lambda s, model: settings_of(s, "code", "rows", "cols", "seed"),
+        # Rows come in pairs, an image above its reconstruction.
+        shown=lambda s, model: {
+            "code": s.code,
+            "rows": 2 * max(1, s.rows // 2),
+            "cols": s.cols,
+            "seed": s.seed,
+        },
     ),
     "traversal": SampleMode(
         images=lambda s: 1 if s.variables else TRAVERSAL_RANKING_IMAGES,
