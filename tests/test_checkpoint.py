@@ -120,20 +120,26 @@ def test_a_checkpoint_is_a_copy_that_training_does_not_change(mnist_root: Path) 
 
 
 @pytest.mark.parametrize(
-    "failure, free, reason",
+    "failure, free, reason, remedy",
     [
         # What torch.save says when the disk fills up under its zip writer.
         (
             RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 3 vs 1"),
             0,
-            "no space left",
+            "no space left on device",
+            "Free some space",
         ),
-        (OSError(errno.EIO, "Input/output error"), 10**9, "input/output error"),
+        (OSError(errno.EIO, "Input/output error"), 10**9, "input/output error", "Put that right"),
     ],
     ids=["disk-full", "io-error"],
 )
 def test_a_failed_save_says_why_and_leaves_the_previous_checkpoint_intact(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: Exception, free: int, reason: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: Exception,
+    free: int,
+    reason: str,
+    remedy: str,
 ) -> None:
     path = tmp_path / "last.pt"
     save_checkpoint(path, {"format_version": 1, "value": torch.ones(3)})
@@ -148,7 +154,7 @@ def test_a_failed_save_says_why_and_leaves_the_previous_checkpoint_intact(
         shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(10**12, 10**12 - free, free)
     )
     with pytest.raises(
-        WriteError, match=rf"could not write checkpoint {path}: {reason}.*is kept.*resume=last"
+        WriteError, match=rf"could not write checkpoint {path}: {reason}; .* is kept\. {remedy}.*resume=last"
     ):
         save_checkpoint(path, {"format_version": 1, "value": torch.zeros(3)})
     assert path.read_bytes() == before

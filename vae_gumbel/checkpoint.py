@@ -13,6 +13,7 @@ out to a checkpoint, and a checkpoint back into one member.
 from __future__ import annotations
 
 import copy
+import errno
 import os
 import pickle
 import random
@@ -69,13 +70,15 @@ def unwritable(path: Path, err: Exception) -> WriteError:
         full = shutil.disk_usage(path.parent).free < FULL_DISK_BYTES
     except OSError:
         full = False
+    full = full or getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
     if isinstance(err, OSError) and err.strerror:
         reason = err.strerror.lower()
     else:
         reason = "no space left on device" if full else first_line(err)
+    remedy = "free some space (or train into another folder)" if full else "put that right"
     return WriteError(
         f"could not write checkpoint {path}: {reason}; the checkpoint written before it is kept. "
-        "Free some space (or train into another folder), then continue with resume=last"
+        f"{remedy[0].upper()}{remedy[1:]}, then continue with resume=last"
     )
 
 
