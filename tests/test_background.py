@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
 import pytest
 
-from vae_gumbel.background import BackgroundWriter
+from vae_gumbel.background import MAX_WRITER_THREADS, BackgroundWriter, writer_threads
 
 
 def test_work_runs_in_order_and_drain_waits_for_all_of_it() -> None:
@@ -49,3 +50,34 @@ def test_an_error_met_while_waiting_for_room_is_raised_by_submit() -> None:
     with pytest.raises(ZeroDivisionError):
         writer.submit(lambda: None)
     writer.close()
+
+
+def test_a_lane_runs_in_order_while_another_lane_goes_ahead() -> None:
+    writer, release, done = BackgroundWriter(threads=2), threading.Event(), []
+    writer.submit(lambda: (release.wait(5), done.append("lane 0, first")), lane=0)
+    writer.submit(lambda: done.append("lane 0, second"), lane=0)
+    writer.submit(lambda: done.append("lane 1"), lane=1)
+    deadline = time.monotonic() + 5
+    while "lane 1" not in done and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert done == ["lane 1"]  # not held up by lane 0, whose second piece waits for its first
+    release.set()
+    writer.drain()
+    assert done == ["lane 1", "lane 0, first", "lane 0, second"]
+    writer.close()
+
+
+def test_a_lanes_submit_puts_work_into_that_lane() -> None:
+    writer, threads = BackgroundWriter(threads=3), []
+    for lane in (0, 1, 2, 4):
+        writer.lane(lane)(lambda: threads.append(threading.current_thread().name))
+    writer.drain()
+    assert threads[1] == threads[3] != threads[0] != threads[2]  # lanes 1 and 4 share a thread
+    writer.close()
+
+
+def test_training_on_a_cpu_writes_on_one_thread_and_on_a_gpu_on_several() -> None:
+    assert writer_threads("cpu", members=64) == 1
+    assert writer_threads("cuda", members=1) == 1
+    cores = os.cpu_count() or 2
+    assert writer_threads("cuda", members=64) == max(1, min(MAX_WRITER_THREADS, cores - 1))

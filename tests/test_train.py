@@ -557,6 +557,28 @@ def test_a_stack_writes_a_normal_run_folder_for_every_job(compose_train, tmp_pat
     assert len({r["test/loss"] for r in results}) == 3
 
 
+def test_a_stack_written_by_several_threads_leaves_the_same_files_as_by_one(
+    compose_train, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vae_gumbel.train as trainer
+
+    per_job = [[f"seed={i}", "trainer.epochs=3"] for i in range(4)]
+    trainer.train_members(jobs(compose_train, tmp_path / "one", *per_job))
+    monkeypatch.setattr(trainer, "writer_threads", lambda device_type, members: 3)  # as on a GPU
+    trainer.train_members(jobs(compose_train, tmp_path / "three", *per_job))
+    for i in range(4):
+        one, three = RunFolder(tmp_path / "one" / str(i)), RunFolder(tmp_path / "three" / str(i))
+        for which in ("last", "best"):
+            assert (
+                load_checkpoint(three.checkpoint(which))["epoch"]
+                == load_checkpoint(one.checkpoint(which))["epoch"]
+            )
+        pictures = sorted(path.name for path in three.samples.iterdir())
+        assert pictures == sorted(path.name for path in one.samples.iterdir()) and len(pictures) == 9
+        for name in pictures:
+            assert (three.samples / name).read_bytes() == (one.samples / name).read_bytes()
+
+
 def test_a_stack_scores_each_member_on_the_validation_set_as_its_checkpoint_scores_alone(
     compose_train, tmp_path: Path
 ) -> None:

@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from vae_gumbel.background import BackgroundWriter
+from vae_gumbel.background import BackgroundWriter, writer_threads
 from vae_gumbel.checkpoint import link_checkpoint, load_checkpoint, member_checkpoint, save_checkpoint
 from vae_gumbel.config import CONFIG_PATH, validate
 from vae_gumbel.data import ImageSet
@@ -174,7 +174,10 @@ def train_run(run: Run) -> None:
     preemption, which arrives as SystemExit.
     """
     # Each member hands the writer at most two pieces of work an epoch (pictures, checkpoint).
-    writer = BackgroundWriter(max_pending=2 * WRITER_EPOCHS_BEHIND * len(run.members))
+    writer = BackgroundWriter(
+        max_pending=2 * WRITER_EPOCHS_BEHIND * len(run.members),
+        threads=writer_threads(run.device.type, len(run.members)),
+    )
     try:
         with stop_on_signals() as stop:
             _train_run(run, writer, stop)
@@ -206,9 +209,9 @@ def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
             result = run.train_epoch(stop)
             run.check_finite_weights()
         finally:
-            for member in run.members:
+            for m, member in enumerate(run.members):
                 if member.error is not None and member.snapshot is not None and member.snapshot["epoch"]:
-                    write_checkpoints(member, writer.submit)
+                    write_checkpoints(member, writer.lane(m))
         last = run.epoch == trainer.epochs
         # Score every member on the test set (and the validation set, if held out) in one batched
         # pass each, with exact discrete samples.
@@ -243,7 +246,7 @@ def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
                 if improved:
                     member.best_snapshot = member.snapshot
                 if run.epoch % trainer.checkpoint_every == 0 or last:
-                    write_checkpoints(member, writer.submit)
+                    write_checkpoints(member, writer.lane(m))
         pause("epoch")
     # After the last epoch: importance-weighted bounds if asked, and the HParams summary.
     for m, member in run.live():
@@ -380,7 +383,7 @@ def draw_pictures(run: Run, scores: list[TestScores] | None, writer: BackgroundW
         pixels = {"prior": prior[m], "reconstruction": reconstruction[m]}
         if scores is not None:
             pixels["code_usage"] = to_pixels(code_usage_image(scores[m].usage))
-        writer.submit(write_pictures, member, run.epoch, run.step, pixels)
+        writer.submit(write_pictures, member, run.epoch, run.step, pixels, lane=m)
 
 
 def write_pictures(member: Member, epoch: int, step: int, pictures: dict[str, np.ndarray]) -> None:
