@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
 import pytest
 
 from vae_gumbel.background import MAX_WRITER_THREADS, BackgroundWriter, writer_threads
+from vae_gumbel.threads import usable_cores
 
 
 def test_work_runs_in_order_and_drain_waits_for_all_of_it() -> None:
@@ -79,5 +79,4 @@ def test_a_lanes_submit_puts_work_into_that_lane() -> None:
 def test_training_on_a_cpu_writes_on_one_thread_and_on_a_gpu_on_several() -> None:
     assert writer_threads("cpu", members=64) == 1
     assert writer_threads("cuda", members=1) == 1
-    cores = os.cpu_count() or 2
-    assert writer_threads("cuda", members=64) == max(1, min(MAX_WRITER_THREADS, cores - 1))
+    assert writer_threads("cuda", members=64) == max(1, min(MAX_WRITER_THREADS, usable_cores() - 1))

@@ -10,10 +10,11 @@ nothing fails silently.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
+
+from vae_gumbel.threads import usable_cores
 
 # The most threads that write a run's files. PNG encoding runs in parallel (PIL releases the GIL:
 # 2.0x with 2 threads on 2 cores); checkpoint writes are bound by the disk, not by threads.
@@ -23,10 +24,10 @@ MAX_WRITER_THREADS = 8
 def writer_threads(device_type: str, members: int) -> int:
     """Gives how many threads write a run's files. On a CPU, one: the training steps use the
     cores. On a GPU, whose training thread mostly waits, one per member up to MAX_WRITER_THREADS,
-    leaving that thread a core."""
+    leaving that thread a core of the ones this process may use (a SLURM job's, say)."""
     if device_type == "cpu":
         return 1
-    return max(1, min(members, MAX_WRITER_THREADS, (os.cpu_count() or 2) - 1))
+    return max(1, min(members, MAX_WRITER_THREADS, usable_cores() - 1))
 
 
 class BackgroundWriter:
