@@ -79,6 +79,14 @@ def test_seed_notebook_experiment_reproduces_the_tutorial_set_up() -> None:
     assert settings.trainer.epochs == 10
 
 
+@pytest.mark.parametrize(
+    "overrides", [["experiment=jang2017"], ["experiment=reinmax2023"], ["hparams_search=best_bound"]]
+)
+def test_the_long_set_ups_write_checkpoints_and_pictures_every_10_epochs(overrides: list[str]) -> None:
+    trainer = compose_settings(overrides).trainer
+    assert trainer.epochs >= 100 and (trainer.checkpoint_every, trainer.sample_every) == (10, 10)
+
+
 def test_fashion_mnist_and_radam_are_choices_of_their_groups() -> None:
     settings = compose_settings(["data=fashion_mnist", "optim=radam"])
     assert (settings.data.name, settings.optim.name) == ("fashion_mnist", "radam")
