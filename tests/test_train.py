@@ -250,7 +250,6 @@ def test_checkpoints_are_written_every_checkpoint_every_epochs_best_pt_with_the_
 def test_a_run_killed_between_checkpoints_trains_the_lost_epochs_again_to_the_same_numbers(
     compose_train, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-
     settings = ["trainer.epochs=4", "trainer.checkpoint_every=2", *ANNEAL_EVERY_STEP]
     train(compose_train(*settings), tmp_path / "straight")
 
@@ -271,7 +270,6 @@ def test_a_run_killed_between_checkpoints_trains_the_lost_epochs_again_to_the_sa
 def test_an_interrupt_or_a_failure_between_checkpoints_writes_the_epochs_not_yet_on_disk(
     compose_train, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-
     settings = ["trainer.epochs=5", "trainer.checkpoint_every=5"]
     stop_after_epoch(monkeypatch, 3, KeyboardInterrupt)  # Ctrl-C
     with pytest.raises(Interrupted):
