@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +63,19 @@ def stack_key(settings: TrainConfig) -> tuple:
         for key, value in flat_settings(settings).items()
         if key not in PER_MEMBER_KEYS and key not in RUN_CONTROL_KEYS
     )
+
+
+def stacks_by_key(keyed: Sequence[tuple[int, Hashable]], max_members: int | None = None) -> list[list[int]]:
+    """Gives the jobs (index, key) that train as one stack: those of equal key (``stack_key``, and
+    where they stand), in order of first appearance, at most ``max_members`` to a stack."""
+    groups: dict[Hashable, list[int]] = {}
+    for index, key in keyed:
+        groups.setdefault(key, []).append(index)
+    stacks = []
+    for indices in groups.values():
+        size = max_members or len(indices)
+        stacks += [indices[start : start + size] for start in range(0, len(indices), size)]
+    return stacks
 
 
 @dataclass

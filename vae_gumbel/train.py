@@ -55,7 +55,7 @@ from vae_gumbel.likelihood import (
 )
 from vae_gumbel.loop import EpochResult
 from vae_gumbel.model import unstack
-from vae_gumbel.run import Member, Run, build_run, log, stack_key
+from vae_gumbel.run import Member, Run, build_run, log, stack_key, stacks_by_key
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.step import STEP_VALUES
 from vae_gumbel.timeline import (
@@ -112,28 +112,26 @@ def train_members(
     most ``max_members`` to a stack.
     """
     results: dict[int, dict[str, Any] | Exception] = {}
-    stacks: dict[tuple, list[tuple[int, Path | None]]] = {}
+    resume_from: dict[int, Path | None] = {}
+    keyed: list[tuple[int, tuple]] = []
     for i, member in enumerate(members):
         try:
-            resume_from = find_resume_checkpoint(member.settings.resume, member.folder, member.logger)
-            starts_afresh = resume_from is None or member.settings.resume_weights_only
-            position = (0, 0) if starts_afresh else checkpoint_position(resume_from)
+            resume_from[i] = find_resume_checkpoint(member.settings.resume, member.folder, member.logger)
+            starts_afresh = resume_from[i] is None or member.settings.resume_weights_only
+            position = (0, 0) if starts_afresh else checkpoint_position(resume_from[i])
             finished = finished_metrics(member, position)
             if finished is not None:
                 results[i] = finished
             else:
-                stacks.setdefault((stack_key(member.settings), position), []).append((i, resume_from))
+                keyed.append((i, (stack_key(member.settings), position)))
         except Exception as err:
             write_status(member.folder, "failed", error=describe(err))
             results[i] = err
-    for jobs in stacks.values():
-        size = max_members or len(jobs)
-        for start in range(0, len(jobs), size):
-            chunk = jobs[start : start + size]
-            stacked = [members[i] for i, _ in chunk]
-            train_stack(stacked, [resume_from for _, resume_from in chunk])
-            for (i, _), member in zip(chunk, stacked, strict=True):
-                results[i] = member.error if member.error is not None else member.final
+    for chunk in stacks_by_key(keyed, max_members):
+        stacked = [members[i] for i in chunk]
+        train_stack(stacked, [resume_from[i] for i in chunk])
+        for i, member in zip(chunk, stacked, strict=True):
+            results[i] = member.error if member.error is not None else member.final
     return [results[i] for i in range(len(members))]
 
 

@@ -53,23 +53,18 @@ def group_into_stacks(jobs: Sequence[tuple[int, DictConfig]], max_members: int) 
     jobs that differ only in per-member settings, at most ``max_members`` to a stack. Jobs whose
     settings fail their checks go together into one group, where each fails alone with its error."""
     from vae_gumbel.config import validate
-    from vae_gumbel.run import stack_key
+    from vae_gumbel.run import stack_key, stacks_by_key
 
-    groups: dict[tuple, list[int]] = {}
+    keyed = []
     for idx, config in jobs:
         task = config.copy()
         with open_dict(task):
             task.pop("hydra", None)  # the job's own settings, as its task function gets them
         try:
-            key = stack_key(validate(task))
+            keyed.append((idx, stack_key(validate(task))))
         except Exception:
-            key = ("fails its checks",)
-        groups.setdefault(key, []).append(idx)
-    return [
-        indices[i : i + max_members]
-        for indices in groups.values()
-        for i in range(0, len(indices), max_members)
-    ]
+            keyed.append((idx, ("fails its checks",)))
+    return stacks_by_key(keyed, max_members)
 
 
 class StackedSubmitit:
