@@ -156,6 +156,25 @@ def test_a_run_of_no_epochs_scores_its_weights_and_offers_no_checkpoint(
     assert summary.startswith(f"0 epochs, final test loss {metrics['test/loss']:.2f}\n")
     assert "inf" not in summary
     assert "vae_gumbel.sample" not in summary and "vae_gumbel.evaluate" not in summary
+    # Its scores are the record of epoch 0, where the report and TensorBoard look for any epoch's.
+    assert read_metrics(RunFolder(tmp_path).metrics) == [metrics]
+    assert metrics["temperature"] == 1.0
+
+
+def test_a_run_of_no_epochs_gets_its_final_iwae_bounds(compose_train, tmp_path: Path) -> None:
+    metrics = train(compose_train("trainer.epochs=0", "eval.final_iwae_samples=[1,10]"), tmp_path)
+    (record,) = read_metrics(RunFolder(tmp_path).metrics)
+    assert record["epoch"] == 0 and record["test/iwae_nll_10"] == metrics["test/iwae_nll_10"]
+    assert json.loads((tmp_path / "eval.json").read_text())["epoch"] == 0
+
+
+def test_a_fresh_start_drops_the_records_of_a_run_that_wrote_no_checkpoint(
+    compose_train, tmp_path: Path
+) -> None:
+    train(compose_train("trainer.epochs=0", "temperature.initial=2.0"), tmp_path)
+    metrics = train(compose_train("trainer.epochs=1"), tmp_path)
+    assert [r["epoch"] for r in read_metrics(RunFolder(tmp_path).metrics)] == [1]
+    assert metrics["temperature"] == 1.0
 
 
 def test_training_lowers_the_test_loss(compose_train, tmp_path: Path) -> None:

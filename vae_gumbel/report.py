@@ -276,9 +276,9 @@ def curves_figure(jobs: list[Job], title: str, sort: str = "final") -> Figure:
             if points:
                 axis.plot(*zip(*points, strict=True), style, markersize=3, label=name)
         temperature_axis = axis.twinx()
-        temperature_axis.plot(
-            [r["epoch"] for r in records], [r["temperature"] for r in records], ":", color="gray"
-        )
+        temperatures = [(r["epoch"], r["temperature"]) for r in records if "temperature" in r]
+        if temperatures:
+            temperature_axis.plot(*zip(*temperatures, strict=True), ":", color="gray")
         temperature_axis.set_ylabel("temperature", color="gray")
     else:
         keys = varying_keys(jobs)

@@ -160,8 +160,8 @@ class RunLog:
 
     On resume from ``start_step``/``start_epoch``, records written after that point (by a
     run that died after its last checkpoint) are dropped, so the files read as if the run
-    had never been interrupted. ``logger`` receives the log lines (by default the trainer's,
-    which Hydra writes to the console and to train.log).
+    had never been interrupted; a fresh start drops them all. ``logger`` receives the log lines
+    (by default the trainer's, which Hydra writes to the console and to train.log).
     """
 
     def __init__(
@@ -176,7 +176,9 @@ class RunLog:
 
         self.folder, self.logger = folder, logger
         folder.path.mkdir(parents=True, exist_ok=True)
-        kept = [r for r in read_metrics(folder.metrics) if r.get("epoch", 0) <= start_epoch]
+        # A fresh start keeps nothing: what is there is from a run that never wrote a checkpoint.
+        records = read_metrics(folder.metrics) if start_step else []
+        kept = [r for r in records if r.get("epoch", 0) <= start_epoch]
         folder.metrics.write_text("".join(json.dumps(r) + "\n" for r in kept))
         # In a sweep, tensorboard/<overrides>/ so TensorBoard names each job's run by its overrides.
         # Events logged after the checkpoint's step belong to the lost part of the run; the

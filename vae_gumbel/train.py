@@ -53,7 +53,7 @@ from vae_gumbel.likelihood import (
     score_test_set,
     write_eval_json,
 )
-from vae_gumbel.loop import EpochResult
+from vae_gumbel.loop import EpochResult, Temperatures
 from vae_gumbel.model import unstack
 from vae_gumbel.run import Member, Run, build_run, log, stack_key, stacks_by_key
 from vae_gumbel.run_folder import RunFolder
@@ -257,13 +257,17 @@ def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
 
 def last_metrics(run: Run, m: int) -> dict[str, Any]:
     """Gives the metrics of a member that resumed with no epoch left to train (its last record), or,
-    for a run of no epochs, its test scores as they stand."""
-    records = read_metrics(run.members[m].folder.metrics)
+    for a run of no epochs, its held-out scores as they stand, logged as the record of its epoch
+    (so that the report, TensorBoard and a final IWAE find them where they find any epoch's)."""
+    member = run.members[m]
+    records = read_metrics(member.folder.metrics)
     if records and records[-1]["epoch"] == run.epoch:
         return records[-1]
-    metrics = {"epoch": run.epoch, "step": run.step}
+    temperature = Temperatures(run.schedule, run.step, 1, run.device).value(run.step)[m]
+    metrics = {"epoch": run.epoch, "step": run.step, "temperature": float(temperature)}
     for scores in score_held_out_sets(run).values():
         metrics.update(scores[m].metrics)
+    member.run_log.log_epoch(metrics)
     return metrics
 
 
