@@ -55,3 +55,32 @@ def test_a_command_exits_with_what_main_returns_as_sys_exit_reads_it(
 def test_an_exception_in_main_leaves_the_ordinary_way() -> None:
     done = command_process("raise SystemExit(4)")
     assert done.returncode == 4 and "torn down" in done.stdout  # the usual exit, teardown and all
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        (
+            "train",
+            [
+                "[group=option ...] [key=value ...]",
+                "temperature: constant, exp_anneal, learned",
+                "resume=last",
+            ],
+        ),
+        ("evaluate", ["checkpoint=PATH", "iwae_samples  the k of the bounds", "eval_2.json"]),
+        ("sample", ["checkpoint=PATH", "traversal: one latent variable", "overwrite     a different"]),
+    ],
+)
+def test_each_command_says_in_its_help_what_it_does_and_what_its_settings_mean(
+    command: str, says: list[str]
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", f"vae_gumbel.{command}", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"python -m vae_gumbel.{command} ")
+    for text in says:
+        assert text in done.stdout
+    # evaluate and sample take no training groups, so their help lists none.
+    assert ("== Configuration groups ==" in done.stdout) == (command == "train")

@@ -339,9 +339,9 @@ class EvaluateConfig:
     seed: int = 0
     device: str = "auto"
     out: str | None = None
-    progress: str = "auto"  # auto (a bar on a terminal, a log line every 30 s in a file) | true | false
+    progress: str = "auto"
     data: TestDataConfig = field(default_factory=TestDataConfig)
-    split: str = "test"  # test | val: the validation set the run held out (data.validation)
+    split: str = "test"
 
     def __post_init__(self) -> None:
         choice("which", self.which, ("best", "last"))
