@@ -23,7 +23,7 @@ def test_a_run_folder_or_a_file_resolves_to_a_checkpoint(tmp_path: Path) -> None
     folder.checkpoint("last").write_bytes(b"x")
     assert resolve_checkpoint(tmp_path, "last") == folder.checkpoint("last")
     assert resolve_checkpoint(folder.checkpoint("last")) == folder.checkpoint("last")
-    with pytest.raises(CheckpointError, match="is not a run folder with a saved best.pt"):
+    with pytest.raises(CheckpointError, match="holds only last.pt; give which=last"):
         resolve_checkpoint(tmp_path, "best")
     with pytest.raises(CheckpointError, match="does not exist"):
         resolve_checkpoint(tmp_path / "nope.pt")
@@ -36,10 +36,24 @@ def test_the_pictures_of_an_epoch_keep_their_documented_names(tmp_path: Path) ->
     assert folder.epoch_picture("code_usage", 12).name == "code_usage_epoch_012.png"
 
 
+def test_a_folder_without_the_checkpoint_says_why_and_what_to_give(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=f"{tmp_path} is not a run folder"):
+        resolve_checkpoint(tmp_path, "last")
+    for job in ("0", "1"):
+        RunFolder(tmp_path / job).path.mkdir()
+        RunFolder(tmp_path / job).status.write_text('{"status": "completed", "epoch": 0}')
+    with pytest.raises(
+        CheckpointError, match=f"a folder of runs; give one of them, such as {tmp_path / '0'}$"
+    ):
+        resolve_checkpoint(tmp_path, "last")
+    with pytest.raises(CheckpointError, match=r"\(completed at epoch 0\) saved none: .*trainer.epochs=0"):
+        resolve_checkpoint(tmp_path / "1", "best")
+
+
 def test_runs_are_found_below_a_folder_in_natural_order(tmp_path: Path) -> None:
-    for job in ("10", "2", "1"):
+    for job in ("10", "2", "1", "b", "a"):
         RunFolder(tmp_path / job).path.mkdir()
         RunFolder(tmp_path / job).metrics.write_text("")
     (tmp_path / "3" / ".hydra").mkdir(parents=True)
     RunFolder(tmp_path / "3").overrides.write_text("[]")
-    assert [p.name for p in find_runs(tmp_path)] == ["1", "2", "3", "10"]
+    assert [p.name for p in find_runs(tmp_path)] == ["1", "2", "3", "10", "a", "b"]

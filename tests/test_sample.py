@@ -149,7 +149,7 @@ def test_a_missing_or_empty_checkpoint_and_a_bad_mode_are_clear_errors(run_dir: 
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="does not exist"):
         sample_with(f"checkpoint={tmp_path / 'nope.pt'}")
-    with pytest.raises(CheckpointError, match="is not a run folder with a saved best.pt"):
+    with pytest.raises(CheckpointError, match="empty is not a run folder$"):
         sample_with(f"checkpoint={tmp_path / 'empty'}")
     with pytest.raises(ConfigError, match="mode must be one of"):
         sample_with(f"checkpoint={run_dir}", "mode=painting")

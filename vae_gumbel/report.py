@@ -33,8 +33,8 @@ from matplotlib.ticker import MaxNLocator
 
 from vae_gumbel.config import RUN_CONTROL_KEYS
 from vae_gumbel.errors import ConfigError, one_line_errors
-from vae_gumbel.run_folder import RunFolder, find_runs
-from vae_gumbel.tracking import iwae_bound, read_metrics, read_status
+from vae_gumbel.run_folder import RunFolder, find_runs, read_status
+from vae_gumbel.tracking import iwae_bound, read_metrics
 
 
 @dataclass

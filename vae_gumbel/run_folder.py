@@ -16,8 +16,11 @@ SWEEP/timeline_jobs_FIRST-LAST.json      the same for a batch of jobs of a stack
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vae_gumbel.errors import CheckpointError
 
@@ -98,6 +101,14 @@ def sweep_timeline(sweep_dir: Path, first_job: int, last_job: int) -> Path:
     return Path(sweep_dir) / f"timeline_jobs_{first_job}-{last_job}.json"
 
 
+def read_status(folder: RunFolder) -> dict[str, Any]:
+    """Gives what status.json says about how a run ended ({} if it has none)."""
+    try:
+        return json.loads(folder.status.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
 def resolve_checkpoint(path: str | Path, which: str = "last") -> Path:
     """Gives the checkpoint file for ``path``: the file itself, or RUN/checkpoints/{which}.pt of a
     run folder."""
@@ -105,20 +116,48 @@ def resolve_checkpoint(path: str | Path, which: str = "last") -> Path:
     if path.is_dir():
         candidate = RunFolder(path).checkpoint(which)
         if not candidate.is_file():
-            raise CheckpointError(
-                f"no checkpoint at {candidate}: {path} is not a run folder with a saved {which}.pt"
-            )
+            raise CheckpointError(f"no checkpoint at {candidate}: {why_no_checkpoint(path, which)}")
         return candidate
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; give a .pt file or a run folder")
     return path
 
 
+def why_no_checkpoint(path: Path, which: str) -> str:
+    """Says why a folder has no checkpoints/{which}.pt, and what to give instead."""
+    folder = RunFolder(path)
+    other = next(name for name in CHECKPOINTS if name != which)
+    if folder.checkpoint(other).is_file():
+        return f"{path} holds only {other}.pt; give which={other}"
+    if status := read_status(folder):
+        epoch = status.get("epoch", 0)
+        return (
+            f"the run in {path} ({status.get('status')} at epoch {epoch}) saved none: a run writes its "
+            "first checkpoint after its first epoch (trainer.epochs=0 writes none)"
+        )
+    runs = [child for child in sorted(path.iterdir(), key=natural) if is_run(child)]
+    if runs:
+        return f"{path} is a folder of runs; give one of them, such as {runs[0]}"
+    return f"{path} is not a run folder"
+
+
+# The files that make a folder a run folder.
+RUN_MARKERS = ("metrics.jsonl", "status.json", ".hydra/overrides.yaml")
+
+
+def is_run(path: Path) -> bool:
+    return any((path / marker).is_file() for marker in RUN_MARKERS)
+
+
+def natural(path: Path) -> list[tuple[float, str]]:
+    """Sorts paths in natural order: job 2 before job 10, numbered folders before named ones."""
+    return [(int(part), "") if part.isdigit() else (math.inf, part) for part in path.parts]
+
+
 def find_runs(root: Path) -> list[Path]:
-    """Gives every run folder below ``root`` (itself included): those with metrics, a status or
-    Hydra's record of their overrides, in natural order (job 2 before job 10)."""
+    """Gives every run folder below ``root`` (itself included), in natural order."""
     folders = set()
-    for marker in ("metrics.jsonl", "status.json", ".hydra/overrides.yaml"):
+    for marker in RUN_MARKERS:
         for path in Path(root).rglob(marker):
             folders.add(path.parent.parent if marker.startswith(".hydra") else path.parent)
-    return sorted(folders, key=lambda p: [int(part) if part.isdigit() else part for part in p.parts])
+    return sorted(folders, key=natural)

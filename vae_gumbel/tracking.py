@@ -63,14 +63,6 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def read_status(folder: RunFolder) -> dict[str, Any]:
-    """Gives what status.json says about how a run ended ({} if it has none)."""
-    try:
-        return json.loads(folder.status.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
 def write_status(folder: RunFolder, status: str, **details: Any) -> None:
     """Records how the run ended in status.json, for reports over many runs."""
     folder.path.mkdir(parents=True, exist_ok=True)
