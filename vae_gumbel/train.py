@@ -56,7 +56,7 @@ from vae_gumbel.likelihood import (
 from vae_gumbel.loop import EpochResult, Temperatures
 from vae_gumbel.model import unstack
 from vae_gumbel.run import Member, Run, build_run, log, stack_key, stacks_by_key
-from vae_gumbel.run_folder import RunFolder
+from vae_gumbel.run_folder import RunFolder, resolve_checkpoint
 from vae_gumbel.step import STEP_VALUES
 from vae_gumbel.timeline import (
     COPY_STATE,
@@ -527,14 +527,10 @@ def find_resume_checkpoint(
     if resume == "last":
         own = folder.checkpoint("last")
         return own if own.is_file() else None
-    path = Path(to_absolute_path(resume))
-    if path.is_dir():
-        path = RunFolder(path).checkpoint("last")
-    if not path.is_file():
-        raise CheckpointError(
-            f"resume={resume}: no checkpoint at {path}; give a checkpoint file, a run folder, or resume=last"
-        )
-    return path
+    try:
+        return resolve_checkpoint(to_absolute_path(resume), "last")
+    except CheckpointError as err:
+        raise CheckpointError(f"resume={resume}: {err} (or resume=last for this run's own)") from None
 
 
 def checkpoint_position(file: Path) -> tuple[int, int]:
