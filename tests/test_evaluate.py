@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import assert_one_line_error, compose_config, run_module, tiny_run
-from vae_gumbel.errors import ConfigError
+from vae_gumbel.errors import ConfigError, Interrupted
 from vae_gumbel.evaluate import run_evaluation
 from vae_gumbel.train import train
 
@@ -145,3 +145,24 @@ def test_an_output_place_that_cannot_be_written_is_refused_before_the_work(
     blocked.write_text("")
     with pytest.raises(ConfigError, match=r"cannot write into .*a-file .*; give out= a place you can write"):
         evaluate(f"checkpoint={run_dir}", f"out={blocked / 'eval.json'}")
+
+
+def test_ctrl_c_stops_an_evaluation_in_one_line_and_leaves_the_last_one_as_it_was(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vae_gumbel.evaluate
+
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    evaluate(f"checkpoint={copy}", "iwae_samples=[1,5]")
+    before = (copy / "eval.json").read_bytes()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vae_gumbel.evaluate, "evaluation_report", interrupted)
+    with pytest.raises(
+        Interrupted, match=r"^interrupted by SIGINT: nothing was written, .*eval.json is as it was"
+    ) as err:
+        evaluate(f"checkpoint={copy}", "iwae_samples=[1000]")
+    assert err.value.exit_code == 130
+    assert (copy / "eval.json").read_bytes() == before and not (copy / "eval_2.json").exists()

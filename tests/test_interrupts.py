@@ -17,7 +17,8 @@ import torch
 
 from tests.conftest import REPO, compose_config, tiny_run
 from tests.test_train import without_timing
-from vae_gumbel.interrupts import resume_command, stop_on_signals
+from vae_gumbel.errors import Interrupted
+from vae_gumbel.interrupts import StoppedBySignal, resume_command, stop_on_signals
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.tracking import read_metrics
 from vae_gumbel.train import train
@@ -33,6 +34,43 @@ def test_a_signal_asks_for_a_stop_and_a_second_one_stops_at_once() -> None:
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+
+
+def test_where_no_step_boundary_comes_a_signal_stops_at_once() -> None:
+    with stop_on_signals() as stop:
+        with stop.at_once(), pytest.raises(StoppedBySignal) as stopped:
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert stopped.value.signum == signal.SIGTERM
+    with stop_on_signals() as stop:
+        os.kill(os.getpid(), signal.SIGINT)  # asked for before: the stop comes on entry
+        with pytest.raises(StoppedBySignal), stop.at_once():
+            pass
+
+
+def test_an_interrupt_in_the_final_iwae_stops_it_and_resume_computes_the_bounds(
+    mnist_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vae_gumbel.train as trainer
+
+    overrides = [*tiny_run(mnist_root), "trainer.epochs=1", "eval.final_iwae_samples=[1,10]"]
+    evaluate = trainer.final_iwae
+
+    def interrupted_evaluation(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the evaluation starts
+        evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "final_iwae", interrupted_evaluation)
+    with pytest.raises(
+        Interrupted, match=r"epoch 1 \(its last: the training is done, its final IWAE bounds are not\)"
+    ):
+        train(compose_config("train", overrides), tmp_path)
+    folder = RunFolder(tmp_path)
+    assert json.loads(folder.status.read_text())["status"] == "interrupted"
+    assert "test/iwae_nll_10" not in read_metrics(folder.metrics)[-1]
+    monkeypatch.setattr(trainer, "final_iwae", evaluate)
+    metrics = train(compose_config("train", [*overrides, "resume=last"]), tmp_path)
+    assert "test/iwae_nll_10" in metrics and "test/iwae_nll_10" in read_metrics(folder.metrics)[-1]
+    assert json.loads(folder.status.read_text())["status"] == "completed"
 
 
 def test_the_command_that_continues_a_run_started_from_weights_continues_from_its_own_checkpoint(

@@ -8,6 +8,7 @@ active variables and code usage, next to the test-set binarization they were mea
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from omegaconf import DictConfig
 from vae_gumbel.checkpoint import load_checkpoint, model_from_checkpoint, test_set_of
 from vae_gumbel.config import CONFIG_PATH, EvaluateConfig, validate
 from vae_gumbel.device import resolve_device
-from vae_gumbel.errors import one_line_errors
+from vae_gumbel.errors import Interrupted, one_line_errors
 from vae_gumbel.files import check_writable
 from vae_gumbel.likelihood import IMAGES, binarization_of, evaluation_report, kept_line, write_eval_json
 from vae_gumbel.run_folder import RunFolder, resolve_checkpoint
@@ -51,17 +52,24 @@ def run_evaluation(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
     check_writable(out.parent, "out=")  # before the work, which may take an hour
     checkpoint = load_checkpoint(file)
     model = model_from_checkpoint(checkpoint, source=str(file)).to(device).eval()
-    report = evaluation_report(
-        model,
-        test_set_of(checkpoint, settings.data, device, split=settings.split),
-        settings.iwae_samples,
-        binarization=binarization_of(checkpoint["config"]["data"]),
-        batch_size=settings.batch_size,
-        max_rows=settings.max_rows,
-        seed=settings.seed,
-        context={**checkpoint_context(checkpoint, str(file)), "images": IMAGES[settings.split]},
-        progress=settings.progress,
-    )
+    try:
+        report = evaluation_report(
+            model,
+            test_set_of(checkpoint, settings.data, device, split=settings.split),
+            settings.iwae_samples,
+            binarization=binarization_of(checkpoint["config"]["data"]),
+            batch_size=settings.batch_size,
+            max_rows=settings.max_rows,
+            seed=settings.seed,
+            context={**checkpoint_context(checkpoint, str(file)), "images": IMAGES[settings.split]},
+            progress=settings.progress,
+        )
+    except KeyboardInterrupt:
+        raise Interrupted(
+            signal.SIGINT,
+            f"interrupted by SIGINT: nothing was written, {out} is as it was; the same command evaluates "
+            "again from the start (fewer images, data.test_limit=N, or smaller iwae_samples take less time)",
+        ) from None
     log.info(kept_line(out, write_eval_json(report, out)))
     return out, report
 

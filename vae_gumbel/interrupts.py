@@ -16,29 +16,51 @@ from pathlib import Path
 STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+class StoppedBySignal(KeyboardInterrupt):
+    """Raised where the program stands when a stop cannot wait for a step boundary."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 class StopRequest:
     """Holds the signal that asked the run to stop, if one did."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.immediate = False
 
     def __bool__(self) -> bool:
         return self.signum is not None
+
+    @contextmanager
+    def at_once(self) -> Iterator[None]:
+        """Inside, where there is no step boundary to wait for (a long evaluation), a stop request
+        raises StoppedBySignal at once; one that came before raises it on entry."""
+        if self:
+            raise StoppedBySignal(self.signum)
+        self.immediate = True
+        try:
+            yield
+        finally:
+            self.immediate = False
 
 
 @contextmanager
 def stop_on_signals() -> Iterator[StopRequest]:
     """Installs SIGINT and SIGTERM handlers that ask for a stop at the next step boundary (a second
-    signal raises KeyboardInterrupt at once); restores the previous handlers afterwards. Outside the
-    main thread, where signals cannot be handled, the request never fires."""
+    signal, or the first inside ``StopRequest.at_once``, raises StoppedBySignal, a KeyboardInterrupt,
+    at once); restores the previous handlers afterwards. Outside the main thread, where signals
+    cannot be handled, the request never fires."""
     request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
 
     def handler(signum: int, frame: object) -> None:
-        if request:
-            raise KeyboardInterrupt
+        if request or request.immediate:
+            raise StoppedBySignal(request.signum or signum)
         request.signum = signum
 
     previous = {signum: signal.signal(signum, handler) for signum in STOPPING_SIGNALS}

@@ -56,7 +56,7 @@ from vae_gumbel.likelihood import (
 from vae_gumbel.loop import EpochResult, Temperatures
 from vae_gumbel.model import unstack
 from vae_gumbel.run import Member, Run, build_run, log, stack_key, stacks_by_key
-from vae_gumbel.run_folder import RunFolder, resolve_checkpoint
+from vae_gumbel.run_folder import RunFolder, read_status, resolve_checkpoint
 from vae_gumbel.step import STEP_VALUES
 from vae_gumbel.timeline import (
     COPY_STATE,
@@ -246,12 +246,13 @@ def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
                 if run.epoch % trainer.checkpoint_every == 0 or last:
                     write_checkpoints(member, writer.lane(m))
         pause("epoch")
-    # After the last epoch: importance-weighted bounds if asked, and the HParams summary.
+    # After the last epoch: importance-weighted bounds if asked (an evaluation that may take an
+    # hour, so a stop request ends it at once), and the HParams summary.
     for m, member in run.live():
         if not member.final:  # it had no epoch left to train: its metrics are its last ones
             member.final = last_metrics(run, m)
         if member.settings.eval.final_iwae_samples:
-            with TIMELINE.phase("final IWAE"):
+            with TIMELINE.phase("final IWAE"), stop.at_once():
                 final_iwae(run, m, member.settings.eval.final_iwae_on)
 
 
@@ -319,9 +320,15 @@ def interrupted(run: Run, err: BaseException) -> Interrupted:
     first = run.members[0]
     command = resume_command(first.folder.path) if first.folder is not None else None
     epoch = first.snapshot["epoch"] if first.snapshot else 0
+    if epoch < run.settings.trainer.epochs:
+        state = "the epoch in progress is lost"
+    elif first.settings.eval.final_iwae_samples:
+        state = "its last: the training is done, its final IWAE bounds are not"
+    else:
+        state = "its last: the training is done"
     return Interrupted(
         signum,
-        f"interrupted by {name}: the last checkpoint holds epoch {epoch} (the epoch in progress is lost); "
+        f"interrupted by {name}: the last checkpoint holds epoch {epoch} ({state}); "
         f"continue with: {command or 'resume=last in the same run folder'}",
     )
 
@@ -540,10 +547,11 @@ def checkpoint_position(file: Path) -> tuple[int, int]:
 
 
 def finished_metrics(member: Member, position: tuple[int, int]) -> dict[str, Any] | None:
-    """Gives the last metrics of a job that already trained all its epochs (so it is left as it
-    is), or None if it has work to do."""
+    """Gives the last metrics of a job that already trained all its epochs and completed (so it is
+    left as it is), or None if it has work to do: epochs to train, or its final IWAE evaluation
+    (which an interrupt or a kill after its last epoch leaves to do)."""
     epoch = position[0]
-    if epoch == 0:
+    if epoch == 0 or read_status(member.folder).get("status") != "completed":
         return None
     records = read_metrics(member.folder.metrics)
     if epoch >= member.settings.trainer.epochs and records and records[-1]["epoch"] == epoch:
