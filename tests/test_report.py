@@ -217,3 +217,14 @@ def test_a_report_of_fifty_runs_stays_readable(tmp_path: Path) -> None:
     assert texts[0] == "49: optim.lr=0.0007049, final 101.00"
     assert len(texts) == HIGHLIGHTED + 1 and texts[-1] == f"{50 - HIGHLIGHTED} others"
     assert legend.get_bbox_to_anchor().x0 > curves_figure(jobs, "").axes[0].bbox.x1  # beside the plot
+
+
+def test_every_curve_of_a_one_epoch_run_shows_its_point(tmp_path: Path) -> None:
+    write_job(tmp_path, ["debug=smoke"], [215.8], {"status": "completed"})
+    record = {"epoch": 1, "step": 10, "temperature": 1.0, "test/loss": 215.8}
+    record.update({"train/loss_relaxed": 352.0, "train/loss_unrelaxed": 348.8})
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    figure = curves_figure([read_job(tmp_path, tmp_path)], "one epoch")
+    lines = [line for axis in figure.axes for line in axis.lines]
+    assert len(lines) == 4  # train relaxed and unrelaxed, test, temperature
+    assert all(len(line.get_xdata()) == 1 and line.get_marker() not in ("None", "", None) for line in lines)

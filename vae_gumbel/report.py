@@ -266,19 +266,22 @@ def curves_figure(jobs: list[Job], title: str, sort: str = "final") -> Figure:
     axis = figure.subplots()
     if len(jobs) == 1:
         records = jobs[0].records
-        for key, name, style in (
-            ("train/loss_relaxed", "train, relaxed", "-"),
-            ("train/loss_unrelaxed", "train, unrelaxed", "--"),
-            ("val/loss", "validation (exact discrete)", "-s"),
-            ("test/loss", "test (exact discrete)", "-o"),
+        for key, name, style, marker in (
+            ("train/loss_relaxed", "train, relaxed", "-", None),
+            ("train/loss_unrelaxed", "train, unrelaxed", "--", None),
+            ("val/loss", "validation (exact discrete)", "-", "s"),
+            ("test/loss", "test (exact discrete)", "-", "o"),
         ):
             points = [(r["epoch"], r[key]) for r in records if key in r]
             if points:
-                axis.plot(*zip(*points, strict=True), style, markersize=3, label=name)
+                marker = marker or lone(points, "o")
+                axis.plot(*zip(*points, strict=True), style, marker=marker, markersize=3, label=name)
         temperature_axis = axis.twinx()
         temperatures = [(r["epoch"], r["temperature"]) for r in records if "temperature" in r]
         if temperatures:
-            temperature_axis.plot(*zip(*temperatures, strict=True), ":", color="gray")
+            temperature_axis.plot(
+                *zip(*temperatures, strict=True), ":", marker=lone(temperatures, "."), color="gray"
+            )
         temperature_axis.set_ylabel("temperature", color="gray")
     else:
         keys = varying_keys(jobs)
@@ -298,6 +301,11 @@ def curves_figure(jobs: list[Job], title: str, sort: str = "final") -> Figure:
 # How many runs (or settings) a figure of many draws in colour, with a legend entry each.
 HIGHLIGHTED = 6
 FAINT = "0.75"
+
+
+def lone(points: Any, marker: str) -> str | None:
+    """Gives the marker a curve of a single point needs, which a line alone would not show."""
+    return marker if len(points) == 1 else None
 
 
 def draw_ranked(
@@ -320,12 +328,11 @@ def draw_ranked(
             axis.fill_between(epochs, *band, color=color, alpha=0.2, zorder=2)
     else:
         others = f"{count - HIGHLIGHTED} others" if rank == HIGHLIGHTED else None
-        lone = len(epochs) == 1  # a single epoch is a point, which a line alone would not show
         axis.plot(
             epochs,
             values,
             style,
-            marker="o" if lone else None,
+            marker=lone(epochs, "o"),
             markersize=2,
             color=FAINT,
             linewidth=0.8,
