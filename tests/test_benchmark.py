@@ -118,3 +118,23 @@ def test_the_benchmark_times_every_configuration_at_two_batch_sizes(mnist_root: 
         "trainer compiled bf16 + CUDA graph",
     }
     assert len(rows) == 12 and all(math.isfinite(row["loss"]) for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        (["--batch-sizes", "100", "0"], "argument --batch-sizes: must be >= 1, got 0"),
+        (["--stack-sizes", "8", "-1"], "argument --stack-sizes: must be >= 1, got -1"),
+        (["--categorical-dim", "1"], "argument --categorical-dim: must be >= 2, got 1"),
+        (["--images", "many"], "argument --images: must be a whole number, got 'many'"),
+    ],
+)
+def test_bad_sizes_are_refused_in_one_line_before_anything_is_timed(
+    arguments: list[str], says: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vae_gumbel.tools.benchmark as benchmark
+
+    monkeypatch.setattr(benchmark, "run", lambda args: pytest.fail("timed with bad sizes"))
+    with pytest.raises(SystemExit) as exit_:
+        main(arguments)
+    assert exit_.value.code == 2 and capsys.readouterr().err.strip().endswith(says)

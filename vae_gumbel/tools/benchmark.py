@@ -19,6 +19,7 @@ import json
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -421,46 +422,75 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``, so that a bad one is refused in
+    argparse's one line before anything is timed."""
+
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return whole_number
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Time the tutorial loop against the trainer, side by side.")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     parser.add_argument("--data-root", default="data", help="the folder holding MNIST/raw (default: data)")
     parser.add_argument(
-        "--batch-sizes", type=int, nargs="+", default=[100, 1000, 10000], help="batch sizes timed"
+        "--batch-sizes", type=at_least(1), nargs="+", default=[100, 1000, 10000], help="batch sizes timed"
     )
     parser.add_argument(
-        "--images", type=int, default=30_000, help="images timed per configuration and batch size"
+        "--images", type=at_least(1), default=30_000, help="images timed per configuration and batch size"
     )
-    parser.add_argument("--repeats", type=int, default=3, help="timings per configuration (median reported)")
-    parser.add_argument("--latent-dim", type=int, default=30, help="N, the latent variables")
-    parser.add_argument("--categorical-dim", type=int, default=10, help="K, the categories per variable")
-    parser.add_argument("--hidden", type=int, nargs="+", default=[512, 256], help="the MLP's hidden widths")
+    parser.add_argument(
+        "--repeats", type=at_least(1), default=3, help="timings per configuration (median reported)"
+    )
+    parser.add_argument("--latent-dim", type=at_least(1), default=30, help="N, the latent variables")
+    parser.add_argument(
+        "--categorical-dim", type=at_least(2), default=10, help="K, the categories per variable"
+    )
+    parser.add_argument(
+        "--hidden", type=at_least(1), nargs="+", default=[512, 256], help="the MLP's hidden widths"
+    )
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile configurations")
     parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast on the CPU")
     parser.add_argument(
         "--no-tf32", action="store_true", help="keep the trainer's CUDA matmuls in full float32"
     )
     parser.add_argument(
-        "--epochs", type=int, default=0, help="also train both loops this many epochs; compare test loss"
+        "--epochs",
+        type=at_least(0),
+        default=0,
+        help="also train both loops this many epochs; compare test loss",
     )
     parser.add_argument(
         "--no-verify", action="store_true", help="skip the MNIST checksums (own MNIST-format files)"
     )
     parser.add_argument(
         "--peak-size",
-        type=int,
+        type=at_least(0),
         default=0,
         help="matrix size for the matmul peak (default 8192 on CUDA, 2048 on the CPU)",
     )
     parser.add_argument(
         "--stack-sizes",
-        type=int,
+        type=at_least(1),
         nargs="*",
         default=[],
         help="also time the stacked step (trainer.compile=auto) of stacks of these sizes, e.g. 1 8 64 256",
     )
-    parser.add_argument("--stack-batch-size", type=int, default=100, help="batch size of the stacked step")
-    parser.add_argument("--stack-steps", type=int, default=50, help="steps timed per stack size and repeat")
+    parser.add_argument(
+        "--stack-batch-size", type=at_least(1), default=100, help="batch size of the stacked step"
+    )
+    parser.add_argument(
+        "--stack-steps", type=at_least(1), default=50, help="steps timed per stack size and repeat"
+    )
     parser.add_argument(
         "--out", type=Path, default=Path("outputs/bench"), help="folder of bench.json and bench.md"
     )
