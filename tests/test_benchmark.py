@@ -138,3 +138,15 @@ def test_bad_sizes_are_refused_in_one_line_before_anything_is_timed(
     with pytest.raises(SystemExit) as exit_:
         main(arguments)
     assert exit_.value.code == 2 and capsys.readouterr().err.strip().endswith(says)
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_anything_is_timed(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import vae_gumbel.tools.benchmark as benchmark
+
+    monkeypatch.setattr(benchmark, "run", lambda args: pytest.fail("timed before checking --out"))
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "a-file" / "bench")])
+    assert "give --out a place you can write to" in capsys.readouterr().err

@@ -37,6 +37,14 @@ def test_auto_is_the_cpu_without_cuda_and_a_missing_gpu_names_the_setting_it_cam
         resolve_device("cuda", key="device")
 
 
+@pytest.mark.parametrize("name", ["gpu", "cuda0", "cpu:1", "CUDA", ""])
+def test_a_device_name_no_command_takes_is_refused_naming_its_setting(name: str) -> None:
+    with pytest.raises(
+        ConfigError, match=f"^--device must be one of 'auto', 'cpu', 'cuda', 'cuda:N', got '{name}'$"
+    ):
+        resolve_device(name, key="--device")
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_is_bf16_only_on_a_cpu_that_computes_bf16_natively(monkeypatch, native: bool) -> None:
     monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: native)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from vae_gumbel.data import BINARIZATIONS
 from vae_gumbel.datasets import DATASETS
+from vae_gumbel.device import DEVICE_PATTERN
 from vae_gumbel.errors import ConfigError, first_line
 from vae_gumbel.estimators import ESTIMATORS
 from vae_gumbel.model import MODELS
@@ -32,7 +32,6 @@ from vae_gumbel.step import COMPILE_SETTINGS, PRECISIONS
 
 # Where the entry points find the YAML files: inside the installed package, from any directory.
 CONFIG_PATH = "pkg://vae_gumbel.conf"
-DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 def require(condition: bool, key: str, allowed: str, value: Any) -> None:

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import torch
 
 from vae_gumbel.errors import ConfigError
 
+# The device settings every command takes.
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+
 
 def resolve_device(name: str, key: str = "trainer.device") -> torch.device:
     """Gives the device for a device setting (``key`` names it in errors): auto picks CUDA when
     there is one."""
+    if DEVICE_PATTERN.fullmatch(name) is None:
+        raise ConfigError(f"{key} must be one of 'auto', 'cpu', 'cuda', 'cuda:N', got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)

@@ -33,7 +33,7 @@ from vae_gumbel.data import Data, ImageSet
 from vae_gumbel.datasets import ensure, load_images
 from vae_gumbel.device import allow_tf32, resolve_device, synchronize
 from vae_gumbel.errors import one_line_errors
-from vae_gumbel.files import write_new
+from vae_gumbel.files import check_writable, write_new
 from vae_gumbel.likelihood import score_test_set
 from vae_gumbel.loop import Temperatures, train_epoch
 from vae_gumbel.model import CategoricalVAE, unstack
@@ -496,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     with one_line_errors():
+        check_writable(args.out, "--out")  # before the timings, which take minutes
         report = run(args)
     table = markdown(report)
     print(table)
