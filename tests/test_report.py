@@ -228,3 +228,15 @@ def test_every_curve_of_a_one_epoch_run_shows_its_point(tmp_path: Path) -> None:
     lines = [line for axis in figure.axes for line in axis.lines]
     assert len(lines) == 4  # train relaxed and unrelaxed, test, temperature
     assert all(len(line.get_xdata()) == 1 and line.get_marker() not in ("None", "", None) for line in lines)
+
+
+def test_a_run_with_damaged_records_is_listed_with_the_damage_and_the_others_are_reported(
+    tmp_path: Path,
+) -> None:
+    write_job(tmp_path / "0", ["seed=0"], [150.0, 140.0], {"status": "completed"})
+    write_job(tmp_path / "1", ["seed=1"], [151.0, 141.0], {"status": "completed"})
+    metrics = tmp_path / "1" / "metrics.jsonl"
+    metrics.write_text("{garbage\n" + metrics.read_text())
+    lines = report(tmp_path).splitlines()
+    assert lines[2].startswith("| 0 | completed | 0 | 2 | 140.0 |")
+    assert lines[3].startswith("| 1 | completed | 1 |") and "line 1 of 3, is not a JSON record" in lines[3]

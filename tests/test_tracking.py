@@ -11,6 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.tensorboard import SummaryWriter
 
 from vae_gumbel.config import compose_settings
+from vae_gumbel.errors import RecordsError
 from vae_gumbel.grids import code_usage_image, encode_png, to_pixels
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.tracking import (
@@ -21,6 +22,7 @@ from vae_gumbel.tracking import (
     swept_keys,
     write_status,
 )
+from vae_gumbel.train import train
 
 
 def test_long_override_lists_make_short_unique_tensorboard_run_names() -> None:
@@ -70,6 +72,25 @@ def test_a_torn_last_line_of_metrics_is_skipped(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     path.write_text(json.dumps({"epoch": 1}) + "\n" + '{"epoch": 2, "te')
     assert read_metrics(path) == [{"epoch": 1}]
+
+
+def test_a_damaged_line_before_the_last_is_an_error_and_not_the_end_of_the_records(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps({"epoch": 1}) + "\n\n" + "{garbage\n" + json.dumps({"epoch": 2}) + "\n")
+    with pytest.raises(
+        RecordsError, match=r"metrics.jsonl, line 3 of 4, is not a JSON record .*mend or delete"
+    ):
+        read_metrics(path)
+
+
+def test_a_resume_over_damaged_records_leaves_them_as_they_are(compose_train, tmp_path: Path) -> None:
+    train(compose_train("trainer.epochs=1"), tmp_path)
+    metrics = RunFolder(tmp_path).metrics
+    metrics.write_bytes(b"\xff\xfe not json\n" + metrics.read_bytes())
+    damaged = metrics.read_bytes()
+    with pytest.raises(RecordsError, match="line 1 of 2"):
+        train(compose_train("trainer.epochs=2", "resume=last"), tmp_path)
+    assert metrics.read_bytes() == damaged
 
 
 def test_a_finished_status_rewritten_with_the_same_content_is_left_untouched(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from vae_gumbel.config import RUN_CONTROL_KEYS
-from vae_gumbel.errors import ConfigError, one_line_errors
+from vae_gumbel.errors import ConfigError, RecordsError, one_line_errors
 from vae_gumbel.run_folder import RunFolder, find_runs, read_status
 from vae_gumbel.tracking import iwae_bound, read_metrics
 
@@ -70,8 +70,11 @@ def parse_overrides(path: Path) -> dict[str, str]:
 def read_job(path: Path, root: Path) -> Job:
     """Gives what a job folder says about its run."""
     folder = RunFolder(path)
-    records = read_metrics(folder.metrics)
     status = read_status(folder)
+    try:
+        records = read_metrics(folder.metrics)
+    except RecordsError as err:  # the other runs are still worth a report
+        records, status = [], {**status, "error": str(err)}
     job = Job(
         name=str(path.relative_to(root)) if path != root else ".",
         overrides=parse_overrides(folder.overrides),

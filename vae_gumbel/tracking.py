@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 
+from vae_gumbel.errors import RecordsError
 from vae_gumbel.run_folder import RunFolder
 
 if TYPE_CHECKING:
@@ -50,16 +51,28 @@ def iwae_bound(metrics: dict[str, Any], split: str = "test") -> tuple[int, float
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """Gives the records of a metrics.jsonl file, one dict per epoch, skipping a torn last line."""
+    """Gives the records of a metrics.jsonl file, one dict per epoch, skipping a torn last line.
+
+    A crash can only cut off the last line; a damaged line before it raises RecordsError, so that
+    nothing reads past it as if the records ended there (a resume would write that over the file).
+    """
     records = []
     path = Path(path)
     if not path.is_file():
         return records
-    for line in path.read_text().splitlines():
+    lines = path.read_text(errors="replace").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
         try:
             records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a line cut off by a crash: everything before it is intact
+        except json.JSONDecodeError as err:
+            if number == len(lines):
+                break  # cut off by a crash: everything before it is intact
+            raise RecordsError(
+                f"{path}, line {number} of {len(lines)}, is not a JSON record ({err.msg}); the file is left "
+                "as it is: mend or delete that line, then run again"
+            ) from None
     return records
 
 
