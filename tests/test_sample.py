@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import assert_one_line_error, compose_config, run_module, tiny_run
+from tests.conftest import TEST_IMAGES, assert_one_line_error, compose_config, run_module, tiny_run
 from tests.test_grids import grid_size
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.sample import sample
@@ -153,6 +153,33 @@ def test_a_missing_or_empty_checkpoint_and_a_bad_mode_are_clear_errors(run_dir: 
         sample_with(f"checkpoint={tmp_path / 'empty'}")
     with pytest.raises(ConfigError, match="mode must be one of"):
         sample_with(f"checkpoint={run_dir}", "mode=painting")
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        (
+            ["rows=1000", "cols=1000"],
+            "mode=prior with rows=1000 and cols=1000 asks for a grid of 1,000,000 pictures",
+        ),
+        (["mode=temperature", "cols=20000"], "with 5 temperatures and cols=20000 asks for a grid of 120,000"),
+        (["mode=traversal", "variables=[]"], "variables must be null .* or a non-empty list"),
+    ],
+)
+def test_a_grid_too_large_to_draw_is_refused_before_anything_is_drawn(settings: list[str], says: str) -> None:
+    from vae_gumbel.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=says):
+        sample_with("checkpoint=unused", *settings)
+
+
+def test_a_reconstruction_of_more_images_than_the_test_set_is_refused(run_dir: Path) -> None:
+    from vae_gumbel.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=f"shows {2 * TEST_IMAGES:,} test images, and the test set has {TEST_IMAGES:,}"
+    ):
+        sample_with(f"checkpoint={run_dir}", "mode=reconstruction", "rows=4", f"cols={TEST_IMAGES}")
 
 
 @pytest.mark.slow

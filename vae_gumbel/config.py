@@ -311,13 +311,31 @@ class SampleConfig:
     data: TestDataConfig = field(default_factory=TestDataConfig)
 
     def __post_init__(self) -> None:
-        from vae_gumbel.grids import RECONSTRUCTION_CODES, SAMPLE_MODES
+        from vae_gumbel.grids import MAX_TILES, RECONSTRUCTION_CODES, SAMPLE_MODES
 
         choice("which", self.which, ("best", "last"))
         choice("mode", self.mode, SAMPLE_MODES)
         choice("code", self.code, RECONSTRUCTION_CODES)
         require(self.rows >= 1, "rows", ">= 1", self.rows)
         require(self.cols >= 1, "cols", ">= 1", self.cols)
+        require(
+            self.variables is None or len(self.variables) >= 1,
+            "variables",
+            "null (the rows with the highest KL) or a non-empty list of latent variables",
+            self.variables,
+        )
+        tiles = SAMPLE_MODES[self.mode].tiles(self)
+        if tiles > MAX_TILES:
+            rows = (
+                f"{len(self.temperatures)} temperatures"
+                if self.mode == "temperature"
+                else f"rows={self.rows}"
+            )
+            raise ConfigError(
+                f"mode={self.mode} with {rows} and cols={self.cols} asks for a grid of {tiles:,} pictures, "
+                f"more than the {MAX_TILES:,} one grid may hold (256 x 256, 2.5 GB to draw); draw several "
+                "with other seeds"
+            )
         seed_setting("seed", self.seed)
         device_setting("device", self.device)
         require(

@@ -244,13 +244,21 @@ TRAVERSAL_RANKING_IMAGES = 1000
 
 @dataclass(frozen=True)
 class SampleMode:
-    """A kind of grid ``sample`` draws: how many test images it needs, how it draws them, and the
+    """A kind of grid ``sample`` draws: how many test images it needs, how it draws them, the
     settings that change its picture, with the values the picture shows (its default file name
-    carries them, so that one picture has one name)."""
+    carries them, so that one picture has one name), and how many small pictures the settings ask
+    for (0 where the model bounds them)."""
 
     images: Callable[[SampleConfig], int]
     draw: Callable[[CategoricalVAE, torch.Tensor, SampleConfig], torch.Tensor]
     shown: Callable[[SampleConfig, CategoricalVAE], dict[str, Any]]
+    tiles: Callable[[SampleConfig], int]
+    fewer_images_do: bool = False  # images is a most: fewer test images draw the same kind of grid
+
+
+# The most small pictures one grid may hold: 256 x 256 of them took 2.5 GB of memory to draw on the
+# CPU, and a million took all 24 GB of the machine and were killed.
+MAX_TILES = 256 * 256
 
 
 def settings_of(settings: SampleConfig, *keys: str) -> dict[str, Any]:
@@ -262,6 +270,7 @@ SAMPLE_MODES: dict[str, SampleMode] = {
         images=lambda s: 0,
         draw=lambda model, x, s: prior_grid(model, s.rows, s.cols, s.seed),
         shown=lambda s, model: settings_of(s, "rows", "cols", "seed"),
+        tiles=lambda s: s.rows * s.cols,
     ),
     "reconstruction": SampleMode(
         images=lambda s: max(1, s.rows // 2) * s.cols,
@@ -273,6 +282,7 @@ SAMPLE_MODES: dict[str, SampleMode] = {
             "cols": s.cols,
             "seed": s.seed,
         },
+        tiles=lambda s: s.rows * s.cols,
     ),
     "traversal": SampleMode(
         images=lambda s: 1 if s.variables else TRAVERSAL_RANKING_IMAGES,
@@ -283,11 +293,14 @@ SAMPLE_MODES: dict[str, SampleMode] = {
             if s.variables
             else {"variables": None, "rows": min(s.rows, model.latent_dim)}
         ),
+        tiles=lambda s: 0,  # at most N x K
+        fewer_images_do=True,  # they rank the variables by KL
     ),
     "temperature": SampleMode(
         images=lambda s: s.cols,
         draw=lambda model, x, s: temperature_grid(model, x, s.temperatures, s.cols, s.seed),
         shown=lambda s, model: settings_of(s, "temperatures", "cols", "seed"),
+        tiles=lambda s: (len(s.temperatures) + 1) * s.cols,
     ),
 }
 

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from vae_gumbel.checkpoint import load_checkpoint, model_from_checkpoint, test_set_of
 from vae_gumbel.config import CONFIG_PATH, SampleConfig, validate
 from vae_gumbel.device import resolve_device
-from vae_gumbel.errors import one_line_errors
+from vae_gumbel.errors import ConfigError, one_line_errors
 from vae_gumbel.files import write_new
 from vae_gumbel.grids import SAMPLE_MODES, picture_name, same_picture, save_grid
 from vae_gumbel.run_folder import RunFolder, resolve_checkpoint
@@ -39,6 +39,11 @@ def sample(cfg: DictConfig) -> tuple[Path, str]:
     mode = SAMPLE_MODES[settings.mode]
     count = mode.images(settings)
     x = test_set_of(checkpoint, settings.data, device, limit=count).targets(slice(None)) if count else None
+    if x is not None and len(x) < count and not mode.fewer_images_do:
+        raise ConfigError(
+            f"mode={settings.mode} with these rows and cols shows {count:,} test images, and the test set "
+            f"has {len(x):,}; ask for fewer rows or cols"
+        )
     grid = mode.draw(model, x, settings)
     out = (
         Path(to_absolute_path(settings.out))
