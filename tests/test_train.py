@@ -356,7 +356,8 @@ def test_an_incompatible_checkpoint_says_what_differs(compose_train, tmp_path: P
 
 def test_a_missing_resume_path_is_a_clear_error(compose_train, tmp_path: Path) -> None:
     with pytest.raises(
-        CheckpointError, match=r"nowhere.pt does not exist; give a .pt file or a run folder \(or"
+        CheckpointError,
+        match=r"nowhere.pt does not exist; give a .pt file or a run folder \(resume=last continues",
     ):
         train(compose_train(f"resume={tmp_path / 'nowhere.pt'}"), tmp_path / "run")
     train(compose_train("trainer.epochs=0"), tmp_path / "scored")

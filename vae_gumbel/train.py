@@ -537,7 +537,9 @@ def find_resume_checkpoint(
     try:
         return resolve_checkpoint(to_absolute_path(resume), "last")
     except CheckpointError as err:
-        raise CheckpointError(f"resume={resume}: {err} (or resume=last for this run's own)") from None
+        raise CheckpointError(
+            f"resume={resume}: {err} (resume=last continues the run in this folder)"
+        ) from None
 
 
 def checkpoint_position(file: Path) -> tuple[int, int]:
