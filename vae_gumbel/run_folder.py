@@ -128,12 +128,12 @@ def why_no_checkpoint(path: Path, which: str) -> str:
     folder = RunFolder(path)
     other = next(name for name in CHECKPOINTS if name != which)
     if folder.checkpoint(other).is_file():
-        return f"{path} holds only {other}.pt; give which={other}"
+        return f"{path} holds only {other}.pt; give its path, {folder.checkpoint(other)}, or which={other}"
     if status := read_status(folder):
-        epoch = status.get("epoch", 0)
+        state = status.get("status", "?") + (f" at epoch {status['epoch']}" if "epoch" in status else "")
         return (
-            f"the run in {path} ({status.get('status')} at epoch {epoch}) saved none: a run writes its "
-            "first checkpoint after its first epoch (trainer.epochs=0 writes none)"
+            f"the run in {path} ({state}) saved none: a run writes its first checkpoint after its "
+            "first epoch (trainer.epochs=0 writes none)"
         )
     runs = [child for child in sorted(path.iterdir(), key=natural) if is_run(child)]
     if runs:
