@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -84,3 +85,16 @@ def test_each_command_says_in_its_help_what_it_does_and_what_its_settings_mean(
         assert text in done.stdout
     # evaluate and sample take no training groups, so their help lists none.
     assert ("== Configuration groups ==" in done.stdout) == (command == "train")
+
+
+def test_a_reader_that_stops_reading_ends_a_command_quietly() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vae_gumbel.evaluate", "--help"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    process.stdout.close()  # as `| head` does, long before the command writes
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 128 + signal.SIGPIPE
+    assert stderr == ""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -23,9 +24,17 @@ from typing import NoReturn
 def run(main: Callable[[], object]) -> NoReturn:
     """Runs ``main`` and ends the process with the status it gives (as ``sys.exit`` reads it).
 
-    An exception, ``SystemExit`` included, leaves the ordinary way, with the usual traceback.
+    An exception, ``SystemExit`` included, leaves the ordinary way, with the usual traceback. A
+    reader that stops reading (``--help | head``) ends the command quietly, with the status of a
+    program that SIGPIPE ended, as it would end a C program.
     """
-    exit_now(main())
+    try:
+        status = main()
+    except BrokenPipeError:
+        # Nothing more can reach the reader; point stdout at nothing so that the final flush is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 128 + signal.SIGPIPE
+    exit_now(status)
 
 
 def exit_now(status: object = None) -> NoReturn:
