@@ -74,6 +74,26 @@ def test_a_torn_last_line_of_metrics_is_skipped(tmp_path: Path) -> None:
     assert read_metrics(path) == [{"epoch": 1}]
 
 
+def test_tensorboard_shows_a_fresh_start_alone_and_a_resume_after_its_checkpoint(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path)
+
+    def log(values: dict[int, float], start_epoch: int = 0, start_step: int = 0) -> None:
+        run_log = RunLog(folder, start_epoch, start_step)
+        for step, loss in values.items():
+            run_log.log_epoch({"epoch": step, "step": step, "test/loss": loss})
+        run_log.close()
+
+    def shown() -> list[tuple[int, float]]:
+        scalars = EventAccumulator(str(folder.tensorboard)).Reload().Scalars("test/loss")
+        return [(event.step, event.value) for event in scalars]
+
+    log({1: 9.0, 2: 8.0, 3: 7.0})  # a run that wrote no checkpoint
+    log({1: 5.0, 2: 4.0, 3: 3.0})  # started afresh in its folder
+    assert shown() == [(1, 5.0), (2, 4.0), (3, 3.0)]
+    log({3: 2.0}, start_epoch=2, start_step=2)  # resumed from its checkpoint of step 2
+    assert shown() == [(1, 5.0), (2, 4.0), (3, 2.0)]
+
+
 def test_a_damaged_line_before_the_last_is_an_error_and_not_the_end_of_the_records(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     path.write_text(json.dumps({"epoch": 1}) + "\n\n" + "{garbage\n" + json.dumps({"epoch": 2}) + "\n")

@@ -187,10 +187,11 @@ class RunLog:
         folder.metrics.write_text("".join(json.dumps(r) + "\n" for r in kept))
         # In a sweep, tensorboard/<overrides>/ so TensorBoard names each job's run by its overrides.
         # Events logged after the checkpoint's step belong to the lost part of the run; the
-        # checkpoint's own step (its epoch record) stays.
+        # checkpoint's own step (its epoch record) stays. TensorBoard drops them when it reads the
+        # purge mark (and, on a fresh start, every earlier event); the files stay as they are.
         self.writer = SummaryWriter(
             str(folder.tensorboard / (tensorboard_name or "")),
-            purge_step=start_step + 1 if start_step else None,
+            purge_step=start_step + 1 if start_step else 0,
         )
         self.writer.add_custom_scalars(CUSTOM_SCALARS)
 
