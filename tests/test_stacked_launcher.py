@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
+import signal
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -206,3 +208,27 @@ def test_tensorboard_hparams_mark_exactly_the_swept_keys_and_show_the_chosen_met
         assert metrics == ["test/loss", "test/best_loss", "train/loss_unrelaxed", "val/loss", "val/best_loss"]
     finally:
         server.close()
+
+
+def test_an_interrupted_stacked_sweep_prints_the_command_that_continues_it(
+    tmp_path: Path, mnist_root: Path
+) -> None:
+    from tests.test_interrupts import start, wait_for
+
+    sweep_dir = tmp_path / "sweep"
+    arguments = ["hydra/launcher=stacked", *tiny_run(mnist_root), "seed=0,1", "trainer.epochs=3"]
+    command = ["-m", "vae_gumbel.train", "-m", *arguments, f"hydra.sweep.dir={sweep_dir}"]
+    process = start(command, tmp_path, pause="step=0.05")
+    wait_for(lambda: len(read_metrics(RunFolder(sweep_dir / "1").metrics)) >= 1, process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGINT, stderr
+    (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
+    printed = shlex.split(line.split("continue the sweep with: ", 1)[1])
+    assert printed[:4] == ["python", "-m", "vae_gumbel.train", "-m"]
+    assert printed[-2:] == ["resume=last", f"hydra.sweep.dir={sweep_dir}"]
+    result = run_module(*printed[2:], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for job in ("0", "1"):
+        assert json.loads(RunFolder(sweep_dir / job).status.read_text())["status"] == "completed"
+        assert [r["epoch"] for r in read_metrics(RunFolder(sweep_dir / job).metrics)] == [1, 2, 3]

@@ -12,6 +12,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -79,6 +83,20 @@ def restarted_by_slurm() -> bool:
 
 def under_slurm() -> bool:
     return "SLURM_JOB_ID" in os.environ
+
+
+def sweep_resume_command(config: DictConfig) -> str:
+    """Gives the command that continues a sweep of this launcher's: its own command line with
+    resume=last and its folder. Jobs that completed are left as they are; the others continue from
+    their checkpoints (or start, if they had none)."""
+    hydra = config.hydra
+    own = ("resume=", "resume_weights_only=")
+    task = [item for item in hydra.overrides.task if not item.lstrip("+~").startswith(own)]
+    launch = [
+        item for item in hydra.overrides.hydra if not item.startswith(("hydra.sweep.dir=", "hydra.mode="))
+    ]
+    folder = f"hydra.sweep.dir={Path(str(hydra.sweep.dir)).resolve()}"
+    return shlex.join(["python", "-m", "vae_gumbel.train", "-m", *launch, *task, "resume=last", folder])
 
 
 def resume_command(folder: Path, changes: dict[str, str] | None = None) -> str | None:

@@ -161,7 +161,8 @@ def train_jobs(
     Each job is composed by ``compose`` and prepared as Hydra's launchers prepare it (its folder,
     its ``.hydra/`` files, its log, ``hydra.job.id``: ``job_id``, else its index).
     """
-    from vae_gumbel.errors import RunFailed, one_line, one_line_errors
+    from vae_gumbel.errors import Interrupted, RunFailed, one_line, one_line_errors
+    from vae_gumbel.interrupts import sweep_resume_command
     from vae_gumbel.run_folder import sweep_timeline
     from vae_gumbel.timeline import PREPARE_JOBS, TIMELINE
     from vae_gumbel.train import member_of, objective, train_members, write_timeline
@@ -199,7 +200,15 @@ def train_jobs(
     prepared = [ret for ret in returns if ret.status == JobStatus.COMPLETED]
     members = [ret.return_value for ret in prepared]
     with one_line_errors():  # only an interrupt gets out of train_members: it stops the sweep
-        results = train_members(members, max_members)
+        try:
+            results = train_members(members, max_members)
+        except Interrupted as err:  # what continues is the sweep, not one of its jobs
+            raise Interrupted(
+                err.signum,
+                f"interrupted by {err.signal_name}: each job's status.json says where it stopped; "
+                f"continue the sweep with: {sweep_resume_command(config)}",
+                err.step,
+            ) from None
     for ret, member, result in zip(prepared, members, results, strict=True):
         for handler in member.logger.handlers:
             handler.close()
