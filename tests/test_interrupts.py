@@ -224,3 +224,27 @@ def test_killed_anywhere_a_run_leaves_sound_files_and_resumes_exactly(
     kill(process)
     finish(folder, [*tiny_run(mnist_root), f"trainer.epochs={EPOCHS}", "resume=last"])
     assert without_timing(read_metrics(folder.metrics)) == uninterrupted
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_prints_the_command_that_continues_all_its_jobs(
+    mnist_root: Path, tmp_path: Path
+) -> None:
+    sweep_dir = tmp_path / "sweep"
+    command = ["-m", "vae_gumbel.train", "-m", *tiny_run(mnist_root), "seed=0,1", f"trainer.epochs={EPOCHS}"]
+    process = start([*command, f"hydra.sweep.dir={sweep_dir}"], tmp_path, pause="step=0.05")
+    wait_for(lambda: epochs_logged(RunFolder(sweep_dir / "0")) >= 1, process)
+    process.send_signal(signal.SIGINT)  # in job 0: job 1 has not started
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGINT, stderr
+    (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert f"resume=last hydra.run.dir={sweep_dir / '0'}; or the whole sweep with: " in line
+    printed = shlex.split(line.split("or the whole sweep with: ", 1)[1])
+    assert printed == ["python", *command, "resume=last", f"hydra.sweep.dir={sweep_dir}"]
+    finished = start(printed[1:], tmp_path, pause="")
+    _, stderr = finished.communicate(timeout=300)
+    assert finished.returncode == 0, stderr
+    for job in ("0", "1"):
+        folder = RunFolder(sweep_dir / job)
+        assert json.loads(folder.status.read_text())["status"] == "completed"
+        assert [record["epoch"] for record in read_metrics(folder.metrics)] == list(range(1, EPOCHS + 1))

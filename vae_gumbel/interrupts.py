@@ -85,18 +85,31 @@ def under_slurm() -> bool:
     return "SLURM_JOB_ID" in os.environ
 
 
-def sweep_resume_command(config: DictConfig) -> str:
-    """Gives the command that continues a sweep of this launcher's: its own command line with
-    resume=last and its folder. Jobs that completed are left as they are; the others continue from
-    their checkpoints (or start, if they had none)."""
-    hydra = config.hydra
+def sweep_resume_command(overrides: DictConfig, sweep_dir: Path) -> str:
+    """Gives the command that continues a sweep: its own command line (``overrides``, Hydra's record
+    of it: ``task`` and ``hydra``) with resume=last, into its folder. Jobs that completed are left
+    as they are; the others continue from their checkpoints (or start, if they had none)."""
     own = ("resume=", "resume_weights_only=")
-    task = [item for item in hydra.overrides.task if not item.lstrip("+~").startswith(own)]
-    launch = [
-        item for item in hydra.overrides.hydra if not item.startswith(("hydra.sweep.dir=", "hydra.mode="))
-    ]
-    folder = f"hydra.sweep.dir={Path(str(hydra.sweep.dir)).resolve()}"
+    task = [item for item in overrides.task if not item.lstrip("+~").startswith(own)]
+    launch = [item for item in overrides.hydra if not item.startswith(("hydra.sweep.dir=", "hydra.mode="))]
+    folder = f"hydra.sweep.dir={sweep_dir.resolve()}"
     return shlex.join(["python", "-m", "vae_gumbel.train", "-m", *launch, *task, "resume=last", folder])
+
+
+def multirun_resume_command(job_folder: Path) -> str | None:
+    """In a job of a multirun, whatever its launcher, gives the command that continues the whole
+    sweep, from the multirun.yaml that Hydra wrote into the sweep's folder above the job's; None
+    for a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    for folder in Path(job_folder).resolve().parents:
+        if (record := folder / "multirun.yaml").is_file():
+            return sweep_resume_command(OmegaConf.load(record).hydra.overrides, folder)
+    return None
 
 
 def resume_command(folder: Path, changes: dict[str, str] | None = None) -> str | None:

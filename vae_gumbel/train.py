@@ -39,6 +39,7 @@ from vae_gumbel.grids import (
 )
 from vae_gumbel.interrupts import (
     StopRequest,
+    multirun_resume_command,
     restarted_by_slurm,
     resume_command,
     stop_on_signals,
@@ -326,10 +327,12 @@ def interrupted(run: Run, err: BaseException) -> Interrupted:
         state = "its last: the training is done, its final IWAE bounds are not"
     else:
         state = "its last: the training is done"
+    sweep = multirun_resume_command(first.folder.path) if first.folder is not None else None
     return Interrupted(
         signum,
         f"interrupted by {name}: the last checkpoint holds epoch {epoch} ({state}); "
-        f"continue with: {command or 'resume=last in the same run folder'}",
+        f"continue with: {command or 'resume=last in the same run folder'}"
+        + (f"; or the whole sweep with: {sweep}" if sweep else ""),
     )
 
 

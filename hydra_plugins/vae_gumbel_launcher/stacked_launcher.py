@@ -206,7 +206,7 @@ def train_jobs(
             raise Interrupted(
                 err.signum,
                 f"interrupted by {err.signal_name}: each job's status.json says where it stopped; "
-                f"continue the sweep with: {sweep_resume_command(config)}",
+                f"continue the sweep with: {sweep_resume_command(config.hydra.overrides, sweep_dir)}",
                 err.step,
             ) from None
     for ret, member, result in zip(prepared, members, results, strict=True):
