@@ -21,7 +21,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from vae_gumbel.data import BINARIZATIONS
 from vae_gumbel.datasets import DATASETS
-from vae_gumbel.device import DEVICE_PATTERN
+from vae_gumbel.device import device_setting
 from vae_gumbel.errors import ConfigError, first_line
 from vae_gumbel.estimators import ESTIMATORS
 from vae_gumbel.model import MODELS
@@ -50,10 +50,6 @@ SEED_LIMIT = 2**32 - 1
 
 def seed_setting(key: str, value: int) -> None:
     require(0 <= value <= SEED_LIMIT, key, f"a whole number from 0 to 2**32 - 1 ({SEED_LIMIT})", value)
-
-
-def device_setting(key: str, value: str) -> None:
-    require(DEVICE_PATTERN.fullmatch(value) is not None, key, "one of 'auto', 'cpu', 'cuda', 'cuda:N'", value)
 
 
 @dataclass

@@ -14,11 +14,16 @@ from vae_gumbel.errors import ConfigError
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
+def device_setting(key: str, name: str) -> None:
+    """Refuses a device setting that no command takes, naming its ``key``."""
+    if DEVICE_PATTERN.fullmatch(name) is None:
+        raise ConfigError(f"{key} must be one of 'auto', 'cpu', 'cuda', 'cuda:N', got {name!r}")
+
+
 def resolve_device(name: str, key: str = "trainer.device") -> torch.device:
     """Gives the device for a device setting (``key`` names it in errors): auto picks CUDA when
     there is one."""
-    if DEVICE_PATTERN.fullmatch(name) is None:
-        raise ConfigError(f"{key} must be one of 'auto', 'cpu', 'cuda', 'cuda:N', got {name!r}")
+    device_setting(key, name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)

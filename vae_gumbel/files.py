@@ -16,6 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def partial_path(path: Path) -> Path:
+    """Gives the temporary name beside ``path`` that a file is written under before it takes its own."""
+    return path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+
+
 def numbered(path: Path, number: int) -> Path:
     return path.with_name(f"{path.stem}_{number}{path.suffix}")
 
@@ -35,7 +40,7 @@ def write_new(
     new)`` says whether a file already at the name holds what would be written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+    partial = partial_path(path)
     write(partial)
     try:
         if claim(partial, path):
@@ -45,10 +50,7 @@ def write_new(
         if overwrite:
             partial.replace(path)
             return path, f"replaced {path}"
-        number = 2
-        while not claim(partial, numbered(path, number)):
-            number += 1
-        target = numbered(path, number)
+        target = claim_numbered(partial, path)
         return target, f"{path} exists and differs: wrote {target} (overwrite=true replaces it instead)"
     finally:
         partial.unlink(missing_ok=True)
@@ -64,11 +66,12 @@ def claim(partial: Path, path: Path) -> bool:
     return True
 
 
-def keep_aside(path: Path) -> Path:
-    """Gives the file at ``path`` a second name, the first free numbered one (``eval_2.json``, ...),
-    so that a new file written at ``path`` does not take it away; gives that name."""
+def claim_numbered(file: Path, path: Path) -> Path:
+    """Gives ``file`` the first free numbered name beside ``path`` (``grid_2.png``, ...; atomically,
+    as ``claim``); gives that name. With ``file`` = ``path``, the file there keeps a second name, so
+    that a new file written at ``path`` does not take it away."""
     number = 2
-    while not claim(path, numbered(path, number)):
+    while not claim(file, numbered(path, number)):
         number += 1
     return numbered(path, number)
 

@@ -9,7 +9,7 @@ import os
 import shlex
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,15 +85,27 @@ def under_slurm() -> bool:
     return "SLURM_JOB_ID" in os.environ
 
 
+# The overrides that say where a run starts from: a command that continues it starts from its own
+# checkpoint instead (resume=last), so it leaves them out.
+STARTING_POINT = ("resume=", "resume_weights_only=")
+
+
+def without(overrides: Sequence[str], prefixes: tuple[str, ...]) -> list[str]:
+    """Gives the overrides that set none of the keys ``prefixes`` begin (``+``/``~`` aside)."""
+    return [item for item in overrides if not item.lstrip("+~").startswith(prefixes)]
+
+
+def train_command(*arguments: str) -> str:
+    return shlex.join(["python", "-m", "vae_gumbel.train", *arguments])
+
+
 def sweep_resume_command(overrides: DictConfig, sweep_dir: Path) -> str:
     """Gives the command that continues a sweep: its own command line (``overrides``, Hydra's record
     of it: ``task`` and ``hydra``) with resume=last, into its folder. Jobs that completed are left
     as they are; the others continue from their checkpoints (or start, if they had none)."""
-    own = ("resume=", "resume_weights_only=")
-    task = [item for item in overrides.task if not item.lstrip("+~").startswith(own)]
-    launch = [item for item in overrides.hydra if not item.startswith(("hydra.sweep.dir=", "hydra.mode="))]
-    folder = f"hydra.sweep.dir={sweep_dir.resolve()}"
-    return shlex.join(["python", "-m", "vae_gumbel.train", "-m", *launch, *task, "resume=last", folder])
+    task = without(overrides.task, STARTING_POINT)
+    launch = without(overrides.hydra, ("hydra.sweep.dir=", "hydra.mode="))
+    return train_command("-m", *launch, *task, "resume=last", f"hydra.sweep.dir={sweep_dir.resolve()}")
 
 
 def multirun_resume_command(job_folder: Path) -> str | None:
@@ -123,9 +135,7 @@ def resume_command(folder: Path, changes: dict[str, str] | None = None) -> str |
     if not HydraConfig.initialized():
         return None
     changes = changes or {}
-    skip = ("resume=", "resume_weights_only=", "hydra.", "hydra/", *(f"{key}=" for key in changes))
-    overrides = [item for item in HydraConfig.get().overrides.task if not item.lstrip("+~").startswith(skip)]
+    skip = (*STARTING_POINT, "hydra.", "hydra/", *(f"{key}=" for key in changes))
+    overrides = without(HydraConfig.get().overrides.task, skip)
     overrides += [f"{key}={value}" for key, value in changes.items()]
-    return shlex.join(
-        ["python", "-m", "vae_gumbel.train", *overrides, "resume=last", f"hydra.run.dir={folder.resolve()}"]
-    )
+    return train_command(*overrides, "resume=last", f"hydra.run.dir={folder.resolve()}")

@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any
 import torch
 
 from vae_gumbel.data import ImageSet
-from vae_gumbel.files import keep_aside
+from vae_gumbel.files import claim_numbered, partial_path
 from vae_gumbel.gumbel import gumbel_max, sample_gumbel
 from vae_gumbel.model import CategoricalVAE, stack_size
 from vae_gumbel.objectives import bernoulli_nll, code_perplexity, kl_per_variable, negative_elbo
@@ -257,7 +256,7 @@ def write_eval_json(report: dict[str, Any], path: Path) -> Path | None:
     (other weights, images or k: it may have taken an hour) is kept under the first free numbered
     name, which this gives back (None if there was nothing to keep)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+    partial = partial_path(path)
     partial.write_text(json.dumps(report, indent=2) + "\n")
     kept = None
     try:
@@ -268,7 +267,7 @@ def write_eval_json(report: dict[str, Any], path: Path) -> Path | None:
         earlier = {}  # unreadable: kept as it is, for whoever wants to look at it
     try:
         if earlier is not None and not same_evaluation(earlier, report):
-            kept = keep_aside(path)
+            kept = claim_numbered(path, path)
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)
