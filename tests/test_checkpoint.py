@@ -13,6 +13,7 @@ import torch
 from tests.conftest import tiny_run
 from vae_gumbel.checkpoint import (
     FORMAT_VERSION,
+    check_same_job,
     load_checkpoint,
     member_checkpoint,
     model_from_checkpoint,
@@ -168,3 +169,24 @@ def test_a_leftover_temporary_file_does_not_break_loading(learned_run: Path) -> 
         assert load_checkpoint(learned_run)["epoch"] == 1
     finally:
         leftover.unlink()
+
+
+def test_a_sweep_job_continues_its_folder_only_with_the_swept_values_its_run_had(
+    mnist_root: Path, learned_run: Path
+) -> None:
+    checkpoint = load_checkpoint(learned_run)
+    settings = compose_settings([*tiny_run(mnist_root), "temperature=learned", "optim.lr=0.002", "seed=7"])
+    # What the sweep varies must be what the run had: folder 0 holds job 0's run, not another's.
+    with pytest.raises(
+        CheckpointError, match=r"another job of this sweep: optim.lr \(checkpoint 0.001, now 0.002\)"
+    ):
+        check_same_job(checkpoint, settings, {"optim.lr"}, learned_run)
+    with pytest.raises(CheckpointError, match=r"seed \(checkpoint 0, now 7\).*hydra.sweep.dir"):
+        check_same_job(checkpoint, settings, {"seed", "estimator"}, learned_run)
+    # A config group swept stands for every setting in it.
+    other = compose_settings([*tiny_run(mnist_root), "temperature=learned", "estimator=straight_through"])
+    with pytest.raises(CheckpointError, match="estimator.name"):
+        check_same_job(checkpoint, other, {"estimator"}, learned_run)
+    # What the whole sweep changes (not swept) is a change of the run's own, taken as a resume takes it.
+    check_same_job(checkpoint, settings, {"temperature.initial"}, learned_run)
+    check_same_job(checkpoint, settings, set(), learned_run)

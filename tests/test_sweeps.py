@@ -107,6 +107,78 @@ def test_optuna_search_runs_trials_and_minimises_the_returned_test_loss(
     assert (sweep_dir / "multirun.yaml").is_file() and "alembic" not in result.stdout + result.stderr
 
 
+def job_files(sweep_dir: Path) -> dict[Path, bytes]:
+    """Gives the records and checkpoints of a sweep's jobs, byte for byte."""
+    names = (
+        "status.json",
+        "metrics.jsonl",
+        "checkpoints/last.pt",
+        ".hydra/overrides.yaml",
+        ".hydra/config.yaml",
+    )
+    return {job / name: (job / name).read_bytes() for job in job_dirs(sweep_dir) for name in names}
+
+
+@pytest.mark.parametrize("launcher", ["basic", "stacked"])
+def test_a_sweep_continued_with_other_values_refuses_the_folders_of_other_jobs(
+    tmp_path: Path, mnist_root: Path, launcher: str
+) -> None:
+    sweep_dir, result = multirun(tmp_path, mnist_root, f"hydra/launcher={launcher}", "optim.lr=0.001,0.002")
+    assert result.returncode == 0, result.stderr
+    before = job_files(sweep_dir)
+    # In another order, folder 0 would train job 0's run on with job 1's learning rate.
+    _, result = multirun(
+        tmp_path,
+        mnist_root,
+        f"hydra/launcher={launcher}",
+        "optim.lr=0.002,0.001",
+        "trainer.epochs=2",
+        "resume=last",
+    )
+    assert result.returncode != 0
+    refusal = "holds the run of another job of this sweep: optim.lr (checkpoint 0.001, now 0.002)"
+    assert f"error: {sweep_dir / '0'} {refusal}" in result.stderr
+    assert job_files(sweep_dir) == before  # nothing trained, nothing recorded
+    # With its own values, the sweep goes on.
+    _, result = multirun(
+        tmp_path,
+        mnist_root,
+        f"hydra/launcher={launcher}",
+        "optim.lr=0.001,0.002",
+        "trainer.epochs=2",
+        "resume=last",
+    )
+    assert result.returncode == 0, result.stderr
+    assert [read_metrics(job / "metrics.jsonl")[-1]["epoch"] for job in job_dirs(sweep_dir)] == [2, 2]
+
+
+def test_an_optuna_sweep_continued_with_other_trials_refuses_them_and_records_its_own_command(
+    tmp_path: Path, mnist_root: Path
+) -> None:
+    search = [
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",
+        "hydra/launcher=stacked",
+    ]
+    sweep_dir, result = multirun(tmp_path, mnist_root, *search)
+    assert result.returncode == 0, result.stderr
+    before = job_files(sweep_dir)
+    # Another sampler seed proposes other trials, as other objectives would.
+    _, result = multirun(tmp_path, mnist_root, *search, "hydra.sweeper.sampler.seed=1", "resume=last")
+    assert result.returncode != 0
+    for job in ("0", "1"):
+        assert (
+            f"{sweep_dir / job} holds the run of another job of this sweep: " in result.stdout + result.stderr
+        )
+    assert job_files(sweep_dir) == before
+    record = yaml.safe_load((sweep_dir / "multirun.yaml").read_text())
+    assert (
+        "hydra.sweeper.sampler.seed=1"
+        in record["hydra"]["overrides"]["hydra"] + record["hydra"]["overrides"]["task"]
+    )
+
+
 def test_submitit_local_runs_a_job(tmp_path: Path, mnist_root: Path) -> None:
     sweep_dir, result = multirun(
         tmp_path, mnist_root, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5", "seed=3"

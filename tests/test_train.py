@@ -418,6 +418,14 @@ def test_cli_run_writes_the_run_folder_and_its_log(tmp_path: Path, mnist_root: P
     result = run_python(*shlex.split(command)[1:], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert [r["epoch"] for r in read_metrics(folder.metrics)] == [1, 2, 3, 4]
+    # .hydra/ records the command of the run in the folder; a refused start leaves it so.
+    assert "trainer.epochs=4" in folder.overrides.read_text()
+    records = [folder.config, folder.overrides, folder.hydra_file("hydra.yaml"), folder.status]
+    before = {path: path.read_bytes() for path in records}
+    refused = ["optim.lr=0.005", f"hydra.run.dir={run_dir}"]
+    result = run_module("vae_gumbel.train", *tiny_run(mnist_root), *refused, cwd=tmp_path)
+    assert result.returncode == 2 and "already holds a run" in result.stderr
+    assert {path: path.read_bytes() for path in records} == before
 
 
 @pytest.mark.slow
@@ -782,3 +790,45 @@ def test_a_folder_that_holds_a_run_is_never_trained_over(compose_train, tmp_path
     assert RunFolder(tmp_path).checkpoint("last").read_bytes() == before
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # a requeued SLURM job continues where it stood
     assert train(compose_train("trainer.epochs=2"), tmp_path)["epoch"] == 2
+
+
+def test_a_run_started_from_another_checkpoint_never_replaces_the_run_in_its_folder(
+    compose_train, tmp_path: Path, monkeypatch
+) -> None:
+    other, here = tmp_path / "other", tmp_path / "here"
+    train(compose_train(), other)
+    train(compose_train("seed=5"), here)
+    before = RunFolder(here).checkpoint("last").read_bytes()
+    for start in ([f"resume={other}"], [f"resume={other}", "resume_weights_only=true"]):
+        with pytest.raises(ConfigError, match=f"already holds a run .*resume={other} would replace it"):
+            train(compose_train("trainer.epochs=2", *start), here)
+    assert RunFolder(here).checkpoint("last").read_bytes() == before
+    # Naming the folder's own run continues it, as resume=last does.
+    assert train(compose_train("trainer.epochs=2", f"resume={here}"), here)["epoch"] == 2
+    # A requeued SLURM job that started from another run's weights continues its own run.
+    records = read_metrics(RunFolder(here).metrics)
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    start = [f"resume={other}", "resume_weights_only=true"]
+    assert train(compose_train("seed=5", "trainer.epochs=3", *start), here)["step"] == 18
+    assert read_metrics(RunFolder(here).metrics)[:2] == records
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [
+        [],  # no resume=last: the folder is not trained over
+        ["resume=last", "trainer.epochs=2", "optim.lr=-1"],  # a bad value
+        ["resume=last", "trainer.epochs=2", "estimator=straight_through"],  # a change the run cannot make
+    ],
+    ids=["no-resume", "bad-value", "fixed-setting"],
+)
+def test_a_refused_start_leaves_the_record_of_the_run_in_its_folder(
+    compose_train, tmp_path: Path, refused: list[str]
+) -> None:
+    train(compose_train(), tmp_path)
+    folder = RunFolder(tmp_path)
+    before = {path: path.read_bytes() for path in (folder.status, folder.metrics, folder.checkpoint("last"))}
+    with pytest.raises((ConfigError, CheckpointError)):
+        train(compose_train(*refused), tmp_path)
+    assert {path: path.read_bytes() for path in before} == before
+    assert json.loads(folder.status.read_text())["status"] == "completed"

@@ -19,6 +19,7 @@ import pickle
 import random
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -279,6 +280,36 @@ def changed_settings(saved_config: dict[str, Any], settings: Any) -> dict[str, t
     }
 
 
+def listed(changes: dict[str, tuple[Any, Any]]) -> str:
+    """Gives changed settings as 'key (checkpoint old, now new), ...'."""
+    return ", ".join(f"{key} (checkpoint {old!r}, now {new!r})" for key, (old, new) in changes.items())
+
+
+def check_same_job(checkpoint: dict[str, Any], settings: Any, swept: Iterable[str], folder: Path) -> None:
+    """Raises CheckpointError if a job of a sweep that continues the run in its own ``folder`` has
+    other values of the settings its sweep varies (``swept``: keys or config groups) than that run.
+
+    Hydra gives a sweep's jobs their folders by number, so a sweep continued into its folder after
+    its values changed (another list, another order), or whose sweeper proposed other trials
+    (Optuna's proposals follow the objectives it was given), would train one job's run on with
+    another job's settings: a learning rate or a temperature that only the log would show.
+    """
+    swept = tuple(swept)
+    changes = changed_settings(checkpoint["config"], settings)
+    other = {
+        key: values
+        for key, values in changes.items()
+        if any(key == name or key.startswith(f"{name}.") for name in swept)
+    }
+    if other:
+        raise CheckpointError(
+            f"{folder} holds the run of another job of this sweep: {listed(other)}; the sweep's jobs "
+            "no longer match its folders (its values changed, or its sweeper proposed other trials); "
+            "continue the sweep with the values it started with, or sweep into a new folder "
+            "(hydra.sweep.dir=...)"
+        )
+
+
 def restore_member(run: Run, m: int, checkpoint: dict[str, Any], source: str) -> None:
     """Loads a checkpoint into member m of ``run`` to continue its training: weights, optimizer
     state, learned temperature and best test loss. The run's step, epoch and random states are the
@@ -294,10 +325,9 @@ def restore_member(run: Run, m: int, checkpoint: dict[str, Any], source: str) ->
     changes = changed_settings(checkpoint["config"], member.settings)
     fixed = {key: values for key, values in changes.items() if key.startswith(FIXED_SETTINGS)}
     if fixed:
-        listed = ", ".join(f"{key} (checkpoint {old!r}, now {new!r})" for key, (old, new) in fixed.items())
         raise CheckpointError(
-            f"{source}: these settings cannot change in the middle of a run: {listed}; drop the change, or "
-            "start a new run from its weights with resume_weights_only=true"
+            f"{source}: these settings cannot change in the middle of a run: {listed(fixed)}; drop the "
+            "change, or start a new run from its weights with resume_weights_only=true"
         )
     load_member_weights(run, m, checkpoint)
     if run.schedule.learned:

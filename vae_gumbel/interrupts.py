@@ -118,8 +118,10 @@ def multirun_resume_command(job_folder: Path) -> str | None:
 
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return None
+    from vae_gumbel.run_folder import sweep_record
+
     for folder in Path(job_folder).resolve().parents:
-        if (record := folder / "multirun.yaml").is_file():
+        if (record := sweep_record(folder)).is_file():
             return sweep_resume_command(OmegaConf.load(record).hydra.overrides, folder)
     return None
 

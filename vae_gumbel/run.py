@@ -46,7 +46,7 @@ from vae_gumbel.schedules import Schedule, build_schedule
 from vae_gumbel.step import STEP_VALUES, StepPlan, build_step, plan_step
 from vae_gumbel.threads import ThreadCount
 from vae_gumbel.timeline import TIMELINE
-from vae_gumbel.tracking import RunLog, write_status
+from vae_gumbel.tracking import JobRecord, RunLog, write_status
 
 log = logging.getLogger("vae_gumbel.train")
 
@@ -88,6 +88,8 @@ class Member:
     folder: RunFolder | None  # None for a run that is stepped but never written (benchmarks)
     tensorboard_name: str | None = None
     logger: logging.Logger = log
+    swept: frozenset[str] = frozenset()  # the settings its sweep varies from job to job, if in one
+    job: JobRecord | None = None  # Hydra's record of its job, written to .hydra/ once it trains
     best_test_loss: float = math.inf
     best_val_loss: float = math.inf  # on the validation set, if the run holds one out: best.pt's
     error: Exception | None = None  # what stopped it, if it failed

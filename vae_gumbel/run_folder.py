@@ -1,6 +1,7 @@
 """The layout of a run folder: the one place that spells its paths.
 
-RUN/.hydra/config.yaml, overrides.yaml   the composed config and the command-line overrides
+RUN/.hydra/config.yaml, overrides.yaml   the config and the command-line overrides of the run in
+RUN/.hydra/hydra.yaml                    the folder, and Hydra's config, in Hydra's format
 RUN/train.log                            the log
 RUN/metrics.jsonl                        one JSON object per epoch
 RUN/status.json                          how the run ended
@@ -11,6 +12,7 @@ RUN/samples/*.png                        sample grids and code-usage maps
 RUN/eval.json                            the importance-weighted evaluation
 RUN/eval_val.json                        the same on the validation set (eval.final_iwae_on=val)
 RUN/timeline.json                        with trainer.timeline=true: the wall time of each phase
+SWEEP/multirun.yaml                      Hydra's record of a sweep: its config and command line
 SWEEP/timeline_jobs_FIRST-LAST.json      the same for a batch of jobs of a stacked sweep
 """
 
@@ -34,13 +36,17 @@ class RunFolder:
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
 
+    def hydra_file(self, name: str) -> Path:
+        """Gives .hydra/{name}: config.yaml, hydra.yaml or overrides.yaml."""
+        return self.path / ".hydra" / name
+
     @property
     def config(self) -> Path:
-        return self.path / ".hydra" / "config.yaml"
+        return self.hydra_file("config.yaml")
 
     @property
     def overrides(self) -> Path:
-        return self.path / ".hydra" / "overrides.yaml"
+        return self.hydra_file("overrides.yaml")
 
     @property
     def log(self) -> Path:
@@ -94,6 +100,12 @@ class RunFolder:
 
 # Every timeline file under a folder: runs' timeline.json and stacked sweeps' timeline_jobs_*.json.
 TIMELINES = "timeline*.json"
+
+
+def sweep_record(sweep_dir: Path) -> Path:
+    """Gives the file where a sweep's config and command line are recorded (by Hydra's basic
+    sweeper, and for every sweeper by ``tracking.SweepSummary``)."""
+    return Path(sweep_dir) / "multirun.yaml"
 
 
 def sweep_timeline(sweep_dir: Path, first_job: int, last_job: int) -> Path:

@@ -3,20 +3,24 @@ lines in its log, how it ended in status.json, and its hyperparameters for the H
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 
-from vae_gumbel.errors import RecordsError
-from vae_gumbel.run_folder import RunFolder
+from vae_gumbel.errors import RecordsError, describe
+from vae_gumbel.run_folder import CHECKPOINTS, RunFolder, sweep_record
 
 if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
     from vae_gumbel.grids import Png
 
 log = logging.getLogger("vae_gumbel.train")
@@ -86,6 +90,52 @@ def write_status(folder: RunFolder, status: str, **details: Any) -> None:
         folder.status.write_text(text)
 
 
+@dataclass(frozen=True)
+class JobRecord:
+    """Hydra's record of a job for RUN/.hydra/ (config.yaml, hydra.yaml, overrides.yaml), kept to
+    be written when the job is accepted rather than before it runs: train.yaml sets
+    ``hydra.output_subdir`` to null, so a start that is refused (a bad value, a folder that holds
+    a run, a checkpoint that does not fit) leaves the record of the run already in the folder."""
+
+    files: dict[str, Any]  # file name -> its config, as Hydra writes it
+
+    @classmethod
+    def of_job(cls, cfg: DictConfig, folder: RunFolder) -> JobRecord | None:
+        """Gives the record of the Hydra job whose config is ``cfg`` and whose folder is ``folder``;
+        None for a run started from Python, or into another folder."""
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return None
+        hydra = HydraConfig.instance().cfg
+        if Path(hydra.hydra.runtime.output_dir).resolve() != folder.path.resolve():
+            return None
+        files = {"config.yaml": cfg, "hydra.yaml": hydra, "overrides.yaml": hydra.hydra.overrides.task}
+        return cls({name: copy.deepcopy(content) for name, content in files.items()})
+
+    def write(self, folder: RunFolder) -> None:
+        from omegaconf import OmegaConf
+
+        for name, content in self.files.items():
+            folder.hydra_file(name).parent.mkdir(parents=True, exist_ok=True)
+            folder.hydra_file(name).write_text(OmegaConf.to_yaml(content))
+
+
+def holds_trained_run(folder: RunFolder) -> bool:
+    return any(folder.checkpoint(name).is_file() for name in CHECKPOINTS)
+
+
+def record_refusal(folder: RunFolder, job: JobRecord | None, err: BaseException) -> None:
+    """Records a job that failed before it trained (its .hydra/ record and a failed status.json),
+    unless its folder holds a run that trained (a checkpoint): a refused start changed nothing in
+    that run, so the run's own records stay, and the error goes to the log and the console only."""
+    if holds_trained_run(folder):
+        return
+    if job is not None:
+        job.write(folder)
+    write_status(folder, "failed", error=describe(err))
+
+
 def hyperparameters(settings: Any) -> dict[str, str | int | float | bool]:
     """Gives every scalar setting of a typed config, flattened to dotted keys, for TensorBoard's
     HParams tab (lists as text, null as "null")."""
@@ -108,20 +158,30 @@ def tensorboard_run_name() -> str | None:
     'optim.lr=0.0003,seed=1' (all its overrides if the sweep's own record is not found); None for a
     single run, whose event files sit directly in tensorboard/."""
     from hydra.core.hydra_config import HydraConfig
+
+    swept = job_swept_keys()
+    if swept is None:
+        return None
+    config = HydraConfig.get()
+    own = [item for item in config.overrides.task if item.split("=", 1)[0].lstrip("+~") in swept]
+    return short_run_name(",".join(own) if own else config.job.override_dirname)
+
+
+def job_swept_keys() -> set[str] | None:
+    """Gives the keys that the sweep of this multirun job varies from job to job (``swept_keys``);
+    None outside a multirun job."""
+    from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return None
-    config = HydraConfig.get()
-    swept = swept_keys(Path(config.sweep.dir))
-    own = [item for item in config.overrides.task if item.split("=", 1)[0].lstrip("+~") in swept]
-    return short_run_name(",".join(own) if own else config.job.override_dirname)
+    return swept_keys(Path(HydraConfig.get().sweep.dir))
 
 
 def swept_keys(sweep_dir: Path) -> set[str]:
     """Gives the keys a sweep varies: those swept on its command line (a list of values or a sweep
     function) and those its sweeper searches (e.g. Optuna's params), from its multirun.yaml."""
-    record = sweep_dir / "multirun.yaml"
+    record = sweep_record(sweep_dir)
     if not record.is_file():
         return set()
     stat = record.stat()  # read once per version of the file, not once per job of the sweep
@@ -312,16 +372,16 @@ def write_sweep_summary(sweep_dir: Path) -> Path | None:
 
 class SweepSummary(Callback):
     """A Hydra callback (``hydra.callbacks`` in train.yaml): at the start of a multirun it records
-    the sweep's config (multirun.yaml, which not every sweeper writes), at its end it writes the
-    sweep's experiment summary for the HParams tab."""
+    the sweep's config and command line (multirun.yaml, which not every sweeper writes; a sweep
+    continued into its folder records its own), at its end it writes the sweep's experiment summary
+    for the HParams tab."""
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         from omegaconf import OmegaConf
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        if not (sweep_dir / "multirun.yaml").is_file():
-            OmegaConf.save(config, sweep_dir / "multirun.yaml")
+        OmegaConf.save(config, sweep_record(sweep_dir))
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()

@@ -7,6 +7,7 @@ that returns the number sweepers minimise.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import signal
@@ -23,7 +24,13 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from vae_gumbel.background import BackgroundWriter, writer_threads
-from vae_gumbel.checkpoint import link_checkpoint, load_checkpoint, member_checkpoint, save_checkpoint
+from vae_gumbel.checkpoint import (
+    check_same_job,
+    link_checkpoint,
+    load_checkpoint,
+    member_checkpoint,
+    save_checkpoint,
+)
 from vae_gumbel.config import CONFIG_PATH, validate
 from vae_gumbel.data import ImageSet
 from vae_gumbel.errors import CheckpointError, ConfigError, Interrupted, describe, one_line, one_line_errors
@@ -69,10 +76,14 @@ from vae_gumbel.timeline import (
     TIMELINE,
 )
 from vae_gumbel.tracking import (
+    JobRecord,
     RunLog,
+    holds_trained_run,
     hyperparameters,
     iwae_bound,
+    job_swept_keys,
     read_metrics,
+    record_refusal,
     tensorboard_run_name,
     write_status,
 )
@@ -94,12 +105,15 @@ def member_of(cfg: DictConfig, run_dir: str | Path | None = None, logger: loggin
     """Gives the job a composed config describes, writing into ``run_dir`` (Hydra's output dir by
     default); a config that fails its checks is recorded as failed in status.json and raised."""
     folder = RunFolder(run_dir if run_dir is not None else HydraConfig.get().runtime.output_dir)
+    job = JobRecord.of_job(cfg, folder)
     try:
         settings = validate(cfg)
     except Exception as err:
-        write_status(folder, "failed", error=describe(err))
+        record_refusal(folder, job, err)
         raise
-    return Member(settings, OmegaConf.to_container(cfg, resolve=True), folder, tensorboard_run_name(), logger)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    swept = frozenset(job_swept_keys() or ())
+    return Member(settings, config, folder, tensorboard_run_name(), logger, swept=swept, job=job)
 
 
 def train_members(
@@ -118,15 +132,18 @@ def train_members(
     for i, member in enumerate(members):
         try:
             resume_from[i] = find_resume_checkpoint(member.settings.resume, member.folder, member.logger)
+            if resume_from[i] == member.folder.checkpoint("last") and member.settings.resume_weights_only:
+                # A requeued job continues its own run, not the weights it started from.
+                member.settings = dataclasses.replace(member.settings, resume_weights_only=False)
             starts_afresh = resume_from[i] is None or member.settings.resume_weights_only
-            position = (0, 0) if starts_afresh else checkpoint_position(resume_from[i])
+            position = (0, 0) if starts_afresh else checkpoint_position(member, resume_from[i])
             finished = finished_metrics(member, position)
             if finished is not None:
                 results[i] = finished
             else:
                 keyed.append((i, (stack_key(member.settings), position)))
         except Exception as err:
-            write_status(member.folder, "failed", error=describe(err))
+            record_refusal(member.folder, member.job, err)
             results[i] = err
     for chunk in stacks_by_key(keyed, max_members):
         stacked = [members[i] for i in chunk]
@@ -138,20 +155,30 @@ def train_members(
 
 def train_stack(members: list[Member], resume_from: list[Path | None]) -> None:
     """Trains jobs as one stack and records in each status.json how it ended: completed, or failed
-    with the error that stopped it (a member's own, or the one that ended the whole stack)."""
+    with the error that stopped it (a member's own, or the one that ended the whole stack). A stack
+    that cannot be built (a checkpoint refused, the data missing) trained nothing, so a run already
+    in a folder keeps its record (``record_refusal``)."""
+    resumed = [holds_trained_run(member.folder) for member in members]
+    record_jobs(members, [not r for r in resumed])  # fresh ones at once, in case the build is stopped
     try:
         run = build_run(members, resume_from)
-        try:
-            train_run(run)
-        finally:
-            for member in members:
-                if member.run_log is not None:
-                    member.run_log.close()
+    except Exception as err:
+        for member in members:
+            member.error = err
+            record_refusal(member.folder, member.job, err)
+        return
+    record_jobs(members, resumed)
+    try:
+        train_run(run)
     except Interrupted:
         raise  # the whole sweep stops; each member's status says where
     except Exception as err:
         for member in members:
             member.error = member.error or err
+    finally:
+        for member in members:
+            if member.run_log is not None:
+                member.run_log.close()
     for member in members:
         if member.error is not None:
             write_status(member.folder, "failed", error=describe(member.error))
@@ -160,6 +187,13 @@ def train_stack(members: list[Member], resume_from: list[Path | None]) -> None:
             details = {k: final[k] for k in ("epoch", "step", "test/loss") if k in final}
             write_status(member.folder, "completed", **details)
             member.logger.info(end_summary(member))
+
+
+def record_jobs(members: Sequence[Member], which: Sequence[bool]) -> None:
+    """Writes Hydra's record of their jobs (.hydra/) into the folders of the ``which`` members."""
+    for member, chosen in zip(members, which, strict=True):
+        if chosen and member.job is not None:
+            member.job.write(member.folder)
 
 
 def train_run(run: Run) -> None:
@@ -519,35 +553,40 @@ def find_resume_checkpoint(
 ) -> Path | None:
     """Gives the checkpoint that ``resume`` names, or None to start fresh.
 
-    A folder that already holds a run is never trained over: without ``resume`` that is refused,
-    except for a SLURM job started again after a requeue, which continues from its own checkpoint
-    (and says so in the job's log, ``logger``).
+    A folder that already holds a run is never trained over: only resume=last (or ``resume``
+    naming that run) continues it, and any other start there is refused, except for a SLURM job
+    started again after a requeue, which continues from its own checkpoint (and says so in the
+    job's log, ``logger``).
     """
-    if resume is None:
-        own = folder.checkpoint("last")
-        if not own.is_file():
-            return None
-        if restarted_by_slurm():
-            logger.info("a requeued SLURM job: continuing from %s", own)
-            return own
-        raise ConfigError(
-            f"{folder.path} already holds a run ({own.relative_to(folder.path)}); continue it with "
-            "resume=last, or train into another folder (hydra.run.dir=... or hydra.sweep.dir=...)"
-        )
+    own = folder.checkpoint("last")
     if resume == "last":
-        own = folder.checkpoint("last")
         return own if own.is_file() else None
-    try:
-        return resolve_checkpoint(to_absolute_path(resume), "last")
-    except CheckpointError as err:
-        raise CheckpointError(
-            f"resume={resume}: {err} (resume=last continues the run in this folder)"
-        ) from None
+    named = None
+    if resume is not None:
+        try:
+            named = resolve_checkpoint(to_absolute_path(resume), "last")
+        except CheckpointError as err:
+            raise CheckpointError(
+                f"resume={resume}: {err} (resume=last continues the run in this folder)"
+            ) from None
+    if not own.is_file() or (named is not None and named.resolve() == own.resolve()):
+        return named
+    if restarted_by_slurm():
+        logger.info("a requeued SLURM job: continuing from %s", own)
+        return own
+    over = f"; resume={resume} would replace it with a run from another checkpoint" if resume else ""
+    raise ConfigError(
+        f"{folder.path} already holds a run ({own.relative_to(folder.path)}){over}; continue it with "
+        "resume=last, or train into another folder (hydra.run.dir=... or hydra.sweep.dir=...)"
+    )
 
 
-def checkpoint_position(file: Path) -> tuple[int, int]:
-    """Gives the epoch and step a checkpoint stands at."""
+def checkpoint_position(member: Member, file: Path) -> tuple[int, int]:
+    """Gives the epoch and step of the checkpoint a job continues from; a job of a sweep that
+    continues its own folder must be the job that folder's run was (``check_same_job``)."""
     checkpoint = load_checkpoint(file)
+    if member.swept and file == member.folder.checkpoint("last"):
+        check_same_job(checkpoint, member.settings, member.swept, member.folder.path)
     return checkpoint["epoch"], checkpoint["step"]
 
 
