@@ -800,10 +800,13 @@ def test_a_run_started_from_another_checkpoint_never_replaces_the_run_in_its_fol
     train(compose_train("seed=5"), here)
     before = RunFolder(here).checkpoint("last").read_bytes()
     for start in ([f"resume={other}"], [f"resume={other}", "resume_weights_only=true"]):
-        with pytest.raises(ConfigError, match=f"already holds a run .*resume={other} would replace it"):
+        with pytest.raises(ConfigError, match=f"already holds a run .*resume={other} .*would"):
             train(compose_train("trainer.epochs=2", *start), here)
     assert RunFolder(here).checkpoint("last").read_bytes() == before
-    # Naming the folder's own run continues it, as resume=last does.
+    # Naming the folder's own run continues it, as resume=last does, but starts no new run over it.
+    with pytest.raises(ConfigError, match=f"resume={here} resume_weights_only=true would start a new run"):
+        train(compose_train(f"resume={here}", "resume_weights_only=true"), here)
+    assert RunFolder(here).checkpoint("last").read_bytes() == before
     assert train(compose_train("trainer.epochs=2", f"resume={here}"), here)["epoch"] == 2
     # A requeued SLURM job that started from another run's weights continues its own run.
     records = read_metrics(RunFolder(here).metrics)

@@ -122,6 +122,7 @@ class JobRecord:
 
 
 def holds_trained_run(folder: RunFolder) -> bool:
+    """Says whether a run folder holds a run that trained: one that wrote a checkpoint."""
     return any(folder.checkpoint(name).is_file() for name in CHECKPOINTS)
 
 

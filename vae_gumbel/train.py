@@ -103,7 +103,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
 
 def member_of(cfg: DictConfig, run_dir: str | Path | None = None, logger: logging.Logger = log) -> Member:
     """Gives the job a composed config describes, writing into ``run_dir`` (Hydra's output dir by
-    default); a config that fails its checks is recorded as failed in status.json and raised."""
+    default); a config that fails its checks is raised, and recorded as failed in status.json
+    unless the folder holds a run that trained (``record_refusal``)."""
     folder = RunFolder(run_dir if run_dir is not None else HydraConfig.get().runtime.output_dir)
     job = JobRecord.of_job(cfg, folder)
     try:
@@ -131,8 +132,11 @@ def train_members(
     keyed: list[tuple[int, tuple]] = []
     for i, member in enumerate(members):
         try:
-            resume_from[i] = find_resume_checkpoint(member.settings.resume, member.folder, member.logger)
-            if resume_from[i] == member.folder.checkpoint("last") and member.settings.resume_weights_only:
+            settings = member.settings
+            resume_from[i] = find_resume_checkpoint(
+                settings.resume, member.folder, member.logger, settings.resume_weights_only
+            )
+            if resume_from[i] == member.folder.checkpoint("last") and settings.resume_weights_only:
                 # A requeued job continues its own run, not the weights it started from.
                 member.settings = dataclasses.replace(member.settings, resume_weights_only=False)
             starts_afresh = resume_from[i] is None or member.settings.resume_weights_only
@@ -549,14 +553,14 @@ def end_summary(member: Member) -> str:
 
 
 def find_resume_checkpoint(
-    resume: str | None, folder: RunFolder, logger: logging.Logger = log
+    resume: str | None, folder: RunFolder, logger: logging.Logger = log, weights_only: bool = False
 ) -> Path | None:
     """Gives the checkpoint that ``resume`` names, or None to start fresh.
 
     A folder that already holds a run is never trained over: only resume=last (or ``resume``
-    naming that run) continues it, and any other start there is refused, except for a SLURM job
-    started again after a requeue, which continues from its own checkpoint (and says so in the
-    job's log, ``logger``).
+    naming that run, without ``weights_only``) continues it, and any other start there is
+    refused, except for a SLURM job started again after a requeue, which continues from its own
+    checkpoint (and says so in the job's log, ``logger``).
     """
     own = folder.checkpoint("last")
     if resume == "last":
@@ -569,12 +573,19 @@ def find_resume_checkpoint(
             raise CheckpointError(
                 f"resume={resume}: {err} (resume=last continues the run in this folder)"
             ) from None
-    if not own.is_file() or (named is not None and named.resolve() == own.resolve()):
+    if not own.is_file():
         return named
     if restarted_by_slurm():
         logger.info("a requeued SLURM job: continuing from %s", own)
         return own
-    over = f"; resume={resume} would replace it with a run from another checkpoint" if resume else ""
+    if named is not None and named.resolve() == own.resolve() and not weights_only:
+        return own
+    if resume is None:
+        over = ""
+    elif weights_only:
+        over = f"; resume={resume} resume_weights_only=true would start a new run over it"
+    else:
+        over = f"; resume={resume} would replace it with a run from another checkpoint"
     raise ConfigError(
         f"{folder.path} already holds a run ({own.relative_to(folder.path)}){over}; continue it with "
         "resume=last, or train into another folder (hydra.run.dir=... or hydra.sweep.dir=...)"
