@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import pytest
 
-from vae_gumbel.errors import CheckpointError
-from vae_gumbel.run_folder import RunFolder, find_runs, resolve_checkpoint
+from vae_gumbel.errors import CheckpointError, FolderBusy
+from vae_gumbel.run_folder import RunFolder, find_runs, resolve_checkpoint, training_into
 
 
 def test_a_checkpoint_and_its_run_folder_find_each_other(tmp_path: Path) -> None:
@@ -57,3 +59,14 @@ def test_runs_are_found_below_a_folder_in_natural_order(tmp_path: Path) -> None:
     (tmp_path / "3" / ".hydra").mkdir(parents=True)
     RunFolder(tmp_path / "3").overrides.write_text("[]")
     assert [p.name for p in find_runs(tmp_path)] == ["1", "2", "3", "10", "a", "b"]
+
+
+def test_one_process_at_a_time_trains_into_a_folder(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path / "run")
+    with training_into(folder):
+        holder = f"pid {os.getpid()} on {socket.gethostname()}"
+        with pytest.raises(FolderBusy, match=f"run is being trained by another process \\({holder}\\)"):
+            with training_into(folder):
+                pass
+    with training_into(folder):  # released when the first ends
+        pass

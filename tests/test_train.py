@@ -25,7 +25,14 @@ from tests.conftest import (
 )
 from vae_gumbel.checkpoint import load_checkpoint
 from vae_gumbel.config import validate
-from vae_gumbel.errors import CheckpointError, ConfigError, DataError, Interrupted, NonFiniteLossError
+from vae_gumbel.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    FolderBusy,
+    Interrupted,
+    NonFiniteLossError,
+)
 from vae_gumbel.estimators import ESTIMATORS
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.step import GRAPH_WARMUP_STEPS
@@ -586,6 +593,22 @@ def test_a_stack_writes_a_normal_run_folder_for_every_job(compose_train, tmp_pat
         assert json.loads(folder.status.read_text())["status"] == "completed"
         assert folder.checkpoint("last").is_file() and folder.epoch_picture("code_usage", 1).is_file()
     assert len({r["test/loss"] for r in results}) == 3
+
+
+def test_a_job_whose_folder_another_process_trains_into_fails_alone_and_writes_nothing_there(
+    compose_train, tmp_path: Path
+) -> None:
+    from vae_gumbel.run_folder import training_into
+    from vae_gumbel.train import train_members
+
+    busy = RunFolder(tmp_path / "1")
+    with training_into(busy):  # as another process would hold it
+        results = train_members(jobs(compose_train, tmp_path, ["seed=0"], ["seed=1"]))
+    assert isinstance(results[1], FolderBusy) and "is being trained by another process" in str(results[1])
+    assert [path.name for path in busy.path.iterdir()] == [".lock"]
+    assert json.loads(RunFolder(tmp_path / "0").status.read_text())["status"] == "completed"
+    with training_into(busy), pytest.raises(FolderBusy):
+        train(compose_train("resume=last"), busy.path)
 
 
 def test_a_stack_written_by_several_threads_leaves_the_same_files_as_by_one(

@@ -53,6 +53,12 @@ class CheckpointError(VaeGumbelError):
     exit_code = BAD_INPUT
 
 
+class FolderBusy(VaeGumbelError):
+    """Another process trains into the run folder."""
+
+    exit_code = BAD_INPUT
+
+
 class RecordsError(VaeGumbelError):
     """A run's records (metrics.jsonl) are damaged before their last line, which no crash does."""
 

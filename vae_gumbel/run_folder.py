@@ -12,6 +12,7 @@ RUN/samples/*.png                        sample grids and code-usage maps
 RUN/eval.json                            the importance-weighted evaluation
 RUN/eval_val.json                        the same on the validation set (eval.final_iwae_on=val)
 RUN/timeline.json                        with trainer.timeline=true: the wall time of each phase
+RUN/.lock                                held by the process that trains into the folder
 SWEEP/multirun.yaml                      Hydra's record of a sweep: its config and command line
 SWEEP/timeline_jobs_FIRST-LAST.json      the same for a batch of jobs of a stacked sweep
 """
@@ -19,12 +20,19 @@ SWEEP/timeline_jobs_FIRST-LAST.json      the same for a batch of jobs of a stack
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vae_gumbel.errors import CheckpointError
+from vae_gumbel.errors import CheckpointError, FolderBusy
+
+log = logging.getLogger("vae_gumbel.train")
 
 CHECKPOINTS = ("best", "last")
 
@@ -80,6 +88,10 @@ class RunFolder:
     def timeline(self) -> Path:
         return self.path / "timeline.json"
 
+    @property
+    def lock(self) -> Path:
+        return self.path / ".lock"
+
     def checkpoint(self, which: str = "last") -> Path:
         """Gives checkpoints/{which}.pt: ``last`` or ``best``."""
         return self.path / "checkpoints" / f"{which}.pt"
@@ -100,6 +112,41 @@ class RunFolder:
 
 # Every timeline file under a folder: runs' timeline.json and stacked sweeps' timeline_jobs_*.json.
 TIMELINES = "timeline*.json"
+
+
+@contextmanager
+def training_into(folder: RunFolder, logger: logging.Logger = log) -> Iterator[None]:
+    """Holds the lock of ``folder`` while this process trains into it, so that a second process (a
+    continue command started while the run still goes, a sweep launched again into its folder)
+    is refused with FolderBusy instead of writing the same checkpoints and records. The operating
+    system drops the lock when the process ends, however it ends. Where the file system has no
+    locks, training goes on without one, and the log (``logger``) says so."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system
+        fcntl = None
+    folder.path.mkdir(parents=True, exist_ok=True)
+    with open(folder.lock, "a+") as file:
+        locked = False
+        if fcntl is not None:
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
+            except BlockingIOError:
+                file.seek(0)
+                holder = file.read().strip() or "a process"
+                raise FolderBusy(
+                    f"{folder.path} is being trained by another process ({holder}); wait for it to "
+                    "end, or train into another folder (hydra.run.dir=... or hydra.sweep.dir=...)"
+                ) from None
+            except OSError as err:
+                logger.warning("%s takes no lock (%s): train into it from one process only", folder.path, err)
+        if locked:
+            file.seek(0)
+            file.truncate()
+            file.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            file.flush()
+        yield
 
 
 def sweep_record(sweep_dir: Path) -> Path:

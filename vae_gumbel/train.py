@@ -7,6 +7,7 @@ that returns the number sweepers minimise.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -33,7 +34,15 @@ from vae_gumbel.checkpoint import (
 )
 from vae_gumbel.config import CONFIG_PATH, validate
 from vae_gumbel.data import ImageSet
-from vae_gumbel.errors import CheckpointError, ConfigError, Interrupted, describe, one_line, one_line_errors
+from vae_gumbel.errors import (
+    CheckpointError,
+    ConfigError,
+    FolderBusy,
+    Interrupted,
+    describe,
+    one_line,
+    one_line_errors,
+)
 from vae_gumbel.faults import pause
 from vae_gumbel.grids import (
     code_usage_image,
@@ -64,7 +73,7 @@ from vae_gumbel.likelihood import (
 from vae_gumbel.loop import EpochResult, Temperatures
 from vae_gumbel.model import unstack
 from vae_gumbel.run import Member, Run, build_run, log, stack_key, stacks_by_key
-from vae_gumbel.run_folder import RunFolder, read_status, resolve_checkpoint
+from vae_gumbel.run_folder import RunFolder, read_status, resolve_checkpoint, training_into
 from vae_gumbel.step import STEP_VALUES
 from vae_gumbel.timeline import (
     COPY_STATE,
@@ -150,11 +159,25 @@ def train_members(
             record_refusal(member.folder, member.job, err)
             results[i] = err
     for chunk in stacks_by_key(keyed, max_members):
-        stacked = [members[i] for i in chunk]
-        train_stack(stacked, [resume_from[i] for i in chunk])
-        for i, member in zip(chunk, stacked, strict=True):
-            results[i] = member.error if member.error is not None else member.final
+        with contextlib.ExitStack() as held:
+            free = [i for i in chunk if claimed(held, members[i])]
+            if free:
+                train_stack([members[i] for i in free], [resume_from[i] for i in free])
+        for i in chunk:
+            results[i] = members[i].error if members[i].error is not None else members[i].final
     return [results[i] for i in range(len(members))]
+
+
+def claimed(held: contextlib.ExitStack, member: Member) -> bool:
+    """Takes the lock of the member's folder for as long as ``held`` lasts; says whether it got it.
+    A folder that another process trains into is left to it: the member fails with FolderBusy, and
+    nothing is written there."""
+    try:
+        held.enter_context(training_into(member.folder, member.logger))
+    except FolderBusy as err:
+        member.error = err
+        return False
+    return True
 
 
 def train_stack(members: list[Member], resume_from: list[Path | None]) -> None:
