@@ -163,7 +163,7 @@ def test_a_failed_save_says_why_and_leaves_the_previous_checkpoint_intact(
 
 
 def test_a_leftover_temporary_file_does_not_break_loading(learned_run: Path) -> None:
-    leftover = RunFolder(learned_run).checkpoint("last").with_name(".last.pt.tmp-99999")
+    leftover = RunFolder(learned_run).checkpoint("last").with_name(".last.99999.partial.pt")
     leftover.write_bytes(b"half a checkpoint")
     try:
         assert load_checkpoint(learned_run)["epoch"] == 1

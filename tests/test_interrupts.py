@@ -214,7 +214,7 @@ def test_killed_anywhere_a_run_leaves_sound_files_and_resumes_exactly(
     kill(process)
     # Inside a checkpoint write: the new file written, not yet moved into place.
     process = start(resume, tmp_path, pause="checkpoint=30")
-    wait_for(lambda: any(folder.checkpoint("last").parent.glob(".*.tmp-*")), process)
+    wait_for(lambda: any(folder.checkpoint("last").parent.glob(".*.partial.pt")), process)
     kill(process)
     # Between two epochs, once this process has finished one.
     finished_epochs = folder.log.read_text().count(f"/{EPOCHS} step")

@@ -339,7 +339,7 @@ def test_rerun_with_resume_last_continues_unfinished_jobs_and_leaves_finished_on
 
 def test_a_leftover_temporary_file_does_not_break_resuming(compose_train, tmp_path: Path) -> None:
     train(compose_train(), tmp_path)
-    (tmp_path / "checkpoints" / ".last.pt.tmp-99999").write_bytes(b"half a checkpoint")
+    (tmp_path / "checkpoints" / ".last.99999.partial.pt").write_bytes(b"half a checkpoint")
     assert train(compose_train("trainer.epochs=2", "resume=last"), tmp_path)["epoch"] == 2
 
 

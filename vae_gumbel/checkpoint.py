@@ -29,6 +29,7 @@ import torch
 from vae_gumbel.data import ImageSet, load_test_set, load_validation_set
 from vae_gumbel.errors import CheckpointError, WriteError, first_line
 from vae_gumbel.faults import pause
+from vae_gumbel.files import partial_path, replacing
 from vae_gumbel.model import CategoricalVAE, member_state, model_with_weights
 from vae_gumbel.run_folder import resolve_checkpoint
 
@@ -46,18 +47,14 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
     """Writes ``checkpoint`` to ``path`` atomically: a temporary file, fsync, then os.replace."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with temporary.open("wb") as handle:
+        with replacing(path) as handle:
             torch.save(checkpoint, handle)
             handle.flush()
             os.fsync(handle.fileno())
-        pause("checkpoint")
-        os.replace(temporary, path)
+            pause("checkpoint")
     except (OSError, RuntimeError) as err:
         raise unwritable(path, err) from err
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 # Free bytes below which a failed write is put down to a full disk: torch's own message then only
@@ -87,7 +84,7 @@ def link_checkpoint(source: str | Path, path: str | Path) -> None:
     """Makes ``path`` the same file as the checkpoint at ``source`` (a hard link, moved into place
     atomically): best.pt and last.pt of the same epoch are written once."""
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary = partial_path(path)
     try:
         temporary.unlink(missing_ok=True)
         os.link(source, temporary)

@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from hydra.utils import to_absolute_path
 
+from vae_gumbel.files import replacing
+
 log = logging.getLogger("vae_gumbel.train")
 
 
@@ -58,6 +60,5 @@ class CompileCache:
         artifacts = torch.compiler.save_cache_artifacts()
         if artifacts is None:
             return
-        partial = self.artifacts.with_name(f".{self.artifacts.name}.{os.getpid()}")
-        partial.write_bytes(artifacts[0])
-        partial.replace(self.artifacts)
+        with replacing(self.artifacts) as handle:
+            handle.write(artifacts[0])

@@ -15,7 +15,6 @@ import argparse
 import gzip
 import hashlib
 import logging
-import os
 import shutil
 import struct
 import subprocess
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 
 from vae_gumbel.errors import DataError, first_line, one_line_errors
+from vae_gumbel.files import replacing
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +58,13 @@ class DatasetSource:
 
 def _install_verified(stream: BinaryIO, folder: Path, name: str, expected: str, source: str) -> None:
     """Writes a file from ``stream`` into ``folder`` only if its SHA-256 is ``expected``."""
-    partial = folder / f".{name}.partial"
-    with partial.open("wb") as out:
-        shutil.copyfileobj(stream, out)
-    if (actual := sha256(partial)) != expected:
-        partial.unlink()
-        raise DataError(f"{source} {name} has SHA-256 {actual}, expected {expected}")
-    os.replace(partial, folder / name)
+    digest = hashlib.sha256()
+    with replacing(folder / name) as out:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+            out.write(block)
+        if (actual := digest.hexdigest()) != expected:
+            raise DataError(f"{source} {name} has SHA-256 {actual}, expected {expected}")
 
 
 def _run(command: list[str], cwd: str, what: str) -> None:

@@ -1,10 +1,11 @@
 """Writing output files without losing any: a different file already at the name is never replaced
-silently.
+silently, and a file that is replaced (a checkpoint, the records, status.json) is whole or absent.
 
-Pictures and figures are drawn into a temporary file beside their target. If the target exists
-with the same content (the same bytes, unless the caller says what "the same" means, such as the
-same pixels), nothing changes; if it differs, the new file takes the first free numbered name
-(``grid_2.png``, ``grid_3.png``, ...) unless the user asked to overwrite.
+Every file is written under a temporary name beside its target first (``partial_path``); a
+replacement then takes the target's place atomically (``replacing``). Pictures and figures: if the
+target exists with the same content (the same bytes, unless the caller says what "the same" means,
+such as the same pixels), nothing changes; if it differs, the new file takes the first free numbered
+name (``grid_2.png``, ``grid_3.png``, ...) unless the user asked to overwrite.
 """
 
 from __future__ import annotations
@@ -12,13 +13,35 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 
 def partial_path(path: Path) -> Path:
     """Gives the temporary name beside ``path`` that a file is written under before it takes its own."""
     return path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[BinaryIO]:
+    """Gives a file to write ``path``'s new content into: a temporary file beside it, which takes
+    the place of ``path`` (os.replace) when the block ends and is removed if the block fails, so
+    that a reader, or a crash, finds the old file or the new one, never half of one."""
+    partial = partial_path(path)
+    try:
+        with partial.open("wb") as handle:
+            yield handle
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Writes ``text`` to ``path`` in place of what is there, atomically (``replacing``)."""
+    with replacing(path) as handle:
+        handle.write(text.encode())
 
 
 def numbered(path: Path, number: int) -> Path:

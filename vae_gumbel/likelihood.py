@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from vae_gumbel.data import ImageSet
-from vae_gumbel.files import claim_numbered, partial_path
+from vae_gumbel.files import claim_numbered, replacing
 from vae_gumbel.gumbel import gumbel_max, sample_gumbel
 from vae_gumbel.model import CategoricalVAE, stack_size
 from vae_gumbel.objectives import bernoulli_nll, code_perplexity, kl_per_variable, negative_elbo
@@ -256,8 +256,6 @@ def write_eval_json(report: dict[str, Any], path: Path) -> Path | None:
     (other weights, images or k: it may have taken an hour) is kept under the first free numbered
     name, which this gives back (None if there was nothing to keep)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = partial_path(path)
-    partial.write_text(json.dumps(report, indent=2) + "\n")
     kept = None
     try:
         earlier = json.loads(path.read_text())
@@ -265,12 +263,10 @@ def write_eval_json(report: dict[str, Any], path: Path) -> Path | None:
         earlier = None
     except (OSError, ValueError):
         earlier = {}  # unreadable: kept as it is, for whoever wants to look at it
-    try:
+    with replacing(path) as handle:
+        handle.write((json.dumps(report, indent=2) + "\n").encode())
         if earlier is not None and not same_evaluation(earlier, report):
             kept = claim_numbered(path, path)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
     return kept
 
 

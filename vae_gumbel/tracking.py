@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from hydra.experimental.callback import Callback
 
 from vae_gumbel.errors import RecordsError, describe
+from vae_gumbel.files import replace_text
 from vae_gumbel.run_folder import CHECKPOINTS, RunFolder, sweep_record
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def write_status(folder: RunFolder, status: str, **details: Any) -> None:
     if (
         not folder.status.is_file() or folder.status.read_text() != text
     ):  # a finished job re-run stays as it was
-        folder.status.write_text(text)
+        replace_text(folder.status, text)
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,11 @@ def short_run_name(overrides: str, limit: int = 200) -> str:
     return name
 
 
+def records_text(records: list[dict[str, Any]]) -> str:
+    """Gives records as metrics.jsonl holds them: one JSON object per line."""
+    return "".join(json.dumps(record) + "\n" for record in records)
+
+
 class RunLog:
     """Writes a run's metrics.jsonl, its TensorBoard event files and its log lines.
 
@@ -245,7 +251,7 @@ class RunLog:
         # A fresh start keeps nothing: what is there is from a run that never wrote a checkpoint.
         records = read_metrics(folder.metrics) if start_step else []
         kept = [r for r in records if r.get("epoch", 0) <= start_epoch]
-        folder.metrics.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        replace_text(folder.metrics, records_text(kept))  # a crash now leaves all, never a part
         # In a sweep, tensorboard/<overrides>/ so TensorBoard names each job's run by its overrides.
         # Events logged after the checkpoint's step belong to the lost part of the run; the
         # checkpoint's own step (its epoch record) stays. TensorBoard drops them when it reads the
@@ -266,7 +272,7 @@ class RunLog:
     def log_epoch(self, record: dict[str, Any]) -> None:
         """Appends one epoch's record to metrics.jsonl and its scalars to TensorBoard."""
         with self.folder.metrics.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+            handle.write(records_text([record]))
         scalars = {k: v for k, v in record.items() if k not in ("epoch", "step") and _is_number(v)}
         self.log_scalars(scalars, record["step"])
         self.writer.flush()
@@ -276,9 +282,7 @@ class RunLog:
         TensorBoard at that epoch's step."""
         records = read_metrics(self.folder.metrics)
         records[-1].update(values)
-        partial = self.folder.metrics.with_name(f".{self.folder.metrics.name}.partial")
-        partial.write_text("".join(json.dumps(r) + "\n" for r in records))
-        partial.replace(self.folder.metrics)
+        replace_text(self.folder.metrics, records_text(records))
         self.log_scalars({k: v for k, v in values.items() if _is_number(v)}, records[-1]["step"])
         self.writer.flush()
 
