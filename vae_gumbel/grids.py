@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from vae_gumbel.errors import ConfigError
-from vae_gumbel.files import same_bytes
+from vae_gumbel.files import replacing, same_bytes
 from vae_gumbel.gumbel import gumbel_max, sample_gumbel
 from vae_gumbel.model import CategoricalVAE, stack_size
 from vae_gumbel.objectives import kl_per_variable
@@ -93,10 +93,11 @@ def encode_png(pixels: np.ndarray) -> Png:
 
 
 def write_png(png: Png, path: str | Path) -> Path:
-    """Writes a PNG to ``path``, creating its folder."""
+    """Writes a PNG to ``path`` (whole or not at all), creating its folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png.data)
+    with replacing(path) as handle:
+        handle.write(png.data)
     return path
 
 

@@ -119,7 +119,7 @@ class JobRecord:
 
         for name, content in self.files.items():
             folder.hydra_file(name).parent.mkdir(parents=True, exist_ok=True)
-            folder.hydra_file(name).write_text(OmegaConf.to_yaml(content))
+            replace_text(folder.hydra_file(name), OmegaConf.to_yaml(content))
 
 
 def holds_trained_run(folder: RunFolder) -> bool:
@@ -386,7 +386,7 @@ class SweepSummary(Callback):
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(config, sweep_record(sweep_dir))
+        replace_text(sweep_record(sweep_dir), OmegaConf.to_yaml(config))
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
