@@ -141,9 +141,11 @@ def epochs_logged(folder: RunFolder) -> int:
 
 
 def assert_everything_left_behind_is_sound(folder: RunFolder) -> None:
-    """Every checkpoint left in the folder loads weights-only, and every line of metrics.jsonl is whole."""
-    for file in (folder.path / "checkpoints").glob("*.pt"):
-        torch.load(file, weights_only=True)
+    """Every checkpoint left in the folder loads weights-only, and every line of metrics.jsonl is whole
+    (a write cut short leaves only its hidden temporary file)."""
+    for which in ("last", "best"):
+        if folder.checkpoint(which).exists():
+            torch.load(folder.checkpoint(which), weights_only=True)
     if folder.metrics.exists():
         for line in folder.metrics.read_text().splitlines():
             json.loads(line)
