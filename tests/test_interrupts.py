@@ -218,6 +218,7 @@ def test_killed_anywhere_a_run_leaves_sound_files_and_resumes_exactly(
     process = start(resume, tmp_path, pause="checkpoint=30")
     wait_for(lambda: any(folder.checkpoint("last").parent.glob(".*.partial.pt")), process)
     kill(process)
+    assert folder.leftovers()  # its temporary file, which the next run into the folder removes
     # Between two epochs, once this process has finished one.
     finished_epochs = folder.log.read_text().count(f"/{EPOCHS} step")
     process = start(resume, tmp_path, pause="epoch=30")
@@ -226,6 +227,7 @@ def test_killed_anywhere_a_run_leaves_sound_files_and_resumes_exactly(
     kill(process)
     finish(folder, [*tiny_run(mnist_root), f"trainer.epochs={EPOCHS}", "resume=last"])
     assert without_timing(read_metrics(folder.metrics)) == uninterrupted
+    assert folder.leftovers() == []
 
 
 @pytest.mark.slow

@@ -70,3 +70,17 @@ def test_one_process_at_a_time_trains_into_a_folder(tmp_path: Path) -> None:
                 pass
     with training_into(folder):  # released when the first ends
         pass
+
+
+def test_a_process_that_takes_a_folder_removes_the_temporary_files_of_killed_writes(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path / "run")
+    folder.checkpoint("last").parent.mkdir(parents=True)
+    leftovers = [
+        folder.checkpoint("last").with_name(".last.4242.partial.pt"),
+        folder.path / ".metrics.4242.partial.jsonl",
+    ]
+    for file in [*leftovers, folder.checkpoint("last")]:
+        file.write_bytes(b"written")
+    assert folder.leftovers() == sorted(leftovers)
+    with training_into(folder):
+        assert folder.leftovers() == [] and folder.checkpoint("last").read_bytes() == b"written"

@@ -24,6 +24,12 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
 
 
+def partial_files(folder: Path) -> list[Path]:
+    """Gives the temporary files in ``folder`` (``partial_path``): writes cut short by a kill, or in
+    progress."""
+    return sorted(folder.glob(".*.*.partial*"))
+
+
 @contextmanager
 def replacing(path: Path) -> Iterator[BinaryIO]:
     """Gives a file to write ``path``'s new content into: a temporary file beside it, which takes

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from vae_gumbel.errors import CheckpointError, FolderBusy
+from vae_gumbel.files import partial_files
 
 log = logging.getLogger("vae_gumbel.train")
 
@@ -92,6 +93,14 @@ class RunFolder:
     def lock(self) -> Path:
         return self.path / ".lock"
 
+    def leftovers(self) -> list[Path]:
+        """Gives the temporary files of writes in the folder (in progress, or cut short by a kill)."""
+        return [
+            file
+            for place in (self.path, self.path / ".hydra", self.path / "checkpoints", self.samples)
+            for file in partial_files(place)
+        ]
+
     def checkpoint(self, which: str = "last") -> Path:
         """Gives checkpoints/{which}.pt: ``last`` or ``best``."""
         return self.path / "checkpoints" / f"{which}.pt"
@@ -146,6 +155,8 @@ def training_into(folder: RunFolder, logger: logging.Logger = log) -> Iterator[N
             file.truncate()
             file.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
             file.flush()
+            for leftover in folder.leftovers():  # of a process killed while it wrote: no longer anyone's
+                leftover.unlink(missing_ok=True)
         yield
 
 
