@@ -19,6 +19,7 @@ from tests.conftest import REPO, compose_config, tiny_run
 from tests.test_train import without_timing
 from vae_gumbel.errors import Interrupted
 from vae_gumbel.interrupts import StoppedBySignal, resume_command, stop_on_signals
+from vae_gumbel.report import read_job
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.tracking import read_metrics
 from vae_gumbel.train import train
@@ -208,6 +209,7 @@ def test_killed_anywhere_a_run_leaves_sound_files_and_resumes_exactly(
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=60)
         assert_everything_left_behind_is_sound(folder)
+        assert read_job(folder.path, folder.path).status == "killed"  # what a report says of it
 
     # In the middle of the second epoch.
     process = start(command, tmp_path, pause="step=0.05")

@@ -12,7 +12,7 @@ import yaml
 
 from tests.conftest import run_module
 from vae_gumbel.report import HIGHLIGHTED, curves_figure, read_job, report
-from vae_gumbel.run_folder import RunFolder
+from vae_gumbel.run_folder import RunFolder, training_into
 from vae_gumbel.tracking import read_metrics
 
 
@@ -240,3 +240,14 @@ def test_a_run_with_damaged_records_is_listed_with_the_damage_and_the_others_are
     lines = report(tmp_path).splitlines()
     assert lines[2].startswith("| 0 | completed | 0 | 2 | 140.0 |")
     assert lines[3].startswith("| 1 | completed | 1 |") and "line 1 of 3, is not a JSON record" in lines[3]
+
+
+def test_a_run_that_says_it_trains_is_training_while_its_folder_is_held_and_killed_after(
+    tmp_path: Path,
+) -> None:
+    write_job(
+        tmp_path, ["seed=1"], [120.0], {"status": "training", "epoch": 0, "pid": 4242, "host": "node17"}
+    )
+    with training_into(RunFolder(tmp_path)):  # as the process that trains it holds it
+        assert read_job(tmp_path, tmp_path).status == "training"
+    assert read_job(tmp_path, tmp_path).status == "killed"  # it ended without saying how

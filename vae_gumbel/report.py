@@ -33,7 +33,7 @@ from matplotlib.ticker import MaxNLocator
 
 from vae_gumbel.config import RUN_CONTROL_KEYS
 from vae_gumbel.errors import ConfigError, RecordsError, one_line_errors
-from vae_gumbel.run_folder import RunFolder, find_runs, read_status
+from vae_gumbel.run_folder import RunFolder, find_runs, lock_is_free, read_status
 from vae_gumbel.tracking import iwae_bound, read_metrics
 
 
@@ -42,7 +42,7 @@ class Job:
     name: str  # the folder, relative to the report's root
     overrides: dict[str, str]
     records: list[dict[str, Any]]
-    status: str  # completed, failed, incomplete
+    status: str  # completed, failed, interrupted, training, killed (it trained, and ended unsaid), incomplete
     error: str = ""
     final_test_loss: float = math.nan
     best_test_loss: float = math.nan
@@ -71,6 +71,8 @@ def read_job(path: Path, root: Path) -> Job:
     """Gives what a job folder says about its run."""
     folder = RunFolder(path)
     status = read_status(folder)
+    if status.get("status") == "training" and lock_is_free(folder):
+        status["status"] = "killed"  # no process trains it: it ended without saying how
     try:
         records = read_metrics(folder.metrics)
     except RecordsError as err:  # the other runs are still worth a report

@@ -4,7 +4,7 @@ RUN/.hydra/config.yaml, overrides.yaml   the config and the command-line overrid
 RUN/.hydra/hydra.yaml                    the folder, and Hydra's config, in Hydra's format
 RUN/train.log                            the log
 RUN/metrics.jsonl                        one JSON object per epoch
-RUN/status.json                          how the run ended
+RUN/status.json                          how the run ended (training, while it trains)
 RUN/tensorboard/                         TensorBoard event files
 RUN/checkpoints/last.pt, best.pt         the latest checkpoint and the one with the lowest validation
                                          loss (test loss if the run holds no validation set out)
@@ -158,6 +158,23 @@ def training_into(folder: RunFolder, logger: logging.Logger = log) -> Iterator[N
             for leftover in folder.leftovers():  # of a process killed while it wrote: no longer anyone's
                 leftover.unlink(missing_ok=True)
         yield
+
+
+def lock_is_free(folder: RunFolder) -> bool:
+    """Says whether no process holds the folder's lock (``training_into``) now; False where that
+    cannot be known (no lock file, or a file system without locks). Ask only of a folder whose
+    status says it trains: for a moment the question holds the lock itself, and a process that
+    tried to take the folder just then would be refused."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        with open(folder.lock) as file:
+            fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:  # held (BlockingIOError), no lock file, or no locks on this file system
+        return False
+    return True
 
 
 def sweep_record(sweep_dir: Path) -> Path:

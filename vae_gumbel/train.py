@@ -11,7 +11,9 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -195,6 +197,8 @@ def train_stack(members: list[Member], resume_from: list[Path | None]) -> None:
             record_refusal(member.folder, member.job, err)
         return
     record_jobs(members, resumed)
+    for member in members:  # until it ends and says how; a report tells a killed one by its free lock
+        write_status(member.folder, "training", epoch=run.epoch, pid=os.getpid(), host=socket.gethostname())
     try:
         train_run(run)
     except Interrupted:
