@@ -368,9 +368,10 @@ def interrupted(run: Run, err: BaseException) -> Interrupted:
     name = signal.Signals(signum).name
     for _, member in run.live():
         snapshot = member.snapshot
-        if snapshot is None:
-            continue
-        write_checkpoints(member, lambda work, *args: work(*args))
+        if snapshot is not None:
+            write_checkpoints(member, lambda work, *args: work(*args))
+        else:  # stopped before its first step: the folder holds what it held
+            snapshot = {"epoch": run.epoch, "step": run.step}
         command = resume_command(member.folder.path)
         write_status(
             member.folder,
