@@ -93,10 +93,11 @@ def write_status(folder: RunFolder, status: str, **details: Any) -> None:
 
 @dataclass(frozen=True)
 class JobRecord:
-    """Hydra's record of a job for RUN/.hydra/ (config.yaml, hydra.yaml, overrides.yaml), kept to
-    be written when the job is accepted rather than before it runs: train.yaml sets
-    ``hydra.output_subdir`` to null, so a start that is refused (a bad value, a folder that holds
-    a run, a checkpoint that does not fit) leaves the record of the run already in the folder."""
+    """Hydra's record of a job for RUN/.hydra/ (config.yaml, hydra.yaml, overrides.yaml), written
+    by the trainer rather than by Hydra before the job runs (train.yaml sets ``hydra.output_subdir``
+    to null): at once into a folder that holds no trained run, as Hydra would, but into one that
+    does only once the job is accepted, so that a start that is refused (a bad value, a folder
+    that holds a run, a checkpoint that does not fit) leaves the record of the run there."""
 
     files: dict[str, Any]  # file name -> its config, as Hydra writes it
 
@@ -127,15 +128,12 @@ def holds_trained_run(folder: RunFolder) -> bool:
     return any(folder.checkpoint(name).is_file() for name in CHECKPOINTS)
 
 
-def record_refusal(folder: RunFolder, job: JobRecord | None, err: BaseException) -> None:
-    """Records a job that failed before it trained (its .hydra/ record and a failed status.json),
-    unless its folder holds a run that trained (a checkpoint): a refused start changed nothing in
-    that run, so the run's own records stay, and the error goes to the log and the console only."""
-    if holds_trained_run(folder):
-        return
-    if job is not None:
-        job.write(folder)
-    write_status(folder, "failed", error=describe(err))
+def record_refusal(folder: RunFolder, err: BaseException) -> None:
+    """Records in status.json that a job failed before it trained, unless its folder holds a run
+    that trained (a checkpoint): a refused start changed nothing in that run, so the run's own
+    records stay, and the error goes to the log and the console only."""
+    if not holds_trained_run(folder):
+        write_status(folder, "failed", error=describe(err))
 
 
 def hyperparameters(settings: Any) -> dict[str, str | int | float | bool]:

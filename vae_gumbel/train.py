@@ -118,10 +118,12 @@ def member_of(cfg: DictConfig, run_dir: str | Path | None = None, logger: loggin
     unless the folder holds a run that trained (``record_refusal``)."""
     folder = RunFolder(run_dir if run_dir is not None else HydraConfig.get().runtime.output_dir)
     job = JobRecord.of_job(cfg, folder)
+    if job is not None and not holds_trained_run(folder):
+        job.write(folder)  # a trained run's record is replaced only once the job is accepted
     try:
         settings = validate(cfg)
     except Exception as err:
-        record_refusal(folder, job, err)
+        record_refusal(folder, err)
         raise
     config = OmegaConf.to_container(cfg, resolve=True)
     swept = frozenset(job_swept_keys() or ())
@@ -158,7 +160,7 @@ def train_members(
             else:
                 keyed.append((i, (stack_key(member.settings), position)))
         except Exception as err:
-            record_refusal(member.folder, member.job, err)
+            record_refusal(member.folder, err)
             results[i] = err
     for chunk in stacks_by_key(keyed, max_members):
         with contextlib.ExitStack() as held:
@@ -187,17 +189,18 @@ def train_stack(members: list[Member], resume_from: list[Path | None]) -> None:
     with the error that stopped it (a member's own, or the one that ended the whole stack). A stack
     that cannot be built (a checkpoint refused, the data missing) trained nothing, so a run already
     in a folder keeps its record (``record_refusal``)."""
-    resumed = [holds_trained_run(member.folder) for member in members]
-    record_jobs(members, [not r for r in resumed])  # fresh ones at once, in case the build is stopped
     try:
         run = build_run(members, resume_from)
     except Exception as err:
         for member in members:
             member.error = err
-            record_refusal(member.folder, member.job, err)
+            record_refusal(member.folder, err)
         return
-    record_jobs(members, resumed)
-    for member in members:  # until it ends and says how; a report tells a killed one by its free lock
+    # Accepted: its job's record becomes the run's, and it trains until it says how it ended (a
+    # report tells a killed one by its folder's free lock).
+    for member in members:
+        if member.job is not None:
+            member.job.write(member.folder)
         write_status(member.folder, "training", epoch=run.epoch, pid=os.getpid(), host=socket.gethostname())
     try:
         train_run(run)
@@ -218,13 +221,6 @@ def train_stack(members: list[Member], resume_from: list[Path | None]) -> None:
             details = {k: final[k] for k in ("epoch", "step", "test/loss") if k in final}
             write_status(member.folder, "completed", **details)
             member.logger.info(end_summary(member))
-
-
-def record_jobs(members: Sequence[Member], which: Sequence[bool]) -> None:
-    """Writes Hydra's record of their jobs (.hydra/) into the folders of the ``which`` members."""
-    for member, chosen in zip(members, which, strict=True):
-        if chosen and member.job is not None:
-            member.job.write(member.folder)
 
 
 def train_run(run: Run) -> None:
