@@ -232,3 +232,21 @@ def test_an_interrupted_stacked_sweep_prints_the_command_that_continues_it(
     for job in ("0", "1"):
         assert json.loads(RunFolder(sweep_dir / job).status.read_text())["status"] == "completed"
         assert [r["epoch"] for r in read_metrics(RunFolder(sweep_dir / job).metrics)] == [1, 2, 3]
+
+
+def test_jobs_waiting_for_their_stack_are_recorded_and_listed_at_once(
+    tmp_path: Path, mnist_root: Path
+) -> None:
+    from tests.test_interrupts import start, wait_for
+    from vae_gumbel.report import read_job
+
+    sweep_dir = tmp_path / "sweep"
+    arguments = ["hydra/launcher=stacked", "hydra.launcher.max_members=1", *tiny_run(mnist_root), "seed=0,1"]
+    command = ["-m", "vae_gumbel.train", "-m", *arguments, "trainer.epochs=3", f"hydra.sweep.dir={sweep_dir}"]
+    process = start(command, tmp_path, pause="step=0.05")
+    wait_for(lambda: len(read_metrics(RunFolder(sweep_dir / "0").metrics)) >= 1, process)
+    waiting = read_job(sweep_dir / "1", sweep_dir)
+    assert (waiting.overrides["seed"], waiting.status) == ("1", "incomplete")
+    assert read_job(sweep_dir / "0", sweep_dir).status == "training"
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=60)
