@@ -216,3 +216,15 @@ def test_the_best_bound_search_is_a_grid_selected_on_held_out_training_images() 
     )
     assert (settings.eval.final_iwae_on, settings.eval.final_iwae_samples) == ("val", [1000])
     assert settings.model.hidden == [512, 256]
+
+
+def test_the_readme_lists_every_option_of_every_config_group() -> None:
+    readme = (CONF.parents[1] / "README.md").read_text()
+    groups = sorted(
+        path for path in CONF.iterdir() if path.is_dir() and path.name not in ("hydra", "__pycache__")
+    )
+    for group in groups:
+        (row,) = [line for line in readme.splitlines() if line.startswith(f"| `{group.name}` |")]
+        options = row.split("|")[2]
+        for option in sorted(path.stem for path in group.glob("*.yaml")):
+            assert f"`{option}`" in options, (group.name, option)
