@@ -10,8 +10,11 @@ import pytest
 from tests.conftest import compose_config, fixture_data
 from vae_gumbel.config import (
     EstimatorConfig,
+    EvaluateConfig,
     ModelConfig,
+    SampleConfig,
     TemperatureConfig,
+    TrainConfig,
     compose_settings,
     validate,
 )
@@ -228,3 +231,49 @@ def test_the_readme_lists_every_option_of_every_config_group() -> None:
         options = row.split("|")[2]
         for option in sorted(path.stem for path in group.glob("*.yaml")):
             assert f"`{option}`" in options, (group.name, option)
+
+
+def readme_commands(module: str) -> list[list[str]]:
+    """Gives the arguments of every ``python -m vae_gumbel.MODULE`` line in the README's code blocks."""
+    import shlex
+
+    commands, in_block = [], False
+    for line in (CONF.parents[1] / "README.md").read_text().splitlines():
+        if line.startswith("```"):
+            in_block = not in_block
+        elif in_block and line.startswith(f"python -m vae_gumbel.{module} "):
+            commands.append(shlex.split(line, comments=True)[3:])
+    return commands
+
+
+def first_job(arguments: list[str]) -> list[str]:
+    """Gives the overrides of a command line's first job: its flags dropped, each sweep at its first value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser, overrides = OverridesParser.create(), []
+    for argument in arguments:
+        if argument.startswith("-") or "=" not in argument:  # -m, --cfg job
+            continue
+        override = parser.parse_override(argument)
+        if override.is_sweep_override():
+            argument = f"{override.get_key_element()}={next(override.sweep_string_iterator())}"
+        overrides.append(argument)
+    return overrides
+
+
+SCHEMAS = {"train": TrainConfig, "evaluate": EvaluateConfig, "sample": SampleConfig}
+
+
+@pytest.mark.parametrize("module", sorted(SCHEMAS))
+def test_every_command_line_in_the_readme_composes(module: str) -> None:
+    from hydra import compose, initialize_config_module
+    from omegaconf import open_dict
+
+    commands = readme_commands(module)
+    assert commands
+    for arguments in commands:
+        with initialize_config_module(config_module="vae_gumbel.conf", version_base="1.3"):
+            cfg = compose(module, overrides=first_job(arguments), return_hydra_config=True)
+        with open_dict(cfg):  # and its values pass their checks
+            del cfg["hydra"]
+        validate(cfg, SCHEMAS[module])
