@@ -233,16 +233,26 @@ def test_the_readme_lists_every_option_of_every_config_group() -> None:
             assert f"`{option}`" in options, (group.name, option)
 
 
-def readme_commands(module: str) -> list[list[str]]:
-    """Gives the arguments of every ``python -m vae_gumbel.MODULE`` line in the README's code blocks."""
+def documented_commands(module: str) -> list[list[str]]:
+    """Gives the arguments of every ``python -m vae_gumbel.MODULE`` command in the code blocks of the
+    README and docs/ (continued lines joined; those with shell variables left out)."""
     import shlex
 
-    commands, in_block = [], False
-    for line in (CONF.parents[1] / "README.md").read_text().splitlines():
-        if line.startswith("```"):
-            in_block = not in_block
-        elif in_block and line.startswith(f"python -m vae_gumbel.{module} "):
-            commands.append(shlex.split(line, comments=True)[3:])
+    root = CONF.parents[1]
+    commands = []
+    for document in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        in_block, lines = False, []
+        for line in document.read_text().splitlines():
+            if line.startswith("```"):
+                in_block = not in_block
+            elif in_block:
+                lines.append(line)
+                if line.endswith("\\"):
+                    continue
+                command = " ".join(part.rstrip("\\") for part in lines)
+                lines = []
+                if command.startswith(f"python -m vae_gumbel.{module} ") and "$" not in command:
+                    commands.append(shlex.split(command, comments=True)[3:])
     return commands
 
 
@@ -265,11 +275,11 @@ SCHEMAS = {"train": TrainConfig, "evaluate": EvaluateConfig, "sample": SampleCon
 
 
 @pytest.mark.parametrize("module", sorted(SCHEMAS))
-def test_every_command_line_in_the_readme_composes(module: str) -> None:
+def test_every_documented_command_line_composes_and_passes_its_checks(module: str) -> None:
     from hydra import compose, initialize_config_module
     from omegaconf import open_dict
 
-    commands = readme_commands(module)
+    commands = documented_commands(module)
     assert commands
     for arguments in commands:
         with initialize_config_module(config_module="vae_gumbel.conf", version_base="1.3"):
