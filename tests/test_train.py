@@ -468,8 +468,11 @@ def test_hydra_refuses_a_wrong_type_naming_the_key(compose_train) -> None:
 
 
 @pytest.mark.slow
-def test_runs_started_together_get_their_own_folders(tmp_path: Path, mnist_root: Path) -> None:
-    command = [sys.executable, "-m", "vae_gumbel.train", *tiny_run(mnist_root), "trainer.epochs=0"]
+@pytest.mark.parametrize("sweep", [[], ["-m", "seed=0,1"]], ids=["runs", "sweeps"])
+def test_runs_started_together_get_their_own_folders(
+    tmp_path: Path, mnist_root: Path, sweep: list[str]
+) -> None:
+    command = [sys.executable, "-m", "vae_gumbel.train", *sweep, *tiny_run(mnist_root), "trainer.epochs=0"]
     procs = [
         subprocess.Popen(
             command,
@@ -481,7 +484,8 @@ def test_runs_started_together_get_their_own_folders(tmp_path: Path, mnist_root:
         for _ in range(2)
     ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    assert len(list((tmp_path / "outputs").glob("*/*"))) == 2
+    folders = (tmp_path / "outputs").glob("multirun/*/*" if sweep else "*/*")
+    assert len([folder for folder in folders if folder.name != "multirun"]) == 2
 
 
 # --- on a CUDA device --------------------------------------------------------------------------------
