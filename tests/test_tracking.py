@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,9 @@ def test_tensorboard_shows_a_fresh_start_alone_and_a_resume_after_its_checkpoint
     folder = RunFolder(tmp_path)
 
     def log(values: dict[int, float], start_epoch: int = 0, start_step: int = 0) -> None:
+        # TensorBoard reads a folder's event files in the order of their names, which begin with the
+        # second they were opened in (then host, pid and a counter): a later start opens a later one.
+        time.sleep(1.05)
         run_log = RunLog(folder, start_epoch, start_step)
         for step, loss in values.items():
             run_log.log_epoch({"epoch": step, "step": step, "test/loss": loss})
