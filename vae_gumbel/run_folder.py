@@ -33,6 +33,11 @@ from typing import Any
 from vae_gumbel.errors import CheckpointError, FolderBusy
 from vae_gumbel.files import partial_files
 
+try:
+    import fcntl  # the run folder's lock
+except ImportError:  # not a POSIX system: no lock
+    fcntl = None
+
 log = logging.getLogger("vae_gumbel.train")
 
 CHECKPOINTS = ("best", "last")
@@ -130,10 +135,6 @@ def training_into(folder: RunFolder, logger: logging.Logger = log) -> Iterator[N
     is refused with FolderBusy instead of writing the same checkpoints and records. The operating
     system drops the lock when the process ends, however it ends. Where the file system has no
     locks, training goes on without one, and the log (``logger``) says so."""
-    try:
-        import fcntl
-    except ImportError:  # not a POSIX system
-        fcntl = None
     folder.path.mkdir(parents=True, exist_ok=True)
     with open(folder.lock, "a+") as file:
         locked = False
@@ -160,14 +161,17 @@ def training_into(folder: RunFolder, logger: logging.Logger = log) -> Iterator[N
         yield
 
 
+def holds_trained_run(folder: RunFolder) -> bool:
+    """Says whether a run folder holds a run that trained: one that wrote a checkpoint."""
+    return any(folder.checkpoint(name).is_file() for name in CHECKPOINTS)
+
+
 def lock_is_free(folder: RunFolder) -> bool:
     """Says whether no process holds the folder's lock (``training_into``) now; False where that
     cannot be known (no lock file, or a file system without locks). Ask only of a folder whose
     status says it trains: for a moment the question holds the lock itself, and a process that
     tried to take the folder just then would be refused."""
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         return False
     try:
         with open(folder.lock) as file:

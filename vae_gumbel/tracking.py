@@ -17,7 +17,7 @@ from hydra.experimental.callback import Callback
 
 from vae_gumbel.errors import RecordsError, describe
 from vae_gumbel.files import replace_text
-from vae_gumbel.run_folder import CHECKPOINTS, RunFolder, sweep_record
+from vae_gumbel.run_folder import RunFolder, holds_trained_run, sweep_record
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -121,11 +121,6 @@ class JobRecord:
         for name, content in self.files.items():
             folder.hydra_file(name).parent.mkdir(parents=True, exist_ok=True)
             replace_text(folder.hydra_file(name), OmegaConf.to_yaml(content))
-
-
-def holds_trained_run(folder: RunFolder) -> bool:
-    """Says whether a run folder holds a run that trained: one that wrote a checkpoint."""
-    return any(folder.checkpoint(name).is_file() for name in CHECKPOINTS)
 
 
 def record_refusal(folder: RunFolder, err: BaseException) -> None:

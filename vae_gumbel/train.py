@@ -75,7 +75,7 @@ from vae_gumbel.likelihood import (
 from vae_gumbel.loop import EpochResult, Temperatures
 from vae_gumbel.model import unstack
 from vae_gumbel.run import Member, Run, build_run, log, stack_key, stacks_by_key
-from vae_gumbel.run_folder import RunFolder, read_status, resolve_checkpoint, training_into
+from vae_gumbel.run_folder import RunFolder, holds_trained_run, read_status, resolve_checkpoint, training_into
 from vae_gumbel.step import STEP_VALUES
 from vae_gumbel.timeline import (
     COPY_STATE,
@@ -89,7 +89,6 @@ from vae_gumbel.timeline import (
 from vae_gumbel.tracking import (
     JobRecord,
     RunLog,
-    holds_trained_run,
     hyperparameters,
     iwae_bound,
     job_swept_keys,
