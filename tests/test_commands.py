@@ -87,6 +87,18 @@ def test_each_command_says_in_its_help_what_it_does_and_what_its_settings_mean(
     assert ("== Configuration groups ==" in done.stdout) == (command == "train")
 
 
+@pytest.mark.parametrize("command", ["train", "sample", "evaluate"])
+def test_a_number_for_a_config_group_is_one_line_with_exit_code_2(command: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", f"vae_gumbel.{command}", "checkpoint=unused", "temperature=0.5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith("error: temperature=0.5: ") and done.stderr.count("\n") == 1
+
+
 def test_a_reader_that_stops_reading_ends_a_command_quietly() -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "vae_gumbel.evaluate", "--help"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from vae_gumbel.config import (
     SampleConfig,
     TemperatureConfig,
     TrainConfig,
+    check_group_choices,
     compose_settings,
     validate,
 )
@@ -176,6 +178,74 @@ def test_an_unknown_estimator_names_the_choices() -> None:
 def test_relaxed_kl_with_a_straight_through_estimator_is_refused(compose_train) -> None:
     with pytest.raises(ConfigError, match="objective.kl must be analytic with a straight-through estimator"):
         validate(compose_train("estimator=straight_through", "objective.kl=relaxed"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "config_name", "schema", "says"),
+    [
+        (
+            ["temperature=0.5"],
+            "train",
+            TrainConfig,
+            re.escape(
+                "temperature=0.5: temperature is a config group, which takes the name of one of its files "
+                "(constant, exp_anneal, learned); to set one of its keys (initial, min, rate, every), write "
+                "e.g. temperature.initial=0.5"
+            ),
+        ),
+        (
+            ["-m", "seed=0,1", "estimator=reinmax,true"],
+            "train",
+            TrainConfig,
+            "estimator=true: estimator is a",
+        ),
+        (["data=range(1,3)"], "train", TrainConfig, "data=1: data is a config group"),
+        (
+            ["debug=null"],
+            "train",
+            TrainConfig,
+            "debug=null: .* files \\(smoke, tiny\\); ~debug leaves it out",
+        ),
+        (
+            ["temperature=0.5"],
+            "sample",
+            SampleConfig,
+            "sample has no setting temperature; .* --help lists them",
+        ),
+        (
+            ["data=1"],
+            "evaluate",
+            EvaluateConfig,
+            "data holds settings \\(root, test_limit\\); set one of them",
+        ),
+    ],
+)
+def test_a_number_or_null_for_a_config_group_is_refused_with_what_to_write_instead(
+    overrides: list[str], config_name: str, schema: type, says: str
+) -> None:
+    with pytest.raises(ConfigError, match=says):
+        check_group_choices(overrides, config_name, schema)
+
+
+def test_group_choices_and_keys_pass_to_hydra_as_they_are() -> None:
+    check_group_choices(
+        [
+            "--cfg",
+            "job",
+            "temperature=constant",
+            "temperature.initial=0.5",
+            "estimator=choice(reinmax,gumbel_rao)",
+            "temperature=glob(*)",
+            "optim.lr=interval(1e-4,1e-2)",
+            "~debug",
+            "+experiment=jang2017",
+            "hydra.run.dir=outputs/run",
+            "hydra/launcher=stacked",
+            "seed=0,1",
+        ],
+        "train",
+        TrainConfig,
+    )
 
 
 def test_every_binarization_is_registered_once() -> None:

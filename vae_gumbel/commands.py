@@ -59,24 +59,40 @@ def exit_now(status: object = None) -> NoReturn:
     os._exit(code)
 
 
+def check_command_line(config_name: str, schema: type) -> None:
+    """Ends the process with a one-line error for an override that Hydra would stop at with a trace
+    (a number for a config group: ``temperature=0.5``)."""
+    from vae_gumbel.config import check_group_choices
+    from vae_gumbel.errors import one_line_errors
+
+    with one_line_errors():
+        check_group_choices(sys.argv[1:], config_name, schema)
+
+
 def train() -> NoReturn:
     """vae-gumbel-train"""
+    from vae_gumbel.config import TrainConfig
     from vae_gumbel.train import main
 
+    check_command_line("train", TrainConfig)
     run(main)
 
 
 def sample() -> NoReturn:
     """vae-gumbel-sample"""
+    from vae_gumbel.config import SampleConfig
     from vae_gumbel.sample import main
 
+    check_command_line("sample", SampleConfig)
     run(main)
 
 
 def evaluate() -> NoReturn:
     """vae-gumbel-evaluate"""
+    from vae_gumbel.config import EvaluateConfig
     from vae_gumbel.evaluate import main
 
+    check_command_line("evaluate", EvaluateConfig)
     run(main)
 
 

@@ -333,6 +333,12 @@ class SampleConfig:
                 "with other seeds"
             )
         seed_setting("seed", self.seed)
+        require(
+            self.out is None or self.out.lower().endswith(".png"),
+            "out",
+            "null or a path ending in .png (the grid is written as a PNG)",
+            self.out,
+        )
         device_setting("device", self.device)
         require(
             len(self.temperatures) >= 1 and all(t > 0 for t in self.temperatures),
@@ -425,6 +431,79 @@ def compose_settings(
 
     with initialize_config_module(config_module="vae_gumbel.conf", version_base="1.3"):
         return validate(compose(config_name, overrides=list(overrides)), schema)
+
+
+def check_group_choices(overrides: Sequence[str], config_name: str, schema: type) -> None:
+    """Raises ConfigError for a command-line value that a config group cannot take: a number, a
+    boolean or null (``temperature=0.5``, ``debug=null``), at which Hydra stops with a Python trace.
+    The message says what to write instead. Other overrides are left to Hydra."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for line in overrides:
+        if line.startswith("-") or "=" not in line:
+            continue  # a flag, or a flag's value
+        try:
+            (override,) = parser.parse_overrides([line])
+        except OverrideParseException:
+            continue  # Hydra says what is wrong with it
+        group = override.key_or_group
+        if override.is_delete() or override.is_hydra_override() or not _conf_files().joinpath(group).is_dir():
+            continue
+        if override.value_type in (ValueType.GLOB_CHOICE_SWEEP, ValueType.INTERVAL_SWEEP):
+            continue  # a glob names files; an interval is Optuna's, for a key
+        values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+        for value in values:
+            if value is None or not isinstance(value, (str, list)):
+                raise ConfigError(_not_a_choice(group, _as_text(value), config_name, schema))
+
+
+def _conf_files() -> Any:
+    from importlib.resources import files
+
+    return files("vae_gumbel.conf")
+
+
+def _as_text(value: Any) -> str:
+    """Gives a parsed command-line value as the user typed it."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _not_a_choice(group: str, value: str, config_name: str, schema: type) -> str:
+    """Gives the error for ``group=value``: what the group takes, and how to set a key inside it."""
+    import yaml
+
+    conf = _conf_files()
+    defaults = yaml.safe_load(conf.joinpath(f"{config_name}.yaml").read_text())["defaults"]
+    chosen = {key.removeprefix("override ") for entry in defaults if isinstance(entry, dict) for key in entry}
+    files = sorted(path.name.removesuffix(".yaml") for path in conf.joinpath(group).iterdir())
+    kinds = {item.name: item.type for item in dataclasses.fields(schema)}
+    nested = _schema_of(kinds.get(group))
+    keys = [item.name for item in dataclasses.fields(nested) if item.name != "name"] if nested else []
+    listed = ", ".join(keys[:5]) + (
+        f" and {len(keys) - 5} more: --cfg job shows them" if len(keys) > 5 else ""
+    )
+    said = f"{group}={value}: "
+    if group not in chosen:
+        if keys:
+            return f"{said}{group} holds settings ({listed}); set one of them, e.g. {group}.{keys[0]}=..."
+        help_command = f"python -m vae_gumbel.{config_name} --help"
+        return f"{said}{config_name} has no setting {group}; {help_command} lists them"
+    said += f"{group} is a config group, which takes the name of one of its files ({', '.join(files)})"
+    if value == "null":
+        return f"{said}; ~{group} leaves it out"
+    if keys:
+        return f"{said}; to set one of its keys ({listed}), write e.g. {group}.{keys[0]}={value}"
+    return said
+
+
+def _schema_of(kind: Any) -> type | None:
+    """Gives the dataclass of a schema field's type (which ``from __future__ import annotations``
+    leaves as its name), or None for a plain value."""
+    found = globals().get(kind) if isinstance(kind, str) else kind
+    return found if isinstance(found, type) and dataclasses.is_dataclass(found) else None
 
 
 def register_configs() -> None:
