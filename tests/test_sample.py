@@ -182,6 +182,21 @@ def test_a_reconstruction_of_more_images_than_the_test_set_is_refused(run_dir: P
         sample_with(f"checkpoint={run_dir}", "mode=reconstruction", "rows=4", f"cols={TEST_IMAGES}")
 
 
+def test_an_output_that_is_no_png_or_cannot_be_written_is_refused_before_drawing(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    from vae_gumbel.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="out must be null or a path ending in .png"):
+        sample_with(f"checkpoint={run_dir}", f"out={tmp_path / 'grid.jpg'}")
+    (tmp_path / "file").write_text("a file, not a folder")
+    with pytest.raises(
+        ConfigError, match="cannot write into .*file/grids .*; give out= a place you can write to"
+    ):
+        sample_with(f"checkpoint={run_dir}", f"out={tmp_path / 'file' / 'grids' / 'grid.png'}")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["file"]
+
+
 @pytest.mark.slow
 def test_cli_reports_bad_input_in_one_line_with_exit_code_2(run_dir: Path, tmp_path: Path) -> None:
     result = run_module("vae_gumbel.sample", f"checkpoint={tmp_path / 'nope.pt'}", cwd=tmp_path)

@@ -20,7 +20,7 @@ from vae_gumbel.checkpoint import load_checkpoint, model_from_checkpoint, test_s
 from vae_gumbel.config import CONFIG_PATH, SampleConfig, validate
 from vae_gumbel.device import resolve_device
 from vae_gumbel.errors import ConfigError, one_line_errors
-from vae_gumbel.files import write_new
+from vae_gumbel.files import check_writable, write_new
 from vae_gumbel.grids import SAMPLE_MODES, picture_name, same_picture, save_grid
 from vae_gumbel.run_folder import RunFolder, resolve_checkpoint
 
@@ -36,6 +36,12 @@ def sample(cfg: DictConfig) -> tuple[Path, str]:
     file = resolve_checkpoint(to_absolute_path(settings.checkpoint), settings.which)
     checkpoint = load_checkpoint(file)
     model = model_from_checkpoint(checkpoint, source=str(file)).to(device).eval()
+    out = (
+        Path(to_absolute_path(settings.out))
+        if settings.out
+        else RunFolder.of_checkpoint(file).samples / picture_name(settings, model, checkpoint["epoch"])
+    )
+    check_writable(out.parent, "out=")  # before the drawing, which may take minutes
     mode = SAMPLE_MODES[settings.mode]
     count = mode.images(settings)
     x = test_set_of(checkpoint, settings.data, device, limit=count).targets(slice(None)) if count else None
@@ -45,11 +51,6 @@ def sample(cfg: DictConfig) -> tuple[Path, str]:
             f"has {len(x):,}; ask for fewer rows or cols"
         )
     grid = mode.draw(model, x, settings)
-    out = (
-        Path(to_absolute_path(settings.out))
-        if settings.out
-        else RunFolder.of_checkpoint(file).samples / picture_name(settings, model, checkpoint["epoch"])
-    )
     return write_new(out, lambda path: save_grid(grid, path), overwrite=settings.overwrite, same=same_picture)
 
 
