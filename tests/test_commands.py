@@ -87,6 +87,14 @@ def test_each_command_says_in_its_help_what_it_does_and_what_its_settings_mean(
     assert ("== Configuration groups ==" in done.stdout) == (command == "train")
 
 
+@pytest.mark.parametrize("module", ["vae_gumbel.report", "vae_gumbel.benchmark", "vae_gumbel.datasets"])
+def test_an_argparse_command_run_as_a_module_shows_its_module_in_the_usage_line(module: str) -> None:
+    command = [sys.executable, "-m", module, "--help"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: python -m {module} [-h]")
+
+
 @pytest.mark.parametrize("command", ["train", "sample", "evaluate"])
 def test_a_number_for_a_config_group_is_one_line_with_exit_code_2(command: str) -> None:
     done = subprocess.run(

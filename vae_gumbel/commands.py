@@ -59,6 +59,13 @@ def exit_now(status: object = None) -> NoReturn:
     os._exit(code)
 
 
+def usage_name(module: str) -> str:
+    """Gives the name a command's usage line shows: the console command as it was typed, or
+    ``python -m MODULE`` (where argparse would show the module's file name, ``report.py``)."""
+    name = os.path.basename(sys.argv[0])
+    return f"python -m {module}" if name.endswith(".py") or name == "-c" else name
+
+
 def check_command_line(config_name: str, schema: type) -> None:
     """Ends the process with a one-line error for an override that Hydra would stop at with a trace
     (a number for a config group: ``temperature=0.5``)."""

@@ -28,6 +28,7 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
+from vae_gumbel.commands import usage_name
 from vae_gumbel.errors import DataError, first_line, one_line_errors
 from vae_gumbel.files import replacing
 
@@ -276,7 +277,9 @@ def _images_file(root: str | Path, name: str, train: bool) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Fetch and verify a data set's raw files.")
+    parser = argparse.ArgumentParser(
+        prog=usage_name("vae_gumbel.datasets"), description="Fetch and verify a data set's raw files."
+    )
     parser.add_argument("root", nargs="?", default="data", help="data root (default: ./data)")
     parser.add_argument(
         "--name", choices=sorted(DATASETS), default="mnist", help="the data set (default: mnist)"

@@ -31,6 +31,7 @@ import yaml
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from vae_gumbel.commands import usage_name
 from vae_gumbel.config import RUN_CONTROL_KEYS
 from vae_gumbel.errors import ConfigError, RecordsError, one_line_errors
 from vae_gumbel.run_folder import RunFolder, find_runs, lock_is_free, read_status
@@ -501,7 +502,9 @@ def report(root: Path, sort: str = "final", by_seed: bool = False) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Compare the runs of a sweep or a folder of runs.")
+    parser = argparse.ArgumentParser(
+        prog=usage_name("vae_gumbel.report"), description="Compare the runs of a sweep or a folder of runs."
+    )
     parser.add_argument("sweep_dir", type=Path, help="a multirun folder, or any folder of run folders")
     parser.add_argument(
         "--sort",

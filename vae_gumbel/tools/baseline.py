@@ -138,7 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     times against the trainer's."""
     import argparse
 
-    parser = argparse.ArgumentParser(description="Train the tutorial set-up with the tutorial loop.")
+    from vae_gumbel.commands import usage_name
+
+    parser = argparse.ArgumentParser(
+        prog=usage_name("vae_gumbel.tools.baseline"),
+        description="Train the tutorial set-up with the tutorial loop.",
+    )
     parser.add_argument("--epochs", type=int, default=1, help="epochs to train")
     parser.add_argument("--data-root", default="data", help="the folder holding MNIST/raw (default: data)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")

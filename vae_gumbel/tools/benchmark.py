@@ -439,7 +439,10 @@ def at_least(minimum: int) -> Callable[[str], int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Time the tutorial loop against the trainer, side by side.")
+    parser = argparse.ArgumentParser(
+        prog=commands.usage_name("vae_gumbel.benchmark"),
+        description="Time the tutorial loop against the trainer, side by side.",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     parser.add_argument("--data-root", default="data", help="the folder holding MNIST/raw (default: data)")
     parser.add_argument(
