@@ -85,6 +85,18 @@ def test_a_run_writes_the_documented_run_folder(compose_train, tmp_path: Path) -
     }
 
 
+@pytest.mark.parametrize(("test_images", "size"), [(1, (32, 62)), (12, (242, 62))])
+def test_a_test_set_smaller_than_the_reconstruction_grid_shows_the_images_it_has(
+    compose_train, tmp_path: Path, test_images: int, size: tuple[int, int]
+) -> None:
+    from PIL import Image
+
+    train(compose_train(f"data.test_limit={test_images}"), tmp_path)
+    # One row of min(8, n) test images above their reconstructions, 28 pixels and a 2-pixel border each.
+    with Image.open(RunFolder(tmp_path).epoch_picture("reconstruction", 1)) as picture:
+        assert picture.size == size
+
+
 def test_tensorboard_has_the_metric_tags_the_temperature_and_the_pictures(
     compose_train, tmp_path: Path
 ) -> None:

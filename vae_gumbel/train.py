@@ -448,9 +448,11 @@ def draw_pictures(run: Run, scores: list[TestScores] | None, writer: BackgroundW
     each member's samples folder, images into its TensorBoard."""
     seed = run.settings.trainer.sample_seed
     test_images = run.data.test.targets(slice(0, 32))
+    cols = min(8, len(test_images))  # 4 rows of 8 pairs, or as many as a smaller test set holds
+    pairs = min(4, len(test_images) // cols)
     prior = to_pixels(tile_members(prior_images(run.model, 64, seed=seed).cpu(), 8))
     reconstruction = to_pixels(
-        tile_members(reconstruction_images(run.model, test_images, 4, 8, seed=seed).cpu(), 8)
+        tile_members(reconstruction_images(run.model, test_images, pairs, cols, seed=seed).cpu(), cols)
     )
     for m, member in run.live():
         pixels = {"prior": prior[m], "reconstruction": reconstruction[m]}
