@@ -331,24 +331,6 @@ def test_resume_from_another_run_folder_keeps_step_and_temperature(compose_train
     assert record["temperature"] == pytest.approx(max(0.5, torch.exp(torch.tensor(-0.05 * 11)).item()))
 
 
-def test_resume_last_without_a_checkpoint_starts_fresh(compose_train, tmp_path: Path) -> None:
-    metrics = train(compose_train("resume=last"), tmp_path)
-    assert metrics["epoch"] == 1 and metrics["step"] == 6
-
-
-def test_rerun_with_resume_last_continues_unfinished_jobs_and_leaves_finished_ones(
-    compose_train, tmp_path
-) -> None:
-    finished, unfinished = tmp_path / "0", tmp_path / "1"
-    train(compose_train("trainer.epochs=2"), finished)
-    train(compose_train("trainer.epochs=1"), unfinished)  # as if killed after its first epoch
-    untouched = {p: p.stat().st_mtime_ns for p in finished.rglob("*") if p.is_file()}
-    for job in (finished, unfinished):
-        train(compose_train("trainer.epochs=2", "resume=last"), job)
-    assert {p: p.stat().st_mtime_ns for p in finished.rglob("*") if p.is_file()} == untouched
-    assert [r["epoch"] for r in read_metrics(RunFolder(unfinished).metrics)] == [1, 2]
-
-
 def test_a_leftover_temporary_file_does_not_break_resuming(compose_train, tmp_path: Path) -> None:
     train(compose_train(), tmp_path)
     (tmp_path / "checkpoints" / ".last.99999.partial.pt").write_bytes(b"half a checkpoint")
@@ -371,17 +353,6 @@ def test_an_incompatible_checkpoint_says_what_differs(compose_train, tmp_path: P
             compose_train("model.latent_dim=6", "model.hidden=[16]", f"resume={tmp_path / 'a'}"),
             tmp_path / "b",
         )
-
-
-def test_a_missing_resume_path_is_a_clear_error(compose_train, tmp_path: Path) -> None:
-    with pytest.raises(
-        CheckpointError,
-        match=r"nowhere.pt does not exist; give a .pt file or a run folder \(resume=last continues",
-    ):
-        train(compose_train(f"resume={tmp_path / 'nowhere.pt'}"), tmp_path / "run")
-    train(compose_train("trainer.epochs=0"), tmp_path / "scored")
-    with pytest.raises(CheckpointError, match="no checkpoint at .*last.pt: the run in .* saved none"):
-        train(compose_train(f"resume={tmp_path / 'scored'}"), tmp_path / "run")
 
 
 # --- failures ---------------------------------------------------------------------------------------
@@ -817,42 +788,6 @@ def test_resume_weights_only_needs_another_runs_checkpoint(compose_train) -> Non
         ConfigError, match="resume_weights_only must be false unless resume names another run"
     ):
         validate(compose_train("resume_weights_only=true", "resume=last"))
-
-
-def test_a_folder_that_holds_a_run_is_never_trained_over(compose_train, tmp_path: Path, monkeypatch) -> None:
-    from vae_gumbel.errors import ConfigError
-
-    train(compose_train(), tmp_path)
-    before = RunFolder(tmp_path).checkpoint("last").read_bytes()
-    with pytest.raises(ConfigError, match="already holds a run .*resume=last"):
-        train(compose_train(), tmp_path)
-    assert RunFolder(tmp_path).checkpoint("last").read_bytes() == before
-    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # a requeued SLURM job continues where it stood
-    assert train(compose_train("trainer.epochs=2"), tmp_path)["epoch"] == 2
-
-
-def test_a_run_started_from_another_checkpoint_never_replaces_the_run_in_its_folder(
-    compose_train, tmp_path: Path, monkeypatch
-) -> None:
-    other, here = tmp_path / "other", tmp_path / "here"
-    train(compose_train(), other)
-    train(compose_train("seed=5"), here)
-    before = RunFolder(here).checkpoint("last").read_bytes()
-    for start in ([f"resume={other}"], [f"resume={other}", "resume_weights_only=true"]):
-        with pytest.raises(ConfigError, match=f"already holds a run .*resume={other} .*would"):
-            train(compose_train("trainer.epochs=2", *start), here)
-    assert RunFolder(here).checkpoint("last").read_bytes() == before
-    # Naming the folder's own run continues it, as resume=last does, but starts no new run over it.
-    with pytest.raises(ConfigError, match=f"resume={here} resume_weights_only=true would start a new run"):
-        train(compose_train(f"resume={here}", "resume_weights_only=true"), here)
-    assert RunFolder(here).checkpoint("last").read_bytes() == before
-    assert train(compose_train("trainer.epochs=2", f"resume={here}"), here)["epoch"] == 2
-    # A requeued SLURM job that started from another run's weights continues its own run.
-    records = read_metrics(RunFolder(here).metrics)
-    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
-    start = [f"resume={other}", "resume_weights_only=true"]
-    assert train(compose_train("seed=5", "trainer.epochs=3", *start), here)["step"] == 18
-    assert read_metrics(RunFolder(here).metrics)[:2] == records
 
 
 @pytest.mark.parametrize(

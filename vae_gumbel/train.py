@@ -8,7 +8,6 @@ that returns the number sweepers minimise.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
 import os
@@ -23,22 +22,17 @@ from typing import Any
 import hydra
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from vae_gumbel.background import BackgroundWriter, writer_threads
 from vae_gumbel.checkpoint import (
-    check_same_job,
     link_checkpoint,
-    load_checkpoint,
     member_checkpoint,
     save_checkpoint,
 )
 from vae_gumbel.config import CONFIG_PATH, validate
 from vae_gumbel.data import ImageSet
 from vae_gumbel.errors import (
-    CheckpointError,
-    ConfigError,
     FolderBusy,
     Interrupted,
     describe,
@@ -58,7 +52,6 @@ from vae_gumbel.grids import (
 from vae_gumbel.interrupts import (
     StopRequest,
     multirun_resume_command,
-    restarted_by_slurm,
     resume_command,
     stop_on_signals,
     under_slurm,
@@ -74,8 +67,9 @@ from vae_gumbel.likelihood import (
 )
 from vae_gumbel.loop import EpochResult, Temperatures
 from vae_gumbel.model import unstack
+from vae_gumbel.resume import finished_metrics, job_start
 from vae_gumbel.run import Member, Run, build_run, log, stack_key, stacks_by_key
-from vae_gumbel.run_folder import RunFolder, holds_trained_run, read_status, resolve_checkpoint, training_into
+from vae_gumbel.run_folder import RunFolder, holds_trained_run, training_into
 from vae_gumbel.step import STEP_VALUES
 from vae_gumbel.timeline import (
     COPY_STATE,
@@ -144,15 +138,7 @@ def train_members(
     keyed: list[tuple[int, tuple]] = []
     for i, member in enumerate(members):
         try:
-            settings = member.settings
-            resume_from[i] = find_resume_checkpoint(
-                settings.resume, member.folder, member.logger, settings.resume_weights_only
-            )
-            if resume_from[i] == member.folder.checkpoint("last") and settings.resume_weights_only:
-                # A requeued job continues its own run, not the weights it started from.
-                member.settings = dataclasses.replace(member.settings, resume_weights_only=False)
-            starts_afresh = resume_from[i] is None or member.settings.resume_weights_only
-            position = (0, 0) if starts_afresh else checkpoint_position(member, resume_from[i])
+            resume_from[i], position = job_start(member)
             finished = finished_metrics(member, position)
             if finished is not None:
                 results[i] = finished
@@ -575,69 +561,6 @@ def end_summary(member: Member) -> str:
     if more is not None:
         lines.append(f"  train on to {2 * epochs} epochs: {more}")
     return "\n".join(lines)
-
-
-def find_resume_checkpoint(
-    resume: str | None, folder: RunFolder, logger: logging.Logger = log, weights_only: bool = False
-) -> Path | None:
-    """Gives the checkpoint that ``resume`` names, or None to start fresh.
-
-    A folder that already holds a run is never trained over: only resume=last (or ``resume``
-    naming that run, without ``weights_only``) continues it, and any other start there is
-    refused, except for a SLURM job started again after a requeue, which continues from its own
-    checkpoint (and says so in the job's log, ``logger``).
-    """
-    own = folder.checkpoint("last")
-    if resume == "last":
-        return own if own.is_file() else None
-    named = None
-    if resume is not None:
-        try:
-            named = resolve_checkpoint(to_absolute_path(resume), "last")
-        except CheckpointError as err:
-            raise CheckpointError(
-                f"resume={resume}: {err} (resume=last continues the run in this folder)"
-            ) from None
-    if not own.is_file():
-        return named
-    if restarted_by_slurm():
-        logger.info("a requeued SLURM job: continuing from %s", own)
-        return own
-    if named is not None and named.resolve() == own.resolve() and not weights_only:
-        return own
-    if resume is None:
-        over = ""
-    elif weights_only:
-        over = f"; resume={resume} resume_weights_only=true would start a new run over it"
-    else:
-        over = f"; resume={resume} would replace it with a run from another checkpoint"
-    raise ConfigError(
-        f"{folder.path} already holds a run ({own.relative_to(folder.path)}){over}; continue it with "
-        "resume=last, or train into another folder (hydra.run.dir=... or hydra.sweep.dir=...)"
-    )
-
-
-def checkpoint_position(member: Member, file: Path) -> tuple[int, int]:
-    """Gives the epoch and step of the checkpoint a job continues from; a job of a sweep that
-    continues its own folder must be the job that folder's run was (``check_same_job``)."""
-    checkpoint = load_checkpoint(file)
-    if member.swept and file == member.folder.checkpoint("last"):
-        check_same_job(checkpoint, member.settings, member.swept, member.folder.path)
-    return checkpoint["epoch"], checkpoint["step"]
-
-
-def finished_metrics(member: Member, position: tuple[int, int]) -> dict[str, Any] | None:
-    """Gives the last metrics of a job that already trained all its epochs and completed (so it is
-    left as it is), or None if it has work to do: epochs to train, or its final IWAE evaluation
-    (which an interrupt or a kill after its last epoch leaves to do)."""
-    epoch = position[0]
-    if epoch == 0 or read_status(member.folder).get("status") != "completed":
-        return None
-    records = read_metrics(member.folder.metrics)
-    if epoch >= member.settings.trainer.epochs and records and records[-1]["epoch"] == epoch:
-        log.info("%s already finished its %d epochs; nothing to do", member.folder.path, epoch)
-        return records[-1]
-    return None
 
 
 def epoch_line(record: dict[str, Any], epochs: int) -> str:

@@ -1,0 +1,76 @@
+"""Where a job starts: fresh, from its own folder's run, or from another run's checkpoint, and never
+over a run that its folder already holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vae_gumbel.errors import CheckpointError, ConfigError
+from vae_gumbel.run_folder import RunFolder
+from vae_gumbel.tracking import read_metrics
+from vae_gumbel.train import train
+
+
+def test_resume_last_without_a_checkpoint_starts_fresh(compose_train, tmp_path: Path) -> None:
+    metrics = train(compose_train("resume=last"), tmp_path)
+    assert metrics["epoch"] == 1 and metrics["step"] == 6
+
+
+def test_rerun_with_resume_last_continues_unfinished_jobs_and_leaves_finished_ones(
+    compose_train, tmp_path
+) -> None:
+    finished, unfinished = tmp_path / "0", tmp_path / "1"
+    train(compose_train("trainer.epochs=2"), finished)
+    train(compose_train("trainer.epochs=1"), unfinished)  # as if killed after its first epoch
+    untouched = {p: p.stat().st_mtime_ns for p in finished.rglob("*") if p.is_file()}
+    for job in (finished, unfinished):
+        train(compose_train("trainer.epochs=2", "resume=last"), job)
+    assert {p: p.stat().st_mtime_ns for p in finished.rglob("*") if p.is_file()} == untouched
+    assert [r["epoch"] for r in read_metrics(RunFolder(unfinished).metrics)] == [1, 2]
+
+
+def test_a_missing_resume_path_is_a_clear_error(compose_train, tmp_path: Path) -> None:
+    with pytest.raises(
+        CheckpointError,
+        match=r"nowhere.pt does not exist; give a .pt file or a run folder \(resume=last continues",
+    ):
+        train(compose_train(f"resume={tmp_path / 'nowhere.pt'}"), tmp_path / "run")
+    train(compose_train("trainer.epochs=0"), tmp_path / "scored")
+    with pytest.raises(CheckpointError, match="no checkpoint at .*last.pt: the run in .* saved none"):
+        train(compose_train(f"resume={tmp_path / 'scored'}"), tmp_path / "run")
+
+
+def test_a_folder_that_holds_a_run_is_never_trained_over(compose_train, tmp_path: Path, monkeypatch) -> None:
+    train(compose_train(), tmp_path)
+    before = RunFolder(tmp_path).checkpoint("last").read_bytes()
+    with pytest.raises(ConfigError, match="already holds a run .*resume=last"):
+        train(compose_train(), tmp_path)
+    assert RunFolder(tmp_path).checkpoint("last").read_bytes() == before
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # a requeued SLURM job continues where it stood
+    assert train(compose_train("trainer.epochs=2"), tmp_path)["epoch"] == 2
+
+
+def test_a_run_started_from_another_checkpoint_never_replaces_the_run_in_its_folder(
+    compose_train, tmp_path: Path, monkeypatch
+) -> None:
+    other, here = tmp_path / "other", tmp_path / "here"
+    train(compose_train(), other)
+    train(compose_train("seed=5"), here)
+    before = RunFolder(here).checkpoint("last").read_bytes()
+    for start in ([f"resume={other}"], [f"resume={other}", "resume_weights_only=true"]):
+        with pytest.raises(ConfigError, match=f"already holds a run .*resume={other} .*would"):
+            train(compose_train("trainer.epochs=2", *start), here)
+    assert RunFolder(here).checkpoint("last").read_bytes() == before
+    # Naming the folder's own run continues it, as resume=last does, but starts no new run over it.
+    with pytest.raises(ConfigError, match=f"resume={here} resume_weights_only=true would start a new run"):
+        train(compose_train(f"resume={here}", "resume_weights_only=true"), here)
+    assert RunFolder(here).checkpoint("last").read_bytes() == before
+    assert train(compose_train("trainer.epochs=2", f"resume={here}"), here)["epoch"] == 2
+    # A requeued SLURM job that started from another run's weights continues its own run.
+    records = read_metrics(RunFolder(here).metrics)
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    start = [f"resume={other}", "resume_weights_only=true"]
+    assert train(compose_train("seed=5", "trainer.epochs=3", *start), here)["step"] == 18
+    assert read_metrics(RunFolder(here).metrics)[:2] == records

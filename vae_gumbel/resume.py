@@ -1,0 +1,94 @@
+"""Where a job starts from: the checkpoint that ``resume`` names (never another run's over the run
+in the job's folder), the epoch and step it holds, and whether the job has anything left to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import to_absolute_path
+
+from vae_gumbel.checkpoint import check_same_job, load_checkpoint
+from vae_gumbel.errors import CheckpointError, ConfigError
+from vae_gumbel.interrupts import restarted_by_slurm
+from vae_gumbel.run import Member, log
+from vae_gumbel.run_folder import RunFolder, read_status, resolve_checkpoint
+from vae_gumbel.tracking import read_metrics
+
+
+def job_start(member: Member) -> tuple[Path | None, tuple[int, int]]:
+    """Gives the checkpoint a job starts from (None: from nothing) and the epoch and step it starts
+    at (0, 0 for a new run from another run's weights)."""
+    settings = member.settings
+    file = find_resume_checkpoint(settings.resume, member.folder, member.logger, settings.resume_weights_only)
+    if file == member.folder.checkpoint("last") and settings.resume_weights_only:
+        # A requeued job continues its own run, not the weights it started from.
+        member.settings = dataclasses.replace(settings, resume_weights_only=False)
+    starts_afresh = file is None or member.settings.resume_weights_only
+    return file, (0, 0) if starts_afresh else checkpoint_position(member, file)
+
+
+def find_resume_checkpoint(
+    resume: str | None, folder: RunFolder, logger: logging.Logger = log, weights_only: bool = False
+) -> Path | None:
+    """Gives the checkpoint that ``resume`` names, or None to start fresh.
+
+    A folder that already holds a run is never trained over: only resume=last (or ``resume``
+    naming that run, without ``weights_only``) continues it, and any other start there is
+    refused, except for a SLURM job started again after a requeue, which continues from its own
+    checkpoint (and says so in the job's log, ``logger``).
+    """
+    own = folder.checkpoint("last")
+    if resume == "last":
+        return own if own.is_file() else None
+    named = None
+    if resume is not None:
+        try:
+            named = resolve_checkpoint(to_absolute_path(resume), "last")
+        except CheckpointError as err:
+            raise CheckpointError(
+                f"resume={resume}: {err} (resume=last continues the run in this folder)"
+            ) from None
+    if not own.is_file():
+        return named
+    if restarted_by_slurm():
+        logger.info("a requeued SLURM job: continuing from %s", own)
+        return own
+    if named is not None and named.resolve() == own.resolve() and not weights_only:
+        return own
+    if resume is None:
+        over = ""
+    elif weights_only:
+        over = f"; resume={resume} resume_weights_only=true would start a new run over it"
+    else:
+        over = f"; resume={resume} would replace it with a run from another checkpoint"
+    raise ConfigError(
+        f"{folder.path} already holds a run ({own.relative_to(folder.path)}){over}; continue it with "
+        "resume=last, or train into another folder (hydra.run.dir=... or hydra.sweep.dir=...)"
+    )
+
+
+def checkpoint_position(member: Member, file: Path) -> tuple[int, int]:
+    """Gives the epoch and step of the checkpoint a job continues from; a job of a sweep that
+    continues its own folder must be the job that folder's run was (``check_same_job``)."""
+    checkpoint = load_checkpoint(file)
+    if member.swept and file == member.folder.checkpoint("last"):
+        check_same_job(checkpoint, member.settings, member.swept, member.folder.path)
+    return checkpoint["epoch"], checkpoint["step"]
+
+
+def finished_metrics(member: Member, position: tuple[int, int]) -> dict[str, Any] | None:
+    """Gives the last metrics of a job that already trained all its epochs and completed (so it is
+    left as it is), or None if it has work to do: epochs to train, or its final IWAE evaluation
+    (which an interrupt or a kill after its last epoch leaves to do)."""
+    epoch = position[0]
+    if epoch == 0 or read_status(member.folder).get("status") != "completed":
+        return None
+    records = read_metrics(member.folder.metrics)
+    if epoch >= member.settings.trainer.epochs and records and records[-1]["epoch"] == epoch:
+        log.info("%s already finished its %d epochs; nothing to do", member.folder.path, epoch)
+        return records[-1]
+    return None
