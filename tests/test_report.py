@@ -45,8 +45,8 @@ def test_report_shows_the_validation_loss_and_bounds_of_runs_that_held_one_out(t
         "| final validation loss | best validation loss | validation IWAE NLL k=100 | final test loss |"
         in header
     )
-    assert first.startswith("| 0 |") and "| 3 | 95.0 | 95.0 | 90.0 | 99.0 |" in first
-    assert second.startswith("| 1 |") and "| 3 | 97.0 | 97.0 | 92.0 | 98.0 |" in second
+    assert first.startswith("| 0 |") and "| 3 | 95.000 | 95.000 | 90.000 | 99.000 |" in first
+    assert second.startswith("| 1 |") and "| 3 | 97.000 | 97.000 | 92.000 | 98.000 |" in second
 
 
 def test_runs_csv_keeps_everything_each_run_recorded(compose_train, tmp_path: Path) -> None:
@@ -103,6 +103,7 @@ def test_report_sorts_by_final_or_best_test_loss_with_overrides_as_columns(tmp_p
         == "| job | status | optim.lr | epochs | final test loss | best test loss | best epoch | error |"
     )
     assert [line.split(" | ")[0] for line in lines[2:]] == ["| 0", "| 1", "| 2"]
+    assert lines[2].startswith("| 0 | completed | 0.001 | 2 | 110.000 | 110.000 | 2 |")  # decimals line up
     assert lines[4].endswith("| NonFiniteLossError: the loss became non-finite at step 7 |")
     by_best = report(tmp_path, sort="best").splitlines()
     assert [line.split(" | ")[0] for line in by_best[2:]] == ["| 1", "| 0", "| 2"]
@@ -186,7 +187,7 @@ def test_report_cli_groups_by_seed(tmp_path: Path) -> None:
         )
     result = run_module("vae_gumbel.report", str(tmp_path), "--group-by-seed", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "| 2 | 2 | 110.5 | 0.5 | 2 |" in result.stdout and "report_seeds.csv" in result.stdout
+    assert "| 2 | 2 | 110.500 | 0.500 | 2 |" in result.stdout and "report_seeds.csv" in result.stdout
 
 
 @pytest.mark.slow
@@ -209,8 +210,8 @@ def test_a_report_of_fifty_runs_stays_readable(tmp_path: Path) -> None:
     lines = report(tmp_path).splitlines()
     # Only the key that differs and changes the result is a column, rounded to 4 significant digits.
     assert lines[0].startswith("| job | status | optim.lr | epochs |")
-    assert lines[2].startswith("| 49 | completed | 0.0007049 | 2 | 101.0 |")
-    assert lines[-1].startswith("| 7 | incomplete | 0.0001864 | 1 | 10.0 |")  # unfinished: last
+    assert lines[2].startswith("| 49 | completed | 0.0007049 | 2 | 101.000 |")
+    assert lines[-1].startswith("| 7 | incomplete | 0.0001864 | 1 | 10.000 |")  # unfinished: last
     jobs = [read_job(tmp_path / str(job), tmp_path) for job in range(50)]
     legend = curves_figure(jobs, "fifty").axes[0].get_legend()
     texts = [text.get_text() for text in legend.get_texts()]
@@ -238,7 +239,7 @@ def test_a_run_with_damaged_records_is_listed_with_the_damage_and_the_others_are
     metrics = tmp_path / "1" / "metrics.jsonl"
     metrics.write_text("{garbage\n" + metrics.read_text())
     lines = report(tmp_path).splitlines()
-    assert lines[2].startswith("| 0 | completed | 0 | 2 | 140.0 |")
+    assert lines[2].startswith("| 0 | completed | 0 | 2 | 140.000 |")
     assert lines[3].startswith("| 1 | completed | 1 |") and "line 1 of 3, is not a JSON record" in lines[3]
 
 

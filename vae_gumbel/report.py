@@ -247,10 +247,10 @@ def _round(value: float) -> float | str:
 
 
 def markdown(columns: list[str], rows: list[list[Any]]) -> str:
-    """Gives a Markdown table."""
+    """Gives a Markdown table, its numbers with the same three decimals so that they line up."""
 
     def cell(value: Any) -> str:
-        return str(value).replace("|", "\\|")
+        return f"{value:.3f}" if isinstance(value, float) else str(value).replace("|", "\\|")
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
