@@ -243,6 +243,22 @@ def test_a_run_with_damaged_records_is_listed_with_the_damage_and_the_others_are
     assert lines[3].startswith("| 1 | completed | 1 |") and "line 1 of 3, is not a JSON record" in lines[3]
 
 
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [("{{{: [", "overrides.yaml is not YAML"), ("seed: 1", "overrides.yaml is not a list of overrides")],
+)
+def test_a_run_with_damaged_overrides_or_status_is_listed_with_the_damage(
+    tmp_path: Path, overrides: str, says: str
+) -> None:
+    write_job(tmp_path / "0", ["seed=0"], [150.0, 140.0], {"status": "completed"})
+    write_job(tmp_path / "1", ["seed=1"], [151.0, 141.0], {"status": "completed"})
+    (tmp_path / "1" / ".hydra" / "overrides.yaml").write_text(overrides)
+    (tmp_path / "0" / "status.json").write_text("[]")  # JSON, but not what a run writes
+    lines = report(tmp_path).splitlines()  # completed runs first
+    assert lines[2].startswith("| 1 | completed |  | 2 | 141.000 |") and says in lines[2]
+    assert lines[3].startswith("| 0 | incomplete | 0 | 2 | 140.000 |")
+
+
 def test_a_run_that_says_it_trains_is_training_while_its_folder_is_held_and_killed_after(
     tmp_path: Path,
 ) -> None:

@@ -33,7 +33,7 @@ from matplotlib.ticker import MaxNLocator
 
 from vae_gumbel.commands import usage_name
 from vae_gumbel.config import RUN_CONTROL_KEYS
-from vae_gumbel.errors import ConfigError, RecordsError, one_line_errors
+from vae_gumbel.errors import ConfigError, RecordsError, first_line, one_line_errors
 from vae_gumbel.run_folder import RunFolder, find_runs, lock_is_free, read_status
 from vae_gumbel.tracking import iwae_bound, read_metrics
 
@@ -58,11 +58,18 @@ class Job:
 
 
 def parse_overrides(path: Path) -> dict[str, str]:
-    """Gives Hydra's recorded command-line overrides as key -> value."""
+    """Gives Hydra's recorded command-line overrides as key -> value; raises RecordsError if the file
+    is not the list of them that Hydra writes."""
     if not path.is_file():
         return {}
+    try:
+        items = yaml.safe_load(path.read_text()) or []
+    except yaml.YAMLError as err:
+        raise RecordsError(f"{path} is not YAML ({first_line(err)}); mend or delete it") from None
+    if not isinstance(items, list):
+        raise RecordsError(f"{path} is not a list of overrides; mend or delete it")
     overrides = {}
-    for item in yaml.safe_load(path.read_text()) or []:
+    for item in items:
         key, _, value = str(item).partition("=")
         overrides[key.lstrip("+~")] = value
     return overrides
@@ -74,13 +81,18 @@ def read_job(path: Path, root: Path) -> Job:
     status = read_status(folder)
     if status.get("status") == "training" and lock_is_free(folder):
         status["status"] = "killed"  # no process trains it: it ended without saying how
+    # A damaged record is listed with the run; the other runs are still worth a report.
     try:
         records = read_metrics(folder.metrics)
-    except RecordsError as err:  # the other runs are still worth a report
+    except RecordsError as err:
         records, status = [], {**status, "error": str(err)}
+    try:
+        overrides = parse_overrides(folder.overrides)
+    except RecordsError as err:
+        overrides, status = {}, {**status, "error": str(err)}
     job = Job(
         name=str(path.relative_to(root)) if path != root else ".",
-        overrides=parse_overrides(folder.overrides),
+        overrides=overrides,
         records=records,
         status=status.get("status", "incomplete"),
         error=status.get("error", ""),

@@ -195,9 +195,10 @@ def sweep_timeline(sweep_dir: Path, first_job: int, last_job: int) -> Path:
 def read_status(folder: RunFolder) -> dict[str, Any]:
     """Gives what status.json says about how a run ended ({} if it has none)."""
     try:
-        return json.loads(folder.status.read_text())
+        status = json.loads(folder.status.read_text())
     except (OSError, json.JSONDecodeError):
         return {}
+    return status if isinstance(status, dict) else {}
 
 
 def resolve_checkpoint(path: str | Path, which: str = "last") -> Path:
