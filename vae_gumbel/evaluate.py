@@ -78,9 +78,10 @@ def summary(report: dict[str, Any]) -> str:
     """Gives the report as a few readable lines."""
     model = f"{report.get('estimator', '?')} {report.get('latent_dim')}x{report.get('categorical_dim')}"
     data = f"{report['test_images']} {report.get('images', 'test')} images ({report['binarization']['mode']})"
+    draws = f"{report['neg_elbo_samples']} exact draw{'' if report['neg_elbo_samples'] == 1 else 's'}"
     lines = [
         f"{model}, {report.get('steps')} steps, {data}",
-        f"  negative ELBO (mean of {report['neg_elbo_samples']} exact draws): {report['neg_elbo']:.2f} nats",
+        f"  negative ELBO (mean of {draws}): {report['neg_elbo']:.2f} nats",
     ]
     for k, value in report["iwae_nll"].items():
         lines.append(f"  IWAE NLL, k = {k:>5}: {value:.2f} +- {report['iwae_nll_stderr'][k]:.2f} nats")
