@@ -49,6 +49,49 @@ def test_report_shows_the_validation_loss_and_bounds_of_runs_that_held_one_out(t
     assert second.startswith("| 1 |") and "| 3 | 97.000 | 97.000 | 92.000 | 98.000 |" in second
 
 
+def write_searched_jobs(root: Path, ks: tuple[int, int] = (100, 100)) -> None:
+    """Two seeds of two settings that held a validation set out; the lower validation loss has the
+    higher validation bound, as can happen after the few epochs of a search."""
+    for job, (lr, seed, validation, bound) in enumerate(
+        (("1e-3", 0, 95.0, 92.0), ("1e-3", 1, 96.0, 93.0), ("3e-3", 0, 97.0, 90.0), ("3e-3", 1, 98.0, 91.0))
+    ):
+        write_job(root / str(job), [f"optim.lr={lr}", f"seed={seed}"], [100.0], {"status": "completed"})
+        k = ks[job % 2]
+        record = {"epoch": 2, "val/loss": validation, f"val/iwae_nll_{k}": bound, "test/loss": 99.0}
+        with (root / str(job) / "metrics.jsonl").open("a") as metrics:
+            metrics.write(json.dumps(record) + "\n")
+
+
+def test_sort_bound_ranks_by_the_final_iwae_bound_on_the_validation_set_as_a_search_does(
+    tmp_path: Path,
+) -> None:
+    write_searched_jobs(tmp_path)
+    by_loss = [line.split(" | ")[0] for line in report(tmp_path).splitlines()[2:]]
+    by_bound = [line.split(" | ")[0] for line in report(tmp_path, sort="bound").splitlines()[2:]]
+    assert (by_loss, by_bound) == (["| 0", "| 1", "| 2", "| 3"], ["| 2", "| 3", "| 0", "| 1"])
+    seeds = report(tmp_path, sort="bound", by_seed=True).splitlines()
+    assert seeds[2].startswith("| 3e-3 | 2 | 2 |") and seeds[3].startswith("| 1e-3 | 2 | 2 |")
+
+
+@pytest.mark.parametrize(
+    ("ks", "says"),
+    [
+        ((100, 1000), "computed their bounds with different numbers of samples \\(k = 100, 1000\\)"),
+        (None, "computed no final IWAE"),
+    ],
+)
+def test_sort_bound_needs_bounds_that_compare(tmp_path: Path, ks: tuple[int, int] | None, says: str) -> None:
+    from vae_gumbel.errors import ConfigError
+
+    if ks is None:
+        write_job(tmp_path / "0", ["seed=0"], [100.0], {"status": "completed"})
+    else:
+        write_searched_jobs(tmp_path, ks)
+    for by_seed in (False, True):
+        with pytest.raises(ConfigError, match=f"--sort bound: these runs {says}.*; sort by final or best"):
+            report(tmp_path, sort="bound", by_seed=by_seed)
+
+
 def test_runs_csv_keeps_everything_each_run_recorded(compose_train, tmp_path: Path) -> None:
     from vae_gumbel.train import train
 

@@ -1,9 +1,10 @@
-"""Compare the runs of a sweep: ``python -m vae_gumbel.report SWEEP_DIR [--sort best] [--group-by-seed]``.
+"""Compare the runs of a sweep: ``python -m vae_gumbel.report SWEEP_DIR [--sort S] [--group-by-seed]``.
 
 Reads every job folder below SWEEP_DIR (a Hydra multirun folder, or any folder of runs such
 as ``outputs/``): its ``.hydra/overrides.yaml``, ``metrics.jsonl`` and ``status.json``. Prints
-a table sorted by final (or best) loss, on the validation set when the runs held one out (the test
-set is then only reported), else on the test set, with the overrides as columns, and writes it as
+a table sorted by final (or best) loss, or by the final IWAE bound that a search minimises
+(``--sort final|best|bound``), on the validation set when the runs held one out (the test set is
+then only reported), else on the test set, with the overrides as columns, and writes it as
 ``report.csv`` and ``report.md`` with ``report.png``, the test loss per epoch of every job.
 
 With ``--group-by-seed``, jobs whose overrides differ only in ``seed`` form one setting, and the
@@ -167,12 +168,52 @@ def label(overrides: dict[str, str], keys: list[str]) -> str:
     return ", ".join(f"{k}={short(overrides[k])}" for k in keys if k in overrides)
 
 
+# What a report can rank by: the final or best loss, or the IWAE bound with the most samples, which
+# is what a sweep minimises when its runs compute one (train.objective).
+SORTS = ("final", "best", "bound")
+
+
 def selection_loss(job: Job, sort: str = "final") -> float:
-    """Gives the final (or best) loss that ranks a job: on the validation set if it held one out, so
-    that choosing the top row never selects by the test set; else on the test set."""
+    """Gives the final loss, best loss or final IWAE bound (``sort``) that ranks a job: on the
+    validation set if it held one out, so that choosing the top row never selects by the test set;
+    else on the test set. NaN if the job has none."""
+    if sort == "bound":
+        bound = selection_bound(job)
+        return bound[1] if bound else math.nan
     if math.isfinite(job.final_val_loss):
         return job.final_val_loss if sort == "final" else job.best_val_loss
     return job.final_test_loss if sort == "final" else job.best_test_loss
+
+
+def selection_bound(job: Job) -> tuple[int, float] | None:
+    """Gives (k, bound) of the job's final IWAE bound with the most samples on the set that selects
+    (validation if it held one out, else test), or None."""
+    return job.val_iwae if math.isfinite(job.final_val_loss) else job.iwae
+
+
+def check_bounds_compare(jobs: list[Job]) -> None:
+    """Raises ConfigError unless the jobs' final IWAE bounds can rank them: some have one, and all
+    of those used the same number of samples (bounds with other k do not compare)."""
+    ks = sorted({bound[0] for job in jobs if (bound := selection_bound(job))})
+    if not ks:
+        raise ConfigError(
+            "--sort bound: these runs computed no final IWAE bound (eval.final_iwae_samples); sort by "
+            "final or best loss"
+        )
+    if len(ks) > 1:
+        raise ConfigError(
+            f"--sort bound: these runs computed their bounds with different numbers of samples "
+            f"(k = {', '.join(map(str, ks))}), which do not compare; sort by final or best loss"
+        )
+
+
+def shown_loss(job: Job, sort: str) -> tuple[str, float]:
+    """Gives the name and value of the number a figure's legend shows for a job: its final or best
+    test loss, or the bound it is ranked by."""
+    if sort == "bound":
+        bound = selection_bound(job)
+        return (f"IWAE-{bound[0]}", bound[1]) if bound else ("IWAE", math.nan)
+    return sort, job.final_test_loss if sort == "final" else job.best_test_loss
 
 
 def ranked(jobs: list[Job], sort: str = "final") -> list[Job]:
@@ -306,8 +347,8 @@ def curves_figure(jobs: list[Job], title: str, sort: str = "final") -> Figure:
         best = [job for job in ranked(jobs, sort) if job.curve]
         for rank, job in enumerate(best):
             finished = job.status == "completed"
-            loss = job.final_test_loss if sort == "final" else job.best_test_loss
-            text = f"{job.name}: {label(job.overrides, keys) or job.name}, {sort} {loss:.2f}"
+            name, loss = shown_loss(job, sort)
+            text = f"{job.name}: {label(job.overrides, keys) or job.name}, {name} {loss:.2f}"
             text += "" if finished else f" ({job.status})"
             draw_ranked(axis, *zip(*job.curve, strict=True), rank, len(best), text, dashed=not finished)
     epoch_axis(axis, "negative ELBO (nats)" if len(jobs) == 1 else "test loss (negative ELBO, nats)")
@@ -427,8 +468,12 @@ def seed_table(settings: list[Setting], sort: str = "final") -> tuple[list[str],
             mean, stderr, n = mean_and_stderr([value(job) for job in setting.jobs])
             row += [_round(mean), _round(stderr), n]
         rows.append(row)
-    held_out = "validation" if f"{sort} validation loss mean" in columns else "test"
-    sort_column = columns.index(f"{sort} {held_out} loss mean")
+    held_out = "validation" if "final validation loss mean" in columns else "test"
+    if sort == "bound":  # the one k of them all (check_bounds_compare)
+        bound = f"{held_out} IWAE NLL k="
+        (sort_column,) = [i for i, c in enumerate(columns) if c.startswith(bound) and c.endswith(" mean")]
+    else:
+        sort_column = columns.index(f"{sort} {held_out} loss mean")
     rows.sort(key=lambda row: row[sort_column] if row[sort_column] != "" else math.inf)
     return columns, rows
 
@@ -452,8 +497,8 @@ def seed_curves_figure(settings: list[Setting], title: str, sort: str = "final")
         mean = mean_and_stderr([loss(job) for job in setting.jobs])[0]
         return mean if math.isfinite(mean) else math.inf
 
-    def test_loss(job: Job) -> float:
-        return job.final_test_loss if sort == "final" else job.best_test_loss
+    def shown(job: Job) -> float:
+        return shown_loss(job, sort)[1]
 
     curves.sort(
         key=lambda curve: mean_loss(curve[0], lambda job: selection_loss(job, sort))
@@ -467,7 +512,8 @@ def seed_curves_figure(settings: list[Setting], title: str, sort: str = "final")
         )
         seeds = f"{len(setting.jobs)} seed{'s' if len(setting.jobs) > 1 else ''}"
         text = (
-            f"{label(setting.overrides, keys) or 'all'}: {sort} {mean_loss(setting, test_loss):.2f} ({seeds})"
+            f"{label(setting.overrides, keys) or 'all'}: {shown_loss(setting.jobs[0], sort)[0]} "
+            f"{mean_loss(setting, shown):.2f} ({seeds})"
         )
         draw_ranked(axis, epochs, means, rank, len(curves), text, band=band)
     epoch_axis(axis, "test loss (negative ELBO, nats), mean +- stderr over seeds")
@@ -502,6 +548,8 @@ def report(root: Path, sort: str = "final", by_seed: bool = False) -> str:
         raise ConfigError(
             f"no runs below {root}: expected folders with metrics.jsonl or .hydra/overrides.yaml"
         )
+    if sort == "bound":
+        check_bounds_compare(jobs)
     write_csv(*runs_table(jobs), root / RUNS_CSV)
     if by_seed:
         settings = group_by_seed(jobs)
@@ -520,9 +568,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sweep_dir", type=Path, help="a multirun folder, or any folder of run folders")
     parser.add_argument(
         "--sort",
-        choices=("final", "best"),
+        choices=SORTS,
         default="final",
-        help="sort by final or best loss (on the validation set for runs that held one out, else test)",
+        help="sort by final or best loss, or by the final IWAE bound with the most samples (what a "
+        "sweep minimises when its runs compute one); on the validation set for runs that held one "
+        "out, else on the test set",
     )
     parser.add_argument(
         "--group-by-seed",
