@@ -27,6 +27,12 @@ def test_missing_files_with_download_off_say_where_to_put_them(tmp_path: Path) -
         datasets.ensure(tmp_path, "mnist", download=False)
 
 
+def test_a_data_root_that_is_a_file_is_refused_before_any_fetch(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("a file")
+    with pytest.raises(DataError, match=r"the data root .*data is a file; give the folder .* MNIST/raw$"):
+        datasets.ensure(tmp_path / "data", "mnist", download=True)
+
+
 def test_checksum_mismatch_is_reported_with_both_digests(mnist_root: Path) -> None:
     with pytest.raises(DataError, match=r"SHA-256 [0-9a-f]{64}, expected ba891046"):
         datasets.ensure(mnist_root, "mnist", download=False, verify_checksums=True)

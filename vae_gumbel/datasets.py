@@ -241,6 +241,11 @@ def fetch(root: str | Path, name: str) -> None:
 def ensure(root: str | Path, name: str, download: bool = True, verify_checksums: bool = True) -> None:
     """Makes sure data set ``name``'s verified raw files are in its raw folder, fetching them if allowed."""
     root, source = Path(root), DATASETS[name]
+    if root.exists() and not root.is_dir():
+        raise DataError(
+            f"the data root {root} is a file; give the folder that holds (or will hold) "
+            f"{source.torchvision_class}/raw"
+        )
     if not all((source.raw_folder(root) / file).is_file() for file in source.sha256):
         if not download:
             raise DataError(
