@@ -143,7 +143,7 @@ def test_an_output_place_that_cannot_be_written_is_refused_before_the_work(
     monkeypatch.setattr(vae_gumbel.evaluate, "evaluation_report", never)
     blocked = tmp_path / "a-file"
     blocked.write_text("")
-    with pytest.raises(ConfigError, match=r"cannot write into .*a-file .*; give out= a place you can write"):
+    with pytest.raises(ConfigError, match=r"a-file is a file, not a folder; give out= a place you can write"):
         evaluate(f"checkpoint={run_dir}", f"out={blocked / 'eval.json'}")
 
 

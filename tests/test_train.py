@@ -439,6 +439,23 @@ def test_cli_reports_an_error_in_one_line_with_its_exit_code(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("folder", "says"),
+    [
+        (["hydra.run.dir=taken"], "taken is a file, not a folder; give hydra.run.dir= a place"),
+        (["-m", "hydra.sweep.dir=taken/sweep"], "cannot write into taken/sweep (Not a directory)"),
+    ],
+    ids=["run", "sweep"],
+)
+def test_cli_refuses_a_run_or_sweep_folder_it_cannot_make_in_one_line(
+    tmp_path: Path, mnist_root: Path, folder: list[str], says: str
+) -> None:
+    (tmp_path / "taken").write_text("a file where a folder would go")
+    result = run_module("vae_gumbel.train", *folder, *tiny_run(mnist_root), cwd=tmp_path)
+    assert_one_line_error(result, 2, says)
+
+
+@pytest.mark.slow
 def test_cli_leaves_hydras_own_composition_errors_in_hydras_words(tmp_path: Path, mnist_root: Path) -> None:
     result = run_module("vae_gumbel.train", *tiny_run(mnist_root), "data.nope=1", cwd=tmp_path)
     assert result.returncode != 0 and "Could not override 'data.nope'" in result.stderr

@@ -110,6 +110,8 @@ def check_writable(folder: Path, setting: str) -> None:
     result goes there; raises ConfigError naming ``setting`` otherwise."""
     from vae_gumbel.errors import ConfigError
 
+    if folder.is_file():
+        raise ConfigError(f"{folder} is a file, not a folder; give {setting} a place you can write to")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()

@@ -30,8 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vae_gumbel.errors import CheckpointError, FolderBusy
-from vae_gumbel.files import partial_files
+from hydra.experimental.callback import Callback
+
+from vae_gumbel.errors import CheckpointError, ConfigError, FolderBusy, one_line
+from vae_gumbel.files import check_writable, partial_files
 
 try:
     import fcntl  # the run folder's lock
@@ -253,3 +255,26 @@ def find_runs(root: Path) -> list[Path]:
         for path in Path(root).rglob(marker):
             folders.add(path.parent.parent if marker.startswith(".hydra") else path.parent)
     return sorted(folders, key=natural)
+
+
+class FolderCheck(Callback):
+    """A Hydra callback (``hydra.callbacks`` in train.yaml) that makes the run's folder, or the
+    sweep's, before Hydra does and refuses one that cannot be made or written (a file at its name,
+    a place without write permission) in one line with exit code 2: Hydra would stop there with a
+    Python trace."""
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        self._check(Path(str(config.hydra.run.dir)), "hydra.run.dir")
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        self._check(Path(str(config.hydra.sweep.dir)), "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(folder: Path, setting: str) -> None:
+        try:
+            check_writable(folder, f"{setting}=")
+        except ConfigError as err:  # Hydra would only warn about a callback's error, and go on
+            import sys
+
+            print(one_line(err), file=sys.stderr)
+            raise SystemExit(err.exit_code) from None
