@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from vae_gumbel.commands import INTERRUPTED
+
 
 def command_process(main_body: str) -> subprocess.CompletedProcess[str]:
     """Runs ``commands.run(main)`` in a fresh interpreter, with ``main_body`` as main's body."""
@@ -56,6 +58,28 @@ def test_a_command_exits_with_what_main_returns_as_sys_exit_reads_it(
 def test_an_exception_in_main_leaves_the_ordinary_way() -> None:
     done = command_process("raise SystemExit(4)")
     assert done.returncode == 4 and "torn down" in done.stdout  # the usual exit, teardown and all
+
+
+def test_a_ctrl_c_that_reaches_a_command_ends_it_in_one_line_with_status_130() -> None:
+    done = command_process("import os, signal\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(5)")
+    assert (done.returncode, done.stderr) == (130, INTERRUPTED + "\n")
+
+
+def test_a_ctrl_c_while_a_console_command_imports_its_libraries_ends_it_in_one_line() -> None:
+    # The import of the entry point's module (torch, Hydra: seconds) happens inside the command.
+    code = (
+        "import builtins, os, signal\n"
+        "real_import = builtins.__import__\n"
+        "def interrupted(name, *args, **kwargs):\n"
+        "    if name == 'vae_gumbel.report':\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return real_import(name, *args, **kwargs)\n"
+        "builtins.__import__ = interrupted\n"
+        "from vae_gumbel import commands\n"
+        "commands.report()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (130, INTERRUPTED + "\n")
 
 
 @pytest.mark.parametrize(

@@ -20,13 +20,19 @@ import threading
 from collections.abc import Callable
 from typing import NoReturn
 
+# What a command says to a Ctrl-C that reaches it whole: one that comes while a run trains stops the
+# run at its next step and says how to continue it (errors.Interrupted), so this one came before any
+# training (the imports, the data, the build) or after it, or to a command that trains nothing.
+INTERRUPTED = "error: interrupted by SIGINT (no training was in progress)"
+
 
 def run(main: Callable[[], object]) -> NoReturn:
     """Runs ``main`` and ends the process with the status it gives (as ``sys.exit`` reads it).
 
     An exception, ``SystemExit`` included, leaves the ordinary way, with the usual traceback. A
     reader that stops reading (``--help | head``) ends the command quietly, with the status of a
-    program that SIGPIPE ended, as it would end a C program.
+    program that SIGPIPE ended, as it would end a C program; a Ctrl-C ends it with one line
+    (``INTERRUPTED``) and status 130.
     """
     try:
         status = main()
@@ -34,6 +40,9 @@ def run(main: Callable[[], object]) -> NoReturn:
         # Nothing more can reach the reader; point stdout at nothing so that the final flush is quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         status = 128 + signal.SIGPIPE
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        status = 128 + signal.SIGINT
     exit_now(status)
 
 
@@ -78,33 +87,49 @@ def check_command_line(config_name: str, schema: type) -> None:
 
 def train() -> NoReturn:
     """vae-gumbel-train"""
-    from vae_gumbel.config import TrainConfig
-    from vae_gumbel.train import main
 
-    check_command_line("train", TrainConfig)
-    run(main)
+    def command() -> object:  # imports inside, so that a Ctrl-C during them ends in one line too
+        from vae_gumbel.config import TrainConfig
+        from vae_gumbel.train import main
+
+        check_command_line("train", TrainConfig)
+        return main()
+
+    run(command)
 
 
 def sample() -> NoReturn:
     """vae-gumbel-sample"""
-    from vae_gumbel.config import SampleConfig
-    from vae_gumbel.sample import main
 
-    check_command_line("sample", SampleConfig)
-    run(main)
+    def command() -> object:  # imports inside, so that a Ctrl-C during them ends in one line too
+        from vae_gumbel.config import SampleConfig
+        from vae_gumbel.sample import main
+
+        check_command_line("sample", SampleConfig)
+        return main()
+
+    run(command)
 
 
 def evaluate() -> NoReturn:
     """vae-gumbel-evaluate"""
-    from vae_gumbel.config import EvaluateConfig
-    from vae_gumbel.evaluate import main
 
-    check_command_line("evaluate", EvaluateConfig)
-    run(main)
+    def command() -> object:  # imports inside, so that a Ctrl-C during them ends in one line too
+        from vae_gumbel.config import EvaluateConfig
+        from vae_gumbel.evaluate import main
+
+        check_command_line("evaluate", EvaluateConfig)
+        return main()
+
+    run(command)
 
 
 def report() -> NoReturn:
     """vae-gumbel-report"""
-    from vae_gumbel.report import main
 
-    run(main)
+    def command() -> object:
+        from vae_gumbel.report import main
+
+        return main()
+
+    run(command)
