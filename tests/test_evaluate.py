@@ -145,6 +145,9 @@ def test_an_output_place_that_cannot_be_written_is_refused_before_the_work(
     blocked.write_text("")
     with pytest.raises(ConfigError, match=r"a-file is a file, not a folder; give out= a place you can write"):
         evaluate(f"checkpoint={run_dir}", f"out={blocked / 'eval.json'}")
+    # A folder is no place for the file either, whatever it holds.
+    with pytest.raises(ConfigError, match="out must be null or the path of a file ending in .json"):
+        evaluate(f"checkpoint={run_dir}", f"out={run_dir}")
 
 
 def test_ctrl_c_stops_an_evaluation_in_one_line_and_leaves_the_last_one_as_it_was(

@@ -187,7 +187,7 @@ def test_an_output_that_is_no_png_or_cannot_be_written_is_refused_before_drawing
 ) -> None:
     from vae_gumbel.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="out must be null or a path ending in .png"):
+    with pytest.raises(ConfigError, match="out must be null or the path of a file ending in .png"):
         sample_with(f"checkpoint={run_dir}", f"out={tmp_path / 'grid.jpg'}")
     (tmp_path / "file").write_text("a file, not a folder")
     with pytest.raises(

@@ -52,6 +52,17 @@ def seed_setting(key: str, value: int) -> None:
     require(0 <= value <= SEED_LIMIT, key, f"a whole number from 0 to 2**32 - 1 ({SEED_LIMIT})", value)
 
 
+def output_file_setting(key: str, value: str | None, suffix: str) -> None:
+    """Refuses an output path that does not end in the suffix of what is written there (a folder's
+    name included)."""
+    require(
+        value is None or value.lower().endswith(suffix),
+        key,
+        f"null or the path of a file ending in {suffix} (what it writes is {suffix[1:].upper()})",
+        value,
+    )
+
+
 @dataclass
 class DataConfig:
     name: str = MISSING
@@ -333,12 +344,7 @@ class SampleConfig:
                 "with other seeds"
             )
         seed_setting("seed", self.seed)
-        require(
-            self.out is None or self.out.lower().endswith(".png"),
-            "out",
-            "null or a path ending in .png (the grid is written as a PNG)",
-            self.out,
-        )
+        output_file_setting("out", self.out, ".png")
         device_setting("device", self.device)
         require(
             len(self.temperatures) >= 1 and all(t > 0 for t in self.temperatures),
@@ -366,6 +372,7 @@ class EvaluateConfig:
         choice("which", self.which, ("best", "last"))
         choice("split", self.split, ("test", "val"))
         seed_setting("seed", self.seed)
+        output_file_setting("out", self.out, ".json")
         self.progress = str(self.progress).lower()
         choice("progress", self.progress, ("auto", "true", "false"))
         require(
