@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vae_gumbel.files import write_new
+from vae_gumbel.errors import one_line_errors
+from vae_gumbel.files import check_writable, write_new
 from vae_gumbel.report import save_figure
 from vae_gumbel.tools import teaching_figures
 
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> None:
         "--out", type=Path, default=Path("outputs") / "figures", help="folder (default: outputs/figures)"
     )
     args = parser.parse_args(argv)
+    with one_line_errors():
+        check_writable(args.out, "--out")
     for name in args.names or FIGURES:
         figure = FIGURES[name]()
         print(write_new(args.out / f"{name}.png", lambda path, figure=figure: save_figure(figure, path))[1])

@@ -12,7 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from vae_gumbel.files import write_new
+from vae_gumbel.errors import ConfigError, one_line_errors
+from vae_gumbel.files import check_writable, write_new
 from vae_gumbel.report import curves_figure, read_job, save_figure
 
 
@@ -22,16 +23,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="the PNG (default: RUN_DIR/curves.png)")
     parser.add_argument("--overwrite", action="store_true", help="replace a different file at the name")
     args = parser.parse_args(argv)
-    job = read_job(args.run_dir, args.run_dir)
-    if not job.records:
-        print(
-            f"error: {args.run_dir} has no metrics.jsonl (or an empty one); give a run folder",
-            file=sys.stderr,
-        )
-        return 1
-    figure = curves_figure([job], title=str(args.run_dir))
     out = args.out or args.run_dir / "curves.png"
-    _, happened = write_new(out, lambda path: save_figure(figure, path), overwrite=args.overwrite)
+    with one_line_errors():
+        job = read_job(args.run_dir, args.run_dir)
+        if not job.records:
+            raise ConfigError(f"{args.run_dir} has no metrics.jsonl (or an empty one); give a run folder")
+        if out.suffix.lower() != ".png":
+            raise ConfigError(f"--out must be the path of a file ending in .png, got {out}")
+        check_writable(out.parent, "--out")
+        figure = curves_figure([job], title=str(args.run_dir))
+        _, happened = write_new(out, lambda path: save_figure(figure, path), overwrite=args.overwrite)
     print(happened)
     return 0
 

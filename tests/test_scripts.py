@@ -35,6 +35,25 @@ def test_plot_run_draws_each_runs_curves_into_its_own_folder(
     assert f"wrote {run_dir / 'curves.png'}" in capsys.readouterr().out
 
 
+def test_plot_run_refuses_a_folder_without_records_and_an_output_it_cannot_write(
+    mnist_root: Path, tmp_path: Path
+) -> None:
+    from tests.conftest import assert_one_line_error
+
+    (tmp_path / "taken").write_text("a file where a folder would go")
+    run_dir = tmp_path / "run"
+    train(compose_config("train", tiny_run(mnist_root)), run_dir)
+    for arguments, says in (
+        ([str(tmp_path / "nowhere")], "nowhere has no metrics.jsonl"),
+        ([str(run_dir), "--out", str(tmp_path / "taken" / "curves.png")], "taken is a file, not a folder"),
+        ([str(run_dir), "--out", str(tmp_path / "curves.jpg")], "--out must be the path of a file ending in"),
+    ):
+        result = run_python(str(REPO / "scripts/plot_run.py"), *arguments, cwd=tmp_path)
+        assert_one_line_error(result, 2, says)
+    result = run_python(str(REPO / "scripts/make_figures.py"), "--out", str(tmp_path / "taken"), cwd=tmp_path)
+    assert_one_line_error(result, 2, "taken is a file, not a folder; give --out a place you can write to")
+
+
 def test_profile_script_prints_the_top_operators(tmp_path: Path) -> None:
     result = run_python(
         str(REPO / "scripts/profile_step.py"),
