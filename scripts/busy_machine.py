@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import dated_folder
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.threads import usable_cores
@@ -102,7 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("overrides", nargs="*", help="training overrides (e.g. data.train_limit=20000)")
     args = parser.parse_args(argv)
-    out = dated_folder(args.out)
+    with one_line_errors():  # before the measurement, which takes minutes
+        out = dated_folder(args.out)
     variants = [(setting, setting, False) for setting in args.settings]
     if args.passive:
         variants.append(("null", "null, OMP passive", True))

@@ -36,6 +36,7 @@ import torch
 from omegaconf import OmegaConf
 
 from vae_gumbel.device import resolve_device
+from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import dated_folder, write_new
 from vae_gumbel.run_folder import TIMELINES, RunFolder, find_runs
 from vae_gumbel.timeline import EPOCH_EXTRAS, HYDRA_PHASES
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
     sweeps = args.sweep or [f"seed={','.join(str(seed) for seed in range(args.jobs))}"]
     jobs = jobs_of(sweeps)
-    out = dated_folder(args.out)
+    with one_line_errors():  # before the measurement, which takes minutes
+        out = dated_folder(args.out)
     train = ["-m", "vae_gumbel.train"]
     common = ["trainer.progress=false", "trainer.timeline=true", *args.overrides]
     timings: dict[str, dict] = {}

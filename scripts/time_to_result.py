@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import dated_folder
 from vae_gumbel.run_folder import RunFolder
 
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("overrides", nargs="*", help="training overrides")
     args = parser.parse_args(argv)
-    out = dated_folder(args.out)
+    with one_line_errors():  # before the measurement, which takes minutes
+        out = dated_folder(args.out)
     walls: dict[str, list[float]] = {"train": [], "tutorial": []}
     phases: list[dict[str, float]] = []
     for repeat in range(args.repeats):

@@ -121,9 +121,11 @@ def check_writable(folder: Path, setting: str) -> None:
         ) from err
 
 
-def dated_folder(parent: Path) -> Path:
+def dated_folder(parent: Path, setting: str = "--out") -> Path:
     """Makes and gives a new folder PARENT/YYYY-MM-DD_HH-MM-SS (absolute): a measurement of its own
-    beside the earlier ones, never mixed with them."""
+    beside the earlier ones, never mixed with them. A parent that cannot be written is a ConfigError
+    naming ``setting``."""
+    check_writable(parent, setting)
     folder = (parent / time.strftime("%Y-%m-%d_%H-%M-%S")).resolve()
     folder.mkdir(parents=True)
     return folder
