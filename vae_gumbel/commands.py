@@ -75,53 +75,44 @@ def usage_name(module: str) -> str:
     return f"python -m {module}" if name.endswith(".py") or name == "-c" else name
 
 
-def check_command_line(config_name: str, schema: type) -> None:
+def check_command_line(config_name: str) -> None:
     """Ends the process with a one-line error for an override that Hydra would stop at with a trace
     (a number for a config group: ``temperature=0.5``)."""
     from vae_gumbel.config import check_group_choices
     from vae_gumbel.errors import one_line_errors
 
     with one_line_errors():
-        check_group_choices(sys.argv[1:], config_name, schema)
+        check_group_choices(sys.argv[1:], config_name)
+
+
+def hydra_command(name: str) -> Callable[[], object]:
+    """Gives the command of the Hydra entry point ``name`` (train, sample, evaluate): it imports the
+    module (seconds: torch, Hydra) inside, so that a Ctrl-C then ends in one line too, checks the
+    command line and calls the module's main."""
+
+    def command() -> object:
+        from importlib import import_module
+
+        main = import_module(f"vae_gumbel.{name}").main
+        check_command_line(name)
+        return main()
+
+    return command
 
 
 def train() -> NoReturn:
     """vae-gumbel-train"""
-
-    def command() -> object:  # imports inside, so that a Ctrl-C during them ends in one line too
-        from vae_gumbel.config import TrainConfig
-        from vae_gumbel.train import main
-
-        check_command_line("train", TrainConfig)
-        return main()
-
-    run(command)
+    run(hydra_command("train"))
 
 
 def sample() -> NoReturn:
     """vae-gumbel-sample"""
-
-    def command() -> object:  # imports inside, so that a Ctrl-C during them ends in one line too
-        from vae_gumbel.config import SampleConfig
-        from vae_gumbel.sample import main
-
-        check_command_line("sample", SampleConfig)
-        return main()
-
-    run(command)
+    run(hydra_command("sample"))
 
 
 def evaluate() -> NoReturn:
     """vae-gumbel-evaluate"""
-
-    def command() -> object:  # imports inside, so that a Ctrl-C during them ends in one line too
-        from vae_gumbel.config import EvaluateConfig
-        from vae_gumbel.evaluate import main
-
-        check_command_line("evaluate", EvaluateConfig)
-        return main()
-
-    run(command)
+    run(hydra_command("evaluate"))
 
 
 def report() -> NoReturn:

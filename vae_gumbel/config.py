@@ -440,7 +440,11 @@ def compose_settings(
         return validate(compose(config_name, overrides=list(overrides)), schema)
 
 
-def check_group_choices(overrides: Sequence[str], config_name: str, schema: type) -> None:
+# Each entry point's primary config (conf/NAME.yaml) and the schema it names first in its defaults.
+SCHEMAS: dict[str, type] = {"train": TrainConfig, "sample": SampleConfig, "evaluate": EvaluateConfig}
+
+
+def check_group_choices(overrides: Sequence[str], config_name: str) -> None:
     """Raises ConfigError for a command-line value that a config group cannot take: a number, a
     boolean or null (``temperature=0.5``, ``debug=null``), at which Hydra stops with a Python trace.
     The message says what to write instead. Other overrides are left to Hydra."""
@@ -464,7 +468,7 @@ def check_group_choices(overrides: Sequence[str], config_name: str, schema: type
         values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
         for value in values:
             if value is None or not isinstance(value, (str, list)):
-                raise ConfigError(_not_a_choice(group, _as_text(value), config_name, schema))
+                raise ConfigError(_not_a_choice(group, _as_text(value), config_name))
 
 
 def _conf_files() -> Any:
@@ -478,7 +482,7 @@ def _as_text(value: Any) -> str:
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _not_a_choice(group: str, value: str, config_name: str, schema: type) -> str:
+def _not_a_choice(group: str, value: str, config_name: str) -> str:
     """Gives the error for ``group=value``: what the group takes, and how to set a key inside it."""
     import yaml
 
@@ -486,7 +490,7 @@ def _not_a_choice(group: str, value: str, config_name: str, schema: type) -> str
     defaults = yaml.safe_load(conf.joinpath(f"{config_name}.yaml").read_text())["defaults"]
     chosen = {key.removeprefix("override ") for entry in defaults if isinstance(entry, dict) for key in entry}
     files = sorted(path.name.removesuffix(".yaml") for path in conf.joinpath(group).iterdir())
-    kinds = {item.name: item.type for item in dataclasses.fields(schema)}
+    kinds = {item.name: item.type for item in dataclasses.fields(SCHEMAS[config_name])}
     nested = _schema_of(kinds.get(group))
     keys = [item.name for item in dataclasses.fields(nested) if item.name != "name"] if nested else []
     listed = ", ".join(keys[:5]) + (
@@ -516,9 +520,8 @@ def _schema_of(kind: Any) -> type | None:
 def register_configs() -> None:
     """Registers the schemas that the primary configs name first in their defaults."""
     store = ConfigStore.instance()
-    store.store(name="train_schema", node=TrainConfig)
-    store.store(name="sample_schema", node=SampleConfig)
-    store.store(name="evaluate_schema", node=EvaluateConfig)
+    for name, schema in SCHEMAS.items():
+        store.store(name=f"{name}_schema", node=schema)
 
 
 def _register_resolvers() -> None:

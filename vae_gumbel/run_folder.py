@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -274,7 +275,5 @@ class FolderCheck(Callback):
         try:
             check_writable(folder, f"{setting}=")
         except ConfigError as err:  # Hydra would only warn about a callback's error, and go on
-            import sys
-
             print(one_line(err), file=sys.stderr)
             raise SystemExit(err.exit_code) from None
