@@ -384,10 +384,13 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
         write_sweep_summary(sweep_dir)
+        # Runs that end with IWAE bounds (a search such as hparams_search=best_bound) compare by them.
+        options = "[--sort bound] " if config.eval.final_iwae_samples else ""
         logging.getLogger("hydra").info(
-            "sweep done: %s\n  compare its runs: python -m vae_gumbel.report %s [--group-by-seed]"
+            "sweep done: %s\n  compare its runs: python -m vae_gumbel.report %s %s[--group-by-seed]"
             "\n  TensorBoard (HParams tab): tensorboard --logdir %s",
             sweep_dir,
             sweep_dir,
+            options,
             sweep_dir,
         )
