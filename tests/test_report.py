@@ -302,6 +302,28 @@ def test_a_run_with_damaged_overrides_or_status_is_listed_with_the_damage(
     assert lines[3].startswith("| 0 | incomplete | 0 | 2 | 140.000 |")
 
 
+def test_a_report_cut_short_leaves_the_one_before_it_whole(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from matplotlib.figure import Figure
+
+    write_job(tmp_path / "0", ["seed=0"], [150.0, 140.0], {"status": "completed"})
+    write_job(tmp_path / "1", ["seed=1"], [151.0, 141.0], {"status": "completed"})
+    report(tmp_path)
+    before = (tmp_path / "report.png").read_bytes()
+
+    def disk_full(figure, handle, **kwargs):
+        handle.write(b"\x89PNG half a picture")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", disk_full)
+    (tmp_path / "1" / "metrics.jsonl").write_text("")  # a different table this time
+    with pytest.raises(OSError, match="No space left"):
+        report(tmp_path)
+    assert (tmp_path / "report.png").read_bytes() == before
+    assert not [path for path in tmp_path.iterdir() if "partial" in path.name]
+
+
 def test_a_run_that_says_it_trains_is_training_while_its_folder_is_held_and_killed_after(
     tmp_path: Path,
 ) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from matplotlib.ticker import MaxNLocator
 from vae_gumbel.commands import usage_name
 from vae_gumbel.config import RUN_CONTROL_KEYS
 from vae_gumbel.errors import ConfigError, RecordsError, first_line, one_line_errors
+from vae_gumbel.files import replace_text, replacing
 from vae_gumbel.run_folder import RunFolder, find_runs, lock_is_free, read_status
 from vae_gumbel.tracking import iwae_bound, read_metrics
 
@@ -411,10 +413,11 @@ def place_legend(axis: Any, outside: bool) -> None:
 
 
 def save_figure(figure: Figure, path: str | Path) -> Path:
-    """Writes a figure as PNG, creating its folder."""
+    """Writes a figure as PNG (whole or not at all), creating its folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
+    with replacing(path) as handle:
+        figure.savefig(handle, format="png", dpi=120, bbox_inches="tight")
     return path
 
 
@@ -523,18 +526,20 @@ def seed_curves_figure(settings: list[Setting], title: str, sort: str = "final")
 
 
 def write_csv(columns: list[str], rows: list[list[Any]], path: Path) -> None:
-    """Writes a table as CSV."""
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(columns)
-        writer.writerows(rows)
+    """Writes a table as CSV, in place of what is there (atomically: a reader, or a crash, finds the
+    old table or the new one)."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(columns)
+    writer.writerows(rows)
+    replace_text(path, text.getvalue())
 
 
 def write_table(columns: list[str], rows: list[list[Any]], root: Path, name: str) -> str:
     """Writes a table as NAME.csv and NAME.md into ``root`` and gives the Markdown."""
     write_csv(columns, rows, root / f"{name}.csv")
     text = markdown(columns, rows)
-    (root / f"{name}.md").write_text(text)
+    replace_text(root / f"{name}.md", text)
     return text
 
 
