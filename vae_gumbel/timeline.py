@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from vae_gumbel.files import replace_text
+
 # What an epoch costs the training thread besides its steps: the per-epoch extras.
 EVALUATE = "evaluate: test ELBO"
 LOG_EPOCH = "logs: metrics.jsonl, TensorBoard scalars, log lines"
@@ -85,8 +87,8 @@ class Timeline:
             self.add(name, time.perf_counter() - started)
 
     def write(self, path: Path, **facts: object) -> None:
-        """Writes the phases (and facts such as the process's total so far) as JSON."""
-        path.write_text(json.dumps({"phases": dict(self.seconds), **facts}, indent=2) + "\n")
+        """Writes the phases (and facts such as the process's total so far) as JSON, atomically."""
+        replace_text(path, json.dumps({"phases": dict(self.seconds), **facts}, indent=2) + "\n")
 
     def table(self, total: float | None = None) -> str:
         """Gives the phases as a Markdown table, with their share of ``total`` when given."""
