@@ -15,6 +15,7 @@ from vae_gumbel.config import (
     ModelConfig,
     TemperatureConfig,
     check_group_choices,
+    check_plugins,
     compose_settings,
     validate,
 )
@@ -202,6 +203,30 @@ def test_a_number_or_null_for_a_config_group_is_refused_with_what_to_write_inste
 ) -> None:
     with pytest.raises(ConfigError, match=says):
         check_group_choices(overrides, config_name)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        (["hydra/launcher=joblib"], "hydra/launcher=joblib needs Hydra's plugin hydra-joblib-launcher"),
+        (["-m", "hparams_search=optuna"], "hparams_search=optuna needs Hydra's plugin hydra-optuna-sweeper"),
+        (["hydra/launcher=stacked,stacked_slurm"], "stacked_slurm needs Hydra's plugin hydra-submitit"),
+    ],
+)
+def test_a_launcher_or_sweeper_whose_plugin_is_missing_says_how_to_install_it(
+    overrides: list[str], says: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    installed = importlib.util.find_spec
+
+    def without_hydras_plugins(name: str):
+        return None if name.startswith("hydra_plugins.hydra_") else installed(name)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_hydras_plugins)
+    with pytest.raises(ConfigError, match=re.escape(says) + ".*, which is not installed: pip install 'vae"):
+        check_plugins(overrides)
+    check_plugins(["hydra/launcher=stacked", "hparams_search=best_bound"])  # ours, always there
 
 
 def test_group_choices_and_keys_pass_to_hydra_as_they_are() -> None:

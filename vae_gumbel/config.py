@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -448,18 +448,9 @@ def check_group_choices(overrides: Sequence[str], config_name: str) -> None:
     """Raises ConfigError for a command-line value that a config group cannot take: a number, a
     boolean or null (``temperature=0.5``, ``debug=null``), at which Hydra stops with a Python trace.
     The message says what to write instead. Other overrides are left to Hydra."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ValueType
-    from hydra.errors import OverrideParseException
 
-    parser = OverridesParser.create()
-    for line in overrides:
-        if line.startswith("-") or "=" not in line:
-            continue  # a flag, or a flag's value
-        try:
-            (override,) = parser.parse_overrides([line])
-        except OverrideParseException:
-            continue  # Hydra says what is wrong with it
+    for override in parsed_overrides(overrides):
         group = override.key_or_group
         if override.is_delete() or override.is_hydra_override() or not _conf_files().joinpath(group).is_dir():
             continue
@@ -469,6 +460,57 @@ def check_group_choices(overrides: Sequence[str], config_name: str) -> None:
         for value in values:
             if value is None or not isinstance(value, (str, list)):
                 raise ConfigError(_not_a_choice(group, _as_text(value), config_name))
+
+
+# The Hydra plugins (the package's ``sweep`` extra) that a launcher or sweeper choice needs.
+PLUGINS: dict[str, dict[str, str]] = {
+    "hydra/launcher": {
+        "joblib": "hydra-joblib-launcher",
+        **dict.fromkeys(
+            ("submitit_local", "submitit_slurm", "slurm", "stacked_submitit_local", "stacked_slurm"),
+            "hydra-submitit-launcher",
+        ),
+    },
+    "hydra/sweeper": {"optuna": "hydra-optuna-sweeper"},
+    "hparams_search": {"optuna": "hydra-optuna-sweeper"},
+}
+
+
+def check_plugins(overrides: Sequence[str]) -> None:
+    """Raises ConfigError for a launcher or sweeper chosen on the command line whose Hydra plugin is
+    not installed, with the command that installs it (Hydra would say only that it cannot find the
+    choice)."""
+    from importlib.util import find_spec
+
+    for override in parsed_overrides(overrides):
+        group = override.key_or_group
+        choices = PLUGINS.get(group.removeprefix("/"), {})
+        if not choices or override.is_delete():
+            continue
+        sweep = override.is_sweep_override()
+        for value in override.sweep_string_iterator() if sweep else [override.value()]:
+            package = choices.get(str(value))
+            if package and find_spec(f"hydra_plugins.{package.replace('-', '_')}") is None:
+                raise ConfigError(
+                    f"{group}={value} needs Hydra's plugin {package}, which is not installed: pip install "
+                    f"'vae-gumbel[sweep]' (or pip install {package})"
+                )
+
+
+def parsed_overrides(lines: Sequence[str]) -> Iterator[Any]:
+    """Gives Hydra's parse of each override on a command line; flags and their values are skipped,
+    and so are overrides Hydra cannot parse (it says what is wrong with them)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for line in lines:
+        if line.startswith("-") or "=" not in line:
+            continue
+        try:
+            yield from parser.parse_overrides([line])
+        except OverrideParseException:
+            continue
 
 
 def _conf_files() -> Any:
