@@ -493,7 +493,7 @@ def check_plugins(overrides: Sequence[str]) -> None:
             if package and find_spec(f"hydra_plugins.{package.replace('-', '_')}") is None:
                 raise ConfigError(
                     f"{group}={value} needs Hydra's plugin {package}, which is not installed: pip install "
-                    f"'vae-gumbel[sweep]' (or pip install {package})"
+                    f"{package} (or install vae-gumbel with its sweep extra: pip install -e '.[sweep]')"
                 )
 
 
