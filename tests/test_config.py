@@ -187,15 +187,20 @@ def test_relaxed_kl_with_a_straight_through_estimator_is_refused(compose_train) 
             "train",
             re.escape(
                 "temperature=0.5: temperature is a config group, which takes the name of one of its files "
-                "(constant, exp_anneal, learned); to set one of its keys (initial, min, rate, every), write "
-                "e.g. temperature.initial=0.5"
+                "(constant, exp_anneal, learned); to set its keys (initial, min, rate, every), write them "
+                "one by one, e.g. temperature.initial=0.5"
             ),
         ),
         (["-m", "seed=0,1", "estimator=reinmax,true"], "train", "estimator=true: estimator is a"),
         (["data=range(1,3)"], "train", "data=1: data is a config group"),
         (["debug=null"], "train", r"debug=null: .* files \(smoke, tiny\); ~debug leaves it out"),
         (["temperature=0.5"], "sample", "sample has no setting temperature; .* --help lists them"),
-        (["data=1"], "evaluate", r"data holds settings \(root, test_limit\); set one of them"),
+        (["data=1"], "evaluate", r"data holds settings \(root, test_limit\); set them one by one"),
+        (
+            ["temperature={initial:0.5,min:0.1}"],
+            "train",
+            "write them one by one, e.g. temperature.initial=0.5 temperature.min=0.1$",
+        ),
     ],
 )
 def test_a_number_or_null_for_a_config_group_is_refused_with_what_to_write_instead(

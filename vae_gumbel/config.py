@@ -459,7 +459,7 @@ def check_group_choices(overrides: Sequence[str], config_name: str) -> None:
         values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
         for value in values:
             if value is None or not isinstance(value, (str, list)):
-                raise ConfigError(_not_a_choice(group, _as_text(value), config_name))
+                raise ConfigError(_not_a_choice(group, value, config_name))
 
 
 # The Hydra plugins (the package's ``sweep`` extra) that a launcher or sweeper choice needs.
@@ -521,11 +521,14 @@ def _conf_files() -> Any:
 
 def _as_text(value: Any) -> str:
     """Gives a parsed command-line value as the user typed it."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{key}:{_as_text(item)}" for key, item in value.items()) + "}"
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _not_a_choice(group: str, value: str, config_name: str) -> str:
-    """Gives the error for ``group=value``: what the group takes, and how to set a key inside it."""
+def _not_a_choice(group: str, value: Any, config_name: str) -> str:
+    """Gives the error for ``group=value``: what the group takes, and how to set a key inside it (the
+    keys of a dict one by one)."""
     import yaml
 
     conf = _conf_files()
@@ -538,17 +541,22 @@ def _not_a_choice(group: str, value: str, config_name: str) -> str:
     listed = ", ".join(keys[:5]) + (
         f" and {len(keys) - 5} more: --cfg job shows them" if len(keys) > 5 else ""
     )
-    said = f"{group}={value}: "
+    said = f"{group}={_as_text(value)}: "
+    if isinstance(value, dict):
+        example = " ".join(f"{group}.{key}={_as_text(item)}" for key, item in value.items())
+    else:
+        example = f"{group}.{keys[0]}={_as_text(value)}" if keys else ""
     if group not in chosen:
         if keys:
-            return f"{said}{group} holds settings ({listed}); set one of them, e.g. {group}.{keys[0]}=..."
+            shown = example if isinstance(value, dict) else f"{group}.{keys[0]}=..."
+            return f"{said}{group} holds settings ({listed}); set them one by one, e.g. {shown}"
         help_command = f"python -m vae_gumbel.{config_name} --help"
         return f"{said}{config_name} has no setting {group}; {help_command} lists them"
     said += f"{group} is a config group, which takes the name of one of its files ({', '.join(files)})"
-    if value == "null":
+    if value is None:
         return f"{said}; ~{group} leaves it out"
     if keys:
-        return f"{said}; to set one of its keys ({listed}), write e.g. {group}.{keys[0]}={value}"
+        return f"{said}; to set its keys ({listed}), write them one by one, e.g. {example}"
     return said
 
 
