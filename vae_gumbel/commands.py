@@ -79,12 +79,11 @@ def check_command_line(config_name: str) -> None:
     """Ends the process with a one-line error for an override that Hydra would stop at with a trace
     (a number for a config group: ``temperature=0.5``) or with less than the user needs to know (a
     launcher whose plugin is not installed)."""
-    from vae_gumbel.config import check_group_choices, check_plugins
+    from vae_gumbel import command_line
     from vae_gumbel.errors import one_line_errors
 
     with one_line_errors():
-        check_group_choices(sys.argv[1:], config_name)
-        check_plugins(sys.argv[1:])
+        command_line.check_command_line(sys.argv[1:], config_name)
 
 
 def hydra_command(name: str) -> Callable[[], object]:
