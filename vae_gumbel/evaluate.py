@@ -77,7 +77,7 @@ def run_evaluation(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
 def summary(report: dict[str, Any]) -> str:
     """Gives the report as a few readable lines."""
     model = f"{report.get('estimator', '?')} {report.get('latent_dim')}x{report.get('categorical_dim')}"
-    data = f"{report['test_images']} {report.get('images', 'test')} images ({report['binarization']['mode']})"
+    data = f"{report['test_images']} {report.get('images', 'test')} images, {report['binarization']['mode']}"
     draws = f"{report['neg_elbo_samples']} exact draw{'' if report['neg_elbo_samples'] == 1 else 's'}"
     lines = [
         f"{model}, {report.get('steps')} steps, {data}",
