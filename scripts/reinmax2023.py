@@ -26,14 +26,15 @@ everything each run recorded.
 from __future__ import annotations
 
 import argparse
-import csv
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
 
-from vae_gumbel.report import mean_and_stderr, write_runs_csv
+from vae_gumbel.errors import one_line_errors
+from vae_gumbel.files import check_writable, replace_text
+from vae_gumbel.report import mean_and_stderr, write_csv, write_runs_csv
 from vae_gumbel.run_folder import RunFolder, find_runs
 from vae_gumbel.tracking import read_metrics
 
@@ -271,6 +272,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.at_once < 1:
         parser.error(f"--at-once must be at least 1, got {args.at_once}")
     out = args.out.resolve()
+    if not (args.summary_only or args.dry_run):
+        with one_line_errors():  # before the sweeps, which take hours
+            check_writable(out, "--out")
     if not args.summary_only:
         sweeps = {
             (configuration, estimator): sweep_command(
@@ -294,13 +298,10 @@ def main(argv: list[str] | None = None) -> None:
     rows = summary_rows(out, args.configurations, args.estimators)
     if not rows:
         sys.exit(f"error: no finished runs under {out}")
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "reinmax2023.csv").open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    columns = list(rows[0])
+    write_csv(columns, [[row[column] for column in columns] for row in rows], out / "reinmax2023.csv")
     table = markdown(rows)
-    (out / "reinmax2023.md").write_text(table)
+    replace_text(out / "reinmax2023.md", table)
     runs = write_runs_csv(out)
     print(table + f"wrote {out / 'reinmax2023.csv'}, {out / 'reinmax2023.md'} and {runs} (every run)")
 

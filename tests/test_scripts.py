@@ -54,8 +54,10 @@ def test_plot_run_refuses_a_folder_without_records_and_an_output_it_cannot_write
     assert_one_line_error(result, 2, "taken is a file, not a folder; give --out a place you can write to")
 
 
-@pytest.mark.parametrize("script", ["time_to_result.py", "busy_machine.py", "time_multirun.py"])
-def test_a_timing_script_refuses_an_output_place_it_cannot_write_before_it_measures(
+@pytest.mark.parametrize(
+    "script", ["time_to_result.py", "busy_machine.py", "time_multirun.py", "reinmax2023.py"]
+)
+def test_a_script_refuses_an_output_place_it_cannot_write_before_it_measures_or_trains(
     script: str, tmp_path: Path, capsys
 ) -> None:
     (tmp_path / "taken").write_text("a file where a folder would go")
