@@ -29,7 +29,8 @@ def check_command_line(overrides: Sequence[str], config_name: str) -> None:
 
 def check_group_choices(overrides: Sequence[str], config_name: str) -> None:
     """Raises ConfigError for a command-line value that a config group cannot take: a number, a
-    boolean or null (``temperature=0.5``, ``debug=null``), at which Hydra stops with a Python trace.
+    boolean, null or a dict (``temperature=0.5``, ``debug=null``), at which Hydra stops with a
+    Python trace.
     The message says what to write instead. Other overrides are left to Hydra."""
     for override in parsed_overrides(overrides):
         group = override.key_or_group
@@ -106,7 +107,7 @@ def _not_a_choice(group: str, value: Any, config_name: str) -> str:
     conf = _conf_files()
     defaults = yaml.safe_load(conf.joinpath(f"{config_name}.yaml").read_text())["defaults"]
     chosen = {key.removeprefix("override ") for entry in defaults if isinstance(entry, dict) for key in entry}
-    files = sorted(path.name.removesuffix(".yaml") for path in conf.joinpath(group).iterdir())
+    options = sorted(path.name.removesuffix(".yaml") for path in conf.joinpath(group).iterdir())
     kinds = {item.name: item.type for item in dataclasses.fields(config.SCHEMAS[config_name])}
     nested = _schema_of(kinds.get(group))
     keys = [item.name for item in dataclasses.fields(nested) if item.name != "name"] if nested else []
@@ -124,7 +125,7 @@ def _not_a_choice(group: str, value: Any, config_name: str) -> str:
             return f"{said}{group} holds settings ({listed}); set them one by one, e.g. {shown}"
         help_command = f"python -m vae_gumbel.{config_name} --help"
         return f"{said}{config_name} has no setting {group}; {help_command} lists them"
-    said += f"{group} is a config group, which takes the name of one of its files ({', '.join(files)})"
+    said += f"{group} is a config group, which takes the name of one of its files ({', '.join(options)})"
     if value is None:
         return f"{said}; ~{group} leaves it out"
     if keys:
