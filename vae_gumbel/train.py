@@ -25,20 +25,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from vae_gumbel.background import BackgroundWriter, writer_threads
-from vae_gumbel.checkpoint import (
-    link_checkpoint,
-    member_checkpoint,
-    save_checkpoint,
-)
+from vae_gumbel.checkpoint import link_checkpoint, member_checkpoint, save_checkpoint
 from vae_gumbel.config import CONFIG_PATH, validate
 from vae_gumbel.data import ImageSet
-from vae_gumbel.errors import (
-    FolderBusy,
-    Interrupted,
-    describe,
-    one_line,
-    one_line_errors,
-)
+from vae_gumbel.errors import FolderBusy, Interrupted, describe, one_line, one_line_errors
 from vae_gumbel.faults import pause
 from vae_gumbel.grids import (
     code_usage_image,
