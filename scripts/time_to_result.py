@@ -1,11 +1,12 @@
 """Time whole commands, from a process's start to its end, and show where a run's time goes.
 
-    python scripts/time_to_result.py [--repeats 3] [--cold] [--tutorial-epochs 1] [--data-root data]
-        [--out outputs/bench/time_to_result] [TRAIN OVERRIDES ...]
+    python scripts/time_to_result.py [--repeats 3] [--cold | --warm-up 1] [--tutorial-epochs 1]
+        [--data-root data] [--out outputs/bench/time_to_result] [TRAIN OVERRIDES ...]
 
 Runs ``python -m vae_gumbel.train trainer.timeline=true OVERRIDES`` ``--repeats`` times (with
 ``--cold``, each with an empty compile cache: TORCHINDUCTOR_CACHE_DIR and trainer.compile_cache
-in a fresh folder) and, with ``--tutorial-epochs``, the tutorial loop's whole process
+in a fresh folder; with ``--warm-up``, after that many untimed runs that fill the default caches,
+so that every timed run finds them warm) and, with ``--tutorial-epochs``, the tutorial loop's whole process
 (``python -m vae_gumbel.tools.baseline``) alternately with it. Reports the median whole-process
 wall time of each, their ratio, and the median seconds of each phase of the training runs
 (from their timeline.json), with ``exit`` the part only the outside sees. Writes
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each command (medians reported)")
     parser.add_argument("--cold", action="store_true", help="an empty compile cache for every run")
     parser.add_argument(
+        "--warm-up", type=int, default=0, help="untimed runs first, which fill the compile caches"
+    )
+    parser.add_argument(
         "--tutorial-epochs", type=int, default=0, help="also time the tutorial loop's process"
     )
     parser.add_argument("--data-root", default="data", help="for the tutorial loop (the runs take data.root)")
@@ -57,10 +61,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("overrides", nargs="*", help="training overrides")
     args = parser.parse_args(argv)
+    if args.cold and args.warm_up:
+        parser.error("--cold times every run with an empty cache; --warm-up would fill it for nothing")
     with one_line_errors():  # before the measurement, which takes minutes
         out = dated_folder(args.out)
     walls: dict[str, list[float]] = {"train": [], "tutorial": []}
     phases: list[dict[str, float]] = []
+    train = [sys.executable, "-m", "vae_gumbel.train", "trainer.timeline=true", "trainer.progress=false"]
+    for warm_up in range(args.warm_up):
+        timed([*train, *args.overrides, f"hydra.run.dir={out / f'warm-up{warm_up}'}"], dict(os.environ))
     for repeat in range(args.repeats):
         environment = dict(os.environ)
         extra = []
@@ -69,14 +78,7 @@ def main(argv: list[str] | None = None) -> None:
             environment["TORCHINDUCTOR_CACHE_DIR"] = fresh
             extra = [f"trainer.compile_cache={fresh}/portable"]
         folder = RunFolder(out / f"run{repeat}")
-        command = [
-            sys.executable,
-            "-m",
-            "vae_gumbel.train",
-            "trainer.timeline=true",
-            "trainer.progress=false",
-        ]
-        command += [*args.overrides, *extra, f"hydra.run.dir={folder.path}"]
+        command = [*train, *args.overrides, *extra, f"hydra.run.dir={folder.path}"]
         wall = timed(command, environment)
         walls["train"].append(wall)
         timeline = json.loads(folder.timeline.read_text())
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         "torch": torch.__version__,
         "overrides": args.overrides,
         "cold": args.cold,
+        "warm_up": args.warm_up,
         "repeats": args.repeats,
         "wall_s": {name: statistics.median(values) for name, values in walls.items() if values},
         "walls": walls,
@@ -110,9 +113,15 @@ def main(argv: list[str] | None = None) -> None:
         tutorial = report["wall_s"]["tutorial"]
         whole += f"; the tutorial loop's ({args.tutorial_epochs} epochs): {tutorial:.1f} s"
         whole += f", ratio {report['train_vs_tutorial']:.2f}"
+    if args.cold:
+        cache = "an empty compile cache for each run"
+    elif args.warm_up:
+        cache = f"the compile caches filled by {args.warm_up} untimed run(s) first"
+    else:
+        cache = "the compile caches as found"
     lines = [
-        f"torch {report['torch']}; overrides: {' '.join(args.overrides) or '(none)'}; "
-        f"{'cold' if args.cold else 'warm'} compile cache; median of {args.repeats}",
+        f"torch {report['torch']}; overrides: {' '.join(args.overrides) or '(none)'}; {cache}; "
+        f"median of {args.repeats}",
         "",
         whole,
         "",

@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.conftest import run_script, tiny_run
@@ -70,10 +71,18 @@ def test_time_to_result_times_whole_runs_and_reads_their_timelines(
     tmp_path: Path, mnist_root: Path, capsys
 ) -> None:
     out = tmp_path / "timing"
-    run_script("time_to_result.py", "--repeats", "1", "--out", str(out), *tiny_run(mnist_root))
+    arguments = ["--repeats", "1", "--warm-up", "1", "--out", str(out), *tiny_run(mnist_root)]
+    with pytest.raises(SystemExit) as refused:  # a warm-up would fill the caches --cold empties
+        run_script("time_to_result.py", "--cold", *arguments)
+    assert refused.value.code == 2 and not out.exists()
+    run_script("time_to_result.py", *arguments)
     printed = capsys.readouterr().out
     (out,) = out.iterdir()  # each timing gets its own dated folder
     report = json.loads((out / "time_to_result.json").read_text())
+    # The warm-up ran first, untimed: one wall time, from the run after it.
+    assert json.loads(RunFolder(out / "warm-up0").status.read_text())["status"] == "completed"
+    assert report["warm_up"] == 1 and len(report["walls"]["train"]) == 1
+    assert "the compile caches filled by 1 untimed run(s) first" in printed
     phases = report["phases_s"]
     for phase in (
         "start: interpreter and imports",
