@@ -208,3 +208,58 @@ def test_the_reinmax_comparison_trains_each_estimator_with_its_papers_settings_a
     assert list(csv.DictReader((submitted / "reinmax2023.csv").open())) == list(
         csv.DictReader((out / "reinmax2023.csv").open())
     )
+
+
+def test_the_gpu_figures_run_each_step_in_order_and_skip_what_the_budget_cannot_hold(
+    tmp_path: Path, mnist_root: Path, capsys
+) -> None:
+    fixture = [o for o in tiny_run(mnist_root) if not o.startswith("data.root=")]
+    arguments = ["--data-root", str(mnist_root), "--seeds", "1", *fixture]
+    run_script("gpu_figures.py", "--out", str(tmp_path / "gpu"), "--steps", "sweep", "cold", *arguments)
+    (out,) = (tmp_path / "gpu").iterdir()  # each measurement gets its own dated folder
+    summary = (out / "summary.md").read_text()
+    # In the steps' own order, not the command line's; each with its table.
+    assert summary.index("## cold: exit status 0") < summary.index("## sweep: exit status 0")
+    assert "| train: steps |" in summary and "| stacked | 8 |" in summary
+    (sweep,) = (out / "sweep").glob("*/multirun.json")
+    assert json.loads(sweep.read_text())["jobs"] == 8  # 1 seed x 8 settings
+    assert "--sweep=optim.lr=3e-4,1e-3" in summary
+    # Under 30 s of budget left, a step is skipped and only named.
+    run_script("gpu_figures.py", "--out", str(tmp_path / "short"), "--budget", "20", *arguments)
+    (short,) = (tmp_path / "short").iterdir()
+    summary = (short / "summary.md").read_text()
+    assert summary.count("skipped, 20 s of the budget left") == 6 and not list(short.glob("*.log"))
+    assert "## joblib: skipped" in capsys.readouterr().out
+
+
+def test_a_gpu_figures_step_out_of_budget_is_stopped_with_every_process_it_started(tmp_path: Path) -> None:
+    import importlib.util
+    import time
+
+    spec = importlib.util.spec_from_file_location("gpu_figures", REPO / "scripts" / "gpu_figures.py")
+    gpu_figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_figures)
+    pid_file = tmp_path / "grandchild.pid"
+    starts_a_grandchild = (
+        "import subprocess, sys, time; "
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid)); time.sleep(60)"
+    )
+    started = time.monotonic()
+    assert gpu_figures.run_step(["-c", starts_a_grandchild], tmp_path / "step.log", seconds=3) is None
+    assert time.monotonic() - started < 15
+    stat = Path(f"/proc/{pid_file.read_text()}/stat")
+
+    def runs() -> bool:  # a dead orphan may linger as a zombie until something reaps it
+        try:
+            return stat.read_text().rpartition(")")[2].split()[0] not in ("Z", "X")
+        except FileNotFoundError:
+            return False
+
+    for _ in range(50):
+        if not runs():
+            break
+        time.sleep(0.1)
+    assert not runs(), "a process the step started still runs"
+    assert gpu_figures.run_step(["-c", "print('done')"], tmp_path / "quick.log", seconds=30) == 0
+    assert (tmp_path / "quick.log").read_text() == "done\n"
