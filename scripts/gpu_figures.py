@@ -30,6 +30,7 @@ print); ``STEP.log`` holds its whole output and ``STEP/`` what it wrote.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -43,6 +44,7 @@ import torch
 from vae_gumbel.device import resolve_device
 from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import dated_folder, replace_text
+from vae_gumbel.tools.benchmark import at_least
 from vae_gumbel.tools.peak import device_description
 
 STEPS = ("cuda_tests", "cold", "warm", "sweep", "stacked_step", "joblib")
@@ -74,16 +76,9 @@ def step_commands(args: argparse.Namespace) -> dict[str, list[str]]:
         ],
         # The compiled single-model rows are in docs/performance.md already; the stacks compile.
         "stacked_step": [
-            *(
-                "-m",
-                "vae_gumbel.benchmark",
-                "--data-root",
-                args.data_root,
-                "--batch-sizes",
-                "100",
-                "--no-compile",
-            ),
-            *("--stack-sizes", *map(str, args.stack_sizes), "--out", str(args.out / "stacked_step")),
+            *("-m", "vae_gumbel.benchmark", "--data-root", args.data_root, "--no-compile"),
+            *("--batch-sizes", "100", "--stack-sizes", *map(str, args.stack_sizes)),
+            *("--out", str(args.out / "stacked_step")),
         ],
         "sweep": [
             *(time_multirun, f"--sweep={seeds(args.seeds)}", *settings, "--ways", "single", "stacked"),
@@ -100,19 +95,42 @@ def run_step(command: list[str], log: Path, seconds: float) -> int | None:
     """Runs ``python command`` into ``log`` for at most ``seconds``; gives its exit status, or None
     if it ran out of time (then it is stopped with every process it started)."""
     with log.open("w") as output:
+        # A session of its own, so that stopping it reaches the runs and workers it starts.
         process = subprocess.Popen(
             [sys.executable, *command], stdout=output, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
             return process.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGTERM)  # its own session: the runs and workers it started
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop(process)
             return None
+        except BaseException:  # Ctrl-C: the terminal's signal does not reach another session
+            stop(process)
+            raise
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stops a step's process session: SIGTERM first (runs write their checkpoints), then SIGKILL to
+    whatever of it still runs 10 s later."""
+    with contextlib.suppress(ProcessLookupError):  # it may have ended just now
+        os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None and not session_runs(process.pid):
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def session_runs(group: int) -> bool:
+    """Says whether any process of the process group ``group`` is left (a zombie counts)."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def tail(log: Path) -> str:
@@ -130,20 +148,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--steps", nargs="+", choices=STEPS, default=list(STEPS), help="which steps, in their order"
     )
-    parser.add_argument("--seeds", type=int, default=8, help="seeds of the stacked sweep (x 8 settings)")
     parser.add_argument(
-        "--joblib-seeds", type=int, default=2, help="seeds of the joblib sweep (x 8 settings)"
+        "--seeds", type=at_least(1), default=8, help="seeds of the stacked sweep (x 8 settings)"
+    )
+    parser.add_argument(
+        "--joblib-seeds", type=at_least(1), default=2, help="seeds of the joblib sweep (x 8 settings)"
     )
     parser.add_argument(
         "--stack-sizes",
-        type=int,
+        type=at_least(1),
         nargs="+",
         default=[1, 8, 64, 256],
         help="members of the stacked steps timed",
     )
-    parser.add_argument("--repeats", type=int, default=3, help="timed warm runs (the median is reported)")
+    parser.add_argument(
+        "--repeats", type=at_least(1), default=3, help="timed warm runs (the median is reported)"
+    )
     parser.add_argument("overrides", nargs="*", help="training overrides for every run")
     args = parser.parse_args(argv)
+    if not args.budget > 0:
+        parser.error(f"--budget must be a number of seconds above 0, got {args.budget}")
     with one_line_errors():  # before the steps, which take minutes
         args.out = dated_folder(args.out)
     started = time.monotonic()
@@ -162,12 +186,21 @@ def main(argv: list[str] | None = None) -> None:
         else:
             log = args.out / f"{name}.log"
             step_started = time.monotonic()
-            status = run_step(commands[name], log, left)
+            try:
+                status = run_step(commands[name], log, left)
+            except KeyboardInterrupt:
+                sections.append(f"## {name}: interrupted by SIGINT\n\n`{command}`\n\n```\n{tail(log)}\n```")
+                replace_text(args.out / "summary.md", "\n\n".join([header, *sections]) + "\n")
+                print(
+                    f"error: interrupted by SIGINT in the step {name}, which was stopped with its "
+                    f"processes; what the steps measured so far is in {args.out / 'summary.md'}",
+                    file=sys.stderr,
+                )
+                sys.exit(130)
             seconds = time.monotonic() - step_started
             ended = "stopped: out of budget" if status is None else f"exit status {status}"
             sections.append(f"## {name}: {ended}, {seconds:.1f} s\n\n`{command}`\n\n```\n{tail(log)}\n```")
-        text = "\n\n".join([header, *sections]) + "\n"
-        replace_text(args.out / "summary.md", text)
+        replace_text(args.out / "summary.md", "\n\n".join([header, *sections]) + "\n")
         print(sections[-1].splitlines()[0], flush=True)
     print(f"wrote {args.out / 'summary.md'}")
 

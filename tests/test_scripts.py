@@ -232,34 +232,83 @@ def test_the_gpu_figures_run_each_step_in_order_and_skip_what_the_budget_cannot_
     assert "## joblib: skipped" in capsys.readouterr().out
 
 
-def test_a_gpu_figures_step_out_of_budget_is_stopped_with_every_process_it_started(tmp_path: Path) -> None:
+def load_gpu_figures() -> object:
+    """Imports scripts/gpu_figures.py as a module."""
     import importlib.util
-    import time
 
     spec = importlib.util.spec_from_file_location("gpu_figures", REPO / "scripts" / "gpu_figures.py")
-    gpu_figures = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gpu_figures)
-    pid_file = tmp_path / "grandchild.pid"
-    starts_a_grandchild = (
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def starts_a_grandchild(pid_file: Path) -> str:
+    """Gives Python code that starts a process of its own, writes its pid to ``pid_file`` and waits."""
+    return (
         "import subprocess, sys, time; "
         "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
         f"open({str(pid_file)!r}, 'w').write(str(child.pid)); time.sleep(60)"
     )
-    started = time.monotonic()
-    assert gpu_figures.run_step(["-c", starts_a_grandchild], tmp_path / "step.log", seconds=3) is None
-    assert time.monotonic() - started < 15
-    stat = Path(f"/proc/{pid_file.read_text()}/stat")
 
-    def runs() -> bool:  # a dead orphan may linger as a zombie until something reaps it
-        try:
-            return stat.read_text().rpartition(")")[2].split()[0] not in ("Z", "X")
-        except FileNotFoundError:
-            return False
+
+def ends(pid_file: Path) -> bool:
+    """Waits up to 5 s for the process whose pid is in ``pid_file`` to end; says whether it did (a
+    dead orphan may linger as a zombie until something reaps it: that counts as ended)."""
+    import time
 
     for _ in range(50):
-        if not runs():
-            break
+        try:
+            state = Path(f"/proc/{pid_file.read_text()}/stat").read_text().rpartition(")")[2].split()[0]
+        except FileNotFoundError:
+            return True
+        if state in ("Z", "X"):
+            return True
         time.sleep(0.1)
-    assert not runs(), "a process the step started still runs"
+    return False
+
+
+def test_a_gpu_figures_step_out_of_budget_is_stopped_with_every_process_it_started(tmp_path: Path) -> None:
+    import time
+
+    gpu_figures = load_gpu_figures()
+    pid_file = tmp_path / "grandchild.pid"
+    started = time.monotonic()
+    assert (
+        gpu_figures.run_step(["-c", starts_a_grandchild(pid_file)], tmp_path / "step.log", seconds=3) is None
+    )
+    assert time.monotonic() - started < 15
+    assert ends(pid_file), "a process the step started still runs"
     assert gpu_figures.run_step(["-c", "print('done')"], tmp_path / "quick.log", seconds=30) == 0
     assert (tmp_path / "quick.log").read_text() == "done\n"
+
+
+def test_ctrl_c_in_gpu_figures_stops_the_step_it_runs_with_every_process_it_started(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "grandchild.pid"
+    step = ["-c", starts_a_grandchild(pid_file)]
+    runs_the_steps = (  # every step replaced by one that starts a process of its own and waits
+        "import importlib.util; "
+        f"spec = importlib.util.spec_from_file_location('g', {str(REPO / 'scripts' / 'gpu_figures.py')!r}); "
+        "g = importlib.util.module_from_spec(spec); spec.loader.exec_module(g); "
+        f"g.step_commands = lambda args: dict.fromkeys(g.STEPS, {step!r}); "
+        f"g.main(['--out', {str(tmp_path / 'gpu')!r}])"
+    )
+    figures = subprocess.Popen([sys.executable, "-c", runs_the_steps], stderr=subprocess.PIPE, text=True)
+    for _ in range(300):  # the grandchild is up
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.1)
+    figures.send_signal(signal.SIGINT)
+    _, err = figures.communicate(timeout=20)
+    (out,) = (tmp_path / "gpu").iterdir()
+    assert figures.returncode == 130
+    assert err == (
+        "error: interrupted by SIGINT in the step cuda_tests, which was stopped with its processes; "
+        f"what the steps measured so far is in {out / 'summary.md'}\n"
+    )
+    assert "## cuda_tests: interrupted by SIGINT" in (out / "summary.md").read_text()
+    assert ends(pid_file), "a process the step started still runs after Ctrl-C"
