@@ -71,12 +71,33 @@ def test_a_ctrl_c_while_a_console_command_imports_its_libraries_ends_it_in_one_l
         "import builtins, os, signal\n"
         "real_import = builtins.__import__\n"
         "def interrupted(name, *args, **kwargs):\n"
-        "    if name == 'vae_gumbel.report':\n"
+        "    if name == 'torch':\n"
+        "        builtins.__import__ = real_import\n"
         "        os.kill(os.getpid(), signal.SIGINT)\n"
         "    return real_import(name, *args, **kwargs)\n"
         "builtins.__import__ = interrupted\n"
         "from vae_gumbel import commands\n"
         "commands.report()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (130, INTERRUPTED + "\n")
+
+
+@pytest.mark.parametrize(
+    "module", ["train", "sample", "evaluate", "report", "datasets", "benchmark", "tools.benchmark"]
+)
+def test_a_ctrl_c_while_python_m_imports_the_libraries_ends_it_in_one_line(module: str) -> None:
+    # python -m vae_gumbel.MODULE, as runpy runs it, interrupted at its first import of torch.
+    code = (
+        "import builtins, os, runpy, signal\n"
+        "real_import = builtins.__import__\n"
+        "def interrupted(name, *args, **kwargs):\n"
+        "    if name == 'torch':\n"
+        "        builtins.__import__ = real_import\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return real_import(name, *args, **kwargs)\n"
+        "builtins.__import__ = interrupted\n"
+        f"runpy.run_module('vae_gumbel.{module}', run_name='__main__', alter_sys=True)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr) == (130, INTERRUPTED + "\n")

@@ -1,6 +1,6 @@
 """The console commands (pyproject's ``[project.scripts]``) and ``python -m`` entry points: each
-entry point's ``main``, in a process that ends as soon as its work is done. (The benchmark, which
-lives beside the library in ``vae_gumbel.tools``, runs its own through ``run``.)
+entry point's ``main``, in a process that ends as soon as its work is done. ``python -m`` runs
+the same: each entry point's module hands over to its command here before its own imports.
 
 After the last line of a program, the interpreter tears itself down: it collects and frees every
 object still alive, module by module, and with torch and its compiler stack imported those are
@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from importlib import import_module
 from typing import NoReturn
 
 # What a command says to a Ctrl-C that reaches it whole: one that comes while a run trains stops the
@@ -92,13 +93,17 @@ def hydra_command(name: str) -> Callable[[], object]:
     command line and calls the module's main."""
 
     def command() -> object:
-        from importlib import import_module
-
         main = import_module(f"vae_gumbel.{name}").main
         check_command_line(name)
         return main()
 
     return command
+
+
+def module_command(module: str) -> Callable[[], object]:
+    """Gives the command of the argparse entry point ``module``: it imports the module (seconds:
+    torch) inside, as ``hydra_command`` does, and calls its main."""
+    return lambda: import_module(module).main()
 
 
 def train() -> NoReturn:
@@ -118,10 +123,14 @@ def evaluate() -> NoReturn:
 
 def report() -> NoReturn:
     """vae-gumbel-report"""
+    run(module_command("vae_gumbel.report"))
 
-    def command() -> object:
-        from vae_gumbel.report import main
 
-        return main()
+def benchmark() -> NoReturn:
+    """vae-gumbel-benchmark"""
+    run(module_command("vae_gumbel.tools.benchmark"))
 
-    run(command)
+
+def datasets() -> NoReturn:
+    """python -m vae_gumbel.datasets"""
+    run(module_command("vae_gumbel.datasets"))

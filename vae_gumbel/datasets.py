@@ -11,6 +11,13 @@ Run ``python -m vae_gumbel.datasets [ROOT] [--name fashion_mnist]`` to fetch and
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # python -m vae_gumbel.datasets runs its command, which imports this module inside its guard
+    # (a Ctrl-C during the imports below ends in one line) and ends the process.
+    from vae_gumbel import commands
+
+    commands.datasets()
+
 import argparse
 import gzip
 import hashlib
@@ -296,9 +303,3 @@ def main(argv: list[str] | None = None) -> int:
         ensure(args.root, args.name, download=True)
     print(f"{source.torchvision_class} verified in {source.raw_folder(args.root).resolve()}")
     return 0
-
-
-if __name__ == "__main__":
-    from vae_gumbel import commands
-
-    commands.run(main)

@@ -7,6 +7,14 @@ active variables and code usage, next to the test-set binarization they were mea
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # python -m vae_gumbel.evaluate runs the console command, which imports this module under its
+    # own name inside its guard, so a Ctrl-C during the imports below (seconds: torch, Hydra) ends
+    # in one line too; it ends the process, so nothing below runs as __main__.
+    from vae_gumbel import commands
+
+    commands.evaluate()
+
 import logging
 import signal
 from pathlib import Path
@@ -99,9 +107,3 @@ def main(cfg: DictConfig) -> float:
         _, report = run_evaluation(cfg)
     print(summary(report))
     return report["iwae_nll"][max(report["iwae_nll"], key=int)]
-
-
-if __name__ == "__main__":
-    from vae_gumbel import commands
-
-    commands.evaluate()

@@ -20,6 +20,14 @@ to keep beside a published table.
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # python -m vae_gumbel.report runs the console command, which imports this module under its
+    # own name inside its guard, so a Ctrl-C during the imports below (seconds: torch, Hydra) ends
+    # in one line too; it ends the process, so nothing below runs as __main__.
+    from vae_gumbel import commands
+
+    commands.report()
+
 import argparse
 import csv
 import io
@@ -590,9 +598,3 @@ def main(argv: list[str] | None = None) -> int:
     name = "report_seeds" if args.group_by_seed else "report"
     print(f"wrote {args.sweep_dir / name}.csv, {name}.md, {name}.png and runs.csv")
     return 0
-
-
-if __name__ == "__main__":
-    from vae_gumbel import commands
-
-    commands.report()

@@ -9,6 +9,14 @@ temperatures).
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # python -m vae_gumbel.sample runs the console command, which imports this module under its
+    # own name inside its guard, so a Ctrl-C during the imports below (seconds: torch, Hydra) ends
+    # in one line too; it ends the process, so nothing below runs as __main__.
+    from vae_gumbel import commands
+
+    commands.sample()
+
 import logging
 from pathlib import Path
 
@@ -59,9 +67,3 @@ def main(cfg: DictConfig) -> None:
     with one_line_errors():
         _, happened = sample(cfg)
     log.info(happened)
-
-
-if __name__ == "__main__":
-    from vae_gumbel import commands
-
-    commands.sample()

@@ -7,6 +7,15 @@ that returns the number sweepers minimise.
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # python -m vae_gumbel.train runs the console command, which imports this module under its
+    # own name inside its guard, so a Ctrl-C during the imports below (seconds: torch, Hydra) ends
+    # in one line too; it ends the process, so nothing below runs as __main__. (Launchers that pickle
+    # the task, joblib and submitit, then pickle main by reference, not by value.)
+    from vae_gumbel import commands
+
+    commands.train()
+
 import contextlib
 import logging
 import math
@@ -609,11 +618,3 @@ def write_timeline(path: Path, **facts: object) -> None:
     total = TIMELINE.total()
     TIMELINE.write(path, total_seconds=total, **facts)
     log.info("where the time went (%s):\n%s", path, TIMELINE.table(total))
-
-
-if __name__ == "__main__":
-    # The command calls the importable module's main, not __main__'s: launchers that pickle the
-    # task (joblib, submitit) then pickle it by reference instead of by value with all it touches.
-    from vae_gumbel import commands
-
-    commands.train()

@@ -13,6 +13,13 @@ fraction of what the hardware does. Writes ``bench.json`` and ``bench.md`` into 
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # python -m vae_gumbel.tools.benchmark runs the console command, which imports this module
+    # inside its guard (a Ctrl-C during the imports below ends in one line) and ends the process.
+    from vae_gumbel import commands
+
+    commands.benchmark()
+
 import argparse
 import itertools
 import json
@@ -22,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 import torch._dynamo
@@ -506,12 +513,3 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in (("bench.json", json.dumps(report, indent=2) + "\n"), ("bench.md", table)):
         print(write_new(args.out / name, lambda path, text=text: path.write_text(text))[1])
     return 0
-
-
-def command() -> NoReturn:
-    """vae-gumbel-benchmark and ``python -m vae_gumbel.benchmark``: main, in a quickly ending process."""
-    commands.run(main)
-
-
-if __name__ == "__main__":
-    command()
