@@ -65,9 +65,10 @@ def test_a_ctrl_c_that_reaches_a_command_ends_it_in_one_line_with_status_130() -
     assert (done.returncode, done.stderr) == (130, INTERRUPTED + "\n")
 
 
-def test_a_ctrl_c_while_a_console_command_imports_its_libraries_ends_it_in_one_line() -> None:
-    # The import of the entry point's module (torch, Hydra: seconds) happens inside the command.
-    code = (
+def interrupted_at_torch(code: str) -> subprocess.CompletedProcess[str]:
+    """Runs ``code`` in a fresh interpreter that gets a SIGINT at its first import of torch (the
+    seconds of a command's start-up)."""
+    hook = (
         "import builtins, os, signal\n"
         "real_import = builtins.__import__\n"
         "def interrupted(name, *args, **kwargs):\n"
@@ -76,10 +77,13 @@ def test_a_ctrl_c_while_a_console_command_imports_its_libraries_ends_it_in_one_l
         "        os.kill(os.getpid(), signal.SIGINT)\n"
         "    return real_import(name, *args, **kwargs)\n"
         "builtins.__import__ = interrupted\n"
-        "from vae_gumbel import commands\n"
-        "commands.report()\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-c", hook + code], capture_output=True, text=True, timeout=60)
+
+
+def test_a_ctrl_c_while_a_console_command_imports_its_libraries_ends_it_in_one_line() -> None:
+    # The import of the entry point's module (torch, Hydra: seconds) happens inside the command.
+    done = interrupted_at_torch("from vae_gumbel import commands\ncommands.report()\n")
     assert (done.returncode, done.stderr) == (130, INTERRUPTED + "\n")
 
 
@@ -87,19 +91,10 @@ def test_a_ctrl_c_while_a_console_command_imports_its_libraries_ends_it_in_one_l
     "module", ["train", "sample", "evaluate", "report", "datasets", "benchmark", "tools.benchmark"]
 )
 def test_a_ctrl_c_while_python_m_imports_the_libraries_ends_it_in_one_line(module: str) -> None:
-    # python -m vae_gumbel.MODULE, as runpy runs it, interrupted at its first import of torch.
-    code = (
-        "import builtins, os, runpy, signal\n"
-        "real_import = builtins.__import__\n"
-        "def interrupted(name, *args, **kwargs):\n"
-        "    if name == 'torch':\n"
-        "        builtins.__import__ = real_import\n"
-        "        os.kill(os.getpid(), signal.SIGINT)\n"
-        "    return real_import(name, *args, **kwargs)\n"
-        "builtins.__import__ = interrupted\n"
-        f"runpy.run_module('vae_gumbel.{module}', run_name='__main__', alter_sys=True)\n"
+    # python -m vae_gumbel.MODULE, as runpy runs it: the module hands over to its command first.
+    done = interrupted_at_torch(
+        f"import runpy\nrunpy.run_module('vae_gumbel.{module}', run_name='__main__', alter_sys=True)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr) == (130, INTERRUPTED + "\n")
 
 
