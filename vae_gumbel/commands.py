@@ -1,6 +1,10 @@
 """The console commands (pyproject's ``[project.scripts]``) and ``python -m`` entry points: each
-entry point's ``main``, in a process that ends as soon as its work is done. ``python -m`` runs
-the same: each entry point's module hands over to its command here before its own imports.
+entry point's ``main``, in a process that ends as soon as its work is done.
+
+``python -m`` runs the same: each entry point's module hands over to its command here before its
+own imports, and the command imports the module under its own name inside its guard. So a Ctrl-C
+during those imports (seconds: torch, Hydra) ends in one line, the module's body runs once, and
+launchers that pickle the task (joblib, submitit) pickle ``main`` by reference, not by value.
 
 After the last line of a program, the interpreter tears itself down: it collects and frees every
 object still alive, module by module, and with torch and its compiler stack imported those are

@@ -11,9 +11,7 @@ Run ``python -m vae_gumbel.datasets [ROOT] [--name fashion_mnist]`` to fetch and
 
 from __future__ import annotations
 
-if __name__ == "__main__":
-    # python -m vae_gumbel.datasets runs its command, which imports this module inside its guard
-    # (a Ctrl-C during the imports below ends in one line) and ends the process.
+if __name__ == "__main__":  # python -m: this module's command runs it (see commands.py)
     from vae_gumbel import commands
 
     commands.datasets()

@@ -9,10 +9,7 @@ temperatures).
 
 from __future__ import annotations
 
-if __name__ == "__main__":
-    # python -m vae_gumbel.sample runs the console command, which imports this module under its
-    # own name inside its guard, so a Ctrl-C during the imports below (seconds: torch, Hydra) ends
-    # in one line too; it ends the process, so nothing below runs as __main__.
+if __name__ == "__main__":  # python -m: this module's command runs it (see commands.py)
     from vae_gumbel import commands
 
     commands.sample()

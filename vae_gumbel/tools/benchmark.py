@@ -13,9 +13,7 @@ fraction of what the hardware does. Writes ``bench.json`` and ``bench.md`` into 
 
 from __future__ import annotations
 
-if __name__ == "__main__":
-    # python -m vae_gumbel.tools.benchmark runs the console command, which imports this module
-    # inside its guard (a Ctrl-C during the imports below ends in one line) and ends the process.
+if __name__ == "__main__":  # python -m: this module's command runs it (see commands.py)
     from vae_gumbel import commands
 
     commands.benchmark()
