@@ -6,8 +6,8 @@
 Runs ``python -m vae_gumbel.train trainer.timeline=true OVERRIDES`` ``--repeats`` times (with
 ``--cold``, each with an empty compile cache: TORCHINDUCTOR_CACHE_DIR and trainer.compile_cache
 in a fresh folder; with ``--warm-up``, after that many untimed runs that fill the default caches,
-so that every timed run finds them warm) and, with ``--tutorial-epochs``, the tutorial loop's whole process
-(``python -m vae_gumbel.tools.baseline``) alternately with it. Reports the median whole-process
+so that every timed run finds them warm) and, with ``--tutorial-epochs``, the tutorial loop's
+whole process (``python -m vae_gumbel.tools.baseline``) alternately with it. Reports the median whole-process
 wall time of each, their ratio, and the median seconds of each phase of the training runs
 (from their timeline.json), with ``exit`` the part only the outside sees. Writes
 ``time_to_result.json`` and prints Markdown.
@@ -30,6 +30,7 @@ import torch
 from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import dated_folder
 from vae_gumbel.run_folder import RunFolder
+from vae_gumbel.tools.benchmark import at_least
 
 
 def timed(command: list[str], environment: dict[str, str]) -> float:
@@ -44,13 +45,15 @@ def timed(command: list[str], environment: dict[str, str]) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each command (medians reported)")
+    parser.add_argument(
+        "--repeats", type=at_least(1), default=3, help="runs of each command (medians reported)"
+    )
     parser.add_argument("--cold", action="store_true", help="an empty compile cache for every run")
     parser.add_argument(
-        "--warm-up", type=int, default=0, help="untimed runs first, which fill the compile caches"
+        "--warm-up", type=at_least(0), default=0, help="untimed runs first, which fill the compile caches"
     )
     parser.add_argument(
-        "--tutorial-epochs", type=int, default=0, help="also time the tutorial loop's process"
+        "--tutorial-epochs", type=at_least(0), default=0, help="also time the tutorial loop's process"
     )
     parser.add_argument("--data-root", default="data", help="for the tutorial loop (the runs take data.root)")
     parser.add_argument(
