@@ -138,63 +138,68 @@ def free_port() -> int:
 class TensorBoardServer:
     """TensorBoard serving a log folder on 127.0.0.1, read through its HTTP API."""
 
+    PORT_TAKEN = 255  # TensorBoard's exit status when its port was taken after free_port chose it
+
     def __init__(self, logdir: Path) -> None:
+        import tempfile
+
+        self.logdir = logdir
+        self.output = Path(tempfile.mkdtemp(prefix="tensorboard-")) / "output.txt"
+        self.starts = 0
+        self.start()
+
+    def start(self) -> None:
+        """Starts TensorBoard on a port that was free a moment ago."""
         import subprocess
         import sys
 
-        self.url = f"http://127.0.0.1:{free_port()}"
-        port = self.url.rsplit(":", 1)[1]
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tensorboard.main",
-                "--logdir",
-                str(logdir),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                port,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.starts += 1
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(self.logdir)]
+        with self.output.open("w") as output:
+            self.process = subprocess.Popen(
+                [*command, "--host", "127.0.0.1", "--port", str(port)],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+
+    def check_running(self, path: str) -> None:
+        """Restarts TensorBoard on another port if its port was taken (another test's connection
+        may take it between free_port and TensorBoard's bind); else fails if it ended."""
+        ended = self.process.poll()
+        if ended == self.PORT_TAKEN and self.starts < 5:
+            self.start()
+            return
+        last = self.output.read_text().strip().splitlines()[-1:] if ended is not None else ""
+        assert ended is None, f"TensorBoard ended (status {ended}) before it gave {path}: {last}"
 
     def get(self, path: str, timeout: float = 60) -> object:
-        import time
-        import urllib.error
-        import urllib.request
-
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(self.url + path, timeout=5) as response:
-                    return json.loads(response.read())
-            except (urllib.error.URLError, ConnectionError):
-                assert self.process.poll() is None and time.monotonic() < deadline, (
-                    "TensorBoard did not answer"
-                )
-                time.sleep(0.5)
+        """Gets ``path``; gives the answer."""
+        return self.ask(path, None, lambda answer: True, timeout)
 
     def post(self, path: str, body: dict, ready=bool, timeout: float = 60) -> object:
         """Posts JSON to ``path`` until the answer is ``ready``; gives the answer."""
-        import time
-        import urllib.error
+        return self.ask(path, body, ready, timeout)
+
+    def ask(self, path: str, body: dict | None, ready, timeout: float) -> object:
         import urllib.request
 
+        data = None if body is None else json.dumps(body).encode()
         deadline = time.monotonic() + timeout
         while True:
             request = urllib.request.Request(
-                self.url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+                self.url + path, data=data, headers={"Content-Type": "application/json"}
             )
             try:
                 with urllib.request.urlopen(request, timeout=5) as response:
                     answer = json.loads(response.read())
                 if ready(answer):
                     return answer
-            except (urllib.error.URLError, ConnectionError):
+            except (OSError, ValueError):  # not up yet, or another program on a port taken meanwhile
                 pass
-            assert self.process.poll() is None and time.monotonic() < deadline, f"TensorBoard gave no {path}"
+            self.check_running(path)
+            assert time.monotonic() < deadline, f"TensorBoard gave no {path} in {timeout} s"
             time.sleep(0.5)
 
     def close(self) -> None:
