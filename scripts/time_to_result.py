@@ -27,10 +27,10 @@ from pathlib import Path
 
 import torch
 
+from vae_gumbel.commands import at_least
 from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import dated_folder
 from vae_gumbel.run_folder import RunFolder
-from vae_gumbel.tools.benchmark import at_least
 
 
 def timed(command: list[str], environment: dict[str, str]) -> float:

@@ -16,6 +16,7 @@ handlers, flushing the standard streams) and then leaves with its exit status.
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import os
 import signal
@@ -78,6 +79,22 @@ def usage_name(module: str) -> str:
     ``python -m MODULE`` (where argparse would show the module's file name, ``report.py``)."""
     name = os.path.basename(sys.argv[0])
     return f"python -m {module}" if name.endswith(".py") or name == "-c" else name
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``, so that a bad one is refused in
+    argparse's one line before anything runs."""
+
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return whole_number
 
 
 def check_command_line(config_name: str) -> None:
