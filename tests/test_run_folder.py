@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from vae_gumbel.errors import CheckpointError, FolderBusy
-from vae_gumbel.run_folder import RunFolder, find_runs, resolve_checkpoint, training_into
+from vae_gumbel.run_folder import (
+    LOCK_PATIENCE_S,
+    RunFolder,
+    find_runs,
+    lock_state,
+    resolve_checkpoint,
+    trained_by_another,
+    training_into,
+)
 
 
 def test_a_checkpoint_and_its_run_folder_find_each_other(tmp_path: Path) -> None:
@@ -70,6 +82,46 @@ def test_one_process_at_a_time_trains_into_a_folder(tmp_path: Path) -> None:
                 pass
     with training_into(folder):  # released when the first ends
         pass
+
+
+def test_the_lock_says_who_trains_into_a_folder(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path / "run")
+    assert lock_state(folder) == "unknown"  # no process ever trained into it
+    with training_into(folder):
+        assert lock_state(folder) == "here" and not trained_by_another(folder)
+    assert lock_state(folder) == "free"
+    holder = subprocess.Popen(  # another process that holds it
+        [sys.executable, "-c", HOLD_LOCK, str(folder.lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        assert lock_state(folder) == "another" and trained_by_another(folder)
+    finally:
+        holder.communicate(b"")
+    assert lock_state(folder) == "free"
+
+
+# Holds the lock file argv[1] until its stdin closes.
+HOLD_LOCK = """
+import fcntl, sys
+with open(sys.argv[1]) as file:
+    fcntl.flock(file, fcntl.LOCK_EX)
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_start_waits_out_a_process_that_only_looks_at_the_lock(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path / "run")
+    with training_into(folder):
+        pass
+    with open(folder.lock) as looker:
+        fcntl.flock(looker, fcntl.LOCK_SH)  # as lock_state and a report look, for a moment
+        release = threading.Timer(LOCK_PATIENCE_S / 5, fcntl.flock, (looker, fcntl.LOCK_UN))
+        release.start()
+        with training_into(folder):
+            assert lock_state(folder) == "here"
+        release.join()
 
 
 def test_a_process_that_takes_a_folder_removes_the_temporary_files_of_killed_writes(tmp_path: Path) -> None:

@@ -419,6 +419,30 @@ def test_cli_run_writes_the_run_folder_and_its_log(tmp_path: Path, mnist_root: P
 
 
 @pytest.mark.slow
+def test_cli_starts_into_a_folder_another_process_trains_into_leave_its_records_alone(
+    tmp_path: Path, mnist_root: Path
+) -> None:
+    from vae_gumbel.run_folder import training_into
+    from vae_gumbel.tracking import write_status
+
+    folder = RunFolder(tmp_path / "run")
+    with training_into(folder):  # as the process that trains it, in its first epoch (no checkpoint yet)
+        folder.overrides.parent.mkdir()
+        for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+            folder.hydra_file(name).write_text(f"the training run's {name}\n")
+        write_status(folder, "training", epoch=0, pid=1)
+        records = [folder.config, folder.overrides, folder.hydra_file("hydra.yaml"), folder.status]
+        before = {path: path.read_bytes() for path in records}
+        starts = [("trainer.epochs=3", "is being trained by another process"), ("optim.lr=-1", "must be > 0")]
+        for start, says in starts:
+            result = run_module(
+                "vae_gumbel.train", *tiny_run(mnist_root), start, f"hydra.run.dir={folder.path}", cwd=tmp_path
+            )
+            assert_one_line_error(result, 2, says)
+            assert {path: path.read_bytes() for path in records} == before, start
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides, code, expected",
     [

@@ -42,7 +42,7 @@ from vae_gumbel.commands import usage_name
 from vae_gumbel.config import RUN_CONTROL_KEYS
 from vae_gumbel.errors import ConfigError, RecordsError, first_line, one_line_errors
 from vae_gumbel.files import replace_text, replacing
-from vae_gumbel.run_folder import RunFolder, find_runs, lock_is_free, read_status
+from vae_gumbel.run_folder import RunFolder, find_runs, lock_state, read_status
 from vae_gumbel.tracking import iwae_bound, read_metrics
 
 
@@ -87,7 +87,7 @@ def read_job(path: Path, root: Path) -> Job:
     """Gives what a job folder says about its run."""
     folder = RunFolder(path)
     status = read_status(folder)
-    if status.get("status") == "training" and lock_is_free(folder):
+    if status.get("status") == "training" and lock_state(folder) == "free":
         status["status"] = "killed"  # no process trains it: it ended without saying how
     # A damaged record is listed with the run; the other runs are still worth a report.
     try:

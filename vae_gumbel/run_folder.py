@@ -25,6 +25,7 @@ import math
 import os
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -131,6 +132,14 @@ class RunFolder:
 TIMELINES = "timeline*.json"
 
 
+# How long a start waits for a folder's lock before it is refused: others only look at a lock
+# (``lock_state``) for a moment, while a process that trains holds it for the whole run.
+LOCK_PATIENCE_S = 0.5
+
+# The folders whose lock this process holds (``training_into``): its own lock is not another's.
+_held_here: set[Path] = set()
+
+
 @contextmanager
 def training_into(folder: RunFolder, logger: logging.Logger = log) -> Iterator[None]:
     """Holds the lock of ``folder`` while this process trains into it, so that a second process (a
@@ -143,7 +152,7 @@ def training_into(folder: RunFolder, logger: logging.Logger = log) -> Iterator[N
         locked = False
         if fcntl is not None:
             try:
-                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                take_lock(file)
                 locked = True
             except BlockingIOError:
                 file.seek(0)
@@ -154,14 +163,34 @@ def training_into(folder: RunFolder, logger: logging.Logger = log) -> Iterator[N
                 ) from None
             except OSError as err:
                 logger.warning("%s takes no lock (%s): train into it from one process only", folder.path, err)
-        if locked:
-            file.seek(0)
-            file.truncate()
-            file.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-            file.flush()
-            for leftover in folder.leftovers():  # of a process killed while it wrote: no longer anyone's
-                leftover.unlink(missing_ok=True)
-        yield
+        if not locked:
+            yield
+            return
+        file.seek(0)
+        file.truncate()
+        file.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        file.flush()
+        for leftover in folder.leftovers():  # of a process killed while it wrote: no longer anyone's
+            leftover.unlink(missing_ok=True)
+        _held_here.add(folder.path.resolve())
+        try:
+            yield
+        finally:
+            _held_here.discard(folder.path.resolve())
+
+
+def take_lock(file: Any) -> None:
+    """Takes the exclusive lock of an open lock file, waiting up to LOCK_PATIENCE_S for one that
+    is only being looked at; raises BlockingIOError if another process holds it."""
+    deadline = time.monotonic() + LOCK_PATIENCE_S
+    while True:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
 
 
 def holds_trained_run(folder: RunFolder) -> bool:
@@ -169,19 +198,28 @@ def holds_trained_run(folder: RunFolder) -> bool:
     return any(folder.checkpoint(name).is_file() for name in CHECKPOINTS)
 
 
-def lock_is_free(folder: RunFolder) -> bool:
-    """Says whether no process holds the folder's lock (``training_into``) now; False where that
-    cannot be known (no lock file, or a file system without locks). Ask only of a folder whose
-    status says it trains: for a moment the question holds the lock itself, and a process that
-    tried to take the folder just then would be refused."""
+def lock_state(folder: RunFolder) -> str:
+    """Says who holds the folder's lock (``training_into``) now: "free", "here" (this process),
+    "another" (another process), or "unknown" (no lock file, or a file system without locks).
+    Looking holds the lock for a moment, which a process starting to train waits out."""
     if fcntl is None:
-        return False
+        return "unknown"
+    if folder.path.resolve() in _held_here:
+        return "here"
     try:
         with open(folder.lock) as file:
             fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:  # held (BlockingIOError), no lock file, or no locks on this file system
-        return False
-    return True
+    except BlockingIOError:
+        return "another"
+    except OSError:  # no lock file, or no locks on this file system
+        return "unknown"
+    return "free"
+
+
+def trained_by_another(folder: RunFolder) -> bool:
+    """Says whether another process trains into the folder now: its records are that run's, and
+    a start that is refused, or that will be, leaves them alone."""
+    return lock_state(folder) == "another"
 
 
 def sweep_record(sweep_dir: Path) -> Path:

@@ -17,7 +17,7 @@ from hydra.experimental.callback import Callback
 
 from vae_gumbel.errors import RecordsError, describe
 from vae_gumbel.files import replace_text
-from vae_gumbel.run_folder import RunFolder, holds_trained_run, sweep_record
+from vae_gumbel.run_folder import RunFolder, holds_trained_run, sweep_record, trained_by_another
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -96,8 +96,9 @@ class JobRecord:
     """Hydra's record of a job for RUN/.hydra/ (config.yaml, hydra.yaml, overrides.yaml), written
     by the trainer rather than by Hydra before the job runs (train.yaml sets ``hydra.output_subdir``
     to null): at once into a folder that holds no trained run, as Hydra would, but into one that
-    does only once the job is accepted, so that a start that is refused (a bad value, a folder
-    that holds a run, a checkpoint that does not fit) leaves the record of the run there."""
+    does, or that another process trains into, only once the job is accepted, so that a start
+    that is refused (a bad value, a folder that holds a run or is being trained, a checkpoint that
+    does not fit) leaves the record of the run there."""
 
     files: dict[str, Any]  # file name -> its config, as Hydra writes it
 
@@ -125,9 +126,10 @@ class JobRecord:
 
 def record_refusal(folder: RunFolder, err: BaseException) -> None:
     """Records in status.json that a job failed before it trained, unless its folder holds a run
-    that trained (a checkpoint): a refused start changed nothing in that run, so the run's own
-    records stay, and the error goes to the log and the console only."""
-    if not holds_trained_run(folder):
+    that trained (a checkpoint) or another process trains into it now: a refused start changed
+    nothing in that run, so the run's own records stay, and the error goes to the log and the
+    console only."""
+    if not holds_trained_run(folder) and not trained_by_another(folder):
         write_status(folder, "failed", error=describe(err))
 
 

@@ -64,7 +64,7 @@ from vae_gumbel.loop import EpochResult, Temperatures
 from vae_gumbel.model import unstack
 from vae_gumbel.resume import finished_metrics, job_start
 from vae_gumbel.run import Member, Run, build_run, log, stack_key, stacks_by_key
-from vae_gumbel.run_folder import RunFolder, holds_trained_run, training_into
+from vae_gumbel.run_folder import RunFolder, holds_trained_run, trained_by_another, training_into
 from vae_gumbel.step import STEP_VALUES
 from vae_gumbel.timeline import (
     COPY_STATE,
@@ -103,11 +103,12 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
 def member_of(cfg: DictConfig, run_dir: str | Path | None = None, logger: logging.Logger = log) -> Member:
     """Gives the job a composed config describes, writing into ``run_dir`` (Hydra's output dir by
     default); a config that fails its checks is raised, and recorded as failed in status.json
-    unless the folder holds a run that trained (``record_refusal``)."""
+    unless the folder holds a run that trained or another process trains into it now
+    (``record_refusal``)."""
     folder = RunFolder(run_dir if run_dir is not None else HydraConfig.get().runtime.output_dir)
     job = JobRecord.of_job(cfg, folder)
-    if job is not None and not holds_trained_run(folder):
-        job.write(folder)  # a trained run's record is replaced only once the job is accepted
+    if job is not None and not holds_trained_run(folder) and not trained_by_another(folder):
+        job.write(folder)  # a run's record is replaced only once the job is accepted
     try:
         settings = validate(cfg)
     except Exception as err:
