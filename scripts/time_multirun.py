@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from vae_gumbel.commands import at_least
 from vae_gumbel.device import resolve_device
 from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import dated_folder, write_new
@@ -100,11 +101,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", action="append", default=[], help="KEY=V1,V2,...: one axis of the sweep")
     parser.add_argument(
-        "--jobs", type=int, default=8, help="without --sweep: sweep seed over this many values"
+        "--jobs", type=at_least(1), default=8, help="without --sweep: sweep seed over this many values"
     )
     parser.add_argument("--ways", nargs="+", choices=WAYS, default=["single", "joblib"], help="what to time")
     parser.add_argument(
-        "--joblib-jobs", type=int, default=None, help="joblib processes at once (default: all jobs)"
+        "--joblib-jobs", type=at_least(1), default=None, help="joblib processes at once (default: all jobs)"
     )
     parser.add_argument(
         "--out",
@@ -114,8 +115,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("overrides", nargs="*", help="training overrides for every run")
     args = parser.parse_args(argv)
-    if args.jobs < 1:
-        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     sweeps = args.sweep or [f"seed={','.join(str(seed) for seed in range(args.jobs))}"]
     jobs = jobs_of(sweeps)
     with one_line_errors():  # before the measurement, which takes minutes

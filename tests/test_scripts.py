@@ -70,6 +70,24 @@ def test_a_script_refuses_an_output_place_it_cannot_write_before_it_measures_or_
     )
 
 
+@pytest.mark.parametrize(
+    ("script", "count", "says"),
+    [
+        ("time_to_result.py", ["--repeats", "0"], "argument --repeats: must be >= 1, got 0"),
+        ("time_multirun.py", ["--jobs", "0"], "argument --jobs: must be >= 1, got 0"),
+        ("time_multirun.py", ["--joblib-jobs", "0"], "argument --joblib-jobs: must be >= 1, got 0"),
+        ("gpu_figures.py", ["--seeds", "-2"], "argument --seeds: must be >= 1, got -2"),
+    ],
+)
+def test_a_script_refuses_a_count_it_cannot_run_in_one_line(
+    script: str, count: list[str], says: str, tmp_path: Path, capsys
+) -> None:
+    with pytest.raises(SystemExit) as ended:
+        run_script(script, *count, "--out", str(tmp_path / "out"))
+    assert ended.value.code == 2 and capsys.readouterr().err.endswith(f"error: {says}\n")
+    assert not (tmp_path / "out").exists()
+
+
 def test_profile_script_prints_the_top_operators(tmp_path: Path) -> None:
     result = run_python(
         str(REPO / "scripts/profile_step.py"),
