@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +13,15 @@ import torch
 import vae_gumbel.threads as threads_module
 from vae_gumbel.config import compose_settings
 from vae_gumbel.errors import ConfigError
-from vae_gumbel.threads import CpuTimes, ThreadCount, others_busy_cores, threads_for, usable_cores
+from vae_gumbel.threads import (
+    CpuTimes,
+    ThreadCount,
+    busy_ticks,
+    cgroup_cpu_quota,
+    others_busy_cores,
+    threads_for,
+    usable_cores,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +41,79 @@ def test_auto_is_the_default_and_a_fixed_count_or_null_are_the_alternatives() ->
 
 def test_other_processes_time_is_the_machines_busy_time_without_our_own() -> None:
     assert others_busy_cores(CpuTimes(10.0, 4.0, 0.0), CpuTimes(13.0, 5.0, 2.0)) == 1.0
+
+
+# /proc/stat of a 4-CPU machine: user nice system idle iowait irq softirq steal (clock ticks).
+PROC_STAT = """cpu  460 0 40 300 0 0 0 0
+cpu0 100 0 10 50 0 0 0 0
+cpu1 120 0 10 30 0 0 0 0
+cpu2 200 0 10 0 0 0 0 0
+cpu3 40 0 10 220 0 0 0 0
+intr 12345
+"""
+
+
+def test_only_the_cpus_a_run_may_use_count_as_busy() -> None:
+    assert busy_ticks(PROC_STAT) == 500  # every CPU
+    assert busy_ticks(PROC_STAT, {0, 1}) == 240  # a SLURM job's two CPUs: the others' jobs are not its load
+    assert busy_ticks(PROC_STAT, {3}) == 50
+    assert busy_ticks(PROC_STAT, {7}) is None
+
+
+def write_cgroup(root: Path, memberships: str, files: dict[str, str]) -> None:
+    """Lays out /proc/self/cgroup and cgroup files under ``root``, as cgroup_cpu_quota reads them."""
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/cgroup").write_text(memberships)
+    for name, text in files.items():
+        (root / "sys/fs/cgroup" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "sys/fs/cgroup" / name).write_text(text)
+
+
+@pytest.mark.parametrize(
+    ("memberships", "files", "quota"),
+    [
+        ("0::/\n", {}, None),  # no limit anywhere
+        ("0::/job\n", {"job/cpu.max": "max 100000\n"}, None),
+        ("0::/pod/box\n", {"pod/cpu.max": "250000 100000\n", "pod/box/cpu.max": "max 100000\n"}, 2.5),
+        ("0::/pod/box\n", {"pod/cpu.max": "400000 100000\n", "pod/box/cpu.max": "150000 100000\n"}, 1.5),
+        (
+            "2:cpuacct,cpu:/docker/abc\n1:memory:/docker/abc\n",
+            {
+                "cpuacct,cpu/docker/abc/cpu.cfs_quota_us": "300000\n",
+                "cpuacct,cpu/docker/abc/cpu.cfs_period_us": "100000\n",
+            },
+            3.0,
+        ),
+        (
+            "4:cpu:/docker/abc\n",  # a container that sees its own cgroup at the mount (no namespace)
+            {"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"},
+            0.5,
+        ),
+        ("4:cpu:/\n", {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ],
+    ids=["v2-none", "v2-max", "v2-parent", "v2-tightest", "v1", "v1-at-mount", "v1-none"],
+)
+def test_a_cgroup_cpu_quota_is_read_as_cores_worth(
+    tmp_path: Path, memberships: str, files: dict[str, str], quota: float | None
+) -> None:
+    write_cgroup(tmp_path, memberships, files)
+    assert cgroup_cpu_quota(tmp_path) == quota
+
+
+@pytest.mark.parametrize(("quota", "cores"), [(None, 8), (2.0, 2), (1.5, 2), (0.5, 1), (32.0, 8)])
+def test_a_quota_caps_the_cores_a_run_may_use(monkeypatch, quota: float | None, cores: int) -> None:
+    monkeypatch.setattr(threads_module, "usable_cpus", lambda: set(range(8)))
+    monkeypatch.setattr(threads_module, "cgroup_cpu_quota", lambda: quota)
+    assert usable_cores() == cores
+    ThreadCount(None, torch.device("cpu"))  # null: every core it may use
+    assert torch.get_num_threads() == cores
+
+
+def test_auto_starts_no_more_threads_than_a_quota_allows(monkeypatch) -> None:
+    monkeypatch.setattr(threads_module, "usable_cores", lambda: 1)
+    torch.set_num_threads(2)  # torch's own count: the machine's cores
+    ThreadCount("auto", torch.device("cpu"))
+    assert torch.get_num_threads() == 1
 
 
 @pytest.mark.parametrize(
@@ -57,7 +139,8 @@ def test_auto_follows_the_load_from_epoch_to_epoch(monkeypatch) -> None:
             CpuTimes(5.0, 3.0, 3.0),  # then it ends: only our own time
         ]
     )
-    monkeypatch.setattr(threads_module, "cpu_times", lambda: next(readings))
+    monkeypatch.setattr(threads_module, "cpu_times", lambda cpus: next(readings))
+    monkeypatch.setattr(threads_module, "usable_cpus", lambda: {0, 1})
     monkeypatch.setattr(threads_module, "usable_cores", lambda: 2)
     count = ThreadCount("auto", torch.device("cpu"))
     count.start()

@@ -4,10 +4,12 @@ A CPU step is a chain of short parallel regions, each ending at a barrier that w
 slowest of torch's threads. When another process holds a core, the thread that shares it runs in
 slices, and every region waits for it: throughput collapses far below that of fewer threads (see
 docs/performance.md). ``auto`` therefore uses only the cores that the rest of the machine leaves
-free, measured from /proc/stat without this process's own time, and checks again after every
-epoch, so that runs started together settle on sharing the cores. A run's thread count changes
-the rounding of its sums, so runs under ``auto`` on a busy machine agree with each other to float
-rounding, not bit for bit; a fixed number makes reruns bit-identical.
+free, measured from /proc/stat on the CPUs the run may use without this process's own time, and
+checks again after every epoch, so that runs started together settle on sharing the cores. The
+cores a run may use are its CPU affinity (a SLURM allocation), fewer where a cgroup's CPU quota
+(a container's limit) allows fewer: null and auto never start more threads than that. A run's
+thread count changes the rounding of its sums, so runs under ``auto`` on a busy machine agree with
+each other to float rounding, not bit for bit; a fixed number makes reruns bit-identical.
 """
 
 from __future__ import annotations
@@ -27,35 +29,110 @@ log = logging.getLogger("vae_gumbel.train")
 FIRST_LOOK_S = 0.25
 
 
-def usable_cores() -> int:
-    """Gives the cores this process may run on (its CPU affinity, as a SLURM allocation sets it)."""
+def usable_cpus() -> set[int] | None:
+    """Gives the CPUs this process may run on (its affinity, as a SLURM allocation or taskset set
+    it); None where the system does not say."""
     try:
-        return len(os.sched_getaffinity(0))
+        return set(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        return None
+
+
+def usable_cores() -> int:
+    """Gives the cores this process may use at once: its CPUs, fewer where a cgroup's CPU quota (a
+    container's CPU limit) allows fewer, rounded up as the JVM does."""
+    cpus = usable_cpus()
+    cores = len(cpus) if cpus is not None else os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    return cores if quota is None else max(1, min(cores, math.ceil(quota)))
+
+
+def cgroup_cpu_quota(root: Path = Path("/")) -> float | None:
+    """Gives the CPU time per second that this process's cgroups allow it (cores' worth: 1.5 for
+    cpu.max "150000 100000"), the tightest along the hierarchy of cgroup v2 and of v1's cpu
+    controller; None without a quota. ``root`` is where /proc and /sys are (tests give a copy)."""
+    try:
+        lines = (root / "proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    limits = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # cgroup v2: cpu.max holds "QUOTA PERIOD" or "max PERIOD"
+            for folder in ancestors(root / "sys/fs/cgroup", path):
+                limits.append(read_quota(folder / "cpu.max", None))
+        elif "cpu" in controllers.split(","):  # cgroup v1: cpu.cfs_quota_us is -1 without a quota
+            for mount in dict.fromkeys((controllers, "cpu")):  # cpu,cpuacct, and its usual link
+                for folder in ancestors(root / "sys/fs/cgroup" / mount, path):
+                    limits.append(read_quota(folder / "cpu.cfs_quota_us", folder / "cpu.cfs_period_us"))
+    limits = [limit for limit in limits if limit is not None]
+    return min(limits) if limits else None
+
+
+def ancestors(mount: Path, path: str) -> list[Path]:
+    """Gives the folders of cgroup ``path`` and of every cgroup above it under ``mount``."""
+    parts = [part for part in path.split("/") if part]
+    return [mount.joinpath(*parts[:depth]) for depth in range(len(parts), -1, -1)]
+
+
+def read_quota(quota_file: Path, period_file: Path | None) -> float | None:
+    """Gives a cgroup's quota in cores' worth (v2: cpu.max alone; v1: quota and period files)."""
+    try:
+        fields = quota_file.read_text().split()
+        if period_file is not None:
+            fields.append(period_file.read_text().strip())
+        quota, period = fields[0], float(fields[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    if quota in ("max", "-1") or period <= 0:
+        return None
+    try:
+        return float(quota) / period
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
 class CpuTimes:
-    """Busy seconds of the whole machine and of this process, at a moment."""
+    """Busy seconds of the CPUs this process may run on and of this process, at a moment."""
 
     machine_busy: float
     own: float
     at: float
 
 
-def cpu_times() -> CpuTimes | None:
-    """Reads the machine's busy time (all cores) and this process's (all its threads); None where
-    /proc is not there."""
+def cpu_times(cpus: set[int] | None = None) -> CpuTimes | None:
+    """Reads the busy time of ``cpus`` (every CPU if None) and this process's (all its threads);
+    None where /proc is not there. Only the CPUs a run may use count: other jobs on the other cores
+    of a shared node (SLURM, taskset) take nothing from it."""
     try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        stat = Path("/proc/stat").read_text()
         own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, ValueError, IndexError):
+    except (OSError, IndexError):
+        return None
+    busy = busy_ticks(stat, cpus)
+    if busy is None:
         return None
     tick = os.sysconf("SC_CLK_TCK")
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
-    busy = sum(fields[:8]) - idle  # user, nice, system, irq, softirq, steal
     return CpuTimes(busy / tick, (int(own[11]) + int(own[12])) / tick, time.monotonic())
+
+
+def busy_ticks(stat: str, cpus: set[int] | None = None) -> int | None:
+    """Gives the busy clock ticks in /proc/stat's text ``stat``: of the CPUs in ``cpus`` (its
+    cpuN lines), or of all of them (its first line); None if it holds none of them."""
+    total, found = 0, False
+    for line in stat.splitlines():
+        name, *values = line.split()
+        if not name.startswith("cpu"):
+            break  # the cpu lines come first
+        wanted = name == "cpu" if cpus is None else name != "cpu" and int(name[3:]) in cpus
+        if not wanted:
+            continue
+        fields = [int(value) for value in values]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
+        total += sum(fields[:8]) - idle  # user, nice, system, irq, softirq, steal
+        found = True
+    return total if found else None
 
 
 def others_busy_cores(start: CpuTimes, end: CpuTimes) -> float:
@@ -82,9 +159,19 @@ class ThreadCount:
     def __init__(self, setting: str | None, device: torch.device) -> None:
         self.adapts = setting == "auto" and device.type == "cpu"
         self.cores = usable_cores()
-        self.since = cpu_times()
+        # The CPUs whose time is watched: those the run may use (others' jobs elsewhere are theirs).
+        self.cpus = usable_cpus()
+        self.since = cpu_times(self.cpus)
         if not self.adapts:
             torch.set_num_threads(self.cores if setting in (None, "auto") else int(setting))
+        elif torch.get_num_threads() > self.cores:  # torch counts the machine's cores, not a quota
+            log.info(
+                "CPU threads: %d -> %d (the cores this process may use, by its CPU affinity and CPU"
+                " quota; trainer.num_threads=N fixes the count)",
+                torch.get_num_threads(),
+                self.cores,
+            )
+            torch.set_num_threads(self.cores)
 
     def start(self) -> None:
         """Takes the first measurement, once the run is built (waiting out FIRST_LOOK_S)."""
@@ -94,12 +181,13 @@ class ThreadCount:
 
     def adjust(self) -> None:
         """Sets the threads from the cores others used since the last measurement."""
-        since, now = self.since, cpu_times()
+        since, now = self.since, cpu_times(self.cpus)
         if not self.adapts or since is None or now is None or now.at - since.at < FIRST_LOOK_S:
             return  # too short a look says little: the next one covers this one's time too
         self.since = now
         busy = others_busy_cores(since, now)
-        threads = threads_for(self.cores - busy, self.cores)
+        watched = len(self.cpus) if self.cpus is not None else self.cores
+        threads = threads_for(watched - busy, self.cores)
         if threads != torch.get_num_threads():
             log.info(
                 "CPU threads: %d -> %d (other processes keep %.1f of %d cores busy;"
@@ -107,6 +195,6 @@ class ThreadCount:
                 torch.get_num_threads(),
                 threads,
                 busy,
-                self.cores,
+                watched,
             )
             torch.set_num_threads(threads)
