@@ -111,6 +111,28 @@ def test_the_compile_cache_points_inductor_at_its_folder_and_saves_once(tmp_path
     assert [path.name for path in cache.folder.iterdir()] == [cache.artifacts.name]  # no partial file left
 
 
+def test_a_compile_cache_that_cannot_be_written_costs_a_warning_not_the_run(
+    tmp_path: Path, caplog, monkeypatch
+) -> None:
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "restored after the test")
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    monkeypatch.setattr(torch.compiler, "save_cache_artifacts", lambda: (b"code", None))
+    (tmp_path / "taken").write_text("a file where the cache folder would go")
+    with caplog.at_level(logging.WARNING, logger="vae_gumbel.train"):
+        unmade = CompileCache(str(tmp_path / "taken" / "cache"), torch.device("cpu"))
+        unmade.load()
+        unmade.save()
+    assert "cannot use the compile cache" in caplog.text and "torch's own cache" in caplog.text
+    assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ  # inductor keeps a cache it can write
+    cache = CompileCache(str(tmp_path / "cache"), torch.device("cpu"))
+    cache.artifacts.mkdir()  # the save fails, as on a full disk or over a quota
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vae_gumbel.train"):
+        cache.save()
+    assert "could not save the compile cache" in caplog.text and "training goes on" in caplog.text
+    assert [path.name for path in cache.folder.iterdir()] == [cache.artifacts.name]  # no partial file left
+
+
 def test_a_damaged_compile_cache_costs_a_recompile_not_the_run(tmp_path: Path, caplog, monkeypatch) -> None:
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     cache = CompileCache(str(tmp_path), torch.device("cpu"))

@@ -7,6 +7,9 @@ variable when it first needs its cache, and the run points it there before anyth
 and the portable cache artifacts of ``torch.compiler`` (what a run compiled, in one file per torch
 version and device kind) are saved after the first epoch and loaded before the next run compiles,
 so that a fresh machine that shares the folder but not inductor's cache skips much of the work.
+
+The cache only saves time: a folder that cannot be made, or a save that fails (a full disk, a home
+folder over its quota), is a warning in the log, and the run goes on.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 import torch
 from hydra.utils import to_absolute_path
 
+from vae_gumbel.errors import describe
 from vae_gumbel.files import replacing
 
 log = logging.getLogger("vae_gumbel.train")
@@ -27,12 +31,23 @@ class CompileCache:
     """The portable artifacts file of one torch version and device kind, in the cache folder."""
 
     def __init__(self, folder: str, device: torch.device) -> None:
-        """Points inductor at the folder: call it before anything is compiled."""
+        """Points inductor at the folder: call it before anything is compiled. A folder that
+        cannot be made leaves torch's own cache in use, with a warning."""
         self.folder = Path(to_absolute_path(os.path.expanduser(folder)))
-        self.folder.mkdir(parents=True, exist_ok=True)
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(self.folder / "inductor"))
         self.artifacts = self.folder / f"artifacts-torch{torch.__version__}-{device.type}.bin"
         self.saved = False
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            log.warning(
+                "cannot use the compile cache %s (%s); compiled code is kept in torch's own cache "
+                "this run (set trainer.compile_cache to a folder you can write, or null)",
+                self.folder,
+                describe(err),
+            )
+            self.saved = True  # nothing to save into
+            return
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(self.folder / "inductor"))
 
     def load(self) -> None:
         """Loads the portable artifacts of earlier runs, if there are any (a damaged file is skipped)."""
@@ -60,5 +75,12 @@ class CompileCache:
         artifacts = torch.compiler.save_cache_artifacts()
         if artifacts is None:
             return
-        with replacing(self.artifacts) as handle:
-            handle.write(artifacts[0])
+        try:
+            with replacing(self.artifacts) as handle:
+                handle.write(artifacts[0])
+        except OSError as err:
+            log.warning(
+                "could not save the compile cache %s (%s); training goes on, and the next run compiles anew",
+                self.artifacts,
+                describe(err),
+            )
