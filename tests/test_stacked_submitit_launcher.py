@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf
 
 from hydra_plugins.vae_gumbel_launcher.stacked_submitit_launcher import group_into_stacks
+from hydra_plugins.vae_gumbel_launcher.submitit_launcher import SlurmJobsLauncher
 from tests.conftest import CONFIG_MODULE, run_module, tiny_run
 from tests.test_train import without_timing
 from vae_gumbel.run_folder import RunFolder
@@ -46,7 +48,8 @@ def test_stacked_slurm_asks_slurm_for_what_hydra_launcher_slurm_asks(mnist_root:
             for name in ("slurm", "stacked_slurm")
         )
     assert stacked.pop("_target_").endswith("StackedSlurmLauncher") and stacked.pop("max_members") == 64
-    assert slurm.pop("_target_").endswith("submitit_launcher.SlurmLauncher")
+    assert slurm.pop("_target_") == "hydra_plugins.vae_gumbel_launcher.submitit_launcher.SlurmJobsLauncher"
+    assert issubclass(SlurmJobsLauncher, SlurmLauncher)  # Hydra's, with SLURM's errors in one line
     assert stacked == slurm and slurm["partition"] == "gpu" and slurm["gpus_per_node"] == 1
 
 

@@ -49,7 +49,14 @@ PLUGINS: dict[str, dict[str, str]] = {
     "hydra/launcher": {
         "joblib": "hydra-joblib-launcher",
         **dict.fromkeys(
-            ("submitit_local", "submitit_slurm", "slurm", "stacked_submitit_local", "stacked_slurm"),
+            (
+                "submitit_local",
+                "submitit_slurm",
+                "slurm",
+                "submitit_slurm_jobs",
+                "stacked_submitit_local",
+                "stacked_slurm",
+            ),
             "hydra-submitit-launcher",
         ),
     },

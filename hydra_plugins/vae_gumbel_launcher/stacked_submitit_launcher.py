@@ -7,7 +7,8 @@ member may have of its own, at most ``max_members`` to a stack). They then submi
 through submitit as one job of a SLURM array (or one local process), which trains it as
 ``hydra/launcher=stacked`` does. Everything else is Hydra's submitit launcher: the same
 settings (partition, GPUs, time limit, ``setup``, ...), the same ``.submitit/`` folder, and the
-same return of one ``JobReturn`` per job of the sweep.
+same return of one ``JobReturn`` per job of the sweep; SLURM's errors are one line, as for
+``hydra/launcher=slurm`` (``SubmititErrors``).
 
 A stack that SLURM preempts or requeues gets SIGTERM, and every member writes its checkpoint.
 When SLURM starts the stack again, each unfinished member continues from its own ``last.pt``,
@@ -35,6 +36,7 @@ from hydra_plugins.vae_gumbel_launcher.stacked_launcher import (
     checked_max_members,
     train_jobs,
 )
+from hydra_plugins.vae_gumbel_launcher.submitit_launcher import SubmititErrors
 
 try:
     from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
@@ -142,10 +144,10 @@ class StackedSubmitit:
 
 if SlurmQueueConf is not None:
 
-    class StackedSlurmLauncher(StackedSubmitit, SlurmLauncher):
+    class StackedSlurmLauncher(StackedSubmitit, SubmititErrors, SlurmLauncher):
         pass
 
-    class StackedLocalLauncher(StackedSubmitit, LocalLauncher):
+    class StackedLocalLauncher(StackedSubmitit, SubmititErrors, LocalLauncher):
         pass
 
     @dataclass

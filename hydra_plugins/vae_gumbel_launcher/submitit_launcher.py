@@ -1,0 +1,100 @@
+"""``hydra/launcher=slurm``: Hydra's submitit SLURM launcher, with what goes wrong on the cluster's
+side said in one line.
+
+When SLURM refuses the sweep's jobs (``sbatch: error: invalid partition specified: gpu``, a
+cluster that cannot be reached from here) or a job ends without a result (cancelled, killed for
+its memory or time), Hydra's submitit launcher stops with a Python trace. These launchers end
+instead with one line that says what SLURM said and what to do: exit code 2 for a refused
+submission (the launcher's settings), 1 for a job that ended without a result. Everything else is
+Hydra's submitit launcher. The stacked submitit launchers get the same (``SubmititErrors``).
+
+Hydra imports this module whenever it looks for plugins. It registers nothing where Hydra's
+submitit launcher is not installed (``pip install -e '.[sweep]'``).
+"""
+
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.utils import JobReturn
+
+try:
+    from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+except ImportError:  # the optional sweep extra is not installed: nothing to register
+    SlurmQueueConf = None
+
+# Where the SLURM resources of both SLURM launchers are set.
+RESOURCES = "vae_gumbel/conf/hydra/launcher/resources/slurm.yaml"
+
+
+def submission_refused(stderr: str) -> str:
+    """Gives the line that says why sbatch refused a submission: its fatal error, else its first."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    fatal = [line for line in lines if line.startswith("sbatch: fatal")]
+    errors = [line for line in lines if line.startswith("sbatch: error")]
+    return (fatal or errors or lines or ["sbatch gave no reason"])[0]
+
+
+# submitit's words for a job that ended without a result.
+NO_OUTPUT = re.compile(
+    r"Job (?P<job>\S+) \(task: \d+\).*has not produced any output \(state: (?P<state>[^)]*)\)", re.S
+)
+
+
+def job_without_result(message: str) -> str:
+    """Gives submitit's account of a job that ended without a result in one line: which job, and
+    its state (cancelled, out of memory, out of time)."""
+    said = NO_OUTPUT.search(message)
+    if said is not None:
+        return f"SLURM job {said['job']} ended without a result (state: {said['state']})"
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return " ".join(lines[:2]) if lines else "a SLURM job ended without a result"
+
+
+def end(code: int, message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)  # Hydra would print a trace for any other exception
+
+
+class SubmititErrors:
+    """Mixed into Hydra's submitit launchers: the cluster's errors in one line (module docstring)."""
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from submitit.core.utils import FailedJobError, UncompletedJobError
+
+        try:
+            return super().launch(job_overrides, initial_job_idx)  # type: ignore[misc]
+        except FailedJobError as err:
+            if not isinstance(err.__cause__, subprocess.CalledProcessError):
+                raise  # a job's own failure: its trace is what there is to read
+            end(
+                2,
+                f"SLURM refused the sweep's jobs ({submission_refused(str(err))}); check the "
+                f"hydra.launcher settings (partition, gpus_per_node, ...: {RESOURCES}) and that "
+                "SLURM answers from this machine (sinfo)",
+            )
+        except UncompletedJobError as err:
+            end(
+                1,
+                f"{job_without_result(str(err))}; the sweep's other jobs are left to run (squeue): "
+                "once they end, run the sweep again with resume=last to train what did not finish",
+            )
+
+
+if SlurmQueueConf is not None:
+
+    class SlurmJobsLauncher(SubmititErrors, SlurmLauncher):
+        pass
+
+    @dataclass
+    class SlurmJobsConf(SlurmQueueConf):
+        _target_: str = "hydra_plugins.vae_gumbel_launcher.submitit_launcher.SlurmJobsLauncher"
+
+    ConfigStore.instance().store(
+        group="hydra/launcher", name="submitit_slurm_jobs", node=SlurmJobsConf, provider="vae_gumbel"
+    )

@@ -1,0 +1,98 @@
+"""hydra/launcher=slurm and stacked_slurm: what SLURM says when it refuses a sweep, or when a job
+ends without a result, in one line. The SLURM commands here are stand-ins on PATH, so no cluster
+is needed (tests/test_slurm.py runs a real one)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from hydra_plugins.vae_gumbel_launcher.submitit_launcher import job_without_result, submission_refused
+from tests.conftest import assert_one_line_error, run_module, tiny_run
+
+
+def test_a_refused_submission_is_told_by_sbatchs_fatal_error_or_else_its_first() -> None:
+    unreachable = (
+        "sbatch: error: resolve_ctls_from_dns_srv: res_nsearch error: Unknown host\n"
+        "sbatch: error: fetch_config: DNS SRV lookup failed\n"
+        "sbatch: fatal: Could not establish a configuration source\n"
+    )
+    assert submission_refused(unreachable) == "sbatch: fatal: Could not establish a configuration source"
+    partition = (
+        "sbatch: error: invalid partition specified: gpu\n"
+        "sbatch: error: Batch job submission failed: Invalid partition name specified\n"
+    )
+    assert submission_refused(partition) == "sbatch: error: invalid partition specified: gpu"
+    assert submission_refused("") == "sbatch gave no reason"
+
+
+def test_a_job_without_a_result_is_told_by_its_id_and_state() -> None:
+    said = (
+        "Job 42_0 (task: 0) with path /sweep/.submitit/42_0/42_0_0_result.pkl\n"
+        "has not produced any output (state: OUT_OF_MEMORY)\n"
+        "Error stream produced:\n----\nslurmstepd: error: Detected 1 oom_kill event\n"
+    )
+    assert job_without_result(said) == "SLURM job 42_0 ended without a result (state: OUT_OF_MEMORY)"
+
+
+def slurm_commands(folder: Path, **scripts: str) -> dict[str, str]:
+    """Puts shell scripts named for SLURM commands first on PATH; gives the environment."""
+    folder.mkdir()
+    for name, body in scripts.items():
+        (folder / name).write_text(f"#!/bin/sh\n{body}\n")
+        (folder / name).chmod(0o755)
+    return {"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+
+
+def sweep(tmp_path: Path, mnist_root: Path, launcher: str, **scripts: str) -> object:
+    """Runs a sweep of two seeds through ``launcher`` with stand-in SLURM commands."""
+    return run_module(
+        "vae_gumbel.train",
+        "-m",
+        f"hydra/launcher={launcher}",
+        *tiny_run(mnist_root),
+        "seed=0,1",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
+        env=slurm_commands(tmp_path / "bin", **scripts),
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["slurm", "stacked_slurm"])
+def test_a_sweep_slurm_refuses_ends_in_one_line_that_says_why(
+    tmp_path: Path, mnist_root: Path, launcher: str
+) -> None:
+    refusal = [
+        "sbatch: error: invalid partition specified: gpu",
+        "sbatch: error: Batch job submission failed: Invalid partition name specified",
+    ]
+    result = sweep(
+        tmp_path, mnist_root, launcher, sbatch="".join(f"echo '{line}' >&2\n" for line in refusal) + "exit 1"
+    )
+    said = (
+        f"SLURM refused the sweep's jobs ({refusal[0]}); check the hydra.launcher settings (partition, "
+        "gpus_per_node, ...: vae_gumbel/conf/hydra/launcher/resources/slurm.yaml)"
+    )
+    assert_one_line_error(result, 2, said)
+
+
+@pytest.mark.slow
+def test_a_cancelled_job_ends_the_sweep_in_one_line_that_says_how_to_go_on(
+    tmp_path: Path, mnist_root: Path
+) -> None:
+    states = ["JobID|State|NodeList", "42_0|CANCELLED by 0|node1", "42_1|CANCELLED by 0|node1"]
+    result = sweep(
+        tmp_path,
+        mnist_root,
+        "slurm",
+        sbatch="echo 'Submitted batch job 42'",
+        sacct="".join(f"echo '{line}'\n" for line in states),
+    )
+    said = (
+        "SLURM job 42_0 ended without a result (state: CANCELLED by 0); the sweep's other jobs are left to "
+        "run (squeue): once they end, run the sweep again with resume=last"
+    )
+    assert_one_line_error(result, 1, said)
