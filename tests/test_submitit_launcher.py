@@ -96,3 +96,16 @@ def test_a_cancelled_job_ends_the_sweep_in_one_line_that_says_how_to_go_on(
         "run (squeue): once they end, run the sweep again with resume=last"
     )
     assert_one_line_error(result, 1, said)
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_waiting_for_slurm_jobs_says_that_they_go_on(tmp_path: Path, mnist_root: Path) -> None:
+    # sacct, which submitit asks while it waits for the jobs, sends the launcher a Ctrl-C.
+    states = ["JobID|State|NodeList", "42_0|RUNNING|node1", "42_1|RUNNING|node1"]
+    sacct = "kill -INT $PPID\n" + "".join(f"echo '{line}'\n" for line in states)
+    result = sweep(tmp_path, mnist_root, "slurm", sbatch="echo 'Submitted batch job 42'", sacct=sacct)
+    said = (
+        "interrupted by SIGINT while waiting for the sweep's SLURM jobs, which go on (squeue; scancel stops "
+        f"them); vae-gumbel-report {tmp_path / 'sweep'} shows their runs"
+    )
+    assert_one_line_error(result, 130, said)

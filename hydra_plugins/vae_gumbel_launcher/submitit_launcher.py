@@ -5,7 +5,8 @@ When SLURM refuses the sweep's jobs (``sbatch: error: invalid partition specifie
 cluster that cannot be reached from here) or a job ends without a result (cancelled, killed for
 its memory or time), Hydra's submitit launcher stops with a Python trace. These launchers end
 instead with one line that says what SLURM said and what to do: exit code 2 for a refused
-submission (the launcher's settings), 1 for a job that ended without a result. Everything else is
+submission (the launcher's settings), 1 for a job that ended without a result. A Ctrl-C while
+the launcher waits for the jobs says that they go on on the cluster. Everything else is
 Hydra's submitit launcher. The stacked submitit launchers get the same (``SubmititErrors``).
 
 Hydra imports this module whenever it looks for plugins. It registers nothing where Hydra's
@@ -13,6 +14,7 @@ submitit launcher is not installed (``pip install -e '.[sweep]'``).
 """
 
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -83,6 +85,14 @@ class SubmititErrors:
                 1,
                 f"{job_without_result(str(err))}; the sweep's other jobs are left to run (squeue): "
                 "once they end, run the sweep again with resume=last to train what did not finish",
+            )
+        except KeyboardInterrupt:
+            if getattr(self, "_EXECUTOR", None) != "slurm":
+                raise  # local jobs got the Ctrl-C too, and stop as runs do
+            end(
+                128 + signal.SIGINT,
+                "interrupted by SIGINT while waiting for the sweep's SLURM jobs, which go on (squeue; "
+                f"scancel stops them); vae-gumbel-report {self.config.hydra.sweep.dir} shows their runs",
             )
 
 
