@@ -254,3 +254,41 @@ def test_an_interrupted_sweep_prints_the_command_that_continues_all_its_jobs(
         folder = RunFolder(sweep_dir / job)
         assert json.loads(folder.status.read_text())["status"] == "completed"
         assert [record["epoch"] for record in read_metrics(folder.metrics)] == list(range(1, EPOCHS + 1))
+
+
+def test_ctrl_c_to_a_joblib_sweep_says_how_to_continue_it(mnist_root: Path, tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    launcher = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.num_threads=1"]
+    command = [
+        "-m",
+        "vae_gumbel.train",
+        "-m",
+        *launcher,
+        *tiny_run(mnist_root),
+        "seed=0,1",
+        f"trainer.epochs={EPOCHS}",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, *command, f"hydra.sweep.dir={sweep_dir}"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), "VAE_GUMBEL_PAUSE": "step=0.05"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a terminal's Ctrl-C reaches the launcher and its worker processes
+    )
+    wait_for(lambda: all(epochs_logged(RunFolder(sweep_dir / job)) >= 1 for job in "01"), process)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGINT, stderr
+    assert "no training was in progress" not in stderr
+    said = "error: interrupted by SIGINT: the sweep stopped, and its runs keep their last checkpoints; "
+    (line,) = [line for line in stderr.splitlines() if line.startswith(said)]
+    printed = shlex.split(line.split("continue the sweep with: ", 1)[1])
+    assert printed == ["python", *command, "resume=last", f"hydra.sweep.dir={sweep_dir}"]
+    finished = start(printed[1:], tmp_path, pause="")
+    _, stderr = finished.communicate(timeout=300)
+    assert finished.returncode == 0, stderr
+    for job in ("0", "1"):
+        folder = RunFolder(sweep_dir / job)
+        assert [record["epoch"] for record in read_metrics(folder.metrics)] == list(range(1, EPOCHS + 1))

@@ -31,6 +31,15 @@ from typing import NoReturn
 # training (the imports, the data, the build) or after it, or to a command that trains nothing.
 INTERRUPTED = "error: interrupted by SIGINT (no training was in progress)"
 
+# What this process says to such a Ctrl-C now: a sweep that has started says how to continue it.
+_on_interrupt = [INTERRUPTED]
+
+
+def on_interrupt_say(line: str) -> None:
+    """Makes ``line`` what a Ctrl-C that reaches the command whole says from now on: a sweep's
+    launcher waits for jobs in other processes (joblib), whose runs stop with their checkpoints."""
+    _on_interrupt[0] = line
+
 
 def run(main: Callable[[], object]) -> NoReturn:
     """Runs ``main`` and ends the process with the status it gives (as ``sys.exit`` reads it).
@@ -38,7 +47,7 @@ def run(main: Callable[[], object]) -> NoReturn:
     An exception, ``SystemExit`` included, leaves the ordinary way, with the usual traceback. A
     reader that stops reading (``--help | head``) ends the command quietly, with the status of a
     program that SIGPIPE ended, as it would end a C program; a Ctrl-C ends it with one line
-    (``INTERRUPTED``) and status 130.
+    (``INTERRUPTED``, or what ``on_interrupt_say`` set) and status 130.
     """
     try:
         status = main()
@@ -47,7 +56,7 @@ def run(main: Callable[[], object]) -> NoReturn:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         status = 128 + signal.SIGPIPE
     except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
+        print(_on_interrupt[0], file=sys.stderr)
         status = 128 + signal.SIGINT
     exit_now(status)
 

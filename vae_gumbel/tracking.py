@@ -373,15 +373,22 @@ def write_sweep_summary(sweep_dir: Path) -> Path | None:
 class SweepSummary(Callback):
     """A Hydra callback (``hydra.callbacks`` in train.yaml): at the start of a multirun it records
     the sweep's config and command line (multirun.yaml, which not every sweeper writes; a sweep
-    continued into its folder records its own), at its end it writes the sweep's experiment summary
-    for the HParams tab."""
+    continued into its folder records its own) and makes a Ctrl-C say how to continue the sweep, at
+    its end it writes the sweep's experiment summary for the HParams tab."""
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         from omegaconf import OmegaConf
 
+        from vae_gumbel.commands import on_interrupt_say
+        from vae_gumbel.interrupts import sweep_resume_command
+
         sweep_dir = Path(str(config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         replace_text(sweep_record(sweep_dir), OmegaConf.to_yaml(config))
+        on_interrupt_say(
+            "error: interrupted by SIGINT: the sweep stopped, and its runs keep their last checkpoints; "
+            "continue the sweep with: " + sweep_resume_command(config.hydra.overrides, sweep_dir)
+        )
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
