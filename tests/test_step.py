@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -48,10 +49,11 @@ def test_the_default_compiles_only_runs_long_enough_to_repay_the_compile(device:
     assert compose_settings().trainer.compile == "auto"
     cuda, pays = device == "cuda", COMPILE_PAYS_AFTER_STEPS[device]
     assert plan_step("auto", torch.device(device), steps=pays - 1) == StepPlan(None, cuda_graph=cuda)
-    assert plan_step("auto", torch.device(device), steps=pays) == StepPlan("default", cuda_graph=cuda)
+    compiled = StepPlan("default", cuda_graph=cuda, eager_if_compiling_fails=True)
+    assert plan_step("auto", torch.device(device), steps=pays) == compiled
     assert plan_step("auto", torch.device(device)) == StepPlan(None, cuda_graph=cuda)  # length unknown
     learned = plan_step("auto", torch.device(device), learned_temperature=True, steps=pays)
-    assert learned == (StepPlan("reduce-overhead") if cuda else StepPlan("default"))
+    assert learned == StepPlan("reduce-overhead" if cuda else "default", eager_if_compiling_fails=True)
 
 
 def stacked_model_and_adam(
@@ -72,6 +74,33 @@ def test_a_cuda_graph_of_the_step_needs_a_capturable_optimizer() -> None:
             Elbo(ESTIMATORS["gumbel_softmax"].build(None)),
             StepPlan("default", cuda_graph=True),
         )
+
+
+def failing_compiler(graph, example_inputs):
+    """A torch.compile backend that fails as inductor does on a machine without a C++ compiler."""
+    raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+
+def one_step(plan: StepPlan, backend: object = "inductor") -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Gives the values and the updated weights of one step from fixed weights, batch and noise."""
+    torch._dynamo.reset()
+    model, optimizer = stacked_model_and_adam(torch.device("cpu"))
+    step = build_step(model, optimizer, Elbo(ESTIMATORS["gumbel_softmax"].build(None)), plan, backend=backend)
+    torch.manual_seed(1)
+    values = step(torch.rand(1, 8, 784).round(), torch.ones(1))
+    return values, [p.detach().clone() for p in model.parameters()]
+
+
+def test_auto_trains_on_without_compiling_when_compiling_fails(caplog) -> None:
+    eager_values, eager_weights = one_step(StepPlan(None))
+    with caplog.at_level(logging.WARNING, logger="vae_gumbel.train"):
+        values, weights = one_step(StepPlan("default", eager_if_compiling_fails=True), failing_compiler)
+    assert "could not compile the training step" in caplog.text and "No working C++ compiler" in caplog.text
+    torch.testing.assert_close(values, eager_values, rtol=0, atol=0)  # the same noise, the same update
+    for updated, eager in zip(weights, eager_weights, strict=True):
+        torch.testing.assert_close(updated, eager, rtol=0, atol=0)
+    with pytest.raises(Exception, match="No working C\\+\\+ compiler"):  # asked for by name: the run fails
+        one_step(StepPlan("default"), failing_compiler)
 
 
 def test_annealing_does_not_recompile_the_step(compose_train, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vae_gumbel.errors import ConfigError, first_line
+from vae_gumbel.errors import ConfigError, describe, first_line
 from vae_gumbel.model import CategoricalVAE, stack_size
 from vae_gumbel.objectives import Elbo
 from vae_gumbel.optim import StackOptimizer
@@ -41,11 +41,14 @@ STEP_VALUES = ("loss_relaxed", "loss_unrelaxed", "recon", "kl")
 
 @dataclass(frozen=True)
 class StepPlan:
-    """How the training step runs: its torch.compile mode (None: eager), and whether the whole
-    step (forward, backward and optimizer update) is captured and replayed as one CUDA graph."""
+    """How the training step runs: its torch.compile mode (None: eager), whether the whole step
+    (forward, backward and optimizer update) is captured and replayed as one CUDA graph, and
+    whether a step that cannot be compiled (no C++ compiler on a laptop, say) runs eager instead of
+    failing the run: what ``auto`` promises, where a compile asked for by name fails."""
 
     compile: str | None
     cuda_graph: bool = False
+    eager_if_compiling_fails: bool = False
 
 
 def plan_step(
@@ -54,9 +57,10 @@ def plan_step(
     """Gives the plan for ``trainer.compile`` on ``device`` for a run of ``steps`` steps.
 
     ``auto`` (the default) takes the cheapest path for the run's length: it compiles only when the
-    run is long enough to repay compiling (COMPILE_PAYS_AFTER_STEPS), and on CUDA it replays the
-    whole step (forward, backward, optimizer update) as one CUDA graph either way, since a model
-    this small is bound by launching its kernels, not by running them. ``graph`` is that graph
+    run is long enough to repay compiling (COMPILE_PAYS_AFTER_STEPS), and trains on eager if
+    compiling fails, and on CUDA it replays the whole step (forward, backward, optimizer update)
+    as one CUDA graph either way, since a model this small is bound by launching its kernels, not
+    by running them. ``graph`` is that graph
     without compiling; ``true`` compiles (on CUDA, with the graph). A learned temperature, whose
     gradient leaves the step, gets inductor's own CUDA graphs (reduce-overhead) instead.
     """
@@ -70,8 +74,8 @@ def plan_step(
             device.type, COMPILE_PAYS_AFTER_STEPS["cpu"]
         )
         if cuda and learned_temperature:
-            return StepPlan("reduce-overhead" if pays else None)
-        return StepPlan("default" if pays else None, cuda_graph=cuda)
+            return StepPlan("reduce-overhead" if pays else None, eager_if_compiling_fails=pays)
+        return StepPlan("default" if pays else None, cuda_graph=cuda, eager_if_compiling_fails=pays)
     if setting == "true":
         if not cuda:
             return StepPlan("default")
@@ -100,8 +104,10 @@ class TrainStep:
         compile: str | None = None,  # noqa: A002
         backend: str = "inductor",
         precision: str = "32",
+        eager_if_compiling_fails: bool = False,
     ) -> None:
         self.model, self.optimizer, self.objective = model, optimizer, objective
+        self.eager_if_compiling_fails = eager_if_compiling_fails
         self.active = torch.ones(stack_size(model), dtype=torch.bool, device=next(model.parameters()).device)
         self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
         # Static shapes: a last partial batch compiles once more, where dynamic shapes would
@@ -134,8 +140,23 @@ class TrainStep:
                 self.compile_mode,
             )
             started = time.perf_counter()
-            values = self._step(x, tau)
-            self._count_setup(started, "compile: the first step of each batch shape", "compiled in %.1f s")
+            rng, done = random_state(x.device), "compiled in %.1f s"
+            try:
+                values = self._step(x, tau)
+            except Exception as err:
+                if not self.eager_if_compiling_fails:
+                    raise
+                while (inner := err.__cause__ or getattr(err, "inner_exception", None)) is not None:
+                    err = inner  # torch wraps the compiler's error: say that one
+                log.warning(
+                    "could not compile the training step (%s); training on without compiling "
+                    "(trainer.compile=false skips the attempt)",
+                    describe(err),
+                )
+                self.losses, self.compile_mode = self._losses, None
+                restore_random_state(x.device, rng)  # the eager step draws the noise the run would have
+                values, done = self._step(x, tau), "gave up compiling after %.1f s"
+            self._count_setup(started, "compile: the first step of each batch shape", done)
             return values
         return self._step(x, tau)
 
@@ -151,6 +172,19 @@ class TrainStep:
         loss.backward()
         self.optimizer.step()
         return values
+
+
+def random_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Gives the global generators' states that a step draws from: the CPU's, and the device's."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.random.get_rng_state(), cuda
+
+
+def restore_random_state(device: torch.device, state: tuple[torch.Tensor, torch.Tensor | None]) -> None:
+    cpu, cuda = state
+    torch.random.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda, device)
 
 
 # A captured step: the graph, its input batch and temperature, and its output values.
@@ -248,5 +282,13 @@ def build_step(
     precision: str = "32",
 ) -> TrainStep | CudaGraphStep:
     """Gives the step function that ``plan`` describes."""
-    step = TrainStep(model, optimizer, objective, compile=plan.compile, backend=backend, precision=precision)
+    step = TrainStep(
+        model,
+        optimizer,
+        objective,
+        compile=plan.compile,
+        backend=backend,
+        precision=precision,
+        eager_if_compiling_fails=plan.eager_if_compiling_fails,
+    )
     return CudaGraphStep(step) if plan.cuda_graph else step
