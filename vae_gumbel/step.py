@@ -144,14 +144,18 @@ class TrainStep:
             try:
                 values = self._step(x, tau)
             except Exception as err:
+                reason = err
+                while (inner := reason.__cause__ or getattr(reason, "inner_exception", None)) is not None:
+                    reason = inner  # torch wraps the compiler's error: say that one
                 if not self.eager_if_compiling_fails:
-                    raise
-                while (inner := err.__cause__ or getattr(err, "inner_exception", None)) is not None:
-                    err = inner  # torch wraps the compiler's error: say that one
+                    raise ConfigError(
+                        f"could not compile the training step ({describe(reason)}); "
+                        "trainer.compile=false or auto trains without compiling"
+                    ) from err
                 log.warning(
                     "could not compile the training step (%s); training on without compiling "
                     "(trainer.compile=false skips the attempt)",
-                    describe(err),
+                    describe(reason),
                 )
                 self.losses, self.compile_mode = self._losses, None
                 restore_random_state(x.device, rng)  # the eager step draws the noise the run would have
