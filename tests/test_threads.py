@@ -90,8 +90,10 @@ def write_cgroup(root: Path, memberships: str, files: dict[str, str]) -> None:
             0.5,
         ),
         ("4:cpu:/\n", {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ("not a cgroup line\n0::/box\n", {"box/cpu.max": "200000 100000\n"}, 2.0),
+        ("0::/box\n", {"box/cpu.max": "garbled\n"}, None),
     ],
-    ids=["v2-none", "v2-max", "v2-parent", "v2-tightest", "v1", "v1-at-mount", "v1-none"],
+    ids=["v2-none", "v2-max", "v2-parent", "v2-tightest", "v1", "v1-at-mount", "v1-none", "odd", "garbled"],
 )
 def test_a_cgroup_cpu_quota_is_read_as_cores_worth(
     tmp_path: Path, memberships: str, files: dict[str, str], quota: float | None

@@ -57,7 +57,9 @@ def cgroup_cpu_quota(root: Path = Path("/")) -> float | None:
         return None
     limits = []
     for line in lines:
-        _, controllers, path = line.split(":", 2)
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if not path:
+            continue
         if controllers == "":  # cgroup v2: cpu.max holds "QUOTA PERIOD" or "max PERIOD"
             for folder in ancestors(root / "sys/fs/cgroup", path):
                 limits.append(read_quota(folder / "cpu.max", None))
@@ -81,15 +83,12 @@ def read_quota(quota_file: Path, period_file: Path | None) -> float | None:
         fields = quota_file.read_text().split()
         if period_file is not None:
             fields.append(period_file.read_text().strip())
-        quota, period = fields[0], float(fields[1])
+        if fields[0] in ("max", "-1"):  # no quota
+            return None
+        quota, period = float(fields[0]), float(fields[1])
     except (OSError, IndexError, ValueError):
         return None
-    if quota in ("max", "-1") or period <= 0:
-        return None
-    try:
-        return float(quota) / period
-    except ValueError:
-        return None
+    return quota / period if period > 0 else None
 
 
 @dataclass(frozen=True)
@@ -108,13 +107,14 @@ def cpu_times(cpus: set[int] | None = None) -> CpuTimes | None:
     try:
         stat = Path("/proc/stat").read_text()
         own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+        busy = busy_ticks(stat, cpus)
+        own_ticks = int(own[11]) + int(own[12])
+    except (OSError, IndexError, ValueError):
         return None
-    busy = busy_ticks(stat, cpus)
     if busy is None:
         return None
     tick = os.sysconf("SC_CLK_TCK")
-    return CpuTimes(busy / tick, (int(own[11]) + int(own[12])) / tick, time.monotonic())
+    return CpuTimes(busy / tick, own_ticks / tick, time.monotonic())
 
 
 def busy_ticks(stat: str, cpus: set[int] | None = None) -> int | None:
@@ -122,7 +122,7 @@ def busy_ticks(stat: str, cpus: set[int] | None = None) -> int | None:
     cpuN lines), or of all of them (its first line); None if it holds none of them."""
     total, found = 0, False
     for line in stat.splitlines():
-        name, *values = line.split()
+        name, *values = line.split() or [""]
         if not name.startswith("cpu"):
             break  # the cpu lines come first
         wanted = name == "cpu" if cpus is None else name != "cpu" and int(name[3:]) in cpus
