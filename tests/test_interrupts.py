@@ -256,6 +256,7 @@ def test_an_interrupted_sweep_prints_the_command_that_continues_all_its_jobs(
         assert [record["epoch"] for record in read_metrics(folder.metrics)] == list(range(1, EPOCHS + 1))
 
 
+@pytest.mark.slow
 def test_ctrl_c_to_a_joblib_sweep_says_how_to_continue_it(mnist_root: Path, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     launcher = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.num_threads=1"]
