@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import vae_gumbel.run_folder as run_folder_module
 from vae_gumbel.errors import CheckpointError, FolderBusy
 from vae_gumbel.run_folder import (
     LOCK_PATIENCE_S,
@@ -111,13 +112,15 @@ with open(sys.argv[1]) as file:
 """
 
 
-def test_a_start_waits_out_a_process_that_only_looks_at_the_lock(tmp_path: Path) -> None:
+def test_a_start_waits_out_a_process_that_only_looks_at_the_lock(tmp_path: Path, monkeypatch) -> None:
+    assert LOCK_PATIENCE_S <= 0.1  # a sweep launched again waits this long for each busy folder
+    monkeypatch.setattr(run_folder_module, "LOCK_PATIENCE_S", 10.0)  # a look that a loaded machine drags out
     folder = RunFolder(tmp_path / "run")
     with training_into(folder):
         pass
     with open(folder.lock) as looker:
         fcntl.flock(looker, fcntl.LOCK_SH)  # as lock_state and a report look, for a moment
-        release = threading.Timer(LOCK_PATIENCE_S / 5, fcntl.flock, (looker, fcntl.LOCK_UN))
+        release = threading.Timer(0.05, fcntl.flock, (looker, fcntl.LOCK_UN))
         release.start()
         with training_into(folder):
             assert lock_state(folder) == "here"
