@@ -101,7 +101,9 @@ def uninterrupted(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return without_timing(read_metrics(RunFolder(folder).metrics))
 
 
-def start(args: list[str], cwd: Path, pause: str) -> subprocess.Popen:
+def start(args: list[str], cwd: Path, pause: str, new_session: bool = False) -> subprocess.Popen:
+    """Starts ``python args``; in a session of its own with ``new_session``, so that a signal to its
+    process group reaches it and its worker processes, as a terminal's Ctrl-C does."""
     environment = {**os.environ, "PYTHONPATH": str(REPO), "VAE_GUMBEL_PAUSE": pause}
     return subprocess.Popen(
         [sys.executable, *args],
@@ -110,6 +112,7 @@ def start(args: list[str], cwd: Path, pause: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=new_session,
     )
 
 
@@ -245,9 +248,15 @@ def test_an_interrupted_sweep_prints_the_command_that_continues_all_its_jobs(
     assert process.returncode == 128 + signal.SIGINT, stderr
     (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert f"resume=last hydra.run.dir={sweep_dir / '0'}; or the whole sweep with: " in line
-    printed = shlex.split(line.split("or the whole sweep with: ", 1)[1])
-    assert printed == ["python", *command, "resume=last", f"hydra.sweep.dir={sweep_dir}"]
-    finished = start(printed[1:], tmp_path, pause="")
+    finish_the_sweep(line.split("or the whole sweep with: ", 1)[1], command, sweep_dir)
+
+
+def finish_the_sweep(printed: str, command: list[str], sweep_dir: Path) -> None:
+    """Checks that the printed command is the sweep's own with resume=last into its folder, runs it,
+    and checks that both jobs then complete all their epochs."""
+    words = shlex.split(printed)
+    assert words == ["python", *command, "resume=last", f"hydra.sweep.dir={sweep_dir}"]
+    finished = start(words[1:], sweep_dir.parent, pause="")
     _, stderr = finished.communicate(timeout=300)
     assert finished.returncode == 0, stderr
     for job in ("0", "1"):
@@ -269,27 +278,12 @@ def test_ctrl_c_to_a_joblib_sweep_says_how_to_continue_it(mnist_root: Path, tmp_
         "seed=0,1",
         f"trainer.epochs={EPOCHS}",
     ]
-    process = subprocess.Popen(
-        [sys.executable, *command, f"hydra.sweep.dir={sweep_dir}"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO), "VAE_GUMBEL_PAUSE": "step=0.05"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # a terminal's Ctrl-C reaches the launcher and its worker processes
-    )
+    process = start([*command, f"hydra.sweep.dir={sweep_dir}"], tmp_path, pause="step=0.05", new_session=True)
     wait_for(lambda: all(epochs_logged(RunFolder(sweep_dir / job)) >= 1 for job in "01"), process)
-    os.killpg(process.pid, signal.SIGINT)
+    os.killpg(process.pid, signal.SIGINT)  # the launcher and both workers, each in a job
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGINT, stderr
     assert "no training was in progress" not in stderr
     said = "error: interrupted by SIGINT: the sweep stopped, and its runs keep their last checkpoints; "
     (line,) = [line for line in stderr.splitlines() if line.startswith(said)]
-    printed = shlex.split(line.split("continue the sweep with: ", 1)[1])
-    assert printed == ["python", *command, "resume=last", f"hydra.sweep.dir={sweep_dir}"]
-    finished = start(printed[1:], tmp_path, pause="")
-    _, stderr = finished.communicate(timeout=300)
-    assert finished.returncode == 0, stderr
-    for job in ("0", "1"):
-        folder = RunFolder(sweep_dir / job)
-        assert [record["epoch"] for record in read_metrics(folder.metrics)] == list(range(1, EPOCHS + 1))
+    finish_the_sweep(line.split("continue the sweep with: ", 1)[1], command, sweep_dir)
