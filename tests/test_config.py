@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import math
+import pkgutil
+import types
 from pathlib import Path
 
 import pytest
@@ -190,6 +193,17 @@ def test_submitit_launcher_configs_compose(launcher: str) -> None:
     if launcher == "slurm":
         assert (cfg.hydra.launcher.partition, cfg.hydra.launcher.gpus_per_node) == ("gpu", 1)
         assert cfg.hydra.launcher.timeout_min == 240
+
+
+def test_hydras_plugin_scan_can_check_every_name_in_this_packages_plugins() -> None:
+    """Hydra looks at every name in a plugin module and asks issubclass(name, Plugin) of classes. On
+    Python 3.10 it takes a list[...] alias for a class, and the scan, with every command, fails."""
+    import hydra_plugins.vae_gumbel_launcher as plugins
+
+    for module_info in pkgutil.iter_modules(plugins.__path__, f"{plugins.__name__}."):
+        module = importlib.import_module(module_info.name)
+        for name, value in vars(module).items():
+            assert not isinstance(value, types.GenericAlias), f"{module_info.name}.{name}"
 
 
 def test_optuna_config_composes_with_its_search_space() -> None:

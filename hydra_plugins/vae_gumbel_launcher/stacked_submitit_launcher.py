@@ -22,7 +22,7 @@ in ``launch``.
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
@@ -46,8 +46,9 @@ except ImportError:  # the optional sweep extra is not installed: nothing to reg
 
 log = logging.getLogger(__name__)
 
-# One stack: its jobs, each (index in the sweep, overrides).
-Stack = list[tuple[int, list[str]]]
+# One stack: its jobs, each (index in the sweep, overrides). A string: Hydra's plugin scan looks at
+# every name in this module, and on Python 3.10 it takes list[...] for a class and fails.
+Stack: TypeAlias = "list[tuple[int, list[str]]]"
 
 
 def group_into_stacks(jobs: Sequence[tuple[int, DictConfig]], max_members: int) -> list[list[int]]:
