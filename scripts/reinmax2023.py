@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from vae_gumbel.commands import at_least
 from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import check_writable, replace_text
 from vae_gumbel.report import mean_and_stderr, write_csv, write_runs_csv
@@ -244,7 +245,9 @@ def main(argv: list[str] | None = None) -> None:
         default=list(ESTIMATORS),
         help="estimators trained",
     )
-    parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 per configuration and estimator")
+    parser.add_argument(
+        "--seeds", type=at_least(1), default=10, help="seeds 0..N-1 per configuration and estimator"
+    )
     parser.add_argument(
         "--out", type=Path, default=Path("outputs/reinmax2023"), help="folder of the sweeps and the summary"
     )
@@ -257,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--at-once",
-        type=int,
+        type=at_least(1),
         default=8,
         help="with a submitting launcher, the most sweeps waiting at once (each in a process of about "
         "0.5 GB on this machine)",
@@ -267,10 +270,6 @@ def main(argv: list[str] | None = None) -> None:
     what.add_argument("--summary-only", action="store_true", help="summarise the runs already under --out")
     parser.add_argument("overrides", nargs="*", help="training overrides, after -- (e.g. -- resume=last)")
     args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error(f"--seeds must be at least 1, got {args.seeds}")
-    if args.at_once < 1:
-        parser.error(f"--at-once must be at least 1, got {args.at_once}")
     out = args.out.resolve()
     if not (args.summary_only or args.dry_run):
         with one_line_errors():  # before the sweeps, which take hours

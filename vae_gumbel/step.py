@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vae_gumbel.checkpoint import capture_rng_state, restore_rng_state
 from vae_gumbel.errors import ConfigError, describe, first_line
 from vae_gumbel.model import CategoricalVAE, stack_size
 from vae_gumbel.objectives import Elbo
@@ -60,9 +61,9 @@ def plan_step(
     run is long enough to repay compiling (COMPILE_PAYS_AFTER_STEPS), and trains on eager if
     compiling fails, and on CUDA it replays the whole step (forward, backward, optimizer update)
     as one CUDA graph either way, since a model this small is bound by launching its kernels, not
-    by running them. ``graph`` is that graph
-    without compiling; ``true`` compiles (on CUDA, with the graph). A learned temperature, whose
-    gradient leaves the step, gets inductor's own CUDA graphs (reduce-overhead) instead.
+    by running them. ``graph`` is that graph without compiling; ``true`` compiles (on CUDA, with
+    the graph). A learned temperature, whose gradient leaves the step, gets inductor's own CUDA
+    graphs (reduce-overhead) instead.
     """
     cuda = device.type == "cuda"
     if setting == "false" or (setting == "graph" and not cuda):
@@ -140,7 +141,7 @@ class TrainStep:
                 self.compile_mode,
             )
             started = time.perf_counter()
-            rng, done = random_state(x.device), "compiled in %.1f s"
+            rng, done = capture_rng_state(), "compiled in %.1f s"
             try:
                 values = self._step(x, tau)
             except Exception as err:
@@ -158,7 +159,7 @@ class TrainStep:
                     describe(reason),
                 )
                 self.losses, self.compile_mode = self._losses, None
-                restore_random_state(x.device, rng)  # the eager step draws the noise the run would have
+                restore_rng_state(rng)  # the eager step draws the noise the run would have
                 values, done = self._step(x, tau), "gave up compiling after %.1f s"
             self._count_setup(started, "compile: the first step of each batch shape", done)
             return values
@@ -176,19 +177,6 @@ class TrainStep:
         loss.backward()
         self.optimizer.step()
         return values
-
-
-def random_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Gives the global generators' states that a step draws from: the CPU's, and the device's."""
-    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-    return torch.random.get_rng_state(), cuda
-
-
-def restore_random_state(device: torch.device, state: tuple[torch.Tensor, torch.Tensor | None]) -> None:
-    cpu, cuda = state
-    torch.random.set_rng_state(cpu)
-    if cuda is not None:
-        torch.cuda.set_rng_state(cuda, device)
 
 
 # A captured step: the graph, its input batch and temperature, and its output values.

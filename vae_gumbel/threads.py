@@ -95,7 +95,7 @@ def read_quota(quota_file: Path, period_file: Path | None) -> float | None:
 class CpuTimes:
     """Busy seconds of the CPUs this process may run on and of this process, at a moment."""
 
-    machine_busy: float
+    busy: float  # of the CPUs read
     own: float
     at: float
 
@@ -140,7 +140,7 @@ def others_busy_cores(start: CpuTimes, end: CpuTimes) -> float:
     wall = end.at - start.at
     if wall <= 0:
         return 0.0
-    others = (end.machine_busy - start.machine_busy) - (end.own - start.own)
+    others = (end.busy - start.busy) - (end.own - start.own)
     return max(0.0, others / wall)
 
 
@@ -161,6 +161,7 @@ class ThreadCount:
         self.cores = usable_cores()
         # The CPUs whose time is watched: those the run may use (others' jobs elsewhere are theirs).
         self.cpus = usable_cpus()
+        self.watched = len(self.cpus) if self.cpus is not None else self.cores
         self.since = cpu_times(self.cpus)
         if not self.adapts:
             torch.set_num_threads(self.cores if setting in (None, "auto") else int(setting))
@@ -186,8 +187,7 @@ class ThreadCount:
             return  # too short a look says little: the next one covers this one's time too
         self.since = now
         busy = others_busy_cores(since, now)
-        watched = len(self.cpus) if self.cpus is not None else self.cores
-        threads = threads_for(watched - busy, self.cores)
+        threads = threads_for(self.watched - busy, self.cores)
         if threads != torch.get_num_threads():
             log.info(
                 "CPU threads: %d -> %d (other processes keep %.1f of %d cores busy;"
@@ -195,6 +195,6 @@ class ThreadCount:
                 torch.get_num_threads(),
                 threads,
                 busy,
-                watched,
+                self.watched,
             )
             torch.set_num_threads(threads)
