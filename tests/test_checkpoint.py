@@ -97,6 +97,27 @@ def test_an_unknown_format_is_refused(learned_run: Path, tmp_path: Path) -> None
         load_checkpoint(tmp_path / "future.pt")
 
 
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("empty", "the file is empty"),
+        ("cut short", "failed finding central directory"),
+        ("zeros", "not the zip archive that torch.save writes"),
+    ],
+)
+def test_a_damaged_checkpoint_says_what_is_wrong_without_torchs_unsafe_advice(
+    learned_run: Path, tmp_path: Path, damage: str, reason: str
+) -> None:
+    good = RunFolder(learned_run).checkpoint("last").read_bytes()
+    damaged = {"empty": b"", "cut short": good[: len(good) // 2], "zeros": bytes(100_000)}[damage]
+    (tmp_path / "last.pt").write_bytes(damaged)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(tmp_path / "last.pt")
+    message = str(caught.value)
+    assert reason in message and "corrupt" in message
+    assert "weights_only" not in message and "miniz" not in message and "\n" not in message
+
+
 def test_a_member_saved_and_restored_is_the_same_member(mnist_root: Path, learned_run: Path) -> None:
     settings = compose_settings([*tiny_run(mnist_root), "temperature=learned"])
     saved = load_checkpoint(learned_run)

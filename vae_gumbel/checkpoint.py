@@ -155,15 +155,29 @@ def unreadable(file: Path, err: Exception) -> CheckpointError:
             f"{file} holds objects a vae-gumbel checkpoint never holds (a reference to {unsafe.group(1)}), "
             "so it was refused for safety and not loaded; use a checkpoint that vae-gumbel wrote"
         )
+    return CheckpointError(
+        f"cannot read checkpoint {file} ({load_failure(file, err)}); the file is corrupt or not a "
+        "vae-gumbel checkpoint: use another checkpoint (best.pt or an earlier run)"
+    )
+
+
+def load_failure(file: Path, err: Exception) -> str:
+    """Gives the reason torch.load failed on a file, in a few words and without torch's advice.
+
+    An empty file (a copy that never finished) raises a bare EOFError; a file that is not the zip
+    archive torch.save writes is called a "legacy .tar" file, with the advice to turn the safety
+    check off; a damaged archive gets a paragraph about miniz after its reason.
+    """
+    text = str(err)
+    if file.is_file() and file.stat().st_size == 0:
+        return "the file is empty"
+    if "legacy .tar format" in text:
+        return "it is not the zip archive that torch.save writes"
     lines = [line.strip() for line in text.splitlines()]
     marker = next((i for i, line in enumerate(lines) if "WeightsUnpickler error" in line), None)
-    reason = (
-        next((line for line in lines[marker + 1 :] if line), "") if marker is not None else first_line(err)
-    )
-    return CheckpointError(
-        f"cannot read checkpoint {file} ({reason}); the file is corrupt or not a vae-gumbel checkpoint: "
-        "use another checkpoint (best.pt or an earlier run)"
-    )
+    if marker is not None:
+        return next((line for line in lines[marker + 1 :] if line), "")
+    return first_line(err).split(". This is an internal miniz error")[0]
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint") -> CategoricalVAE:
