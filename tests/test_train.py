@@ -371,6 +371,19 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     assert status["status"] == "failed" and "step 9" in status["error"]
 
 
+def test_a_picture_that_cannot_be_written_warns_once_and_the_run_goes_on(
+    compose_train, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "samples").write_text("a file where the samples folder belongs")
+    caplog.set_level(logging.INFO, logger="vae_gumbel.train")
+    train(compose_train("trainer.epochs=2"), tmp_path)
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("could not write picture ")
+    assert "samples/epoch_001.png: file exists" in warnings[0] and "training goes on" in warnings[0]
+    assert json.loads(RunFolder(tmp_path).status.read_text())["status"] == "completed"
+    assert load_checkpoint(RunFolder(tmp_path).checkpoint("last"))["epoch"] == 2
+
+
 def test_missing_data_with_download_off_is_a_clear_error(compose_train, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="data.download=false"):
         train(compose_train(f"data.root={tmp_path / 'empty'}"), tmp_path / "run")

@@ -98,6 +98,7 @@ class Member:
     snapshot: dict[str, Any] | None = None  # its checkpoint at the last epoch boundary, in memory
     saved_epoch: int | None = None  # the epoch of its last.pt on disk
     best_snapshot: dict[str, Any] | None = None  # its best epoch's checkpoint, until best.pt holds it
+    pictures_failed: bool = False  # whether a picture of its could not be written (said once)
 
     def best_loss(self, split: str) -> float:
         """Gives its lowest loss so far on ``split``: test, or val (the validation set)."""

@@ -448,8 +448,29 @@ def write_pictures(member: Member, epoch: int, step: int, pictures: dict[str, np
     with TIMELINE.phase("pictures: encode and write (background)"):
         for name, pixels in pictures.items():
             png = encode_png(pixels)
-            write_png(png, member.folder.epoch_picture(name, epoch))
+            path = member.folder.epoch_picture(name, epoch)
+            try:
+                write_png(png, path)
+            except OSError as err:
+                picture_not_written(member, path, err)
             member.run_log.log_png(name if name == "code_usage" else f"samples/{name}", png, step)
+
+
+def picture_not_written(member: Member, path: Path, err: OSError) -> None:
+    """Warns, the first time for a member, that one of its pictures could not be written. A picture
+    is a view of the run, not the run: its training goes on, and its checkpoints, whose writes
+    stop the run when they fail, say whether the disk holds what matters."""
+    if member.pictures_failed:
+        return
+    member.pictures_failed = True
+    where = f" ({err.filename})" if err.filename and Path(err.filename) != path else ""
+    member.logger.warning(
+        "could not write picture %s: %s%s; training goes on, and this run's later pictures that "
+        "cannot be written are skipped without another warning",
+        path,
+        (err.strerror or str(err)).lower(),
+        where,
+    )
 
 
 def write_checkpoints(member: Member, submit: Callable[..., Any]) -> None:
