@@ -171,10 +171,12 @@ def test_a_failed_save_says_why_and_leaves_the_previous_checkpoint_intact(
         handle.write(b"partial")
         raise failure
 
+    def disk_usage(folder):  # a full disk has room again once the partial file is removed
+        left = free if any(".partial." in name.name for name in Path(folder).iterdir()) else 10**9
+        return shutil._ntuple_diskusage(10**12, 10**12 - left, left)
+
     monkeypatch.setattr(torch, "save", crash)
-    monkeypatch.setattr(
-        shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(10**12, 10**12 - free, free)
-    )
+    monkeypatch.setattr(shutil, "disk_usage", disk_usage)
     with pytest.raises(
         WriteError, match=rf"could not write checkpoint {path}: {reason}; .* is kept\. {remedy}.*resume=last"
     ):

@@ -49,16 +49,21 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with replacing(path) as handle:
-            torch.save(checkpoint, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+            try:
+                torch.save(checkpoint, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            except (OSError, RuntimeError) as err:
+                # Judged while the partial file still fills the disk: once it is removed, a full
+                # disk has room again.
+                raise unwritable(path, err) from err
             pause("checkpoint")
-    except (OSError, RuntimeError) as err:
+    except OSError as err:
         raise unwritable(path, err) from err
 
 
 # Free bytes below which a failed write is put down to a full disk: torch's own message then only
-# says that its zip writer lost count.
+# says that its zip writer lost count. Checked while the partial file is still there.
 FULL_DISK_BYTES = 1 << 20
 
 
