@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import errno
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from vae_gumbel.errors import ConfigError
-from vae_gumbel.files import check_writable, replace_text, replacing
+from vae_gumbel.errors import ConfigError, WriteError
+from vae_gumbel.files import CONTINUE_RUN, check_writable, replace_text, replacing, unwritable, writing
 
 
 def test_a_replacement_takes_the_place_of_the_old_file_only_once_written(tmp_path: Path) -> None:
@@ -40,3 +42,48 @@ def test_a_place_for_output_is_made_or_refused_naming_the_setting(tmp_path: Path
         check_writable(tmp_path / "file", "out=")
     with pytest.raises(ConfigError, match=r"cannot write into .*file/below \(Not a directory\); give out="):
         check_writable(tmp_path / "file" / "below", "out=")
+
+
+def test_a_full_disk_is_refused_before_the_work_with_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class FullDisk:  # creating a file takes no space; its first byte does
+        def __init__(self, **kwargs) -> None: ...
+        def __enter__(self) -> FullDisk:
+            return self
+
+        def __exit__(self, *exc) -> None: ...
+        def write(self, data: bytes) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        flush = write
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", FullDisk)
+    with pytest.raises(
+        ConfigError, match=r"\(No space left on device\); free some space, or give out= a place"
+    ):
+        check_writable(tmp_path, "out=")
+
+
+@pytest.mark.parametrize(
+    ("failure", "free", "said"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), 10**9, "no space left on device. Free some space"),
+        (OSError(errno.EDQUOT, "Disk quota exceeded"), 10**9, "disk quota exceeded. Free some space"),
+        (RuntimeError("unexpected pos 3 vs 1"), 0, "no space left on device. Free some space"),
+        (OSError(errno.EIO, "Input/output error"), 10**9, "input/output error. Put that right"),
+        (OSError(errno.EEXIST, "File exists", "/run/samples"), 10**9, "file exists (/run/samples)."),
+    ],
+    ids=["full", "quota", "full-as-torch-says-it", "io-error", "in-the-way"],
+)
+def test_a_failed_write_names_the_file_the_reason_and_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: Exception, free: int, said: str
+) -> None:
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(10**12, 0, free))
+    path = tmp_path / "metrics.jsonl"
+    error = unwritable(path, failure, "the run's metrics", CONTINUE_RUN)
+    assert str(error).startswith(f"could not write the run's metrics {path}: {said}")
+    assert str(error).endswith("then continue with resume=last")
+    with pytest.raises(WriteError, match="could not write the run's status .*; the old one is kept. "):
+        with writing(tmp_path / "status.json", "the run's status", kept="the old one is kept"):
+            raise OSError(errno.ENOSPC, "No space left on device")

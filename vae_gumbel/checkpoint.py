@@ -13,12 +13,10 @@ out to a checkpoint, and a checkpoint back into one member.
 from __future__ import annotations
 
 import copy
-import errno
 import os
 import pickle
 import random
 import re
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,10 +24,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from vae_gumbel import files
 from vae_gumbel.data import ImageSet, load_test_set, load_validation_set
 from vae_gumbel.errors import CheckpointError, WriteError, first_line
 from vae_gumbel.faults import pause
-from vae_gumbel.files import partial_path, replacing
+from vae_gumbel.files import CONTINUE_RUN, partial_path, replacing
 from vae_gumbel.model import CategoricalVAE, member_state, model_with_weights
 from vae_gumbel.run_folder import resolve_checkpoint
 
@@ -62,27 +61,10 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
         raise unwritable(path, err) from err
 
 
-# Free bytes below which a failed write is put down to a full disk: torch's own message then only
-# says that its zip writer lost count. Checked while the partial file is still there.
-FULL_DISK_BYTES = 1 << 20
-
-
 def unwritable(path: Path, err: Exception) -> WriteError:
     """Gives the error for a checkpoint that could not be written, saying why in plain words."""
-    try:
-        full = shutil.disk_usage(path.parent).free < FULL_DISK_BYTES
-    except OSError:
-        full = False
-    full = full or getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
-    if isinstance(err, OSError) and err.strerror:
-        reason = err.strerror.lower()
-    else:
-        reason = "no space left on device" if full else first_line(err)
-    remedy = "free some space (or train into another folder)" if full else "put that right"
-    return WriteError(
-        f"could not write checkpoint {path}: {reason}; the checkpoint written before it is kept. "
-        f"{remedy[0].upper()}{remedy[1:]}, then continue with resume=last"
-    )
+    kept = "the checkpoint written before it is kept"
+    return files.unwritable(path, err, "checkpoint", CONTINUE_RUN, kept=kept)
 
 
 def link_checkpoint(source: str | Path, path: str | Path) -> None:

@@ -10,13 +10,23 @@ name (``grid_2.png``, ``grid_3.png``, ...) unless the user asked to overwrite.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+from vae_gumbel.errors import WriteError, first_line
+
+# Free bytes below which a failed write is put down to a full disk: torch's zip writer, for one, only
+# says that it lost count. Judged while the partial file still takes its space.
+FULL_DISK_BYTES = 1 << 20
+# What a training run does once the disk takes its writes again.
+CONTINUE_RUN = "continue with resume=last"
 
 
 def partial_path(path: Path) -> Path:
@@ -42,6 +52,34 @@ def replacing(path: Path) -> Iterator[BinaryIO]:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def unwritable(path: Path, err: BaseException, what: str, then: str, kept: str = "") -> WriteError:
+    """Gives the error for a file that could not be written: what it is and where, why in plain
+    words (a full disk or quota named as such), what is kept, and what to do ``then``."""
+    try:
+        full = shutil.disk_usage(path.parent).free < FULL_DISK_BYTES
+    except OSError:
+        full = False
+    full = full or getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(err, OSError) and err.strerror:
+        reason = err.strerror.lower()
+        if err.filename and Path(err.filename) != path:
+            reason += f" ({err.filename})"
+    else:
+        reason = "no space left on device" if full else first_line(err)
+    remedy = "Free some space" if full else "Put that right"
+    kept = f"; {kept}" if kept else ""
+    return WriteError(f"could not write {what} {path}: {reason}{kept}. {remedy}, then {then}")
+
+
+@contextmanager
+def writing(path: Path, what: str, then: str = CONTINUE_RUN, kept: str = "") -> Iterator[None]:
+    """Turns an OSError of the writes in the block into the WriteError ``unwritable`` gives."""
+    try:
+        yield
+    except OSError as err:
+        raise unwritable(path, err, what, then, kept) from err
 
 
 def replace_text(path: Path, text: str) -> None:
@@ -114,10 +152,14 @@ def check_writable(folder: Path, setting: str) -> None:
         raise ConfigError(f"{folder} is a file, not a folder; give {setting} a place you can write to")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
+        with tempfile.TemporaryFile(dir=folder) as probe:  # a byte, so that a full disk shows
+            probe.write(b"\0")
+            probe.flush()
     except OSError as err:
+        full = err.errno in (errno.ENOSPC, errno.EDQUOT)
         raise ConfigError(
-            f"cannot write into {folder} ({err.strerror or err}); give {setting} a place you can write to"
+            f"cannot write into {folder} ({err.strerror or err}); "
+            f"{'free some space, or ' if full else ''}give {setting} a place you can write to"
         ) from err
 
 
