@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -32,6 +33,7 @@ from vae_gumbel.errors import (
     FolderBusy,
     Interrupted,
     NonFiniteLossError,
+    WriteError,
 )
 from vae_gumbel.estimators import ESTIMATORS
 from vae_gumbel.run_folder import RunFolder
@@ -382,6 +384,26 @@ def test_a_picture_that_cannot_be_written_warns_once_and_the_run_goes_on(
     assert "samples/epoch_001.png: file exists" in warnings[0] and "training goes on" in warnings[0]
     assert json.loads(RunFolder(tmp_path).status.read_text())["status"] == "completed"
     assert load_checkpoint(RunFolder(tmp_path).checkpoint("last"))["epoch"] == 2
+
+
+def test_a_full_disk_under_the_tensorboard_log_fails_the_run_in_one_clear_line(
+    compose_train, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    def full(self, data: bytes) -> None:  # runs in TensorBoard's writer thread
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(RecordWriter, "write", full)
+    with pytest.raises(WriteError) as caught:
+        train(compose_train(), tmp_path)
+    assert str(caught.value) == (
+        f"could not write the run's TensorBoard log {tmp_path / 'tensorboard'}: no space left on device. "
+        "Free some space, then continue with resume=last"
+    )
+    status = json.loads(RunFolder(tmp_path).status.read_text())
+    assert status["status"] == "failed" and "TensorBoard log" in status["error"]
+    assert "Exception in thread" not in capfd.readouterr().err  # the writer thread's own traceback
 
 
 def test_missing_data_with_download_off_is_a_clear_error(compose_train, tmp_path: Path) -> None:

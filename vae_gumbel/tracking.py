@@ -3,12 +3,14 @@ lines in its log, how it ended in status.json, and its hyperparameters for the H
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import hashlib
 import json
 import logging
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from hydra.experimental.callback import Callback
 
 from vae_gumbel.errors import RecordsError, describe
-from vae_gumbel.files import replace_text
+from vae_gumbel.files import replace_text, writing
 from vae_gumbel.run_folder import RunFolder, holds_trained_run, sweep_record, trained_by_another
 
 if TYPE_CHECKING:
@@ -83,12 +85,13 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
 def write_status(folder: RunFolder, status: str, **details: Any) -> None:
     """Records how the run ended in status.json, for reports over many runs."""
-    folder.path.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"status": status, **details}, indent=2) + "\n"
-    if (
-        not folder.status.is_file() or folder.status.read_text() != text
-    ):  # a finished job re-run stays as it was
-        replace_text(folder.status, text)
+    with writing(folder.status, "the run's status"):
+        folder.path.mkdir(parents=True, exist_ok=True)
+        if (
+            not folder.status.is_file() or folder.status.read_text() != text
+        ):  # a finished job re-run stays as it was
+            replace_text(folder.status, text)
 
 
 @dataclass(frozen=True)
@@ -120,8 +123,9 @@ class JobRecord:
         from omegaconf import OmegaConf
 
         for name, content in self.files.items():
-            folder.hydra_file(name).parent.mkdir(parents=True, exist_ok=True)
-            replace_text(folder.hydra_file(name), OmegaConf.to_yaml(content))
+            with writing(folder.hydra_file(name), "the run's record"):
+                folder.hydra_file(name).parent.mkdir(parents=True, exist_ok=True)
+                replace_text(folder.hydra_file(name), OmegaConf.to_yaml(content))
 
 
 def record_refusal(folder: RunFolder, err: BaseException) -> None:
@@ -242,44 +246,56 @@ class RunLog:
         from torch.utils.tensorboard import SummaryWriter
 
         self.folder, self.logger = folder, logger
-        folder.path.mkdir(parents=True, exist_ok=True)
-        # A fresh start keeps nothing: what is there is from a run that never wrote a checkpoint.
-        records = read_metrics(folder.metrics) if start_step else []
-        kept = [r for r in records if r.get("epoch", 0) <= start_epoch]
-        replace_text(folder.metrics, records_text(kept))  # a crash now leaves all, never a part
         # In a sweep, tensorboard/<overrides>/ so TensorBoard names each job's run by its overrides.
+        self.events = folder.tensorboard / (tensorboard_name or "")
+        with self._writing_metrics():
+            folder.path.mkdir(parents=True, exist_ok=True)
+            # A fresh start keeps nothing: what is there is from a run that never wrote a checkpoint.
+            records = read_metrics(folder.metrics) if start_step else []
+            kept = [r for r in records if r.get("epoch", 0) <= start_epoch]
+            replace_text(folder.metrics, records_text(kept))  # a crash now leaves all, never a part
         # Events logged after the checkpoint's step belong to the lost part of the run; the
         # checkpoint's own step (its epoch record) stays. TensorBoard drops them when it reads the
         # purge mark (and, on a fresh start, every earlier event); the files stay as they are.
-        self.writer = SummaryWriter(
-            str(folder.tensorboard / (tensorboard_name or "")),
-            purge_step=start_step + 1 if start_step else 0,
-        )
-        self.writer.add_custom_scalars(CUSTOM_SCALARS)
+        with self._writing_events():
+            self.writer = SummaryWriter(str(self.events), purge_step=start_step + 1 if start_step else 0)
+            self.writer.add_custom_scalars(CUSTOM_SCALARS)
+
+    def _writing_metrics(self) -> contextlib.AbstractContextManager[None]:
+        return writing(self.folder.metrics, "the run's metrics")
+
+    def _writing_events(self) -> contextlib.AbstractContextManager[None]:
+        """A full disk stops TensorBoard's writer thread; its error comes back at the next call."""
+        quiet_tensorboard_writer_threads()
+        return writing(self.events, "the run's TensorBoard log")
 
     def info(self, message: str, *args: Any) -> None:
         self.logger.info(message, *args)
 
     def log_scalars(self, scalars: dict[str, float], step: int) -> None:
-        for tag, value in scalars.items():
-            self.writer.add_scalar(tag, value, step)
+        with self._writing_events():
+            for tag, value in scalars.items():
+                self.writer.add_scalar(tag, value, step)
 
     def log_epoch(self, record: dict[str, Any]) -> None:
         """Appends one epoch's record to metrics.jsonl and its scalars to TensorBoard."""
-        with self.folder.metrics.open("a") as handle:
+        with self._writing_metrics(), self.folder.metrics.open("a") as handle:
             handle.write(records_text([record]))
         scalars = {k: v for k, v in record.items() if k not in ("epoch", "step") and _is_number(v)}
         self.log_scalars(scalars, record["step"])
-        self.writer.flush()
+        with self._writing_events():
+            self.writer.flush()
 
     def amend_last_epoch(self, values: dict[str, float]) -> None:
         """Adds ``values`` to the last epoch's record in metrics.jsonl (rewritten atomically) and to
         TensorBoard at that epoch's step."""
         records = read_metrics(self.folder.metrics)
         records[-1].update(values)
-        replace_text(self.folder.metrics, records_text(records))
+        with self._writing_metrics():
+            replace_text(self.folder.metrics, records_text(records))
         self.log_scalars({k: v for k, v in values.items() if _is_number(v)}, records[-1]["step"])
-        self.writer.flush()
+        with self._writing_events():
+            self.writer.flush()
 
     def log_png(self, tag: str, png: Png, step: int) -> None:
         """Logs an encoded picture: the summary ``add_image`` writes, without the float round trip
@@ -289,7 +305,8 @@ class RunLog:
         image = Summary.Image(
             height=png.height, width=png.width, colorspace=png.channels, encoded_image_string=png.data
         )
-        self.writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+        with self._writing_events():
+            self.writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
     def log_hparams(self, hparams: dict[str, Any]) -> None:
         """Records the run as a session of the HParams tab, in its own folder: its settings, no
@@ -298,12 +315,31 @@ class RunLog:
         from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
         _, session_start, session_end = hparams_summaries(hparams, {})
-        self.writer.file_writer.add_summary(session_start)
-        self.writer.file_writer.add_summary(session_end)
-        self.writer.flush()
+        with self._writing_events():
+            self.writer.file_writer.add_summary(session_start)
+            self.writer.file_writer.add_summary(session_end)
+            self.writer.flush()
 
     def close(self) -> None:
-        self.writer.close()
+        with self._writing_events():
+            self.writer.close()
+
+
+def quiet_tensorboard_writer_threads() -> None:
+    """Keeps the traceback of a failed write in TensorBoard's writer thread off the console: the
+    thread keeps the error, and the writer raises it at its next call, where it is reported in one
+    line (``RunLog._writing_events``). Any other thread's error is shown as before."""
+    shown = threading.excepthook
+    if getattr(shown, "quiets_tensorboard", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, OSError):
+            return
+        shown(args)
+
+    hook.quiets_tensorboard = True
+    threading.excepthook = hook
 
 
 def _is_number(value: Any) -> bool:

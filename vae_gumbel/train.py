@@ -33,8 +33,9 @@ from vae_gumbel.background import BackgroundWriter, writer_threads
 from vae_gumbel.checkpoint import link_checkpoint, member_checkpoint, save_checkpoint
 from vae_gumbel.config import CONFIG_PATH, validate
 from vae_gumbel.data import ImageSet
-from vae_gumbel.errors import FolderBusy, Interrupted, describe, one_line, one_line_errors
+from vae_gumbel.errors import FolderBusy, Interrupted, WriteError, describe, one_line, one_line_errors
 from vae_gumbel.faults import pause
+from vae_gumbel.files import writing
 from vae_gumbel.grids import (
     code_usage_image,
     encode_png,
@@ -193,15 +194,32 @@ def train_stack(members: list[Member], resume_from: list[Path | None]) -> None:
     finally:
         for member in members:
             if member.run_log is not None:
-                member.run_log.close()
+                try:
+                    member.run_log.close()
+                except WriteError as err:
+                    member.error = member.error or err
     for member in members:
+        record_end(member)
+
+
+def record_end(member: Member) -> None:
+    """Records in status.json how a member's run ended. A status that cannot be written fails a run
+    that completed (its records are not whole), and only warns for a run that failed, whose own error
+    is the one to report."""
+    try:
         if member.error is not None:
             write_status(member.folder, "failed", error=describe(member.error))
+            return
+        final = member.final
+        details = {k: final[k] for k in ("epoch", "step", "test/loss") if k in final}
+        write_status(member.folder, "completed", **details)
+    except WriteError as err:
+        if member.error is None:
+            member.error = err
         else:
-            final = member.final
-            details = {k: final[k] for k in ("epoch", "step", "test/loss") if k in final}
-            write_status(member.folder, "completed", **details)
-            member.logger.info(end_summary(member))
+            member.logger.warning("the run failed, and its status.json could not say so: %s", err)
+        return
+    member.logger.info(end_summary(member))
 
 
 def train_run(run: Run) -> None:
@@ -534,7 +552,8 @@ def final_iwae(run: Run, m: int, split: str = "test") -> None:
         progress=settings.trainer.progress,
     )
     out = member.folder.eval_json_of(split)
-    member.logger.info(kept_line(out, write_eval_json(report, out)))
+    with writing(out, "the final evaluation"):
+        member.logger.info(kept_line(out, write_eval_json(report, out)))
     bounds = {f"{split}/neg_elbo_mean": report["neg_elbo"]}
     bounds.update({f"{split}/iwae_nll_{k}": value for k, value in report["iwae_nll"].items()})
     member.run_log.amend_last_epoch(bounds)
