@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
+import vae_gumbel.evaluate as evaluate_module
 from tests.conftest import assert_one_line_error, compose_config, run_module, tiny_run
-from vae_gumbel.errors import ConfigError, Interrupted
+from vae_gumbel.errors import ConfigError, Interrupted, WriteError
 from vae_gumbel.evaluate import run_evaluation
 from vae_gumbel.train import train
 
@@ -44,6 +46,19 @@ def test_evaluate_writes_eval_json_with_bounds_and_what_they_were_measured_on(
     assert saved["binarization"]["seed"] == 0 and len(saved["binarization"]["targets_sha256"]) == 64
     assert len(saved["kl_per_variable"]) == 4 and 0 <= saved["active_variables"] <= 4
     assert saved["test_images"] == 60
+
+
+def test_an_evaluation_that_cannot_be_written_prints_its_bounds_first(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    def full_disk(report: dict, path: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(evaluate_module, "write_eval_json", full_disk)
+    out = tmp_path / "eval.json"
+    with pytest.raises(WriteError, match=f"could not write the evaluation {out}: no space left on device; "):
+        evaluate(f"checkpoint={run_dir}", "iwae_samples=[1,5]", f"out={out}")
+    assert "IWAE NLL, k =     5:" in capsys.readouterr().out and not out.exists()
 
 
 def test_test_binarization_is_the_same_bits_every_time(run_dir: Path, tmp_path: Path) -> None:

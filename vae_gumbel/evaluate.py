@@ -25,7 +25,7 @@ from vae_gumbel.checkpoint import load_checkpoint, model_from_checkpoint, test_s
 from vae_gumbel.config import CONFIG_PATH, EvaluateConfig, validate
 from vae_gumbel.device import resolve_device
 from vae_gumbel.errors import Interrupted, one_line_errors
-from vae_gumbel.files import check_writable
+from vae_gumbel.files import check_writable, unwritable
 from vae_gumbel.likelihood import IMAGES, binarization_of, evaluation_report, kept_line, write_eval_json
 from vae_gumbel.run_folder import RunFolder, resolve_checkpoint
 
@@ -75,7 +75,13 @@ def run_evaluation(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
             f"interrupted by SIGINT: nothing was written, {out} is as it was; the same command evaluates "
             "again from the start (fewer images, data.test_limit=N, or smaller iwae_samples take less time)",
         ) from None
-    log.info(kept_line(out, write_eval_json(report, out)))
+    try:
+        kept = write_eval_json(report, out)
+    except OSError as err:
+        print(summary(report))  # an hour's work is not lost with the file
+        then = "evaluate again (or give out= another place)"
+        raise unwritable(out, err, "the evaluation", then, kept="its results are printed above") from err
+    log.info(kept_line(out, kept))
     return out, report
 
 

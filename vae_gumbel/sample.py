@@ -25,7 +25,7 @@ from vae_gumbel.checkpoint import load_checkpoint, model_from_checkpoint, test_s
 from vae_gumbel.config import CONFIG_PATH, SampleConfig, validate
 from vae_gumbel.device import resolve_device
 from vae_gumbel.errors import ConfigError, one_line_errors
-from vae_gumbel.files import check_writable, write_new
+from vae_gumbel.files import check_writable, write_new, writing
 from vae_gumbel.grids import SAMPLE_MODES, picture_name, same_picture, save_grid
 from vae_gumbel.run_folder import RunFolder, resolve_checkpoint
 
@@ -56,7 +56,10 @@ def sample(cfg: DictConfig) -> tuple[Path, str]:
             f"has {len(x):,}; ask for fewer rows or cols"
         )
     grid = mode.draw(model, x, settings)
-    return write_new(out, lambda path: save_grid(grid, path), overwrite=settings.overwrite, same=same_picture)
+    with writing(out, "the picture", then="draw it again (or give out= another place)"):
+        return write_new(
+            out, lambda path: save_grid(grid, path), overwrite=settings.overwrite, same=same_picture
+        )
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="sample")
