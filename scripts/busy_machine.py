@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from vae_gumbel.commands import at_least
 from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import dated_folder
 from vae_gumbel.run_folder import RunFolder
@@ -88,12 +89,28 @@ def measure(situation: str, name: str, setting: str, passive: bool, out: Path, o
     return {"situation": situation, "img_s": rates, "threads": threads}
 
 
+def thread_setting(text: str) -> str:
+    """An argparse type: a value of trainer.num_threads. A training override given after the list
+    would otherwise be taken for one, and fail only minutes later."""
+    if text in ("auto", "null") or (text.isdigit() and int(text) >= 1):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"must be auto, null or a number >= 1, got {text!r} (put training overrides after --)"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--settings", nargs="+", default=["auto", "null", "1"], help="trainer.num_threads values"
+        "--settings",
+        nargs="+",
+        type=thread_setting,
+        default=["auto", "null", "1"],
+        help="trainer.num_threads values",
     )
-    parser.add_argument("--rounds", type=int, default=2, help="each measurement this often, alternating")
+    parser.add_argument(
+        "--rounds", type=at_least(1), default=2, help="each measurement this often, alternating"
+    )
     parser.add_argument("--passive", action="store_true", help="also null with OMP_WAIT_POLICY=PASSIVE")
     parser.add_argument(
         "--out",

@@ -77,6 +77,13 @@ def test_a_script_refuses_an_output_place_it_cannot_write_before_it_measures_or_
         ("time_multirun.py", ["--jobs", "0"], "argument --jobs: must be >= 1, got 0"),
         ("time_multirun.py", ["--joblib-jobs", "0"], "argument --joblib-jobs: must be >= 1, got 0"),
         ("gpu_figures.py", ["--seeds", "-2"], "argument --seeds: must be >= 1, got -2"),
+        (
+            "busy_machine.py",
+            ["--settings", "auto", "data.train_limit=2000"],
+            "argument --settings: must be auto, null or a number >= 1, got 'data.train_limit=2000' "
+            "(put training overrides after --)",
+        ),
+        ("busy_machine.py", ["--rounds", "0"], "argument --rounds: must be >= 1, got 0"),
     ],
 )
 def test_a_script_refuses_a_count_it_cannot_run_in_one_line(
