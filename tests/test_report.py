@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import math
 from pathlib import Path
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+import vae_gumbel.report as report_module
 from tests.conftest import run_module
+from vae_gumbel.errors import WriteError
 from vae_gumbel.report import HIGHLIGHTED, curves_figure, read_job, report
 from vae_gumbel.run_folder import RunFolder, training_into
 from vae_gumbel.tracking import read_metrics
@@ -60,6 +63,23 @@ def write_searched_jobs(root: Path, ks: tuple[int, int] = (100, 100)) -> None:
         record = {"epoch": 2, "val/loss": validation, f"val/iwae_nll_{k}": bound, "test/loss": 99.0}
         with (root / str(job) / "metrics.jsonl").open("a") as metrics:
             metrics.write(json.dumps(record) + "\n")
+
+
+def test_a_report_that_cannot_be_written_names_the_file_and_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_job(tmp_path / "0", ["seed=0"], [100.0], {"status": "completed"})
+
+    def full_disk(path: Path, text: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(report_module, "replace_text", full_disk)
+    with pytest.raises(WriteError) as caught:
+        report(tmp_path)
+    assert str(caught.value) == (
+        f"could not write the table {tmp_path / 'runs.csv'}: no space left on device. "
+        "Free some space, then run the report again"
+    )
 
 
 def test_sort_bound_ranks_by_the_final_iwae_bound_on_the_validation_set_as_a_search_does(
@@ -303,8 +323,6 @@ def test_a_run_with_damaged_overrides_or_status_is_listed_with_the_damage(
 
 
 def test_a_report_cut_short_leaves_the_one_before_it_whole(tmp_path: Path, monkeypatch) -> None:
-    import errno
-
     from matplotlib.figure import Figure
 
     write_job(tmp_path / "0", ["seed=0"], [150.0, 140.0], {"status": "completed"})
@@ -318,7 +336,7 @@ def test_a_report_cut_short_leaves_the_one_before_it_whole(tmp_path: Path, monke
 
     monkeypatch.setattr(Figure, "savefig", disk_full)
     (tmp_path / "1" / "metrics.jsonl").write_text("")  # a different table this time
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(WriteError, match="could not write the figure .*report.png: no space left on device"):
         report(tmp_path)
     assert (tmp_path / "report.png").read_bytes() == before
     assert not [path for path in tmp_path.iterdir() if "partial" in path.name]

@@ -41,7 +41,7 @@ from matplotlib.ticker import MaxNLocator
 from vae_gumbel.commands import usage_name
 from vae_gumbel.config import RUN_CONTROL_KEYS
 from vae_gumbel.errors import ConfigError, RecordsError, first_line, one_line_errors
-from vae_gumbel.files import replace_text, replacing
+from vae_gumbel.files import replace_text, replacing, writing
 from vae_gumbel.run_folder import RunFolder, find_runs, lock_state, read_status
 from vae_gumbel.tracking import iwae_bound, read_metrics
 
@@ -293,6 +293,7 @@ def runs_table(jobs: list[Job]) -> tuple[list[str], list[list[Any]]]:
 
 
 RUNS_CSV = "runs.csv"
+AGAIN = "run the report again"  # what to do once a table or figure can be written
 
 
 def write_runs_csv(root: Path) -> Path:
@@ -420,9 +421,10 @@ def place_legend(axis: Any, outside: bool) -> None:
 def save_figure(figure: Figure, path: str | Path) -> Path:
     """Writes a figure as PNG (whole or not at all), creating its folder."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(path) as handle:
-        figure.savefig(handle, format="png", dpi=120, bbox_inches="tight")
+    with writing(path, "the figure", then=AGAIN):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with replacing(path) as handle:
+            figure.savefig(handle, format="png", dpi=120, bbox_inches="tight")
     return path
 
 
@@ -537,14 +539,16 @@ def write_csv(columns: list[str], rows: list[list[Any]], path: Path) -> None:
     writer = csv.writer(text)
     writer.writerow(columns)
     writer.writerows(rows)
-    replace_text(path, text.getvalue())
+    with writing(path, "the table", then=AGAIN):
+        replace_text(path, text.getvalue())
 
 
 def write_table(columns: list[str], rows: list[list[Any]], root: Path, name: str) -> str:
     """Writes a table as NAME.csv and NAME.md into ``root`` and gives the Markdown."""
     write_csv(columns, rows, root / f"{name}.csv")
     text = markdown(columns, rows)
-    replace_text(root / f"{name}.md", text)
+    with writing(root / f"{name}.md", "the table", then=AGAIN):
+        replace_text(root / f"{name}.md", text)
     return text
 
 
