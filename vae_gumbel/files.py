@@ -54,9 +54,10 @@ def replacing(path: Path) -> Iterator[BinaryIO]:
         partial.unlink(missing_ok=True)
 
 
-def unwritable(path: Path, err: BaseException, what: str, then: str, kept: str = "") -> WriteError:
-    """Gives the error for a file that could not be written: what it is and where, why in plain
-    words (a full disk or quota named as such), what is kept, and what to do ``then``."""
+def write_failure(path: Path, err: BaseException) -> tuple[str, bool]:
+    """Says why ``path`` could not be written, in plain words (with the file in the way, if another),
+    and whether the disk or the quota is full: torch's zip writer, for one, only says that it lost
+    count, so a disk with almost no room left counts as full."""
     try:
         full = shutil.disk_usage(path.parent).free < FULL_DISK_BYTES
     except OSError:
@@ -68,6 +69,13 @@ def unwritable(path: Path, err: BaseException, what: str, then: str, kept: str =
             reason += f" ({err.filename})"
     else:
         reason = "no space left on device" if full else first_line(err)
+    return reason, full
+
+
+def unwritable(path: Path, err: BaseException, what: str, then: str, kept: str = "") -> WriteError:
+    """Gives the error for a file that could not be written: what it is and where, why
+    (``write_failure``), what is kept, and what to do ``then``."""
+    reason, full = write_failure(path, err)
     remedy = "Free some space" if full else "Put that right"
     kept = f"; {kept}" if kept else ""
     return WriteError(f"could not write {what} {path}: {reason}{kept}. {remedy}, then {then}")

@@ -35,7 +35,7 @@ from vae_gumbel.config import CONFIG_PATH, validate
 from vae_gumbel.data import ImageSet
 from vae_gumbel.errors import FolderBusy, Interrupted, WriteError, describe, one_line, one_line_errors
 from vae_gumbel.faults import pause
-from vae_gumbel.files import writing
+from vae_gumbel.files import write_failure, writing
 from vae_gumbel.grids import (
     code_usage_image,
     encode_png,
@@ -481,13 +481,11 @@ def picture_not_written(member: Member, path: Path, err: OSError) -> None:
     if member.pictures_failed:
         return
     member.pictures_failed = True
-    where = f" ({err.filename})" if err.filename and Path(err.filename) != path else ""
     member.logger.warning(
-        "could not write picture %s: %s%s; training goes on, and this run's later pictures that "
+        "could not write picture %s: %s; training goes on, and this run's later pictures that "
         "cannot be written are skipped without another warning",
         path,
-        (err.strerror or str(err)).lower(),
-        where,
+        write_failure(path, err)[0],
     )
 
 
