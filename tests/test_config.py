@@ -140,6 +140,9 @@ def test_every_experiment_composes_and_trains_briefly(
         ("seed=4294967296", "seed must be a whole number from 0 to"),
         ("data.binarize_seed=-1", "data.binarize_seed must be a whole number from 0 to"),
         ("eval.iwae_seed=-2", "eval.iwae_seed must be a whole number from 0 to"),
+        ("optim.lr=inf", "optim.lr must be a finite number, got inf"),
+        ("temperature.rate=inf", "temperature.rate must be a finite number, got inf"),
+        ("estimator.gap=inf", "estimator.gap must be a finite number, got inf"),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(compose_train, override: str, message: str) -> None:

@@ -153,6 +153,8 @@ def test_a_missing_or_empty_checkpoint_and_a_bad_mode_are_clear_errors(run_dir: 
         sample_with(f"checkpoint={tmp_path / 'empty'}")
     with pytest.raises(ConfigError, match="mode must be one of"):
         sample_with(f"checkpoint={run_dir}", "mode=painting")
+    with pytest.raises(ConfigError, match=r"temperatures must be finite numbers, got \[1.0, inf\]"):
+        sample_with(f"checkpoint={run_dir}", "mode=temperature", "temperatures=[1,inf]")
 
 
 @pytest.mark.parametrize(

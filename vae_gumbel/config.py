@@ -11,6 +11,7 @@ the allowed values.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -426,7 +427,19 @@ def validate(cfg: DictConfig | dict, schema: type = TrainConfig) -> Any:
         raise ConfigError(first_line(err)) from None
     if not isinstance(settings, schema):
         raise ConfigError(f"expected a {schema.__name__}, got {type(settings).__name__}")
+    require_finite(settings)
     return settings
+
+
+def require_finite(settings: Any) -> None:
+    """Refuses an infinite number anywhere in the settings: it passes every range check (inf > 0) and
+    only turns the loss into NaN at the first step."""
+    for key, value in flat_settings(settings).items():
+        numbers = value if isinstance(value, tuple) else (value,)
+        finite = all(math.isfinite(x) for x in numbers if isinstance(x, float))
+        if isinstance(value, tuple):
+            require(finite, key, "finite numbers", list(value))
+        require(finite, key, "a finite number", value)
 
 
 def compose_settings(
