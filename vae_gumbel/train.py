@@ -400,20 +400,21 @@ def interrupted(run: Run, err: BaseException) -> Interrupted:
 def open_logs(run: Run) -> None:
     """Opens each member's records at the point where the run stands (dropping anything a killed
     run wrote after its checkpoint) and says what is about to be trained."""
-    batch_size = run.settings.data.batch_size
+    steps = math.ceil(len(run.data.train) / run.settings.data.batch_size)
     for member in run.members:
         member.run_log = RunLog(member.folder, run.epoch, run.step, member.tensorboard_name, member.logger)
         member.run_log.log_hparams(hyperparameters(member.settings))
         if run.epoch:
             member.run_log.info("resumed at epoch %d, step %d", run.epoch, run.step)
         member.run_log.info(
-            "training %s on %s: %d train%s / %d test images, %d steps per epoch%s, run folder %s",
+            "training %s on %s: %d train%s / %d test images, %d step%s per epoch%s, run folder %s",
             member.settings.estimator.name,
             run.device,
             len(run.data.train),
             f" / {len(run.data.validation)} validation" if run.data.validation is not None else "",
             len(run.data.test),
-            math.ceil(len(run.data.train) / batch_size),
+            steps,
+            "" if steps == 1 else "s",
             f", in a stack of {len(run.members)}" if len(run.members) > 1 else "",
             member.folder.path,
         )
