@@ -103,13 +103,19 @@ def test_an_unknown_format_is_refused(learned_run: Path, tmp_path: Path) -> None
         ("empty", "the file is empty"),
         ("cut short", "failed finding central directory"),
         ("zeros", "not the zip archive that torch.save writes"),
+        ("text", "not the zip archive that torch.save writes"),
     ],
 )
 def test_a_damaged_checkpoint_says_what_is_wrong_without_torchs_unsafe_advice(
     learned_run: Path, tmp_path: Path, damage: str, reason: str
 ) -> None:
     good = RunFolder(learned_run).checkpoint("last").read_bytes()
-    damaged = {"empty": b"", "cut short": good[: len(good) // 2], "zeros": bytes(100_000)}[damage]
+    damaged = {
+        "empty": b"",
+        "cut short": good[: len(good) // 2],
+        "zeros": bytes(100_000),
+        "text": b"\n",
+    }[damage]
     (tmp_path / "last.pt").write_bytes(damaged)
     with pytest.raises(CheckpointError) as caught:
         load_checkpoint(tmp_path / "last.pt")

@@ -148,19 +148,27 @@ def unreadable(file: Path, err: Exception) -> CheckpointError:
     )
 
 
+ZIP_MAGIC = b"PK\x03\x04"  # how every file torch.save writes begins
+
+
 def load_failure(file: Path, err: Exception) -> str:
     """Gives the reason torch.load failed on a file, in a few words and without torch's advice.
 
     An empty file (a copy that never finished) raises a bare EOFError; a file that is not the zip
-    archive torch.save writes is called a "legacy .tar" file, with the advice to turn the safety
-    check off; a damaged archive gets a paragraph about miniz after its reason.
+    archive torch.save writes gets an unpickler's opcode, or is called a "legacy .tar" file with
+    the advice to turn the safety check off; a damaged archive gets a paragraph about miniz after
+    its reason.
     """
-    text = str(err)
-    if file.is_file() and file.stat().st_size == 0:
+    try:
+        with file.open("rb") as handle:
+            start = handle.read(len(ZIP_MAGIC))
+    except OSError:
+        return first_line(err)  # torch could not open it either, and says why
+    if not start:
         return "the file is empty"
-    if "legacy .tar format" in text:
+    if start != ZIP_MAGIC:
         return "it is not the zip archive that torch.save writes"
-    lines = [line.strip() for line in text.splitlines()]
+    lines = [line.strip() for line in str(err).splitlines()]
     marker = next((i for i, line in enumerate(lines) if "WeightsUnpickler error" in line), None)
     if marker is not None:
         return next((line for line in lines[marker + 1 :] if line), "")
