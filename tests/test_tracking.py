@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from vae_gumbel.grids import code_usage_image, encode_png, to_pixels
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.tracking import (
     RunLog,
+    SweepSummary,
     hyperparameters,
     read_metrics,
     short_run_name,
@@ -237,3 +240,31 @@ def test_tensorboard_shows_the_relaxation_gap_and_the_temperature_on_one_chart_e
         assert series == [[pytest.approx(t), s, pytest.approx(v)] for t, s, v in series]
     finally:
         server.close()
+
+
+def test_a_sweep_whose_hparams_summary_cannot_be_written_still_ends_with_its_commands(
+    compose_train, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from omegaconf import OmegaConf
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    job = RunFolder(tmp_path / "0")
+    job.config.parent.mkdir(parents=True)
+    OmegaConf.save(compose_train(), job.config)  # a job of the sweep, as Hydra records it
+    OmegaConf.save(OmegaConf.create([]), job.hydra_file("overrides.yaml"))
+
+    def full(self, data: bytes) -> None:  # runs in TensorBoard's writer thread
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(RecordWriter, "write", full)
+    config = OmegaConf.create(
+        {"hydra": {"sweep": {"dir": str(tmp_path)}}, "eval": {"final_iwae_samples": None}}
+    )
+    caplog.set_level(logging.INFO, logger="hydra")
+    SweepSummary().on_multirun_end(config)
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages[0] == (
+        f"could not write the sweep's HParams summary into {tmp_path / 'tensorboard'}: no space left on "
+        "device; its runs are whole, and python -m vae_gumbel.report compares them"
+    )
+    assert messages[1].startswith(f"sweep done: {tmp_path}")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from hydra.experimental.callback import Callback
 
 from vae_gumbel.errors import RecordsError, describe
-from vae_gumbel.files import replace_text, writing
+from vae_gumbel.files import replace_text, write_failure, writing
 from vae_gumbel.run_folder import RunFolder, holds_trained_run, sweep_record, trained_by_another
 
 if TYPE_CHECKING:
@@ -400,8 +400,10 @@ def write_sweep_summary(sweep_dir: Path) -> Path | None:
     folder = sweep_dir / "tensorboard"
     for old in folder.glob("events.out.tfevents.*"):  # one summary per sweep: the latest
         old.unlink()
+    quiet_tensorboard_writer_threads()
     writer = SummaryWriter(str(folder))
     writer.file_writer.add_summary(summary)
+    writer.flush()  # raises what the writer thread met; close would keep it to itself
     writer.close()
     return folder
 
@@ -428,7 +430,16 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
-        write_sweep_summary(sweep_dir)
+        try:
+            write_sweep_summary(sweep_dir)
+        except OSError as err:  # the runs are whole: only the HParams tab's overview is missing
+            reason, _ = write_failure(sweep_dir / "tensorboard", err)
+            logging.getLogger("hydra").warning(
+                "could not write the sweep's HParams summary into %s: %s; its runs are whole, and "
+                "python -m vae_gumbel.report compares them",
+                sweep_dir / "tensorboard",
+                reason,
+            )
         # Runs that end with IWAE bounds (a search such as hparams_search=best_bound) compare by them.
         options = "[--sort bound] " if config.eval.final_iwae_samples else ""
         logging.getLogger("hydra").info(
