@@ -140,3 +140,16 @@ def test_a_damaged_compile_cache_costs_a_recompile_not_the_run(tmp_path: Path, c
     with caplog.at_level(logging.WARNING, logger="vae_gumbel.train"):
         cache.load()
     assert "could not read the compile cache" in caplog.text and "Traceback" not in caplog.text
+
+
+def test_a_timeline_that_cannot_be_written_is_a_warning_and_its_table_still_goes_to_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from vae_gumbel.train import write_timeline
+
+    (tmp_path / "timeline.json").mkdir()  # a folder where the file belongs
+    caplog.set_level(logging.INFO, logger="vae_gumbel.train")
+    write_timeline(tmp_path / "timeline.json")
+    warning, table = (record.getMessage() for record in caplog.records)
+    assert warning == f"could not write the timeline {tmp_path / 'timeline.json'}: is a directory"
+    assert table.startswith(f"where the time went ({tmp_path / 'timeline.json'}):")

@@ -65,8 +65,8 @@ def write_failure(path: Path, err: BaseException) -> tuple[str, bool]:
     full = full or getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
     if isinstance(err, OSError) and err.strerror:
         reason = err.strerror.lower()
-        if err.filename and Path(err.filename) != path:
-            reason += f" ({err.filename})"
+        if err.filename and Path(err.filename) not in (path, partial_path(path)):
+            reason += f" ({err.filename})"  # in the way: a file where a folder of the path belongs
     else:
         reason = "no space left on device" if full else first_line(err)
     return reason, full

@@ -652,5 +652,8 @@ def record_start(sweep_check_seconds: float = 0.0) -> None:
 def write_timeline(path: Path, **facts: object) -> None:
     """Writes the job's timeline so far into ``path`` and logs it as a table."""
     total = TIMELINE.total()
-    TIMELINE.write(path, total_seconds=total, **facts)
+    try:
+        TIMELINE.write(path, total_seconds=total, **facts)
+    except OSError as err:  # a measurement of the run, not the run: the table still goes to the log
+        log.warning("could not write the timeline %s: %s", path, write_failure(path, err)[0])
     log.info("where the time went (%s):\n%s", path, TIMELINE.table(total))
