@@ -4,6 +4,7 @@ moment leaves loadable checkpoints and untorn metrics, and every run resumes exa
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import signal
@@ -18,7 +19,7 @@ import torch
 from tests.conftest import REPO, compose_config, tiny_run
 from tests.test_train import without_timing
 from vae_gumbel.errors import Interrupted
-from vae_gumbel.interrupts import StoppedBySignal, resume_command, stop_on_signals
+from vae_gumbel.interrupts import StoppedBySignal, override, resume_command, shell_command, stop_on_signals
 from vae_gumbel.report import read_job
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.tracking import read_metrics
@@ -92,6 +93,43 @@ def test_the_command_that_continues_a_run_started_from_weights_continues_from_it
         *("python", "-m", "vae_gumbel.train", "debug=tiny", "seed=3", "trainer.epochs=4", "resume=last"),
         f"hydra.run.dir={tmp_path.resolve()}",
     ]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "/runs/plain",
+        "/runs/with space",
+        "/runs/ü",
+        "/runs/a,b",
+        "/runs/a'b",
+        '/runs/a"b',
+        "/runs/[x]=y",
+        " edge",
+    ],
+)
+def test_an_override_in_a_printed_command_reads_back_as_the_value_it_names(value: str) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    (word,) = shlex.split(shell_command("python", override("hydra.run.dir", value)))[1:]
+    assert OverridesParser.create().parse_override(word).value() == value
+
+
+def test_the_lines_that_close_a_run_in_an_awkward_folder_are_commands_a_shell_and_hydra_read(
+    mnist_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    folder = tmp_path / "runs, ü" / "a b"
+    caplog.set_level(logging.INFO, logger="vae_gumbel.train")
+    train(compose_config("train", tiny_run(mnist_root)), folder)
+    summary = caplog.text.split("done: ", 1)[1]
+    commands = {line.split(":", 1)[0].strip(): line.split(":", 1)[1] for line in summary.splitlines()[1:]}
+    assert shlex.split(commands["TensorBoard"]) == ["tensorboard", "--logdir", str(folder / "tensorboard")]
+    for name, module in (("samples", "vae_gumbel.sample"), ("likelihoods", "vae_gumbel.evaluate")):
+        words = shlex.split(commands[name])
+        assert words[:3] == ["python", "-m", module]
+        assert OverridesParser.create().parse_override(words[3]).value() == str(folder)
 
 
 @pytest.fixture(scope="module")

