@@ -39,6 +39,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
+@pytest.mark.slow
 def test_a_run_on_a_disk_that_fills_up_keeps_its_checkpoint_and_resumes_exactly(
     mnist_root: Path, small_disk: Path, tmp_path: Path
 ) -> None:
