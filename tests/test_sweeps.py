@@ -78,6 +78,11 @@ def test_joblib_launcher_runs_jobs_in_parallel_and_a_failing_job_loses_no_other(
     )
     assert result.returncode != 0
     assert "error: temperature.initial must be > 0, got -1.0" in result.stderr
+    # The sweep still ends with its summary: which runs failed, and how to compare them all.
+    ending = (result.stdout + result.stderr).split("sweep done: ", 1)[1].splitlines()
+    assert ending[1] == "  failed: 1 of 2 runs (0), each says why in its status.json"
+    assert ending[2].startswith("  compare its runs: python -m vae_gumbel.report ")
+    assert any((sweep_dir / "tensorboard").iterdir())  # the HParams tab's experiment summary
     failed, finished = job_dirs(sweep_dir)
     assert json.loads((failed / "status.json").read_text())["status"] == "failed"
     assert read_metrics(finished / "metrics.jsonl")[-1]["epoch"] == 1

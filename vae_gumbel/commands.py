@@ -125,7 +125,14 @@ def hydra_command(name: str) -> Callable[[], object]:
     def command() -> object:
         main = import_module(f"vae_gumbel.{name}").main
         check_command_line(name)
-        return main()
+        try:
+            return main()
+        except SystemExit as ended:
+            if ended.code == 1:  # a failed job: Hydra's sweeper stops before the sweep's end
+                from vae_gumbel.tracking import end_failed_sweep
+
+                end_failed_sweep()
+            raise
 
     return command
 

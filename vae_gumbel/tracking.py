@@ -20,7 +20,14 @@ from hydra.experimental.callback import Callback
 from vae_gumbel.errors import RecordsError, describe
 from vae_gumbel.files import replace_text, write_failure, writing
 from vae_gumbel.interrupts import shell_command, sweep_resume_command
-from vae_gumbel.run_folder import RunFolder, holds_trained_run, sweep_record, trained_by_another
+from vae_gumbel.run_folder import (
+    RunFolder,
+    find_runs,
+    holds_trained_run,
+    read_status,
+    sweep_record,
+    trained_by_another,
+)
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -358,7 +365,6 @@ def write_sweep_summary(sweep_dir: Path) -> Path | None:
     from torch.utils.tensorboard import SummaryWriter
 
     from vae_gumbel.config import TrainConfig, validate
-    from vae_gumbel.run_folder import find_runs
 
     values: dict[str, list] = {}
     metrics = list(HPARAMS_METRICS)
@@ -409,6 +415,10 @@ def write_sweep_summary(sweep_dir: Path) -> Path | None:
     return folder
 
 
+# The config of the sweep this process has started and not yet ended (SweepSummary, end_failed_sweep).
+_open_sweeps: list[Any] = []
+
+
 class SweepSummary(Callback):
     """A Hydra callback (``hydra.callbacks`` in train.yaml): at the start of a multirun it records
     the sweep's config and command line (multirun.yaml, which not every sweeper writes; a sweep
@@ -427,25 +437,54 @@ class SweepSummary(Callback):
             "error: interrupted by SIGINT: the sweep stopped, and its runs keep their last checkpoints; "
             "continue the sweep with: " + sweep_resume_command(config.hydra.overrides, sweep_dir)
         )
+        _open_sweeps[:] = [config]
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
-        try:
-            write_sweep_summary(sweep_dir)
-        except OSError as err:  # the runs are whole: only the HParams tab's overview is missing
-            reason, _ = write_failure(sweep_dir / "tensorboard", err)
-            logging.getLogger("hydra").warning(
-                "could not write the sweep's HParams summary into %s: %s; its runs are whole, and "
-                "python -m vae_gumbel.report compares them",
-                sweep_dir / "tensorboard",
-                reason,
-            )
-        # Runs that end with IWAE bounds (a search such as hparams_search=best_bound) compare by them.
-        options = "[--sort bound] " if config.eval.final_iwae_samples else ""
-        logging.getLogger("hydra").info(
-            "sweep done: %s\n  compare its runs: %s %s[--group-by-seed]\n  TensorBoard (HParams tab): %s",
-            sweep_dir,
-            shell_command("python", "-m", "vae_gumbel.report", sweep_dir),
-            options,
-            shell_command("tensorboard", "--logdir", sweep_dir),
+        _open_sweeps.clear()
+        end_sweep(config)
+
+
+def end_failed_sweep() -> None:
+    """Ends the sweep this process started, if it has not ended: Hydra's sweepers stop at the first
+    failed job of a batch, after the batch has run and before the callbacks' end, so its other runs
+    would get no HParams summary and the user no commands to compare them."""
+    if _open_sweeps:
+        end_sweep(_open_sweeps.pop(), failed=True)
+
+
+def end_sweep(config: Any, failed: bool = False) -> None:
+    """Writes the sweep's HParams summary and logs the commands that compare its runs; after a
+    failed job (``failed``), which of its runs failed."""
+    sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+    try:
+        write_sweep_summary(sweep_dir)
+    except OSError as err:  # the runs are whole: only the HParams tab's overview is missing
+        reason, _ = write_failure(sweep_dir / "tensorboard", err)
+        logging.getLogger("hydra").warning(
+            "could not write the sweep's HParams summary into %s: %s; its runs are whole, and "
+            "python -m vae_gumbel.report compares them",
+            sweep_dir / "tensorboard",
+            reason,
         )
+    # Runs that end with IWAE bounds (a search such as hparams_search=best_bound) compare by them.
+    options = "[--sort bound] " if config.eval.final_iwae_samples else ""
+    failures = ""
+    if failed:
+        runs = find_runs(sweep_dir)
+        names = [
+            str(run.relative_to(sweep_dir))
+            for run in runs
+            if read_status(RunFolder(run)).get("status") == "failed"
+        ]
+        failures = (
+            f"\n  failed: {len(names)} of {len(runs)} runs ({', '.join(names)}), "
+            "each says why in its status.json"
+        )
+    logging.getLogger("hydra").info(
+        "sweep done: %s%s\n  compare its runs: %s %s[--group-by-seed]\n  TensorBoard (HParams tab): %s",
+        sweep_dir,
+        failures,
+        shell_command("python", "-m", "vae_gumbel.report", sweep_dir),
+        options,
+        shell_command("tensorboard", "--logdir", sweep_dir),
+    )
