@@ -439,7 +439,8 @@ def require_finite(settings: Any) -> None:
         finite = all(math.isfinite(x) for x in numbers if isinstance(x, float))
         if isinstance(value, tuple):
             require(finite, key, "finite numbers", list(value))
-        require(finite, key, "a finite number", value)
+        else:
+            require(finite, key, "a finite number", value)
 
 
 def compose_settings(

@@ -25,6 +25,8 @@ from vae_gumbel.errors import WriteError, first_line
 # Free bytes below which a failed write is put down to a full disk: torch's zip writer, for one, only
 # says that it lost count. Judged while the partial file still takes its space.
 FULL_DISK_BYTES = 1 << 20
+# The errors of a full disk and of a full quota.
+FULL_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 # What a training run does once the disk takes its writes again.
 CONTINUE_RUN = "continue with resume=last"
 
@@ -62,7 +64,7 @@ def write_failure(path: Path, err: BaseException) -> tuple[str, bool]:
         full = shutil.disk_usage(path.parent).free < FULL_DISK_BYTES
     except OSError:
         full = False
-    full = full or getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+    full = full or getattr(err, "errno", None) in FULL_DISK_ERRNOS
     if isinstance(err, OSError) and err.strerror:
         reason = err.strerror.lower()
         if err.filename and Path(err.filename) not in (path, partial_path(path)):
@@ -164,7 +166,7 @@ def check_writable(folder: Path, setting: str) -> None:
             probe.write(b"\0")
             probe.flush()
     except OSError as err:
-        full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        full = err.errno in FULL_DISK_ERRNOS
         raise ConfigError(
             f"cannot write into {folder} ({err.strerror or err}); "
             f"{'free some space, or ' if full else ''}give {setting} a place you can write to"

@@ -265,6 +265,7 @@ class RunLog:
         # Events logged after the checkpoint's step belong to the lost part of the run; the
         # checkpoint's own step (its epoch record) stays. TensorBoard drops them when it reads the
         # purge mark (and, on a fresh start, every earlier event); the files stay as they are.
+        quiet_tensorboard_writer_threads()
         with self._writing_events():
             self.writer = SummaryWriter(str(self.events), purge_step=start_step + 1 if start_step else 0)
             self.writer.add_custom_scalars(CUSTOM_SCALARS)
@@ -274,7 +275,6 @@ class RunLog:
 
     def _writing_events(self) -> contextlib.AbstractContextManager[None]:
         """A full disk stops TensorBoard's writer thread; its error comes back at the next call."""
-        quiet_tensorboard_writer_threads()
         return writing(self.events, "the run's TensorBoard log")
 
     def info(self, message: str, *args: Any) -> None:
