@@ -3,12 +3,13 @@
 #
 #   sudo bash scripts/slurm_cluster.sh start    # installs slurm-wlm and munge if missing, starts munged, slurmctld, slurmd
 #   export SLURM_CONF=/tmp/vae-gumbel-slurm/slurm.conf   # what start prints: sbatch, squeue, ... find the cluster
-#   python -m pytest -m slurm                   # two tiny jobs through sbatch, one requeued while it runs
+#   python -m pytest -m slurm                   # tiny jobs through sbatch: one requeued, one cancelled
 #   sudo bash scripts/slurm_cluster.sh stop
 #
 # Everything lives in $VAE_GUMBEL_SLURM (default /tmp/vae-gumbel-slurm): the config, the controller's
 # state, the logs. The node is this machine (all its cores, 80% of its memory, no GPU) in one
-# partition, "debug". slurmd runs jobs as the user who submits them, so it needs root.
+# partition, "debug". slurmd runs jobs as the user who submits them, so it needs root. It keeps no
+# accounting (no slurmdbd): sacct has nothing to say, as on many small clusters.
 set -euo pipefail
 home=${VAE_GUMBEL_SLURM:-/tmp/vae-gumbel-slurm}
 conf=$home/slurm.conf

@@ -139,3 +139,32 @@ def test_each_stack_is_one_slurm_job_and_a_requeued_stack_resumes_every_member(
         assert without_timing(read_metrics(folder.metrics)) == without_timing(
             read_metrics(RunFolder(reference / str(job)).metrics)
         )
+
+
+def test_a_job_cancelled_on_this_cluster_ends_the_sweep_in_one_line(mnist_root: Path, tmp_path: Path) -> None:
+    # This cluster keeps no accounting (scripts/slurm_cluster.sh), so sacct cannot tell the state.
+    assert cluster_is_up(), "no SLURM cluster answers (SLURM_CONF, sinfo)"
+    sweep = tmp_path / "sweep"
+    job = RunFolder(sweep / "0")
+    command = [sys.executable, "-m", "vae_gumbel.train", "-m", *ON_THIS_CLUSTER, *tiny_run(mnist_root)]
+    command += ["trainer.epochs=10000", f"hydra.sweep.dir={sweep}"]
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    sweep_process = subprocess.Popen(
+        command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (job.metrics.is_file() and read_metrics(job.metrics)):
+            assert sweep_process.poll() is None and time.monotonic() < deadline, sweep_process.communicate()
+            time.sleep(0.5)
+        (task,) = slurm("squeue", "-h", "-o", "%i").split()
+        slurm("scancel", task)
+        output, errors = sweep_process.communicate(timeout=180)
+    finally:
+        if sweep_process.poll() is None:
+            sweep_process.kill()
+    said = [line for line in errors.splitlines() if line.startswith("error:")]
+    assert sweep_process.returncode == 1 and len(said) == 1, errors
+    assert said[0].startswith(f"error: SLURM job {task} ended without a result (state: CANCELLED"), errors
+    assert json.loads(job.status.read_text())["status"] == "interrupted"  # its checkpoint is kept
+    assert "not completed: 1 of 1 runs (0: interrupted)" in output + errors

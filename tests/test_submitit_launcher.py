@@ -99,6 +99,29 @@ def test_a_cancelled_job_ends_the_sweep_in_one_line_that_says_how_to_go_on(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("queue", "state"),
+    [("42_0|CANCELLED\n42_1|RUNNING", "CANCELLED"), ("42_1|RUNNING", "ended; squeue no longer knows it")],
+    ids=["in squeue", "gone from squeue"],
+)
+def test_a_cancelled_job_ends_the_sweep_on_a_cluster_without_accounting(
+    tmp_path: Path, mnist_root: Path, queue: str, state: str
+) -> None:
+    # sacct has no accounting to answer from: submitit alone would wait for the result for ever.
+    no_accounting = "echo 'Slurm accounting storage is disabled' >&2\nexit 1"
+    result = sweep(
+        tmp_path,
+        mnist_root,
+        "slurm",
+        sbatch="echo 'Submitted batch job 42'",
+        sacct=no_accounting,
+        squeue=f"printf '{queue}\\n'",
+    )
+    assert_one_line_error(result, 1, f"SLURM job 42_0 ended without a result (state: {state}")
+    assert "Bypassing sacct error" not in result.stdout + result.stderr
+
+
+@pytest.mark.slow
 def test_ctrl_c_while_waiting_for_slurm_jobs_says_that_they_go_on(tmp_path: Path, mnist_root: Path) -> None:
     # sacct, which submitit asks while it waits for the jobs, sends the launcher a Ctrl-C.
     states = ["JobID|State|NodeList", "42_0|RUNNING|node1", "42_1|RUNNING|node1"]

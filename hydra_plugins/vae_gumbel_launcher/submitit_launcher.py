@@ -6,7 +6,9 @@ cluster that cannot be reached from here) or a job ends without a result (cancel
 its memory or time), Hydra's submitit launcher stops with a Python trace. These launchers end
 instead with one line that says what SLURM said and what to do: exit code 2 for a refused
 submission (the launcher's settings), 1 for a job that ended without a result. A Ctrl-C while
-the launcher waits for the jobs says that they go on on the cluster. Everything else is
+the launcher waits for the jobs says that they go on on the cluster. On a cluster that keeps no
+accounting, the jobs' states come from squeue (``vae_gumbel.slurm_queue``), so that a cancelled
+job ends the sweep there too instead of leaving it waiting. Everything else is
 Hydra's submitit launcher. The stacked submitit launchers get the same (``SubmititErrors``).
 
 Hydra imports this module whenever it looks for plugins. It registers nothing where Hydra's
@@ -19,6 +21,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -70,8 +73,12 @@ class SubmititErrors:
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from submitit.core.utils import FailedJobError, UncompletedJobError
 
+        from vae_gumbel.slurm_queue import watched_without_accounting
+
+        on_slurm = getattr(self, "_EXECUTOR", None) == "slurm"
         try:
-            return super().launch(job_overrides, initial_job_idx)  # type: ignore[misc]
+            with watched_without_accounting() if on_slurm else nullcontext():
+                return super().launch(job_overrides, initial_job_idx)  # type: ignore[misc]
         except FailedJobError as err:
             if not isinstance(err.__cause__, subprocess.CalledProcessError):
                 raise  # a job's own failure: its trace is what there is to read
@@ -88,7 +95,7 @@ class SubmititErrors:
                 "once they end, run the sweep again with resume=last to train what did not finish",
             )
         except KeyboardInterrupt:
-            if getattr(self, "_EXECUTOR", None) != "slurm":
+            if not on_slurm:
                 raise  # local jobs got the Ctrl-C too, and stop as runs do
             end(
                 128 + signal.SIGINT,
