@@ -78,9 +78,9 @@ def test_joblib_launcher_runs_jobs_in_parallel_and_a_failing_job_loses_no_other(
     )
     assert result.returncode != 0
     assert "error: temperature.initial must be > 0, got -1.0" in result.stderr
-    # The sweep still ends with its summary: which runs failed, and how to compare them all.
+    # The sweep still ends with its summary: which runs did not complete, and how to compare them all.
     ending = (result.stdout + result.stderr).split("sweep done: ", 1)[1].splitlines()
-    assert ending[1] == "  failed: 1 of 2 runs (0), each says why in its status.json"
+    assert ending[1] == "  not completed: 1 of 2 runs (0: failed), each says why in its status.json"
     assert ending[2].startswith("  compare its runs: python -m vae_gumbel.report ")
     assert any((sweep_dir / "tensorboard").iterdir())  # the HParams tab's experiment summary
     failed, finished = job_dirs(sweep_dir)

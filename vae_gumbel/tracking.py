@@ -454,7 +454,7 @@ def end_failed_sweep() -> None:
 
 def end_sweep(config: Any, failed: bool = False) -> None:
     """Writes the sweep's HParams summary and logs the commands that compare its runs; after a
-    failed job (``failed``), which of its runs failed."""
+    failed job (``failed``), which of its runs did not complete and how each ended."""
     sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
     try:
         write_sweep_summary(sweep_dir)
@@ -469,15 +469,16 @@ def end_sweep(config: Any, failed: bool = False) -> None:
     # Runs that end with IWAE bounds (a search such as hparams_search=best_bound) compare by them.
     options = "[--sort bound] " if config.eval.final_iwae_samples else ""
     failures = ""
-    if failed:
+    if failed:  # failed, interrupted (a cancelled SLURM job), or still training on a cluster
         runs = find_runs(sweep_dir)
-        names = [
-            str(run.relative_to(sweep_dir))
-            for run in runs
-            if read_status(RunFolder(run)).get("status") == "failed"
+        statuses = {run: read_status(RunFolder(run)).get("status", "not started") for run in runs}
+        unfinished = [
+            f"{run.relative_to(sweep_dir)}: {status}"
+            for run, status in statuses.items()
+            if status != "completed"
         ]
         failures = (
-            f"\n  failed: {len(names)} of {len(runs)} runs ({', '.join(names)}), "
+            f"\n  not completed: {len(unfinished)} of {len(runs)} runs ({', '.join(unfinished)}), "
             "each says why in its status.json"
         )
     logging.getLogger("hydra").info(
