@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from tests.conftest import REPO, compose_config, tiny_run
 from tests.test_train import without_timing
@@ -106,13 +107,17 @@ def test_the_command_that_continues_a_run_started_from_weights_continues_from_it
         '/runs/a"b',
         "/runs/[x]=y",
         " edge",
+        "/runs/${x}",
+        "/runs/a\\${x}\\",
+        "/runs/$x",
     ],
 )
 def test_an_override_in_a_printed_command_reads_back_as_the_value_it_names(value: str) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     (word,) = shlex.split(shell_command("python", override("hydra.run.dir", value)))[1:]
-    assert OverridesParser.create().parse_override(word).value() == value
+    parsed = OverridesParser.create().parse_override(word).value()
+    assert OmegaConf.create({"value": parsed}).value == value  # as the composed config holds it
 
 
 def test_the_lines_that_close_a_run_in_an_awkward_folder_are_commands_a_shell_and_hydra_read(

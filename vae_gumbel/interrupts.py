@@ -103,11 +103,15 @@ HYDRA_UNQUOTED = re.compile(r"[A-Za-z0-9_\-/\\+.$%*@?|: ]*")
 def override(key: str, value: object) -> str:
     """Gives ``key=value`` as Hydra reads it back: a value with a character that Hydra's grammar
     takes only in quotes (an accent, a comma, a bracket, a quote, an edge of blanks) goes in double
-    quotes, with the backslashes before a quote, or at the end, doubled."""
+    quotes, with the backslashes before a quote, or at the end, doubled. A ``${`` is escaped, as
+    OmegaConf would otherwise read it as an interpolation."""
     text = str(value)
-    if HYDRA_UNQUOTED.fullmatch(text) and text == text.strip():
+    if HYDRA_UNQUOTED.fullmatch(text) and text == text.strip() and "${" not in text:
         return f"{key}={text}"
-    quoted = re.sub(r'(\\*)("|$)', lambda m: 2 * m.group(1) + ("\\" if m.group(2) else "") + m.group(2), text)
+    literal = re.sub(r"(\\*)(\$\{)", lambda m: 2 * m.group(1) + "\\" + m.group(2), text)
+    quoted = re.sub(
+        r'(\\*)("|$)', lambda m: 2 * m.group(1) + ("\\" if m.group(2) else "") + m.group(2), literal
+    )
     return f'{key}="{quoted}"'
 
 
