@@ -111,7 +111,8 @@ def member_of(cfg: DictConfig, run_dir: str | Path | None = None, logger: loggin
     folder = RunFolder(run_dir if run_dir is not None else HydraConfig.get().runtime.output_dir)
     job = JobRecord.of_job(cfg, folder)
     if job is not None and not holds_trained_run(folder) and not trained_by_another(folder):
-        job.write(folder)  # a run's record is replaced only once the job is accepted
+        job.write(folder)  # as Hydra would; a trained run's record is replaced only once the job is accepted
+        job = None  # written: nothing left to write at the acceptance
     try:
         settings = validate(cfg)
     except Exception as err:
