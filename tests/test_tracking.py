@@ -20,6 +20,7 @@ from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.tracking import (
     RunLog,
     SweepSummary,
+    how_runs_ended,
     hyperparameters,
     read_metrics,
     short_run_name,
@@ -268,3 +269,18 @@ def test_a_sweep_whose_hparams_summary_cannot_be_written_still_ends_with_its_com
         "device; its runs are whole, and python -m vae_gumbel.report compares them"
     )
     assert messages[1].startswith(f"sweep done: {tmp_path}")
+
+
+def test_a_sweep_that_ends_after_a_failed_job_says_how_each_unfinished_run_ended(tmp_path: Path) -> None:
+    assert how_runs_ended(tmp_path) == "no runs: none of its jobs wrote a run folder"
+    for job, status in (("0", "completed"), ("10", "failed"), ("2", "interrupted")):
+        write_status(RunFolder(tmp_path / job), status)
+    (tmp_path / "3" / ".hydra").mkdir(parents=True)
+    (tmp_path / "3" / ".hydra" / "overrides.yaml").write_text("[]\n")  # queued on a cluster, not started
+    assert how_runs_ended(tmp_path) == (
+        "not completed: 3 of 4 runs (2: interrupted, 3: not started, 10: failed), "
+        "each says why in its status.json"
+    )
+    for job in ("10", "2", "3"):
+        write_status(RunFolder(tmp_path / job), "completed")
+    assert how_runs_ended(tmp_path) == "completed: all 4 runs"

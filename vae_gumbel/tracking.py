@@ -452,6 +452,24 @@ def end_failed_sweep() -> None:
         end_sweep(_open_sweeps.pop(), failed=True)
 
 
+def how_runs_ended(sweep_dir: Path) -> str:
+    """Gives the line that says which runs of a sweep did not complete, and how each ended (failed,
+    interrupted: a cancelled SLURM job, training: still running on a cluster, not started)."""
+    runs = find_runs(sweep_dir)
+    if not runs:
+        return "no runs: none of its jobs wrote a run folder"
+    statuses = {run: read_status(RunFolder(run)).get("status", "not started") for run in runs}
+    unfinished = [
+        f"{run.relative_to(sweep_dir)}: {status}" for run, status in statuses.items() if status != "completed"
+    ]
+    if not unfinished:
+        return f"completed: all {len(runs)} runs"
+    return (
+        f"not completed: {len(unfinished)} of {len(runs)} runs ({', '.join(unfinished)}), "
+        "each says why in its status.json"
+    )
+
+
 def end_sweep(config: Any, failed: bool = False) -> None:
     """Writes the sweep's HParams summary and logs the commands that compare its runs; after a
     failed job (``failed``), which of its runs did not complete and how each ended."""
@@ -468,19 +486,7 @@ def end_sweep(config: Any, failed: bool = False) -> None:
         )
     # Runs that end with IWAE bounds (a search such as hparams_search=best_bound) compare by them.
     options = "[--sort bound] " if config.eval.final_iwae_samples else ""
-    failures = ""
-    if failed:  # failed, interrupted (a cancelled SLURM job), or still training on a cluster
-        runs = find_runs(sweep_dir)
-        statuses = {run: read_status(RunFolder(run)).get("status", "not started") for run in runs}
-        unfinished = [
-            f"{run.relative_to(sweep_dir)}: {status}"
-            for run, status in statuses.items()
-            if status != "completed"
-        ]
-        failures = (
-            f"\n  not completed: {len(unfinished)} of {len(runs)} runs ({', '.join(unfinished)}), "
-            "each says why in its status.json"
-        )
+    failures = f"\n  {how_runs_ended(sweep_dir)}" if failed else ""
     logging.getLogger("hydra").info(
         "sweep done: %s%s\n  compare its runs: %s %s[--group-by-seed]\n  TensorBoard (HParams tab): %s",
         sweep_dir,
