@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -52,33 +53,45 @@ def slurm(*args: str) -> str:
     return subprocess.run(list(args), capture_output=True, text=True, check=True, timeout=60).stdout
 
 
-def sweep_requeuing_task_0(command: list[str], cwd: Path, first_epoch_done: RunFolder) -> str:
-    """Runs a SLURM sweep and requeues its array's task 0 once ``first_epoch_done`` has finished an
-    epoch; gives the sweep's output, after checking that it succeeded."""
-    environment = {**os.environ, "PYTHONPATH": str(REPO), "VAE_GUMBEL_PAUSE": "epoch=2"}
+def sweep_acting_after_an_epoch(
+    command: list[str], cwd: Path, first_epoch_done: RunFolder, act: Callable[[], None], **environment: str
+) -> subprocess.CompletedProcess:
+    """Runs a SLURM sweep and calls ``act`` once ``first_epoch_done`` has finished an epoch; gives
+    how the sweep ended."""
+    environment = {**os.environ, "PYTHONPATH": str(REPO), **environment}
     sweep_process = subprocess.Popen(
-        command, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         deadline = time.monotonic() + 120
         while not (first_epoch_done.metrics.is_file() and read_metrics(first_epoch_done.metrics)):
             assert sweep_process.poll() is None and time.monotonic() < deadline, sweep_process.communicate()
             time.sleep(0.5)
-        (task,) = [
-            line.split()[0]
-            for line in slurm("squeue", "-h", "-o", "%i %T").splitlines()
-            if line.split()[0].endswith("_0")
-        ]
-        slurm("scontrol", "requeue", task)
-        while "PENDING" not in slurm("squeue", "-h", "-j", task, "-o", "%T"):
-            time.sleep(0.5)
-        slurm("scontrol", "update", f"JobId={task}", "StartTime=now")  # no requeue delay, for the test
-        output, _ = sweep_process.communicate(timeout=300)
+        act()
+        output, errors = sweep_process.communicate(timeout=300)
     finally:
         if sweep_process.poll() is None:
             sweep_process.kill()
-    assert sweep_process.returncode == 0, output
-    return output
+    return subprocess.CompletedProcess(command, sweep_process.returncode, output, errors)
+
+
+def requeue_task_0() -> None:
+    """Requeues task 0 of the sweep's array, as SLURM does to a preempted job, and starts it again at once."""
+    (task,) = [line for line in slurm("squeue", "-h", "-o", "%i").split() if line.endswith("_0")]
+    slurm("scontrol", "requeue", task)
+    while "PENDING" not in slurm("squeue", "-h", "-j", task, "-o", "%T"):
+        time.sleep(0.5)
+    slurm("scontrol", "update", f"JobId={task}", "StartTime=now")  # no requeue delay, for the test
+
+
+def sweep_requeuing_task_0(command: list[str], cwd: Path, first_epoch_done: RunFolder) -> str:
+    """Runs a SLURM sweep and requeues its array's task 0 once ``first_epoch_done`` has finished an
+    epoch; gives the sweep's output, after checking that it succeeded."""
+    ended = sweep_acting_after_an_epoch(
+        command, cwd, first_epoch_done, requeue_task_0, VAE_GUMBEL_PAUSE="epoch=2"
+    )
+    assert ended.returncode == 0, ended.stdout + ended.stderr
+    return ended.stdout + ended.stderr
 
 
 def assert_requeued_and_resumed(folder: RunFolder) -> None:
@@ -148,23 +161,16 @@ def test_a_job_cancelled_on_this_cluster_ends_the_sweep_in_one_line(mnist_root: 
     job = RunFolder(sweep / "0")
     command = [sys.executable, "-m", "vae_gumbel.train", "-m", *ON_THIS_CLUSTER, *tiny_run(mnist_root)]
     command += ["trainer.epochs=10000", f"hydra.sweep.dir={sweep}"]
-    environment = {**os.environ, "PYTHONPATH": str(REPO)}
-    sweep_process = subprocess.Popen(
-        command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not (job.metrics.is_file() and read_metrics(job.metrics)):
-            assert sweep_process.poll() is None and time.monotonic() < deadline, sweep_process.communicate()
-            time.sleep(0.5)
-        (task,) = slurm("squeue", "-h", "-o", "%i").split()
-        slurm("scancel", task)
-        output, errors = sweep_process.communicate(timeout=180)
-    finally:
-        if sweep_process.poll() is None:
-            sweep_process.kill()
+    cancelled: list[str] = []
+
+    def cancel() -> None:
+        cancelled[:] = slurm("squeue", "-h", "-o", "%i").split()
+        slurm("scancel", *cancelled)
+
+    ended = sweep_acting_after_an_epoch(command, tmp_path, job, cancel)
+    (task,), output, errors = cancelled, ended.stdout, ended.stderr
     said = [line for line in errors.splitlines() if line.startswith("error:")]
-    assert sweep_process.returncode == 1 and len(said) == 1, errors
+    assert ended.returncode == 1 and len(said) == 1, errors
     assert said[0].startswith(f"error: SLURM job {task} ended without a result (state: CANCELLED"), errors
     assert json.loads(job.status.read_text())["status"] == "interrupted"  # its checkpoint is kept
     assert "not completed: 1 of 1 runs (0: interrupted)" in output + errors
