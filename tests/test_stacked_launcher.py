@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shlex
 import signal
 from pathlib import Path
@@ -46,7 +47,7 @@ def test_a_stacked_sweep_writes_a_normal_run_folder_per_job(tmp_path: Path, mnis
         tmp_path, mnist_root, "trainer.epochs=2", "seed=0,1", "optim.lr=1e-3,3e-3", "trainer.timeline=true"
     )
     assert result.returncode == 0, result.stderr
-    assert "stack of 4, epoch 2/2: 4 training" in result.stdout + result.stderr
+    assert "stack of 4 (jobs 0 1 2 3), epoch 2/2: 4 training" in result.stdout + result.stderr
     # The basic sweeper composed every job to check the batch, and the launcher took those configs.
     phases = json.loads(sweep_timeline(sweep_dir, 0, 3).read_text())["phases"]
     assert 0 < phases[SWEEPER_CHECKS] and 0 < phases[HYDRA_COMPOSES]
@@ -97,7 +98,7 @@ def test_the_best_bound_search_selects_each_job_by_its_validation_bound(
         "eval.final_iwae_samples=[10]",
     )
     assert result.returncode == 0, result.stderr
-    assert "stack of 2, epoch 1/1" in result.stdout + result.stderr
+    assert re.search(r"stack of 2 \(jobs \d+ \d+\), epoch 1/1", result.stdout + result.stderr)
     # The search selects by the bound, and the end of the sweep says how to rank by it.
     assert f"python -m vae_gumbel.report {sweep_dir} [--sort bound] [--group-by-seed]" in result.stdout
     for job in range(2):
@@ -155,7 +156,7 @@ def test_a_bad_value_fails_its_job_alone_before_any_training(tmp_path: Path, mni
     statuses = [json.loads(RunFolder(sweep_dir / str(job)).status.read_text()) for job in range(4)]
     assert [s["status"] for s in statuses] == ["failed", "completed", "failed", "completed"]
     assert not RunFolder(sweep_dir / "0").metrics.exists()
-    assert "stack of 2" in result.stdout + result.stderr
+    assert "stack of 2 (jobs 1 3), epoch 1/1" in result.stdout + result.stderr
 
 
 def test_optuna_hands_the_stacked_launcher_batches_of_trials(tmp_path: Path, mnist_root: Path) -> None:

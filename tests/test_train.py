@@ -10,6 +10,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -39,7 +40,7 @@ from vae_gumbel.estimators import ESTIMATORS
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.step import GRAPH_WARMUP_STEPS
 from vae_gumbel.tracking import HPARAMS_METRICS, read_metrics
-from vae_gumbel.train import objective, train
+from vae_gumbel.train import objective, stack_line, train
 
 EPOCH_KEYS = {
     "epoch",
@@ -885,3 +886,17 @@ def test_a_refused_start_leaves_the_record_of_the_run_in_its_folder(
         train(compose_train(*refused), tmp_path)
     assert {path: path.read_bytes() for path in before} == before
     assert json.loads(folder.status.read_text())["status"] == "completed"
+
+
+def test_a_long_stacks_console_line_names_its_first_and_last_jobs(tmp_path: Path) -> None:
+    members = [SimpleNamespace(folder=RunFolder(tmp_path / str(job))) for job in range(64)]
+    run = SimpleNamespace(
+        members=members,
+        live=lambda: [(m, member) for m, member in enumerate(members) if m != 5],
+        epoch=3,
+        settings=SimpleNamespace(trainer=SimpleNamespace(epochs=10)),
+    )
+    records = [{"test/loss": 100.0 + m} for m in range(64)]
+    assert stack_line(run, records) == (
+        "stack of 64 (jobs 0 1 2 3 ... 63), epoch 3/10: 63 training, test loss 100.00 to 163.00 (mean 131.92)"
+    )

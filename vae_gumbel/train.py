@@ -92,6 +92,8 @@ from vae_gumbel.tracking import (
 
 # How many epochs the background writer may fall behind training before training waits for it.
 WRITER_EPOCHS_BEHIND = 2
+# The most jobs a stack's console line names; a longer stack's middle ones are elided.
+STACK_JOBS_SHOWN = 6
 
 
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
@@ -520,12 +522,16 @@ def save_checkpoints(folder: RunFolder, last: dict[str, Any] | None, best: dict[
 
 
 def stack_line(run: Run, records: list[dict[str, Any]]) -> str:
-    """Gives one console line for a stack's epoch: how many members train, and their test losses."""
+    """Gives one console line for a stack's epoch: which jobs it trains (its members' folders, a
+    sweep's job numbers, so that a sweep's stacks can be told apart), how many of them are still
+    training, and their test losses."""
     live = [records[m] for m, _ in run.live()]
     losses = [r["test/loss"] for r in live if "test/loss" in r]
-    line = (
-        f"stack of {len(run.members)}, epoch {run.epoch}/{run.settings.trainer.epochs}: {len(live)} training"
-    )
+    jobs = [member.folder.path.name for member in run.members]
+    if len(jobs) > STACK_JOBS_SHOWN:
+        jobs = [*jobs[: STACK_JOBS_SHOWN - 2], "...", jobs[-1]]
+    epoch = f"epoch {run.epoch}/{run.settings.trainer.epochs}"
+    line = f"stack of {len(run.members)} (jobs {' '.join(jobs)}), {epoch}: {len(live)} training"
     if losses:
         line += f", test loss {min(losses):.2f} to {max(losses):.2f} (mean {sum(losses) / len(losses):.2f})"
     return line
