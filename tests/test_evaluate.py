@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import shutil
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -145,6 +148,41 @@ def test_a_different_evaluation_already_there_is_kept_and_the_same_one_replaced(
     assert json.loads((copy / "eval.json").read_text())["iwae_nll"] == quick["iwae_nll"]
     assert json.loads((copy / "eval_2.json").read_text())["iwae_nll"] == careful["iwae_nll"]
     assert sorted(path.name for path in copy.iterdir() if "eval" in path.name) == ["eval.json", "eval_2.json"]
+
+
+def test_two_evaluations_that_end_at_once_each_keep_the_others_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first has read that there is no eval.json yet and is about to write its own when the
+    # second ends: the second waits for its turn, finds the first's report and keeps it.
+    import vae_gumbel.likelihood as likelihood
+
+    about_to_write, go_on = threading.Event(), threading.Event()
+    replacing = likelihood.replacing
+
+    @contextlib.contextmanager
+    def slow_replacing(path: Path) -> Iterator[object]:
+        if threading.current_thread().name == "first":
+            about_to_write.set()
+            go_on.wait(10)
+        with replacing(path) as handle:
+            yield handle
+
+    monkeypatch.setattr(likelihood, "replacing", slow_replacing)
+    path = tmp_path / "eval.json"
+    first_report = {"iwae_nll": {"1": 100.0}, "epoch": 1}
+    second_report = {"iwae_nll": {"1": 90.0}, "epoch": 2}
+    first = threading.Thread(target=likelihood.write_eval_json, args=(first_report, path), name="first")
+    first.start()
+    assert about_to_write.wait(10)
+    second = threading.Thread(target=likelihood.write_eval_json, args=(second_report, path))
+    second.start()
+    second.join(0.5)  # without turns, the second would be done by now, and then overwritten
+    go_on.set()
+    first.join(10)
+    second.join(10)
+    written = sorted(json.loads(file.read_text())["epoch"] for file in tmp_path.glob("eval*.json"))
+    assert written == [1, 2]
 
 
 def test_an_output_place_that_cannot_be_written_is_refused_before_the_work(

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from vae_gumbel.errors import ConfigError, WriteError
-from vae_gumbel.files import CONTINUE_RUN, check_writable, replace_text, replacing, unwritable, writing
+from vae_gumbel.files import (
+    CONTINUE_RUN,
+    check_writable,
+    replace_text,
+    replacing,
+    taking_turns,
+    unwritable,
+    writing,
+)
 
 
 def test_a_replacement_takes_the_place_of_the_old_file_only_once_written(tmp_path: Path) -> None:
@@ -87,3 +95,22 @@ def test_a_failed_write_names_the_file_the_reason_and_what_to_do(
     with pytest.raises(WriteError, match="could not write the run's status .*; the old one is kept. "):
         with writing(tmp_path / "status.json", "the run's status", kept="the old one is kept"):
             raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_processes_that_take_turns_on_a_folder_wait_for_each_other(tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    with taking_turns(tmp_path):
+        other = os.open(tmp_path, os.O_RDONLY)  # another holder, as another process would be
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(other)
+    other = os.open(tmp_path, os.O_RDONLY)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free again after the block
+    finally:
+        os.close(other)
+    assert list(tmp_path.iterdir()) == []  # the folder itself is the lock: no file left

@@ -10,6 +10,7 @@ name (``grid_2.png``, ``grid_3.png``, ...) unless the user asked to overwrite.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -54,6 +55,25 @@ def replacing(path: Path) -> Iterator[BinaryIO]:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+@contextmanager
+def taking_turns(folder: Path) -> Iterator[None]:
+    """Holds an exclusive lock on ``folder`` itself (no lock file) for the block, so that processes
+    that read a file there and then replace it take turns. Where the system or the file system has
+    no locks, the block runs without one."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system
+        yield
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        with contextlib.suppress(OSError):  # a file system without locks
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # and with it the lock
 
 
 def write_failure(path: Path, err: BaseException) -> tuple[str, bool]:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from vae_gumbel.data import ImageSet
-from vae_gumbel.files import claim_numbered, replacing
+from vae_gumbel.files import claim_numbered, replacing, taking_turns
 from vae_gumbel.gumbel import gumbel_max, sample_gumbel
 from vae_gumbel.model import CategoricalVAE, stack_size
 from vae_gumbel.objectives import bernoulli_nll, code_perplexity, kl_per_variable, negative_elbo
@@ -254,19 +254,21 @@ def same_evaluation(earlier: dict[str, Any], report: dict[str, Any]) -> bool:
 def write_eval_json(report: dict[str, Any], path: Path) -> Path | None:
     """Writes an evaluation report as eval.json, atomically. An earlier, different evaluation there
     (other weights, images or k: it may have taken an hour) is kept under the first free numbered
-    name, which this gives back (None if there was nothing to keep)."""
+    name, which this gives back (None if there was nothing to keep). Two evaluations that end at
+    once take turns, so that each finds the other's report and keeps it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     kept = None
-    try:
-        earlier = json.loads(path.read_text())
-    except FileNotFoundError:
-        earlier = None
-    except (OSError, ValueError):
-        earlier = {}  # unreadable: kept as it is, for whoever wants to look at it
-    with replacing(path) as handle:
-        handle.write((json.dumps(report, indent=2) + "\n").encode())
-        if earlier is not None and not same_evaluation(earlier, report):
-            kept = claim_numbered(path, path)
+    with taking_turns(path.parent):
+        try:
+            earlier = json.loads(path.read_text())
+        except FileNotFoundError:
+            earlier = None
+        except (OSError, ValueError):
+            earlier = {}  # unreadable: kept as it is, for whoever wants to look at it
+        with replacing(path) as handle:
+            handle.write((json.dumps(report, indent=2) + "\n").encode())
+            if earlier is not None and not same_evaluation(earlier, report):
+                kept = claim_numbered(path, path)
     return kept
 
 
