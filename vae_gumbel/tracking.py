@@ -452,6 +452,10 @@ def end_failed_sweep() -> None:
         end_sweep(_open_sweeps.pop(), failed=True)
 
 
+# The most unfinished runs a sweep's closing line names; it counts the rest.
+UNFINISHED_RUNS_NAMED = 10
+
+
 def how_runs_ended(sweep_dir: Path) -> str:
     """Gives the line that says which runs of a sweep did not complete, and how each ended (failed,
     interrupted: a cancelled SLURM job, training: still running on a cluster, not started)."""
@@ -464,8 +468,11 @@ def how_runs_ended(sweep_dir: Path) -> str:
     ]
     if not unfinished:
         return f"completed: all {len(runs)} runs"
+    named = unfinished[:UNFINISHED_RUNS_NAMED]
+    if len(unfinished) > len(named):
+        named.append(f"and {len(unfinished) - len(named)} more")
     return (
-        f"not completed: {len(unfinished)} of {len(runs)} runs ({', '.join(unfinished)}), "
+        f"not completed: {len(unfinished)} of {len(runs)} runs ({', '.join(named)}), "
         "each says why in its status.json"
     )
 
