@@ -118,7 +118,11 @@ def main(argv: list[str] | None = None) -> None:
         default=Path("outputs/bench/busy_machine"),
         help="where each measurement gets a dated folder",
     )
-    parser.add_argument("overrides", nargs="*", help="training overrides (e.g. data.train_limit=20000)")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="training overrides (e.g. data.train_limit=20000); after --settings, put -- before them",
+    )
     args = parser.parse_args(argv)
     with one_line_errors():  # before the measurement, which takes minutes
         out = dated_folder(args.out)

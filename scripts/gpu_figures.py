@@ -164,7 +164,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--repeats", type=at_least(1), default=3, help="timed warm runs (the median is reported)"
     )
-    parser.add_argument("overrides", nargs="*", help="training overrides for every run")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="training overrides for every run; after --steps or --stack-sizes, put -- before them",
+    )
     args = parser.parse_args(argv)
     if not args.budget > 0:
         parser.error(f"--budget must be a number of seconds above 0, got {args.budget}")

@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> None:
         default=Path("outputs/bench/multirun"),
         help="where each timing gets its own dated folder (runs and multirun.json)",
     )
-    parser.add_argument("overrides", nargs="*", help="training overrides for every run")
+    parser.add_argument(
+        "overrides", nargs="*", help="training overrides for every run; after --ways, put -- before them"
+    )
     args = parser.parse_args(argv)
     sweeps = args.sweep or [f"seed={','.join(str(seed) for seed in range(args.jobs))}"]
     jobs = jobs_of(sweeps)
