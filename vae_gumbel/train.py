@@ -92,7 +92,8 @@ from vae_gumbel.tracking import (
 
 # How many epochs the background writer may fall behind training before training waits for it.
 WRITER_EPOCHS_BEHIND = 2
-# The most jobs a stack's console line names; a longer stack's middle ones are elided.
+# A stack of up to this many jobs is named in full on its console line; a longer one by its first
+# four jobs and its last, the middle elided.
 STACK_JOBS_SHOWN = 6
 
 
