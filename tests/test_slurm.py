@@ -154,23 +154,31 @@ def test_each_stack_is_one_slurm_job_and_a_requeued_stack_resumes_every_member(
         )
 
 
-def test_a_job_cancelled_on_this_cluster_ends_the_sweep_in_one_line(mnist_root: Path, tmp_path: Path) -> None:
-    # This cluster keeps no accounting (scripts/slurm_cluster.sh), so sacct cannot tell the state.
+def test_a_job_cancelled_on_this_cluster_ends_the_sweep_in_one_line_while_the_job_before_it_runs(
+    mnist_root: Path, tmp_path: Path
+) -> None:
+    # This cluster keeps no accounting (scripts/slurm_cluster.sh), so sacct cannot tell the state;
+    # and Hydra's launcher alone would wait for job 0, which runs for hours, before telling of job 1.
     assert cluster_is_up(), "no SLURM cluster answers (SLURM_CONF, sinfo)"
     sweep = tmp_path / "sweep"
-    job = RunFolder(sweep / "0")
+    job = RunFolder(sweep / "1")
     command = [sys.executable, "-m", "vae_gumbel.train", "-m", *ON_THIS_CLUSTER, *tiny_run(mnist_root)]
-    command += ["trainer.epochs=10000", f"hydra.sweep.dir={sweep}"]
+    command += ["trainer.epochs=10000", "seed=0,1", f"hydra.sweep.dir={sweep}"]
     cancelled: list[str] = []
 
-    def cancel() -> None:
-        cancelled[:] = slurm("squeue", "-h", "-o", "%i").split()
+    def cancel_task_1() -> None:
+        cancelled[:] = [task for task in slurm("squeue", "-h", "-o", "%i").split() if task.endswith("_1")]
         slurm("scancel", *cancelled)
 
-    ended = sweep_acting_after_an_epoch(command, tmp_path, job, cancel)
+    try:
+        ended = sweep_acting_after_an_epoch(command, tmp_path, job, cancel_task_1)
+    finally:
+        tasks = slurm("squeue", "-h", "-o", "%i").split()
+        if tasks:
+            slurm("scancel", *tasks)  # job 0, left to run by the sweep
     (task,), output, errors = cancelled, ended.stdout, ended.stderr
     said = [line for line in errors.splitlines() if line.startswith("error:")]
     assert ended.returncode == 1 and len(said) == 1, errors
     assert said[0].startswith(f"error: SLURM job {task} ended without a result (state: CANCELLED"), errors
     assert json.loads(job.status.read_text())["status"] == "interrupted"  # its checkpoint is kept
-    assert "not completed: 1 of 1 runs (0: interrupted)" in output + errors
+    assert "not completed: 2 of 2 runs" in output + errors and "1: interrupted" in output + errors

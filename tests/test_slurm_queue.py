@@ -1,18 +1,27 @@
 """Job states on a SLURM cluster without accounting: from squeue, and a job that squeue no longer
-knows has ended. The SLURM commands are stand-ins on PATH (tests/test_slurm.py runs a real cluster)."""
+knows has ended; and jobs waited for in the order they end. The SLURM commands are stand-ins on
+PATH (tests/test_slurm.py runs a real cluster)."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("submitit")
 
+import submitit  # noqa: E402
+from submitit.core.utils import FailedJobError  # noqa: E402
 from submitit.slurm import slurm  # noqa: E402
 
-from vae_gumbel.slurm_queue import LEFT_THE_QUEUE, QueueWatcher, watched_without_accounting  # noqa: E402
+from vae_gumbel.slurm_queue import (  # noqa: E402
+    LEFT_THE_QUEUE,
+    QueueWatcher,
+    told_as_they_end,
+    watched_without_accounting,
+)
 
 NO_ACCOUNTING = "echo 'Slurm accounting storage is disabled' >&2\nexit 1"
 
@@ -78,3 +87,33 @@ def test_submitits_own_watcher_is_back_after_the_launch() -> None:
         assert isinstance(slurm.SlurmJob.watcher, QueueWatcher)
         raise RuntimeError("the launch failed")
     assert slurm.SlurmJob.watcher is submitits
+
+
+def runs_until(released: str) -> None:
+    """A job that runs until the file ``released`` appears (at most a minute)."""
+    deadline = time.monotonic() + 60
+    while not Path(released).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def fails(reason: str) -> None:
+    raise ValueError(reason)
+
+
+def run_or_fail(how: str, argument: str) -> None:
+    {"run": runs_until, "fail": fails}[how](argument)
+
+
+@pytest.mark.slow
+def test_the_first_job_to_fail_is_told_while_the_jobs_before_it_run(tmp_path: Path) -> None:
+    executor = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="local")
+    executor.update_parameters(timeout_min=2)
+    released = tmp_path / "released"
+    submitits, started = submitit.AutoExecutor.map_array, time.monotonic()
+    try:
+        with told_as_they_end(), pytest.raises(FailedJobError, match="job 1 fails at once"):
+            executor.map_array(run_or_fail, ["run", "fail"], [str(released), "job 1 fails at once"])
+        assert time.monotonic() - started < 30  # job 0 runs a minute: nothing waited for it
+    finally:
+        released.touch()
+    assert submitit.AutoExecutor.map_array is submitits

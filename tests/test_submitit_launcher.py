@@ -99,6 +99,22 @@ def test_a_cancelled_job_ends_the_sweep_in_one_line_that_says_how_to_go_on(
 
 
 @pytest.mark.slow
+def test_a_job_that_ends_without_a_result_ends_the_sweep_while_the_jobs_before_it_run(
+    tmp_path: Path, mnist_root: Path
+) -> None:
+    # Job 0 runs on (for ever, here): the sweep does not wait for it to tell of job 1.
+    states = ["JobID|State|NodeList", "42_0|RUNNING|node1", "42_1|OUT_OF_MEMORY|node1"]
+    result = sweep(
+        tmp_path,
+        mnist_root,
+        "slurm",
+        sbatch="echo 'Submitted batch job 42'",
+        sacct="".join(f"echo '{line}'\n" for line in states),
+    )
+    assert_one_line_error(result, 1, "SLURM job 42_1 ended without a result (state: OUT_OF_MEMORY)")
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("queue", "state"),
     [("42_0|CANCELLED\n42_1|RUNNING", "CANCELLED"), ("42_1|RUNNING", "ended; squeue no longer knows it")],

@@ -1,4 +1,11 @@
-"""How the SLURM launchers learn that a job has ended, on a cluster that keeps no accounting.
+"""How the SLURM launchers learn that a job has ended: in the order the jobs end, and on a cluster
+that keeps no accounting.
+
+Hydra's submitit launcher asks its jobs for their results one after another, in the sweep's
+order, so a job that SLURM cancelled, or killed for its memory or time, would be told only once
+every job before it had ended: hours later, behind a long job. ``told_as_they_end`` has the
+launcher wait for the jobs in the order they end, so the first job to end without a result ends
+the sweep at once.
 
 submitit learns a job's state from ``sacct``. A cluster without accounting
 (``AccountingStorageType=accounting_storage/none``, common on small lab clusters) answers every
@@ -17,6 +24,8 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import submitit
+from submitit.helpers import as_completed
 from submitit.slurm import slurm
 
 # What sacct says, and exits 1, on a cluster without accounting.
@@ -25,6 +34,9 @@ NO_ACCOUNTING = "accounting storage is disabled"
 LEFT_THE_QUEUE = "ended; squeue no longer knows it, and there is no accounting to ask"
 # submitit's own delay between looks at its jobs' states, at most.
 SUBMITIT_DELAY_S = 600
+# How often the launcher looks for a result file, as submitit's own wait does; SLURM is asked
+# only as often as the watcher's delay allows.
+LOOK_EVERY_S = 1.0
 
 
 def sacct_answers(command: list[str]) -> bool:
@@ -76,3 +88,32 @@ def watched_without_accounting() -> Iterator[None]:
         yield
     finally:
         slurm.SlurmJob.watcher = submitits
+
+
+@contextmanager
+def told_as_they_end() -> Iterator[None]:
+    """Has the jobs that submitit submits for the duration waited for in the order they end: the
+    first job to end without a result raises its error then, not after the jobs before it in the
+    sweep. Hydra's launcher builds the executor and waits in ``launch``, so the wait goes into the
+    executor's ``map_array``, on its class."""
+    submitits = submitit.AutoExecutor.map_array
+
+    def map_array(executor, fn, *iterables):  # type: ignore[no-untyped-def]
+        jobs = submitits(executor, fn, *iterables)
+        for job in as_completed(jobs, poll_frequency=LOOK_EVERY_S):
+            job.results()  # raises for a job that ended without a result; the result is read again later
+        return jobs
+
+    submitit.AutoExecutor.map_array = map_array  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        submitit.AutoExecutor.map_array = submitits  # type: ignore[method-assign]
+
+
+@contextmanager
+def waiting_for_slurm_jobs() -> Iterator[None]:
+    """How the SLURM launchers wait for their jobs: in the order the jobs end, with their states from
+    squeue where sacct has no accounting to answer from."""
+    with watched_without_accounting(), told_as_they_end():
+        yield

@@ -6,10 +6,11 @@ cluster that cannot be reached from here) or a job ends without a result (cancel
 its memory or time), Hydra's submitit launcher stops with a Python trace. These launchers end
 instead with one line that says what SLURM said and what to do: exit code 2 for a refused
 submission (the launcher's settings), 1 for a job that ended without a result. A Ctrl-C while
-the launcher waits for the jobs says that they go on on the cluster. On a cluster that keeps no
-accounting, the jobs' states come from squeue (``vae_gumbel.slurm_queue``), so that a cancelled
-job ends the sweep there too instead of leaving it waiting. Everything else is
-Hydra's submitit launcher. The stacked submitit launchers get the same (``SubmititErrors``).
+the launcher waits for the jobs says that they go on on the cluster. The launcher waits for the
+jobs in the order they end, so that a job cancelled behind a long one ends the sweep at once, and
+on a cluster that keeps no accounting the jobs' states come from squeue, so that a cancelled job
+ends the sweep there too instead of leaving it waiting (``vae_gumbel.slurm_queue``). Everything
+else is Hydra's submitit launcher. The stacked submitit launchers get the same (``SubmititErrors``).
 
 Hydra imports this module whenever it looks for plugins. It registers nothing where Hydra's
 submitit launcher is not installed (``pip install -e '.[sweep]'``).
@@ -73,11 +74,11 @@ class SubmititErrors:
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from submitit.core.utils import FailedJobError, UncompletedJobError
 
-        from vae_gumbel.slurm_queue import watched_without_accounting
+        from vae_gumbel.slurm_queue import waiting_for_slurm_jobs
 
         on_slurm = getattr(self, "_EXECUTOR", None) == "slurm"
         try:
-            with watched_without_accounting() if on_slurm else nullcontext():
+            with waiting_for_slurm_jobs() if on_slurm else nullcontext():
                 return super().launch(job_overrides, initial_job_idx)  # type: ignore[misc]
         except FailedJobError as err:
             if not isinstance(err.__cause__, subprocess.CalledProcessError):
