@@ -11,6 +11,7 @@ import pytest
 
 from hydra_plugins.vae_gumbel_launcher.submitit_launcher import job_without_result, submission_refused
 from tests.conftest import assert_one_line_error, run_module, tiny_run
+from vae_gumbel.interrupts import train_command
 
 
 def test_a_refused_submission_is_told_by_sbatchs_fatal_error_or_else_its_first() -> None:
@@ -91,9 +92,11 @@ def test_a_cancelled_job_ends_the_sweep_in_one_line_that_says_how_to_go_on(
         sbatch="echo 'Submitted batch job 42'",
         sacct="".join(f"echo '{line}'\n" for line in states),
     )
+    go_on = ["-m", "hydra/launcher=slurm", *tiny_run(mnist_root), "seed=0,1", "resume=last"]
     said = (
         "SLURM job 42_0 ended without a result (state: CANCELLED by 0); the sweep's other jobs are left to "
-        "run (squeue): once they end, run the sweep again with resume=last"
+        "run (squeue): once they end, continue the sweep with: "
+        + train_command(*go_on, f"hydra.sweep.dir={(tmp_path / 'sweep').resolve()}")
     )
     assert_one_line_error(result, 1, said)
 

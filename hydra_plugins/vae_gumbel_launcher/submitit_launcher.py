@@ -24,6 +24,7 @@ import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
 from hydra.core.config_store import ConfigStore
@@ -90,10 +91,13 @@ class SubmititErrors:
                 "SLURM answers from this machine (sinfo)",
             )
         except UncompletedJobError as err:
+            from vae_gumbel.interrupts import sweep_resume_command
+
+            go_on = sweep_resume_command(self.config.hydra.overrides, Path(str(self.config.hydra.sweep.dir)))
             end(
                 1,
-                f"{job_without_result(str(err))}; the sweep's other jobs are left to run (squeue): "
-                "once they end, run the sweep again with resume=last to train what did not finish",
+                f"{job_without_result(str(err))}; the sweep's other jobs are left to run (squeue): once "
+                f"they end, continue the sweep with: {go_on}",
             )
         except KeyboardInterrupt:
             if not on_slurm:
