@@ -16,7 +16,7 @@ from torch.utils.tensorboard import SummaryWriter
 from vae_gumbel.config import compose_settings
 from vae_gumbel.errors import RecordsError
 from vae_gumbel.grids import code_usage_image, encode_png, to_pixels
-from vae_gumbel.run_folder import RunFolder
+from vae_gumbel.run_folder import RunFolder, training_into
 from vae_gumbel.tracking import (
     RunLog,
     SweepSummary,
@@ -288,3 +288,13 @@ def test_a_sweep_that_ends_after_a_failed_job_says_how_each_unfinished_run_ended
         write_status(RunFolder(tmp_path / str(job)), "failed")
     assert how_runs_ended(tmp_path).startswith("not completed: 12 of 15 runs (4: failed, 5: failed, ")
     assert "13: failed, and 2 more), each says why" in how_runs_ended(tmp_path)
+
+
+def test_a_run_that_says_it_trains_after_its_process_is_gone_ended_killed_as_the_report_says(
+    tmp_path: Path,
+) -> None:
+    job = RunFolder(tmp_path / "0")
+    write_status(job, "training", pid=4242, host="node17")
+    with training_into(job):  # as the process that trains it holds it, on this machine or the cluster
+        assert how_runs_ended(tmp_path).startswith("not completed: 1 of 1 runs (0: training)")
+    assert how_runs_ended(tmp_path).startswith("not completed: 1 of 1 runs (0: killed)")

@@ -42,7 +42,7 @@ from vae_gumbel.commands import usage_name
 from vae_gumbel.config import RUN_CONTROL_KEYS
 from vae_gumbel.errors import ConfigError, RecordsError, first_line, one_line_errors
 from vae_gumbel.files import replace_text, replacing, writing
-from vae_gumbel.run_folder import RunFolder, find_runs, lock_state, read_status
+from vae_gumbel.run_folder import RunFolder, find_runs, status_now
 from vae_gumbel.tracking import iwae_bound, read_metrics
 
 
@@ -86,9 +86,7 @@ def parse_overrides(path: Path) -> dict[str, str]:
 def read_job(path: Path, root: Path) -> Job:
     """Gives what a job folder says about its run."""
     folder = RunFolder(path)
-    status = read_status(folder)
-    if status.get("status") == "training" and lock_state(folder) == "free":
-        status["status"] = "killed"  # no process trains it: it ended without saying how
+    status = status_now(folder)
     # A damaged record is listed with the run; the other runs are still worth a report.
     try:
         records = read_metrics(folder.metrics)

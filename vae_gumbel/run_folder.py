@@ -243,6 +243,16 @@ def read_status(folder: RunFolder) -> dict[str, Any]:
     return status if isinstance(status, dict) else {}
 
 
+def status_now(folder: RunFolder) -> dict[str, Any]:
+    """Gives what status.json says about a run, but ``killed`` where it says ``training`` while no
+    process holds the folder's lock: the run ended without saying how (SIGKILL, the out-of-memory
+    killer, a lost node)."""
+    status = read_status(folder)
+    if status.get("status") == "training" and lock_state(folder) == "free":
+        status["status"] = "killed"
+    return status
+
+
 def resolve_checkpoint(path: str | Path, which: str = "last") -> Path:
     """Gives the checkpoint file for ``path``: the file itself, or RUN/checkpoints/{which}.pt of a
     run folder."""

@@ -24,7 +24,7 @@ from vae_gumbel.run_folder import (
     RunFolder,
     find_runs,
     holds_trained_run,
-    read_status,
+    status_now,
     sweep_record,
     trained_by_another,
 )
@@ -458,11 +458,12 @@ UNFINISHED_RUNS_NAMED = 10
 
 def how_runs_ended(sweep_dir: Path) -> str:
     """Gives the line that says which runs of a sweep did not complete, and how each ended (failed,
-    interrupted: a cancelled SLURM job, training: still running on a cluster, not started)."""
+    interrupted: a cancelled SLURM job, training: still running on a cluster, killed, not started),
+    as the report tells them."""
     runs = find_runs(sweep_dir)
     if not runs:
         return "no runs: none of its jobs wrote a run folder"
-    statuses = {run: read_status(RunFolder(run)).get("status", "not started") for run in runs}
+    statuses = {run: status_now(RunFolder(run)).get("status", "not started") for run in runs}
     unfinished = [
         f"{run.relative_to(sweep_dir)}: {status}" for run, status in statuses.items() if status != "completed"
     ]
