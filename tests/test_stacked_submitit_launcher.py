@@ -7,6 +7,11 @@ launcher through a real SLURM cluster is in tests/test_slurm.py.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,9 +21,9 @@ from omegaconf import OmegaConf
 
 from hydra_plugins.vae_gumbel_launcher.stacked_submitit_launcher import group_into_stacks
 from hydra_plugins.vae_gumbel_launcher.submitit_launcher import SlurmJobsLauncher
-from tests.conftest import CONFIG_MODULE, run_module, tiny_run
+from tests.conftest import CONFIG_MODULE, REPO, run_module, tiny_run
 from tests.test_train import without_timing
-from vae_gumbel.run_folder import RunFolder
+from vae_gumbel.run_folder import RunFolder, lock_state
 from vae_gumbel.tracking import read_metrics
 
 
@@ -102,3 +107,41 @@ def test_each_stack_trains_in_a_submitted_job_to_the_numbers_of_an_in_process_st
         )
         assert [r["epoch"] for r in trained] == [1, 2]
         assert without_timing(trained) == without_timing(expected)
+
+
+def killed_after_an_epoch(folder: RunFolder) -> None:
+    """Kills the process that trains into ``folder`` (as the out-of-memory killer would) once it has
+    finished an epoch."""
+    deadline = time.monotonic() + 120
+    while not (folder.metrics.is_file() and read_metrics(folder.metrics)):
+        assert time.monotonic() < deadline, "the run did not finish an epoch"
+        time.sleep(0.2)
+    os.kill(json.loads(folder.status.read_text())["pid"], signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_killed_stack_ends_the_sweep_in_one_line_while_the_stack_before_it_trains(
+    tmp_path: Path, mnist_root: Path
+) -> None:
+    # Two stacks (a stack's members train for as many epochs): the first trains for hours.
+    sweep_dir = tmp_path / "sweep"
+    command = [sys.executable, "-m", "vae_gumbel.train", "-m", "hydra/launcher=stacked_submitit_local"]
+    command += [*tiny_run(mnist_root), "trainer.epochs=100000,2000", f"hydra.sweep.dir={sweep_dir}"]
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    # Into files, not pipes: the first stack's process, left to run, keeps the sweep's output open.
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        sweep = subprocess.Popen(
+            command, cwd=tmp_path, env=environment, stdout=out, stderr=err, start_new_session=True
+        )
+    try:
+        killed_after_an_epoch(RunFolder(sweep_dir / "1"))
+        sweep.wait(timeout=120)
+        assert lock_state(RunFolder(sweep_dir / "0")) == "another"  # the first stack trains on
+    finally:
+        os.killpg(sweep.pid, signal.SIGKILL)  # the sweep's processes, the first stack's among them
+    output, errors = (tmp_path / "out").read_text(), (tmp_path / "err").read_text()
+    said = [line for line in errors.splitlines() if line.startswith("error:")]
+    assert sweep.returncode == 1 and len(said) == 1, errors
+    assert "ended without a result" in said[0] and said[0].startswith("error: local job "), errors
+    assert "the sweep's other jobs are left to run (their processes go on)" in said[0], errors
+    assert "not completed: 2 of 2 runs (0: training, 1: killed)" in output + errors

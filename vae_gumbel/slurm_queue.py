@@ -1,11 +1,11 @@
-"""How the SLURM launchers learn that a job has ended: in the order the jobs end, and on a cluster
-that keeps no accounting.
+"""How the submitit launchers learn that a job has ended: in the order the jobs end, and on a SLURM
+cluster that keeps no accounting.
 
 Hydra's submitit launcher asks its jobs for their results one after another, in the sweep's
-order, so a job that SLURM cancelled, or killed for its memory or time, would be told only once
-every job before it had ended: hours later, behind a long job. ``told_as_they_end`` has the
-launcher wait for the jobs in the order they end, so the first job to end without a result ends
-the sweep at once.
+order, so a job that SLURM cancelled, or killed for its memory or time (or a local job's process
+that was killed), would be told only once every job before it had ended: hours later, behind a
+long job. ``told_as_they_end`` has the launcher wait for the jobs in the order they end, so the
+first job to end without a result ends the sweep at once.
 
 submitit learns a job's state from ``sacct``. A cluster without accounting
 (``AccountingStorageType=accounting_storage/none``, common on small lab clusters) answers every
@@ -109,11 +109,3 @@ def told_as_they_end() -> Iterator[None]:
         yield
     finally:
         submitit.AutoExecutor.map_array = submitits  # type: ignore[method-assign]
-
-
-@contextmanager
-def waiting_for_slurm_jobs() -> Iterator[None]:
-    """How the SLURM launchers wait for their jobs: in the order the jobs end, with their states from
-    squeue where sacct has no accounting to answer from."""
-    with watched_without_accounting(), told_as_they_end():
-        yield

@@ -7,8 +7,8 @@ its memory or time), Hydra's submitit launcher stops with a Python trace. These 
 instead with one line that says what SLURM said and what to do: exit code 2 for a refused
 submission (the launcher's settings), 1 for a job that ended without a result. A Ctrl-C while
 the launcher waits for the jobs says that they go on on the cluster. The launcher waits for the
-jobs in the order they end, so that a job cancelled behind a long one ends the sweep at once, and
-on a cluster that keeps no accounting the jobs' states come from squeue, so that a cancelled job
+jobs in the order they end, so that a job cancelled (or killed) behind a long one ends the sweep at
+once, and on a cluster that keeps no accounting the jobs' states come from squeue, so that a cancelled job
 ends the sweep there too instead of leaving it waiting (``vae_gumbel.slurm_queue``). Everything
 else is Hydra's submitit launcher. The stacked submitit launchers get the same (``SubmititErrors``).
 
@@ -54,14 +54,14 @@ NO_OUTPUT = re.compile(
 )
 
 
-def job_without_result(message: str) -> str:
-    """Gives submitit's account of a job that ended without a result in one line: which job, and
-    its state (cancelled, out of memory, out of time)."""
+def job_without_result(message: str, kind: str = "SLURM") -> str:
+    """Gives submitit's account of a job that ended without a result in one line: which job (a
+    ``kind`` job: SLURM, local), and its state (cancelled, out of memory, out of time)."""
     said = NO_OUTPUT.search(message)
     if said is not None:
-        return f"SLURM job {said['job']} ended without a result (state: {said['state']})"
+        return f"{kind} job {said['job']} ended without a result (state: {said['state']})"
     lines = [line.strip() for line in message.splitlines() if line.strip()]
-    return " ".join(lines[:2]) if lines else "a SLURM job ended without a result"
+    return " ".join(lines[:2]) if lines else f"a {kind} job ended without a result"
 
 
 def end(code: int, message: str) -> NoReturn:
@@ -75,11 +75,11 @@ class SubmititErrors:
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from submitit.core.utils import FailedJobError, UncompletedJobError
 
-        from vae_gumbel.slurm_queue import waiting_for_slurm_jobs
+        from vae_gumbel.slurm_queue import told_as_they_end, watched_without_accounting
 
         on_slurm = getattr(self, "_EXECUTOR", None) == "slurm"
         try:
-            with waiting_for_slurm_jobs() if on_slurm else nullcontext():
+            with watched_without_accounting() if on_slurm else nullcontext(), told_as_they_end():
                 return super().launch(job_overrides, initial_job_idx)  # type: ignore[misc]
         except FailedJobError as err:
             if not isinstance(err.__cause__, subprocess.CalledProcessError):
@@ -94,10 +94,11 @@ class SubmititErrors:
             from vae_gumbel.interrupts import sweep_resume_command
 
             go_on = sweep_resume_command(self.config.hydra.overrides, Path(str(self.config.hydra.sweep.dir)))
+            kind, others = ("SLURM", "squeue") if on_slurm else ("local", "their processes go on")
             end(
                 1,
-                f"{job_without_result(str(err))}; the sweep's other jobs are left to run (squeue): once "
-                f"they end, continue the sweep with: {go_on}",
+                f"{job_without_result(str(err), kind)}; the sweep's other jobs are left to run ({others}): "
+                f"once they end, continue the sweep with: {go_on}",
             )
         except KeyboardInterrupt:
             if not on_slurm:
