@@ -61,6 +61,19 @@ def sweep(tmp_path: Path, mnist_root: Path, launcher: str, **scripts: str) -> ob
     )
 
 
+def sweep_seeing(tmp_path: Path, mnist_root: Path, *states: str) -> object:
+    """Runs the sweep of two seeds through ``hydra/launcher=slurm`` on a stand-in cluster that
+    takes the jobs as array 42 and whose sacct gives each task's ``states`` ("42_0|RUNNING")."""
+    table = ["JobID|State|NodeList", *(f"{state}|node1" for state in states)]
+    return sweep(
+        tmp_path,
+        mnist_root,
+        "slurm",
+        sbatch="echo 'Submitted batch job 42'",
+        sacct="".join(f"echo '{line}'\n" for line in table),
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["slurm", "stacked_slurm"])
 def test_a_sweep_slurm_refuses_ends_in_one_line_that_says_why(
@@ -84,14 +97,7 @@ def test_a_sweep_slurm_refuses_ends_in_one_line_that_says_why(
 def test_a_cancelled_job_ends_the_sweep_in_one_line_that_says_how_to_go_on(
     tmp_path: Path, mnist_root: Path
 ) -> None:
-    states = ["JobID|State|NodeList", "42_0|CANCELLED by 0|node1", "42_1|CANCELLED by 0|node1"]
-    result = sweep(
-        tmp_path,
-        mnist_root,
-        "slurm",
-        sbatch="echo 'Submitted batch job 42'",
-        sacct="".join(f"echo '{line}'\n" for line in states),
-    )
+    result = sweep_seeing(tmp_path, mnist_root, "42_0|CANCELLED by 0", "42_1|CANCELLED by 0")
     go_on = ["-m", "hydra/launcher=slurm", *tiny_run(mnist_root), "seed=0,1", "resume=last"]
     said = (
         "SLURM job 42_0 ended without a result (state: CANCELLED by 0); the sweep's other jobs are left to "
@@ -106,14 +112,7 @@ def test_a_job_that_ends_without_a_result_ends_the_sweep_while_the_jobs_before_i
     tmp_path: Path, mnist_root: Path
 ) -> None:
     # Job 0 runs on (for ever, here): the sweep does not wait for it to tell of job 1.
-    states = ["JobID|State|NodeList", "42_0|RUNNING|node1", "42_1|OUT_OF_MEMORY|node1"]
-    result = sweep(
-        tmp_path,
-        mnist_root,
-        "slurm",
-        sbatch="echo 'Submitted batch job 42'",
-        sacct="".join(f"echo '{line}'\n" for line in states),
-    )
+    result = sweep_seeing(tmp_path, mnist_root, "42_0|RUNNING", "42_1|OUT_OF_MEMORY")
     assert_one_line_error(result, 1, "SLURM job 42_1 ended without a result (state: OUT_OF_MEMORY)")
 
 
