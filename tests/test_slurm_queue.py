@@ -19,6 +19,7 @@ from submitit.slurm import slurm  # noqa: E402
 from vae_gumbel.slurm_queue import (  # noqa: E402
     LEFT_THE_QUEUE,
     QueueWatcher,
+    look_every_s,
     told_as_they_end,
     watched_without_accounting,
 )
@@ -117,3 +118,8 @@ def test_the_first_job_to_fail_is_told_while_the_jobs_before_it_run(tmp_path: Pa
     finally:
         released.touch()
     assert submitit.AutoExecutor.map_array is submitits
+
+
+def test_a_big_sweep_is_looked_over_less_often_than_a_small_one() -> None:
+    # Each look at a job costs calls to the (shared) file system of its folder.
+    assert [look_every_s(jobs) for jobs in (1, 8, 64, 80, 256)] == [1.0, 1.0, 8.0, 10.0, 10.0]

@@ -34,9 +34,11 @@ NO_ACCOUNTING = "accounting storage is disabled"
 LEFT_THE_QUEUE = "ended; squeue no longer knows it, and there is no accounting to ask"
 # submitit's own delay between looks at its jobs' states, at most.
 SUBMITIT_DELAY_S = 600
-# How often the launcher looks for a result file, as submitit's own wait does; SLURM is asked
-# only as often as the watcher's delay allows.
-LOOK_EVERY_S = 1.0
+# How many of its jobs the launcher looks at per second, at most: each look costs a few calls to
+# the file system of the job's folder (shared, on a cluster), so a big sweep is looked over less
+# often, up to every LOOK_EVERY_S_AT_MOST. SLURM is asked only as often as the watcher's delay allows.
+LOOKS_PER_S = 8
+LOOK_EVERY_S_AT_MOST = 10.0
 
 
 def sacct_answers(command: list[str]) -> bool:
@@ -90,6 +92,12 @@ def watched_without_accounting() -> Iterator[None]:
         slurm.SlurmJob.watcher = submitits
 
 
+def look_every_s(jobs: int) -> float:
+    """Gives how often the launcher looks over its ``jobs`` jobs: every second for a few, less
+    often for many (LOOKS_PER_S)."""
+    return min(LOOK_EVERY_S_AT_MOST, max(1.0, jobs / LOOKS_PER_S))
+
+
 @contextmanager
 def told_as_they_end() -> Iterator[None]:
     """Has the jobs that submitit submits for the duration waited for in the order they end: the
@@ -100,7 +108,7 @@ def told_as_they_end() -> Iterator[None]:
 
     def map_array(executor, fn, *iterables):  # type: ignore[no-untyped-def]
         jobs = submitits(executor, fn, *iterables)
-        for job in as_completed(jobs, poll_frequency=LOOK_EVERY_S):
+        for job in as_completed(jobs, poll_frequency=look_every_s(len(jobs))):
             job.results()  # raises for a job that ended without a result; the result is read again later
         return jobs
 
