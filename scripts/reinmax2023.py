@@ -16,11 +16,11 @@ SETTINGS. With ``--launcher stacked`` (the default) the sweeps train here, one a
 ``stacked_slurm`` each seed stack trains as one SLURM job, ``--at-once`` sweeps (8) waiting for
 theirs at a time, and each sweep's own output goes to OUT/CONFIGURATION/ESTIMATOR.log.
 
-The summary gives, per configuration and estimator, the mean, standard error and count over seeds
-of the papers' two numbers: the training loss of the last epoch (one exact one-hot sample per
-image, ``train/loss_unrelaxed``) and the one-sample test negative ELBO (``test/loss``). It writes
-OUT/reinmax2023.csv and OUT/reinmax2023.md and prints the Markdown, and OUT/runs.csv with
-everything each run recorded.
+The summary gives, per configuration and estimator, the mean, standard error and count over the
+seeds that completed of the papers' two numbers: the training loss of the last epoch (one exact
+one-hot sample per image, ``train/loss_unrelaxed``) and the one-sample test negative ELBO
+(``test/loss``). It writes OUT/reinmax2023.csv and OUT/reinmax2023.md and prints the Markdown,
+and OUT/runs.csv with everything each run recorded.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from vae_gumbel.commands import at_least
 from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import check_writable, replace_text
 from vae_gumbel.report import mean_and_stderr, write_csv, write_runs_csv
-from vae_gumbel.run_folder import RunFolder, find_runs
+from vae_gumbel.run_folder import RunFolder, find_runs, status_now
 from vae_gumbel.tracking import read_metrics
 
 # Categories x variables -> (model.categorical_dim, model.latent_dim).
@@ -151,14 +151,14 @@ def sweep_command(
 
 def summary_rows(out: Path, configurations: list[str], estimators: list[str]) -> list[dict[str, object]]:
     """Gives one row per configuration and estimator trained under ``out``: mean, standard error and
-    count over its seeds' last epochs of each of METRICS."""
+    count over its seeds' last epochs of each of METRICS, of the runs that completed (a run that
+    stopped early would bring an earlier epoch's numbers into the mean)."""
     rows = []
     for configuration in configurations:
         for estimator in estimators:
-            runs = find_runs(out / configuration / estimator)
-            last = [
-                records[-1] for records in (read_metrics(RunFolder(run).metrics) for run in runs) if records
-            ]
+            runs = [RunFolder(run) for run in find_runs(out / configuration / estimator)]
+            completed = [run for run in runs if status_now(run).get("status") == "completed"]
+            last = [records[-1] for records in (read_metrics(run.metrics) for run in completed) if records]
             if not last:
                 continue
             setting = SETTINGS[configuration, estimator]

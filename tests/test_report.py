@@ -35,6 +35,12 @@ def write_job(folder: Path, overrides: list[str], losses: list[float], status: d
         (folder / "status.json").write_text(json.dumps(status))
 
 
+def table_rows(table: str) -> list[dict[str, str]]:
+    """Gives the rows of a Markdown table, each as column -> cell."""
+    header, _, *lines = ([cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines())
+    return [dict(zip(header, cells, strict=True)) for cells in lines]
+
+
 def test_report_shows_the_validation_loss_and_bounds_of_runs_that_held_one_out(tmp_path: Path) -> None:
     for job, (validation, bound) in enumerate(((95.0, 90.0), (97.0, 92.0))):
         write_job(
@@ -213,12 +219,7 @@ def test_grouped_by_seed_each_setting_gets_the_mean_stderr_and_count_over_its_se
         [],
         {"status": "failed", "error": "NonFiniteLossError: x"},
     )
-    lines = report(tmp_path, by_seed=True).splitlines()
-    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
-    rows = [
-        dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")), strict=True))
-        for line in lines[2:]
-    ]
+    rows = table_rows(report(tmp_path, by_seed=True))
     assert [row["optim.lr"] for row in rows] == ["3e-3", "1e-3", "1e-2"]  # best mean first, nothing last
     fast, slow, failed = rows
     assert (fast["seeds"], fast["completed"], fast["final test loss n"]) == ("2", "2", "2")
@@ -240,6 +241,18 @@ def test_grouped_by_seed_each_setting_gets_the_mean_stderr_and_count_over_its_se
 
 
 @pytest.mark.slow
+def test_grouped_by_seed_a_setting_averages_only_its_completed_seeds(tmp_path: Path) -> None:
+    # Seed 2 stopped after its first epoch: its loss is the first epoch's, not the tenth's.
+    for seed, (losses, status) in enumerate(
+        (([120.0, 100.0], "completed"), ([120.0, 102.0], "completed"), ([150.0], "interrupted"))
+    ):
+        write_job(tmp_path / str(seed), [f"seed={seed}"], losses, {"status": status})
+    (cells,) = table_rows(report(tmp_path, by_seed=True))
+    assert (cells["seeds"], cells["completed"], cells["final test loss n"]) == ("3", "2", "2")
+    assert float(cells["final test loss mean"]) == 101.0 and float(cells["final test loss stderr"]) == 1.0
+    assert float(cells["best test loss mean"]) == 101.0
+
+
 def test_report_cli_groups_by_seed(tmp_path: Path) -> None:
     for job, seed in enumerate((0, 1)):
         write_job(

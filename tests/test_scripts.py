@@ -257,14 +257,32 @@ def test_the_gpu_figures_run_each_step_in_order_and_skip_what_the_budget_cannot_
     assert "## joblib: skipped" in capsys.readouterr().out
 
 
-def load_gpu_figures() -> object:
-    """Imports scripts/gpu_figures.py as a module."""
+def load_script(name: str) -> object:
+    """Imports scripts/NAME.py as a module."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("gpu_figures", REPO / "scripts" / "gpu_figures.py")
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_gpu_figures() -> object:
+    return load_script("gpu_figures")
+
+
+def test_the_reinmax_summary_averages_only_the_seeds_that_completed(tmp_path: Path) -> None:
+    # Seed 2 stopped after its first epoch: its numbers are the first epoch's, not the last's.
+    for seed, (losses, status) in enumerate(
+        (([120.0, 100.0], "completed"), ([120.0, 102.0], "completed"), ([150.0], "interrupted"))
+    ):
+        run = RunFolder(tmp_path / "8x4" / "reinmax" / str(seed))
+        run.path.mkdir(parents=True)
+        records = [{"epoch": e, "test/loss": x, "train/loss_unrelaxed": x} for e, x in enumerate(losses, 1)]
+        run.metrics.write_text("".join(json.dumps(record) + "\n" for record in records))
+        run.status.write_text(json.dumps({"status": status}))
+    (row,) = load_script("reinmax2023").summary_rows(tmp_path, ["8x4"], ["reinmax"])
+    assert (row["epochs"], row["test negative ELBO n"], row["test negative ELBO mean"]) == (2, 2, 101.0)
 
 
 def starts_a_grandchild(pid_file: Path) -> str:

@@ -433,6 +433,12 @@ class Setting:
     overrides: dict[str, str]  # the overrides they share (seed left out)
     jobs: list[Job]
 
+    @property
+    def completed(self) -> list[Job]:
+        """The jobs whose numbers the setting's statistics take: those that trained to their end. A
+        run that stopped early would bring an earlier epoch's loss into the mean."""
+        return [job for job in self.jobs if job.status == "completed"]
+
 
 def group_by_seed(jobs: list[Job]) -> list[Setting]:
     """Gives the jobs grouped into settings: the same overrides but for ``seed``, in first-seen order."""
@@ -458,7 +464,8 @@ def mean_and_stderr(values: list[float]) -> tuple[float, float, int]:
 
 def seed_table(settings: list[Setting], sort: str = "final") -> tuple[list[str], list[list[Any]]]:
     """Gives one row per setting: its overrides, how many seeds completed, and the mean, standard
-    error and count over seeds of the final and best test loss (and of the IWAE bound), best first."""
+    error and count over its completed seeds of the final and best test loss (and of the IWAE
+    bound), best first."""
     keys = varying_keys([Job("", s.overrides, [], "") for s in settings])
     metrics = {
         "final test loss": lambda job: job.final_test_loss,
@@ -471,9 +478,9 @@ def seed_table(settings: list[Setting], sort: str = "final") -> tuple[list[str],
     rows = []
     for setting in settings:
         row: list[Any] = [short(setting.overrides.get(k, "")) for k in keys]
-        row += [len(setting.jobs), sum(job.status == "completed" for job in setting.jobs)]
+        row += [len(setting.jobs), len(setting.completed)]
         for value in metrics.values():
-            mean, stderr, n = mean_and_stderr([value(job) for job in setting.jobs])
+            mean, stderr, n = mean_and_stderr([value(job) for job in setting.completed])
             row += [_round(mean), _round(stderr), n]
         rows.append(row)
     held_out = "validation" if "final validation loss mean" in columns else "test"
@@ -487,7 +494,9 @@ def seed_table(settings: list[Setting], sort: str = "final") -> tuple[list[str],
 
 
 def seed_curves_figure(settings: list[Setting], title: str, sort: str = "final") -> Figure:
-    """Gives each setting's mean test loss per epoch over its seeds, with a band of one standard error."""
+    """Gives each setting's mean test loss per epoch over its seeds (every run that reached the
+    epoch, so that a sweep can be watched while it trains), with a band of one standard error; the
+    number in the legend is the table's, over the completed seeds."""
     figure = Figure(figsize=(9, 5))
     axis = figure.subplots()
     keys = varying_keys([Job("", s.overrides, [], "") for s in settings])
@@ -502,7 +511,7 @@ def seed_curves_figure(settings: list[Setting], title: str, sort: str = "final")
             curves.append((setting, epochs, stats))
 
     def mean_loss(setting: Setting, loss: Any) -> float:
-        mean = mean_and_stderr([loss(job) for job in setting.jobs])[0]
+        mean = mean_and_stderr([loss(job) for job in setting.completed])[0]
         return mean if math.isfinite(mean) else math.inf
 
     def shown(job: Job) -> float:
@@ -519,6 +528,8 @@ def seed_curves_figure(settings: list[Setting], title: str, sort: str = "final")
             [m + e for m, e in zip(means, errors, strict=True)],
         )
         seeds = f"{len(setting.jobs)} seed{'s' if len(setting.jobs) > 1 else ''}"
+        if len(setting.completed) < len(setting.jobs):
+            seeds = f"{len(setting.completed)} of {seeds} completed"
         text = (
             f"{label(setting.overrides, keys) or 'all'}: {shown_loss(setting.jobs[0], sort)[0]} "
             f"{mean_loss(setting, shown):.2f} ({seeds})"
