@@ -14,7 +14,7 @@ waits for its result file: a job that SLURM cancelled, or killed for its memory 
 sweep waiting forever, with four lines of warnings at each look. ``QueueWatcher`` asks ``sacct``
 once; where it has no accounting to answer from, it reads the states from ``squeue``, which knows
 a job until ``MinJobAge`` (5 minutes by default) after its end, and takes a job that has left
-``squeue`` without a result for ended. Imported only by the SLURM launchers: it needs submitit.
+``squeue`` without a result for ended. Imported only by the submitit launchers: it needs submitit.
 """
 
 from __future__ import annotations

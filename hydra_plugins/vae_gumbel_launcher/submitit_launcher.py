@@ -7,10 +7,11 @@ its memory or time), Hydra's submitit launcher stops with a Python trace. These 
 instead with one line that says what SLURM said and what to do: exit code 2 for a refused
 submission (the launcher's settings), 1 for a job that ended without a result. A Ctrl-C while
 the launcher waits for the jobs says that they go on on the cluster. The launcher waits for the
-jobs in the order they end, so that a job cancelled (or killed) behind a long one ends the sweep at
-once, and on a cluster that keeps no accounting the jobs' states come from squeue, so that a cancelled job
-ends the sweep there too instead of leaving it waiting (``vae_gumbel.slurm_queue``). Everything
-else is Hydra's submitit launcher. The stacked submitit launchers get the same (``SubmititErrors``).
+jobs in the order they end, so that a job cancelled (or killed) behind a long one ends the sweep
+at once, and on a cluster that keeps no accounting the jobs' states come from squeue, so that a
+cancelled job ends the sweep there too instead of leaving it waiting (``vae_gumbel.slurm_queue``).
+Everything else is Hydra's submitit launcher. The stacked submitit launchers get the same
+(``SubmititErrors``; ``stacked_submitit_local`` names its jobs local ones).
 
 Hydra imports this module whenever it looks for plugins. It registers nothing where Hydra's
 submitit launcher is not installed (``pip install -e '.[sweep]'``).
