@@ -39,14 +39,27 @@ pytestmark = [
     ),
 ]
 
+# The resources a job asks for, as the one-node cluster of scripts/slurm_cluster.sh can give them.
 ON_THIS_CLUSTER = [
-    "hydra/launcher=slurm",
     "hydra.launcher.partition=debug",
     "hydra.launcher.gpus_per_node=0",
     "hydra.launcher.cpus_per_task=1",
     "hydra.launcher.mem_gb=1",
     "hydra.launcher.timeout_min=10",
 ]
+
+
+def sweep_command(launcher: str, *overrides: str) -> list[str]:
+    """Gives the command of a sweep through ``hydra/launcher=LAUNCHER`` with this cluster's resources."""
+    return [
+        sys.executable,
+        "-m",
+        "vae_gumbel.train",
+        "-m",
+        f"hydra/launcher={launcher}",
+        *ON_THIS_CLUSTER,
+        *overrides,
+    ]
 
 
 def slurm(*args: str) -> str:
@@ -109,8 +122,9 @@ def test_two_jobs_run_through_sbatch_and_a_requeued_one_resumes_to_the_same_numb
     assert cluster_is_up(), "no SLURM cluster answers (SLURM_CONF, sinfo)"
     sweep = tmp_path / "sweep"
     job = RunFolder(sweep / "0")
-    command = [sys.executable, "-m", "vae_gumbel.train", "-m", *ON_THIS_CLUSTER, *tiny_run(mnist_root)]
-    command += ["trainer.epochs=4", "seed=0,1", f"hydra.sweep.dir={sweep}"]
+    command = sweep_command(
+        "slurm", *tiny_run(mnist_root), "trainer.epochs=4", "seed=0,1", f"hydra.sweep.dir={sweep}"
+    )
     sweep_requeuing_task_0(command, tmp_path, job)
     for folder in (job, RunFolder(sweep / "1")):
         assert json.loads(folder.status.read_text())["status"] == "completed"
@@ -133,10 +147,9 @@ def test_each_stack_is_one_slurm_job_and_a_requeued_stack_resumes_every_member(
         "seed=0,1",
         "estimator=gumbel_softmax,straight_through",
     ]
-    on_this_cluster = ["hydra/launcher=stacked_slurm", *ON_THIS_CLUSTER[1:]]
-    command = [sys.executable, "-m", "vae_gumbel.train", "-m", *on_this_cluster, *overrides]
+    command = sweep_command("stacked_slurm", *overrides, f"hydra.sweep.dir={sweep}")
     # Task 0 is the first stack: jobs 0 and 2 (gumbel_softmax, seeds 0 and 1).
-    output = sweep_requeuing_task_0(command + [f"hydra.sweep.dir={sweep}"], tmp_path, RunFolder(sweep / "0"))
+    output = sweep_requeuing_task_0(command, tmp_path, RunFolder(sweep / "0"))
     assert "4 jobs as 2 stacks of at most 64 models, a submitted job each" in output
     for job in (0, 2):
         assert_requeued_and_resumed(RunFolder(sweep / str(job)))
@@ -162,8 +175,9 @@ def test_a_job_cancelled_on_this_cluster_ends_the_sweep_in_one_line_while_the_jo
     assert cluster_is_up(), "no SLURM cluster answers (SLURM_CONF, sinfo)"
     sweep = tmp_path / "sweep"
     job = RunFolder(sweep / "1")
-    command = [sys.executable, "-m", "vae_gumbel.train", "-m", *ON_THIS_CLUSTER, *tiny_run(mnist_root)]
-    command += ["trainer.epochs=10000", "seed=0,1", f"hydra.sweep.dir={sweep}"]
+    command = sweep_command(
+        "slurm", *tiny_run(mnist_root), "trainer.epochs=10000", "seed=0,1", f"hydra.sweep.dir={sweep}"
+    )
     cancelled: list[str] = []
 
     def cancel_task_1() -> None:
