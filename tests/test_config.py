@@ -150,6 +150,15 @@ def test_bad_values_are_refused_naming_the_key(compose_train, override: str, mes
         validate(compose_train(override))
 
 
+def test_a_key_added_with_hydras_plus_is_refused_not_carried_unread(compose_train) -> None:
+    with pytest.raises(
+        ConfigError, match=r"^trainer\.epoch is not a setting of train \(did you mean trainer\.epochs\?\)"
+    ):
+        validate(compose_train("+trainer.epoch=20"))
+    with pytest.raises(ConfigError, match="^rowz is not a setting of sample"):
+        compose_settings(["checkpoint=x", "+rowz=4"], "sample", SCHEMAS["sample"])
+
+
 @pytest.mark.parametrize(
     "schedule, values, message",
     [
@@ -291,9 +300,12 @@ def test_every_documented_command_line_composes_and_passes_its_checks(module: st
     from hydra import compose, initialize_config_module
     from omegaconf import open_dict
 
+    from vae_gumbel.command_line import check_command_line
+
     commands = documented_commands(module)
     assert commands
     for arguments in commands:
+        check_command_line(arguments, module)
         with initialize_config_module(config_module="vae_gumbel.conf", version_base="1.3"):
             cfg = compose(module, overrides=first_job(arguments), return_hydra_config=True)
         with open_dict(cfg):  # and its values pass their checks

@@ -1,9 +1,10 @@
 """The configuration schema behind the YAML files in ``vae_gumbel/conf/``.
 
 The dataclasses give every key its type, so Hydra rejects an unknown key or a wrong type
-at composition, with the key's full name. Values live in the YAML files (fields without a
-default are filled there); ``validate`` builds the dataclasses, whose ``__post_init__``
-checks ranges and choices before any work starts. Each group's ``name`` selects an
+at composition, with the key's full name (and ``validate`` a key added with Hydra's ``+``, which
+Hydra lets in). Values live in the YAML files (fields without a default are filled there);
+``validate`` builds the dataclasses, whose ``__post_init__`` checks ranges and choices before any
+work starts. Each group's ``name`` selects an
 implementation from the registry in the module that builds it, and that registry's keys are
 the allowed values.
 """
@@ -11,11 +12,13 @@ the allowed values.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_type_hints
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -414,9 +417,108 @@ def flat_settings(settings: Any, prefix: str = "") -> dict[str, Any]:
     return values
 
 
+def nested_schema(schema: type, name: str) -> type | None:
+    """Gives the dataclass of ``schema``'s field ``name`` where it holds settings of its own."""
+    kind = get_type_hints(schema).get(name)
+    return kind if isinstance(kind, type) and dataclasses.is_dataclass(kind) else None
+
+
+def setting_names(schema: type, prefix: str = "") -> list[str]:
+    """Gives the dotted key of every setting of ``schema``."""
+    names = []
+    for item in dataclasses.fields(schema):
+        nested = nested_schema(schema, item.name)
+        names += setting_names(nested, f"{prefix}{item.name}.") if nested else [f"{prefix}{item.name}"]
+    return names
+
+
+def setting_holder(key: str, schema: type) -> tuple[str, type | None, str]:
+    """Walks a dotted ``key`` down ``schema``: gives the key of the deepest group of settings it
+    reaches ("" for the whole schema), that group's dataclass (None past a plain setting), and the
+    rest of the key."""
+    parts = key.split(".")
+    node: type | None = schema
+    for depth, part in enumerate(parts[:-1]):
+        if node is None or part not in {item.name for item in dataclasses.fields(node)}:
+            return ".".join(parts[:depth]), node, ".".join(parts[depth:])
+        node = nested_schema(node, part)
+    return ".".join(parts[:-1]), node, parts[-1]
+
+
+def nearest_setting(key: str, names: Sequence[str], holder: str) -> str | None:
+    """Gives the setting among ``names`` that a mistyped ``key`` most likely meant: the one whose
+    last part is ``key``'s last part, or the closest spelling of it (``lrr``: ``lr``), preferring
+    ``holder``'s settings; None where no single one stands out."""
+    ends = {name: name.rsplit(".", 1)[-1] for name in names}
+    spelled = difflib.get_close_matches(key.rsplit(".", 1)[-1], sorted(set(ends.values())), n=5, cutoff=0.7)
+    in_holder = [f"{holder}.{end}" for end in spelled if f"{holder}.{end}" in ends] if holder else []
+    if in_holder:
+        return in_holder[0]
+    anywhere = [name for name, end in ends.items() if spelled and end == spelled[0]]
+    return anywhere[0] if len(anywhere) == 1 else None
+
+
+def unknown_setting(key: str, schema: type, entry: str) -> str | None:
+    """Gives the error for a dotted ``key`` that names no setting of ``schema``, the settings of
+    ``python -m vae_gumbel.ENTRY``, with the setting it most likely meant; None for a setting or a
+    group of them."""
+    holder, node, rest = setting_holder(key, schema)
+    if node is not None and rest in {item.name for item in dataclasses.fields(node)}:
+        return None
+    nearest = nearest_setting(key, setting_names(schema), holder)
+    guess = f" (did you mean {nearest}?)" if nearest else ""
+    if holder and node is not None:
+        where = f"{holder} has: {', '.join(item.name for item in dataclasses.fields(node))}"
+    else:
+        where = f"python -m vae_gumbel.{entry} --cfg job shows them all"
+    return f"{key} is not a setting of {entry}{guess}; {where}"
+
+
+def setting_value_error(key: str, value: Any, schema: type) -> str | None:
+    """Gives why setting ``key`` of ``schema`` cannot take ``value`` (its type: Hydra's words, in
+    one line), or None where it can, or where ``key`` is a group of settings (Hydra says what a
+    group takes)."""
+    _, node, rest = setting_holder(key, schema)
+    if node is None or nested_schema(node, rest) is not None:
+        return None
+    try:
+        OmegaConf.update(_type_checker(node), rest, value, merge=True)
+    except Exception as err:  # OmegaConf's ValidationError
+        return first_line(err)
+    return None
+
+
+@functools.cache
+def _type_checker(schema: type) -> DictConfig:
+    """Gives a typed config of ``schema`` that values are set into only to check their types (its
+    values are never read): built once per schema, since building one takes milliseconds."""
+    return OmegaConf.structured(schema)
+
+
+def unknown_keys(cfg: DictConfig, schema: type, prefix: str = "") -> list[str]:
+    """Gives the dotted keys of a composed config that ``schema`` does not know: keys added with
+    Hydra's ``+``, which the typed settings would carry as attributes that nothing reads."""
+    known = {item.name for item in dataclasses.fields(schema)}
+    found = []
+    for key in cfg:
+        nested = nested_schema(schema, str(key)) if key in known else None
+        if key not in known:
+            found.append(f"{prefix}{key}")
+        elif nested is not None and isinstance(cfg._get_node(key), DictConfig):
+            found += unknown_keys(cfg._get_node(key), nested, f"{prefix}{key}.")
+    return found
+
+
+def entry_name(schema: type) -> str:
+    """Gives the entry point whose settings ``schema`` holds (train, sample, evaluate), else its name."""
+    return next((name for name, known in SCHEMAS.items() if known is schema), schema.__name__)
+
+
 def validate(cfg: DictConfig | dict, schema: type = TrainConfig) -> Any:
     """Gives the typed, range-checked settings of a composed config (or of a plain dict, as a
     checkpoint records it), or raises ConfigError."""
+    if isinstance(cfg, DictConfig) and (extra := unknown_keys(cfg, schema)):
+        raise ConfigError(unknown_setting(extra[0], schema, entry_name(schema)))
     try:
         if not isinstance(cfg, DictConfig):
             cfg = OmegaConf.merge(OmegaConf.structured(schema), cfg)
