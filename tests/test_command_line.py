@@ -1,5 +1,6 @@
-"""The checks of a command line before Hydra reads it: what a config group cannot take, and a
-launcher or sweeper whose plugin is missing, each refused with what to write or install instead."""
+"""The checks of a command line before Hydra reads it: what a config group cannot take, a key that
+names no setting, a value of the wrong type, and a launcher or sweeper whose plugin is missing, each
+refused in one line with what to write or install instead."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 
 import pytest
 
-from vae_gumbel.command_line import check_group_choices, check_plugins
+from vae_gumbel.command_line import check_command_line, check_group_choices, check_plugins
 from vae_gumbel.errors import ConfigError
 
 
@@ -43,7 +44,7 @@ def test_a_number_or_null_for_a_config_group_is_refused_with_what_to_write_inste
 
 
 def test_group_choices_and_keys_pass_to_hydra_as_they_are() -> None:
-    check_group_choices(
+    check_command_line(
         [
             "--cfg",
             "job",
@@ -57,9 +58,74 @@ def test_group_choices_and_keys_pass_to_hydra_as_they_are() -> None:
             "hydra.run.dir=outputs/run",
             "hydra/launcher=stacked",
             "seed=0,1",
+            "++optim.lr=3e-4",
+            "model.hidden=[256,128]",
+            "trainer.num_threads=null",
+            "data.train_limit=${oc.env:LIMIT,100}",
+            "eval.final_iwae_samples=[1,100]",
         ],
         "train",
     )
+    check_command_line(["checkpoint=outputs/run", "rows=4", "data.test_limit=100"], "sample")
+    check_command_line(["checkpoint=outputs/run", "iwae_samples=[1,10]", "split=test"], "evaluate")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "config_name", "says"),
+    [
+        (
+            ["optim.lrr=1e-3"],
+            "train",
+            "optim.lrr is not a setting of train (did you mean optim.lr?); "
+            "optim has: name, lr, betas, eps, weight_decay",
+        ),
+        # Hydra itself would add the key, and the run would train without ever reading it.
+        (["+data.dataset=cifar"], "train", "data.dataset is not a setting of train; data has: name, root, "),
+        (
+            ["-m", "seed=0,1", "epochs=20"],
+            "train",
+            "epochs is not a setting of train (did you mean trainer.epochs?); "
+            "python -m vae_gumbel.train --cfg job shows them all",
+        ),
+        (["~optim.epss"], "train", "optim.epss is not a setting of train (did you mean optim.eps?)"),
+        (["temperature.minimum=0.5"], "train", "temperature.minimum is not a setting of train; temperature has:"),
+        (["rowz=4"], "sample", "rowz is not a setting of sample (did you mean rows?)"),
+        (["samples=4"], "evaluate", "samples is not a setting of evaluate (did you mean iwae_samples?)"),
+    ],
+)
+def test_a_key_that_names_no_setting_is_refused_with_the_setting_it_most_likely_meant(
+    overrides: list[str], config_name: str, says: str
+) -> None:
+    with pytest.raises(ConfigError, match="^" + re.escape(says)):
+        check_command_line(overrides, config_name)
+
+
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [
+        ("optim.lr=abc", "optim.lr=abc: Value 'abc' of type 'str' could not be converted to Float"),
+        ("optim.lr=1e-3,abc", "optim.lr=abc: Value 'abc'"),  # each value of a sweep
+        ("seed=1.5", "seed=1.5: Value '1.5' of type 'float' could not be converted to Integer"),
+        ("trainer.tf32=maybe", "trainer.tf32=maybe: Value 'maybe' is not a valid bool"),
+        ("optim.betas=[0.9,x]", "optim.betas=[0.9,x]: Value 'x' of type 'str' could not be converted"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_in_one_line(override: str, says: str) -> None:
+    with pytest.raises(ConfigError, match="^" + re.escape(says)):
+        check_command_line([override], "train")
+
+
+def test_a_group_choice_without_a_file_lists_the_groups_files_unless_the_user_adds_config_folders() -> None:
+    says = (
+        "estimator=reinforce: estimator has no config reinforce; choose one of: decoupled_straight_through, "
+    )
+    with pytest.raises(ConfigError, match="^" + re.escape(says)):
+        check_command_line(["estimator=gumbel_softmax,reinforce"], "train")
+    with pytest.raises(ConfigError, match="^experiment=mine: experiment has no config mine"):
+        check_command_line(["+experiment=mine"], "train")
+    # The user's own config folders may hold more choices, and groups of their own: Hydra looks there.
+    for folders in (["--config-dir", "my_conf"], ["-cd=my_conf"], ["hydra.searchpath=[file://my_conf]"]):
+        check_command_line([*folders, "+experiment=mine", "+sweeps=big"], "train")
 
 
 @pytest.mark.parametrize(

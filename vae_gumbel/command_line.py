@@ -1,11 +1,15 @@
 """Checks of a command line before Hydra reads it, for the mistakes that Hydra would answer with a
-Python trace, or with less than a user needs to know: a number, null or dict given to a config group
-(``temperature=0.5``), and a launcher or sweeper whose plugin is not installed.
+Python trace, with a screenful, or not at all: a number, null or dict given to a config group
+(``temperature=0.5``), a group's choice that has no file, a key that names no setting
+(``optim.lrr=1``, or ``+data.dataset=x``, which Hydra adds and nothing reads), a value of the wrong
+type, and a launcher or sweeper whose plugin is not installed. Each is one line that says what to
+write instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 from collections.abc import Iterator, Sequence
 from importlib.resources import files
@@ -25,23 +29,31 @@ def check_command_line(overrides: Sequence[str], config_name: str) -> None:
     evaluate) that these checks refuse."""
     check_group_choices(overrides, config_name)
     check_plugins(overrides)
+    check_settings(overrides, config_name)
 
 
 def check_group_choices(overrides: Sequence[str], config_name: str) -> None:
     """Raises ConfigError for a command-line value that a config group cannot take: a number, a
     boolean, null or a dict (``temperature=0.5``, ``debug=null``), at which Hydra stops with a
-    Python trace.
-    The message says what to write instead. Other overrides are left to Hydra."""
+    Python trace, or the name of a file the group does not have (``estimator=reinforce``), which
+    Hydra answers with a screenful. The message says what to write instead. Other overrides are
+    left to Hydra, and so are names where the command line adds config folders of the user's own."""
     for override in parsed_overrides(overrides):
         group = override.key_or_group
         if override.is_delete() or override.is_hydra_override() or not _conf_files().joinpath(group).is_dir():
             continue
         if override.value_type in (ValueType.GLOB_CHOICE_SWEEP, ValueType.INTERVAL_SWEEP):
             continue  # a glob names files; an interval is Optuna's, for a key
-        values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
-        for value in values:
+        for value in values_of(override):
             if value is None or not isinstance(value, (str, list)):
                 raise ConfigError(_not_a_choice(group, value, config_name))
+            named = [value] if isinstance(value, str) else value
+            missing = [name for name in named if not _conf_files().joinpath(group, f"{name}.yaml").is_file()]
+            if missing and group in _groups_of(config_name) and own_configs_only(overrides):
+                choices = ", ".join(_options(group))
+                raise ConfigError(
+                    f"{group}={missing[0]}: {group} has no config {missing[0]}; choose one of: {choices}"
+                )
 
 
 # The Hydra plugins (the package's ``sweep`` extra) that a launcher or sweeper choice needs.
@@ -84,12 +96,51 @@ def check_plugins(overrides: Sequence[str]) -> None:
                 )
 
 
+def check_settings(overrides: Sequence[str], config_name: str) -> None:
+    """Raises ConfigError for an override whose key names no setting of entry point ``config_name``,
+    with the setting it most likely meant, or whose value the setting cannot take. Hydra would
+    suggest ``+`` for the first, and then add a key that the run never reads."""
+    schema = config.SCHEMAS[config_name]
+    for override in parsed_overrides(overrides):
+        key = override.key_or_group
+        if override.is_hydra_override() or override.package is not None or "/" in key:
+            continue
+        if "." not in key and (key in _groups_of(config_name) or not own_configs_only(overrides)):
+            continue  # a config group, ours or one in the user's own config folders
+        message = config.unknown_setting(key, schema, config_name)
+        if message is not None:
+            raise ConfigError(message)
+        if override.is_delete() or override.value_type in (
+            ValueType.GLOB_CHOICE_SWEEP,
+            ValueType.INTERVAL_SWEEP,
+        ):
+            continue
+        for value in values_of(override):
+            if (why := config.setting_value_error(key, value, schema)) is not None:
+                raise ConfigError(f"{key}={_as_text(value)}: {why}")
+
+
+def own_configs_only(arguments: Sequence[str]) -> bool:
+    """Says whether a command line reads only the packaged configs: it adds no config folder
+    (``--config-dir``, ``-cd``, ``hydra.searchpath``), whose groups and choices are the user's own."""
+    return not any(
+        argument in ("--config-dir", "-cd")
+        or argument.startswith(("--config-dir=", "-cd=", "hydra.searchpath=", "+hydra.searchpath="))
+        for argument in arguments
+    )
+
+
+def values_of(override: Any) -> list[Any]:
+    """Gives the values of an override: each value of a sweep, or its one value."""
+    return list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+
+
 def parsed_overrides(lines: Sequence[str]) -> Iterator[Any]:
     """Gives Hydra's parse of each override on a command line; flags and their values are skipped,
     and so are overrides Hydra cannot parse (it says what is wrong with them)."""
     parser = OverridesParser.create()
     for line in lines:
-        if line.startswith("-") or "=" not in line:
+        if line.startswith("-") or "=" not in line and not line.startswith("~"):  # ~key deletes a key
             continue
         try:
             yield from parser.parse_overrides([line])
@@ -101,22 +152,37 @@ def _conf_files() -> Any:
     return files("vae_gumbel.conf")
 
 
+@functools.cache
+def _groups_of(config_name: str) -> frozenset[str]:
+    """Gives the config groups that entry point ``config_name`` chooses from: those its primary
+    config's defaults list names."""
+    defaults = yaml.safe_load(_conf_files().joinpath(f"{config_name}.yaml").read_text())["defaults"]
+    return frozenset(
+        key.removeprefix("override ") for entry in defaults if isinstance(entry, dict) for key in entry
+    )
+
+
+def _options(group: str) -> list[str]:
+    """Gives the choices of a packaged config group: its files' names."""
+    folder = _conf_files().joinpath(group)
+    return sorted(path.name.removesuffix(".yaml") for path in folder.iterdir() if path.name.endswith(".yaml"))
+
+
 def _as_text(value: Any) -> str:
     """Gives a parsed command-line value as the user typed it."""
     if isinstance(value, dict):
         return "{" + ",".join(f"{key}:{_as_text(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_as_text(item) for item in value) + "]"
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _not_a_choice(group: str, value: Any, config_name: str) -> str:
     """Gives the error for ``group=value``: what the group takes, and how to set a key inside it (the
     keys of a dict one by one)."""
-    conf = _conf_files()
-    defaults = yaml.safe_load(conf.joinpath(f"{config_name}.yaml").read_text())["defaults"]
-    chosen = {key.removeprefix("override ") for entry in defaults if isinstance(entry, dict) for key in entry}
-    options = sorted(path.name.removesuffix(".yaml") for path in conf.joinpath(group).iterdir())
-    kinds = {item.name: item.type for item in dataclasses.fields(config.SCHEMAS[config_name])}
-    nested = _schema_of(kinds.get(group))
+    chosen = _groups_of(config_name)
+    options = _options(group)
+    nested = config.nested_schema(config.SCHEMAS[config_name], group)
     keys = [item.name for item in dataclasses.fields(nested) if item.name != "name"] if nested else []
     listed = ", ".join(keys[:5]) + (
         f" and {len(keys) - 5} more: --cfg job shows them" if len(keys) > 5 else ""
@@ -138,10 +204,3 @@ def _not_a_choice(group: str, value: Any, config_name: str) -> str:
     if keys:
         return f"{said}; to set its keys ({listed}), write them one by one, e.g. {example}"
     return said
-
-
-def _schema_of(kind: Any) -> type | None:
-    """Gives the dataclass of a schema field's type (which ``from __future__ import annotations``
-    leaves as its name), or None for a plain value."""
-    found = getattr(config, kind, None) if isinstance(kind, str) else kind
-    return found if isinstance(found, type) and dataclasses.is_dataclass(found) else None
