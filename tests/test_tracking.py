@@ -20,6 +20,8 @@ from vae_gumbel.run_folder import RunFolder, training_into
 from vae_gumbel.tracking import (
     RunLog,
     SweepSummary,
+    _open_sweeps,
+    end_failed_sweep,
     how_runs_ended,
     hyperparameters,
     read_metrics,
@@ -288,6 +290,25 @@ def test_a_sweep_that_ends_after_a_failed_job_says_how_each_unfinished_run_ended
         write_status(RunFolder(tmp_path / str(job)), "failed")
     assert how_runs_ended(tmp_path).startswith("not completed: 12 of 15 runs (4: failed, 5: failed, ")
     assert "13: failed, and 2 more), each says why" in how_runs_ended(tmp_path)
+
+
+def test_a_sweep_that_failed_before_any_job_ran_ends_with_its_error_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.create(
+        {"hydra": {"sweep": {"dir": str(tmp_path)}}, "eval": {"final_iwae_samples": None}}
+    )
+    caplog.set_level(logging.INFO, logger="hydra")
+    _open_sweeps[:] = [config]  # the sweeper refused a job's value as it composed the batch
+    end_failed_sweep()
+    assert not caplog.records and not (tmp_path / "tensorboard").exists()
+    write_status(RunFolder(tmp_path / "0"), "failed")  # a job ran and failed: the sweep's summary
+    _open_sweeps[:] = [config]
+    end_failed_sweep()
+    assert caplog.records[-1].getMessage().startswith(f"sweep done: {tmp_path}\n  not completed: 1 of 1 runs")
+    assert not _open_sweeps
 
 
 def test_a_run_that_says_it_trains_after_its_process_is_gone_ended_killed_as_the_report_says(

@@ -447,9 +447,13 @@ class SweepSummary(Callback):
 def end_failed_sweep() -> None:
     """Ends the sweep this process started, if it has not ended: Hydra's sweepers stop at the first
     failed job of a batch, after the batch has run and before the callbacks' end, so its other runs
-    would get no HParams summary and the user no commands to compare them."""
+    would get no HParams summary and the user no commands to compare them. A sweep that failed
+    before any job wrote a run folder (a value Hydra refused as it composed the jobs) has nothing to
+    compare: its error is the last word."""
     if _open_sweeps:
-        end_sweep(_open_sweeps.pop(), failed=True)
+        config = _open_sweeps.pop()
+        if find_runs(Path(str(config.hydra.sweep.dir))):
+            end_sweep(config, failed=True)
 
 
 # The most unfinished runs a sweep's closing line names; it counts the rest.
