@@ -88,7 +88,11 @@ def test_group_choices_and_keys_pass_to_hydra_as_they_are() -> None:
             "python -m vae_gumbel.train --cfg job shows them all",
         ),
         (["~optim.epss"], "train", "optim.epss is not a setting of train (did you mean optim.eps?)"),
-        (["temperature.minimum=0.5"], "train", "temperature.minimum is not a setting of train; temperature has:"),
+        (
+            ["temperature.minimum=0.5"],
+            "train",
+            "temperature.minimum is not a setting of train; temperature has:",
+        ),
         (["rowz=4"], "sample", "rowz is not a setting of sample (did you mean rows?)"),
         (["samples=4"], "evaluate", "samples is not a setting of evaluate (did you mean iwae_samples?)"),
     ],
@@ -124,7 +128,12 @@ def test_a_group_choice_without_a_file_lists_the_groups_files_unless_the_user_ad
     with pytest.raises(ConfigError, match="^experiment=mine: experiment has no config mine"):
         check_command_line(["+experiment=mine"], "train")
     # The user's own config folders may hold more choices, and groups of their own: Hydra looks there.
-    for folders in (["--config-dir", "my_conf"], ["-cd=my_conf"], ["hydra.searchpath=[file://my_conf]"]):
+    for folders in (
+        ["--config-dir", "my_conf"],
+        ["-cd=my_conf"],
+        ["--config-path=/home/me/conf"],
+        ["hydra.searchpath=[file://my_conf]"],
+    ):
         check_command_line([*folders, "+experiment=mine", "+sweeps=big"], "train")
 
 

@@ -121,11 +121,14 @@ def check_settings(overrides: Sequence[str], config_name: str) -> None:
 
 
 def own_configs_only(arguments: Sequence[str]) -> bool:
-    """Says whether a command line reads only the packaged configs: it adds no config folder
-    (``--config-dir``, ``-cd``, ``hydra.searchpath``), whose groups and choices are the user's own."""
+    """Says whether a command line reads only the packaged configs: it names no config folder
+    (``--config-dir``, ``--config-path``, their short forms, ``hydra.searchpath``), whose groups and
+    choices are the user's own."""
+    flags = ("--config-dir", "-cd", "--config-path", "-cp")
     return not any(
-        argument in ("--config-dir", "-cd")
-        or argument.startswith(("--config-dir=", "-cd=", "hydra.searchpath=", "+hydra.searchpath="))
+        argument in flags
+        or argument.startswith(tuple(f"{flag}=" for flag in flags))
+        or argument.lstrip("+").startswith("hydra.searchpath=")
         for argument in arguments
     )
 
