@@ -4,9 +4,8 @@ The dataclasses give every key its type, so Hydra rejects an unknown key or a wr
 at composition, with the key's full name (and ``validate`` a key added with Hydra's ``+``, which
 Hydra lets in). Values live in the YAML files (fields without a default are filled there);
 ``validate`` builds the dataclasses, whose ``__post_init__`` checks ranges and choices before any
-work starts. Each group's ``name`` selects an
-implementation from the registry in the module that builds it, and that registry's keys are
-the allowed values.
+work starts. Each group's ``name`` selects an implementation from the registry in the module that
+builds it, and that registry's keys are the allowed values.
 """
 
 from __future__ import annotations
@@ -500,12 +499,13 @@ def unknown_keys(cfg: DictConfig, schema: type, prefix: str = "") -> list[str]:
     Hydra's ``+``, which the typed settings would carry as attributes that nothing reads."""
     known = {item.name for item in dataclasses.fields(schema)}
     found = []
-    for key in cfg:
-        nested = nested_schema(schema, str(key)) if key in known else None
+    for key in map(str, cfg):
         if key not in known:
             found.append(f"{prefix}{key}")
-        elif nested is not None and isinstance(cfg._get_node(key), DictConfig):
-            found += unknown_keys(cfg._get_node(key), nested, f"{prefix}{key}.")
+            continue
+        nested, node = nested_schema(schema, key), cfg._get_node(key)  # the node, unresolved
+        if nested is not None and isinstance(node, DictConfig):
+            found += unknown_keys(node, nested, f"{prefix}{key}.")
     return found
 
 
