@@ -43,7 +43,7 @@ def test_a_number_or_null_for_a_config_group_is_refused_with_what_to_write_inste
         check_group_choices(overrides, config_name)
 
 
-def test_group_choices_and_keys_pass_to_hydra_as_they_are() -> None:
+def test_choices_keys_and_values_that_a_run_can_take_pass_every_check() -> None:
     check_command_line(
         [
             "--cfg",
