@@ -63,6 +63,13 @@ def test_a_folder_without_the_checkpoint_says_why_and_what_to_give(tmp_path: Pat
         resolve_checkpoint(tmp_path, "last")
     with pytest.raises(CheckpointError, match=r"\(completed at epoch 0\) saved none: .*trainer.epochs=0"):
         resolve_checkpoint(tmp_path / "1", "best")
+    queued = RunFolder(tmp_path / "2")  # a job of a sweep on a cluster, recorded and waiting
+    queued.hydra_file("overrides.yaml").parent.mkdir(parents=True)
+    queued.hydra_file("overrides.yaml").write_text("[]\n")
+    with pytest.raises(
+        CheckpointError, match=f"the run in {queued.path} has not started: its job is recorded"
+    ):
+        resolve_checkpoint(queued.path, "best")
 
 
 def test_runs_are_found_below_a_folder_in_natural_order(tmp_path: Path) -> None:

@@ -279,6 +279,8 @@ def why_no_checkpoint(path: Path, which: str) -> str:
             f"the run in {path} ({state}) saved none: a run writes its first checkpoint after its "
             "first epoch (trainer.epochs=0 writes none)"
         )
+    if is_run(path):
+        return f"the run in {path} has not started: its job is recorded, and nothing else yet"
     runs = [child for child in sorted(path.iterdir(), key=natural) if is_run(child)]
     if runs:
         return f"{path} is a folder of runs; give one of them, such as {runs[0]}"
