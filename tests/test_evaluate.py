@@ -222,3 +222,81 @@ def test_ctrl_c_stops_an_evaluation_in_one_line_and_leaves_the_last_one_as_it_wa
         evaluate(f"checkpoint={copy}", "iwae_samples=[1000]")
     assert err.value.exit_code == 130
     assert (copy / "eval.json").read_bytes() == before and not (copy / "eval_2.json").exists()
+
+
+def evaluate_folder(*overrides: str) -> float:
+    return evaluate_module.evaluate_command(compose_config("evaluate", list(overrides)))
+
+
+def test_a_folder_of_runs_gets_each_runs_evaluation_and_the_command_to_compare_them(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from vae_gumbel.report import read_job
+
+    sweep = tmp_path / "sweep"
+    for job in ("0", "1"):
+        shutil.copytree(run_dir, sweep / job)
+        for old in (sweep / job).glob("eval*.json"):
+            old.unlink()
+    waiting = sweep / "2" / ".hydra"  # a job that has not started: no checkpoint yet
+    waiting.mkdir(parents=True)
+    (waiting / "overrides.yaml").write_text("[]\n")
+    caplog.set_level(logging.INFO, logger="vae_gumbel.evaluate")
+    mean = evaluate_folder(f"checkpoint={sweep}", "iwae_samples=[1,5]", "data.test_limit=20")
+    printed = capsys.readouterr().out
+    bounds = [json.loads((sweep / job / "eval.json").read_text())["iwae_nll"]["5"] for job in ("0", "1")]
+    assert mean == pytest.approx(sum(bounds) / 2)
+    assert bounds[0] == bounds[1]  # the same model on the same bits and draws
+    assert printed.count("IWAE NLL, k =     5:") == 2
+    assert f"[3/3] {sweep / '2'}\n  passed over: the run in {sweep / '2'} has not started" in printed
+    compare = f"compare them: python -m vae_gumbel.report {sweep} [--group-by-seed]"
+    assert caplog.records[-1].getMessage() == f"evaluated 2 of 3 runs in {sweep}; {compare}"
+    assert read_job(sweep / "0", sweep).evaluations["eval/iwae_nll_5"] == bounds[0]  # what report reads
+
+
+def test_a_run_that_fails_its_evaluation_is_named_and_the_others_are_evaluated(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from vae_gumbel.evaluate import EvaluationsFailed
+
+    sweep = tmp_path / "sweep"
+    for job in ("0", "1", "2"):
+        shutil.copytree(run_dir, sweep / job)
+    (sweep / "1" / "checkpoints" / "best.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(
+        EvaluationsFailed, match=r"^evaluated 2 of 3 runs in .*; 1 failed \(1\), each says why above$"
+    ):
+        evaluate_folder(f"checkpoint={sweep}", "iwae_samples=[1]", "data.test_limit=20")
+    assert "  error: cannot read checkpoint" in capsys.readouterr().out
+    assert (sweep / "2" / "eval.json").is_file()
+    with pytest.raises(
+        ConfigError, match=r"^out= names one file, and .* is a folder of 3 runs: leave out= unset"
+    ):
+        evaluate_folder(f"checkpoint={sweep}", f"out={tmp_path / 'all.json'}")
+
+
+def test_ctrl_c_in_a_folder_of_runs_keeps_the_evaluations_before_it(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep = tmp_path / "sweep"
+    for job in ("0", "1"):
+        shutil.copytree(run_dir, sweep / job)
+        for old in (sweep / job).glob("eval*.json"):
+            old.unlink()
+    evaluated = evaluate_module.evaluation_report
+
+    def interrupted_at_the_second(*args, **kwargs):
+        if (sweep / "0" / "eval.json").exists():
+            raise KeyboardInterrupt
+        return evaluated(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "evaluation_report", interrupted_at_the_second)
+    says = (
+        rf"^interrupted by SIGINT while evaluating {sweep / '1'}: .* the runs evaluated before it \(1\) keep"
+    )
+    with pytest.raises(Interrupted, match=says) as err:
+        evaluate_folder(f"checkpoint={sweep}", "iwae_samples=[1]", "data.test_limit=20")
+    assert err.value.exit_code == 130
+    assert (sweep / "0" / "eval.json").is_file() and not (sweep / "1" / "eval.json").exists()

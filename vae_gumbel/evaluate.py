@@ -2,7 +2,9 @@
 
 Prints and writes ``eval.json`` into the run folder: the test ELBO of the discrete model
 averaged over many exact draws, the importance-weighted bounds for each k, per-variable KL,
-active variables and code usage, next to the test-set binarization they were measured on.
+active variables and code usage, next to the test-set binarization they were measured on. Given a
+folder of runs (a sweep), it evaluates each run that has a checkpoint, one after another in this
+process, so that ``report`` can then compare their bounds.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ if __name__ == "__main__":  # python -m: this module's command runs it (see comm
     commands.evaluate()
 
 import logging
+import math
 import signal
 from pathlib import Path
 from typing import Any
@@ -24,10 +27,11 @@ from omegaconf import DictConfig
 from vae_gumbel.checkpoint import load_checkpoint, model_from_checkpoint, test_set_of
 from vae_gumbel.config import CONFIG_PATH, EvaluateConfig, validate
 from vae_gumbel.device import resolve_device
-from vae_gumbel.errors import Interrupted, one_line_errors
+from vae_gumbel.errors import ConfigError, Interrupted, VaeGumbelError, first_line, one_line_errors
 from vae_gumbel.files import check_writable, unwritable
+from vae_gumbel.interrupts import shell_command
 from vae_gumbel.likelihood import IMAGES, binarization_of, evaluation_report, kept_line, write_eval_json
-from vae_gumbel.run_folder import RunFolder, resolve_checkpoint
+from vae_gumbel.run_folder import RunFolder, find_runs, is_run, resolve_checkpoint, why_no_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +52,14 @@ def checkpoint_context(checkpoint: dict[str, Any], source: str) -> dict[str, Any
 def run_evaluation(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
     """Evaluates the checkpoint ``cfg`` names; writes eval.json and gives its path and contents."""
     settings: EvaluateConfig = validate(cfg, EvaluateConfig)
-    device = resolve_device(settings.device, key="device")
     file = resolve_checkpoint(to_absolute_path(settings.checkpoint), settings.which)
+    return evaluate_checkpoint(settings, file)
+
+
+def evaluate_checkpoint(settings: EvaluateConfig, file: Path) -> tuple[Path, dict[str, Any]]:
+    """Evaluates checkpoint ``file`` as ``settings`` say; writes eval.json and gives its path and
+    contents."""
+    device = resolve_device(settings.device, key="device")
     if settings.out:
         out = Path(to_absolute_path(settings.out))
     else:
@@ -85,6 +95,62 @@ def run_evaluation(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
     return out, report
 
 
+def runs_to_evaluate(path: str) -> list[Path] | None:
+    """Gives the runs below ``path`` when it is a folder of runs (a sweep, or a folder of them), in
+    natural order; None when it names one checkpoint or one run."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir() or is_run(folder):
+        return None
+    return find_runs(folder) or None
+
+
+def evaluate_runs(settings: EvaluateConfig, runs: list[Path], folder: Path) -> list[dict[str, Any]]:
+    """Evaluates each run of a folder of runs that has a checkpoint, printing its bounds as it ends;
+    gives the reports. A run without the checkpoint is passed over with a line that says why; a
+    run whose evaluation fails is named with its error, the others go on, and the command then
+    ends with an error that counts them."""
+    if settings.out:
+        raise ConfigError(
+            f"out= names one file, and {folder} is a folder of {len(runs)} runs: leave out= unset "
+            "(each run's evaluation goes into its own folder) or give one run"
+        )
+    reports, failed = [], []
+    for number, run in enumerate(runs, 1):
+        file = RunFolder(run).checkpoint(settings.which)
+        print(f"[{number}/{len(runs)}] {run}")
+        if not file.is_file():
+            print(f"  passed over: {why_no_checkpoint(run, settings.which)}")
+            continue
+        try:
+            reports.append(evaluate_checkpoint(settings, file)[1])
+        except Interrupted as stopped:
+            raise Interrupted(
+                stopped.signum,
+                f"interrupted by SIGINT while evaluating {run}: its eval.json is as it was, and the "
+                f"runs evaluated before it ({len(reports)}) keep theirs; the same command evaluates "
+                "every run again",
+            ) from None
+        except VaeGumbelError as err:
+            failed.append(run)
+            print(f"  error: {first_line(err)}")
+            continue
+        print(summary(reports[-1]))
+    done = f"evaluated {len(reports)} of {len(runs)} runs in {folder}"
+    if failed:
+        named = ", ".join(str(run.relative_to(folder)) for run in failed)
+        raise EvaluationsFailed(f"{done}; {len(failed)} failed ({named}), each says why above")
+    log.info(
+        "%s; compare them: %s [--group-by-seed]",
+        done,
+        shell_command("python", "-m", "vae_gumbel.report", folder),
+    )
+    return reports
+
+
+class EvaluationsFailed(VaeGumbelError):
+    """Some runs of a folder of runs could not be evaluated; the others were."""
+
+
 def summary(report: dict[str, Any]) -> str:
     """Gives the report as a few readable lines."""
     model = f"{report.get('estimator', '?')} {report.get('latent_dim')}x{report.get('categorical_dim')}"
@@ -104,9 +170,26 @@ def summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def best_bound(report: dict[str, Any]) -> float:
+    """Gives the report's IWAE NLL with the most samples: its tightest bound."""
+    return report["iwae_nll"][max(report["iwae_nll"], key=int)]
+
+
+def evaluate_command(cfg: DictConfig) -> float:
+    """Evaluates the checkpoint or run that ``cfg`` names, or each run of a folder of runs, and
+    prints the bounds; gives the tightest bound (its mean over the runs evaluated)."""
+    settings: EvaluateConfig = validate(cfg, EvaluateConfig)
+    path = to_absolute_path(settings.checkpoint)
+    runs = runs_to_evaluate(path)
+    if runs is not None:
+        reports = evaluate_runs(settings, runs, Path(path))
+        return sum(map(best_bound, reports)) / len(reports) if reports else math.nan
+    _, report = evaluate_checkpoint(settings, resolve_checkpoint(path, settings.which))
+    print(summary(report))
+    return best_bound(report)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
 def main(cfg: DictConfig) -> float:
     with one_line_errors():
-        _, report = run_evaluation(cfg)
-    print(summary(report))
-    return report["iwae_nll"][max(report["iwae_nll"], key=int)]
+        return evaluate_command(cfg)
