@@ -240,6 +240,40 @@ def test_grouped_by_seed_each_setting_gets_the_mean_stderr_and_count_over_its_se
     assert not (tmp_path / "report.csv").exists()  # the per-job report is another file
 
 
+def write_evaluation(
+    folder: Path, bounds: dict[str, float], checkpoint: str = "best.pt", images: int = 10000
+):
+    """Writes an eval.json as ``evaluate`` writes it, with the bounds given (k -> nats)."""
+    evaluation = {
+        "checkpoint": str(folder / "checkpoints" / checkpoint),
+        "test_images": images,
+        "iwae_nll": bounds,
+        "iwae_nll_stderr": dict.fromkeys(bounds, 0.5),
+    }
+    (folder / "eval.json").write_text(json.dumps(evaluation))
+
+
+def test_bounds_of_evaluate_get_a_column_named_for_what_they_were_measured_on(tmp_path: Path) -> None:
+    for job, (seed, bound) in enumerate(((0, 90.0), (1, 94.0), (2, None))):
+        write_job(tmp_path / str(job), [f"seed={seed}"], [100.0], {"status": "completed"})
+        if bound is not None:
+            write_evaluation(tmp_path / str(job), {"1": bound + 10, "100": bound})
+    column = "evaluate: test IWAE NLL k=100 (best.pt, 10000 images)"
+    rows = table_rows(report(tmp_path))
+    assert [row[column] for row in rows] == ["90.000", "94.000", ""]
+    (setting,) = table_rows(report(tmp_path, by_seed=True))
+    assert (float(setting[f"{column} mean"]), float(setting[f"{column} stderr"])) == (92.0, 2.0)
+    assert setting[f"{column} n"] == "2"
+    # Bounds measured differently (other weights, other images, another k) share no column.
+    for checkpoint, images, k in (
+        ("last.pt", 10000, "100"),
+        ("best.pt", 1000, "100"),
+        ("best.pt", 10000, "10"),
+    ):
+        write_evaluation(tmp_path / "2", {k: 91.0}, checkpoint, images)
+        assert not any(key.startswith("evaluate:") for key in table_rows(report(tmp_path))[0])
+
+
 @pytest.mark.slow
 def test_grouped_by_seed_a_setting_averages_only_its_completed_seeds(tmp_path: Path) -> None:
     # Seed 2 stopped after its first epoch: its loss is the first epoch's, not the tenth's.

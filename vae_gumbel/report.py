@@ -63,6 +63,8 @@ class Job:
     best_val_loss: float = math.nan
     evaluations: dict[str, Any] = field(default_factory=dict)  # its eval.json numbers, flattened
     val_iwae: tuple[int, float] | None = None  # (k, bound) on the validation set
+    # ((k, what was evaluated), bound) of the test set's eval.json (``evaluate``) with the most samples
+    evaluated: tuple[tuple[int, str], float] | None = None
 
 
 def parse_overrides(path: Path) -> dict[str, str]:
@@ -112,6 +114,7 @@ def read_job(path: Path, root: Path) -> Job:
         job.final_val_loss, job.best_val_loss = validation[-1], min(validation)
     for path in (folder.eval_json_of("test"), folder.eval_json_of("val")):
         job.evaluations.update(read_evaluation(path, path.stem))
+    job.evaluated = evaluated_bound(folder.eval_json_of("test"))
     if job.curve:
         job.final_test_loss = job.curve[-1][1]
         job.best_epoch, job.best_test_loss = min(job.curve, key=lambda point: point[1])
@@ -130,6 +133,19 @@ def read_evaluation(path: Path, name: str) -> dict[str, Any]:
         columns.update({f"{name}/{key}_{k}": value for k, value in evaluation.get(key, {}).items()})
     columns[f"{name}/targets_sha256"] = evaluation.get("binarization", {}).get("targets_sha256")
     return columns
+
+
+def evaluated_bound(path: Path) -> tuple[tuple[int, str], float] | None:
+    """Gives the IWAE bound with the most samples of an evaluation (eval.json), with what it was
+    measured on (k, the checkpoint's file name and the number of images: only bounds that agree in
+    all three go into one column); None if the file is missing or holds no bound."""
+    try:
+        evaluation = json.loads(path.read_text())
+        k, bound = max(((int(k), float(v)) for k, v in evaluation["iwae_nll"].items()), key=lambda kv: kv[0])
+        basis = f"{Path(str(evaluation['checkpoint'])).name}, {int(evaluation['test_images'])} images"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return (k, basis), bound
 
 
 # What a row of runs.csv keeps of an eval.json, besides its bounds and the test targets' digest.
@@ -260,7 +276,8 @@ def table(jobs: list[Job], sort: str = "final") -> tuple[list[str], list[list[An
 def optional_metrics(jobs: list[Job]) -> dict[str, Any]:
     """Gives the columns only some sweeps have, by name: the final validation loss if a job held a
     validation set out, and the IWAE bounds (validation, test) with the most samples, when every job
-    that computed one used the same k."""
+    that computed one used the same k; and the bound of ``evaluate``'s eval.json, when every run
+    evaluated was evaluated with the same k, checkpoint (best.pt or last.pt) and number of images."""
     metrics: dict[str, Any] = {}
     if any(math.isfinite(job.final_val_loss) for job in jobs):
         metrics["final validation loss"] = lambda job: job.final_val_loss
@@ -269,6 +286,12 @@ def optional_metrics(jobs: list[Job]) -> dict[str, Any]:
         ks = {bound(job)[0] for job in jobs if bound(job)}
         if len(ks) == 1:
             metrics[f"{name} IWAE NLL k={ks.pop()}"] = lambda job, of=bound: (of(job) or (0, math.nan))[1]
+    evaluated = {job.evaluated[0] for job in jobs if job.evaluated}
+    if len(evaluated) == 1:  # every evaluate of these runs measured the same thing
+        (k, basis) = evaluated.pop()
+        metrics[f"evaluate: test IWAE NLL k={k} ({basis})"] = lambda job: (
+            job.evaluated or ((0, ""), math.nan)
+        )[1]
     return metrics
 
 
