@@ -259,7 +259,7 @@ def test_a_folder_of_runs_gets_each_runs_evaluation_and_the_command_to_compare_t
 def test_a_run_that_fails_its_evaluation_is_named_and_the_others_are_evaluated(
     run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from vae_gumbel.evaluate import EvaluationsFailed
+    from vae_gumbel.errors import EvaluationsFailed
 
     sweep = tmp_path / "sweep"
     for job in ("0", "1", "2"):
@@ -300,3 +300,16 @@ def test_ctrl_c_in_a_folder_of_runs_keeps_the_evaluations_before_it(
         evaluate_folder(f"checkpoint={sweep}", "iwae_samples=[1]", "data.test_limit=20")
     assert err.value.exit_code == 130
     assert (sweep / "0" / "eval.json").is_file() and not (sweep / "1" / "eval.json").exists()
+
+
+def test_a_folder_of_runs_on_a_missing_gpu_is_refused_once_before_any_run(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    for job in ("0", "1"):
+        shutil.copytree(run_dir, tmp_path / job)
+    with pytest.raises(ConfigError, match="^device=cuda but no CUDA device is available"):
+        evaluate_folder(f"checkpoint={tmp_path}", "device=cuda")

@@ -65,6 +65,10 @@ class RecordsError(VaeGumbelError):
     exit_code = BAD_INPUT
 
 
+class EvaluationsFailed(VaeGumbelError):
+    """Some runs of a folder of runs could not be evaluated (each said why); the others were."""
+
+
 class NonFiniteLossError(VaeGumbelError):
     """Training produced a NaN or infinite loss, or non-finite weights."""
 

@@ -27,7 +27,14 @@ from omegaconf import DictConfig
 from vae_gumbel.checkpoint import load_checkpoint, model_from_checkpoint, test_set_of
 from vae_gumbel.config import CONFIG_PATH, EvaluateConfig, validate
 from vae_gumbel.device import resolve_device
-from vae_gumbel.errors import ConfigError, Interrupted, VaeGumbelError, first_line, one_line_errors
+from vae_gumbel.errors import (
+    ConfigError,
+    EvaluationsFailed,
+    Interrupted,
+    VaeGumbelError,
+    first_line,
+    one_line_errors,
+)
 from vae_gumbel.files import check_writable, unwritable
 from vae_gumbel.interrupts import shell_command
 from vae_gumbel.likelihood import IMAGES, binarization_of, evaluation_report, kept_line, write_eval_json
@@ -114,6 +121,7 @@ def evaluate_runs(settings: EvaluateConfig, runs: list[Path], folder: Path) -> l
             f"out= names one file, and {folder} is a folder of {len(runs)} runs: leave out= unset "
             "(each run's evaluation goes into its own folder) or give one run"
         )
+    resolve_device(settings.device, key="device")  # a device that is not there fails every run: say it once
     reports, failed = [], []
     for number, run in enumerate(runs, 1):
         file = RunFolder(run).checkpoint(settings.which)
@@ -145,10 +153,6 @@ def evaluate_runs(settings: EvaluateConfig, runs: list[Path], folder: Path) -> l
         shell_command("python", "-m", "vae_gumbel.report", folder),
     )
     return reports
-
-
-class EvaluationsFailed(VaeGumbelError):
-    """Some runs of a folder of runs could not be evaluated; the others were."""
 
 
 def summary(report: dict[str, Any]) -> str:
