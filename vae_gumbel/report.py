@@ -136,9 +136,10 @@ def read_evaluation(path: Path, name: str) -> dict[str, Any]:
 
 
 def evaluated_bound(path: Path) -> tuple[tuple[int, str], float] | None:
-    """Gives the IWAE bound with the most samples of an evaluation (eval.json), with what it was
-    measured on (k, the checkpoint's file name and the number of images: only bounds that agree in
-    all three go into one column); None if the file is missing or holds no bound."""
+    """Gives the IWAE bound with the most samples of an evaluation by ``evaluate`` (eval.json), with
+    what it was measured on (k, the checkpoint's file name and the number of images: only bounds
+    that agree in all three go into one column); None if the file is missing, holds no bound, or
+    is the trainer's final evaluation (which names no checkpoint: its bounds are in the metrics)."""
     try:
         evaluation = json.loads(path.read_text())
         k, bound = max(((int(k), float(v)) for k, v in evaluation["iwae_nll"].items()), key=lambda kv: kv[0])
