@@ -228,6 +228,15 @@ def evaluate_folder(*overrides: str) -> float:
     return evaluate_module.evaluate_command(compose_config("evaluate", list(overrides)))
 
 
+def sweep_of(run_dir: Path, sweep: Path, jobs: int) -> Path:
+    """Gives a folder of ``jobs`` copies of the trained run, as a sweep's jobs, none evaluated yet."""
+    for job in range(jobs):
+        shutil.copytree(run_dir, sweep / str(job))
+        for old in (sweep / str(job)).glob("eval*.json"):
+            old.unlink()
+    return sweep
+
+
 def test_a_folder_of_runs_gets_each_runs_evaluation_and_the_command_to_compare_them(
     run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -235,11 +244,7 @@ def test_a_folder_of_runs_gets_each_runs_evaluation_and_the_command_to_compare_t
 
     from vae_gumbel.report import read_job
 
-    sweep = tmp_path / "sweep"
-    for job in ("0", "1"):
-        shutil.copytree(run_dir, sweep / job)
-        for old in (sweep / job).glob("eval*.json"):
-            old.unlink()
+    sweep = sweep_of(run_dir, tmp_path / "sweep", 2)
     waiting = sweep / "2" / ".hydra"  # a job that has not started: no checkpoint yet
     waiting.mkdir(parents=True)
     (waiting / "overrides.yaml").write_text("[]\n")
@@ -261,16 +266,14 @@ def test_a_run_that_fails_its_evaluation_is_named_and_the_others_are_evaluated(
 ) -> None:
     from vae_gumbel.errors import EvaluationsFailed
 
-    sweep = tmp_path / "sweep"
-    for job in ("0", "1", "2"):
-        shutil.copytree(run_dir, sweep / job)
+    sweep = sweep_of(run_dir, tmp_path / "sweep", 3)
     (sweep / "1" / "checkpoints" / "best.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(
         EvaluationsFailed, match=r"^evaluated 2 of 3 runs in .*; 1 failed \(1\), each says why above$"
     ):
         evaluate_folder(f"checkpoint={sweep}", "iwae_samples=[1]", "data.test_limit=20")
     assert "  error: cannot read checkpoint" in capsys.readouterr().out
-    assert (sweep / "2" / "eval.json").is_file()
+    assert (sweep / "2" / "eval.json").is_file() and not (sweep / "1" / "eval.json").exists()
     with pytest.raises(
         ConfigError, match=r"^out= names one file, and .* is a folder of 3 runs: leave out= unset"
     ):
@@ -280,11 +283,7 @@ def test_a_run_that_fails_its_evaluation_is_named_and_the_others_are_evaluated(
 def test_ctrl_c_in_a_folder_of_runs_keeps_the_evaluations_before_it(
     run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sweep = tmp_path / "sweep"
-    for job in ("0", "1"):
-        shutil.copytree(run_dir, sweep / job)
-        for old in (sweep / job).glob("eval*.json"):
-            old.unlink()
+    sweep = sweep_of(run_dir, tmp_path / "sweep", 2)
     evaluated = evaluate_module.evaluation_report
 
     def interrupted_at_the_second(*args, **kwargs):
@@ -309,7 +308,6 @@ def test_a_folder_of_runs_on_a_missing_gpu_is_refused_once_before_any_run(
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
-    for job in ("0", "1"):
-        shutil.copytree(run_dir, tmp_path / job)
+    sweep = sweep_of(run_dir, tmp_path / "sweep", 2)
     with pytest.raises(ConfigError, match="^device=cuda but no CUDA device is available"):
-        evaluate_folder(f"checkpoint={tmp_path}", "device=cuda")
+        evaluate_folder(f"checkpoint={sweep}", "device=cuda")
