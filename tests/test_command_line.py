@@ -127,6 +127,18 @@ def test_a_group_choice_without_a_file_lists_the_groups_files_unless_the_user_ad
         check_command_line(["estimator=gumbel_softmax,reinforce"], "train")
     with pytest.raises(ConfigError, match="^experiment=mine: experiment has no config mine"):
         check_command_line(["+experiment=mine"], "train")
+
+
+def test_a_plus_before_a_group_that_already_has_a_choice_says_to_write_it_without() -> None:
+    # Hydra's own answer gives the defaults-list syntax of a YAML file: "use 'override estimator: reinmax'".
+    says = "estimator already has a choice (gumbel_softmax by default); write estimator="
+    with pytest.raises(ConfigError, match="^" + re.escape(f"+estimator=reinmax: {says}reinmax to change it")):
+        check_command_line(["+estimator=reinmax"], "train")
+    with pytest.raises(
+        ConfigError, match="^" + re.escape(f"+estimator=reinmax,gumbel_rao: {says}reinmax,gumbel")
+    ):
+        check_command_line(["-m", "+estimator=reinmax,gumbel_rao"], "train")
+    check_command_line(["+experiment=jang2017", "+debug=tiny"], "train")  # optional groups take it
     # The user's own config folders may hold more choices, and groups of their own: Hydra looks there.
     for folders in (
         ["--config-dir", "my_conf"],

@@ -42,6 +42,13 @@ def check_group_choices(overrides: Sequence[str], config_name: str) -> None:
         group = override.key_or_group
         if override.is_delete() or override.is_hydra_override() or not _conf_files().joinpath(group).is_dir():
             continue
+        if override.is_add() and _defaults_of(config_name).get(group) is not None:
+            typed = override.input_line
+            default = _defaults_of(config_name)[group]
+            raise ConfigError(
+                f"{typed}: {group} already has a choice ({default} by default); "
+                f"write {typed.removeprefix('+')} to change it"
+            )
         if override.value_type in (ValueType.GLOB_CHOICE_SWEEP, ValueType.INTERVAL_SWEEP):
             continue  # a glob names files; an interval is Optuna's, for a key
         for value in values_of(override):
@@ -156,13 +163,21 @@ def _conf_files() -> Any:
 
 
 @functools.cache
-def _groups_of(config_name: str) -> frozenset[str]:
-    """Gives the config groups that entry point ``config_name`` chooses from: those its primary
-    config's defaults list names."""
+def _defaults_of(config_name: str) -> dict[str, str | None]:
+    """Gives the config groups that entry point ``config_name`` chooses from, those its primary
+    config's defaults list names, each with its default choice (None: the group is optional)."""
     defaults = yaml.safe_load(_conf_files().joinpath(f"{config_name}.yaml").read_text())["defaults"]
-    return frozenset(
-        key.removeprefix("override ") for entry in defaults if isinstance(entry, dict) for key in entry
-    )
+    return {
+        key.removeprefix("override "): choice
+        for entry in defaults
+        if isinstance(entry, dict)
+        for key, choice in entry.items()
+    }
+
+
+def _groups_of(config_name: str) -> frozenset[str]:
+    """Gives the config groups that entry point ``config_name`` chooses from."""
+    return frozenset(_defaults_of(config_name))
 
 
 def _options(group: str) -> list[str]:
