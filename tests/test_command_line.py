@@ -54,7 +54,7 @@ def test_choices_keys_and_values_that_a_run_can_take_pass_every_check() -> None:
             "temperature=glob(*)",
             "optim.lr=interval(1e-4,1e-2)",
             "~debug",
-            "+experiment=jang2017",
+            "experiment=jang2017",
             "hydra.run.dir=outputs/run",
             "hydra/launcher=stacked",
             "seed=0,1",
@@ -126,27 +126,30 @@ def test_a_group_choice_without_a_file_lists_the_groups_files_unless_the_user_ad
     with pytest.raises(ConfigError, match="^" + re.escape(says)):
         check_command_line(["estimator=gumbel_softmax,reinforce"], "train")
     with pytest.raises(ConfigError, match="^experiment=mine: experiment has no config mine"):
-        check_command_line(["+experiment=mine"], "train")
-
-
-def test_a_plus_before_a_group_that_already_has_a_choice_says_to_write_it_without() -> None:
-    # Hydra's own answer gives the defaults-list syntax of a YAML file: "use 'override estimator: reinmax'".
-    says = "estimator already has a choice (gumbel_softmax by default); write estimator="
-    with pytest.raises(ConfigError, match="^" + re.escape(f"+estimator=reinmax: {says}reinmax to change it")):
-        check_command_line(["+estimator=reinmax"], "train")
-    with pytest.raises(
-        ConfigError, match="^" + re.escape(f"+estimator=reinmax,gumbel_rao: {says}reinmax,gumbel")
-    ):
-        check_command_line(["-m", "+estimator=reinmax,gumbel_rao"], "train")
-    check_command_line(["+experiment=jang2017", "+debug=tiny"], "train")  # optional groups take it
-    # The user's own config folders may hold more choices, and groups of their own: Hydra looks there.
+        check_command_line(["experiment=mine"], "train")
+    # The user's own config folders may hold more choices, groups of their own and another primary
+    # config: Hydra looks there, and these checks leave the names to it.
     for folders in (
         ["--config-dir", "my_conf"],
         ["-cd=my_conf"],
         ["--config-path=/home/me/conf"],
+        ["--config-name=mine"],
         ["hydra.searchpath=[file://my_conf]"],
     ):
-        check_command_line([*folders, "+experiment=mine", "+sweeps=big"], "train")
+        check_command_line([*folders, "experiment=mine", "+sweeps=big"], "train")
+
+
+def test_a_plus_before_a_group_of_the_defaults_says_to_write_it_without() -> None:
+    # Hydra's own answer gives the defaults-list syntax of a YAML file: "use 'override estimator: reinmax'",
+    # for an optional group (experiment: null in train.yaml) too.
+    for typed, group, default in (
+        ("+estimator=reinmax", "estimator", "gumbel_softmax"),
+        ("+estimator=reinmax,gumbel_rao", "estimator", "gumbel_softmax"),
+        ("+experiment=jang2017", "experiment", "none"),
+    ):
+        says = f"{typed}: {group} is already in train's defaults ({default} by default); write {typed[1:]}"
+        with pytest.raises(ConfigError, match="^" + re.escape(says) + " to choose$"):
+            check_command_line(["-m", typed], "train")
 
 
 @pytest.mark.parametrize(

@@ -42,12 +42,11 @@ def check_group_choices(overrides: Sequence[str], config_name: str) -> None:
         group = override.key_or_group
         if override.is_delete() or override.is_hydra_override() or not _conf_files().joinpath(group).is_dir():
             continue
-        if override.is_add() and _defaults_of(config_name).get(group) is not None:
-            typed = override.input_line
-            default = _defaults_of(config_name)[group]
+        if override.is_add() and group in _groups_of(config_name) and own_configs_only(overrides):
+            typed, default = override.input_line, _defaults_of(config_name)[group]
             raise ConfigError(
-                f"{typed}: {group} already has a choice ({default} by default); "
-                f"write {typed.removeprefix('+')} to change it"
+                f"{typed}: {group} is already in {config_name}'s defaults ({default or 'none'} by default); "
+                f"write {typed.removeprefix('+')} to choose"
             )
         if override.value_type in (ValueType.GLOB_CHOICE_SWEEP, ValueType.INTERVAL_SWEEP):
             continue  # a glob names files; an interval is Optuna's, for a key
@@ -130,8 +129,8 @@ def check_settings(overrides: Sequence[str], config_name: str) -> None:
 def own_configs_only(arguments: Sequence[str]) -> bool:
     """Says whether a command line reads only the packaged configs: it names no config folder
     (``--config-dir``, ``--config-path``, their short forms, ``hydra.searchpath``), whose groups and
-    choices are the user's own."""
-    flags = ("--config-dir", "-cd", "--config-path", "-cp")
+    choices are the user's own, and no other primary config (``--config-name``, ``-cn``)."""
+    flags = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
     return not any(
         argument in flags
         or argument.startswith(tuple(f"{flag}=" for flag in flags))
