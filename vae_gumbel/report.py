@@ -112,21 +112,31 @@ def read_job(path: Path, root: Path) -> Job:
     validation = [r["val/loss"] for r in records if "val/loss" in r]
     if validation:
         job.final_val_loss, job.best_val_loss = validation[-1], min(validation)
-    for path in (folder.eval_json_of("test"), folder.eval_json_of("val")):
-        job.evaluations.update(read_evaluation(path, path.stem))
-    job.evaluated = evaluated_bound(folder.eval_json_of("test"))
+    for split in ("test", "val"):
+        path = folder.eval_json_of(split)
+        evaluation = read_evaluation_file(path)  # read once, for its columns and its bound
+        job.evaluations.update(evaluation_columns(evaluation, path.stem))
+        if split == "test":
+            job.evaluated = evaluated_bound(evaluation)
     if job.curve:
         job.final_test_loss = job.curve[-1][1]
         job.best_epoch, job.best_test_loss = min(job.curve, key=lambda point: point[1])
     return job
 
 
-def read_evaluation(path: Path, name: str) -> dict[str, Any]:
-    """Gives the numbers of an importance-weighted evaluation (eval.json), flattened into columns
-    named NAME/...; nothing if the file is missing or unreadable."""
+def read_evaluation_file(path: Path) -> dict[str, Any]:
+    """Gives an importance-weighted evaluation (eval.json) as it was written; nothing if the file is
+    missing or unreadable."""
     try:
         evaluation = json.loads(path.read_text())
     except (OSError, ValueError):
+        return {}
+    return evaluation if isinstance(evaluation, dict) else {}
+
+
+def evaluation_columns(evaluation: dict[str, Any], name: str) -> dict[str, Any]:
+    """Gives the numbers of an evaluation flattened into columns named NAME/...; nothing for none."""
+    if not evaluation:
         return {}
     columns = {f"{name}/{key}": evaluation.get(key) for key in EVALUATION_FIELDS}
     for key in ("iwae_nll", "iwae_nll_stderr"):
@@ -135,16 +145,15 @@ def read_evaluation(path: Path, name: str) -> dict[str, Any]:
     return columns
 
 
-def evaluated_bound(path: Path) -> tuple[tuple[int, str], float] | None:
+def evaluated_bound(evaluation: dict[str, Any]) -> tuple[tuple[int, str], float] | None:
     """Gives the IWAE bound with the most samples of an evaluation by ``evaluate`` (eval.json), with
     what it was measured on (k, the checkpoint's file name and the number of images: only bounds
-    that agree in all three go into one column); None if the file is missing, holds no bound, or
-    is the trainer's final evaluation (which names no checkpoint: its bounds are in the metrics)."""
+    that agree in all three go into one column); None if there is none, it holds no bound, or it is
+    the trainer's final evaluation (which names no checkpoint: its bounds are in the metrics)."""
     try:
-        evaluation = json.loads(path.read_text())
         k, bound = max(((int(k), float(v)) for k, v in evaluation["iwae_nll"].items()), key=lambda kv: kv[0])
         basis = f"{Path(str(evaluation['checkpoint'])).name}, {int(evaluation['test_images'])} images"
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
     return (k, basis), bound
 
