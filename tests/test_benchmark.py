@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from pathlib import Path
@@ -15,6 +16,8 @@ from vae_gumbel.datasets import load_images
 from vae_gumbel.model import CategoricalVAE
 from vae_gumbel.tools.benchmark import (
     check_same_losses,
+    configurations,
+    default_options,
     main,
     markdown,
     model_flops_per_image,
@@ -29,6 +32,47 @@ def test_model_flops_count_every_matmul_of_a_training_image() -> None:
     encoder, decoder = 784 * 4 + 4 * 6, 6 * 4 + 4 * 784
     assert model_flops_per_image(model) == 3 * 2 * (encoder + decoder) + 2 * decoder
     assert model_flops_per_image(model, unrelaxed_decode=False) == 3 * 2 * (encoder + decoder)
+
+
+@pytest.mark.parametrize(
+    ("device", "native_bf16", "batch_size", "default"),
+    [
+        ("cpu", True, 100, ("false", "bf16")),  # 6,000 steps: too short to repay compiling
+        ("cpu", False, 100, ("false", "32")),
+        ("cpu", False, 20, ("true", "32")),  # 30,000 steps: compiled
+        ("cuda", True, 100, ("graph", "32")),  # one CUDA graph of the eager step
+    ],
+)
+def test_the_default_path_is_what_auto_picks_for_a_default_run(
+    device: str, native_bf16: bool, batch_size: int, default: tuple[str, str], monkeypatch
+) -> None:
+    monkeypatch.setattr("vae_gumbel.device.cpu_has_native_bf16", lambda: native_bf16)
+    assert default_options(torch.device(device), batch_size, train_images=60_000) == default
+
+
+def test_the_row_of_the_default_path_says_so_or_is_added(monkeypatch) -> None:
+    monkeypatch.setattr("vae_gumbel.device.cpu_has_native_bf16", lambda: True)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+
+    def names(device, bf16: bool, no_compile: bool, batch_size: int = 100) -> list[str]:
+        args = argparse.Namespace(bf16=bf16, no_compile=no_compile)
+        return list(configurations(device, batch_size, 60_000, args, tf32=device.type == "cuda"))
+
+    assert "trainer bf16 (the default here)" in names(cpu, bf16=True, no_compile=False)
+    assert names(cpu, bf16=False, no_compile=True) == [
+        "baseline",
+        "trainer eager",
+        "trainer default (eager, bf16)",
+    ]
+    # On CUDA the default replays the eager step as one CUDA graph, which no other row does.
+    configs = configurations(cuda, 100, 60_000, argparse.Namespace(bf16=False, no_compile=True), tf32=True)
+    assert configs["trainer default (eager + CUDA graph, fp32)"] == (("graph", "32"), "tf32")
+    # A default that compiles is not timed when compiling was ruled out.
+    assert not any("default" in name for name in names(cpu, bf16=False, no_compile=True, batch_size=20))
+    assert "trainer compiled bf16 (the default here)" in names(
+        cpu, bf16=True, no_compile=False, batch_size=20
+    )
+    assert "trainer default (compiled, bf16)" in names(cpu, bf16=False, no_compile=False, batch_size=20)
 
 
 def fixture_data(mnist_root: Path, device: str = "cpu") -> Data:
@@ -63,9 +107,20 @@ def test_benchmark_cli_writes_json_and_a_markdown_table(mnist_root: Path, tmp_pa
     assert result.returncode == 0, result.stderr
     assert "same losses" in result.stdout
     report = json.loads((tmp_path / "bench.json").read_text())
-    rows = {(r["batch_size"], r["config"]): r for r in report["results"]}
+    # The row of the path the defaults pick on this machine says so (eager fp32, or bf16 on a CPU
+    # with native bf16).
+    train_images = len(load_images(mnist_root, "mnist", train=True))
+    for batch_size in (20, 40):
+        (default,) = [
+            r for r in report["results"] if r["batch_size"] == batch_size and "default" in r["config"]
+        ]
+        compile, precision = default_options(torch.device("cpu"), batch_size, train_images)
+        assert default["trainer_settings"] == {"compile": compile, "precision": precision}
+        assert default["config"].endswith(" (the default here)")
+    rows = {(r["batch_size"], r["config"].removesuffix(" (the default here)")): r for r in report["results"]}
     configs = ("baseline", "trainer eager", "trainer bf16")
     assert set(rows) == {(b, c) for b in (20, 40) for c in configs}
+    assert rows[(20, "trainer bf16")]["trainer_settings"] == {"compile": "false", "precision": "bf16"}
     assert all(len(r["seconds"]) == 2 and r["images_per_s"] > 0 for r in rows.values())
     assert rows[(20, "baseline")]["speedup_vs_baseline"] == 1.0
     # Each row is held against the measured matmul peak of its own precision.
@@ -80,7 +135,7 @@ def test_benchmark_cli_writes_json_and_a_markdown_table(mnist_root: Path, tmp_pa
             row["model_tflops"] / peaks[row["matmul_precision"]]
         )
     table = (tmp_path / "bench.md").read_text()
-    assert "| 20 | trainer eager |" in table and "Matmul peak measured in this run (128 x 128" in table
+    assert "| 20 | trainer eager" in table and "Matmul peak measured in this run (128 x 128" in table
     assert "WARNING" not in table or "exceeded the matmul peak" in table
     # One row over its peak, as on a machine busy while the peak ran (here the others are set below
     # it: on a busy machine, a real row may also pass its measured peak).
@@ -116,8 +171,9 @@ def test_the_benchmark_times_every_configuration_at_two_batch_sizes(mnist_root: 
         "trainer compiled (reduce-overhead)",
         "trainer bf16",
         "trainer compiled bf16 + CUDA graph",
+        "trainer default (eager + CUDA graph, fp32)",  # what trainer.compile=auto does on a short run
     }
-    assert len(rows) == 12 and all(math.isfinite(row["loss"]) for row in rows)
+    assert len(rows) == 14 and all(math.isfinite(row["loss"]) for row in rows)
 
 
 @pytest.mark.parametrize(

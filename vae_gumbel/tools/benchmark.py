@@ -35,7 +35,7 @@ from vae_gumbel.commands import at_least, usage_name
 from vae_gumbel.config import TrainConfig, compose_settings
 from vae_gumbel.data import Data, ImageSet
 from vae_gumbel.datasets import ensure, load_images
-from vae_gumbel.device import allow_tf32, resolve_device, synchronize
+from vae_gumbel.device import allow_tf32, resolve_device, resolve_precision, synchronize
 from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import check_writable, write_new
 from vae_gumbel.likelihood import score_test_set
@@ -91,6 +91,21 @@ def trainer_settings(
             f"seed={seed}",
         ]
     )
+
+
+def default_options(
+    device: torch.device, batch_size: int, train_images: int = EPOCH_IMAGES
+) -> tuple[str, str]:
+    """Gives the ``trainer.compile`` and ``trainer.precision`` that the defaults (``auto`` and
+    ``auto``) resolve to on ``device`` for a default-length run at ``batch_size``: the path a user
+    who sets nothing trains on."""
+    epochs = compose_settings([]).trainer.epochs
+    plan = plan_step("auto", device, steps=epochs * math.ceil(train_images / batch_size))
+    if plan.compile is None:
+        compile = "graph" if plan.cuda_graph else "false"
+    else:
+        compile = "true" if plan.compile == "default" else plan.compile
+    return compile, resolve_precision("auto", device)
 
 
 def trainer_run(settings: TrainConfig | list[TrainConfig], data: Data) -> Run:
@@ -202,6 +217,46 @@ def compare_epochs(root: str, data: Data, settings: TrainConfig, epochs: int) ->
     return results
 
 
+def configurations(
+    device: torch.device, batch_size: int, train_images: int, args: argparse.Namespace, tf32: bool
+) -> dict[str, tuple[tuple[str, str] | None, str]]:
+    """Gives the configurations timed at ``batch_size``, by name: each one's ``trainer.compile`` and
+    ``trainer.precision`` (None: the tutorial loop) and its matmul precision. The compiled rows run as
+    ``trainer.compile=true`` does (on CUDA, one CUDA graph per step). The row of the path the defaults
+    pick here for a default run (``default_options``) says so; where none is that path, a row of its
+    own is added (unless it compiles and ``--no-compile`` was given), so that the default is timed."""
+    fp32 = "tf32" if tf32 else "float32"
+    compiled = plan_step("true", device)
+    graphed = " + CUDA graph" if compiled.cuda_graph else ""
+    configs: dict[str, tuple[tuple[str, str] | None, str]] = {
+        "baseline": (None, "float32"),
+        "trainer eager": (("false", "32"), fp32),
+    }
+    if not args.no_compile:
+        configs[f"trainer compiled{graphed}"] = (("true", "32"), fp32)
+        if device.type == "cuda":  # inductor's own CUDA graphs, around forward and backward only
+            configs["trainer compiled (reduce-overhead)"] = (("reduce-overhead", "32"), fp32)
+    if device.type == "cuda" or args.bf16:
+        configs["trainer bf16"] = (("false", "bf16"), "bfloat16")
+        if not args.no_compile:
+            configs[f"trainer compiled bf16{graphed}"] = (("true", "bf16"), "bfloat16")
+    default = default_options(device, batch_size, train_images)
+    for name, (options, _) in configs.items():
+        if options == default:
+            return {(f"{name} (the default here)" if n == name else n): c for n, c in configs.items()}
+    compile, precision = default
+    if args.no_compile and compile not in ("false", "graph"):
+        return configs
+    path = {"false": "eager", "graph": "eager + CUDA graph", "true": f"compiled{graphed}"}.get(
+        compile, f"compile={compile}"
+    )
+    configs[f"trainer default ({path}, {'bf16' if precision == 'bf16' else 'fp32'})"] = (
+        default,
+        "bfloat16" if precision == "bf16" else fp32,
+    )
+    return configs
+
+
 @dataclass
 class Timing:
     config: str
@@ -245,26 +300,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         epochs = {"epochs": args.epochs, **compare_epochs(args.data_root, data, settings(100), args.epochs)}
         print(f"after {args.epochs} epoch(s): {epochs}", flush=True)
 
-    # Each configuration: its trainer.compile and trainer.precision (None: the tutorial loop), and
-    # its matmul precision. The compiled rows run as ``trainer.compile=true`` does: on CUDA, one
-    # CUDA graph per step.
-    fp32 = "tf32" if tf32 else "float32"
-    compiled = plan_step("true", device)
-    graphed = " + CUDA graph" if compiled.cuda_graph else f" ({compiled.compile})"
-    configs: dict[str, tuple[tuple[str, str] | None, str]] = {
-        "baseline": (None, "float32"),
-        "trainer eager": (("false", "32"), fp32),
-    }
-    if not args.no_compile:
-        configs[f"trainer compiled{graphed}"] = (("true", "32"), fp32)
-        if device.type == "cuda":  # inductor's own CUDA graphs, around forward and backward only
-            configs["trainer compiled (reduce-overhead)"] = (("reduce-overhead", "32"), fp32)
-    if device.type == "cuda" or args.bf16:
-        configs["trainer bf16"] = (("false", "bf16"), "bfloat16")
-        if not args.no_compile:
-            configs[f"trainer compiled bf16{graphed}"] = (("true", "bf16"), "bfloat16")
+    configs = {size: configurations(device, size, len(train), args, tf32) for size in args.batch_sizes}
     peak_size = args.peak_size or (8192 if device.type == "cuda" else 2048)
-    precisions = sorted({precision for _, precision in configs.values()})
+    precisions = sorted({precision for named in configs.values() for _, precision in named.values()})
 
     def measure_peaks() -> dict[str, float]:
         return {precision: matmul_peak_tflops(device, precision, peak_size) for precision in precisions}
@@ -281,7 +319,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # and compiled code, so that Dynamo's recompile limit is never reached.
         prepared.clear()
         torch._dynamo.reset()
-        for name, (options, _) in configs.items():  # compile and warm up every configuration first
+        for name, (options, _) in configs[batch_size].items():  # compile and warm up each one first
             if options is None:
                 allow_tf32(device, False)
                 model = unstack(trainer_run(settings(batch_size), data).model, 0)
@@ -295,7 +333,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 prepared[name] = trial
             timings.append(Timing(name, batch_size, [], 0, None, math.nan))
         for _ in range(args.repeats):  # alternate, so noise on the machine hits every configuration
-            for name in configs:
+            for name in configs[batch_size]:
                 timing = next(t for t in timings if t.config == name and t.batch_size == batch_size)
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
@@ -331,7 +369,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         per_image = seconds / timing.images
         baseline = next(t for t in timings if t.config == "baseline" and t.batch_size == timing.batch_size)
         baseline_per_image = statistics.median(baseline.seconds) / baseline.images
-        precision = configs[timing.config][1]
+        options, precision = configs[timing.batch_size][timing.config]
         model_tflops = flops / per_image / 1e12
         rows.append(
             {
@@ -340,6 +378,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "images_per_s": 1 / per_image,
                 "speedup_vs_baseline": baseline_per_image / per_image,
                 "model_tflops": model_tflops,
+                "trainer_settings": options and {"compile": options[0], "precision": options[1]},
                 "matmul_precision": precision,
                 "fraction_of_matmul_peak": model_tflops / peaks[precision],
             }
