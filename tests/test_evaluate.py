@@ -264,12 +264,12 @@ def test_a_folder_of_runs_gets_each_runs_evaluation_and_the_command_to_compare_t
 def test_a_run_that_fails_its_evaluation_is_named_and_the_others_are_evaluated(
     run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from vae_gumbel.errors import EvaluationsFailed
+    from vae_gumbel.errors import RunsFailed
 
     sweep = sweep_of(run_dir, tmp_path / "sweep", 3)
     (sweep / "1" / "checkpoints" / "best.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(
-        EvaluationsFailed, match=r"^evaluated 2 of 3 runs in .*; 1 failed \(1\), each says why above$"
+        RunsFailed, match=r"^evaluated 2 of 3 runs in .*; 1 failed \(1\), each says why above$"
     ):
         evaluate_folder(f"checkpoint={sweep}", "iwae_samples=[1]", "data.test_limit=20")
     assert "  error: cannot read checkpoint" in capsys.readouterr().out

@@ -220,3 +220,74 @@ def test_cli_refuses_an_unsafe_checkpoint_for_safety(tmp_path: Path) -> None:
     assert_one_line_error(result, 2, "holds objects a vae-gumbel checkpoint never holds")
     assert "refused for safety" in result.stderr and "weights_only" not in result.stderr
     assert "this should never run" not in result.stdout
+
+
+def test_a_folder_of_runs_gets_each_runs_grid_in_its_own_samples_folder(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from tests.test_evaluate import sweep_of
+    from vae_gumbel.sample import sample_command
+
+    sweep = sweep_of(run_dir, tmp_path / "sweep", 2)
+    waiting = sweep / "2" / ".hydra"  # a job that has not started: no checkpoint yet
+    waiting.mkdir(parents=True)
+    (waiting / "overrides.yaml").write_text("[]\n")
+    caplog.set_level(logging.INFO, logger="vae_gumbel.sample")
+    sample_command(compose_config("sample", [f"checkpoint={sweep}", "rows=3", "seed=11"]))
+    name = "prior_rows3_cols8_seed11_epoch002.png"
+    drawn = [RunFolder(sweep / job).samples / name for job in ("0", "1")]
+    assert drawn[0].read_bytes() == drawn[1].read_bytes()  # the same model and seed
+    assert png_size(drawn[0]) == grid_size(3, 8)
+    printed = capsys.readouterr().out
+    assert f"[1/3] {sweep / '0'}\n  wrote {drawn[0]}" in printed
+    assert f"[3/3] {sweep / '2'}\n  passed over: the run in {sweep / '2'} has not started" in printed
+    assert caplog.records[-1].getMessage() == f"sampled 2 of 3 runs in {sweep}"
+
+
+def test_a_run_that_cannot_be_sampled_is_named_and_the_others_are_drawn(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vae_gumbel.sample as sample_module
+    from tests.test_evaluate import sweep_of
+    from vae_gumbel.errors import ConfigError, Interrupted, RunsFailed
+
+    def sample_folder(*overrides: str) -> None:
+        sample_module.sample_command(compose_config("sample", list(overrides)))
+
+    sweep = sweep_of(run_dir, tmp_path / "sweep", 3)
+    (sweep / "1" / "checkpoints" / "best.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(RunsFailed, match=r"^sampled 2 of 3 runs in .*; 1 failed \(1\), each says why above$"):
+        sample_folder(f"checkpoint={sweep}", "seed=12")
+    assert "  error: cannot read checkpoint" in capsys.readouterr().out
+    grids = [RunFolder(sweep / job).samples / "prior_rows8_cols8_seed12_epoch002.png" for job in "012"]
+    assert [grid.is_file() for grid in grids] == [True, False, True]
+    with pytest.raises(ConfigError, match=r"^out= names one file, and .* is a folder of 3 runs"):
+        sample_folder(f"checkpoint={sweep}", f"out={tmp_path / 'grid.png'}")
+    # Ctrl-C while the third run draws: the first keeps its picture, and the message says so.
+    saved = sample_module.save_grid
+
+    def interrupted_at_the_third(grid, path):
+        if Path(path).parent.parent == sweep / "2":
+            raise KeyboardInterrupt
+        saved(grid, path)
+
+    monkeypatch.setattr(sample_module, "save_grid", interrupted_at_the_third)
+    says = rf"^interrupted by SIGINT while sampling {sweep / '2'}: .* the runs sampled before it \(1\) keep"
+    with pytest.raises(Interrupted, match=says) as err:
+        sample_folder(f"checkpoint={sweep}", "seed=13")
+    assert err.value.exit_code == 130
+    grids = [RunFolder(sweep / job).samples / "prior_rows8_cols8_seed13_epoch002.png" for job in "012"]
+    assert [grid.is_file() for grid in grids] == [True, False, False]
+
+
+@pytest.mark.slow
+def test_cli_samples_a_sweep_and_exits_1_when_a_run_failed(run_dir: Path, tmp_path: Path) -> None:
+    from tests.test_evaluate import sweep_of
+
+    sweep = sweep_of(run_dir, tmp_path / "sweep", 2)
+    (sweep / "0" / "checkpoints" / "best.pt").write_bytes(b"")
+    result = run_module("vae_gumbel.sample", f"checkpoint={sweep}", "mode=reconstruction", cwd=tmp_path)
+    assert_one_line_error(result, 1, "sampled 1 of 2 runs in")
+    assert "[2/2]" in result.stdout and any(RunFolder(sweep / "1").samples.glob("reconstruction_*.png"))

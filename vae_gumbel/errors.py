@@ -65,8 +65,8 @@ class RecordsError(VaeGumbelError):
     exit_code = BAD_INPUT
 
 
-class EvaluationsFailed(VaeGumbelError):
-    """Some runs of a folder of runs could not be evaluated (each said why); the others were."""
+class RunsFailed(VaeGumbelError):
+    """A command's work failed for some runs of a folder of runs (each said why); the others got it."""
 
 
 class NonFiniteLossError(VaeGumbelError):

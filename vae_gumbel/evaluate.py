@@ -27,18 +27,12 @@ from omegaconf import DictConfig
 from vae_gumbel.checkpoint import load_checkpoint, model_from_checkpoint, test_set_of
 from vae_gumbel.config import CONFIG_PATH, EvaluateConfig, validate
 from vae_gumbel.device import resolve_device
-from vae_gumbel.errors import (
-    ConfigError,
-    EvaluationsFailed,
-    Interrupted,
-    VaeGumbelError,
-    first_line,
-    one_line_errors,
-)
+from vae_gumbel.each_run import Work, each_run, refuse_one_out, runs_in, summary_line
+from vae_gumbel.errors import Interrupted, one_line_errors
 from vae_gumbel.files import check_writable, unwritable
 from vae_gumbel.interrupts import shell_command
 from vae_gumbel.likelihood import IMAGES, binarization_of, evaluation_report, kept_line, write_eval_json
-from vae_gumbel.run_folder import RunFolder, find_runs, is_run, resolve_checkpoint, why_no_checkpoint
+from vae_gumbel.run_folder import RunFolder, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -102,54 +96,20 @@ def evaluate_checkpoint(settings: EvaluateConfig, file: Path) -> tuple[Path, dic
     return out, report
 
 
-def runs_to_evaluate(path: str) -> list[Path] | None:
-    """Gives the runs below ``path`` when it is a folder of runs (a sweep, or a folder of them), in
-    natural order; None when it names one checkpoint or one run."""
-    folder = Path(path).expanduser()
-    if not folder.is_dir() or is_run(folder):
-        return None
-    return find_runs(folder) or None
+EVALUATING = Work(does="evaluates", doing="evaluating", done="evaluated", output="eval.json")
 
 
 def evaluate_runs(settings: EvaluateConfig, runs: list[Path], folder: Path) -> list[dict[str, Any]]:
-    """Evaluates each run of a folder of runs that has a checkpoint, printing its bounds as it ends;
-    gives the reports. A run without the checkpoint is passed over with a line that says why; a
-    run whose evaluation fails is named with its error, the others go on, and the command then
-    ends with an error that counts them."""
-    if settings.out:
-        raise ConfigError(
-            f"out= names one file, and {folder} is a folder of {len(runs)} runs: leave out= unset "
-            "(each run's evaluation goes into its own folder) or give one run"
-        )
+    """Evaluates each run of a folder of runs that has the checkpoint, printing its bounds as it
+    ends (``each_run``); gives the reports."""
+    refuse_one_out(settings.out, folder, runs, "evaluation")
     resolve_device(settings.device, key="device")  # a device that is not there fails every run: say it once
-    reports, failed = [], []
-    for number, run in enumerate(runs, 1):
-        file = RunFolder(run).checkpoint(settings.which)
-        print(f"[{number}/{len(runs)}] {run}")
-        if not file.is_file():
-            print(f"  passed over: {why_no_checkpoint(run, settings.which)}")
-            continue
-        try:
-            reports.append(evaluate_checkpoint(settings, file)[1])
-        except Interrupted as stopped:
-            raise Interrupted(
-                stopped.signum,
-                f"interrupted by SIGINT while evaluating {run}: its eval.json is as it was, and the "
-                f"runs evaluated before it ({len(reports)}) keep theirs; the same command evaluates "
-                "every run again",
-            ) from None
-        except VaeGumbelError as err:
-            failed.append(run)
-            print(f"  error: {first_line(err)}")
-            continue
-        print(summary(reports[-1]))
-    done = f"evaluated {len(reports)} of {len(runs)} runs in {folder}"
-    if failed:
-        named = ", ".join(str(run.relative_to(folder)) for run in failed)
-        raise EvaluationsFailed(f"{done}; {len(failed)} failed ({named}), each says why above")
+    reports = each_run(
+        folder, runs, settings.which, lambda file: evaluate_checkpoint(settings, file)[1], summary, EVALUATING
+    )
     log.info(
         "%s; compare them: %s [--group-by-seed]",
-        done,
+        summary_line(EVALUATING, reports, runs, folder),
         shell_command("python", "-m", "vae_gumbel.report", folder),
     )
     return reports
@@ -184,7 +144,7 @@ def evaluate_command(cfg: DictConfig) -> float:
     prints the bounds; gives the tightest bound (its mean over the runs evaluated)."""
     settings: EvaluateConfig = validate(cfg, EvaluateConfig)
     path = to_absolute_path(settings.checkpoint)
-    runs = runs_to_evaluate(path)
+    runs = runs_in(path)
     if runs is not None:
         reports = evaluate_runs(settings, runs, Path(path))
         return sum(map(best_bound, reports)) / len(reports) if reports else math.nan

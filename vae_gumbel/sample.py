@@ -1,5 +1,6 @@
 """Draw a PNG grid from a checkpoint: ``python -m vae_gumbel.sample checkpoint=PATH [mode=...]``
-(or ``vae-gumbel-sample``).
+(or ``vae-gumbel-sample``). Given a folder of runs (a sweep), it draws the grid of each run that
+has the checkpoint, into the run's samples/.
 
 The model's kind and sizes come from the checkpoint itself. Modes: ``prior`` (codes from the
 uniform prior), ``reconstruction`` (test images and their reconstructions), ``traversal`` (one
@@ -24,6 +25,7 @@ from omegaconf import DictConfig
 from vae_gumbel.checkpoint import load_checkpoint, model_from_checkpoint, test_set_of
 from vae_gumbel.config import CONFIG_PATH, SampleConfig, validate
 from vae_gumbel.device import resolve_device
+from vae_gumbel.each_run import Work, each_run, refuse_one_out, runs_in, summary_line
 from vae_gumbel.errors import ConfigError, one_line_errors
 from vae_gumbel.files import check_writable, write_new, writing
 from vae_gumbel.grids import SAMPLE_MODES, picture_name, same_picture, save_grid
@@ -32,13 +34,21 @@ from vae_gumbel.run_folder import RunFolder, resolve_checkpoint
 log = logging.getLogger(__name__)
 
 
+SAMPLING = Work(does="samples", doing="sampling", done="sampled", output="pictures")
+
+
 def sample(cfg: DictConfig) -> tuple[Path, str]:
-    """Draws the grid that ``cfg`` asks for; gives where it was written and what happened there (a
-    different picture already at the name is never replaced unless ``overwrite`` says so; the same
-    pixels, however encoded, count as the same picture)."""
+    """Draws the grid that ``cfg`` asks for from one checkpoint or run; gives where it was written
+    and what happened there."""
     settings: SampleConfig = validate(cfg, SampleConfig)
+    return draw(settings, resolve_checkpoint(to_absolute_path(settings.checkpoint), settings.which))
+
+
+def draw(settings: SampleConfig, file: Path) -> tuple[Path, str]:
+    """Draws the grid that ``settings`` ask for from checkpoint ``file``; gives where it was written
+    and what happened there (a different picture already at the name is never replaced unless
+    ``overwrite`` says so; the same pixels, however encoded, count as the same picture)."""
     device = resolve_device(settings.device, key="device")
-    file = resolve_checkpoint(to_absolute_path(settings.checkpoint), settings.which)
     checkpoint = load_checkpoint(file)
     model = model_from_checkpoint(checkpoint, source=str(file)).to(device).eval()
     out = (
@@ -62,8 +72,32 @@ def sample(cfg: DictConfig) -> tuple[Path, str]:
         )
 
 
+def sample_runs(settings: SampleConfig, runs: list[Path], folder: Path) -> list[tuple[Path, str]]:
+    """Draws the grid from each run of a folder of runs that has the checkpoint, into the run's
+    samples/ (``each_run``); gives where each went and what happened there."""
+    refuse_one_out(settings.out, folder, runs, "picture")
+    resolve_device(settings.device, key="device")  # a device that is not there fails every run: say it once
+    drawn = each_run(
+        folder, runs, settings.which, lambda file: draw(settings, file), lambda done: f"  {done[1]}", SAMPLING
+    )
+    log.info("%s", summary_line(SAMPLING, drawn, runs, folder))
+    return drawn
+
+
+def sample_command(cfg: DictConfig) -> None:
+    """Draws the grid ``cfg`` asks for from the checkpoint or run it names, or from each run of a
+    folder of runs."""
+    settings: SampleConfig = validate(cfg, SampleConfig)
+    path = to_absolute_path(settings.checkpoint)
+    runs = runs_in(path)
+    if runs is not None:
+        sample_runs(settings, runs, Path(path))
+        return
+    _, happened = draw(settings, resolve_checkpoint(path, settings.which))
+    log.info(happened)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="sample")
 def main(cfg: DictConfig) -> None:
     with one_line_errors():
-        _, happened = sample(cfg)
-    log.info(happened)
+        sample_command(cfg)
