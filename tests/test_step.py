@@ -57,6 +57,19 @@ def test_the_default_compiles_only_runs_long_enough_to_repay_the_compile(device:
     assert learned == StepPlan("reduce-overhead" if cuda else "default", eager_if_compiling_fails=True)
 
 
+@pytest.mark.parametrize(
+    ("plan", "precision", "says"),
+    [
+        (StepPlan(None), "bf16", "eager, bf16 autocast"),
+        (StepPlan(None, cuda_graph=True), "32", "eager, one CUDA graph, float32"),
+        (StepPlan("default", cuda_graph=True), "32", "compiled (default), one CUDA graph, float32"),
+        (StepPlan("reduce-overhead"), "bf16", "compiled (reduce-overhead), bf16 autocast"),
+    ],
+)
+def test_a_plan_says_how_the_step_runs(plan: StepPlan, precision: str, says: str) -> None:
+    assert plan.describe(precision) == says
+
+
 def stacked_model_and_adam(
     device: torch.device, capturable: bool = False
 ) -> tuple[CategoricalVAE, StackOptimizer]:

@@ -6,6 +6,7 @@ import errno
 import json
 import logging
 import math
+import re
 import shlex
 import subprocess
 import sys
@@ -436,6 +437,8 @@ def test_cli_run_writes_the_run_folder_and_its_log(tmp_path: Path, mnist_root: P
     assert [r["epoch"] for r in read_metrics(folder.metrics)] == [1, 2]
     assert folder.config.is_file() and folder.overrides.is_file()
     log = folder.log.read_text()
+    # What the auto settings chose for a run this short: no compiling, float32 (debug=tiny pins it).
+    assert re.search(r"training gumbel_softmax on (cpu|cuda\S*) \(eager(, one CUDA graph)?, float32\): ", log)
     assert "epoch 2/2" in log and "final IWAE bounds on 60 test images (nats): k=1: " in log
     # The run ends by saying where its results are and how to go on; the command it prints works.
     assert "done: 2 epochs, final test loss" in log and f"tensorboard --logdir {folder.tensorboard}" in log

@@ -121,6 +121,7 @@ class Run:
     step: int = 0
     active: list[bool] = field(default_factory=list)
     compile_cache: CompileCache | None = None  # where compiled code is kept, if the step compiles
+    step_path: str = ""  # how the step runs (StepPlan.describe), for the log
     threads: ThreadCount | None = None  # torch's CPU threads, adjusted to a busy machine under auto
 
     @property
@@ -260,17 +261,13 @@ def _assemble(
         parameters, [member.settings.optim for member in members], device, plan.cuda_graph
     )
     objective = build_objective(first.objective, build_estimator(first.estimator))
+    precision = resolve_precision(first.trainer.precision, device)
     step_fn = build_step(
-        model,
-        optimizer,
-        objective,
-        plan,
-        backend=first.trainer.compile_backend,
-        precision=resolve_precision(first.trainer.precision, device),
+        model, optimizer, objective, plan, backend=first.trainer.compile_backend, precision=precision
     )
     mask = getattr(step_fn, "step", step_fn).active  # a CudaGraphStep wraps the TrainStep
     run = Run(members, device, data, model, schedule, optimizer, step_fn, mask, active=[True] * len(members))
-    run.compile_cache = cache
+    run.compile_cache, run.step_path = cache, plan.describe(precision)
     return run
 
 

@@ -51,6 +51,14 @@ class StepPlan:
     cuda_graph: bool = False
     eager_if_compiling_fails: bool = False
 
+    def describe(self, precision: str) -> str:
+        """Says how the step runs in ``precision`` (as resolved), for a run's first line: what the
+        ``auto`` settings chose on this machine, where a reader comparing two machines looks."""
+        parts = [f"compiled ({self.compile})" if self.compile else "eager"]
+        if self.cuda_graph:
+            parts.append("one CUDA graph")
+        return ", ".join([*parts, "bf16 autocast" if precision == "bf16" else "float32"])
+
 
 def plan_step(
     setting: str, device: torch.device, learned_temperature: bool = False, steps: int | None = None

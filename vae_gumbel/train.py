@@ -413,9 +413,10 @@ def open_logs(run: Run) -> None:
         if run.epoch:
             member.run_log.info("resumed at epoch %d, step %d", run.epoch, run.step)
         member.run_log.info(
-            "training %s on %s: %d train%s / %d test images, %d step%s per epoch%s, run folder %s",
+            "training %s on %s (%s): %d train%s / %d test images, %d step%s per epoch%s, run folder %s",
             member.settings.estimator.name,
             run.device,
+            run.step_path,
             len(run.data.train),
             f" / {len(run.data.validation)} validation" if run.data.validation is not None else "",
             len(run.data.test),
