@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -85,6 +86,19 @@ def fixture_data(mnist_root: Path) -> list[str]:
 def tiny_run(mnist_root: Path) -> list[str]:
     """Overrides for a training run of about a second: the debug group's tiny set-up on the fixture data."""
     return ["debug=tiny", *fixture_data(mnist_root)]
+
+
+def sweep_of(run_dir: Path, sweep: Path, jobs: int, waiting: bool = False) -> Path:
+    """Gives a folder of ``jobs`` copies of a trained run, as a sweep's jobs, none evaluated yet, and
+    with ``waiting`` one more job that has not started (recorded, no checkpoint yet)."""
+    for job in range(jobs):
+        shutil.copytree(run_dir, sweep / str(job))
+        for old in (sweep / str(job)).glob("eval*.json"):
+            old.unlink()
+    if waiting:
+        (sweep / str(jobs) / ".hydra").mkdir(parents=True)
+        (sweep / str(jobs) / ".hydra" / "overrides.yaml").write_text("[]\n")
+    return sweep
 
 
 def compose_config(name: str, overrides: list[str]) -> DictConfig:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import vae_gumbel.evaluate as evaluate_module
-from tests.conftest import assert_one_line_error, compose_config, run_module, tiny_run
+from tests.conftest import assert_one_line_error, compose_config, run_module, sweep_of, tiny_run
 from vae_gumbel.errors import ConfigError, Interrupted, WriteError
 from vae_gumbel.evaluate import run_evaluation
 from vae_gumbel.train import train
@@ -228,15 +228,6 @@ def evaluate_folder(*overrides: str) -> float:
     return evaluate_module.evaluate_command(compose_config("evaluate", list(overrides)))
 
 
-def sweep_of(run_dir: Path, sweep: Path, jobs: int) -> Path:
-    """Gives a folder of ``jobs`` copies of the trained run, as a sweep's jobs, none evaluated yet."""
-    for job in range(jobs):
-        shutil.copytree(run_dir, sweep / str(job))
-        for old in (sweep / str(job)).glob("eval*.json"):
-            old.unlink()
-    return sweep
-
-
 def test_a_folder_of_runs_gets_each_runs_evaluation_and_the_command_to_compare_them(
     run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -244,10 +235,7 @@ def test_a_folder_of_runs_gets_each_runs_evaluation_and_the_command_to_compare_t
 
     from vae_gumbel.report import read_job
 
-    sweep = sweep_of(run_dir, tmp_path / "sweep", 2)
-    waiting = sweep / "2" / ".hydra"  # a job that has not started: no checkpoint yet
-    waiting.mkdir(parents=True)
-    (waiting / "overrides.yaml").write_text("[]\n")
+    sweep = sweep_of(run_dir, tmp_path / "sweep", 2, waiting=True)
     caplog.set_level(logging.INFO, logger="vae_gumbel.evaluate")
     mean = evaluate_folder(f"checkpoint={sweep}", "iwae_samples=[1,5]", "data.test_limit=20")
     printed = capsys.readouterr().out

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import TEST_IMAGES, assert_one_line_error, compose_config, run_module, tiny_run
+from tests.conftest import (
+    TEST_IMAGES,
+    assert_one_line_error,
+    compose_config,
+    run_module,
+    sweep_of,
+    tiny_run,
+)
 from tests.test_grids import grid_size
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.sample import sample
@@ -227,13 +234,9 @@ def test_a_folder_of_runs_gets_each_runs_grid_in_its_own_samples_folder(
 ) -> None:
     import logging
 
-    from tests.test_evaluate import sweep_of
     from vae_gumbel.sample import sample_command
 
-    sweep = sweep_of(run_dir, tmp_path / "sweep", 2)
-    waiting = sweep / "2" / ".hydra"  # a job that has not started: no checkpoint yet
-    waiting.mkdir(parents=True)
-    (waiting / "overrides.yaml").write_text("[]\n")
+    sweep = sweep_of(run_dir, tmp_path / "sweep", 2, waiting=True)
     caplog.set_level(logging.INFO, logger="vae_gumbel.sample")
     sample_command(compose_config("sample", [f"checkpoint={sweep}", "rows=3", "seed=11"]))
     name = "prior_rows3_cols8_seed11_epoch002.png"
@@ -250,7 +253,6 @@ def test_a_run_that_cannot_be_sampled_is_named_and_the_others_are_drawn(
     run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import vae_gumbel.sample as sample_module
-    from tests.test_evaluate import sweep_of
     from vae_gumbel.errors import ConfigError, Interrupted, RunsFailed
 
     def sample_folder(*overrides: str) -> None:
@@ -284,7 +286,6 @@ def test_a_run_that_cannot_be_sampled_is_named_and_the_others_are_drawn(
 
 @pytest.mark.slow
 def test_cli_samples_a_sweep_and_exits_1_when_a_run_failed(run_dir: Path, tmp_path: Path) -> None:
-    from tests.test_evaluate import sweep_of
 
     sweep = sweep_of(run_dir, tmp_path / "sweep", 2)
     (sweep / "0" / "checkpoints" / "best.pt").write_bytes(b"")
