@@ -39,9 +39,13 @@ def test_a_job_without_a_result_is_told_by_its_id_and_state() -> None:
 
 
 def slurm_commands(folder: Path, **scripts: str) -> dict[str, str]:
-    """Puts shell scripts named for SLURM commands first on PATH; gives the environment."""
+    """Puts shell scripts named for SLURM commands first on PATH (an srun, which submitit looks
+    for, unless ``srun=None``); gives the environment."""
     folder.mkdir()
+    scripts.setdefault("srun", "echo 'srun: a stand-in' >&2; exit 1")
     for name, body in scripts.items():
+        if body is None:
+            continue
         (folder / name).write_text(f"#!/bin/sh\n{body}\n")
         (folder / name).chmod(0o755)
     return {"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
@@ -72,6 +76,26 @@ def sweep_seeing(tmp_path: Path, mnist_root: Path, *states: str) -> object:
         sbatch="echo 'Submitted batch job 42'",
         sacct="".join(f"echo '{line}'\n" for line in table),
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("launcher", "local"), [("slurm", "submitit_local"), ("stacked_slurm", "stacked_submitit_local")]
+)
+def test_a_machine_without_slurm_is_told_so_before_anything_is_submitted(
+    tmp_path: Path, mnist_root: Path, launcher: str, local: str
+) -> None:
+    result = run_module(
+        "vae_gumbel.train",
+        *("-m", f"hydra/launcher={launcher}", *tiny_run(mnist_root), "seed=0,1"),
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
+        env={"PATH": str(tmp_path / "nothing")},  # no SLURM command, whatever this machine has
+    )
+    said = f"hydra/launcher={launcher} submits the jobs to SLURM, and SLURM's commands are not on this"
+    assert_one_line_error(result, 2, said)
+    assert f"or try it here with hydra/launcher={local}" in result.stderr
+    assert not list((tmp_path / "sweep").glob("*/.submitit"))  # nothing was submitted
 
 
 @pytest.mark.slow

@@ -6,7 +6,8 @@ cluster that cannot be reached from here) or a job ends without a result (cancel
 its memory or time), Hydra's submitit launcher stops with a Python trace. These launchers end
 instead with one line that says what SLURM said and what to do: exit code 2 for a refused
 submission (the launcher's settings), 1 for a job that ended without a result. A Ctrl-C while
-the launcher waits for the jobs says that they go on on the cluster. The launcher waits for the
+the launcher waits for the jobs says that they go on on the cluster, and a machine without SLURM's
+commands is told so before anything is submitted. The launcher waits for the
 jobs in the order they end, so that a job cancelled (or killed) behind a long one ends the sweep
 at once, and on a cluster that keeps no accounting the jobs' states come from squeue, so that a
 cancelled job ends the sweep there too instead of leaving it waiting (``vae_gumbel.slurm_queue``).
@@ -19,6 +20,7 @@ submitit launcher is not installed (``pip install -e '.[sweep]'``).
 
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,6 +81,15 @@ class SubmititErrors:
         from vae_gumbel.slurm_queue import told_as_they_end, watched_without_accounting
 
         on_slurm = getattr(self, "_EXECUTOR", None) == "slurm"
+        if on_slurm and shutil.which("srun") is None:  # submitit would stop with a trace
+            launcher = self.config.hydra.runtime.choices.get("hydra/launcher")
+            local = "stacked_submitit_local" if "stacked" in str(launcher) else "submitit_local"
+            end(
+                2,
+                f"hydra/launcher={launcher} submits the jobs to SLURM, and SLURM's commands are not on "
+                "this machine's PATH (no srun): start the sweep on a machine of the cluster (its login "
+                f"node), or try it here with hydra/launcher={local}",
+            )
         try:
             with watched_without_accounting() if on_slurm else nullcontext(), told_as_they_end():
                 return super().launch(job_overrides, initial_job_idx)  # type: ignore[misc]
