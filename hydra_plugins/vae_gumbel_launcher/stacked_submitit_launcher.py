@@ -30,6 +30,7 @@ from hydra.core.utils import JobReturn, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
+from hydra_plugins.vae_gumbel_launcher.job_configs import JobConfigs
 from hydra_plugins.vae_gumbel_launcher.stacked_launcher import (
     DEFAULT_MAX_MEMBERS,
     ComposedJobs,
@@ -129,9 +130,10 @@ class StackedSubmitit:
         Singleton.set_state(singleton_state)
         setup_globals()
         config, loader = self.config, self.hydra_context.config_loader
+        job_configs = JobConfigs(loader.load_sweep_config, getattr(loader, "repository", None))
 
         def compose(overrides: Sequence[str]) -> DictConfig:
-            return loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
+            return job_configs(master_config=config, sweep_overrides=overrides)
 
         return train_jobs(
             config,
