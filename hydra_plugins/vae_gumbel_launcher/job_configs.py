@@ -25,15 +25,13 @@ from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-Compose = Callable[..., DictConfig]  # (master_config=..., sweep_overrides=...): a loader's own
-
 
 class JobConfigs:
-    """Gives job configs as ``compose`` (a config loader's ``load_sweep_config``) would, deriving a
-    job that differs from one composed before only in values; ``repository`` (the loader's) says
-    which keys are config groups."""
+    """Gives job configs as ``compose`` (a config loader's ``load_sweep_config``, called with
+    ``master_config`` and ``sweep_overrides``) would, deriving a job that differs from one composed
+    before only in values; ``repository`` (the loader's) says which keys are config groups."""
 
-    def __init__(self, compose: Compose, repository: Any = None) -> None:
+    def __init__(self, compose: Callable[..., DictConfig], repository: Any = None) -> None:
         self.compose = compose
         self.repository = repository
         self.parser = OverridesParser.create()
