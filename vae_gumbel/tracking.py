@@ -4,7 +4,6 @@ lines in its log, how it ended in status.json, and its hyperparameters for the H
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import hashlib
 import json
@@ -111,13 +110,14 @@ class JobRecord:
     that is refused (a bad value, a folder that holds a run or is being trained, a checkpoint that
     does not fit) leaves the record of the run there."""
 
-    files: dict[str, Any]  # file name -> its config, as Hydra writes it
+    files: dict[str, str]  # file name -> its text: the config as Hydra writes it, taken at the start
 
     @classmethod
     def of_job(cls, cfg: DictConfig, folder: RunFolder) -> JobRecord | None:
         """Gives the record of the Hydra job whose config is ``cfg`` and whose folder is ``folder``;
         None for a run started from Python, or into another folder."""
         from hydra.core.hydra_config import HydraConfig
+        from omegaconf import OmegaConf
 
         if not HydraConfig.initialized():
             return None
@@ -125,15 +125,13 @@ class JobRecord:
         if Path(hydra.hydra.runtime.output_dir).resolve() != folder.path.resolve():
             return None
         files = {"config.yaml": cfg, "hydra.yaml": hydra, "overrides.yaml": hydra.hydra.overrides.task}
-        return cls({name: copy.deepcopy(content) for name, content in files.items()})
+        return cls({name: OmegaConf.to_yaml(content) for name, content in files.items()})
 
     def write(self, folder: RunFolder) -> None:
-        from omegaconf import OmegaConf
-
-        for name, content in self.files.items():
+        for name, text in self.files.items():
             with writing(folder.hydra_file(name), "the run's record"):
                 folder.hydra_file(name).parent.mkdir(parents=True, exist_ok=True)
-                replace_text(folder.hydra_file(name), OmegaConf.to_yaml(content))
+                replace_text(folder.hydra_file(name), text)
 
 
 def record_refusal(folder: RunFolder, err: BaseException) -> None:
