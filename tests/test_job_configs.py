@@ -104,3 +104,12 @@ def test_what_hydra_refuses_is_refused_with_hydras_own_error(loader, job: list[s
         configs(master_config=master, sweep_overrides=job)
     assert str(ours.value) == str(expected)
     assert composed[-1] == job  # Hydra composed it
+
+
+def test_a_setting_is_found_without_resolving_anything_on_the_way() -> None:
+    from hydra_plugins.vae_gumbel_launcher.job_configs import is_setting
+
+    config = OmegaConf.create({"a": {"b": 1, "list": [1, 2], "env": "${oc.env:NOT_SET}", "m": "???"}})
+    found = {key: is_setting(config, key) for key in ("a.b", "a.list", "a.env", "a.m")}
+    assert found == dict.fromkeys(found, True)  # the unresolvable interpolation is never resolved
+    assert not any(is_setting(config, key) for key in ("a", "a.x", "a.list.0", "z.y"))

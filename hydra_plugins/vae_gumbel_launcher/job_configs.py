@@ -77,8 +77,7 @@ class JobConfigs:
         value does not fit (Hydra then composes the job and says why)."""
         config = copy.deepcopy(base)
         for override in values:
-            node = OmegaConf.select(base, override.key_or_group, default=_MISSING, throw_on_missing=False)
-            if node is _MISSING or isinstance(node, DictConfig):
+            if not is_setting(base, override.key_or_group):
                 return None  # no such setting, or a section: Hydra's error, or Hydra's merge
             try:
                 OmegaConf.update(config, override.key_or_group, override.value(), merge=True)
@@ -94,4 +93,12 @@ class JobConfigs:
         return config
 
 
-_MISSING = object()
+def is_setting(config: DictConfig, key: str) -> bool:
+    """Says whether dotted ``key`` names one value of ``config`` (a scalar or a list), looked up
+    without resolving any interpolation on the way."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, DictConfig):
+            return False
+        node = node._get_node(part, throw_on_missing_key=False)
+    return node is not None and not isinstance(node, DictConfig)
