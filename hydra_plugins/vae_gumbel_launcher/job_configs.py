@@ -53,7 +53,8 @@ class JobConfigs:
             if derived is not None:
                 return derived
         config = self.compose(master_config=master_config, sweep_overrides=overrides)
-        self.bases.setdefault(shape, (master_config, copy.deepcopy(config)))
+        if shape not in self.bases:  # a copy: the launcher sets fields of the job's own config
+            self.bases[shape] = (master_config, copy.deepcopy(config))
         return config
 
     def is_value(self, override: Override) -> bool:
