@@ -319,3 +319,25 @@ def test_a_run_that_says_it_trains_after_its_process_is_gone_ended_killed_as_the
     with training_into(job):  # as the process that trains it holds it, on this machine or the cluster
         assert how_runs_ended(tmp_path).startswith("not completed: 1 of 1 runs (0: training)")
     assert how_runs_ended(tmp_path).startswith("not completed: 1 of 1 runs (0: killed)")
+
+
+def test_the_sweep_summary_takes_a_checked_jobs_settings_and_reads_a_changed_record_anew(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from omegaconf import OmegaConf
+
+    import vae_gumbel.config
+    from tests.conftest import compose_config
+    from vae_gumbel.config import validate
+    from vae_gumbel.tracking import JobRecord, hyperparameters, recorded_settings
+
+    cfg = compose_config("train", ["seed=3", "optim.lr=3e-4"])
+    text = OmegaConf.to_yaml(cfg)
+    checked = validate(cfg)
+    # What the summary reads from the file is what the job checked.
+    assert hyperparameters(recorded_settings(text)) == hyperparameters(checked)
+    JobRecord({"config.yaml": text}).checked(checked)
+    monkeypatch.setattr(vae_gumbel.config, "validate", lambda *args: pytest.fail("checked again"))
+    assert recorded_settings(text) is checked
+    with pytest.raises(pytest.fail.Exception, match="checked again"):
+        recorded_settings(text.replace("seed: 3", "seed: 4"))  # a file changed since: read anew

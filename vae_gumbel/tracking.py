@@ -133,6 +133,27 @@ class JobRecord:
                 folder.hydra_file(name).parent.mkdir(parents=True, exist_ok=True)
                 replace_text(folder.hydra_file(name), text)
 
+    def checked(self, settings: Any) -> None:
+        """Notes that this record's config passed its checks as ``settings`` (``recorded_settings``)."""
+        _CHECKED_RECORDS[self.files["config.yaml"]] = settings
+
+
+# The settings of the job records this process checked, by the text of their config.yaml: a
+# sweep's HParams summary takes them from here instead of parsing and checking each file again
+# (about 24 ms a job on two CPU cores). Keyed by the text, so a file changed since is read anew.
+_CHECKED_RECORDS: dict[str, Any] = {}
+
+
+def recorded_settings(text: str) -> Any:
+    """Gives the typed settings of a job's ``.hydra/config.yaml`` text, or raises ConfigError."""
+    from omegaconf import OmegaConf
+
+    from vae_gumbel.config import TrainConfig, validate
+
+    if (settings := _CHECKED_RECORDS.get(text)) is not None:
+        return settings
+    return validate(OmegaConf.to_container(OmegaConf.create(text)), TrainConfig)
+
 
 def record_refusal(folder: RunFolder, err: BaseException) -> None:
     """Records in status.json that a job failed before it trained, unless its folder holds a run
@@ -357,12 +378,9 @@ def write_sweep_summary(sweep_dir: Path) -> Path | None:
     SWEEP/tensorboard/: every scalar setting of its jobs' composed configs, each marked as differing
     when its jobs disagree on it (so the swept keys are shown by default), and the metrics
     HPARAMS_METRICS plus the OPTIONAL_METRICS its runs logged. Gives the folder, or None without runs."""
-    from omegaconf import OmegaConf
     from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
     from torch.utils.tensorboard import SummaryWriter
-
-    from vae_gumbel.config import TrainConfig, validate
 
     values: dict[str, list] = {}
     metrics = list(HPARAMS_METRICS)
@@ -371,7 +389,7 @@ def write_sweep_summary(sweep_dir: Path) -> Path | None:
         if not folder.config.is_file():
             continue
         try:
-            settings = validate(OmegaConf.to_container(OmegaConf.load(folder.config)), TrainConfig)
+            settings = recorded_settings(folder.config.read_text())
         except Exception:  # a job whose config failed its checks has no session to show
             continue
         for key, value in hyperparameters(settings).items():

@@ -112,7 +112,7 @@ def member_of(cfg: DictConfig, run_dir: str | Path | None = None, logger: loggin
     unless the folder holds a run that trained or another process trains into it now
     (``record_refusal``)."""
     folder = RunFolder(run_dir if run_dir is not None else HydraConfig.get().runtime.output_dir)
-    job = JobRecord.of_job(cfg, folder)
+    record = job = JobRecord.of_job(cfg, folder)
     if job is not None and not holds_trained_run(folder) and not trained_by_another(folder):
         job.write(folder)  # as Hydra would; a trained run's record is replaced only once the job is accepted
         job = None  # written: nothing left to write at the acceptance
@@ -121,6 +121,8 @@ def member_of(cfg: DictConfig, run_dir: str | Path | None = None, logger: loggin
     except Exception as err:
         record_refusal(folder, err)
         raise
+    if record is not None:
+        record.checked(settings)
     config = OmegaConf.to_container(cfg, resolve=True)
     swept = frozenset(job_swept_keys() or ())
     return Member(settings, config, folder, tensorboard_run_name(), logger, swept=swept, job=job)
