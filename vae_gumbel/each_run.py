@@ -11,8 +11,9 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from vae_gumbel.device import resolve_device
 from vae_gumbel.errors import ConfigError, Interrupted, RunsFailed, VaeGumbelError, first_line
 from vae_gumbel.run_folder import RunFolder, find_runs, is_run, why_no_checkpoint
 
@@ -22,12 +23,14 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Work:
     """How a command speaks of what it does to a run: ``evaluates``, ``evaluating``, ``evaluated``,
-    and what a run keeps of it (``eval.json``; written whole or not at all)."""
+    what a run keeps of it (``eval.json``; written whole or not at all) and what ``out=`` would name
+    for one run (``evaluation``)."""
 
     does: str
     doing: str
     done: str
     output: str
+    one: str
 
 
 def runs_in(path: str | Path) -> list[Path] | None:
@@ -39,27 +42,26 @@ def runs_in(path: str | Path) -> list[Path] | None:
     return find_runs(folder) or None
 
 
-def refuse_one_out(out: str | None, folder: Path, runs: list[Path], what: str) -> None:
-    """Refuses ``out=``, which names one file, for a folder of runs, before any run."""
-    if out:
-        raise ConfigError(
-            f"out= names one file, and {folder} is a folder of {len(runs)} runs: leave out= unset "
-            f"(each run's {what} goes into its own folder) or give one run"
-        )
-
-
 def each_run(
     folder: Path,
     runs: list[Path],
-    which: str,
+    settings: Any,
     work: Callable[[Path], T],
     show: Callable[[T], str],
     words: Work,
 ) -> list[T]:
-    """Does ``work`` on each run's ``which`` checkpoint in turn, printing the run before and
-    ``show`` of what the work gave after; gives what it gave for each run done. A run without the
-    checkpoint is passed over with the reason; a run whose work fails is named with its error and
-    the others go on, and then this raises RunsFailed, which counts them."""
+    """Does ``work`` on each run's ``settings.which`` checkpoint in turn, printing the run before and
+    ``show`` of what the work gave after; gives what it gave for each run done. First, once for all
+    runs, it refuses ``settings.out`` (one file) and a ``settings.device`` that is not there. A run
+    without the checkpoint is passed over with the reason; a run whose work fails is named with its
+    error and the others go on, and then this raises RunsFailed, which counts them."""
+    if settings.out:
+        raise ConfigError(
+            f"out= names one file, and {folder} is a folder of {len(runs)} runs: leave out= unset "
+            f"(each run's {words.one} goes into its own folder) or give one run"
+        )
+    resolve_device(settings.device, key="device")  # a device that is not there fails every run: say it once
+    which = settings.which
     done: list[T] = []
     failed: list[Path] = []
     for number, run in enumerate(runs, 1):

@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 from vae_gumbel.checkpoint import load_checkpoint, model_from_checkpoint, test_set_of
 from vae_gumbel.config import CONFIG_PATH, EvaluateConfig, validate
 from vae_gumbel.device import resolve_device
-from vae_gumbel.each_run import Work, each_run, refuse_one_out, runs_in, summary_line
+from vae_gumbel.each_run import Work, each_run, runs_in, summary_line
 from vae_gumbel.errors import Interrupted, one_line_errors
 from vae_gumbel.files import check_writable, unwritable
 from vae_gumbel.interrupts import shell_command
@@ -96,16 +96,16 @@ def evaluate_checkpoint(settings: EvaluateConfig, file: Path) -> tuple[Path, dic
     return out, report
 
 
-EVALUATING = Work(does="evaluates", doing="evaluating", done="evaluated", output="eval.json")
+EVALUATING = Work(
+    does="evaluates", doing="evaluating", done="evaluated", output="eval.json", one="evaluation"
+)
 
 
 def evaluate_runs(settings: EvaluateConfig, runs: list[Path], folder: Path) -> list[dict[str, Any]]:
     """Evaluates each run of a folder of runs that has the checkpoint, printing its bounds as it
     ends (``each_run``); gives the reports."""
-    refuse_one_out(settings.out, folder, runs, "evaluation")
-    resolve_device(settings.device, key="device")  # a device that is not there fails every run: say it once
     reports = each_run(
-        folder, runs, settings.which, lambda file: evaluate_checkpoint(settings, file)[1], summary, EVALUATING
+        folder, runs, settings, lambda file: evaluate_checkpoint(settings, file)[1], summary, EVALUATING
     )
     log.info(
         "%s; compare them: %s [--group-by-seed]",

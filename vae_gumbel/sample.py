@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from vae_gumbel.checkpoint import load_checkpoint, model_from_checkpoint, test_set_of
 from vae_gumbel.config import CONFIG_PATH, SampleConfig, validate
 from vae_gumbel.device import resolve_device
-from vae_gumbel.each_run import Work, each_run, refuse_one_out, runs_in, summary_line
+from vae_gumbel.each_run import Work, each_run, runs_in, summary_line
 from vae_gumbel.errors import ConfigError, one_line_errors
 from vae_gumbel.files import check_writable, write_new, writing
 from vae_gumbel.grids import SAMPLE_MODES, picture_name, same_picture, save_grid
@@ -34,7 +34,7 @@ from vae_gumbel.run_folder import RunFolder, resolve_checkpoint
 log = logging.getLogger(__name__)
 
 
-SAMPLING = Work(does="samples", doing="sampling", done="sampled", output="pictures")
+SAMPLING = Work(does="samples", doing="sampling", done="sampled", output="pictures", one="picture")
 
 
 def sample(cfg: DictConfig) -> tuple[Path, str]:
@@ -75,10 +75,8 @@ def draw(settings: SampleConfig, file: Path) -> tuple[Path, str]:
 def sample_runs(settings: SampleConfig, runs: list[Path], folder: Path) -> list[tuple[Path, str]]:
     """Draws the grid from each run of a folder of runs that has the checkpoint, into the run's
     samples/ (``each_run``); gives where each went and what happened there."""
-    refuse_one_out(settings.out, folder, runs, "picture")
-    resolve_device(settings.device, key="device")  # a device that is not there fails every run: say it once
     drawn = each_run(
-        folder, runs, settings.which, lambda file: draw(settings, file), lambda done: f"  {done[1]}", SAMPLING
+        folder, runs, settings, lambda file: draw(settings, file), lambda done: f"  {done[1]}", SAMPLING
     )
     log.info("%s", summary_line(SAMPLING, drawn, runs, folder))
     return drawn

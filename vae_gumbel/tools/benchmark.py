@@ -19,6 +19,7 @@ if __name__ == "__main__":  # python -m: this module's command runs it (see comm
     commands.benchmark()
 
 import argparse
+import functools
 import itertools
 import json
 import math
@@ -93,14 +94,19 @@ def trainer_settings(
     )
 
 
+@functools.cache
+def default_epochs() -> int:
+    """Gives the packaged config's ``trainer.epochs``: composed once, not once per batch size."""
+    return compose_settings([]).trainer.epochs
+
+
 def default_options(
     device: torch.device, batch_size: int, train_images: int = EPOCH_IMAGES
 ) -> tuple[str, str]:
     """Gives the ``trainer.compile`` and ``trainer.precision`` that the defaults (``auto`` and
     ``auto``) resolve to on ``device`` for a default-length run at ``batch_size``: the path a user
     who sets nothing trains on."""
-    epochs = compose_settings([]).trainer.epochs
-    plan = plan_step("auto", device, steps=epochs * math.ceil(train_images / batch_size))
+    plan = plan_step("auto", device, steps=default_epochs() * math.ceil(train_images / batch_size))
     if plan.compile is None:
         compile = "graph" if plan.cuda_graph else "false"
     else:
