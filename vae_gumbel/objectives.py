@@ -140,9 +140,9 @@ class Elbo:
         objective = relaxed.recon + self.kl(relaxed, latent, logits, tau, self.prior_temperature)
         if latent.z_is_hard:
             loss_unrelaxed = relaxed.loss.detach().mean(dim=-1)
-        else:
+        else:  # the same logits, so the same analytic KL: only the reconstruction differs
             with torch.no_grad():
-                loss_unrelaxed = negative_elbo(model.decode(latent.hard), x, logits).loss.mean(dim=-1)
+                loss_unrelaxed = (bernoulli_nll(model.decode(latent.hard), x) + relaxed.kl).mean(dim=-1)
         return StepLosses(
             loss_relaxed=objective.mean(dim=-1),
             loss_unrelaxed=loss_unrelaxed,
