@@ -24,7 +24,7 @@ from vae_gumbel.data import ImageSet
 from vae_gumbel.files import claim_numbered, replacing, taking_turns
 from vae_gumbel.gumbel import gumbel_max, sample_gumbel
 from vae_gumbel.model import CategoricalVAE, stack_size
-from vae_gumbel.objectives import bernoulli_nll, code_perplexity, kl_per_variable
+from vae_gumbel.objectives import NegativeElbo, bernoulli_nll, code_perplexity, kl_per_variable
 from vae_gumbel.progress import Progress
 
 log = logging.getLogger("vae_gumbel.evaluate")
@@ -73,8 +73,8 @@ def score_test_set(
         logits = model.encode(x.expand(members, *x.shape))  # (members, chunk, N, K)
         codes = gumbel_max(logits, one_hot=True, noise=noise[start : start + chunk])
         kl_each = kl_per_variable(logits)  # (members, chunk, N), computed once for both sums
-        recon, kl = bernoulli_nll(model.decode(codes), x), kl_each.sum(dim=-1)
-        sums += torch.stack([(recon + kl).sum(-1), recon.sum(-1), kl.sum(-1)], dim=-1).double()
+        elbo = NegativeElbo.of(bernoulli_nll(model.decode(codes), x), kl_each.sum(dim=-1))
+        sums += torch.stack([elbo.loss.sum(-1), elbo.recon.sum(-1), elbo.kl.sum(-1)], dim=-1).double()
         usage += codes.sum(dim=-3)
         kl_per_var += kl_each.sum(dim=-2).double()
     count = len(images)

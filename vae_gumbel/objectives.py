@@ -30,6 +30,11 @@ class NegativeElbo(NamedTuple):
     recon: torch.Tensor  # (..., batch) Bernoulli negative log-likelihood summed over pixels
     kl: torch.Tensor  # (..., batch) KL(q(z|x) || uniform) summed over the N variables
 
+    @classmethod
+    def of(cls, recon: torch.Tensor, kl: torch.Tensor) -> NegativeElbo:
+        """Gives the negative ELBO of its two terms: for a caller that has the KL already."""
+        return cls(loss=recon + kl, recon=recon, kl=kl)
+
 
 def bernoulli_nll(decoder_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Gives -log p(x|z) summed over pixels, (...,), from Bernoulli logits (..., D).
@@ -86,9 +91,7 @@ def negative_elbo(
     decoder_logits: torch.Tensor, target: torch.Tensor, posterior_logits: torch.Tensor
 ) -> NegativeElbo:
     """Gives recon + KL per example for a decoded code and the posterior that produced it."""
-    recon = bernoulli_nll(decoder_logits, target)
-    kl = kl_to_uniform(posterior_logits)
-    return NegativeElbo(loss=recon + kl, recon=recon, kl=kl)
+    return NegativeElbo.of(bernoulli_nll(decoder_logits, target), kl_to_uniform(posterior_logits))
 
 
 class StepLosses(NamedTuple):
@@ -142,7 +145,9 @@ class Elbo:
             loss_unrelaxed = relaxed.loss.detach().mean(dim=-1)
         else:  # the same logits, so the same analytic KL: only the reconstruction differs
             with torch.no_grad():
-                loss_unrelaxed = (bernoulli_nll(model.decode(latent.hard), x) + relaxed.kl).mean(dim=-1)
+                loss_unrelaxed = NegativeElbo.of(
+                    bernoulli_nll(model.decode(latent.hard), x), relaxed.kl
+                ).loss.mean(dim=-1)
         return StepLosses(
             loss_relaxed=objective.mean(dim=-1),
             loss_unrelaxed=loss_unrelaxed,
