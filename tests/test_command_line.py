@@ -112,6 +112,12 @@ def test_a_key_that_names_no_setting_is_refused_with_the_setting_it_most_likely_
         ("seed=1.5", "seed=1.5: Value '1.5' of type 'float' could not be converted to Integer"),
         ("trainer.tf32=maybe", "trainer.tf32=maybe: Value 'maybe' is not a valid bool"),
         ("optim.betas=[0.9,x]", "optim.betas=[0.9,x]: Value 'x' of type 'str' could not be converted"),
+        (
+            "eval.final_iwae_samples=5000",
+            "eval.final_iwae_samples=5000: eval.final_iwae_samples takes a list, in brackets, "
+            "e.g. eval.final_iwae_samples=[5000]",
+        ),
+        ("model.hidden=512,256", "model.hidden=512: model.hidden takes a list, in brackets, e.g. model.hid"),
     ],
 )
 def test_a_value_of_the_wrong_type_is_refused_in_one_line(override: str, says: str) -> None:

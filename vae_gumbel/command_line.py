@@ -122,8 +122,11 @@ def check_settings(overrides: Sequence[str], config_name: str) -> None:
         ):
             continue
         for value in values_of(override):
-            if (why := config.setting_value_error(key, value, schema)) is not None:
-                raise ConfigError(f"{key}={_as_text(value)}: {why}")
+            if (why := config.setting_value_error(key, value, schema)) is None:
+                continue
+            if not isinstance(value, list) and config.setting_value_error(key, [value], schema) is None:
+                why = f"{key} takes a list, in brackets, e.g. {key}=[{_as_text(value)}]"
+            raise ConfigError(f"{key}={_as_text(value)}: {why}")
 
 
 def own_configs_only(arguments: Sequence[str]) -> bool:
