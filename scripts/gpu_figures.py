@@ -42,10 +42,9 @@ from pathlib import Path
 import torch
 
 from vae_gumbel.commands import at_least
-from vae_gumbel.device import resolve_device
+from vae_gumbel.device import device_description, resolve_device
 from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import dated_folder, replace_text
-from vae_gumbel.tools.peak import device_description
 
 STEPS = ("cuda_tests", "cold", "warm", "sweep", "stacked_step", "joblib")
 # The sweep's 8 settings, beside its seeds: the learning rate and the temperature schedule.

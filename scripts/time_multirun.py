@@ -36,12 +36,11 @@ import torch
 from omegaconf import OmegaConf
 
 from vae_gumbel.commands import at_least
-from vae_gumbel.device import resolve_device
+from vae_gumbel.device import device_description, resolve_device
 from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import dated_folder, write_new
 from vae_gumbel.run_folder import TIMELINES, RunFolder, find_runs
 from vae_gumbel.timeline import EPOCH_EXTRAS, HYDRA_PHASES
-from vae_gumbel.tools.peak import device_description
 from vae_gumbel.tracking import read_metrics
 
 WAYS = ("single", "stacked", "joblib", "separate")

@@ -23,6 +23,7 @@ from vae_gumbel.checkpoint import (
 from vae_gumbel.config import compose_settings
 from vae_gumbel.errors import CheckpointError, WriteError
 from vae_gumbel.model import member_state
+from vae_gumbel.provenance import environment
 from vae_gumbel.run import Member, build_run
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.train import train
@@ -54,6 +55,7 @@ def test_checkpoint_is_self_describing_and_loads_weights_only(learned_run: Path)
     assert checkpoint["temperature"]["raw"].shape == ()  # one model's temperature
     assert checkpoint["model"]["encoder.0.weight"].shape == (32, 784)  # as a plain model's state_dict
     assert list(checkpoint["optimizer"]["state"]) == list(range(9))  # 8 weights and the temperature
+    assert checkpoint["environment"] == environment(torch.device("cpu"))  # what it was trained with
 
 
 def test_a_checkpoint_loads_into_the_model_it_describes(learned_run: Path) -> None:

@@ -10,6 +10,8 @@ from vae_gumbel.device import (
     NATIVE_BF16_FLAGS,
     allow_tf32,
     cpu_has_native_bf16,
+    device_description,
+    hardware_name,
     resolve_device,
     resolve_precision,
 )
@@ -59,3 +61,14 @@ def test_native_bf16_is_read_from_the_cpus_flags() -> None:
         line for line in open("/proc/cpuinfo").read().splitlines() if line.startswith(("flags", "Features"))
     ).split()
     assert cpu_has_native_bf16() == bool(set(flags) & NATIVE_BF16_FLAGS)
+
+
+def test_the_hardware_is_named_by_the_cpus_model_and_a_timing_also_by_its_threads(monkeypatch) -> None:
+    monkeypatch.setattr(device_module, "cpu_info", lambda *fields: ["Example CPU 9000"])
+    hardware_name.cache_clear()  # asked once per process
+    try:
+        assert hardware_name(torch.device("cpu")) == "CPU: Example CPU 9000"
+        threads = torch.get_num_threads()
+        assert device_description(torch.device("cpu")) == f"CPU: Example CPU 9000, {threads} threads"
+    finally:
+        hardware_name.cache_clear()

@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 import vae_gumbel.evaluate as evaluate_module
 from tests.conftest import assert_one_line_error, compose_config, run_module, sweep_of, tiny_run
 from vae_gumbel.errors import ConfigError, Interrupted, WriteError
 from vae_gumbel.evaluate import run_evaluation
+from vae_gumbel.provenance import environment
 from vae_gumbel.train import train
 
 
@@ -49,6 +51,9 @@ def test_evaluate_writes_eval_json_with_bounds_and_what_they_were_measured_on(
     assert saved["binarization"]["seed"] == 0 and len(saved["binarization"]["targets_sha256"]) == 64
     assert len(saved["kl_per_variable"]) == 4 and 0 <= saved["active_variables"] <= 4
     assert saved["test_images"] == 60
+    trained_with = torch.load(copy / "checkpoints" / "best.pt", weights_only=True)["environment"]
+    assert saved["trained_with"] == trained_with
+    assert saved["environment"] == environment(torch.device("cpu"))  # what it was evaluated with
 
 
 def test_an_evaluation_that_cannot_be_written_prints_its_bounds_first(

@@ -9,10 +9,12 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 import vae_gumbel.report as report_module
 from tests.conftest import run_module
+from vae_gumbel.device import hardware_name
 from vae_gumbel.errors import WriteError
 from vae_gumbel.report import HIGHLIGHTED, curves_figure, read_job, report
 from vae_gumbel.run_folder import RunFolder, training_into
@@ -143,6 +145,8 @@ def test_runs_csv_keeps_everything_each_run_recorded(compose_train, tmp_path: Pa
         assert float(row["eval/iwae_nll_10"]) == evaluation["iwae_nll"]["10"]
         assert float(row["eval/iwae_nll_stderr_10"]) == evaluation["iwae_nll_stderr"]["10"]
         assert row["eval/targets_sha256"] == evaluation["binarization"]["targets_sha256"]
+        assert row["eval/torch"] == torch.__version__  # what computed the bounds
+        assert row["eval/device"] == hardware_name(torch.device("cpu"))
         assert float(row["time/train_s"]) > 0
     assert rows[2]["error"] == "NonFiniteLossError: x" and rows[2]["test/loss"] == ""
 

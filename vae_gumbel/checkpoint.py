@@ -30,6 +30,7 @@ from vae_gumbel.errors import CheckpointError, WriteError, first_line
 from vae_gumbel.faults import pause
 from vae_gumbel.files import CONTINUE_RUN, partial_path, replacing
 from vae_gumbel.model import CategoricalVAE, member_state, model_with_weights
+from vae_gumbel.provenance import environment
 from vae_gumbel.run_folder import resolve_checkpoint
 
 if TYPE_CHECKING:
@@ -254,6 +255,7 @@ def member_checkpoint(run: Run, m: int, record: dict[str, Any]) -> dict[str, Any
             "metrics": {k: v for k, v in record.items() if isinstance(v, int | float)},
             "rng": capture_rng_state(),
             "config": member.config,
+            "environment": environment(run.device),
         }
     )
 

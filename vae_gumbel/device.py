@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import platform
 import re
 from pathlib import Path
 
@@ -60,18 +62,37 @@ def synchronize(device: torch.device) -> None:
 NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
 
 
+def cpu_info(*fields: str) -> list[str]:
+    """Gives the values of the given fields of /proc/cpuinfo, one per line that has one (none
+    where there is no such file)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+    pairs = [line.split(":", 1) for line in lines if ":" in line]
+    return [value.strip() for name, value in pairs if name.strip() in fields]
+
+
 def cpu_has_native_bf16() -> bool:
     """Says whether this CPU computes in bf16 natively (read from /proc/cpuinfo; False elsewhere)."""
-    try:
-        flags = {
-            flag
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith(("flags", "Features"))
-            for flag in line.split(":", 1)[1].split()
-        }
-    except OSError:
-        return False
+    flags = {flag for value in cpu_info("flags", "Features") for flag in value.split()}
     return bool(flags & NATIVE_BF16_FLAGS)
+
+
+@functools.cache  # asked at every checkpoint of every member; /proc/cpuinfo is long on a large machine
+def hardware_name(device: torch.device) -> str:
+    """Names the hardware of ``device``: the GPU's name, or ``CPU: `` and the CPU's model."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "CPU: " + (next(iter(cpu_info("model name")), None) or platform.processor() or platform.machine())
+
+
+def device_description(device: torch.device) -> str:
+    """Names the hardware a timing came from: the GPU's name, or the CPU's model and the threads
+    torch uses on it."""
+    if device.type == "cuda":
+        return hardware_name(device)
+    return f"{hardware_name(device)}, {torch.get_num_threads()} threads"
 
 
 def resolve_precision(setting: str, device: torch.device) -> str:

@@ -47,6 +47,7 @@ def checkpoint_context(checkpoint: dict[str, Any], source: str) -> dict[str, Any
         "hidden": checkpoint["architecture"]["hidden"],
         "epoch": checkpoint["epoch"],
         "steps": checkpoint["step"],
+        "trained_with": checkpoint.get("environment"),  # None in checkpoints from before it was recorded
     }
 
 

@@ -26,6 +26,7 @@ from vae_gumbel.gumbel import gumbel_max, sample_gumbel
 from vae_gumbel.model import CategoricalVAE, stack_size
 from vae_gumbel.objectives import NegativeElbo, bernoulli_nll, code_perplexity, kl_per_variable
 from vae_gumbel.progress import Progress
+from vae_gumbel.provenance import environment
 
 log = logging.getLogger("vae_gumbel.evaluate")
 
@@ -216,6 +217,7 @@ def evaluation_report(
         "seed": seed,
         "device": str(targets.device),
         "seconds": time.perf_counter() - started,
+        "environment": environment(targets.device),
     }
 
 

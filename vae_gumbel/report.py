@@ -142,6 +142,8 @@ def evaluation_columns(evaluation: dict[str, Any], name: str) -> dict[str, Any]:
     for key in ("iwae_nll", "iwae_nll_stderr"):
         columns.update({f"{name}/{key}_{k}": value for k, value in evaluation.get(key, {}).items()})
     columns[f"{name}/targets_sha256"] = evaluation.get("binarization", {}).get("targets_sha256")
+    computed_with = evaluation.get("environment") or {}
+    columns.update({f"{name}/{key}": computed_with.get(key) for key in ENVIRONMENT_FIELDS})
     return columns
 
 
@@ -168,6 +170,10 @@ EVALUATION_FIELDS = (
     "seed",
     "seconds",
 )
+
+
+# What a row of runs.csv keeps of the environment that computed an eval.json.
+ENVIRONMENT_FIELDS = ("vae_gumbel", "source", "torch", "device")
 
 
 def is_hyperparameter(key: str) -> bool:

@@ -36,7 +36,13 @@ from vae_gumbel.commands import at_least, usage_name
 from vae_gumbel.config import TrainConfig, compose_settings
 from vae_gumbel.data import Data, ImageSet
 from vae_gumbel.datasets import ensure, load_images
-from vae_gumbel.device import allow_tf32, resolve_device, resolve_precision, synchronize
+from vae_gumbel.device import (
+    allow_tf32,
+    device_description,
+    resolve_device,
+    resolve_precision,
+    synchronize,
+)
 from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import check_writable, write_new
 from vae_gumbel.likelihood import score_test_set
@@ -46,7 +52,7 @@ from vae_gumbel.optim import OPTIMIZERS
 from vae_gumbel.run import Member, Run, build_run
 from vae_gumbel.step import GRAPH_WARMUP_STEPS, plan_step
 from vae_gumbel.tools.baseline import tutorial_loader, tutorial_run
-from vae_gumbel.tools.peak import device_description, matmul_peak_tflops
+from vae_gumbel.tools.peak import matmul_peak_tflops
 
 EPOCH_IMAGES = 60_000
 CHECK_TAU = 0.5  # a power of two: the same division whether tau is a float or a tensor

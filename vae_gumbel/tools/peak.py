@@ -4,20 +4,11 @@ is held against."""
 from __future__ import annotations
 
 import math
-import platform
 import time
 
 import torch
 
 from vae_gumbel.device import allow_tf32, synchronize
-
-
-def device_description(device: torch.device) -> str:
-    """Names the hardware a timing came from: the GPU's name, or the CPU and its threads."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-
 
 # The matmul precision of each kind of row, and the dtype its peak is measured in.
 MATMUL_DTYPES = {"float32": torch.float32, "tf32": torch.float32, "bfloat16": torch.bfloat16}
