@@ -6,6 +6,7 @@ import csv
 import errno
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import yaml
 import vae_gumbel.report as report_module
 from tests.conftest import run_module
 from vae_gumbel.device import hardware_name
-from vae_gumbel.errors import WriteError
+from vae_gumbel.errors import ConfigError, WriteError
 from vae_gumbel.report import HIGHLIGHTED, curves_figure, read_job, report
 from vae_gumbel.run_folder import RunFolder, training_into
 from vae_gumbel.tracking import read_metrics
@@ -302,6 +303,82 @@ def test_report_cli_groups_by_seed(tmp_path: Path) -> None:
     result = run_module("vae_gumbel.report", str(tmp_path), "--group-by-seed", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "| 2 | 2 | 110.500 | 0.500 | 2 |" in result.stdout and "report_seeds.csv" in result.stdout
+
+
+def write_estimator_jobs(root: Path) -> None:
+    """Two estimators at two learning rates: straight-through's seeds end at 100, 110 and 120 (and
+    seed 3 failed), Gumbel-Softmax's 2, 1 and 3 nats below them at seeds 0, 1 and 2, and at seed 3."""
+    losses = {
+        "straight_through": [100.0, 110.0, 120.0, math.nan],
+        "gumbel_softmax": [98.0, 109.0, 117.0, 90.0],
+    }
+    job = 0
+    for lr in ("1e-3", "3e-3"):
+        for estimator, finals in losses.items():
+            for seed, final in enumerate(finals):
+                status = {"status": "completed" if math.isfinite(final) else "failed"}
+                shift = 0.0 if lr == "1e-3" else 50.0  # the other learning rate: another baseline
+                overrides = [f"estimator={estimator}", f"optim.lr={lr}", f"seed={seed}"]
+                write_job(root / str(job), overrides, [final + shift] if math.isfinite(final) else [], status)
+                job += 1
+
+
+def test_against_a_baseline_each_setting_gets_its_differences_paired_by_seed(tmp_path: Path) -> None:
+    write_estimator_jobs(tmp_path)
+    rows = table_rows(report(tmp_path, against=("estimator", "straight_through")))
+    by_setting = {(row["estimator"], row["optim.lr"]): row for row in rows}
+    difference = "final test loss minus estimator=straight_through"
+    for lr in ("1e-3", "3e-3"):  # each learning rate against straight-through at the same rate
+        gumbel, baseline = by_setting["gumbel_softmax", lr], by_setting["straight_through", lr]
+        # Seeds 0-2 pair up (seed 3 failed in the baseline): -2, -1, -3 nats.
+        assert (float(gumbel[f"{difference} mean"]), gumbel[f"{difference} n"]) == (-2.0, "3")
+        assert float(gumbel[f"{difference} stderr"]) == pytest.approx(1 / math.sqrt(3), abs=1e-3)
+        # Unpaired, the seeds' spread hides the difference: its standard error is ten times larger.
+        assert float(gumbel["final test loss stderr"]) > 10 * float(gumbel[f"{difference} stderr"])
+        assert (float(baseline[f"{difference} mean"]), baseline[f"{difference} n"]) == (0.0, "3")
+    assert (tmp_path / "report_seeds.csv").stat().st_size > 0  # the seed grouping, with the differences
+
+
+def test_a_setting_without_its_baseline_has_no_difference(tmp_path: Path) -> None:
+    write_estimator_jobs(tmp_path)
+    write_job(
+        tmp_path / "99", ["estimator=reinmax", "optim.lr=1e-2", "seed=0"], [95.0], {"status": "completed"}
+    )
+    rows = table_rows(report(tmp_path, against=("estimator", "straight_through")))
+    (alone,) = [row for row in rows if row["estimator"] == "reinmax"]
+    difference = "final test loss minus estimator=straight_through"
+    assert (alone[f"{difference} mean"], alone[f"{difference} n"]) == ("", "0")
+
+
+def test_a_baseline_that_no_run_has_is_refused_with_the_values_there_are(tmp_path: Path) -> None:
+    write_estimator_jobs(tmp_path)
+    says = (
+        "--against estimator=reinmax: no run has estimator=reinmax among its overrides "
+        "(its values here: gumbel_softmax, straight_through)"
+    )
+    with pytest.raises(ConfigError, match=f"^{re.escape(says)}$"):
+        report(tmp_path, against=("estimator", "reinmax"))
+    with pytest.raises(ConfigError, match="no run sets model.latent_dim on its command line"):
+        report(tmp_path, against=("model.latent_dim", "20"))
+
+
+@pytest.mark.slow
+def test_report_cli_compares_against_a_baseline_and_refuses_a_baseline_without_a_value(
+    tmp_path: Path,
+) -> None:
+    write_estimator_jobs(tmp_path)
+    result = run_module(
+        "vae_gumbel.report", str(tmp_path), "--against", "estimator=straight_through", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "| final test loss minus estimator=straight_through mean |" in result.stdout
+        and "report_seeds.csv" in result.stdout
+    )
+    result = run_module("vae_gumbel.report", str(tmp_path), "--against", "estimator", cwd=tmp_path)
+    assert (
+        result.returncode == 2 and "expected KEY=VALUE, such as estimator=straight_through" in result.stderr
+    )
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""Compare the runs of a sweep: ``python -m vae_gumbel.report SWEEP_DIR [--sort S] [--group-by-seed]``.
+"""Compare the runs of a sweep: ``python -m vae_gumbel.report SWEEP_DIR [--sort S] [--group-by-seed]
+[--against KEY=VALUE]``.
 
 Reads every job folder below SWEEP_DIR (a Hydra multirun folder, or any folder of runs such
 as ``outputs/``): its ``.hydra/overrides.yaml``, ``metrics.jsonl`` and ``status.json``. Prints
@@ -11,7 +12,8 @@ With ``--group-by-seed``, jobs whose overrides differ only in ``seed`` form one 
 table gives each setting's mean and standard error over its seeds (and the count) for the final
 and best test loss and, when the runs computed them, the IWAE bound with the most samples:
 ``report_seeds.csv``, ``report_seeds.md`` and ``report_seeds.png`` (mean curve, band of one
-standard error).
+standard error). ``--against KEY=VALUE`` adds each setting's difference to the setting with
+KEY=VALUE instead of its own value, paired by seed (mean, standard error and count).
 
 Either way it also writes ``runs.csv``: one row per job with everything its folder records (every
 override, the last epoch's metrics, the training time, the numbers of its eval.json), the file
@@ -501,33 +503,78 @@ def mean_and_stderr(values: list[float]) -> tuple[float, float, int]:
     return mean, math.sqrt(variance / n), n
 
 
-def seed_table(settings: list[Setting], sort: str = "final") -> tuple[list[str], list[list[Any]]]:
+def baselines_of(settings: list[Setting], key: str, value: str) -> list[Setting | None]:
+    """Gives each setting's baseline: the setting whose overrides are the same but for ``key``, which
+    it sets to ``value`` (None where there is none). Raises ConfigError if no setting sets it so."""
+    if not any(setting.overrides.get(key) == value for setting in settings):
+        values = sorted({setting.overrides[key] for setting in settings if key in setting.overrides})
+        found = (
+            f"its values here: {', '.join(values)}" if values else f"no run sets {key} on its command line"
+        )
+        raise ConfigError(f"--against {key}={value}: no run has {key}={value} among its overrides ({found})")
+    by_overrides = {tuple(sorted(setting.overrides.items())): setting for setting in settings}
+    return [
+        by_overrides.get(tuple(sorted({**setting.overrides, key: value}.items())))
+        if key in setting.overrides
+        else None
+        for setting in settings
+    ]
+
+
+def paired_difference(setting: Setting, baseline: Setting | None, value: Any) -> tuple[float, float, int]:
+    """Gives the mean, standard error and count of ``value``(job) minus ``value`` of the baseline's
+    job with the same seed, over the seeds that both completed (none without a baseline). The same
+    seed starts both from the same weights, so the pairs share part of their luck, and their
+    differences vary less than two separate means would."""
+    of_baseline = (
+        {job.overrides.get("seed", ""): value(job) for job in baseline.completed} if baseline else {}
+    )
+    return mean_and_stderr(
+        [
+            value(job) - of_baseline[seed]
+            for job in setting.completed
+            if (seed := job.overrides.get("seed", "")) in of_baseline
+        ]
+    )
+
+
+def seed_table(
+    settings: list[Setting], sort: str = "final", against: tuple[str, str] | None = None
+) -> tuple[list[str], list[list[Any]]]:
     """Gives one row per setting: its overrides, how many seeds completed, and the mean, standard
     error and count over its completed seeds of the final and best test loss (and of the IWAE
-    bound), best first."""
+    bound), best first. With ``against`` (key, value), also each number's difference to the
+    setting with that value instead of its own, paired by seed (``paired_difference``)."""
     keys = varying_keys([Job("", s.overrides, [], "") for s in settings])
     metrics = {
         "final test loss": lambda job: job.final_test_loss,
         "best test loss": lambda job: job.best_test_loss,
         **optional_metrics([job for setting in settings for job in setting.jobs]),
     }
+    baselines = baselines_of(settings, *against) if against else [None] * len(settings)
     columns = [*keys, "seeds", "completed"]
     for name in metrics:
         columns += [f"{name} mean", f"{name} stderr", f"{name} n"]
+        if against:
+            difference = f"{name} minus {against[0]}={against[1]}"  # paired by seed
+            columns += [f"{difference} mean", f"{difference} stderr", f"{difference} n"]
     rows = []
-    for setting in settings:
+    for setting, baseline in zip(settings, baselines, strict=True):
         row: list[Any] = [short(setting.overrides.get(k, "")) for k in keys]
         row += [len(setting.jobs), len(setting.completed)]
         for value in metrics.values():
             mean, stderr, n = mean_and_stderr([value(job) for job in setting.completed])
             row += [_round(mean), _round(stderr), n]
+            if against:
+                mean, stderr, n = paired_difference(setting, baseline, value)
+                row += [_round(mean), _round(stderr), n]
         rows.append(row)
     held_out = "validation" if "final validation loss mean" in columns else "test"
     if sort == "bound":  # the one k of them all (check_bounds_compare)
-        bound = f"{held_out} IWAE NLL k="
-        (sort_column,) = [i for i, c in enumerate(columns) if c.startswith(bound) and c.endswith(" mean")]
+        (ranking,) = [name for name in metrics if name.startswith(f"{held_out} IWAE NLL k=")]
     else:
-        sort_column = columns.index(f"{sort} {held_out} loss mean")
+        ranking = f"{sort} {held_out} loss"
+    sort_column = columns.index(f"{ranking} mean")
     rows.sort(key=lambda row: row[sort_column] if row[sort_column] != "" else math.inf)
     return columns, rows
 
@@ -600,9 +647,12 @@ def write_table(columns: list[str], rows: list[list[Any]], root: Path, name: str
     return text
 
 
-def report(root: Path, sort: str = "final", by_seed: bool = False) -> str:
+def report(
+    root: Path, sort: str = "final", by_seed: bool = False, against: tuple[str, str] | None = None
+) -> str:
     """Writes the report's table (report.csv, report.md) and figure (report.png) into ``root``, or
-    with ``by_seed`` the table and figure over seeds (report_seeds.*); gives the Markdown table."""
+    with ``by_seed`` the table and figure over seeds (report_seeds.*), with ``against`` (key,
+    value) each setting's paired difference to the one with that value; gives the Markdown table."""
     if not root.is_dir():
         raise ConfigError(f"{root} is not a folder; give a multirun folder or a folder of run folders")
     jobs = [read_job(folder, root) for folder in find_runs(root)]
@@ -613,14 +663,24 @@ def report(root: Path, sort: str = "final", by_seed: bool = False) -> str:
     if sort == "bound":
         check_bounds_compare(jobs)
     write_csv(*runs_table(jobs), root / RUNS_CSV)
-    if by_seed:
+    if by_seed or against:
         settings = group_by_seed(jobs)
-        text = write_table(*seed_table(settings, sort), root, "report_seeds")
+        text = write_table(*seed_table(settings, sort, against), root, "report_seeds")
         save_figure(seed_curves_figure(settings, str(root), sort), root / "report_seeds.png")
         return text
     text = write_table(*table(jobs, sort), root, "report")
     save_figure(curves_figure(jobs, str(root), sort), root / "report.png")
     return text
+
+
+def setting_of(text: str) -> tuple[str, str]:
+    """Gives (key, value) of a command line's KEY=VALUE."""
+    key, equals, value = text.partition("=")
+    if not key or not equals:
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=VALUE, such as estimator=straight_through, got {text!r}"
+        )
+    return key, value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -641,9 +701,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="one row per setting: mean, standard error and count over the jobs that differ only in seed",
     )
+    parser.add_argument(
+        "--against",
+        type=setting_of,
+        metavar="KEY=VALUE",
+        help="with the seed grouping: each setting's difference to the setting that has KEY=VALUE "
+        "instead (e.g. estimator=straight_through), paired by seed: mean, standard error and count",
+    )
     args = parser.parse_args(argv)
     with one_line_errors():
-        print(report(args.sweep_dir, args.sort, args.group_by_seed), end="")
-    name = "report_seeds" if args.group_by_seed else "report"
+        print(report(args.sweep_dir, args.sort, args.group_by_seed, args.against), end="")
+    name = "report_seeds" if args.group_by_seed or args.against else "report"
     print(f"wrote {args.sweep_dir / name}.csv, {name}.md, {name}.png and runs.csv")
     return 0
