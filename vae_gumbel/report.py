@@ -524,8 +524,8 @@ def baselines_of(settings: list[Setting], key: str, value: str) -> list[Setting 
 def paired_difference(setting: Setting, baseline: Setting | None, value: Any) -> tuple[float, float, int]:
     """Gives the mean, standard error and count of ``value``(job) minus ``value`` of the baseline's
     job with the same seed, over the seeds that both completed (none without a baseline). The same
-    seed starts both from the same weights, so the pairs share part of their luck, and their
-    differences vary less than two separate means would."""
+    seed starts both from the same weights, so the pairs may share part of their luck, which the
+    differences then take out."""
     of_baseline = (
         {job.overrides.get("seed", ""): value(job) for job in baseline.completed} if baseline else {}
     )
