@@ -125,11 +125,12 @@ def test_runs_csv_keeps_everything_each_run_recorded(compose_train, tmp_path: Pa
     from vae_gumbel.train import train
 
     for job, seed in enumerate((0, 1)):
+        overrides = [f"seed={seed}", "temperature=constant"]
         train(
-            compose_train(f"seed={seed}", "trainer.epochs=2", "eval.final_iwae_samples=[1,10]"),
+            compose_train(*overrides, "trainer.epochs=2", "eval.final_iwae_samples=[1,10]"),
             tmp_path / str(job),
         )
-        write_overrides(tmp_path / str(job), [f"seed={seed}"])
+        write_overrides(tmp_path / str(job), overrides)
     write_job(tmp_path / "2", ["seed=2"], [], {"status": "failed", "error": "NonFiniteLossError: x"})
     report(tmp_path, by_seed=True)
     with (tmp_path / "runs.csv").open() as handle:
@@ -143,6 +144,8 @@ def test_runs_csv_keeps_everything_each_run_recorded(compose_train, tmp_path: Pa
         last = read_metrics(RunFolder(tmp_path / str(job)).metrics)[-1]
         evaluation = json.loads(RunFolder(tmp_path / str(job)).eval_json.read_text())
         assert float(row["test/loss"]) == last["test/loss"] and row["epoch"] == "2"
+        # The schedule an override chose, and the temperature the last epoch ended at.
+        assert (row["temperature"], float(row["train/temperature"])) == ("constant", last["temperature"])
         assert float(row["eval/iwae_nll_10"]) == evaluation["iwae_nll"]["10"]
         assert float(row["eval/iwae_nll_stderr_10"]) == evaluation["iwae_nll_stderr"]["10"]
         assert row["eval/targets_sha256"] == evaluation["binarization"]["targets_sha256"]

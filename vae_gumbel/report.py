@@ -322,7 +322,13 @@ def runs_table(jobs: list[Job]) -> tuple[list[str], list[list[Any]]]:
     for job in sorted(jobs, key=lambda job: job.name):
         last = job.records[-1] if job.records else {}
         row: dict[str, Any] = {"job": job.name, "status": job.status, **job.overrides}
-        row.update({key: value for key, value in last.items() if not isinstance(value, dict | list)})
+        row.update(
+            {
+                METRIC_COLUMNS.get(key, key): value
+                for key, value in last.items()
+                if not isinstance(value, dict | list)
+            }
+        )
         row["time/train_s"] = sum(record.get("time/epoch_s", 0.0) for record in job.records)
         row.update(job.evaluations)
         row["error"] = job.error
@@ -331,6 +337,9 @@ def runs_table(jobs: list[Job]) -> tuple[list[str], list[list[Any]]]:
     return columns, [[row.get(column, "") for column in columns] for row in rows]
 
 
+# runs.csv's names for the metrics whose names are also a setting's, which an override may use: the
+# temperature the last epoch ended at, beside the temperature schedule an override chooses.
+METRIC_COLUMNS = {"temperature": "train/temperature"}
 RUNS_CSV = "runs.csv"
 AGAIN = "run the report again"  # what to do once a table or figure can be written
 
