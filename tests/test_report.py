@@ -353,6 +353,41 @@ def test_a_setting_without_its_baseline_has_no_difference(tmp_path: Path) -> Non
     assert (alone[f"{difference} mean"], alone[f"{difference} n"]) == ("", "0")
 
 
+def test_a_baseline_in_another_sweep_pairs_up_when_the_overrides_both_set_agree(tmp_path: Path) -> None:
+    # Straight-through annealed in one sweep; ReinMax in another, with a constant temperature, another
+    # data folder and one thread (which say how a run runs, not what it computes).
+    for seed, final in enumerate((100.0, 110.0, 120.0)):
+        write_job(
+            tmp_path / "st" / str(seed),
+            ["estimator=straight_through", f"seed={seed}"],
+            [final],
+            {"status": "completed"},
+        )
+        overrides = [
+            "estimator=reinmax",
+            "temperature=constant",
+            f"seed={seed}",
+            "data.root=/d",
+            "trainer.num_threads=1",
+        ]
+        write_job(tmp_path / "reinmax" / str(seed), overrides, [final - 1.0 - seed], {"status": "completed"})
+    difference = "final test loss minus estimator=straight_through"
+    rows = table_rows(report(tmp_path, against=("estimator", "straight_through")))
+    (reinmax,) = [row for row in rows if row["estimator"] == "reinmax"]
+    assert (float(reinmax[f"{difference} mean"]), reinmax[f"{difference} n"]) == (-2.0, "3")
+    # With straight-through also at chosen learning rates, and ReinMax at none, its baseline is ambiguous.
+    write_job(
+        tmp_path / "st" / "lr",
+        ["estimator=straight_through", "optim.lr=3e-3", "seed=0"],
+        [90.0],
+        {"status": "completed"},
+    )
+    write_overrides(tmp_path / "st" / "0", ["estimator=straight_through", "optim.lr=1e-3", "seed=0"])
+    rows = table_rows(report(tmp_path, against=("estimator", "straight_through")))
+    (reinmax,) = [row for row in rows if row["estimator"] == "reinmax"]
+    assert (reinmax[f"{difference} mean"], reinmax[f"{difference} n"]) == ("", "0")
+
+
 def test_a_baseline_that_no_run_has_is_refused_with_the_values_there_are(tmp_path: Path) -> None:
     write_estimator_jobs(tmp_path)
     says = (

@@ -513,21 +513,25 @@ def mean_and_stderr(values: list[float]) -> tuple[float, float, int]:
 
 
 def baselines_of(settings: list[Setting], key: str, value: str) -> list[Setting | None]:
-    """Gives each setting's baseline: the setting whose overrides are the same but for ``key``, which
-    it sets to ``value`` (None where there is none). Raises ConfigError if no setting sets it so."""
-    if not any(setting.overrides.get(key) == value for setting in settings):
+    """Gives each setting's baseline: the one setting with ``key`` = ``value`` whose other overrides
+    agree with the setting's wherever both set a hyperparameter (so that a ReinMax sweep that also
+    chose ``temperature=constant`` still finds its straight-through baseline in another sweep); None
+    where no setting, or more than one, is its baseline. Raises ConfigError if no setting has
+    ``key`` = ``value``."""
+    candidates = [setting for setting in settings if setting.overrides.get(key) == value]
+    if not candidates:
         values = sorted({setting.overrides[key] for setting in settings if key in setting.overrides})
         found = (
             f"its values here: {', '.join(values)}" if values else f"no run sets {key} on its command line"
         )
         raise ConfigError(f"--against {key}={value}: no run has {key}={value} among its overrides ({found})")
-    by_overrides = {tuple(sorted(setting.overrides.items())): setting for setting in settings}
-    return [
-        by_overrides.get(tuple(sorted({**setting.overrides, key: value}.items())))
-        if key in setting.overrides
-        else None
-        for setting in settings
-    ]
+
+    def agree(setting: Setting, baseline: Setting) -> bool:
+        shared = setting.overrides.keys() & baseline.overrides.keys() - {key}
+        return all(setting.overrides[k] == baseline.overrides[k] for k in shared if is_hyperparameter(k))
+
+    matches = [[baseline for baseline in candidates if agree(setting, baseline)] for setting in settings]
+    return [found[0] if len(found) == 1 else None for found in matches]
 
 
 def paired_difference(setting: Setting, baseline: Setting | None, value: Any) -> tuple[float, float, int]:
