@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import platform
+import re
 import signal
 import subprocess
 import sys
 
 import pytest
 
+import vae_gumbel
+import vae_gumbel.provenance as provenance
 from vae_gumbel.commands import INTERRUPTED
+from vae_gumbel.provenance import version_line
 
 
 def command_process(main_body: str) -> subprocess.CompletedProcess[str]:
@@ -133,6 +139,23 @@ def test_an_argparse_command_run_as_a_module_shows_its_module_in_the_usage_line(
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"usage: python -m {module} [-h]")
+
+
+@pytest.mark.parametrize("module", ["vae_gumbel.train", "vae_gumbel.report", "vae_gumbel.benchmark"])
+def test_every_command_names_its_version_and_its_libraries_at_once(module: str) -> None:
+    # Hydra's own --version would name only Hydra's; and this one imports no torch, so it is quick.
+    command = [sys.executable, "-X", "importtime", "-m", module, "--version"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (0, version_line() + "\n")
+    assert done.stdout.startswith(f"vae-gumbel {vae_gumbel.__version__}")
+    assert not re.search(r"\|\s+torch$", done.stderr, re.MULTILINE)  # -X importtime lists each import
+
+
+def test_the_version_line_names_each_library_or_that_it_is_missing(monkeypatch) -> None:
+    monkeypatch.setattr(provenance, "LIBRARIES", ("torch", "no-such-library"))
+    line = version_line()
+    assert f", Python {platform.python_version()}, torch {importlib.metadata.version('torch')}, " in line
+    assert line.endswith(", no-such-library not installed")
 
 
 @pytest.mark.parametrize("command", ["train", "sample", "evaluate"])

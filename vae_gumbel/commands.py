@@ -47,8 +47,14 @@ def run(main: Callable[[], object]) -> NoReturn:
     An exception, ``SystemExit`` included, leaves the ordinary way, with the usual traceback. A
     reader that stops reading (``--help | head``) ends the command quietly, with the status of a
     program that SIGPIPE ended, as it would end a C program; a Ctrl-C ends it with one line
-    (``INTERRUPTED``, or what ``on_interrupt_say`` set) and status 130.
+    (``INTERRUPTED``, or what ``on_interrupt_say`` set) and status 130. ``--version`` anywhere on
+    the command line prints the versions (``provenance.version_line``) instead, for every command.
     """
+    if "--version" in sys.argv[1:]:  # before Hydra, whose own flag would name only Hydra's version
+        from vae_gumbel.provenance import version_line
+
+        print(version_line())
+        exit_now(0)
     try:
         status = main()
     except BrokenPipeError:

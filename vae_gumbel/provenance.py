@@ -8,21 +8,29 @@ or of GPU from a change of method).
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import platform
 import socket
 import subprocess
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 import vae_gumbel
-from vae_gumbel.device import hardware_name
+
+if TYPE_CHECKING:
+    import torch
 
 GIT_SECONDS = 10  # a git that answers slower than this (a hung network file system) is not waited for
+# The libraries a command's --version names, beside the package and Python.
+LIBRARIES = ("torch", "torchvision", "hydra-core", "omegaconf")
 
 
 def environment(device: torch.device) -> dict[str, str | None]:
     """Gives the versions of this process's code and libraries and the hardware of ``device``."""
+    import torch
+
+    from vae_gumbel.device import hardware_name
+
     return {
         "vae_gumbel": vae_gumbel.__version__,
         "source": source_revision(),
@@ -61,3 +69,17 @@ def _git(folder: Path, *arguments: str) -> str:
         timeout=GIT_SECONDS,
     )
     return done.stdout.strip()
+
+
+def version_line() -> str:
+    """Gives what every command's ``--version`` prints: the package's version and commit, Python's and
+    the main libraries' (read from their metadata: nothing heavy is imported)."""
+    source = source_revision()
+    versions = [f"vae-gumbel {vae_gumbel.__version__}" + (f" (git {source})" if source else "")]
+    versions.append(f"Python {platform.python_version()}")
+    for library in LIBRARIES:
+        try:
+            versions.append(f"{library} {importlib.metadata.version(library)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{library} not installed")
+    return ", ".join(versions)
