@@ -518,6 +518,8 @@ def baselines_of(settings: list[Setting], key: str, value: str) -> list[Setting 
     chose ``temperature=constant`` still finds its straight-through baseline in another sweep); None
     where no setting, or more than one, is its baseline. Raises ConfigError if no setting has
     ``key`` = ``value``."""
+    if key == "seed":
+        raise ConfigError(f"--against seed={value}: the seed is what pairs the runs; compare another key")
     candidates = [setting for setting in settings if setting.overrides.get(key) == value]
     if not candidates:
         values = sorted({setting.overrides[key] for setting in settings if key in setting.overrides})
