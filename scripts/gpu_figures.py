@@ -39,12 +39,11 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import torch
-
 from vae_gumbel.commands import at_least
 from vae_gumbel.device import device_description, resolve_device
 from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import dated_folder, replace_text
+from vae_gumbel.provenance import version_line
 
 STEPS = ("cuda_tests", "cold", "warm", "sweep", "stacked_step", "joblib")
 # The sweep's 8 settings, beside its seeds: the learning rate and the temperature schedule.
@@ -177,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     commands = step_commands(args)
     header = (
         f"# GPU figures\n\n{datetime.now():%Y-%m-%d %H:%M}; {device_description(resolve_device('auto'))}; "
-        f"torch {torch.__version__}; budget {args.budget:.0f} s; "
+        f"{version_line()}; budget {args.budget:.0f} s; "
         f"overrides: {' '.join(args.overrides) or '(none)'}"
     )
     sections: list[str] = []

@@ -10,6 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.conftest import REPO, compose_config, run_python, run_script, tiny_run
+from vae_gumbel.provenance import version_line
 from vae_gumbel.run_folder import TIMELINES, RunFolder
 from vae_gumbel.timeline import EPOCH_EXTRAS, HYDRA_PHASES, SWEEPER_CHECKS
 from vae_gumbel.tracking import read_metrics
@@ -243,6 +244,7 @@ def test_the_gpu_figures_run_each_step_in_order_and_skip_what_the_budget_cannot_
     run_script("gpu_figures.py", "--out", str(tmp_path / "gpu"), "--steps", "sweep", "cold", *arguments)
     (out,) = (tmp_path / "gpu").iterdir()  # each measurement gets its own dated folder
     summary = (out / "summary.md").read_text()
+    assert version_line() in summary.splitlines()[2]  # what measured them, in the header
     # In the steps' own order, not the command line's; each with its table.
     assert summary.index("## cold: exit status 0") < summary.index("## sweep: exit status 0")
     assert "| train: steps |" in summary and "| stacked | 8 |" in summary
