@@ -342,6 +342,16 @@ def test_against_a_baseline_each_setting_gets_its_differences_paired_by_seed(tmp
     assert (tmp_path / "report_seeds.csv").stat().st_size > 0  # the seed grouping, with the differences
 
 
+def test_a_seed_a_setting_completed_twice_is_left_out_of_the_pairs(tmp_path: Path) -> None:
+    write_estimator_jobs(tmp_path)
+    again = ["estimator=gumbel_softmax", "optim.lr=1e-3", "seed=0"]  # seed 0 once more, in another sweep
+    write_job(tmp_path / "again" / "0", again, [50.0], {"status": "completed"})
+    rows = table_rows(report(tmp_path, against=("estimator", "straight_through")))
+    (gumbel,) = [row for row in rows if (row["estimator"], row["optim.lr"]) == ("gumbel_softmax", "1e-3")]
+    difference = "final test loss minus estimator=straight_through"
+    assert (float(gumbel[f"{difference} mean"]), gumbel[f"{difference} n"]) == (-2.0, "2")  # seeds 1, 2
+
+
 def test_a_setting_without_its_baseline_has_no_difference(tmp_path: Path) -> None:
     write_estimator_jobs(tmp_path)
     write_job(

@@ -538,19 +538,18 @@ def baselines_of(settings: list[Setting], key: str, value: str) -> list[Setting 
 
 def paired_difference(setting: Setting, baseline: Setting | None, value: Any) -> tuple[float, float, int]:
     """Gives the mean, standard error and count of ``value``(job) minus ``value`` of the baseline's
-    job with the same seed, over the seeds that both completed (none without a baseline). The same
-    seed starts both from the same weights, so the pairs may share part of their luck, which the
-    differences then take out."""
-    of_baseline = (
-        {job.overrides.get("seed", ""): value(job) for job in baseline.completed} if baseline else {}
-    )
-    return mean_and_stderr(
-        [
-            value(job) - of_baseline[seed]
-            for job in setting.completed
-            if (seed := job.overrides.get("seed", "")) in of_baseline
-        ]
-    )
+    job with the same seed, over the seeds that both completed once (none without a baseline; a seed
+    that one of them completed twice, in two sweeps, would pair ambiguously and is left out). The
+    same seed starts both from the same weights, so the pairs may share part of their luck, which
+    the differences then take out."""
+    mine, theirs = completed_once(setting), completed_once(baseline) if baseline else {}
+    return mean_and_stderr([value(job) - value(theirs[seed]) for seed, job in mine.items() if seed in theirs])
+
+
+def completed_once(setting: Setting) -> dict[str, Job]:
+    """Gives the setting's completed jobs by seed, leaving out the seeds it has more than one of."""
+    seeds = [job.overrides.get("seed", "") for job in setting.completed]
+    return {seed: job for seed, job in zip(seeds, setting.completed, strict=True) if seeds.count(seed) == 1}
 
 
 def seed_table(
