@@ -339,6 +339,7 @@ def test_against_a_baseline_each_setting_gets_its_differences_paired_by_seed(tmp
         # Unpaired, the seeds' spread hides the difference: its standard error is ten times larger.
         assert float(gumbel["final test loss stderr"]) > 10 * float(gumbel[f"{difference} stderr"])
         assert (float(baseline[f"{difference} mean"]), baseline[f"{difference} n"]) == (0.0, "3")
+        assert gumbel["paired with"] == f"estimator=straight_through, optim.lr={lr}"
     assert (tmp_path / "report_seeds.csv").stat().st_size > 0  # the seed grouping, with the differences
 
 
@@ -385,6 +386,7 @@ def test_a_baseline_in_another_sweep_pairs_up_when_the_overrides_both_set_agree(
     rows = table_rows(report(tmp_path, against=("estimator", "straight_through")))
     (reinmax,) = [row for row in rows if row["estimator"] == "reinmax"]
     assert (float(reinmax[f"{difference} mean"]), reinmax[f"{difference} n"]) == (-2.0, "3")
+    assert reinmax["paired with"] == "estimator=straight_through"  # shown, to be checked
     # With straight-through also at chosen learning rates, and ReinMax at none, its baseline is ambiguous.
     write_job(
         tmp_path / "st" / "lr",
@@ -395,7 +397,11 @@ def test_a_baseline_in_another_sweep_pairs_up_when_the_overrides_both_set_agree(
     write_overrides(tmp_path / "st" / "0", ["estimator=straight_through", "optim.lr=1e-3", "seed=0"])
     rows = table_rows(report(tmp_path, against=("estimator", "straight_through")))
     (reinmax,) = [row for row in rows if row["estimator"] == "reinmax"]
-    assert (reinmax[f"{difference} mean"], reinmax[f"{difference} n"]) == ("", "0")
+    assert (reinmax[f"{difference} mean"], reinmax[f"{difference} n"], reinmax["paired with"]) == (
+        "",
+        "0",
+        "",
+    )
 
 
 def test_a_baseline_that_no_run_has_is_refused_with_the_values_there_are(tmp_path: Path) -> None:

@@ -566,7 +566,7 @@ def seed_table(
         **optional_metrics([job for setting in settings for job in setting.jobs]),
     }
     baselines = baselines_of(settings, *against) if against else [None] * len(settings)
-    columns = [*keys, "seeds", "completed"]
+    columns = [*keys, "seeds", "completed", *(["paired with"] if against else [])]
     for name in metrics:
         columns += [f"{name} mean", f"{name} stderr", f"{name} n"]
         if against:
@@ -576,6 +576,8 @@ def seed_table(
     for setting, baseline in zip(settings, baselines, strict=True):
         row: list[Any] = [short(setting.overrides.get(k, "")) for k in keys]
         row += [len(setting.jobs), len(setting.completed)]
+        if against:  # the baseline's overrides that tell settings apart, so that a pairing can be checked
+            row.append(label(baseline.overrides, keys) if baseline else "")
         for value in metrics.values():
             mean, stderr, n = mean_and_stderr([value(job) for job in setting.completed])
             row += [_round(mean), _round(stderr), n]
