@@ -61,7 +61,8 @@ start() {
     mkdir -p /run/munge && chown munge:munge /run/munge
     runuser -u munge -- munged
   fi
-  pgrep -x slurmctld >/dev/null || slurmctld -f "$conf"
+  # -c: a new controller starts with no jobs, even where an earlier cluster left its state behind.
+  pgrep -x slurmctld >/dev/null || slurmctld -c -f "$conf"
   pgrep -x slurmd >/dev/null || slurmd -f "$conf" -N "$(hostname -s)"
   export SLURM_CONF=$conf
   for _ in $(seq 60); do
@@ -83,6 +84,11 @@ stop() {
   for _ in $(seq 30); do
     pgrep -x slurmd >/dev/null || pgrep -x slurmctld >/dev/null || break
     sleep 1
+  done
+  # A daemon still up waits for a job step that did not end (its process stuck in the kernel, as in a
+  # long fsync on a busy disk); left alone, the next start would find it and never get a node.
+  for daemon in slurmd slurmctld slurmstepd; do
+    pkill -9 -x "$daemon" 2>/dev/null || true
   done
   echo "SLURM stopped (munged is left running)"
 }
