@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import platform
-import socket
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +25,8 @@ LIBRARIES = ("torch", "torchvision", "hydra-core", "omegaconf")
 
 
 def environment(device: torch.device) -> dict[str, str | None]:
-    """Gives the versions of this process's code and libraries and the hardware of ``device``."""
+    """Gives the versions of this process's code and libraries and the hardware of ``device`` (not
+    the host's name: checkpoints and eval.json get published; status.json names the host)."""
     import torch
 
     from vae_gumbel.device import hardware_name
@@ -38,7 +38,6 @@ def environment(device: torch.device) -> dict[str, str | None]:
         "torch": str(torch.__version__),  # a TorchVersion, which a weights-only load refuses
         "cuda": torch.version.cuda if device.type == "cuda" else None,
         "device": hardware_name(device),
-        "host": socket.gethostname(),
     }
 
 
