@@ -17,7 +17,7 @@ import vae_gumbel.report as report_module
 from tests.conftest import run_module
 from vae_gumbel.device import hardware_name
 from vae_gumbel.errors import ConfigError, WriteError
-from vae_gumbel.report import HIGHLIGHTED, curves_figure, read_job, report
+from vae_gumbel.report import HIGHLIGHTED, curves_figure, group_by_seed, read_job, report, seed_curves_figure
 from vae_gumbel.run_folder import RunFolder, training_into
 from vae_gumbel.tracking import read_metrics
 
@@ -341,6 +341,32 @@ def test_against_a_baseline_each_setting_gets_its_differences_paired_by_seed(tmp
         assert (float(baseline[f"{difference} mean"]), baseline[f"{difference} n"]) == (0.0, "3")
         assert gumbel["paired with"] == f"estimator=straight_through, optim.lr={lr}"
     assert (tmp_path / "report_seeds.csv").stat().st_size > 0  # the seed grouping, with the differences
+
+
+def test_against_a_baseline_the_figure_adds_the_paired_difference_per_epoch(tmp_path: Path) -> None:
+    for seed in range(3):  # Gumbel-Softmax 3 nats below straight-through after epoch 1, 1-3 after epoch 2
+        losses = [120.0 + 10 * seed, 100.0 + 10 * seed]
+        write_job(
+            tmp_path / f"st{seed}",
+            ["estimator=straight_through", f"seed={seed}"],
+            losses,
+            {"status": "completed"},
+        )
+        better = [losses[0] - 3.0, losses[1] - 1.0 - seed]
+        write_job(
+            tmp_path / f"gs{seed}",
+            ["estimator=gumbel_softmax", f"seed={seed}"],
+            better,
+            {"status": "completed"},
+        )
+    settings = group_by_seed([read_job(folder, tmp_path) for folder in sorted(tmp_path.iterdir())])
+    figure = seed_curves_figure(settings, "two estimators", against=("estimator", "straight_through"))
+    _, below = figure.axes
+    (curve,) = [line for line in below.lines if line.get_label().startswith("estimator=gumbel_softmax")]
+    assert list(curve.get_xdata()) == [1, 2] and list(curve.get_ydata()) == [-3.0, -2.0]
+    assert curve.get_label() == "estimator=gumbel_softmax: -2.00 +- 0.58 (3 pairs)"
+    assert below.get_title() == "minus estimator=straight_through, paired by seed: mean +- stderr"
+    assert len(seed_curves_figure(settings, "no baseline").axes) == 1  # without --against, one panel
 
 
 def test_a_seed_a_setting_completed_twice_is_left_out_of_the_pairs(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ table gives each setting's mean and standard error over its seeds (and the count
 and best test loss and, when the runs computed them, the IWAE bound with the most samples:
 ``report_seeds.csv``, ``report_seeds.md`` and ``report_seeds.png`` (mean curve, band of one
 standard error). ``--against KEY=VALUE`` adds each setting's difference to the setting with
-KEY=VALUE instead of its own value, paired by seed (mean, standard error and count).
+KEY=VALUE instead of its own value, paired by seed (mean, standard error and count), and a
+panel of those differences per epoch below the figure's curves.
 
 Either way it also writes ``runs.csv``: one row per job with everything its folder records (every
 override, the last epoch's metrics, the training time, the numbers of its eval.json), the file
@@ -457,8 +458,9 @@ def draw_ranked(
 
 
 def place_legend(axis: Any, outside: bool) -> None:
-    """Puts the legend beside the plot (for many runs, so it never covers a curve) or in it."""
-    if not axis.lines:
+    """Puts the legend beside the plot (for many runs, so it never covers a curve) or in it, if
+    anything drawn has a label."""
+    if not axis.get_legend_handles_labels()[0]:
         return
     if outside:
         axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
@@ -548,8 +550,13 @@ def paired_difference(setting: Setting, baseline: Setting | None, value: Any) ->
 
 def completed_once(setting: Setting) -> dict[str, Job]:
     """Gives the setting's completed jobs by seed, leaving out the seeds it has more than one of."""
-    seeds = [job.overrides.get("seed", "") for job in setting.completed]
-    return {seed: job for seed, job in zip(seeds, setting.completed, strict=True) if seeds.count(seed) == 1}
+    return once_by_seed(setting.completed)
+
+
+def once_by_seed(jobs: list[Job]) -> dict[str, Job]:
+    """Gives the jobs by seed, leaving out the seeds that more than one of them has."""
+    seeds = [job.overrides.get("seed", "") for job in jobs]
+    return {seed: job for seed, job in zip(seeds, jobs, strict=True) if seeds.count(seed) == 1}
 
 
 def seed_table(
@@ -595,12 +602,15 @@ def seed_table(
     return columns, rows
 
 
-def seed_curves_figure(settings: list[Setting], title: str, sort: str = "final") -> Figure:
+def seed_curves_figure(
+    settings: list[Setting], title: str, sort: str = "final", against: tuple[str, str] | None = None
+) -> Figure:
     """Gives each setting's mean test loss per epoch over its seeds (every run that reached the
     epoch, so that a sweep can be watched while it trains), with a band of one standard error; the
-    number in the legend is the table's, over the completed seeds."""
-    figure = Figure(figsize=(9, 5))
-    axis = figure.subplots()
+    number in the legend is the table's, over the completed seeds. With ``against`` (key, value), a
+    second panel below gives each setting's paired difference to its baseline per epoch."""
+    figure = Figure(figsize=(9, 10 if against else 5))
+    axis, *below = figure.subplots(2 if against else 1, 1, sharex=True, squeeze=False)[:, 0]
     keys = varying_keys([Job("", s.overrides, [], "") for s in settings])
     curves = []
     for setting in settings:
@@ -640,7 +650,50 @@ def seed_curves_figure(settings: list[Setting], title: str, sort: str = "final")
     epoch_axis(axis, "test loss (negative ELBO, nats), mean +- stderr over seeds")
     axis.set_title(title)
     place_legend(axis, outside=True)
+    if against:
+        axis.set_xlabel("")
+        ordered = [setting for setting, _, _ in curves]  # each in the colour it has above
+        paired_curves(below[0], ordered, baselines_of(ordered, *against), against, keys)
     return figure
+
+
+def paired_curves(
+    axis: Any,
+    settings: list[Setting],
+    baselines: list[Setting | None],
+    against: tuple[str, str],
+    keys: list[str],
+) -> None:
+    """Draws each setting's test loss minus its baseline's per epoch, paired by seed over the runs
+    of both that reached the epoch (mean, band of one standard error), in the setting's rank colour;
+    the legend gives the difference at the last epoch with its count of pairs."""
+    axis.axhline(0.0, color=FAINT, linewidth=0.8, zorder=0)
+    for rank, (setting, baseline) in enumerate(zip(settings, baselines, strict=True)):
+        if baseline is None or baseline is setting:
+            continue
+        mine, theirs = once_by_seed(setting.jobs), once_by_seed(baseline.jobs)
+        pairs = [(dict(mine[seed].curve), dict(theirs[seed].curve)) for seed in mine if seed in theirs]
+        epochs = sorted({epoch for curve, other in pairs for epoch in curve.keys() & other.keys()})
+        stats = [
+            mean_and_stderr([curve[e] - other[e] for curve, other in pairs if e in curve and e in other])
+            for e in epochs
+        ]
+        if not epochs:
+            continue
+        means = [mean for mean, _, _ in stats]
+        errors = [0.0 if math.isnan(stderr) else stderr for _, stderr, _ in stats]
+        band = (
+            [m - e for m, e in zip(means, errors, strict=True)],
+            [m + e for m, e in zip(means, errors, strict=True)],
+        )
+        last, error, n = stats[-1]
+        text = (
+            f"{label(setting.overrides, keys)}: {last:+.2f} +- {error:.2f} ({n} pair{'s' if n != 1 else ''})"
+        )
+        draw_ranked(axis, epochs, means, rank, len(settings), text, band=band)
+    epoch_axis(axis, "difference in test loss (nats)")
+    axis.set_title(f"minus {against[0]}={against[1]}, paired by seed: mean +- stderr")
+    place_legend(axis, outside=True)
 
 
 def write_csv(columns: list[str], rows: list[list[Any]], path: Path) -> None:
@@ -682,7 +735,7 @@ def report(
     if by_seed or against:
         settings = group_by_seed(jobs)
         text = write_table(*seed_table(settings, sort, against), root, "report_seeds")
-        save_figure(seed_curves_figure(settings, str(root), sort), root / "report_seeds.png")
+        save_figure(seed_curves_figure(settings, str(root), sort, against), root / "report_seeds.png")
         return text
     text = write_table(*table(jobs, sort), root, "report")
     save_figure(curves_figure(jobs, str(root), sort), root / "report.png")
