@@ -544,13 +544,8 @@ def paired_difference(setting: Setting, baseline: Setting | None, value: Any) ->
     that one of them completed twice, in two sweeps, would pair ambiguously and is left out). The
     same seed starts both from the same weights, so the pairs may share part of their luck, which
     the differences then take out."""
-    mine, theirs = completed_once(setting), completed_once(baseline) if baseline else {}
+    mine, theirs = once_by_seed(setting.completed), once_by_seed(baseline.completed) if baseline else {}
     return mean_and_stderr([value(job) - value(theirs[seed]) for seed, job in mine.items() if seed in theirs])
-
-
-def completed_once(setting: Setting) -> dict[str, Job]:
-    """Gives the setting's completed jobs by seed, leaving out the seeds it has more than one of."""
-    return once_by_seed(setting.completed)
 
 
 def once_by_seed(jobs: list[Job]) -> dict[str, Job]:
@@ -633,12 +628,7 @@ def seed_curves_figure(
         key=lambda curve: mean_loss(curve[0], lambda job: selection_loss(job, sort))
     )  # the table's order
     for rank, (setting, epochs, stats) in enumerate(curves):
-        means = [mean for mean, _, _ in stats]
-        errors = [0.0 if math.isnan(stderr) else stderr for _, stderr, _ in stats]
-        band = (
-            [m - e for m, e in zip(means, errors, strict=True)],
-            [m + e for m, e in zip(means, errors, strict=True)],
-        )
+        means, band = mean_band(stats)
         seeds = f"{len(setting.jobs)} seed{'s' if len(setting.jobs) > 1 else ''}"
         if len(setting.completed) < len(setting.jobs):
             seeds = f"{len(setting.completed)} of {seeds} completed"
@@ -655,6 +645,17 @@ def seed_curves_figure(
         ordered = [setting for setting, _, _ in curves]  # each in the colour it has above
         paired_curves(below[0], ordered, baselines_of(ordered, *against), against, keys)
     return figure
+
+
+def mean_band(stats: list[tuple[float, float, int]]) -> tuple[list[float], tuple[list[float], list[float]]]:
+    """Gives the means of ``mean_and_stderr`` results and the band of one standard error around them
+    (none where a standard error is undefined)."""
+    means = [mean for mean, _, _ in stats]
+    errors = [0.0 if math.isnan(stderr) else stderr for _, stderr, _ in stats]
+    return means, (
+        [m - e for m, e in zip(means, errors, strict=True)],
+        [m + e for m, e in zip(means, errors, strict=True)],
+    )
 
 
 def paired_curves(
@@ -680,12 +681,7 @@ def paired_curves(
         ]
         if not epochs:
             continue
-        means = [mean for mean, _, _ in stats]
-        errors = [0.0 if math.isnan(stderr) else stderr for _, stderr, _ in stats]
-        band = (
-            [m - e for m, e in zip(means, errors, strict=True)],
-            [m + e for m, e in zip(means, errors, strict=True)],
-        )
+        means, band = mean_band(stats)
         last, error, n = stats[-1]
         text = (
             f"{label(setting.overrides, keys)}: {last:+.2f} +- {error:.2f} ({n} pair{'s' if n != 1 else ''})"
