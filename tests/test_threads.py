@@ -18,6 +18,7 @@ from vae_gumbel.threads import (
     ThreadCount,
     busy_ticks,
     cgroup_cpu_quota,
+    cpu_times,
     others_busy_cores,
     threads_for,
     usable_cores,
@@ -41,6 +42,16 @@ def test_auto_is_the_default_and_a_fixed_count_or_null_are_the_alternatives() ->
 
 def test_other_processes_time_is_the_machines_busy_time_without_our_own() -> None:
     assert others_busy_cores(CpuTimes(10.0, 4.0, 0.0), CpuTimes(13.0, 5.0, 2.0)) == 1.0
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_child_process_we_waited_for_counts_as_our_own_time_not_another_processs() -> None:
+    # The first run fetches its data with npm: that work is the run's, not a neighbour's load.
+    spin = "import time\nend = time.process_time() + 0.6\nwhile time.process_time() < end: pass"
+    before = cpu_times()
+    subprocess.run([sys.executable, "-c", spin], check=True)
+    after = cpu_times()
+    assert after.own - before.own >= 0.5
 
 
 # /proc/stat of a 4-CPU machine: user nice system idle iowait irq softirq steal (clock ticks).

@@ -96,19 +96,20 @@ class CpuTimes:
     """Busy seconds of the CPUs this process may run on and of this process, at a moment."""
 
     busy: float  # of the CPUs read
-    own: float
+    own: float  # this process's and its finished child processes' (a data fetch's npm, say)
     at: float
 
 
 def cpu_times(cpus: set[int] | None = None) -> CpuTimes | None:
-    """Reads the busy time of ``cpus`` (every CPU if None) and this process's (all its threads);
-    None where /proc is not there. Only the CPUs a run may use count: other jobs on the other cores
-    of a shared node (SLURM, taskset) take nothing from it."""
+    """Reads the busy time of ``cpus`` (every CPU if None) and this process's (all its threads, and
+    the child processes it has waited for); None where /proc is not there. Only the CPUs a run may
+    use count: other jobs on the other cores of a shared node (SLURM, taskset) take nothing from
+    it, and neither does the run's own work done by a child (the first run's data fetch)."""
     try:
         stat = Path("/proc/stat").read_text()
         own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
         busy = busy_ticks(stat, cpus)
-        own_ticks = int(own[11]) + int(own[12])
+        own_ticks = sum(int(ticks) for ticks in own[11:15])  # utime, stime, cutime, cstime
     except (OSError, IndexError, ValueError):
         return None
     if busy is None:
