@@ -326,6 +326,31 @@ def write_estimator_jobs(root: Path) -> None:
                 job += 1
 
 
+def test_a_seed_grouped_report_ends_with_the_command_that_pairs_its_settings_by_seed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_estimator_jobs(tmp_path)
+    assert report_module.main([str(tmp_path), "--group-by-seed"]) == 0
+    *_, wrote, hint = capsys.readouterr().out.splitlines()
+    assert wrote.startswith("wrote ") and hint == (  # the first varying key, at the first run's value
+        "each setting's difference to one of them, paired by seed: "
+        f"python -m vae_gumbel.report {tmp_path} --against estimator=straight_through"
+    )
+    report_module.main([str(tmp_path), "--against", "estimator=gumbel_softmax"])
+    assert capsys.readouterr().out.splitlines()[-1].startswith("wrote ")  # asked for already
+
+
+def test_no_pairing_is_suggested_where_only_the_seed_differs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for seed in range(3):
+        write_job(
+            tmp_path / str(seed), ["estimator=reinmax", f"seed={seed}"], [110.0], {"status": "completed"}
+        )
+    report_module.main([str(tmp_path), "--group-by-seed"])
+    assert capsys.readouterr().out.splitlines()[-1].startswith("wrote ")
+
+
 def test_against_a_baseline_each_setting_gets_its_differences_paired_by_seed(tmp_path: Path) -> None:
     write_estimator_jobs(tmp_path)
     rows = table_rows(report(tmp_path, against=("estimator", "straight_through")))

@@ -45,6 +45,7 @@ from vae_gumbel.commands import usage_name
 from vae_gumbel.config import RUN_CONTROL_KEYS
 from vae_gumbel.errors import ConfigError, RecordsError, first_line, one_line_errors
 from vae_gumbel.files import replace_text, replacing, writing
+from vae_gumbel.interrupts import shell_command
 from vae_gumbel.run_folder import RunFolder, find_runs, status_now
 from vae_gumbel.tracking import iwae_bound, read_metrics
 
@@ -738,6 +739,25 @@ def report(
     return text
 
 
+def suggested_against(root: Path) -> tuple[str, str] | None:
+    """Gives a (key, value) for ``--against`` that pairs the settings below ``root`` by seed: the
+    first hyperparameter besides the seed in which they differ, at its value in the first run that
+    sets it (in a sweep, the first value its command line lists); None where no setting has two
+    seeds or nothing but the seed differs."""
+    overrides = []
+    for folder in find_runs(root):
+        try:
+            overrides.append(parse_overrides(RunFolder(folder).overrides))
+        except RecordsError:  # the report lists it with its damage
+            continue
+    settings = group_by_seed([Job("", each, [], "") for each in overrides])
+    if len(settings) < 2 or max(len(setting.jobs) for setting in settings) < 2:
+        return None
+    for key in varying_keys([Job("", setting.overrides, [], "") for setting in settings]):
+        return key, next(setting.overrides[key] for setting in settings if key in setting.overrides)
+    return None
+
+
 def setting_of(text: str) -> tuple[str, str]:
     """Gives (key, value) of a command line's KEY=VALUE."""
     key, equals, value = text.partition("=")
@@ -778,4 +798,9 @@ def main(argv: list[str] | None = None) -> int:
         print(report(args.sweep_dir, args.sort, args.group_by_seed, args.against), end="")
     name = "report_seeds" if args.group_by_seed or args.against else "report"
     print(f"wrote {args.sweep_dir / name}.csv, {name}.md, {name}.png and runs.csv")
+    if args.group_by_seed and not args.against and (pairing := suggested_against(args.sweep_dir)):
+        command = shell_command(
+            "python", "-m", "vae_gumbel.report", args.sweep_dir, "--against", "=".join(pairing)
+        )
+        print(f"each setting's difference to one of them, paired by seed: {command}")
     return 0
