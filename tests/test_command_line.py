@@ -158,6 +158,27 @@ def test_a_plus_before_a_group_of_the_defaults_says_to_write_it_without() -> Non
             check_command_line(["-m", typed], "train")
 
 
+def test_a_launcher_or_sweeper_that_no_config_provides_is_one_line_with_the_ones_there() -> None:
+    says = "hydra/launcher=stacke: hydra/launcher has no config stacke; choose one of: basic, "
+    with pytest.raises(ConfigError, match="^" + re.escape(says) + ".*stacked, stacked_slurm"):
+        check_command_line(["-m", "hydra/launcher=stacke", "seed=0,1"], "train")
+    with pytest.raises(ConfigError, match="^hydra/sweeper=optun: .*; choose one of: basic"):
+        check_command_line(["-m", "hydra/sweeper=basic,optun"], "train")
+    check_command_line(["-m", "hydra/launcher=stacked", "hydra/sweeper=basic"], "train")
+    check_command_line(["--config-dir", "mine", "-m", "hydra/launcher=my_own"], "train")  # theirs to check
+
+
+def test_a_launcher_that_another_installed_plugin_provides_is_let_through() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(group="hydra/launcher", name="elsewhere", node={"_target_": "some.Launcher"})
+    try:
+        check_command_line(["-m", "hydra/launcher=elsewhere"], "train")
+    finally:
+        del store.repo["hydra"]["launcher"]["elsewhere.yaml"]
+
+
 @pytest.mark.parametrize(
     ("overrides", "says"),
     [

@@ -2,8 +2,8 @@
 Python trace, with a screenful, or not at all: a number, null or dict given to a config group
 (``temperature=0.5``), a group's choice that has no file, a key that names no setting
 (``optim.lrr=1``, or ``+data.dataset=x``, which Hydra adds and nothing reads), a value of the wrong
-type, and a launcher or sweeper whose plugin is not installed. Each is one line that says what to
-write instead.
+type, and a launcher or sweeper whose plugin is not installed or that no config provides. Each is
+one line that says what to write instead.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def check_command_line(overrides: Sequence[str], config_name: str) -> None:
     evaluate) that these checks refuse."""
     check_group_choices(overrides, config_name)
     check_plugins(overrides)
+    check_launcher_and_sweeper(overrides)
     check_settings(overrides, config_name)
 
 
@@ -73,6 +74,7 @@ PLUGINS: dict[str, dict[str, str]] = {
                 "slurm",
                 "submitit_slurm_jobs",
                 "stacked_submitit_local",
+                "stacked_submitit_slurm",
                 "stacked_slurm",
             ),
             "hydra-submitit-launcher",
@@ -140,6 +142,40 @@ def own_configs_only(arguments: Sequence[str]) -> bool:
         or argument.lstrip("+").startswith("hydra.searchpath=")
         for argument in arguments
     )
+
+
+def check_launcher_and_sweeper(overrides: Sequence[str]) -> None:
+    """Raises ConfigError for a launcher or sweeper that no installed config provides
+    (``hydra/launcher=stacke``), with the ones that are there: Hydra would answer with a screenful
+    and exit code 1. Only a name that is neither packaged nor one of the known plugins' asks Hydra
+    for its list (which imports every installed plugin), and a command line with config folders of
+    the user's own is left to Hydra."""
+    if not own_configs_only(overrides):
+        return
+    for override in parsed_overrides(overrides):
+        group = override.key_or_group.removeprefix("/")
+        if group not in ("hydra/launcher", "hydra/sweeper") or override.is_delete():
+            continue
+        known = {"basic", "stacked", *PLUGINS[group]}
+        if _conf_files().joinpath(group).is_dir():
+            known.update(_options(group))
+        sweep = override.is_sweep_override()
+        for value in override.sweep_string_iterator() if sweep else [override.value()]:
+            if str(value) not in known and str(value) not in (options := _hydra_options(group)):
+                raise ConfigError(
+                    f"{group}={value}: {group} has no config {value}; choose one of: {', '.join(options)}"
+                )
+
+
+def _hydra_options(group: str) -> list[str]:
+    """Gives the choices that Hydra finds for one of its own groups, from its configs, the packaged
+    ones and those of every installed plugin."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.object_type import ObjectType
+
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path("pkg://vae_gumbel.conf"))
+    return loader.get_group_options(group, results_filter=ObjectType.CONFIG)
 
 
 def values_of(override: Any) -> list[Any]:
