@@ -158,6 +158,19 @@ def test_a_plus_before_a_group_of_the_defaults_says_to_write_it_without() -> Non
             check_command_line(["-m", typed], "train")
 
 
+def test_two_of_hydras_modes_at_once_are_one_line_that_says_which() -> None:
+    says = "--multirun and --cfg do not go together: Hydra does one of --run, --multirun, --cfg,"
+    for arguments in (["-m", "seed=0,1", "--cfg", "job"], ["--cfg=job", "--multirun"]):
+        with pytest.raises(
+            ConfigError, match="^" + re.escape(says) + ".*leave out --multirun to see one job's config$"
+        ):
+            check_command_line(arguments, "train")
+    with pytest.raises(ConfigError, match="^--multirun and --info do not go together"):
+        check_command_line(["-m", "--info"], "train")
+    for one in (["--cfg", "job", "seed=1"], ["-m", "seed=0,1"], ["--info", "searchpath"], ["--cfg"]):
+        check_command_line(one, "train")  # one mode, or a flag that Hydra itself answers
+
+
 def test_a_launcher_or_sweeper_that_no_config_provides_is_one_line_with_the_ones_there() -> None:
     says = "hydra/launcher=stacke: hydra/launcher has no config stacke; choose one of: basic, "
     with pytest.raises(ConfigError, match="^" + re.escape(says) + ".*stacked, stacked_slurm"):

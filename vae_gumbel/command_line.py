@@ -8,12 +8,13 @@ one line that says what to write instead.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 import importlib.util
 from collections.abc import Iterator, Sequence
 from importlib.resources import files
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -27,10 +28,45 @@ from vae_gumbel.errors import ConfigError
 def check_command_line(overrides: Sequence[str], config_name: str) -> None:
     """Raises ConfigError for the first override of entry point ``config_name`` (train, sample,
     evaluate) that these checks refuse."""
+    check_modes(overrides)
     check_group_choices(overrides, config_name)
     check_plugins(overrides)
     check_launcher_and_sweeper(overrides)
     check_settings(overrides, config_name)
+
+
+def check_modes(arguments: Sequence[str]) -> None:
+    """Raises ConfigError for a command line that asks Hydra for two of its modes at once (``-m``
+    with ``--cfg job``, to see a sweep's config), at which Hydra stops with a Python trace. The
+    flags are read by Hydra's own parser; one it cannot read is left to it."""
+    from hydra._internal.utils import get_args_parser
+
+    def refuse(message: str) -> NoReturn:
+        raise argparse.ArgumentError(None, message)
+
+    # A flag argparse cannot read raises here, instead of printing the usage and exiting: Hydra says it.
+    parser = get_args_parser()
+    parser.exit_on_error, parser.error = False, refuse  # type: ignore[method-assign]
+    try:
+        args, _ = parser.parse_known_args(list(arguments))
+    except argparse.ArgumentError:
+        return
+    modes = {
+        "--run": args.run,
+        "--multirun": args.multirun,
+        "--cfg": args.cfg is not None,
+        "--info": args.info is not None,
+        "--shell-completion": args.shell_completion,
+    }
+    given = [flag for flag, asked in modes.items() if asked]
+    if len(given) > 1:
+        hint = (
+            "; leave out --multirun to see one job's config" if {"--multirun", "--cfg"} <= set(given) else ""
+        )
+        raise ConfigError(
+            f"{' and '.join(given)} do not go together: Hydra does one of --run, --multirun, --cfg, "
+            f"--info and --shell-completion at a time{hint}"
+        )
 
 
 def check_group_choices(overrides: Sequence[str], config_name: str) -> None:
