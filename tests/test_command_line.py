@@ -158,7 +158,7 @@ def test_a_plus_before_a_group_of_the_defaults_says_to_write_it_without() -> Non
             check_command_line(["-m", typed], "train")
 
 
-def test_two_of_hydras_modes_at_once_are_one_line_that_says_which() -> None:
+def test_two_of_hydras_modes_at_once_or_resolve_without_cfg_are_one_line_that_says_what_to_do() -> None:
     says = "--multirun and --cfg do not go together: Hydra does one of --run, --multirun, --cfg,"
     for arguments in (["-m", "seed=0,1", "--cfg", "job"], ["--cfg=job", "--multirun"]):
         with pytest.raises(
@@ -167,7 +167,9 @@ def test_two_of_hydras_modes_at_once_are_one_line_that_says_which() -> None:
             check_command_line(arguments, "train")
     with pytest.raises(ConfigError, match="^--multirun and --info do not go together"):
         check_command_line(["-m", "--info"], "train")
-    for one in (["--cfg", "job", "seed=1"], ["-m", "seed=0,1"], ["--info", "searchpath"], ["--cfg"]):
+    with pytest.raises(ConfigError, match=r"^--resolve goes with --cfg \(or --help\): --cfg job --resolve"):
+        check_command_line(["--resolve", "seed=1"], "train")
+    for one in (["--cfg", "job", "--resolve"], ["-m", "seed=0,1"], ["--info", "searchpath"], ["--cfg"]):
         check_command_line(one, "train")  # one mode, or a flag that Hydra itself answers
 
 

@@ -37,8 +37,9 @@ def check_command_line(overrides: Sequence[str], config_name: str) -> None:
 
 def check_modes(arguments: Sequence[str]) -> None:
     """Raises ConfigError for a command line that asks Hydra for two of its modes at once (``-m``
-    with ``--cfg job``, to see a sweep's config), at which Hydra stops with a Python trace. The
-    flags are read by Hydra's own parser; one it cannot read is left to it."""
+    with ``--cfg job``, to see a sweep's config), or for ``--resolve`` without ``--cfg``, at which
+    Hydra stops with a Python trace. The flags are read by Hydra's own parser; one it cannot read
+    is left to it."""
     from hydra._internal.utils import get_args_parser
 
     def refuse(message: str) -> NoReturn:
@@ -66,6 +67,10 @@ def check_modes(arguments: Sequence[str]) -> None:
         raise ConfigError(
             f"{' and '.join(given)} do not go together: Hydra does one of --run, --multirun, --cfg, "
             f"--info and --shell-completion at a time{hint}"
+        )
+    if args.resolve and args.cfg is None and not args.help:
+        raise ConfigError(
+            "--resolve goes with --cfg (or --help): --cfg job --resolve prints the config resolved"
         )
 
 
