@@ -135,9 +135,8 @@ def check_plugins(overrides: Sequence[str]) -> None:
         choices = PLUGINS.get(group.removeprefix("/"), {})
         if not choices or override.is_delete():
             continue
-        sweep = override.is_sweep_override()
-        for value in override.sweep_string_iterator() if sweep else [override.value()]:
-            package = choices.get(str(value))
+        for value in names_of(override):
+            package = choices.get(value)
             if package and importlib.util.find_spec(f"hydra_plugins.{package.replace('-', '_')}") is None:
                 raise ConfigError(
                     f"{group}={value} needs Hydra's plugin {package}, which is not installed: pip install "
@@ -200,9 +199,8 @@ def check_launcher_and_sweeper(overrides: Sequence[str]) -> None:
         known = {"basic", "stacked", *PLUGINS[group]}
         if _conf_files().joinpath(group).is_dir():
             known.update(_options(group))
-        sweep = override.is_sweep_override()
-        for value in override.sweep_string_iterator() if sweep else [override.value()]:
-            if str(value) not in known and str(value) not in (options := _hydra_options(group)):
+        for value in names_of(override):
+            if value not in known and value not in (options := _hydra_options(group)):
                 raise ConfigError(
                     f"{group}={value}: {group} has no config {value}; choose one of: {', '.join(options)}"
                 )
@@ -222,6 +220,13 @@ def _hydra_options(group: str) -> list[str]:
 def values_of(override: Any) -> list[Any]:
     """Gives the values of an override: each value of a sweep, or its one value."""
     return list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+
+
+def names_of(override: Any) -> list[str]:
+    """Gives the values of an override as the text of each, as a choice of a Hydra group names it."""
+    if override.is_sweep_override():
+        return list(override.sweep_string_iterator())
+    return [str(override.value())]
 
 
 def parsed_overrides(lines: Sequence[str]) -> Iterator[Any]:

@@ -716,9 +716,17 @@ def write_table(columns: list[str], rows: list[list[Any]], root: Path, name: str
 def report(
     root: Path, sort: str = "final", by_seed: bool = False, against: tuple[str, str] | None = None
 ) -> str:
+    """Writes the report into ``root`` (``write_report``); gives its Markdown table."""
+    return write_report(root, sort, by_seed, against)[0]
+
+
+def write_report(
+    root: Path, sort: str = "final", by_seed: bool = False, against: tuple[str, str] | None = None
+) -> tuple[str, list[Setting]]:
     """Writes the report's table (report.csv, report.md) and figure (report.png) into ``root``, or
     with ``by_seed`` the table and figure over seeds (report_seeds.*), with ``against`` (key,
-    value) each setting's paired difference to the one with that value; gives the Markdown table."""
+    value) each setting's paired difference to the one with that value; gives the Markdown table
+    and, grouped by seed, the settings (else none)."""
     if not root.is_dir():
         raise ConfigError(f"{root} is not a folder; give a multirun folder or a folder of run folders")
     jobs = [read_job(folder, root) for folder in find_runs(root)]
@@ -733,24 +741,17 @@ def report(
         settings = group_by_seed(jobs)
         text = write_table(*seed_table(settings, sort, against), root, "report_seeds")
         save_figure(seed_curves_figure(settings, str(root), sort, against), root / "report_seeds.png")
-        return text
+        return text, settings
     text = write_table(*table(jobs, sort), root, "report")
     save_figure(curves_figure(jobs, str(root), sort), root / "report.png")
-    return text
+    return text, []
 
 
-def suggested_against(root: Path) -> tuple[str, str] | None:
-    """Gives a (key, value) for ``--against`` that pairs the settings below ``root`` by seed: the
-    first hyperparameter besides the seed in which they differ, at its value in the first run that
+def suggested_against(settings: list[Setting]) -> tuple[str, str] | None:
+    """Gives a (key, value) for ``--against`` that pairs ``settings`` by seed: the first
+    hyperparameter besides the seed in which they differ, at its value in the first setting that
     sets it (in a sweep, the first value its command line lists); None where no setting has two
     seeds or nothing but the seed differs."""
-    overrides = []
-    for folder in find_runs(root):
-        try:
-            overrides.append(parse_overrides(RunFolder(folder).overrides))
-        except RecordsError:  # the report lists it with its damage
-            continue
-    settings = group_by_seed([Job("", each, [], "") for each in overrides])
     if len(settings) < 2 or max(len(setting.jobs) for setting in settings) < 2:
         return None
     for key in varying_keys([Job("", setting.overrides, [], "") for setting in settings]):
@@ -795,10 +796,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     with one_line_errors():
-        print(report(args.sweep_dir, args.sort, args.group_by_seed, args.against), end="")
+        text, settings = write_report(args.sweep_dir, args.sort, args.group_by_seed, args.against)
+    print(text, end="")
     name = "report_seeds" if args.group_by_seed or args.against else "report"
     print(f"wrote {args.sweep_dir / name}.csv, {name}.md, {name}.png and runs.csv")
-    if args.group_by_seed and not args.against and (pairing := suggested_against(args.sweep_dir)):
+    if not args.against and (pairing := suggested_against(settings)):
         command = shell_command(
             "python", "-m", "vae_gumbel.report", args.sweep_dir, "--against", "=".join(pairing)
         )
