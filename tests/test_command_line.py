@@ -213,6 +213,7 @@ def test_a_launcher_or_sweeper_whose_plugin_is_missing_says_how_to_install_it(
         return None if name.startswith("hydra_plugins.hydra_") else installed(name)
 
     monkeypatch.setattr(importlib.util, "find_spec", without_hydras_plugins)
-    with pytest.raises(ConfigError, match=re.escape(says) + ".*, which is not installed: pip install hydra-"):
+    installs = re.escape("which is not installed: pip install 'vae-gumbel[sweep]' adds it")
+    with pytest.raises(ConfigError, match=re.escape(says) + ".*" + installs + ".*pip install hydra-"):
         check_plugins(overrides)
     check_plugins(["hydra/launcher=stacked", "hparams_search=best_bound"])  # ours, always there

@@ -129,7 +129,8 @@ PLUGINS: dict[str, dict[str, str]] = {
 def check_plugins(overrides: Sequence[str]) -> None:
     """Raises ConfigError for a launcher or sweeper chosen on the command line whose Hydra plugin is
     not installed, with the command that installs it (Hydra would say only that it cannot find the
-    choice)."""
+    choice). Installing ``vae-gumbel[sweep]`` over an installed vae-gumbel adds the extra's plugins
+    and keeps the install as it is (editable or not, from a checkout or a wheel)."""
     for override in parsed_overrides(overrides):
         group = override.key_or_group
         choices = PLUGINS.get(group.removeprefix("/"), {})
@@ -140,7 +141,8 @@ def check_plugins(overrides: Sequence[str]) -> None:
             if package and importlib.util.find_spec(f"hydra_plugins.{package.replace('-', '_')}") is None:
                 raise ConfigError(
                     f"{group}={value} needs Hydra's plugin {package}, which is not installed: pip install "
-                    f"{package} (or install vae-gumbel with its sweep extra: pip install -e '.[sweep]')"
+                    f"'vae-gumbel[sweep]' adds it with the other plugins of the sweep extra to the "
+                    f"installed vae-gumbel (or only it: pip install {package})"
                 )
 
 
