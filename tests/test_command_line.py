@@ -173,6 +173,43 @@ def test_two_of_hydras_modes_at_once_or_resolve_without_cfg_are_one_line_that_sa
         check_command_line(one, "train")  # one mode, or a flag that Hydra itself answers
 
 
+def test_shell_completion_takes_its_subcommand_instead_of_settings_and_says_when_it_has_none() -> None:
+    for subcommand in (
+        ["-sc", "install=bash"],
+        ["--shell-completion", "query=bash"],
+        ["-sc", "uninstall=fish"],
+    ):
+        check_command_line(subcommand, "train")  # Hydra's own, not a setting of train
+    says = r"^--shell-completion takes one of install=SHELL, uninstall=SHELL, query=SHELL, got "
+    with pytest.raises(ConfigError, match=says + "none: -sc install=bash prints what to add to ~/.bashrc$"):
+        check_command_line(["-sc"], "train")
+    with pytest.raises(ConfigError, match=says + "install and query"):
+        check_command_line(["-sc", "install=bash", "query=bash"], "train")
+    with pytest.raises(
+        ConfigError, match=r"^install=tcsh: Hydra completes the command line in bash, fish, zsh$"
+    ):
+        check_command_line(["-sc", "install=tcsh"], "train")
+
+
+@pytest.mark.parametrize(
+    ("word", "config_name", "says"),
+    [
+        ("outputs/2026-12-04/10-00-00-1", "sample", "write checkpoint=outputs/2026-12-04/10-00-00-1$"),
+        ("best.pt", "evaluate", "write checkpoint=best.pt$"),
+        ("outputs/run", "train", "write resume=outputs/run$"),
+        ("seed", "train", r" \(seed=1\), or ~KEY to remove one; --help lists train's settings$"),
+    ],
+)
+def test_a_word_without_key_names_the_setting_a_path_was_meant_for(
+    word: str, config_name: str, says: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"^{re.escape(word)}: settings are written KEY=VALUE.*{says}"):
+        check_command_line(["trainer.epochs=1", word] if config_name == "train" else [word], config_name)
+    check_command_line(
+        ["~debug", "--config-dir", "my/configs", "-cn", "train"], "train"
+    )  # a flag's own value
+
+
 def test_a_launcher_or_sweeper_that_no_config_provides_is_one_line_with_the_ones_there() -> None:
     says = "hydra/launcher=stacke: hydra/launcher has no config stacke; choose one of: basic, "
     with pytest.raises(ConfigError, match="^" + re.escape(says) + ".*stacked, stacked_slurm"):

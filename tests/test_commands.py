@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import re
 import signal
@@ -168,6 +169,28 @@ def test_a_number_for_a_config_group_is_one_line_with_exit_code_2(command: str) 
     )
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.startswith("error: temperature=0.5: ") and done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("command", "typed", "offered"),
+    [
+        ("train", "optim.l", ["optim.lr="]),
+        ("train", "estimator=reinm", ["estimator=reinmax", "estimator=reinmax_rao"]),
+        ("evaluate", "iwae_s", ["iwae_samples."]),
+    ],
+)
+def test_hydras_tab_completion_offers_each_commands_settings(
+    command: str, typed: str, offered: list[str]
+) -> None:
+    # What bash's completion function (printed by `vae-gumbel-train -sc install=bash`) asks for.
+    done = subprocess.run(
+        [sys.executable, "-m", f"vae_gumbel.{command}", "-sc", "query=bash"],
+        env={**os.environ, "COMP_LINE": f"vae-gumbel-{command} {typed}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (done.returncode, done.stdout.split(), done.stderr) == (0, offered, "")
 
 
 def test_a_reader_that_stops_reading_ends_a_command_quietly() -> None:

@@ -2,8 +2,9 @@
 Python trace, with a screenful, or not at all: a number, null or dict given to a config group
 (``temperature=0.5``), a group's choice that has no file, a key that names no setting
 (``optim.lrr=1``, or ``+data.dataset=x``, which Hydra adds and nothing reads), a value of the wrong
-type, and a launcher or sweeper whose plugin is not installed or that no config provides. Each is
-one line that says what to write instead.
+type, a launcher or sweeper whose plugin is not installed or that no config provides, a path
+without its key, and two of Hydra's modes at once. Each is one line that says what to write
+instead. Hydra's shell completion (``-sc``) takes its own arguments, which are not settings.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import functools
 import importlib.util
 from collections.abc import Iterator, Sequence
 from importlib.resources import files
+from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
@@ -25,39 +27,53 @@ from vae_gumbel import config
 from vae_gumbel.errors import ConfigError
 
 
-def check_command_line(overrides: Sequence[str], config_name: str) -> None:
-    """Raises ConfigError for the first override of entry point ``config_name`` (train, sample,
+def check_command_line(arguments: Sequence[str], config_name: str) -> None:
+    """Raises ConfigError for the first argument of entry point ``config_name`` (train, sample,
     evaluate) that these checks refuse."""
-    check_modes(overrides)
-    check_group_choices(overrides, config_name)
-    check_plugins(overrides)
-    check_launcher_and_sweeper(overrides)
-    check_settings(overrides, config_name)
+    flags = hydra_flags(arguments)
+    if flags is not None:
+        check_modes(flags)
+        if flags.shell_completion:
+            return  # its arguments are install=SHELL, uninstall=SHELL or query=SHELL, not settings
+        check_bare_words(flags.overrides, config_name)
+    check_group_choices(arguments, config_name)
+    check_plugins(arguments)
+    check_launcher_and_sweeper(arguments)
+    check_settings(arguments, config_name)
 
 
-def check_modes(arguments: Sequence[str]) -> None:
-    """Raises ConfigError for a command line that asks Hydra for two of its modes at once (``-m``
-    with ``--cfg job``, to see a sweep's config), or for ``--resolve`` without ``--cfg``, at which
-    Hydra stops with a Python trace. The flags are read by Hydra's own parser; one it cannot read
-    is left to it."""
+def hydra_flags(arguments: Sequence[str]) -> argparse.Namespace | None:
+    """Gives the command line as Hydra's own argument parser reads it (its flags, and the overrides
+    in ``overrides``), or None for a flag it cannot read, which is left to Hydra to say."""
     from hydra._internal.utils import get_args_parser
 
     def refuse(message: str) -> NoReturn:
         raise argparse.ArgumentError(None, message)
 
-    # A flag argparse cannot read raises here, instead of printing the usage and exiting: Hydra says it.
+    # A flag argparse cannot read raises here, instead of printing the usage and exiting.
     parser = get_args_parser()
     parser.exit_on_error, parser.error = False, refuse  # type: ignore[method-assign]
     try:
-        args, _ = parser.parse_known_args(list(arguments))
+        return parser.parse_known_args(list(arguments))[0]
     except argparse.ArgumentError:
-        return
+        return None
+
+
+# Hydra's subcommands of --shell-completion, given as SUBCOMMAND=SHELL.
+SHELL_COMPLETION = ("install", "uninstall", "query")
+
+
+def check_modes(flags: argparse.Namespace) -> None:
+    """Raises ConfigError for a command line that asks Hydra for two of its modes at once (``-m``
+    with ``--cfg job``, to see a sweep's config), for ``--resolve`` without ``--cfg``, or for
+    ``--shell-completion`` without its one subcommand or with a shell it has no completion for, at
+    each of which Hydra stops with a Python trace."""
     modes = {
-        "--run": args.run,
-        "--multirun": args.multirun,
-        "--cfg": args.cfg is not None,
-        "--info": args.info is not None,
-        "--shell-completion": args.shell_completion,
+        "--run": flags.run,
+        "--multirun": flags.multirun,
+        "--cfg": flags.cfg is not None,
+        "--info": flags.info is not None,
+        "--shell-completion": flags.shell_completion,
     }
     given = [flag for flag, asked in modes.items() if asked]
     if len(given) > 1:
@@ -68,9 +84,52 @@ def check_modes(arguments: Sequence[str]) -> None:
             f"{' and '.join(given)} do not go together: Hydra does one of --run, --multirun, --cfg, "
             f"--info and --shell-completion at a time{hint}"
         )
-    if args.resolve and args.cfg is None and not args.help:
+    if flags.resolve and flags.cfg is None and not flags.help:
         raise ConfigError(
             "--resolve goes with --cfg (or --help): --cfg job --resolve prints the config resolved"
+        )
+    if flags.shell_completion:
+        check_shell_completion(flags.overrides)
+
+
+def check_shell_completion(arguments: Sequence[str]) -> None:
+    """Raises ConfigError for ``--shell-completion`` without its one subcommand, or for a shell that
+    none of Hydra's completion plugins provides, at which Hydra stops with a Python trace."""
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.completion_plugin import CompletionPlugin
+
+    given = dict(word.partition("=")[::2] for word in arguments if "=" in word)
+    subcommands = [name for name in SHELL_COMPLETION if name in given]
+    if len(subcommands) != 1:
+        raise ConfigError(
+            f"--shell-completion takes one of {', '.join(f'{name}=SHELL' for name in SHELL_COMPLETION)}, "
+            f"got {' and '.join(subcommands) or 'none'}: -sc install=bash prints what to add to ~/.bashrc"
+        )
+    shells = sorted(plugin.provides() for plugin in Plugins.instance().discover(CompletionPlugin))
+    if given[subcommands[0]] not in shells:
+        raise ConfigError(
+            f"{subcommands[0]}={given[subcommands[0]]}: Hydra completes the command line in "
+            f"{', '.join(shells)}"
+        )
+
+
+# The setting that a bare path on the command line most likely names, for each entry point.
+PATH_SETTING = {"train": "resume", "sample": "checkpoint", "evaluate": "checkpoint"}
+
+
+def check_bare_words(overrides: Sequence[str], config_name: str) -> None:
+    """Raises ConfigError for an argument that is neither a flag nor KEY=VALUE (nor ~KEY, which
+    deletes a key): a path given alone (``vae-gumbel-sample outputs/RUN``), which Hydra's grammar
+    answers with "extraneous input '/'", gets the setting it was most likely meant for."""
+    for word in overrides:
+        if "=" in word or word.startswith("~"):
+            continue
+        setting = PATH_SETTING.get(config_name)
+        if setting and ("/" in word or word.endswith(".pt") or Path(word).exists()):
+            raise ConfigError(f"{word}: settings are written KEY=VALUE; for this path write {setting}={word}")
+        raise ConfigError(
+            f"{word}: settings are written KEY=VALUE (seed=1), or ~KEY to remove one; "
+            f"--help lists {config_name}'s settings"
         )
 
 
