@@ -159,6 +159,16 @@ def test_a_key_added_with_hydras_plus_is_refused_not_carried_unread(compose_trai
         compose_settings(["checkpoint=x", "+rowz=4"], "sample", SCHEMAS["sample"])
 
 
+def test_a_setting_that_nothing_gives_a_value_is_named_with_what_it_takes(compose_train) -> None:
+    for entry in ("sample", "evaluate"):
+        with pytest.raises(
+            ConfigError, match=f"^{entry} needs checkpoint=..., a run's folder .* or a .pt file$"
+        ):
+            compose_settings([], entry, SCHEMAS[entry])
+    with pytest.raises(ConfigError, match=r"^train needs trainer\.epochs=\.\.\., which no config file sets$"):
+        validate(compose_train("trainer.epochs=???"))
+
+
 @pytest.mark.parametrize(
     "schedule, values, message",
     [

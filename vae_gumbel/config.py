@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, MissingMandatoryValue, OmegaConf
 
 from vae_gumbel.data import BINARIZATIONS
 from vae_gumbel.datasets import DATASETS
@@ -525,12 +525,24 @@ def validate(cfg: DictConfig | dict, schema: type = TrainConfig) -> Any:
         settings = OmegaConf.to_object(cfg)
     except ConfigError:
         raise
-    except Exception as err:  # OmegaConf's MissingMandatoryValue, ValidationError, ...
+    except MissingMandatoryValue as err:
+        raise ConfigError(missing_setting(str(err.full_key), entry_name(schema))) from None
+    except Exception as err:  # OmegaConf's ValidationError, ...
         raise ConfigError(first_line(err)) from None
     if not isinstance(settings, schema):
         raise ConfigError(f"expected a {schema.__name__}, got {type(settings).__name__}")
     require_finite(settings)
     return settings
+
+
+# What a setting without a default takes, where no config file gives it a value either.
+REQUIRED = {"checkpoint": "a run's folder (its best.pt), a sweep's folder (each of its runs) or a .pt file"}
+
+
+def missing_setting(key: str, entry: str) -> str:
+    """Says which setting entry point ``entry`` cannot do without, and what it takes (OmegaConf would
+    say "Structured config of type `SampleConfig` has missing mandatory value")."""
+    return f"{entry} needs {key}=..., {REQUIRED.get(key, 'which no config file sets')}"
 
 
 def require_finite(settings: Any) -> None:
