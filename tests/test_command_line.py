@@ -121,8 +121,9 @@ def test_a_key_that_names_no_setting_is_refused_with_the_setting_it_most_likely_
     ],
 )
 def test_a_value_of_the_wrong_type_is_refused_in_one_line(override: str, says: str) -> None:
-    with pytest.raises(ConfigError, match="^" + re.escape(says)):
-        check_command_line([override], "train")
+    for arguments in ([override], ["-m", override]) if "," not in override else (["-m", override],):
+        with pytest.raises(ConfigError, match="^" + re.escape(says)):
+            check_command_line(arguments, "train")
 
 
 def test_a_group_choice_without_a_file_lists_the_groups_files_unless_the_user_adds_config_folders() -> None:
@@ -208,6 +209,28 @@ def test_a_word_without_key_names_the_setting_a_path_was_meant_for(
     check_command_line(
         ["~debug", "--config-dir", "my/configs", "-cn", "train"], "train"
     )  # a flag's own value
+
+
+def test_a_sweep_without_multirun_says_to_add_it_or_names_the_list_it_may_have_meant() -> None:
+    with pytest.raises(
+        ConfigError, match=re.escape("seed=0,1: a sweep needs -m (--multirun), which runs one job ")
+    ):
+        check_command_line(["seed=0,1"], "train")
+    with pytest.raises(
+        ConfigError, match=re.escape("one job per value, or write iwae_samples=[1,10] for a list")
+    ):
+        check_command_line(["checkpoint=x", "iwae_samples=1,10"], "evaluate")
+    with pytest.raises(
+        ConfigError, match=r"^seed=range\(0,3\): a sweep needs -m \(--multirun\), .* per value$"
+    ):
+        check_command_line(["seed=range(0,3)"], "train")
+    for multirun in (
+        ["-m", "seed=0,1"],
+        ["hparams_search=best_bound", "seed=0,1"],
+        ["hydra.mode=MULTIRUN", "seed=0,1"],
+    ):
+        check_command_line(multirun, "train")
+    check_command_line(["seed=0,1", "--config-dir", "mine"], "train")  # the user's configs may set hydra.mode
 
 
 def test_a_launcher_or_sweeper_that_no_config_provides_is_one_line_with_the_ones_there() -> None:

@@ -39,6 +39,8 @@ def check_command_line(arguments: Sequence[str], config_name: str) -> None:
     check_group_choices(arguments, config_name)
     check_plugins(arguments)
     check_launcher_and_sweeper(arguments)
+    if flags is not None and not (flags.multirun or flags.cfg or flags.info) and own_configs_only(arguments):
+        check_sweeps_need_multirun(flags.overrides)
     check_settings(arguments, config_name)
 
 
@@ -130,6 +132,29 @@ def check_bare_words(overrides: Sequence[str], config_name: str) -> None:
         raise ConfigError(
             f"{word}: settings are written KEY=VALUE (seed=1), or ~KEY to remove one; "
             f"--help lists {config_name}'s settings"
+        )
+
+
+def check_sweeps_need_multirun(overrides: Sequence[str]) -> None:
+    """Raises ConfigError for a sweep (``seed=0,1``, ``range(...)``) on a command line without
+    ``--multirun`` that no packaged config turns into a multirun (``hparams_search`` does): Hydra
+    answers it with a paragraph and exit status 1. A comma-separated value was most likely meant
+    as a sweep in ``train`` and as a list in ``sample`` and ``evaluate``; the line names both."""
+    parsed = list(parsed_overrides(overrides))
+    if any(override.key_or_group in ("hparams_search", "hydra.mode") for override in parsed):
+        return  # Hydra decides; hparams_search's files set hydra.mode to MULTIRUN
+    for override in parsed:
+        if not override.is_sweep_override():
+            continue
+        as_list = ""
+        if (
+            override.value_type == ValueType.SIMPLE_CHOICE_SWEEP
+            and not _conf_files().joinpath(override.key_or_group).is_dir()
+        ):  # a list of a group's choices composes them all: not what a user means here
+            values = ",".join(override.sweep_string_iterator())
+            as_list = f", or write {override.key_or_group}=[{values}] for a list"
+        raise ConfigError(
+            f"{override.input_line}: a sweep needs -m (--multirun), which runs one job per value{as_list}"
         )
 
 
