@@ -3,8 +3,9 @@ Python trace, with a screenful, or not at all: a number, null or dict given to a
 (``temperature=0.5``), a group's choice that has no file, a key that names no setting
 (``optim.lrr=1``, or ``+data.dataset=x``, which Hydra adds and nothing reads), a value of the wrong
 type, a launcher or sweeper whose plugin is not installed or that no config provides, a path
-without its key, and two of Hydra's modes at once. Each is one line that says what to write
-instead. Hydra's shell completion (``-sc``) takes its own arguments, which are not settings.
+without its key, a sweep without ``--multirun``, and two of Hydra's modes at once. Each is one
+line that says what to write instead. Hydra's shell completion (``-sc``) takes its own
+arguments, which are not settings.
 """
 
 from __future__ import annotations
