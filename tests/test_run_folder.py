@@ -38,8 +38,11 @@ def test_a_run_folder_or_a_file_resolves_to_a_checkpoint(tmp_path: Path) -> None
     folder.checkpoint("last").write_bytes(b"x")
     assert resolve_checkpoint(tmp_path, "last") == folder.checkpoint("last")
     assert resolve_checkpoint(folder.checkpoint("last")) == folder.checkpoint("last")
+    assert resolve_checkpoint(tmp_path / "checkpoints", "last") == folder.checkpoint("last")  # its folder
     with pytest.raises(CheckpointError, match="holds only last.pt; give its path, .*last.pt, or which=last"):
         resolve_checkpoint(tmp_path, "best")
+    with pytest.raises(CheckpointError, match="holds only last.pt"):
+        resolve_checkpoint(tmp_path / "checkpoints", "best")
     with pytest.raises(CheckpointError, match="does not exist"):
         resolve_checkpoint(tmp_path / "nope.pt")
 

@@ -255,8 +255,10 @@ def status_now(folder: RunFolder) -> dict[str, Any]:
 
 def resolve_checkpoint(path: str | Path, which: str = "last") -> Path:
     """Gives the checkpoint file for ``path``: the file itself, or RUN/checkpoints/{which}.pt of a
-    run folder."""
+    run folder, given as the folder or as its checkpoints/ folder."""
     path = Path(path).expanduser()
+    if path.is_dir() and path.name == "checkpoints":
+        path = path.parent
     if path.is_dir():
         candidate = RunFolder(path).checkpoint(which)
         if not candidate.is_file():
