@@ -128,7 +128,8 @@ def test_each_command_says_in_its_help_what_it_does_and_what_its_settings_mean(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"python -m vae_gumbel.{command} ")
-    for text in says:
+    completion = f'Tab completion of settings in bash: eval "$(vae-gumbel-{command} -sc install=bash)"'
+    for text in [*says, completion]:
         assert text in done.stdout
     # evaluate and sample take no training groups, so their help lists none.
     assert ("== Configuration groups ==" in done.stdout) == (command == "train")
