@@ -170,6 +170,8 @@ def test_two_of_hydras_modes_at_once_or_resolve_without_cfg_are_one_line_that_sa
         check_command_line(["-m", "--info"], "train")
     with pytest.raises(ConfigError, match=r"^--resolve goes with --cfg \(or --help\): --cfg job --resolve"):
         check_command_line(["--resolve", "seed=1"], "train")
+    with pytest.raises(ConfigError, match=r"^--experimental-rerun is not supported: .* resume=last$"):
+        check_command_line(["--experimental-rerun", "RUN/.hydra/config.pickle"], "train")
     for one in (["--cfg", "job", "--resolve"], ["-m", "seed=0,1"], ["--info", "searchpath"], ["--cfg"]):
         check_command_line(one, "train")  # one mode, or a flag that Hydra itself answers
 

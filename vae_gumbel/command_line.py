@@ -70,7 +70,8 @@ def check_modes(flags: argparse.Namespace) -> None:
     """Raises ConfigError for a command line that asks Hydra for two of its modes at once (``-m``
     with ``--cfg job``, to see a sweep's config), for ``--resolve`` without ``--cfg``, or for
     ``--shell-completion`` without its one subcommand or with a shell it has no completion for, at
-    each of which Hydra stops with a Python trace."""
+    each of which Hydra stops with a Python trace; and for ``--experimental-rerun``, which needs a
+    pickle that no run writes and would skip the run folder's set-up."""
     modes = {
         "--run": flags.run,
         "--multirun": flags.multirun,
@@ -93,6 +94,12 @@ def check_modes(flags: argparse.Namespace) -> None:
         )
     if flags.shell_completion:
         check_shell_completion(flags.overrides)
+    if flags.experimental_rerun is not None:
+        raise ConfigError(
+            "--experimental-rerun is not supported: Hydra then calls the task without setting up its run "
+            "folder; to train a run again, give the overrides in its .hydra/overrides.yaml, and to "
+            "continue it, resume=last"
+        )
 
 
 def check_shell_completion(arguments: Sequence[str]) -> None:
