@@ -45,6 +45,8 @@ except ImportError:  # not a POSIX system: no lock
 log = logging.getLogger("vae_gumbel.train")
 
 CHECKPOINTS = ("best", "last")
+# The folder of a run that holds them, as {which}.pt.
+CHECKPOINT_FOLDER = "checkpoints"
 
 
 @dataclass(frozen=True)
@@ -106,13 +108,13 @@ class RunFolder:
         """Gives the temporary files of writes in the folder (in progress, or cut short by a kill)."""
         return [
             file
-            for place in (self.path, self.path / ".hydra", self.path / "checkpoints", self.samples)
+            for place in (self.path, self.path / ".hydra", self.path / CHECKPOINT_FOLDER, self.samples)
             for file in partial_files(place)
         ]
 
     def checkpoint(self, which: str = "last") -> Path:
         """Gives checkpoints/{which}.pt: ``last`` or ``best``."""
-        return self.path / "checkpoints" / f"{which}.pt"
+        return self.path / CHECKPOINT_FOLDER / f"{which}.pt"
 
     def epoch_picture(self, name: str, epoch: int) -> Path:
         """Gives the PNG of a picture drawn during training: samples/{name}_epoch_NNN.png, and
@@ -125,7 +127,7 @@ class RunFolder:
         """Gives the run folder a checkpoint file belongs to (its own folder if it is not in one's
         checkpoints/)."""
         folder = Path(file).parent
-        return cls(folder.parent if folder.name == "checkpoints" else folder)
+        return cls(folder.parent if folder.name == CHECKPOINT_FOLDER else folder)
 
 
 # Every timeline file under a folder: runs' timeline.json and stacked sweeps' timeline_jobs_*.json.
@@ -257,7 +259,7 @@ def resolve_checkpoint(path: str | Path, which: str = "last") -> Path:
     """Gives the checkpoint file for ``path``: the file itself, or RUN/checkpoints/{which}.pt of a
     run folder, given as the folder or as its checkpoints/ folder."""
     path = Path(path).expanduser()
-    if path.is_dir() and path.name == "checkpoints":
+    if path.is_dir() and path.name == CHECKPOINT_FOLDER:
         path = path.parent
     if path.is_dir():
         candidate = RunFolder(path).checkpoint(which)
