@@ -512,14 +512,20 @@ def end_sweep(config: Any, failed: bool = False) -> None:
             sweep_dir / "tensorboard",
             reason,
         )
-    # Runs that end with IWAE bounds (a search such as hparams_search=best_bound) compare by them.
-    options = "[--sort bound] " if config.eval.final_iwae_samples else ""
     failures = f"\n  {how_runs_ended(sweep_dir)}" if failed else ""
     logging.getLogger("hydra").info(
-        "sweep done: %s%s\n  compare its runs: %s %s[--group-by-seed]\n  TensorBoard (HParams tab): %s",
+        "sweep done: %s%s\n  compare its runs: %s\n  TensorBoard (HParams tab): %s",
         sweep_dir,
         failures,
-        shell_command("python", "-m", "vae_gumbel.report", sweep_dir),
-        options,
+        report_command(sweep_dir, bounds=bool(config.eval.final_iwae_samples)),
         shell_command("tensorboard", "--logdir", sweep_dir),
     )
+
+
+def report_command(sweep_dir: Path, bounds: bool) -> str:
+    """Gives the report command that compares a sweep's runs: grouped by seed where the sweep varies
+    the seed (mean and standard error per setting), with the ranking by IWAE bound offered where its
+    runs end with bounds (a search such as hparams_search=best_bound)."""
+    seeds = ["--group-by-seed"] if "seed" in swept_keys(sweep_dir) else []
+    command = shell_command("python", "-m", "vae_gumbel.report", sweep_dir, *seeds)
+    return command + (" [--sort bound]" if bounds else "")
