@@ -30,9 +30,9 @@ from vae_gumbel.device import resolve_device
 from vae_gumbel.each_run import Work, each_run, runs_in, summary_line
 from vae_gumbel.errors import Interrupted, one_line_errors
 from vae_gumbel.files import check_writable, unwritable
-from vae_gumbel.interrupts import shell_command
 from vae_gumbel.likelihood import IMAGES, binarization_of, evaluation_report, kept_line, write_eval_json
 from vae_gumbel.run_folder import RunFolder, resolve_checkpoint
+from vae_gumbel.tracking import report_command
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +108,7 @@ def evaluate_runs(settings: EvaluateConfig, runs: list[Path], folder: Path) -> l
     reports = each_run(
         folder, runs, settings, lambda file: evaluate_checkpoint(settings, file)[1], summary, EVALUATING
     )
-    log.info(
-        "%s; compare them: %s [--group-by-seed]",
-        summary_line(EVALUATING, reports, runs, folder),
-        shell_command("python", "-m", "vae_gumbel.report", folder),
-    )
+    log.info("%s; compare them: %s", summary_line(EVALUATING, reports, runs, folder), report_command(folder))
     return reports
 
 

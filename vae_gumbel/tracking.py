@@ -522,10 +522,10 @@ def end_sweep(config: Any, failed: bool = False) -> None:
     )
 
 
-def report_command(sweep_dir: Path, bounds: bool) -> str:
-    """Gives the report command that compares a sweep's runs: grouped by seed where the sweep varies
-    the seed (mean and standard error per setting), with the ranking by IWAE bound offered where its
-    runs end with bounds (a search such as hparams_search=best_bound)."""
+def report_command(sweep_dir: Path, bounds: bool = False) -> str:
+    """Gives the report command that compares a sweep's runs (or any folder of runs): grouped by
+    seed where the sweep varies the seed (mean and standard error per setting), with the ranking by
+    IWAE bound offered where its runs end with bounds (a search such as hparams_search=best_bound)."""
     seeds = ["--group-by-seed"] if "seed" in swept_keys(sweep_dir) else []
     command = shell_command("python", "-m", "vae_gumbel.report", sweep_dir, *seeds)
     return command + (" [--sort bound]" if bounds else "")
