@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import os
 import platform
 import re
@@ -14,7 +15,8 @@ import pytest
 
 import vae_gumbel
 import vae_gumbel.provenance as provenance
-from vae_gumbel.commands import INTERRUPTED
+from tests.conftest import REPO
+from vae_gumbel.commands import COMMANDS, INTERRUPTED
 from vae_gumbel.provenance import version_line
 
 
@@ -30,6 +32,29 @@ def command_process(main_body: str) -> subprocess.CompletedProcess[str]:
         "def main():\n" + "".join(f"    {line}\n" for line in main_body.splitlines()) + "commands.run(main)\n"
     )
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def test_the_package_lists_its_commands_each_a_module_and_a_console_command() -> None:
+    scripts = re.findall(
+        r'^vae-gumbel-(\w+) = "vae_gumbel\.commands:(\w+)"$', (REPO / "pyproject.toml").read_text(), re.M
+    )
+    assert scripts == [(name, name) for name in COMMANDS]
+    assert all(importlib.util.find_spec(f"vae_gumbel.{name}") for name in COMMANDS)
+    listed = subprocess.run(
+        [sys.executable, "-m", "vae_gumbel", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert listed.returncode == 0 and listed.stdout.startswith("usage: python -m vae_gumbel.COMMAND")
+    assert [line.split()[0] for line in listed.stdout.splitlines()[2:]] == list(COMMANDS)
+    bare = subprocess.run([sys.executable, "-m", "vae_gumbel"], capture_output=True, text=True, timeout=60)
+    assert (bare.returncode, bare.stdout, bare.stderr) == (2, "", listed.stdout)
+    named = subprocess.run(
+        [sys.executable, "-m", "vae_gumbel", "train", "seed=1"], capture_output=True, text=True, timeout=60
+    )
+    assert named.returncode == 2
+    assert (
+        named.stderr
+        == "error: the command is a module of its own: python -m vae_gumbel.train\n" + listed.stdout
+    )
 
 
 def test_a_command_ends_as_the_interpreter_would_but_without_its_teardown() -> None:

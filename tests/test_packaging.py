@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, tiny_run
+from vae_gumbel.commands import COMMANDS
 
 pytestmark = pytest.mark.slow
 
@@ -78,5 +79,5 @@ def test_the_installed_command_trains_from_another_directory(
     assert result.returncode == 0, result.stderr
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert status["status"] == "completed" and (tmp_path / "run" / "train.log").is_file()
-    for command in ("vae-gumbel-sample", "vae-gumbel-evaluate", "vae-gumbel-report", "vae-gumbel-benchmark"):
+    for command in (f"vae-gumbel-{name}" for name in COMMANDS):
         assert (wheel_env / "bin" / command).is_file(), command

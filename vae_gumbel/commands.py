@@ -149,6 +149,40 @@ def module_command(module: str) -> Callable[[], object]:
     return lambda: import_module(module).main()
 
 
+# The package's commands, each ``python -m vae_gumbel.NAME`` and the console command vae-gumbel-NAME
+# (pyproject's [project.scripts]), with what it does: what ``python -m vae_gumbel`` lists.
+COMMANDS = {
+    "train": "train (one run, or a sweep with -m)",
+    "sample": "draw a grid from a checkpoint",
+    "evaluate": "importance-weighted test likelihoods",
+    "report": "compare the runs of a sweep",
+    "benchmark": "time the trainer against the tutorial loop",
+    "datasets": "fetch MNIST or Fashion-MNIST into a data folder",
+}
+
+
+def package() -> NoReturn:
+    """python -m vae_gumbel: lists the commands, for a user who tried the package's own name (with
+    ``--help`` on stdout; otherwise on stderr with status 2, as a command line that names none)."""
+
+    def main() -> int:
+        asked = sys.argv[1:2]
+        lines = [
+            "usage: python -m vae_gumbel.COMMAND [arguments]  (or vae-gumbel-COMMAND; each takes --help)",
+            "",
+            *(f"  {name:<10} {does}" for name, does in COMMANDS.items()),
+        ]
+        if asked in (["--help"], ["-h"]):
+            print("\n".join(lines))
+            return 0
+        if asked and asked[0] in COMMANDS:
+            lines.insert(0, f"error: the command is a module of its own: python -m vae_gumbel.{asked[0]}")
+        print("\n".join(lines), file=sys.stderr)
+        return 2
+
+    run(main)
+
+
 def train() -> NoReturn:
     """vae-gumbel-train"""
     run(hydra_command("train"))
@@ -175,5 +209,5 @@ def benchmark() -> NoReturn:
 
 
 def datasets() -> NoReturn:
-    """python -m vae_gumbel.datasets"""
+    """vae-gumbel-datasets"""
     run(module_command("vae_gumbel.datasets"))
