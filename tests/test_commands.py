@@ -168,7 +168,9 @@ def test_an_argparse_command_run_as_a_module_shows_its_module_in_the_usage_line(
     assert done.stdout.startswith(f"usage: python -m {module} [-h]")
 
 
-@pytest.mark.parametrize("module", ["vae_gumbel.train", "vae_gumbel.report", "vae_gumbel.benchmark"])
+@pytest.mark.parametrize(
+    "module", ["vae_gumbel", "vae_gumbel.train", "vae_gumbel.report", "vae_gumbel.benchmark"]
+)
 def test_every_command_names_its_version_and_its_libraries_at_once(module: str) -> None:
     # Hydra's own --version would name only Hydra's; and this one imports no torch, so it is quick.
     command = [sys.executable, "-X", "importtime", "-m", module, "--version"]
