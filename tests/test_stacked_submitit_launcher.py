@@ -68,8 +68,8 @@ def test_a_stack_cap_below_one_is_refused_before_anything_runs(
     result = run_module(
         "vae_gumbel.train", "-m", *overrides, "seed=0,1", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path
     )
-    assert result.returncode != 0
-    assert "hydra.launcher.max_members must be an integer >= 1, got 0" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr == "error: hydra.launcher.max_members must be an integer >= 1, got 0\n"
     assert not (sweep_dir / "0").exists()  # no job was prepared
 
 

@@ -19,6 +19,7 @@ Hydra imports this module whenever it looks for plugins, so it imports vae_gumbe
 """
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -114,11 +115,15 @@ class ComposedJobs:
 
 
 def checked_max_members(max_members: int) -> int:
-    """Gives ``hydra.launcher.max_members`` if it can cap a stack (at least one model), else raises."""
-    from vae_gumbel.errors import ConfigError
+    """Gives ``hydra.launcher.max_members`` if it can cap a stack (at least one model), else ends the
+    process with one line and exit code 2. It runs as Hydra builds the launcher, which would wrap an
+    error raised here in its own three lines and exit with 1."""
+    from vae_gumbel.errors import ConfigError, one_line
 
     if not isinstance(max_members, int) or max_members < 1:
-        raise ConfigError(f"hydra.launcher.max_members must be an integer >= 1, got {max_members!r}")
+        error = ConfigError(f"hydra.launcher.max_members must be an integer >= 1, got {max_members!r}")
+        print(one_line(error), file=sys.stderr)
+        raise SystemExit(error.exit_code)
     return max_members
 
 
