@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 from hydra.errors import CompactHydraException
 
@@ -115,6 +116,14 @@ def one_line(err: BaseException) -> str:
     return f"error: {describe(err)} (run with HYDRA_FULL_ERROR=1 for the full trace)"
 
 
+def exit_in_one_line(err: BaseException) -> NoReturn:
+    """Ends the process with the error's one line on stderr and its exit code: also from inside
+    Hydra's machinery (a callback, a launcher being built), which would only warn about an error
+    or wrap it in lines of its own."""
+    print(one_line(err), file=sys.stderr)
+    raise SystemExit(getattr(err, "exit_code", FAILED))
+
+
 @contextmanager
 def one_line_errors() -> Iterator[None]:
     """Reports an error raised inside as one line on stderr and exits with its code; in a Hydra
@@ -127,8 +136,7 @@ def one_line_errors() -> Iterator[None]:
             raise
         if _in_multirun() and not isinstance(err, Interrupted):  # an interrupt stops the whole sweep
             raise RunFailed(one_line(err)) from err
-        print(one_line(err), file=sys.stderr)
-        sys.exit(getattr(err, "exit_code", FAILED))
+        exit_in_one_line(err)
 
 
 def _in_multirun() -> bool:

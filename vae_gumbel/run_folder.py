@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import socket
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,7 +33,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from vae_gumbel.errors import CheckpointError, ConfigError, FolderBusy, one_line
+from vae_gumbel.errors import CheckpointError, ConfigError, FolderBusy, exit_in_one_line
 from vae_gumbel.files import check_writable, partial_files
 
 try:
@@ -330,5 +329,4 @@ class FolderCheck(Callback):
         try:
             check_writable(folder, f"{setting}=")
         except ConfigError as err:  # Hydra would only warn about a callback's error, and go on
-            print(one_line(err), file=sys.stderr)
-            raise SystemExit(err.exit_code) from None
+            exit_in_one_line(err)

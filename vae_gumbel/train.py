@@ -18,7 +18,6 @@ import math
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,7 +32,14 @@ from vae_gumbel.background import BackgroundWriter, writer_threads
 from vae_gumbel.checkpoint import link_checkpoint, member_checkpoint, save_checkpoint
 from vae_gumbel.config import CONFIG_PATH, validate
 from vae_gumbel.data import ImageSet
-from vae_gumbel.errors import FolderBusy, Interrupted, WriteError, describe, one_line, one_line_errors
+from vae_gumbel.errors import (
+    FolderBusy,
+    Interrupted,
+    WriteError,
+    describe,
+    exit_in_one_line,
+    one_line_errors,
+)
 from vae_gumbel.faults import pause
 from vae_gumbel.files import write_failure, writing
 from vae_gumbel.grids import (
@@ -255,8 +261,7 @@ def train_run(run: Run) -> None:
         error = interrupted(run, err)
         if isinstance(err, SystemExit) or under_slurm():
             # Under submitit, a job that ends without a result is run again when SLURM requeues it.
-            print(one_line(error), file=sys.stderr)
-            raise SystemExit(error.exit_code) from None
+            exit_in_one_line(error)
         raise error from None
     finally:
         writer.close()

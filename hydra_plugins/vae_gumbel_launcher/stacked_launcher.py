@@ -19,7 +19,6 @@ Hydra imports this module whenever it looks for plugins, so it imports vae_gumbe
 """
 
 import logging
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -118,12 +117,11 @@ def checked_max_members(max_members: int) -> int:
     """Gives ``hydra.launcher.max_members`` if it can cap a stack (at least one model), else ends the
     process with one line and exit code 2. It runs as Hydra builds the launcher, which would wrap an
     error raised here in its own three lines and exit with 1."""
-    from vae_gumbel.errors import ConfigError, one_line
+    from vae_gumbel.errors import ConfigError, exit_in_one_line
 
     if not isinstance(max_members, int) or max_members < 1:
         error = ConfigError(f"hydra.launcher.max_members must be an integer >= 1, got {max_members!r}")
-        print(one_line(error), file=sys.stderr)
-        raise SystemExit(error.exit_code)
+        exit_in_one_line(error)
     return max_members
 
 
