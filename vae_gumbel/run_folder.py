@@ -230,6 +230,11 @@ def sweep_record(sweep_dir: Path) -> Path:
     return Path(sweep_dir) / "multirun.yaml"
 
 
+def sweep_tensorboard(sweep_dir: Path) -> Path:
+    """Gives the folder of a sweep's own TensorBoard log: the HParams tab's summary of its runs."""
+    return Path(sweep_dir) / "tensorboard"
+
+
 def sweep_timeline(sweep_dir: Path, first_job: int, last_job: int) -> Path:
     """Gives the timeline file of a stacked sweep's batch of jobs first_job..last_job."""
     return Path(sweep_dir) / f"timeline_jobs_{first_job}-{last_job}.json"

@@ -25,6 +25,7 @@ from vae_gumbel.run_folder import (
     holds_trained_run,
     status_now,
     sweep_record,
+    sweep_tensorboard,
     trained_by_another,
 )
 
@@ -420,7 +421,7 @@ def write_sweep_summary(sweep_dir: Path) -> Path | None:
             )
         ]
     )
-    folder = sweep_dir / "tensorboard"
+    folder = sweep_tensorboard(sweep_dir)
     for old in folder.glob("events.out.tfevents.*"):  # one summary per sweep: the latest
         old.unlink()
     quiet_tensorboard_writer_threads()
@@ -505,11 +506,11 @@ def end_sweep(config: Any, failed: bool = False) -> None:
     try:
         write_sweep_summary(sweep_dir)
     except OSError as err:  # the runs are whole: only the HParams tab's overview is missing
-        reason, _ = write_failure(sweep_dir / "tensorboard", err)
+        reason, _ = write_failure(sweep_tensorboard(sweep_dir), err)
         logging.getLogger("hydra").warning(
             "could not write the sweep's HParams summary into %s: %s; its runs are whole, and "
             "python -m vae_gumbel.report compares them",
-            sweep_dir / "tensorboard",
+            sweep_tensorboard(sweep_dir),
             reason,
         )
     failures = f"\n  {how_runs_ended(sweep_dir)}" if failed else ""
