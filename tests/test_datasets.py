@@ -42,14 +42,17 @@ def test_truncated_file_is_detected_even_without_checksums(tmp_path: Path) -> No
     root = write_fake_mnist(tmp_path)
     images = root / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
     images.write_bytes(images.read_bytes()[:-100])
-    with pytest.raises(DataError, match="truncated or corrupt"):
+    with pytest.raises(DataError, match="truncated or corrupt") as refused:
         datasets.ensure(root, "mnist", download=False, verify_checksums=False)
+    assert str(refused.value).endswith(
+        f"delete it and fetch it again with python -m vae_gumbel.datasets {root} --name mnist"
+    )
 
 
 def test_a_file_that_is_not_idx_is_refused(tmp_path: Path) -> None:
     root = write_fake_mnist(tmp_path)
     (root / "MNIST" / "raw" / "train-labels-idx1-ubyte").write_text("<html>not found</html>")
-    with pytest.raises(DataError, match="not an IDX file"):
+    with pytest.raises(DataError, match="not an IDX file.*; delete it and fetch it again with python -m"):
         datasets.ensure(root, "mnist", download=False, verify_checksums=False)
 
 

@@ -174,24 +174,31 @@ def _missing_files_message(root: Path, name: str) -> str:
     )
 
 
-def check_idx_structure(path: Path) -> tuple[int, ...]:
-    """Gives the dimensions in the file's IDX header; raises DataError unless the header is valid
-    and the file's size matches it."""
+def refetch_advice(root: str | Path, name: str) -> str:
+    """Gives what to do with a broken raw file of data set ``name``: the command that fetches it again."""
+    return f"delete it and fetch it again with {fetch_command(Path(root), name)}"
+
+
+def check_idx_structure(path: Path, remedy: str = "delete it and fetch it again") -> tuple[int, ...]:
+    """Gives the dimensions in the file's IDX header; raises DataError, ending with ``remedy``,
+    unless the header is valid and the file's size matches it."""
     size = path.stat().st_size
     with path.open("rb") as handle:
         header = handle.read(4)
         if len(header) < 4 or header[:2] != b"\x00\x00" or header[2] != 0x08:
-            raise DataError(f"{path} is not an IDX file of unsigned bytes (bad magic number {header!r})")
+            raise DataError(
+                f"{path} is not an IDX file of unsigned bytes (bad magic number {header!r}); {remedy}"
+            )
         ndim = header[3]
         dims_bytes = handle.read(4 * ndim)
     if len(dims_bytes) < 4 * ndim:
-        raise DataError(f"{path} is truncated inside its header; delete it and fetch it again")
+        raise DataError(f"{path} is truncated inside its header; {remedy}")
     dims = struct.unpack(f">{ndim}I", dims_bytes)
     expected = 4 + 4 * ndim + int(np.prod(dims, dtype=np.int64))
     if size != expected:
         raise DataError(
             f"{path} has {size} bytes but its header {list(dims)} promises {expected}: "
-            "the file is truncated or corrupt; delete it and fetch it again"
+            f"the file is truncated or corrupt; {remedy}"
         )
     return dims
 
@@ -213,11 +220,11 @@ def verify(root: str | Path, name: str, checksums: bool = True) -> None:
         path = folder / file
         if not path.is_file():
             raise DataError(f"{path} is missing; {_missing_files_message(Path(root), name)}")
-        check_idx_structure(path)
+        check_idx_structure(path, refetch_advice(root, name))
         if checksums and (actual := sha256(path)) != expected:
             raise DataError(
                 f"{path} has SHA-256 {actual}, expected {expected}: the file is corrupt or not the "
-                "original data set; delete it and fetch it again (or set data.verify_checksums=false "
+                f"original data set; {refetch_advice(root, name)} (or set data.verify_checksums=false "
                 "to train on your own files of this format)"
             )
 
