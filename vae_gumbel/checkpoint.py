@@ -17,6 +17,7 @@ import os
 import pickle
 import random
 import re
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,7 @@ import torch
 
 from vae_gumbel import files
 from vae_gumbel.data import ImageSet, load_test_set, load_validation_set
-from vae_gumbel.errors import CheckpointError, WriteError, first_line
+from vae_gumbel.errors import CheckpointError, UnreadableCheckpoint, WriteError, first_line
 from vae_gumbel.faults import pause
 from vae_gumbel.files import CONTINUE_RUN, partial_path, replacing
 from vae_gumbel.model import CategoricalVAE, member_state, model_with_weights
@@ -112,6 +113,8 @@ def load_checkpoint(
     """Gives the checkpoint at ``path`` (a file, or a run folder's checkpoints/{which}.pt) in the
     current format, or raises CheckpointError."""
     file = resolve_checkpoint(path, which)
+    if damage := failed_checksum(file):
+        raise UnreadableCheckpoint(file, damage)
     try:
         checkpoint = torch.load(file, map_location=map_location, weights_only=True)
     except Exception as err:
@@ -130,6 +133,23 @@ def load_checkpoint(
     return checkpoint
 
 
+def failed_checksum(file: Path) -> str | None:
+    """Gives which file inside a checkpoint's zip archive fails its CRC-32 check, in a few words;
+    None for an intact archive, or a file that is no whole archive (torch.load says what it is).
+
+    torch.load does not check the checksums that torch.save writes, so a checkpoint damaged after
+    it was written (a bad copy, a failing disk) would load with wrong weights. Checking them costs
+    about 6 ms for the default model's 14.7 MB."""
+    try:
+        with zipfile.ZipFile(file) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return None
+    if damaged is None:
+        return None
+    return f"{damaged} inside it fails its CRC-32 check: the file changed after it was written"
+
+
 def unreadable(file: Path, err: Exception) -> CheckpointError:
     """Gives the error for a checkpoint torch.load refused: unsafe (it would run code), or corrupt.
 
@@ -143,10 +163,7 @@ def unreadable(file: Path, err: Exception) -> CheckpointError:
             f"{file} holds objects a vae-gumbel checkpoint never holds (a reference to {unsafe.group(1)}), "
             "so it was refused for safety and not loaded; use a checkpoint that vae-gumbel wrote"
         )
-    return CheckpointError(
-        f"cannot read checkpoint {file} ({load_failure(file, err)}); the file is corrupt or not a "
-        "vae-gumbel checkpoint: use another checkpoint (best.pt or an earlier run)"
-    )
+    return UnreadableCheckpoint(file, load_failure(file, err))
 
 
 ZIP_MAGIC = b"PK\x03\x04"  # how every file torch.save writes begins
@@ -157,8 +174,8 @@ def load_failure(file: Path, err: Exception) -> str:
 
     An empty file (a copy that never finished) raises a bare EOFError; a file that is not the zip
     archive torch.save writes gets an unpickler's opcode, or is called a "legacy .tar" file with
-    the advice to turn the safety check off; a damaged archive gets a paragraph about miniz after
-    its reason.
+    the advice to turn the safety check off; an archive cut short gets "Invalid argument" or a
+    paragraph about miniz; any other damaged archive gets that paragraph after its reason.
     """
     try:
         with file.open("rb") as handle:
@@ -169,6 +186,9 @@ def load_failure(file: Path, err: Exception) -> str:
         return "the file is empty"
     if start != ZIP_MAGIC:
         return "it is not the zip archive that torch.save writes"
+    if not zipfile.is_zipfile(file):
+        size = file.stat().st_size
+        return f"the zip archive ends before its directory, after {size:,} bytes: it is cut short"
     lines = [line.strip() for line in str(err).splitlines()]
     marker = next((i for i, line in enumerate(lines) if "WeightsUnpickler error" in line), None)
     if marker is not None:

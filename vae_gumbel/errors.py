@@ -54,6 +54,23 @@ class CheckpointError(VaeGumbelError):
     exit_code = BAD_INPUT
 
 
+class UnreadableCheckpoint(CheckpointError):
+    """A checkpoint file that cannot be read back: cut short, damaged, or no checkpoint at all."""
+
+    ADVICE = "use another checkpoint (best.pt or an earlier run)"
+
+    def __init__(self, file: object, reason: str, advice: str = ADVICE) -> None:
+        super().__init__(
+            f"cannot read checkpoint {file} ({reason}); the file is corrupt or not a vae-gumbel "
+            f"checkpoint: {advice}"
+        )
+        self.file, self.reason = file, reason
+
+    def advising(self, advice: str) -> UnreadableCheckpoint:
+        """Gives the same error with ``advice``, for a caller that knows a better way on."""
+        return UnreadableCheckpoint(self.file, self.reason, advice)
+
+
 class FolderBusy(VaeGumbelError):
     """Another process trains into the run folder."""
 
