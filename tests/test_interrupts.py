@@ -87,12 +87,19 @@ def test_the_command_that_continues_a_run_started_from_weights_continues_from_it
         HydraConfig.instance().set_config(compose("train", overrides=overrides, return_hydra_config=True))
     try:
         command = resume_command(tmp_path, {"trainer.epochs": "4"})
+        branch = resume_command(tmp_path / "branch", start=tmp_path / "best.pt")
     finally:
         HydraConfig.instance().cfg = None
     # resume=last with resume_weights_only=true is refused: the weights now come from the run itself.
     assert shlex.split(command) == [
         *("python", "-m", "vae_gumbel.train", "debug=tiny", "seed=3", "trainer.epochs=4", "resume=last"),
         f"hydra.run.dir={tmp_path.resolve()}",
+    ]
+    # From a checkpoint file, into a folder of its own.
+    assert shlex.split(branch) == [
+        *("python", "-m", "vae_gumbel.train", "debug=tiny", "seed=3", "trainer.epochs=2"),
+        f"resume={tmp_path / 'best.pt'}",
+        f"hydra.run.dir={(tmp_path / 'branch').resolve()}",
     ]
 
 

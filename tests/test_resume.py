@@ -74,3 +74,24 @@ def test_a_run_started_from_another_checkpoint_never_replaces_the_run_in_its_fol
     start = [f"resume={other}", "resume_weights_only=true"]
     assert train(compose_train("seed=5", "trainer.epochs=3", *start), here)["step"] == 18
     assert read_metrics(RunFolder(here).metrics)[:2] == records
+
+
+def test_a_run_whose_last_checkpoint_is_broken_is_told_how_to_train_on_from_its_best(
+    compose_train, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    train(compose_train("trainer.epochs=2"), run)
+    last, best = RunFolder(run).checkpoint("last"), RunFolder(run).checkpoint("best")
+    cut_short = last.read_bytes()[:5000]
+    last.unlink()  # best.pt may be the same file: damage a copy of last.pt alone
+    last.write_bytes(cut_short)
+    with pytest.raises(CheckpointError, match=r"cut short\).*: its best.pt \(epoch \d\) is whole") as refused:
+        train(compose_train("trainer.epochs=3", "resume=last"), run)
+    resume, folder = str(refused.value).split("into another folder with ")[1].split()
+    assert (resume, folder) == (f"resume={best.resolve()}", f"hydra.run.dir={run}-from-best")
+    assert last.read_bytes() == cut_short  # the run's folder is as it was
+    assert train(compose_train("trainer.epochs=3", resume), Path(f"{run}-from-best"))["epoch"] == 3
+    best.unlink()
+    best.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="nor can its best.pt be read; put back a copy of last.pt"):
+        train(compose_train("trainer.epochs=3", "resume=last"), run)

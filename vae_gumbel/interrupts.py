@@ -153,12 +153,15 @@ def multirun_resume_command(job_folder: Path) -> str | None:
     return None
 
 
-def resume_command(folder: Path, changes: dict[str, str] | None = None) -> str | None:
+def resume_command(
+    folder: Path, changes: dict[str, str] | None = None, start: str | Path = "last"
+) -> str | None:
     """Gives the command that continues a run started from the command line: its own overrides with
     resume=last and its folder (for a job of a sweep, the command continues that job alone), and
     ``changes`` (dotted key -> value, such as more ``trainer.epochs``) in place of its own values;
     None for a run started from Python. A run started from another run's weights continues from its
-    own checkpoint, so ``resume_weights_only`` goes with the ``resume`` that named those weights."""
+    own checkpoint, so ``resume_weights_only`` goes with the ``resume`` that named those weights.
+    With a checkpoint file as ``start``, the command trains the run on from it into ``folder``."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
@@ -167,4 +170,4 @@ def resume_command(folder: Path, changes: dict[str, str] | None = None) -> str |
     skip = (*STARTING_POINT, "hydra.", "hydra/", *(f"{key}=" for key in changes))
     overrides = without(HydraConfig.get().overrides.task, skip)
     overrides += [override(key, value) for key, value in changes.items()]
-    return train_command(*overrides, "resume=last", override("hydra.run.dir", folder.resolve()))
+    return train_command(*overrides, override("resume", start), override("hydra.run.dir", folder.resolve()))

@@ -12,8 +12,8 @@ from typing import Any
 from hydra.utils import to_absolute_path
 
 from vae_gumbel.checkpoint import check_same_job, load_checkpoint
-from vae_gumbel.errors import CheckpointError, ConfigError
-from vae_gumbel.interrupts import restarted_by_slurm
+from vae_gumbel.errors import CheckpointError, ConfigError, UnreadableCheckpoint
+from vae_gumbel.interrupts import restarted_by_slurm, resume_command
 from vae_gumbel.run import Member, log
 from vae_gumbel.run_folder import RunFolder, read_status, resolve_checkpoint
 from vae_gumbel.tracking import read_metrics
@@ -74,10 +74,29 @@ def find_resume_checkpoint(
 def checkpoint_position(member: Member, file: Path) -> tuple[int, int]:
     """Gives the epoch and step of the checkpoint a job continues from; a job of a sweep that
     continues its own folder must be the job that folder's run was (``check_same_job``)."""
-    checkpoint = load_checkpoint(file)
+    try:
+        checkpoint = load_checkpoint(file)
+    except UnreadableCheckpoint as err:
+        if file != member.folder.checkpoint("last"):
+            raise
+        raise err.advising(way_past_broken_last(member.folder)) from None
     if member.swept and file == member.folder.checkpoint("last"):
         check_same_job(checkpoint, member.settings, member.swept, member.folder.path)
     return checkpoint["epoch"], checkpoint["step"]
+
+
+def way_past_broken_last(folder: RunFolder) -> str:
+    """Gives how a run goes on when its own last.pt cannot be read: from its best.pt, into a folder
+    of its own, so that nothing in the run's folder is trained over (a copy of last.pt from a
+    backup, put back, continues it with resume=last)."""
+    best = folder.checkpoint("best")
+    try:
+        epoch = load_checkpoint(best)["epoch"]
+    except CheckpointError:
+        return "nor can its best.pt be read; put back a copy of last.pt, or train afresh in another folder"
+    branch = folder.path.with_name(f"{folder.path.name}-from-best")
+    command = resume_command(branch, start=best.resolve()) or f"resume={best} hydra.run.dir={branch}"
+    return f"its best.pt (epoch {epoch}) is whole: train on from it into another folder with {command}"
 
 
 def finished_metrics(member: Member, position: tuple[int, int]) -> dict[str, Any] | None:
