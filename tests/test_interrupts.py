@@ -86,10 +86,11 @@ def test_the_command_that_continues_a_run_started_from_weights_continues_from_it
     with initialize_config_module(config_module="vae_gumbel.conf", version_base="1.3"):
         HydraConfig.instance().set_config(compose("train", overrides=overrides, return_hydra_config=True))
     try:
-        command = resume_command(tmp_path, {"trainer.epochs": "4"})
-        branch = resume_command(tmp_path / "branch", start=tmp_path / "best.pt")
+        task = HydraConfig.get().overrides.task
     finally:
         HydraConfig.instance().cfg = None
+    command = resume_command(tmp_path, task, {"trainer.epochs": "4"})
+    branch = resume_command(tmp_path / "branch", task, start=tmp_path / "best.pt")
     # resume=last with resume_weights_only=true is refused: the weights now come from the run itself.
     assert shlex.split(command) == [
         *("python", "-m", "vae_gumbel.train", "debug=tiny", "seed=3", "trainer.epochs=4", "resume=last"),

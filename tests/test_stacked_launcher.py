@@ -65,6 +65,12 @@ def test_a_stacked_sweep_writes_a_normal_run_folder_per_job(tmp_path: Path, mnis
         assert any(o.startswith("seed=") for o in overrides) and folder.config.is_file()
         log = folder.log.read_text()
         assert "in a stack of 4" in log and "epoch 2/2" in log and "#1 :" not in log
+        # Its summary says how to train it on, as a job of any launcher's does: its own overrides.
+        more = shlex.split(log.split("train on to 4 epochs: ")[1].splitlines()[0])
+        assert [o for o in overrides if o.startswith(("seed=", "optim.lr="))] == [
+            o for o in more if o.startswith(("seed=", "optim.lr="))
+        ]
+        assert more[-3:] == ["trainer.epochs=4", "resume=last", f"hydra.run.dir={folder.path.resolve()}"]
         (run,) = folder.tensorboard.iterdir()  # one TensorBoard run per job, named by its overrides
         assert "seed=" in run.name and "optim.lr=" in run.name
         events = EventAccumulator(str(run)).Reload()
@@ -231,6 +237,9 @@ def test_an_interrupted_stacked_sweep_prints_the_command_that_continues_it(
     printed = shlex.split(line.split("continue the sweep with: ", 1)[1])
     assert printed[:4] == ["python", "-m", "vae_gumbel.train", "-m"]
     assert printed[-2:] == ["resume=last", f"hydra.sweep.dir={sweep_dir}"]
+    for job in ("0", "1"):  # each job's status says how to continue it alone
+        alone = shlex.split(json.loads(RunFolder(sweep_dir / job).status.read_text())["resume"])
+        assert f"seed={job}" in alone and alone[-2:] == ["resume=last", f"hydra.run.dir={sweep_dir / job}"]
     result = run_module(*printed[2:], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for job in ("0", "1"):

@@ -154,20 +154,21 @@ def multirun_resume_command(job_folder: Path) -> str | None:
 
 
 def resume_command(
-    folder: Path, changes: dict[str, str] | None = None, start: str | Path = "last"
+    folder: Path,
+    overrides: Sequence[str] | None,
+    changes: dict[str, str] | None = None,
+    start: str | Path = "last",
 ) -> str | None:
-    """Gives the command that continues a run started from the command line: its own overrides with
-    resume=last and its folder (for a job of a sweep, the command continues that job alone), and
-    ``changes`` (dotted key -> value, such as more ``trainer.epochs``) in place of its own values;
-    None for a run started from Python. A run started from another run's weights continues from its
-    own checkpoint, so ``resume_weights_only`` goes with the ``resume`` that named those weights.
-    With a checkpoint file as ``start``, the command trains the run on from it into ``folder``."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
+    """Gives the command that continues a run started from the command line with ``overrides`` (its
+    job's, as Hydra records them): those overrides with resume=last and its folder (for a job of a
+    sweep, the command continues that job alone), and ``changes`` (dotted key -> value, such as
+    more ``trainer.epochs``) in place of its own values; None for a run started from Python (no
+    overrides). A run started from another run's weights continues from its own checkpoint, so
+    ``resume_weights_only`` goes with the ``resume`` that named those weights. With a checkpoint
+    file as ``start``, the command trains the run on from it into ``folder``."""
+    if overrides is None:
         return None
     changes = changes or {}
     skip = (*STARTING_POINT, "hydra.", "hydra/", *(f"{key}=" for key in changes))
-    overrides = without(HydraConfig.get().overrides.task, skip)
-    overrides += [override(key, value) for key, value in changes.items()]
-    return train_command(*overrides, override("resume", start), override("hydra.run.dir", folder.resolve()))
+    kept = without(overrides, skip) + [override(key, value) for key, value in changes.items()]
+    return train_command(*kept, override("resume", start), override("hydra.run.dir", folder.resolve()))

@@ -79,23 +79,25 @@ def checkpoint_position(member: Member, file: Path) -> tuple[int, int]:
     except UnreadableCheckpoint as err:
         if file != member.folder.checkpoint("last"):
             raise
-        raise err.advising(way_past_broken_last(member.folder)) from None
+        raise err.advising(way_past_broken_last(member)) from None
     if member.swept and file == member.folder.checkpoint("last"):
         check_same_job(checkpoint, member.settings, member.swept, member.folder.path)
     return checkpoint["epoch"], checkpoint["step"]
 
 
-def way_past_broken_last(folder: RunFolder) -> str:
+def way_past_broken_last(member: Member) -> str:
     """Gives how a run goes on when its own last.pt cannot be read: from its best.pt, into a folder
     of its own, so that nothing in the run's folder is trained over (a copy of last.pt from a
     backup, put back, continues it with resume=last)."""
+    folder = member.folder
     best = folder.checkpoint("best")
     try:
         epoch = load_checkpoint(best)["epoch"]
     except CheckpointError:
         return "nor can its best.pt be read; put back a copy of last.pt, or train afresh in another folder"
     branch = folder.path.with_name(f"{folder.path.name}-from-best")
-    command = resume_command(branch, start=best.resolve()) or f"resume={best} hydra.run.dir={branch}"
+    command = resume_command(branch, member.overrides, start=best.resolve())
+    command = command or f"resume={best} hydra.run.dir={branch}"
     return f"its best.pt (epoch {epoch}) is whole: train on from it into another folder with {command}"
 
 

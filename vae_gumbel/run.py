@@ -90,6 +90,7 @@ class Member:
     logger: logging.Logger = log
     swept: frozenset[str] = frozenset()  # the settings its sweep varies from job to job, if in one
     job: JobRecord | None = None  # Hydra's record of its job, to write into .hydra/ at acceptance (JobRecord)
+    overrides: tuple[str, ...] | None = None  # its job's command line; None for a run started from Python
     best_test_loss: float = math.inf
     best_val_loss: float = math.inf  # on the validation set, if the run holds one out: best.pt's
     error: Exception | None = None  # what stopped it, if it failed

@@ -131,7 +131,10 @@ def member_of(cfg: DictConfig, run_dir: str | Path | None = None, logger: loggin
         record.checked(settings)
     config = OmegaConf.to_container(cfg, resolve=True)
     swept = frozenset(job_swept_keys() or ())
-    return Member(settings, config, folder, tensorboard_run_name(), logger, swept=swept, job=job)
+    overrides = tuple(HydraConfig.get().overrides.task) if record is not None else None
+    return Member(
+        settings, config, folder, tensorboard_run_name(), logger, swept=swept, job=job, overrides=overrides
+    )
 
 
 def train_members(
@@ -380,7 +383,7 @@ def interrupted(run: Run, err: BaseException) -> Interrupted:
             write_checkpoints(member, lambda work, *args: work(*args))
         else:  # stopped before its first step: the folder holds what it held
             snapshot = {"epoch": run.epoch, "step": run.step}
-        command = resume_command(member.folder.path)
+        command = resume_command(member.folder.path, member.overrides)
         write_status(
             member.folder,
             "interrupted",
@@ -393,7 +396,7 @@ def interrupted(run: Run, err: BaseException) -> Interrupted:
         if member.run_log is not None:
             member.run_log.info("interrupted by %s; continue with: %s", name, command or "resume=last")
     first = run.members[0]
-    command = resume_command(first.folder.path) if first.folder is not None else None
+    command = resume_command(first.folder.path, first.overrides) if first.folder is not None else None
     epoch = first.snapshot["epoch"] if first.snapshot else 0
     if epoch < run.settings.trainer.epochs:
         state = "the epoch in progress is lost"
@@ -614,7 +617,8 @@ def end_summary(member: Member) -> str:
             f"  samples:      {shell_command('python', '-m', 'vae_gumbel.sample', checkpoint)}",
             f"  likelihoods:  {shell_command('python', '-m', 'vae_gumbel.evaluate', checkpoint)}",
         ]
-    more = resume_command(member.folder.path, {"trainer.epochs": str(2 * epochs)}) if epochs else None
+    changes = {"trainer.epochs": str(2 * epochs)}
+    more = resume_command(member.folder.path, member.overrides, changes) if epochs else None
     if more is not None:
         lines.append(f"  train on to {2 * epochs} epochs: {more}")
     return "\n".join(lines)
