@@ -285,7 +285,10 @@ def test_a_sweep_that_ends_after_a_failed_job_says_how_each_unfinished_run_ended
     )
     for job in ("10", "2", "3"):
         write_status(RunFolder(tmp_path / job), "completed")
-    assert how_runs_ended(tmp_path) == "completed: all 4 runs"
+    # A job refused at its start (its last.pt broken, say) leaves a completed run as it stood.
+    assert how_runs_ended(tmp_path) == (
+        "every run says completed (4): the job that failed, above, left its run as it stood"
+    )
     for job in range(4, 16):  # a big sweep's line names the first ten and counts the rest
         write_status(RunFolder(tmp_path / str(job)), "failed")
     assert how_runs_ended(tmp_path).startswith("not completed: 12 of 15 runs (4: failed, 5: failed, ")

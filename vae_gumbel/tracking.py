@@ -478,9 +478,9 @@ UNFINISHED_RUNS_NAMED = 10
 
 
 def how_runs_ended(sweep_dir: Path) -> str:
-    """Gives the line that says which runs of a sweep did not complete, and how each ended (failed,
-    interrupted: a cancelled SLURM job, training: still running on a cluster, killed, not started),
-    as the report tells them."""
+    """Gives the line that says which runs of a sweep with a failed job did not complete, and how
+    each ended (failed, interrupted: a cancelled SLURM job, training: still running on a cluster,
+    killed, not started), as the report tells them."""
     runs = find_runs(sweep_dir)
     if not runs:
         return "no runs: none of its jobs wrote a run folder"
@@ -488,8 +488,8 @@ def how_runs_ended(sweep_dir: Path) -> str:
     unfinished = [
         f"{run.relative_to(sweep_dir)}: {status}" for run, status in statuses.items() if status != "completed"
     ]
-    if not unfinished:
-        return f"completed: all {len(runs)} runs"
+    if not unfinished:  # a job refused at its start, for one, leaves its run as it was
+        return f"every run says completed ({len(runs)}): the job that failed, above, left its run as it stood"
     named = unfinished[:UNFINISHED_RUNS_NAMED]
     if len(unfinished) > len(named):
         named.append(f"and {len(unfinished) - len(named)} more")
