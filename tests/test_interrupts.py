@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import shlex
 import signal
 import subprocess
@@ -338,3 +339,8 @@ def test_ctrl_c_to_a_joblib_sweep_says_how_to_continue_it(mnist_root: Path, tmp_
     said = "error: interrupted by SIGINT: the sweep stopped, and its runs keep their last checkpoints; "
     (line,) = [line for line in stderr.splitlines() if line.startswith(said)]
     finish_the_sweep(line.split("continue the sweep with: ", 1)[1], command, sweep_dir)
+
+
+def test_a_stop_by_signal_comes_back_from_a_worker_process_with_its_signal() -> None:
+    again = pickle.loads(pickle.dumps(StoppedBySignal(signal.SIGINT)))
+    assert isinstance(again, StoppedBySignal) and again.signum == signal.SIGINT and str(again) == "SIGINT"

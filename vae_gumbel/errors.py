@@ -64,7 +64,10 @@ class UnreadableCheckpoint(CheckpointError):
             f"cannot read checkpoint {file} ({reason}); the file is corrupt or not a vae-gumbel "
             f"checkpoint: {advice}"
         )
-        self.file, self.reason = file, reason
+        self.file, self.reason, self.advice = file, reason, advice
+
+    def __reduce__(self) -> tuple:  # a worker process hands it back pickled
+        return type(self), (self.file, self.reason, self.advice)
 
     def advising(self, advice: str) -> UnreadableCheckpoint:
         """Gives the same error with ``advice``, for a caller that knows a better way on."""
@@ -111,6 +114,9 @@ class Interrupted(VaeGumbelError):
         self.signum = signum
         self.step = step  # the global step at which it stopped
         self.exit_code = 128 + signum
+
+    def __reduce__(self) -> tuple:  # a worker process hands it back pickled
+        return type(self), (self.signum, str(self), self.step)
 
     @property
     def signal_name(self) -> str:

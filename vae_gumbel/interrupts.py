@@ -28,6 +28,9 @@ class StoppedBySignal(KeyboardInterrupt):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
+    def __reduce__(self) -> tuple:  # a worker process hands it back pickled
+        return type(self), (self.signum,)
+
 
 class StopRequest:
     """Holds the signal that asked the run to stop, if one did."""
