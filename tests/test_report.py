@@ -463,8 +463,10 @@ def test_a_baseline_that_no_run_has_is_refused_with_the_values_there_are(tmp_pat
     )
     with pytest.raises(ConfigError, match=f"^{re.escape(says)}$"):
         report(tmp_path, against=("estimator", "reinmax"))
-    with pytest.raises(ConfigError, match="no run sets model.latent_dim on its command line"):
-        report(tmp_path, against=("model.latent_dim", "20"))
+    with pytest.raises(
+        ConfigError, match=r"no run sets lr on its command line; they set estimator, optim.lr\)$"
+    ):
+        report(tmp_path, against=("lr", "1e-3"))
     with pytest.raises(ConfigError, match="the seed is what pairs the runs; compare another key$"):
         report(tmp_path, against=("seed", "0"))
 

@@ -526,8 +526,11 @@ def baselines_of(settings: list[Setting], key: str, value: str) -> list[Setting 
     candidates = [setting for setting in settings if setting.overrides.get(key) == value]
     if not candidates:
         values = sorted({setting.overrides[key] for setting in settings if key in setting.overrides})
+        keys = sorted({other for setting in settings for other in setting.overrides if other != "seed"})
         found = (
-            f"its values here: {', '.join(values)}" if values else f"no run sets {key} on its command line"
+            f"its values here: {', '.join(values)}"
+            if values
+            else f"no run sets {key} on its command line; they set {', '.join(keys) or 'only the seed'}"
         )
         raise ConfigError(f"--against {key}={value}: no run has {key}={value} among its overrides ({found})")
 
