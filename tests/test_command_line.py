@@ -213,6 +213,34 @@ def test_a_word_without_key_names_the_setting_a_path_was_meant_for(
     )  # a flag's own value
 
 
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [
+        ("optim.lr=(1e-3", r"\(extraneous input '\('\); quote a value"),
+        ("model.hidden=[512,", r"\(no viable alternative at input '\[512,'\)"),
+        ('data.root="data', r"""\('"' at character 11 stops it\); quote a value .*override_grammar"""),
+        ("optim.=3", r"\('\.' at character 6 stops it\)"),
+    ],
+)
+def test_an_override_hydras_grammar_cannot_read_is_one_line_that_says_where_it_stops(
+    override: str, says: str
+) -> None:
+    refusal = f"^{re.escape(override)}: Hydra cannot read this override {says}"
+    with pytest.raises(ConfigError, match=refusal) as refused:
+        check_command_line(["trainer.epochs=1", override], "train")
+    assert "\n" not in str(refused.value) and "expecting" not in str(refused.value)
+
+
+def test_a_tilde_the_shell_left_in_a_path_is_answered_with_home() -> None:
+    says = (
+        "hydra.run.dir=~/runs/a: Hydra reads ~ only before a key (~KEY removes it) and does not "
+        "expand it to your home folder; write hydra.run.dir=$HOME/runs/a"
+    )
+    with pytest.raises(ConfigError, match=f"^{re.escape(says)}$"):
+        check_command_line(["hydra.run.dir=~/runs/a"], "train")
+    check_command_line(["~debug", "trainer.epochs=1"], "train")  # ~KEY removes a key
+
+
 def test_a_sweep_without_multirun_says_to_add_it_or_names_the_list_it_may_have_meant() -> None:
     with pytest.raises(
         ConfigError, match=re.escape("seed=0,1: a sweep needs -m (--multirun), which runs one job ")

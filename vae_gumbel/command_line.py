@@ -3,7 +3,8 @@ Python trace, with a screenful, or not at all: a number, null or dict given to a
 (``temperature=0.5``), a group's choice that has no file, a key that names no setting
 (``optim.lrr=1``, or ``+data.dataset=x``, which Hydra adds and nothing reads), a value of the wrong
 type, a launcher or sweeper whose plugin is not installed or that no config provides, a path
-without its key, a sweep without ``--multirun``, and two of Hydra's modes at once. Each is one
+without its key, an override Hydra's grammar cannot read (``hydra.run.dir=~/runs``), a sweep
+without ``--multirun``, and two of Hydra's modes at once. Each is one
 line that says what to write instead. Hydra's shell completion (``-sc``) takes its own
 arguments, which are not settings.
 """
@@ -37,6 +38,7 @@ def check_command_line(arguments: Sequence[str], config_name: str) -> None:
         if flags.shell_completion:
             return  # its arguments are install=SHELL, uninstall=SHELL or query=SHELL, not settings
         check_bare_words(flags.overrides, config_name)
+        check_grammar(flags.overrides)
     check_group_choices(arguments, config_name)
     check_plugins(arguments)
     check_launcher_and_sweeper(arguments)
@@ -141,6 +143,45 @@ def check_bare_words(overrides: Sequence[str], config_name: str) -> None:
             f"{word}: settings are written KEY=VALUE (seed=1), or ~KEY to remove one; "
             f"--help lists {config_name}'s settings"
         )
+
+
+# Where Hydra's override grammar is written down.
+GRAMMAR = "https://hydra.cc/docs/1.3/advanced/override_grammar/basic/"
+LEXER_FAILED = "LexerNoViableAltException: "
+
+
+def check_grammar(overrides: Sequence[str]) -> None:
+    """Raises ConfigError for an override that Hydra's grammar cannot read, which Hydra answers
+    with a paragraph and exit status 1. A ``~`` inside a value (``hydra.run.dir=~/runs``: the shell
+    expands it only after a plain variable's name, as in ``resume=~/runs``) gets the path written
+    with ``$HOME``, which the shell expands."""
+    parser = OverridesParser.create()
+    for line in overrides:
+        try:
+            parser.parse_overrides([line])
+        except OverrideParseException as err:
+            key, _, value = line.partition("=")
+            if "~" in value:
+                raise ConfigError(
+                    f"{line}: Hydra reads ~ only before a key (~KEY removes it) and does not expand "
+                    f"it to your home folder; write {key}={value.replace('~', '$HOME', 1)}"
+                ) from None
+            raise ConfigError(
+                f"{line}: Hydra cannot read this override ({grammar_failure(line, str(err))}); quote "
+                f"a value that holds ( ) [ ] {{ }} , = or quotes, KEY='VALUE', and see {GRAMMAR}"
+            ) from None
+
+
+def grammar_failure(line: str, message: str) -> str:
+    """Gives what Hydra's parser says is wrong with override ``line``, in a few words: the character
+    its lexer stopped at, or the parser's complaint without its list of expected tokens."""
+    lines = message.splitlines()
+    if lines[0].startswith(LEXER_FAILED) and len(lines) > 1:  # the next line's caret points at it
+        at = lines[1].find("^") - len(LEXER_FAILED)
+        if 0 <= at < len(line):
+            return f"{line[at]!r} at character {at + 1} stops it"
+    complaint = lines[1] if lines[0].startswith("Error parsing override") and len(lines) > 1 else lines[0]
+    return complaint.split(" expecting ")[0]
 
 
 def check_sweeps_need_multirun(overrides: Sequence[str]) -> None:
