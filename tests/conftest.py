@@ -18,10 +18,10 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-import vae_gumbel.config  # noqa: F401  (registers the schema)
+from vae_gumbel.config import CONFIG_MODULES  # (importing it registers the schema)
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG_MODULE = "vae_gumbel.conf"
+CONFIG_MODULE = CONFIG_MODULES["train"]
 TRAIN_IMAGES, TEST_IMAGES = 120, 60
 
 
@@ -103,7 +103,7 @@ def sweep_of(run_dir: Path, sweep: Path, jobs: int, waiting: bool = False) -> Pa
 
 def compose_config(name: str, overrides: list[str]) -> DictConfig:
     """Composes one of the packaged primary configs, as its entry point would."""
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULES[name], version_base="1.3"):
         return compose(name, overrides=overrides)
 
 

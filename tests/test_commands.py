@@ -205,6 +205,9 @@ def test_a_number_for_a_config_group_is_one_line_with_exit_code_2(command: str) 
         ("train", "optim.l", ["optim.lr="]),
         ("train", "estimator=reinm", ["estimator=reinmax", "estimator=reinmax_rao"]),
         ("evaluate", "iwae_s", ["iwae_samples."]),
+        # Not train's groups (data=, debug=; objective=, optim=), which these commands do not take.
+        ("sample", "d", ["data.", "device="]),
+        ("evaluate", "o", ["out="]),
     ],
 )
 def test_hydras_tab_completion_offers_each_commands_settings(

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import compose_config, fixture_data
 from vae_gumbel.config import (
+    CONFIG_MODULES,
     SCHEMAS,
     EstimatorConfig,
     ModelConfig,
@@ -316,7 +317,7 @@ def test_every_documented_command_line_composes_and_passes_its_checks(module: st
     assert commands
     for arguments in commands:
         check_command_line(arguments, module)
-        with initialize_config_module(config_module="vae_gumbel.conf", version_base="1.3"):
+        with initialize_config_module(config_module=CONFIG_MODULES[module], version_base="1.3"):
             cfg = compose(module, overrides=first_job(arguments), return_hydra_config=True)
         with open_dict(cfg):  # and its values pass their checks
             del cfg["hydra"]

@@ -61,6 +61,9 @@ def test_the_wheel_holds_the_configs_and_composes_them_from_any_directory(
     launcher = run_command(wheel_env, "vae-gumbel-train", *shown, cwd=tmp_path)
     assert launcher.returncode == 0, launcher.stderr
     assert "StackedSlurmLauncher" in launcher.stdout and "partition: gpu" in launcher.stdout
+    for command in ("vae-gumbel-sample", "vae-gumbel-evaluate"):  # their configs live apart from train's
+        shown = run_command(wheel_env, command, "--cfg", "job", "checkpoint=RUN", cwd=tmp_path)
+        assert shown.returncode == 0 and "checkpoint: RUN" in shown.stdout, shown.stderr
     where = subprocess.run(
         [wheel_env / "bin" / "python", "-c", "import vae_gumbel; print(vae_gumbel.__file__)"],
         cwd=tmp_path,

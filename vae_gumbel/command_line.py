@@ -378,14 +378,16 @@ def parsed_overrides(lines: Sequence[str]) -> Iterator[Any]:
 
 
 def _conf_files() -> Any:
-    return files("vae_gumbel.conf")
+    """Gives the folder of the packaged config groups (train's)."""
+    return files(config.CONFIG_MODULES["train"])
 
 
 @functools.cache
 def _defaults_of(config_name: str) -> dict[str, str | None]:
     """Gives the config groups that entry point ``config_name`` chooses from, those its primary
     config's defaults list names, each with its default choice (None: the group is optional)."""
-    defaults = yaml.safe_load(_conf_files().joinpath(f"{config_name}.yaml").read_text())["defaults"]
+    primary = files(config.CONFIG_MODULES[config_name]).joinpath(f"{config_name}.yaml")
+    defaults = yaml.safe_load(primary.read_text())["defaults"]
     return {
         key.removeprefix("override "): choice
         for entry in defaults

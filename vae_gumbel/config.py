@@ -33,8 +33,18 @@ from vae_gumbel.optim import OPTIMIZERS
 from vae_gumbel.schedules import SCHEDULES
 from vae_gumbel.step import COMPILE_SETTINGS, PRECISIONS
 
-# Where the entry points find the YAML files: inside the installed package, from any directory.
-CONFIG_PATH = "pkg://vae_gumbel.conf"
+# Where each entry point finds its primary config: inside the installed package, from any
+# directory. sample and evaluate take no config groups: theirs live apart from train's groups.
+CONFIG_MODULES = {
+    "train": "vae_gumbel.conf",
+    "sample": "vae_gumbel.conf_checkpoint",
+    "evaluate": "vae_gumbel.conf_checkpoint",
+}
+
+
+def config_path(config_name: str) -> str:
+    """Gives the config path of entry point ``config_name``, as ``hydra.main`` takes it."""
+    return f"pkg://{CONFIG_MODULES[config_name]}"
 
 
 def require(condition: bool, key: str, allowed: str, value: Any) -> None:
@@ -564,11 +574,12 @@ def compose_settings(
     point composes them: for tools and tests that build runs without a command line."""
     from hydra import compose, initialize_config_module
 
-    with initialize_config_module(config_module="vae_gumbel.conf", version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULES[config_name], version_base="1.3"):
         return validate(compose(config_name, overrides=list(overrides)), schema)
 
 
-# Each entry point's primary config (conf/NAME.yaml) and the schema it names first in its defaults.
+# Each entry point's primary config (NAME.yaml in its CONFIG_MODULES) and the schema it names first
+# in its defaults.
 SCHEMAS: dict[str, type] = {"train": TrainConfig, "sample": SampleConfig, "evaluate": EvaluateConfig}
 
 

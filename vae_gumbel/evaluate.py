@@ -25,7 +25,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 from vae_gumbel.checkpoint import load_checkpoint, model_from_checkpoint, test_set_of
-from vae_gumbel.config import CONFIG_PATH, EvaluateConfig, validate
+from vae_gumbel.config import EvaluateConfig, config_path, validate
 from vae_gumbel.device import resolve_device
 from vae_gumbel.each_run import Work, each_run, runs_in, summary_line
 from vae_gumbel.errors import Interrupted, one_line_errors
@@ -150,7 +150,7 @@ def evaluate_command(cfg: DictConfig) -> float:
     return best_bound(report)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=config_path("evaluate"), config_name="evaluate")
 def main(cfg: DictConfig) -> float:
     with one_line_errors():
         return evaluate_command(cfg)

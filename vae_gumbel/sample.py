@@ -23,7 +23,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 from vae_gumbel.checkpoint import load_checkpoint, model_from_checkpoint, test_set_of
-from vae_gumbel.config import CONFIG_PATH, SampleConfig, validate
+from vae_gumbel.config import SampleConfig, config_path, validate
 from vae_gumbel.device import resolve_device
 from vae_gumbel.each_run import Work, each_run, runs_in, summary_line
 from vae_gumbel.errors import ConfigError, one_line_errors
@@ -95,7 +95,7 @@ def sample_command(cfg: DictConfig) -> None:
     log.info(happened)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="sample")
+@hydra.main(version_base="1.3", config_path=config_path("sample"), config_name="sample")
 def main(cfg: DictConfig) -> None:
     with one_line_errors():
         sample_command(cfg)

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_gumbel.background import BackgroundWriter, writer_threads
 from vae_gumbel.checkpoint import link_checkpoint, member_checkpoint, save_checkpoint
-from vae_gumbel.config import CONFIG_PATH, validate
+from vae_gumbel.config import config_path, validate
 from vae_gumbel.data import ImageSet
 from vae_gumbel.errors import (
     FolderBusy,
@@ -650,7 +650,7 @@ def objective(metrics: dict[str, Any]) -> float:
     return float(bound[1]) if bound else float(metrics.get(f"{split}/loss", math.nan))
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+@hydra.main(version_base="1.3", config_path=config_path("train"), config_name="train")
 def main(cfg: DictConfig) -> float:
     record_start()
     with one_line_errors():
