@@ -4,7 +4,8 @@ A checkpoint holds everything needed to rebuild one model (its kind, sizes and t
 config) and to continue its training exactly (optimizer, temperature, step, epoch, RNG states).
 It contains only dicts, lists, tuples, numbers, strings and tensors, so it loads with
 ``torch.load(..., weights_only=True)``. Writes go to a temporary file in the same folder and
-are moved into place with ``os.replace``, so a crash never leaves a broken file.
+are moved into place with ``os.replace``, so a crash never leaves a broken file; a load checks
+the archive's CRC-32 sums first, so a file damaged since is refused rather than read.
 
 ``member_checkpoint`` and ``restore_member`` are an inverse pair: one member of a stacked run
 out to a checkpoint, and a checkpoint back into one member.
