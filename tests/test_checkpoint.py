@@ -4,6 +4,7 @@ and one member of a run out and back in again."""
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 from pathlib import Path
 
@@ -126,6 +127,25 @@ def test_a_damaged_checkpoint_says_what_is_wrong_without_torchs_unsafe_advice(
     message = str(caught.value)
     assert reason in message and "corrupt" in message
     assert "weights_only" not in message and "miniz" not in message and "\n" not in message
+
+
+def test_a_damaged_checkpoint_of_a_run_points_to_the_runs_other_one_unless_they_are_one_file(
+    learned_run: Path, tmp_path: Path
+) -> None:
+    good = RunFolder(learned_run).checkpoint("last").read_bytes()
+    run = RunFolder(tmp_path)
+    best, last = run.checkpoint("best"), run.checkpoint("last")
+    best.parent.mkdir()
+    best.write_bytes(good[:-1000])
+    last.write_bytes(good)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(tmp_path, which="best")
+    assert str(caught.value).endswith(f": use another checkpoint, such as the run's last.pt ({last})")
+    last.unlink()
+    os.link(best, last)  # best.pt and last.pt of one epoch are one file
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(tmp_path, which="best")
+    assert str(caught.value).endswith(": use another checkpoint (best.pt or an earlier run)")
 
 
 def test_a_member_saved_and_restored_is_the_same_member(mnist_root: Path, learned_run: Path) -> None:

@@ -33,7 +33,7 @@ from vae_gumbel.faults import pause
 from vae_gumbel.files import CONTINUE_RUN, partial_path, replacing
 from vae_gumbel.model import CategoricalVAE, member_state, model_with_weights
 from vae_gumbel.provenance import environment
-from vae_gumbel.run_folder import resolve_checkpoint
+from vae_gumbel.run_folder import CHECKPOINTS, RunFolder, resolve_checkpoint
 
 if TYPE_CHECKING:
     from vae_gumbel.config import TestDataConfig
@@ -115,7 +115,7 @@ def load_checkpoint(
     current format, or raises CheckpointError."""
     file = resolve_checkpoint(path, which)
     if damage := failed_checksum(file):
-        raise UnreadableCheckpoint(file, damage)
+        raise UnreadableCheckpoint(file, damage, another_checkpoint(file))
     try:
         checkpoint = torch.load(file, map_location=map_location, weights_only=True)
     except Exception as err:
@@ -164,7 +164,17 @@ def unreadable(file: Path, err: Exception) -> CheckpointError:
             f"{file} holds objects a vae-gumbel checkpoint never holds (a reference to {unsafe.group(1)}), "
             "so it was refused for safety and not loaded; use a checkpoint that vae-gumbel wrote"
         )
-    return UnreadableCheckpoint(file, load_failure(file, err))
+    return UnreadableCheckpoint(file, load_failure(file, err), another_checkpoint(file))
+
+
+def another_checkpoint(file: Path) -> str:
+    """Gives the advice for a checkpoint that cannot be read: the run's other checkpoint where it
+    is a file of its own (best.pt and last.pt of one epoch are one file, and share its damage)."""
+    for which in CHECKPOINTS:
+        other = RunFolder.of_checkpoint(file).checkpoint(which)
+        if other.is_file() and not os.path.samefile(other, file):
+            return f"use another checkpoint, such as the run's {other.name} ({other})"
+    return UnreadableCheckpoint.ADVICE
 
 
 ZIP_MAGIC = b"PK\x03\x04"  # how every file torch.save writes begins
