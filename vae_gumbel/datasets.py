@@ -247,14 +247,24 @@ def fetch(root: str | Path, name: str) -> None:
             verify(root, name)
             return
         except Exception as err:  # every source may fail in its own way; try the next
-            errors.append(f"{how}: {first_line(err)}")
-            log.warning("could not fetch %s with %s: %s", source.torchvision_class, how, first_line(err))
+            errors.append(f"{how}: {fetch_failure(err)}")
+            log.warning("could not fetch %s with %s: %s", source.torchvision_class, how, fetch_failure(err))
     raise DataError(
         f"could not fetch {source.torchvision_class} ("
         + "; ".join(errors)
         + "); "
         + _missing_files_message(root, name)
     )
+
+
+def fetch_failure(err: Exception) -> str:
+    """Gives why a fetch failed, in one line: torchvision's download names the file on its first
+    line ("Error downloading X:") and gives each mirror's error on the lines after, the last one's
+    last."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return f"{lines[0]} {lines[-1]}"
+    return first_line(err)
 
 
 def ensure(root: str | Path, name: str, download: bool = True, verify_checksums: bool = True) -> None:
