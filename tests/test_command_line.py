@@ -238,6 +238,8 @@ def test_a_tilde_the_shell_left_in_a_path_is_answered_with_home() -> None:
     )
     with pytest.raises(ConfigError, match=f"^{re.escape(says)}$"):
         check_command_line(["hydra.run.dir=~/runs/a"], "train")
+    with pytest.raises(ConfigError, match=r"^data.root=runs/~a: Hydra cannot read .* \('~' at character 16"):
+        check_command_line(["data.root=runs/~a"], "train")  # no home folder there
     check_command_line(["~debug", "trainer.epochs=1"], "train")  # ~KEY removes a key
 
 

@@ -161,7 +161,7 @@ def check_grammar(overrides: Sequence[str]) -> None:
             parser.parse_overrides([line])
         except OverrideParseException as err:
             key, _, value = line.partition("=")
-            if "~" in value:
+            if value == "~" or value.startswith("~/"):
                 raise ConfigError(
                     f"{line}: Hydra reads ~ only before a key (~KEY removes it) and does not expand "
                     f"it to your home folder; write {key}={value.replace('~', '$HOME', 1)}"
