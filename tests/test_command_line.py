@@ -243,6 +243,31 @@ def test_a_tilde_the_shell_left_in_a_path_is_answered_with_home() -> None:
     check_command_line(["~debug", "trainer.epochs=1"], "train")  # ~KEY removes a key
 
 
+def test_a_launcher_or_sweeper_setting_it_lacks_is_one_line_with_the_settings_it_has() -> None:
+    says = (
+        "hydra.launcher.max_memebers is not a setting of the stacked launcher (did you mean "
+        "hydra.launcher.max_members?); it has: max_members"
+    )
+    typo = ["-m", "hydra/launcher=stacked", "seed=0,1", "hydra.launcher.max_memebers=8"]
+    with pytest.raises(ConfigError, match=f"^{re.escape(says)}$"):
+        check_command_line(typo, "train")
+    # hparams_search=best_bound chooses the stacked launcher itself.
+    with pytest.raises(ConfigError, match="^hydra.launcher.max_member is not a setting of the stacked"):
+        check_command_line(["hparams_search=best_bound", "hydra.launcher.max_member=4"], "train")
+    with pytest.raises(
+        ConfigError,
+        match=r"^hydra.launcher.n_jobs: the basic launcher has no settings; choose the launcher that "
+        r"has it with hydra/launcher=NAME \(basic, .*stacked",
+    ):
+        check_command_line(["-m", "seed=0,1", "hydra.launcher.n_jobs=2"], "train")
+    for fine in (
+        ["-m", "hydra/launcher=stacked", "hydra.launcher.max_members=8", "seed=0,1"],
+        ["-m", "seed=0,1", "hydra.sweeper.max_batch_size=4"],
+        ["-m", "hydra/launcher=stacked,basic", "hydra.launcher.max_members=8"],  # Hydra checks each
+    ):
+        check_command_line(fine, "train")
+
+
 def test_a_sweep_without_multirun_says_to_add_it_or_names_the_list_it_may_have_meant() -> None:
     with pytest.raises(
         ConfigError, match=re.escape("seed=0,1: a sweep needs -m (--multirun), which runs one job ")

@@ -2,7 +2,8 @@
 Python trace, with a screenful, or not at all: a number, null or dict given to a config group
 (``temperature=0.5``), a group's choice that has no file, a key that names no setting
 (``optim.lrr=1``, or ``+data.dataset=x``, which Hydra adds and nothing reads), a value of the wrong
-type, a launcher or sweeper whose plugin is not installed or that no config provides, a path
+type, a launcher or sweeper whose plugin is not installed or that no config provides (or a
+setting it does not have, ``hydra.launcher.max_memebers``), a path
 without its key, an override Hydra's grammar cannot read (``hydra.run.dir=~/runs``), a sweep
 without ``--multirun``, and two of Hydra's modes at once. Each is one
 line that says what to write instead. Hydra's shell completion (``-sc``) takes its own
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import functools
 import importlib.util
 from collections.abc import Iterator, Sequence
@@ -45,6 +47,7 @@ def check_command_line(arguments: Sequence[str], config_name: str) -> None:
     if flags is not None and not (flags.multirun or flags.cfg or flags.info) and own_configs_only(arguments):
         check_sweeps_need_multirun(flags.overrides)
     check_settings(arguments, config_name)
+    check_plugin_settings(arguments, config_name)
 
 
 def hydra_flags(arguments: Sequence[str]) -> argparse.Namespace | None:
@@ -304,6 +307,53 @@ def check_settings(overrides: Sequence[str], config_name: str) -> None:
             if not isinstance(value, list) and config.setting_value_error(key, [value], schema) is None:
                 why = f"{key} takes a list, in brackets, e.g. {key}=[{_as_text(value)}]"
             raise ConfigError(f"{key}={_as_text(value)}: {why}")
+
+
+# Hydra's plugins whose settings a command line may set, as hydra.KIND.KEY=VALUE.
+PLUGIN_KINDS = ("launcher", "sweeper")
+
+
+def check_plugin_settings(overrides: Sequence[str], config_name: str) -> None:
+    """Raises ConfigError for ``hydra.launcher.KEY`` or ``hydra.sweeper.KEY`` where the chosen
+    launcher or sweeper has no setting KEY, with the one it most likely meant: Hydra answers with
+    a paragraph and exit status 1. Only such a command line pays for composing Hydra's config."""
+    prefixes = tuple(f"hydra.{kind}." for kind in PLUGIN_KINDS)
+    parsed = list(parsed_overrides(overrides))
+    keyed = [o for o in parsed if o.key_or_group.startswith(prefixes) and not (o.is_add() or o.is_delete())]
+    if not keyed or not own_configs_only(overrides):
+        return
+    from hydra import compose, initialize_config_module
+
+    groups = _groups_of(config_name)
+    chosen = [o for o in parsed if "/" in o.key_or_group or o.key_or_group in groups]
+    if any(o.is_sweep_override() for o in chosen):
+        return  # the jobs' launchers or sweepers may differ: Hydra checks each
+    choices = [o.input_line for o in chosen]
+    try:
+        with initialize_config_module(config_module=config.CONFIG_MODULES[config_name], version_base="1.3"):
+            chosen_config = compose(config_name, overrides=choices, return_hydra_config=True).hydra
+    except Exception:  # whatever stops the composition, Hydra says it as it composes the run
+        return
+    for override in keyed:
+        _, kind, key = override.key_or_group.split(".", 2)
+        first = key.split(".")[0]
+        known = list(chosen_config[kind].keys())
+        if first in known:
+            continue
+        name = chosen_config.runtime.choices.get(f"hydra/{kind}", kind)
+        close = difflib.get_close_matches(first, known, n=1, cutoff=0.6)
+        guess = f" (did you mean hydra.{kind}.{close[0]}?)" if close else ""
+        settings = [k for k in known if k != "_target_"]
+        if not settings:
+            options = ", ".join(_hydra_options(f"hydra/{kind}"))
+            raise ConfigError(
+                f"{override.key_or_group}: the {name} {kind} has no settings; choose the {kind} "
+                f"that has it with hydra/{kind}=NAME ({options})"
+            )
+        raise ConfigError(
+            f"{override.key_or_group} is not a setting of the {name} {kind}{guess}; "
+            f"it has: {', '.join(settings)}"
+        )
 
 
 def own_configs_only(arguments: Sequence[str]) -> bool:
