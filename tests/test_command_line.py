@@ -260,7 +260,14 @@ def test_a_launcher_or_sweeper_setting_it_lacks_is_one_line_with_the_settings_it
         r"has it with hydra/launcher=NAME \(basic, .*stacked",
     ):
         check_command_line(["-m", "seed=0,1", "hydra.launcher.n_jobs=2"], "train")
+    swept = ["hparams_search=optuna", "hydra.sweeper.params.optim.lrr=interval(1e-4,1e-2)"]
+    with pytest.raises(
+        ConfigError,
+        match=r"^hydra.sweeper.params.optim.lrr: optim.lrr is not a setting of train \(did you mean optim.lr",
+    ):
+        check_command_line(swept, "train")
     for fine in (
+        ["-m", "hydra.sweeper.params.seed=0,1", "hydra.sweeper.params.estimator=reinmax,gumbel_softmax"],
         ["-m", "hydra/launcher=stacked", "hydra.launcher.max_members=8", "seed=0,1"],
         ["-m", "seed=0,1", "hydra.sweeper.max_batch_size=4"],
         ["-m", "hydra/launcher=stacked,basic", "hydra.launcher.max_members=8"],  # Hydra checks each

@@ -311,20 +311,30 @@ def check_settings(overrides: Sequence[str], config_name: str) -> None:
 
 # Hydra's plugins whose settings a command line may set, as hydra.KIND.KEY=VALUE.
 PLUGIN_KINDS = ("launcher", "sweeper")
+# Where a sweeper takes the settings it sweeps (Hydra's basic sweeper and Optuna's).
+SWEPT_SETTINGS = "hydra.sweeper.params."
 
 
 def check_plugin_settings(overrides: Sequence[str], config_name: str) -> None:
     """Raises ConfigError for ``hydra.launcher.KEY`` or ``hydra.sweeper.KEY`` where the chosen
     launcher or sweeper has no setting KEY, with the one it most likely meant: Hydra answers with
-    a paragraph and exit status 1. Only such a command line pays for composing Hydra's config."""
+    a paragraph and exit status 1; and for a swept parameter, ``hydra.sweeper.params.KEY``, that
+    names no setting, which would fail every job. Only such a command line pays for composing
+    Hydra's config."""
     prefixes = tuple(f"hydra.{kind}." for kind in PLUGIN_KINDS)
     parsed = list(parsed_overrides(overrides))
     keyed = [o for o in parsed if o.key_or_group.startswith(prefixes) and not (o.is_add() or o.is_delete())]
     if not keyed or not own_configs_only(overrides):
         return
+    groups = _groups_of(config_name)
+    for override in keyed:  # a sweeper's parameters are the run's settings, or its groups
+        swept = override.key_or_group.removeprefix(SWEPT_SETTINGS)
+        if swept == override.key_or_group or swept in groups:
+            continue
+        if (message := config.unknown_setting(swept, config.SCHEMAS[config_name], config_name)) is not None:
+            raise ConfigError(f"{override.key_or_group}: {message}")
     from hydra import compose, initialize_config_module
 
-    groups = _groups_of(config_name)
     chosen = [o for o in parsed if "/" in o.key_or_group or o.key_or_group in groups]
     if any(o.is_sweep_override() for o in chosen):
         return  # the jobs' launchers or sweepers may differ: Hydra checks each
