@@ -295,6 +295,21 @@ def test_grouped_by_seed_a_setting_averages_only_its_completed_seeds(tmp_path: P
     assert float(cells["best test loss mean"]) == 101.0
 
 
+def test_grouped_by_seed_a_setting_is_one_group_whatever_its_runs_were_continued_with(
+    tmp_path: Path,
+) -> None:
+    # Seed 1 was continued (resume=last, on fewer threads); the others had finished before.
+    for seed, run_control in ((0, []), (1, ["resume=last", "trainer.num_threads=1"]), (2, [])):
+        overrides = ["optim.lr=1e-3", f"seed={seed}", *run_control]
+        write_job(tmp_path / str(seed), overrides, [100.0 + seed], {"status": "completed"})
+    (cells,) = table_rows(report(tmp_path, by_seed=True))
+    assert (cells["seeds"], cells["final test loss n"], cells["final test loss mean"]) == (
+        "3",
+        "3",
+        "101.000",
+    )
+
+
 def test_report_cli_groups_by_seed(tmp_path: Path) -> None:
     for job, seed in enumerate((0, 1)):
         write_job(

@@ -494,10 +494,12 @@ class Setting:
 
 
 def group_by_seed(jobs: list[Job]) -> list[Setting]:
-    """Gives the jobs grouped into settings: the same overrides but for ``seed``, in first-seen order."""
+    """Gives the jobs grouped into settings: the same hyperparameters but for ``seed``, in
+    first-seen order. Run-control overrides do not split a setting: the jobs of a sweep continued
+    with ``resume=last`` record it, and those that had finished before do not."""
     settings: dict[tuple, Setting] = {}
     for job in jobs:
-        key = tuple(sorted((k, v) for k, v in job.overrides.items() if k != "seed"))
+        key = tuple(sorted((k, v) for k, v in job.overrides.items() if k != "seed" and is_hyperparameter(k)))
         settings.setdefault(key, Setting(dict(key), [])).jobs.append(job)
     return list(settings.values())
 
