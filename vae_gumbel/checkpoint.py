@@ -170,8 +170,9 @@ def unreadable(file: Path, err: Exception) -> CheckpointError:
 def another_checkpoint(file: Path) -> str:
     """Gives the advice for a checkpoint that cannot be read: the run's other checkpoint where it
     is a file of its own (best.pt and last.pt of one epoch are one file, and share its damage)."""
+    folder = RunFolder.of_checkpoint(file)
     for which in CHECKPOINTS:
-        other = RunFolder.of_checkpoint(file).checkpoint(which)
+        other = folder.checkpoint(which)
         if other.is_file() and not os.path.samefile(other, file):
             return f"use another checkpoint, such as the run's {other.name} ({other})"
     return UnreadableCheckpoint.ADVICE

@@ -333,6 +333,9 @@ def check_plugin_settings(overrides: Sequence[str], config_name: str) -> None:
             continue
         if (message := config.unknown_setting(swept, config.SCHEMAS[config_name], config_name)) is not None:
             raise ConfigError(f"{override.key_or_group}: {message}")
+    keyed = [o for o in keyed if not o.key_or_group.startswith(SWEPT_SETTINGS)]
+    if not keyed:
+        return  # only swept parameters, checked above: nothing to compose Hydra's config for
     from hydra import compose, initialize_config_module
 
     chosen = [o for o in parsed if "/" in o.key_or_group or o.key_or_group in groups]
