@@ -66,7 +66,7 @@ def test_choices_keys_and_values_that_a_run_can_take_pass_every_check() -> None:
         ],
         "train",
     )
-    check_command_line(["checkpoint=outputs/run", "rows=4", "data.test_limit=100"], "sample")
+    check_command_line(["checkpoint=outputs/run", "rows=4", "data.root=/data"], "sample")
     check_command_line(["checkpoint=outputs/run", "iwae_samples=[1,10]", "split=test"], "evaluate")
 
 
@@ -94,6 +94,8 @@ def test_choices_keys_and_values_that_a_run_can_take_pass_every_check() -> None:
             "temperature.minimum is not a setting of train; temperature has:",
         ),
         (["rowz=4"], "sample", "rowz is not a setting of sample (did you mean rows?)"),
+        # The grid decides how many test images sample reads; a limit would have been ignored.
+        (["data.test_limit=3"], "sample", "data.test_limit is not a setting of sample; data has: root"),
         (["samples=4"], "evaluate", "samples is not a setting of evaluate (did you mean iwae_samples?)"),
     ],
 )

@@ -140,6 +140,11 @@ def test_split_val_of_a_run_without_a_validation_set_is_a_clear_error(run_dir: P
         evaluate(f"checkpoint={run_dir}", "split=val", "iwae_samples=[1]")
 
 
+def test_a_test_limit_with_split_val_is_refused_rather_than_ignored() -> None:
+    with pytest.raises(ConfigError, match=r"^data.test_limit=10 limits the test set, and split=val evaluates"):
+        evaluate("checkpoint=anywhere", "split=val", "data.test_limit=10")
+
+
 def test_a_different_evaluation_already_there_is_kept_and_the_same_one_replaced(
     run_dir: Path, tmp_path: Path
 ) -> None:

@@ -36,7 +36,6 @@ from vae_gumbel.provenance import environment
 from vae_gumbel.run_folder import CHECKPOINTS, RunFolder, resolve_checkpoint
 
 if TYPE_CHECKING:
-    from vae_gumbel.config import TestDataConfig
     from vae_gumbel.run import Run
 
 # 2: every config group has a name (data, model, optim); the KL choice moved to objective.kl;
@@ -222,21 +221,21 @@ def model_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint"
 
 def test_set_of(
     checkpoint: dict[str, Any],
-    data: TestDataConfig,
     device: torch.device,
+    root: str | None = None,
     limit: int | None = None,
     split: str = "test",
 ) -> ImageSet:
     """Gives the test set of the run that wrote ``checkpoint``, binarized as it was: from its data
-    root unless ``data.root`` says otherwise, the first ``limit`` (or ``data.test_limit``) images;
-    with ``split="val"``, the validation set that run held out instead."""
+    root unless ``root`` says otherwise, the first ``limit`` images (default: all); with
+    ``split="val"``, the whole validation set that run held out instead."""
     from vae_gumbel.config import DataConfig, validate  # the schema imports this module's neighbours
 
-    saved = {**checkpoint["config"]["data"], "test_limit": data.test_limit}
-    if data.root is not None:
-        saved["root"] = data.root
+    saved = {**checkpoint["config"]["data"], "test_limit": limit}
+    if root is not None:
+        saved["root"] = root
     settings = validate(saved, DataConfig)
-    return load_validation_set(settings, device) if split == "val" else load_test_set(settings, device, limit)
+    return load_validation_set(settings, device) if split == "val" else load_test_set(settings, device)
 
 
 def check_compatible(

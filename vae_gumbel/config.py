@@ -299,10 +299,17 @@ class TrainConfig:
 
 
 @dataclass
-class TestDataConfig:
-    """Where the sample and evaluate entry points read test images; default: as the checkpoint's run."""
+class TestImagesConfig:
+    """Where the sample entry point reads test images; default: as the checkpoint's run. (How many
+    follows from the grid.)"""
 
     root: str | None = None
+
+
+@dataclass
+class TestDataConfig(TestImagesConfig):
+    """Where the evaluate entry point reads test images, and how many."""
+
     test_limit: int | None = None
 
     def __post_init__(self) -> None:
@@ -328,7 +335,7 @@ class SampleConfig:
     variables: list[int] | None = None
     temperatures: list[float] = field(default_factory=lambda: [0.1, 0.5, 1.0, 2.0, 5.0])
     overwrite: bool = False
-    data: TestDataConfig = field(default_factory=TestDataConfig)
+    data: TestImagesConfig = field(default_factory=TestImagesConfig)
 
     def __post_init__(self) -> None:
         from vae_gumbel.grids import MAX_TILES, RECONSTRUCTION_CODES, SAMPLE_MODES
@@ -384,6 +391,11 @@ class EvaluateConfig:
     def __post_init__(self) -> None:
         choice("which", self.which, ("best", "last"))
         choice("split", self.split, ("test", "val"))
+        if self.split == "val" and self.data.test_limit is not None:
+            raise ConfigError(
+                f"data.test_limit={self.data.test_limit} limits the test set, and split=val evaluates "
+                "the run's whole validation set; drop data.test_limit (or evaluate split=test)"
+            )
         seed_setting("seed", self.seed)
         output_file_setting("out", self.out, ".json")
         self.progress = str(self.progress).lower()

@@ -59,7 +59,11 @@ def draw(settings: SampleConfig, file: Path) -> tuple[Path, str]:
     check_writable(out.parent, "out=")  # before the drawing, which may take minutes
     mode = SAMPLE_MODES[settings.mode]
     count = mode.images(settings)
-    x = test_set_of(checkpoint, settings.data, device, limit=count).targets(slice(None)) if count else None
+    x = (
+        test_set_of(checkpoint, device, settings.data.root, limit=count).targets(slice(None))
+        if count
+        else None
+    )
     if x is not None and len(x) < count and not mode.fewer_images_do:
         raise ConfigError(
             f"mode={settings.mode} with these rows and cols shows {count:,} test images, and the test set "
