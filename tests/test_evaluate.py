@@ -141,7 +141,7 @@ def test_split_val_of_a_run_without_a_validation_set_is_a_clear_error(run_dir: P
 
 
 def test_a_test_limit_with_split_val_is_refused_rather_than_ignored() -> None:
-    with pytest.raises(ConfigError, match=r"^data.test_limit=10 limits the test set, and split=val evaluates"):
+    with pytest.raises(ConfigError, match=r"^data.test_limit=10 limits the test set, and split=val"):
         evaluate("checkpoint=anywhere", "split=val", "data.test_limit=10")
 
 

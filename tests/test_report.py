@@ -409,14 +409,62 @@ def test_against_a_baseline_the_figure_adds_the_paired_difference_per_epoch(tmp_
     assert len(seed_curves_figure(settings, "no baseline").axes) == 1  # without --against, one panel
 
 
-def test_a_seed_a_setting_completed_twice_is_left_out_of_the_pairs(tmp_path: Path) -> None:
+def test_a_seed_a_setting_trained_twice_counts_once_with_the_mean_of_its_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_estimator_jobs(tmp_path)
     again = ["estimator=gumbel_softmax", "optim.lr=1e-3", "seed=0"]  # seed 0 once more, in another sweep
-    write_job(tmp_path / "again" / "0", again, [50.0], {"status": "completed"})
+    write_job(tmp_path / "again" / "0", again, [96.0], {"status": "completed"})
     rows = table_rows(report(tmp_path, against=("estimator", "straight_through")))
     (gumbel,) = [row for row in rows if (row["estimator"], row["optim.lr"]) == ("gumbel_softmax", "1e-3")]
+    # Seed 0 is one draw, (98 + 96) / 2 = 97, not two: four seeds, not five runs, make the mean.
+    assert (gumbel["seeds"], gumbel["completed"], gumbel["final test loss n"]) == ("4", "4", "4")
+    assert float(gumbel["final test loss mean"]) == (97.0 + 109.0 + 117.0 + 90.0) / 4
     difference = "final test loss minus estimator=straight_through"
-    assert (float(gumbel[f"{difference} mean"]), gumbel[f"{difference} n"]) == (-2.0, "2")  # seeds 1, 2
+    assert (float(gumbel[f"{difference} mean"]), gumbel[f"{difference} n"]) == (
+        pytest.approx((-3.0 - 1.0 - 3.0) / 3, abs=1e-3),
+        "3",
+    )
+    report_module.main([str(tmp_path), "--group-by-seed"])
+    assert (
+        "estimator=gumbel_softmax, optim.lr=1e-3: seed 0 trained more than once (4, again/0); the table "
+        "counts each seed once, with the mean of its runs"
+    ) in capsys.readouterr().out.splitlines()
+
+
+def test_one_value_spelled_two_ways_is_one_setting_and_finds_its_baseline(tmp_path: Path) -> None:
+    # Single runs started with optim.lr=1e-3, and a sweep's jobs, which Hydra records as 0.001.
+    for seed, (final, baseline) in enumerate([(100.0, 104.0), (110.0, 111.0)]):
+        write_job(
+            tmp_path / f"run{seed}",
+            ["optim.lr=1e-3", "estimator=reinmax", f"seed={seed}"],
+            [final],
+            {"status": "completed"},
+        )
+        overrides = ["optim.lr=0.001", "estimator=straight_through", f"seed={seed}"]
+        write_job(tmp_path / "sweep" / str(seed), overrides, [baseline], {"status": "completed"})
+    write_job(
+        tmp_path / "run2",
+        ["optim.lr=0.0010", "estimator=reinmax", "seed=2"],
+        [105.0],
+        {"status": "completed"},
+    )
+    rows = table_rows(report(tmp_path, against=("estimator", "straight_through")))
+    assert [row["estimator"] for row in rows] == ["reinmax", "straight_through"]  # no optim.lr column
+    reinmax = rows[0]
+    assert (reinmax["seeds"], float(reinmax["final test loss mean"])) == ("3", 105.0)
+    difference = "final test loss minus estimator=straight_through"
+    assert (float(reinmax[f"{difference} mean"]), reinmax[f"{difference} n"]) == (-2.5, "2")
+    for seed in range(2):  # the sweep at another rate: --against optim.lr as it was typed finds 0.001
+        overrides = ["optim.lr=0.003", "estimator=straight_through", f"seed={seed}"]
+        write_job(tmp_path / "sweep" / str(seed + 2), overrides, [90.0 + seed], {"status": "completed"})
+    rows = table_rows(report(tmp_path, against=("optim.lr", "1e-3")))
+    (faster,) = [row for row in rows if row["optim.lr"] == "0.003"]
+    assert faster["paired with"] == "estimator=straight_through, optim.lr=0.001"
+    assert (
+        float(faster["final test loss minus optim.lr=1e-3 mean"]),
+        faster["final test loss minus optim.lr=1e-3 n"],
+    ) == (-17.0, "2")  # 90 - 104, 91 - 111
 
 
 def test_a_setting_without_its_baseline_has_no_difference(tmp_path: Path) -> None:

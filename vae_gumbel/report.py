@@ -34,6 +34,7 @@ import io
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,10 @@ class Job:
     val_iwae: tuple[int, float] | None = None  # (k, bound) on the validation set
     # ((k, what was evaluated), bound) of the test set's eval.json (``evaluate``) with the most samples
     evaluated: tuple[tuple[int, str], float] | None = None
+
+    @cached_property
+    def test_loss_by_epoch(self) -> dict[int, float]:
+        return dict(self.curve)
 
 
 def parse_overrides(path: Path) -> dict[str, str]:
@@ -185,12 +190,29 @@ def is_hyperparameter(key: str) -> bool:
     return key not in RUN_CONTROL_KEYS and not key.startswith("hydra.")
 
 
+def comparable(value: str) -> tuple[str, Any]:
+    """Gives an override's value in a form in which the spellings of one value compare equal: a
+    run started with ``optim.lr=1e-3`` and a sweep's job, which Hydra records as ``optim.lr=0.001``,
+    trained the same setting (so do ``1`` and ``1.0``, ``true`` and ``True``, ``'adam'`` and ``adam``)."""
+    text = value.strip()
+    if text.lower() in ("true", "false"):
+        return "bool", text.lower() == "true"
+    try:
+        number = int(text)
+    except ValueError:
+        try:
+            number = float(text)
+        except ValueError:
+            return "text", text[1:-1] if len(text) > 1 and text[0] == text[-1] in "'\"" else text
+    return ("number", number) if number == number else ("text", text)  # NaN equals nothing
+
+
 def varying_keys(jobs: list[Job]) -> list[str]:
     """Gives the hyperparameter override keys whose values differ between jobs (all of them for a
     single job); run-control keys such as ``resume`` or ``trainer.num_threads`` are left out."""
     keys = sorted({key for job in jobs for key in job.overrides if is_hyperparameter(key)})
     if len(jobs) > 1:
-        keys = [k for k in keys if len({job.overrides.get(k, "") for job in jobs}) > 1]
+        keys = [k for k in keys if len({comparable(job.overrides.get(k, "")) for job in jobs}) > 1]
     return keys
 
 
@@ -499,8 +521,9 @@ def group_by_seed(jobs: list[Job]) -> list[Setting]:
     with ``resume=last`` record it, and those that had finished before do not."""
     settings: dict[tuple, Setting] = {}
     for job in jobs:
-        key = tuple(sorted((k, v) for k, v in job.overrides.items() if k != "seed" and is_hyperparameter(k)))
-        settings.setdefault(key, Setting(dict(key), [])).jobs.append(job)
+        shared = {k: v for k, v in job.overrides.items() if k != "seed" and is_hyperparameter(k)}
+        key = tuple(sorted((k, comparable(v)) for k, v in shared.items()))
+        settings.setdefault(key, Setting(shared, [])).jobs.append(job)
     return list(settings.values())
 
 
@@ -525,7 +548,9 @@ def baselines_of(settings: list[Setting], key: str, value: str) -> list[Setting 
     ``key`` = ``value``."""
     if key == "seed":
         raise ConfigError(f"--against seed={value}: the seed is what pairs the runs; compare another key")
-    candidates = [setting for setting in settings if setting.overrides.get(key) == value]
+    candidates = [
+        setting for setting in settings if comparable(setting.overrides.get(key, "")) == comparable(value)
+    ]
     if not candidates:
         values = sorted({setting.overrides[key] for setting in settings if key in setting.overrides})
         keys = sorted({other for setting in settings for other in setting.overrides if other != "seed"})
@@ -538,7 +563,11 @@ def baselines_of(settings: list[Setting], key: str, value: str) -> list[Setting 
 
     def agree(setting: Setting, baseline: Setting) -> bool:
         shared = setting.overrides.keys() & baseline.overrides.keys() - {key}
-        return all(setting.overrides[k] == baseline.overrides[k] for k in shared if is_hyperparameter(k))
+        return all(
+            comparable(setting.overrides[k]) == comparable(baseline.overrides[k])
+            for k in shared
+            if is_hyperparameter(k)
+        )
 
     matches = [[baseline for baseline in candidates if agree(setting, baseline)] for setting in settings]
     return [found[0] if len(found) == 1 else None for found in matches]
@@ -546,18 +575,54 @@ def baselines_of(settings: list[Setting], key: str, value: str) -> list[Setting 
 
 def paired_difference(setting: Setting, baseline: Setting | None, value: Any) -> tuple[float, float, int]:
     """Gives the mean, standard error and count of ``value``(job) minus ``value`` of the baseline's
-    job with the same seed, over the seeds that both completed once (none without a baseline; a seed
-    that one of them completed twice, in two sweeps, would pair ambiguously and is left out). The
-    same seed starts both from the same weights, so the pairs may share part of their luck, which
-    the differences then take out."""
-    mine, theirs = once_by_seed(setting.completed), once_by_seed(baseline.completed) if baseline else {}
-    return mean_and_stderr([value(job) - value(theirs[seed]) for seed, job in mine.items() if seed in theirs])
+    job with the same seed, over the seeds that both completed (none without a baseline; a seed run
+    more than once gives the mean of its runs, ``per_seed``). The same seed starts both from the
+    same weights, so the pairs may share part of their luck, which the differences then take out."""
+    return paired(setting.completed, baseline.completed if baseline else [], value)
 
 
-def once_by_seed(jobs: list[Job]) -> dict[str, Job]:
-    """Gives the jobs by seed, leaving out the seeds that more than one of them has."""
-    seeds = [job.overrides.get("seed", "") for job in jobs]
-    return {seed: job for seed, job in zip(seeds, jobs, strict=True) if seeds.count(seed) == 1}
+def paired(jobs: list[Job], baseline_jobs: list[Job], value: Any) -> tuple[float, float, int]:
+    """Gives the mean, standard error and count of ``value`` of ``jobs`` minus that of
+    ``baseline_jobs``, paired by seed (each seed's mean over its runs, ``per_seed``)."""
+    mine, theirs = per_seed(jobs, value), per_seed(baseline_jobs, value)
+    return mean_and_stderr([mine[seed] - theirs[seed] for seed in mine if seed in theirs])
+
+
+def loss_at(epoch: int) -> Any:
+    """Gives a job's test loss at ``epoch`` (NaN if its run did not reach it)."""
+    return lambda job: job.test_loss_by_epoch.get(epoch, math.nan)
+
+
+def by_seed(jobs: list[Job]) -> dict[tuple[str, Any], list[Job]]:
+    """Gives the jobs by seed (``comparable``), in first-seen order."""
+    seeds: dict[tuple[str, Any], list[Job]] = {}
+    for job in jobs:
+        seeds.setdefault(comparable(job.overrides.get("seed", "")), []).append(job)
+    return seeds
+
+
+def per_seed(jobs: list[Job], value: Any) -> dict[tuple[str, Any], float]:
+    """Gives each seed's ``value``: the mean over its jobs that have a finite one (NaN if none). A seed
+    trained twice (a rerun, or the same setting in two sweeps) is one draw of the seed's luck, not
+    two: counted apart, its runs would shrink the standard error."""
+    return {seed: mean_and_stderr([value(job) for job in runs])[0] for seed, runs in by_seed(jobs).items()}
+
+
+def repeated_seeds(settings: list[Setting]) -> list[str]:
+    """Gives a line for each setting that trained a seed more than once, saying how the table counts it."""
+    keys = varying_keys([Job("", s.overrides, [], "") for s in settings])
+    lines = []
+    for setting in settings:
+        repeated = [runs for runs in by_seed(setting.jobs).values() if len(runs) > 1]
+        if repeated:
+            seeds = ", ".join(runs[0].overrides.get("seed", "(default)") for runs in repeated)
+            runs = ", ".join(job.name for seed_runs in repeated for job in seed_runs)
+            lines.append(
+                f"{label(setting.overrides, keys) or 'all runs'}: seed{'s' if len(repeated) > 1 else ''} "
+                f"{seeds} trained more than once ({runs}); the table counts each seed once, with the "
+                "mean of its runs"
+            )
+    return lines
 
 
 def seed_table(
@@ -583,11 +648,11 @@ def seed_table(
     rows = []
     for setting, baseline in zip(settings, baselines, strict=True):
         row: list[Any] = [short(setting.overrides.get(k, "")) for k in keys]
-        row += [len(setting.jobs), len(setting.completed)]
+        row += [len(by_seed(setting.jobs)), len(by_seed(setting.completed))]
         if against:  # the baseline's overrides that tell settings apart, so that a pairing can be checked
             row.append(label(baseline.overrides, keys) if baseline else "")
         for value in metrics.values():
-            mean, stderr, n = mean_and_stderr([value(job) for job in setting.completed])
+            mean, stderr, n = mean_and_stderr(list(per_seed(setting.completed, value).values()))
             row += [_round(mean), _round(stderr), n]
             if against:
                 mean, stderr, n = paired_difference(setting, baseline, value)
@@ -616,15 +681,12 @@ def seed_curves_figure(
     curves = []
     for setting in settings:
         epochs = sorted({epoch for job in setting.jobs for epoch, _ in job.curve})
-        stats = [
-            mean_and_stderr([dict(job.curve).get(epoch, math.nan) for job in setting.jobs])
-            for epoch in epochs
-        ]
+        stats = [mean_and_stderr(list(per_seed(setting.jobs, loss_at(epoch)).values())) for epoch in epochs]
         if epochs:
             curves.append((setting, epochs, stats))
 
     def mean_loss(setting: Setting, loss: Any) -> float:
-        mean = mean_and_stderr([loss(job) for job in setting.completed])[0]
+        mean = mean_and_stderr(list(per_seed(setting.completed, loss).values()))[0]
         return mean if math.isfinite(mean) else math.inf
 
     def shown(job: Job) -> float:
@@ -635,9 +697,10 @@ def seed_curves_figure(
     )  # the table's order
     for rank, (setting, epochs, stats) in enumerate(curves):
         means, band = mean_band(stats)
-        seeds = f"{len(setting.jobs)} seed{'s' if len(setting.jobs) > 1 else ''}"
-        if len(setting.completed) < len(setting.jobs):
-            seeds = f"{len(setting.completed)} of {seeds} completed"
+        started, completed = len(by_seed(setting.jobs)), len(by_seed(setting.completed))
+        seeds = f"{started} seed{'s' if started > 1 else ''}"
+        if completed < started:
+            seeds = f"{completed} of {seeds} completed"
         text = (
             f"{label(setting.overrides, keys) or 'all'}: {shown_loss(setting.jobs[0], sort)[0]} "
             f"{mean_loss(setting, shown):.2f} ({seeds})"
@@ -678,13 +741,9 @@ def paired_curves(
     for rank, (setting, baseline) in enumerate(zip(settings, baselines, strict=True)):
         if baseline is None or baseline is setting:
             continue
-        mine, theirs = once_by_seed(setting.jobs), once_by_seed(baseline.jobs)
-        pairs = [(dict(mine[seed].curve), dict(theirs[seed].curve)) for seed in mine if seed in theirs]
-        epochs = sorted({epoch for curve, other in pairs for epoch in curve.keys() & other.keys()})
-        stats = [
-            mean_and_stderr([curve[e] - other[e] for curve, other in pairs if e in curve and e in other])
-            for e in epochs
-        ]
+        epochs = sorted({epoch for job in setting.jobs for epoch, _ in job.curve})
+        stats = [paired(setting.jobs, baseline.jobs, loss_at(epoch)) for epoch in epochs]
+        epochs, stats = [e for e, s in zip(epochs, stats, strict=True) if s[2]], [s for s in stats if s[2]]
         if not epochs:
             continue
         means, band = mean_band(stats)
@@ -804,6 +863,8 @@ def main(argv: list[str] | None = None) -> int:
         text, settings = write_report(args.sweep_dir, args.sort, args.group_by_seed, args.against)
     print(text, end="")
     name = "report_seeds" if args.group_by_seed or args.against else "report"
+    for line in repeated_seeds(settings):
+        print(line)
     print(f"wrote {args.sweep_dir / name}.csv, {name}.md, {name}.png and runs.csv")
     if not args.against and (pairing := suggested_against(settings)):
         command = shell_command(
