@@ -249,12 +249,18 @@ def test_grouped_by_seed_each_setting_gets_the_mean_stderr_and_count_over_its_se
 
 
 def write_evaluation(
-    folder: Path, bounds: dict[str, float], checkpoint: str = "best.pt", images: int = 10000
+    folder: Path,
+    bounds: dict[str, float],
+    checkpoint: str = "best.pt",
+    images: int = 10000,
+    epoch: int | None = None,
 ):
     """Writes an eval.json as ``evaluate`` writes it, with the bounds given (k -> nats)."""
     evaluation = {
         "checkpoint": str(folder / "checkpoints" / checkpoint),
+        **({"epoch": epoch} if epoch is not None else {}),
         "test_images": images,
+        "seed": 0,
         "iwae_nll": bounds,
         "iwae_nll_stderr": dict.fromkeys(bounds, 0.5),
     }
@@ -280,6 +286,32 @@ def test_bounds_of_evaluate_get_a_column_named_for_what_they_were_measured_on(tm
     ):
         write_evaluation(tmp_path / "2", {k: 91.0}, checkpoint, images)
         assert not any(key.startswith("evaluate:") for key in table_rows(report(tmp_path))[0])
+
+
+def test_a_bound_evaluated_before_the_run_trained_on_is_left_out_with_the_command_that_renews_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Both runs evaluated at epoch 2; run 1 then trained on, and its best epoch is now the third.
+    write_job(tmp_path / "0", ["seed=0"], [120.0, 100.0], {"status": "completed"})
+    write_job(tmp_path / "1", ["seed=1"], [120.0, 100.0, 95.0], {"status": "completed"})
+    for job in ("0", "1"):
+        write_evaluation(tmp_path / job, {"1": 99.0, "100": 90.0}, epoch=2, images=1000)
+    column = "evaluate: test IWAE NLL k=100 (best.pt, 1000 images)"
+    assert [row[column] for row in table_rows(report(tmp_path))] == ["", "90.000"]  # run 1 ranks first
+    report_module.main([str(tmp_path)])
+    assert (
+        f"1: its eval.json evaluated best.pt at epoch 2, and best.pt now holds epoch 3, so the table "
+        f"leaves its bound out; evaluate it anew with python -m vae_gumbel.evaluate "
+        f"checkpoint={tmp_path / '1'} which=best 'iwae_samples=[1,100]' data.test_limit=1000 seed=0"
+    ) in capsys.readouterr().out.splitlines()
+    # last.pt is stale as soon as the run trains another epoch; an unchanged best.pt is not.
+    write_job(tmp_path / "1", ["seed=1"], [120.0, 100.0, 95.0, 96.0], {"status": "completed"})
+    write_evaluation(tmp_path / "1", {"100": 89.0}, epoch=3)
+    write_evaluation(tmp_path / "0", {"100": 91.0}, "last.pt", epoch=1)
+    assert read_job(tmp_path / "1", tmp_path).stale == ""
+    assert read_job(tmp_path / "0", tmp_path).stale == (
+        "its eval.json evaluated last.pt at epoch 1, and last.pt now holds epoch 2"
+    )
 
 
 @pytest.mark.slow

@@ -70,6 +70,8 @@ class Job:
     val_iwae: tuple[int, float] | None = None  # (k, bound) on the validation set
     # ((k, what was evaluated), bound) of the test set's eval.json (``evaluate``) with the most samples
     evaluated: tuple[tuple[int, str], float] | None = None
+    stale: str = ""  # why that eval.json no longer speaks of the checkpoint it names, if it does not
+    again: list[str] = field(default_factory=list)  # then the evaluate overrides that measure it anew
 
     @cached_property
     def test_loss_by_epoch(self) -> dict[int, float]:
@@ -126,7 +128,9 @@ def read_job(path: Path, root: Path) -> Job:
         evaluation = read_evaluation_file(path)  # read once, for its columns and its bound
         job.evaluations.update(evaluation_columns(evaluation, path.stem))
         if split == "test":
-            job.evaluated = evaluated_bound(evaluation)
+            job.evaluated, job.stale = evaluated_bound(evaluation), stale_evaluation(evaluation, records)
+            if job.stale:  # its bound would stand beside the numbers of a later epoch
+                job.evaluated, job.again = None, evaluate_again(evaluation)
     if job.curve:
         job.final_test_loss = job.curve[-1][1]
         job.best_epoch, job.best_test_loss = min(job.curve, key=lambda point: point[1])
@@ -169,8 +173,53 @@ def evaluated_bound(evaluation: dict[str, Any]) -> tuple[tuple[int, str], float]
     return (k, basis), bound
 
 
+def stale_evaluation(evaluation: dict[str, Any], records: list[dict[str, Any]]) -> str:
+    """Gives why an evaluation by ``evaluate`` no longer speaks of the checkpoint it names, in a few
+    words: the run trained on after it, so that its best.pt or last.pt now holds another epoch
+    (by the run's metrics: last.pt its last epoch, best.pt the epoch of its lowest loss on the set
+    that selects). Empty if it still does, or if that cannot be told."""
+    name, epoch = Path(str(evaluation.get("checkpoint", ""))).name, evaluation.get("epoch")
+    if name not in ("best.pt", "last.pt") or not isinstance(epoch, int) or not records:
+        return ""
+    if name == "last.pt":
+        now = records[-1]["epoch"]
+    else:
+        split = "val" if "val/loss" in records[-1] else "test"
+        losses = [(r[f"{split}/loss"], r["epoch"]) for r in records if f"{split}/loss" in r]
+        if not losses:
+            return ""
+        now = min(losses, key=lambda loss_epoch: loss_epoch[0])[1]  # the first of equal losses
+    if now == epoch:
+        return ""
+    return f"its eval.json evaluated {name} at epoch {epoch}, and {name} now holds epoch {now}"
+
+
+def evaluate_again(evaluation: dict[str, Any]) -> list[str]:
+    """Gives the ``evaluate`` overrides (but the checkpoint) that measure what ``evaluation`` measured
+    on its run's checkpoint as it is now: the same checkpoint name, k, images and seed."""
+    again = [f"which={Path(str(evaluation['checkpoint'])).stem}"]
+    try:
+        again.append(f"iwae_samples=[{','.join(str(int(k)) for k in evaluation['iwae_nll'])}]")
+        again.append(f"data.test_limit={int(evaluation['test_images'])}")
+        again.append(f"seed={int(evaluation['seed'])}")
+    except (KeyError, TypeError, ValueError, AttributeError):
+        pass  # the defaults then
+    return again
+
+
+def stale_notes(jobs: list[Job], root: Path) -> list[str]:
+    """Gives a line for each job whose eval.json is stale, with the command that evaluates it anew."""
+    return [
+        f"{job.name}: {job.stale}, so the table leaves its bound out; evaluate it anew with "
+        + shell_command("python", "-m", "vae_gumbel.evaluate", f"checkpoint={root / job.name}", *job.again)
+        for job in jobs
+        if job.stale
+    ]
+
+
 # What a row of runs.csv keeps of an eval.json, besides its bounds and the test targets' digest.
 EVALUATION_FIELDS = (
+    "epoch",
     "test_images",
     "neg_elbo",
     "neg_elbo_samples",
@@ -786,11 +835,11 @@ def report(
 
 def write_report(
     root: Path, sort: str = "final", by_seed: bool = False, against: tuple[str, str] | None = None
-) -> tuple[str, list[Setting]]:
+) -> tuple[str, list[Setting], list[str]]:
     """Writes the report's table (report.csv, report.md) and figure (report.png) into ``root``, or
     with ``by_seed`` the table and figure over seeds (report_seeds.*), with ``against`` (key,
-    value) each setting's paired difference to the one with that value; gives the Markdown table
-    and, grouped by seed, the settings (else none)."""
+    value) each setting's paired difference to the one with that value; gives the Markdown table,
+    grouped by seed the settings (else none), and the lines a reader should see below the table."""
     if not root.is_dir():
         raise ConfigError(f"{root} is not a folder; give a multirun folder or a folder of run folders")
     jobs = [read_job(folder, root) for folder in find_runs(root)]
@@ -801,14 +850,15 @@ def write_report(
     if sort == "bound":
         check_bounds_compare(jobs)
     write_csv(*runs_table(jobs), root / RUNS_CSV)
+    notes = stale_notes(jobs, root)
     if by_seed or against:
         settings = group_by_seed(jobs)
         text = write_table(*seed_table(settings, sort, against), root, "report_seeds")
         save_figure(seed_curves_figure(settings, str(root), sort, against), root / "report_seeds.png")
-        return text, settings
+        return text, settings, repeated_seeds(settings) + notes
     text = write_table(*table(jobs, sort), root, "report")
     save_figure(curves_figure(jobs, str(root), sort), root / "report.png")
-    return text, []
+    return text, [], notes
 
 
 def suggested_against(settings: list[Setting]) -> tuple[str, str] | None:
@@ -860,10 +910,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     with one_line_errors():
-        text, settings = write_report(args.sweep_dir, args.sort, args.group_by_seed, args.against)
+        text, settings, notes = write_report(args.sweep_dir, args.sort, args.group_by_seed, args.against)
     print(text, end="")
     name = "report_seeds" if args.group_by_seed or args.against else "report"
-    for line in repeated_seeds(settings):
+    for line in notes:
         print(line)
     print(f"wrote {args.sweep_dir / name}.csv, {name}.md, {name}.png and runs.csv")
     if not args.against and (pairing := suggested_against(settings)):
