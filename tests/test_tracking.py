@@ -273,6 +273,27 @@ def test_a_sweep_whose_hparams_summary_cannot_be_written_still_ends_with_its_com
     assert messages[1].startswith(f"sweep done: {tmp_path}")
 
 
+def test_a_sweep_with_a_run_whose_records_are_damaged_ends_with_its_summary_of_the_others(
+    compose_train, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from omegaconf import OmegaConf
+
+    for job, lr in (("0", 1e-3), ("1", 3e-3)):
+        folder = RunFolder(tmp_path / job)
+        folder.config.parent.mkdir(parents=True)
+        OmegaConf.save(compose_train(f"optim.lr={lr}"), folder.config)
+        OmegaConf.save(OmegaConf.create([f"optim.lr={lr}"]), folder.hydra_file("overrides.yaml"))
+        folder.metrics.write_text('{"epoch": 1, "test/loss": 100.0}\n' * 2)
+    RunFolder(tmp_path / "1").metrics.write_text('{"epoch": 1, "test/lo\n{"epoch": 2, "test/loss": 99.0}\n')
+    config = OmegaConf.create(
+        {"hydra": {"sweep": {"dir": str(tmp_path)}}, "eval": {"final_iwae_samples": None}}
+    )
+    caplog.set_level(logging.INFO, logger="hydra")
+    SweepSummary().on_multirun_end(config)  # the damaged run has no session to show; the sweep ends
+    assert caplog.records[-1].getMessage().startswith(f"sweep done: {tmp_path}")
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
 def test_a_sweep_that_ends_after_a_failed_job_says_how_each_unfinished_run_ended(tmp_path: Path) -> None:
     assert how_runs_ended(tmp_path) == "no runs: none of its jobs wrote a run folder"
     for job, status in (("0", "completed"), ("10", "failed"), ("2", "interrupted")):

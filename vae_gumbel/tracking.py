@@ -391,11 +391,11 @@ def write_sweep_summary(sweep_dir: Path) -> Path | None:
             continue
         try:
             settings = recorded_settings(folder.config.read_text())
-        except Exception:  # a job whose config failed its checks has no session to show
-            continue
+            last = (read_metrics(folder.metrics) or [{}])[-1]
+        except Exception:  # a job whose config failed its checks, or whose records are damaged
+            continue  # (the report lists it with the damage), has no session to show
         for key, value in hyperparameters(settings).items():
             values.setdefault(key, []).append(value)
-        last = (read_metrics(folder.metrics) or [{}])[-1]
         metrics += [key for key in last if key.startswith(OPTIONAL_METRICS) and key not in metrics]
     if not values:
         return None
