@@ -94,10 +94,25 @@ def test_a_format_1_checkpoint_is_upgraded_on_load(learned_run: Path, tmp_path: 
     assert torch.equal(upgraded["model"]["encoder.0.weight"], checkpoint["model"]["encoder.0.weight"])
 
 
-def test_an_unknown_format_is_refused(learned_run: Path, tmp_path: Path) -> None:
-    save_checkpoint(tmp_path / "future.pt", {**load_checkpoint(learned_run), "format_version": 99})
-    with pytest.raises(CheckpointError, match="has checkpoint format 99"):
+def test_a_newer_format_is_refused_naming_the_version_that_wrote_it(
+    learned_run: Path, tmp_path: Path
+) -> None:
+    import vae_gumbel
+
+    checkpoint = load_checkpoint(learned_run)
+    future = {
+        **checkpoint,
+        "format_version": 99,
+        "environment": {**checkpoint["environment"], "vae_gumbel": "9.1"},
+    }
+    save_checkpoint(tmp_path / "future.pt", future)
+    with pytest.raises(CheckpointError) as refused:
         load_checkpoint(tmp_path / "future.pt")
+    assert str(refused.value) == (
+        f"{tmp_path / 'future.pt'} has checkpoint format 99, and vae-gumbel {vae_gumbel.__version__} reads "
+        f"formats [1, {FORMAT_VERSION}]; it was written by vae-gumbel 9.1: read it with that version or a "
+        "later one"
+    )
 
 
 @pytest.mark.parametrize(

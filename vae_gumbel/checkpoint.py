@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+import vae_gumbel
 from vae_gumbel import files
 from vae_gumbel.data import ImageSet, load_test_set, load_validation_set
 from vae_gumbel.errors import CheckpointError, UnreadableCheckpoint, WriteError, first_line
@@ -127,10 +128,21 @@ def load_checkpoint(
         version = checkpoint["format_version"]
     if version != FORMAT_VERSION:
         raise CheckpointError(
-            f"{file} has checkpoint format {checkpoint['format_version']}, this version reads "
-            f"formats {sorted({*UPGRADES, FORMAT_VERSION})}"
+            f"{file} has checkpoint format {checkpoint['format_version']}, and vae-gumbel "
+            f"{vae_gumbel.__version__} reads formats {sorted({*UPGRADES, FORMAT_VERSION})}"
+            + newer_format_advice(checkpoint)
         )
     return checkpoint
+
+
+def newer_format_advice(checkpoint: dict[str, Any]) -> str:
+    """Gives what to do with a checkpoint of a format newer than this version's: read it with the
+    version that wrote it (its environment names it), or a newer one."""
+    if not isinstance(version := checkpoint["format_version"], int) or version < FORMAT_VERSION:
+        return ""
+    wrote = (checkpoint.get("environment") or {}).get("vae_gumbel")
+    by = f"vae-gumbel {wrote}" if wrote else "a newer vae-gumbel"
+    return f"; it was written by {by}: read it with that version or a later one"
 
 
 def failed_checksum(file: Path) -> str | None:
