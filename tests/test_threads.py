@@ -172,6 +172,23 @@ def test_a_fixed_count_and_cuda_runs_do_not_adapt() -> None:
     assert not ThreadCount("auto", torch.device("cuda")).adapts
 
 
+def test_a_fixed_count_above_the_cores_a_run_may_use_is_kept_with_a_warning(
+    monkeypatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(threads_module, "usable_cores", lambda: 2)
+    ThreadCount("2", torch.device("cpu"))
+    assert not caplog.records
+    # Kept, for bit-identical reruns of a run made on a larger machine, but it may be a slip.
+    ThreadCount("16", torch.device("cpu"))
+    assert torch.get_num_threads() == 16
+    (warning,) = [record for record in caplog.records if record.levelname == "WARNING"]
+    assert warning.getMessage().startswith(
+        "trainer.num_threads=16 starts more threads than the 2 cores this process may use"
+    )
+    ThreadCount("16", torch.device("cuda"))  # a GPU run's threads only feed the GPU
+    assert len(caplog.records) == 1
+
+
 def test_auto_leaves_a_busy_process_its_core() -> None:
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:

@@ -152,6 +152,16 @@ def threads_for(free_cores: float, cores: int) -> int:
     return max(1, min(cores, math.floor(free_cores + 1 / 3)))
 
 
+def oversubscribed(threads: int, cores: int) -> str:
+    """Gives the warning for a fixed thread count above the cores a run may use."""
+    return (
+        f"trainer.num_threads={threads} starts more threads than the {cores} core{'s' if cores > 1 else ''} "
+        "this process may use (its CPU affinity and CPU quota): they take turns, and each step waits "
+        f"for the slowest, which can make it many times slower; trainer.num_threads={cores} or auto "
+        "uses the cores there are (a fixed count is only needed for bit-identical reruns)"
+    )
+
+
 class ThreadCount:
     """Sets torch's intra-op threads as ``trainer.num_threads`` says and, under ``auto`` on a CPU,
     adjusts them to the cores that other processes leave free: first while the run loads its data
@@ -165,7 +175,10 @@ class ThreadCount:
         self.watched = len(self.cpus) if self.cpus is not None else self.cores
         self.since = cpu_times(self.cpus)
         if not self.adapts:
-            torch.set_num_threads(self.cores if setting in (None, "auto") else int(setting))
+            threads = self.cores if setting in (None, "auto") else int(setting)
+            if threads > self.cores and device.type == "cpu":
+                log.warning(oversubscribed(threads, self.cores))
+            torch.set_num_threads(threads)
         elif torch.get_num_threads() > self.cores:  # torch counts the machine's cores, not a quota
             log.info(
                 "CPU threads: %d -> %d (the cores this process may use, by its CPU affinity and CPU"
