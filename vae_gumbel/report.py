@@ -8,9 +8,11 @@ a table sorted by final (or best) loss, or by the final IWAE bound that a search
 then only reported), else on the test set, with the overrides as columns, and writes it as
 ``report.csv`` and ``report.md`` with ``report.png``, the test loss per epoch of every job.
 
-With ``--group-by-seed``, jobs whose overrides differ only in ``seed`` form one setting, and the
-table gives each setting's mean and standard error over its seeds (and the count) for the final
-and best test loss and, when the runs computed them, the IWAE bound with the most samples:
+With ``--group-by-seed``, jobs whose overrides differ only in ``seed`` (values compared as Hydra
+reads them: ``1e-3`` is ``0.001``) form one setting, and the table gives each setting's mean and
+standard error over its seeds (a seed trained twice counts once, with the mean of its runs) and
+their count for the final and best test loss and, when the runs computed them, the IWAE bound with
+the most samples:
 ``report_seeds.csv``, ``report_seeds.md`` and ``report_seeds.png`` (mean curve, band of one
 standard error). ``--against KEY=VALUE`` adds each setting's difference to the setting with
 KEY=VALUE instead of its own value, paired by seed (mean, standard error and count), and a
