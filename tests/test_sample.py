@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from tests.conftest import (
     tiny_run,
 )
 from tests.test_grids import grid_size
+from vae_gumbel.config import SampleConfig, validate
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.sample import sample
 from vae_gumbel.train import train
@@ -180,6 +182,34 @@ def test_a_grid_too_large_to_draw_is_refused_before_anything_is_drawn(settings: 
 
     with pytest.raises(ConfigError, match=says):
         sample_with("checkpoint=unused", *settings)
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        (
+            ["variables=[0,5]"],
+            "variables=[0,5] is read by mode=traversal only, and this grid is mode=prior: ",
+        ),
+        (
+            ["mode=temperature", "code=argmax"],
+            "code=argmax is read by mode=reconstruction only, and this grid",
+        ),
+        (
+            ["mode=reconstruction", "temperatures=[0.5,1]"],
+            "temperatures=[0.5,1] is read by mode=temperature",
+        ),
+    ],
+)
+def test_a_setting_only_another_mode_reads_is_refused_rather_than_ignored(
+    settings: list[str], says: str
+) -> None:
+    from vae_gumbel.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="^" + re.escape(says)):
+        sample_with("checkpoint=unused", *settings)
+    # Its default value, given or not, is no sign of another mode.
+    validate(compose_config("sample", ["checkpoint=unused", "mode=traversal", "code=sample"]), SampleConfig)
 
 
 def test_a_reconstruction_of_more_images_than_the_test_set_is_refused(run_dir: Path) -> None:

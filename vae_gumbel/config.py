@@ -343,6 +343,7 @@ class SampleConfig:
         choice("which", self.which, ("best", "last"))
         choice("mode", self.mode, SAMPLE_MODES)
         choice("code", self.code, RECONSTRUCTION_CODES)
+        self.check_read_by_mode(SAMPLE_MODES)
         require(self.rows >= 1, "rows", ">= 1", self.rows)
         require(self.cols >= 1, "cols", ">= 1", self.cols)
         require(
@@ -372,6 +373,24 @@ class SampleConfig:
             "a non-empty list of numbers > 0",
             self.temperatures,
         )
+
+    def check_read_by_mode(self, modes: dict[str, Any]) -> None:
+        """Refuses a setting that only another mode reads (``variables`` without mode=traversal,
+        say), given a value of its own: it would be ignored, and the grid would not be the one meant."""
+        defaults = {
+            item.name: item.default_factory()
+            if item.default_factory is not dataclasses.MISSING
+            else item.default
+            for item in dataclasses.fields(self)
+        }
+        for name, mode in modes.items():
+            for key in mode.own if name != self.mode else ():
+                if (value := getattr(self, key)) != defaults[key]:
+                    shown = f"[{','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in value)}]"
+                    raise ConfigError(
+                        f"{key}={shown if isinstance(value, list) else value} is read by mode={name} only, "
+                        f"and this grid is mode={self.mode}: add mode={name}, or leave {key} out"
+                    )
 
 
 @dataclass

@@ -255,6 +255,7 @@ class SampleMode:
     shown: Callable[[SampleConfig, CategoricalVAE], dict[str, Any]]
     tiles: Callable[[SampleConfig], int]
     fewer_images_do: bool = False  # images is a most: fewer test images draw the same kind of grid
+    own: tuple[str, ...] = ()  # the settings that only this mode reads
 
 
 # The most small pictures one grid may hold: 256 x 256 of them took 2.5 GB of memory to draw on the
@@ -284,6 +285,7 @@ SAMPLE_MODES: dict[str, SampleMode] = {
             "seed": s.seed,
         },
         tiles=lambda s: s.rows * s.cols,
+        own=("code",),
     ),
     "traversal": SampleMode(
         images=lambda s: 1 if s.variables else TRAVERSAL_RANKING_IMAGES,
@@ -296,12 +298,14 @@ SAMPLE_MODES: dict[str, SampleMode] = {
         ),
         tiles=lambda s: 0,  # at most N x K
         fewer_images_do=True,  # they rank the variables by KL
+        own=("variables",),
     ),
     "temperature": SampleMode(
         images=lambda s: s.cols,
         draw=lambda model, x, s: temperature_grid(model, x, s.temperatures, s.cols, s.seed),
         shown=lambda s, model: settings_of(s, "temperatures", "cols", "seed"),
         tiles=lambda s: (len(s.temperatures) + 1) * s.cols,
+        own=("temperatures",),
     ),
 }
 
