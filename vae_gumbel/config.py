@@ -386,10 +386,11 @@ class SampleConfig:
         for name, mode in modes.items():
             for key in mode.own if name != self.mode else ():
                 if (value := getattr(self, key)) != defaults[key]:
-                    shown = f"[{','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in value)}]"
+                    if isinstance(value, list):  # as a command line writes it
+                        value = f"[{','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in value)}]"
                     raise ConfigError(
-                        f"{key}={shown if isinstance(value, list) else value} is read by mode={name} only, "
-                        f"and this grid is mode={self.mode}: add mode={name}, or leave {key} out"
+                        f"{key}={value} is read by mode={name} only, and this grid is mode={self.mode}: "
+                        f"add mode={name}, or leave {key} out"
                     )
 
 
