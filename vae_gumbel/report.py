@@ -212,7 +212,8 @@ def evaluate_again(evaluation: dict[str, Any]) -> list[str]:
 def stale_notes(jobs: list[Job], root: Path) -> list[str]:
     """Gives a line for each job whose eval.json is stale, with the command that evaluates it anew."""
     return [
-        f"{job.name}: {job.stale}, so the table leaves its bound out; evaluate it anew with "
+        f"{root if job.name == '.' else job.name}: {job.stale}, so the table leaves its bound out; evaluate "
+        "it anew with "
         + shell_command("python", "-m", "vae_gumbel.evaluate", f"checkpoint={root / job.name}", *job.again)
         for job in jobs
         if job.stale
