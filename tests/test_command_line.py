@@ -222,6 +222,11 @@ def test_a_word_without_key_names_the_setting_a_path_was_meant_for(
         ("model.hidden=[512,", r"\(no viable alternative at input '\[512,'\)"),
         ('data.root="data', r"""\('"' at character 11 stops it\); quote a value .*override_grammar"""),
         ("optim.=3", r"\('\.' at character 6 stops it\)"),
+        # Unquoted, Hydra reads ASCII only: a folder's name in another script needs quotes.
+        (
+            "hydra.run.dir=runs/über",
+            r"\('ü' at character 20 stops it\); quote a value that holds anything but ASCII",
+        ),
     ],
 )
 def test_an_override_hydras_grammar_cannot_read_is_one_line_that_says_where_it_stops(

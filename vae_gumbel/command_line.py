@@ -171,7 +171,8 @@ def check_grammar(overrides: Sequence[str]) -> None:
                 ) from None
             raise ConfigError(
                 f"{line}: Hydra cannot read this override ({grammar_failure(line, str(err))}); quote "
-                f"a value that holds ( ) [ ] {{ }} , = or quotes, KEY='VALUE', and see {GRAMMAR}"
+                "a value that holds anything but ASCII letters, digits, spaces and _ - / \\ + . : $ % * @ "
+                f"? | (brackets, commas, = and quotes included), KEY='VALUE', and see {GRAMMAR}"
             ) from None
 
 
