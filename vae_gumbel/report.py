@@ -50,7 +50,7 @@ from vae_gumbel.errors import ConfigError, RecordsError, first_line, one_line_er
 from vae_gumbel.files import replace_text, replacing, writing
 from vae_gumbel.interrupts import shell_command
 from vae_gumbel.run_folder import RunFolder, find_runs, status_now
-from vae_gumbel.tracking import iwae_bound, read_metrics
+from vae_gumbel.tracking import iwae_bound, read_metrics, selection_split
 
 
 @dataclass
@@ -186,7 +186,7 @@ def stale_evaluation(evaluation: dict[str, Any], records: list[dict[str, Any]]) 
     if name == "last.pt":
         now = records[-1]["epoch"]
     else:
-        split = "val" if "val/loss" in records[-1] else "test"
+        split = selection_split(records[-1])
         losses = [(r[f"{split}/loss"], r["epoch"]) for r in records if f"{split}/loss" in r]
         if not losses:
             return ""
@@ -259,9 +259,10 @@ def comparable(value: str) -> tuple[str, Any]:
     return ("number", number) if number == number else ("text", text)  # NaN equals nothing
 
 
-def varying_keys(jobs: list[Job]) -> list[str]:
-    """Gives the hyperparameter override keys whose values differ between jobs (all of them for a
-    single job); run-control keys such as ``resume`` or ``trainer.num_threads`` are left out."""
+def varying_keys(jobs: list[Job] | list[Setting]) -> list[str]:
+    """Gives the hyperparameter override keys whose values differ between jobs, or settings (all of
+    them for a single one); run-control keys such as ``resume`` or ``trainer.num_threads`` are left
+    out."""
     keys = sorted({key for job in jobs for key in job.overrides if is_hyperparameter(key)})
     if len(jobs) > 1:
         keys = [k for k in keys if len({comparable(job.overrides.get(k, "")) for job in jobs}) > 1]
@@ -662,7 +663,7 @@ def per_seed(jobs: list[Job], value: Any) -> dict[tuple[str, Any], float]:
 
 def repeated_seeds(settings: list[Setting]) -> list[str]:
     """Gives a line for each setting that trained a seed more than once, saying how the table counts it."""
-    keys = varying_keys([Job("", s.overrides, [], "") for s in settings])
+    keys = varying_keys(settings)
     lines = []
     for setting in settings:
         repeated = [runs for runs in by_seed(setting.jobs).values() if len(runs) > 1]
@@ -684,7 +685,7 @@ def seed_table(
     error and count over its completed seeds of the final and best test loss (and of the IWAE
     bound), best first. With ``against`` (key, value), also each number's difference to the
     setting with that value instead of its own, paired by seed (``paired_difference``)."""
-    keys = varying_keys([Job("", s.overrides, [], "") for s in settings])
+    keys = varying_keys(settings)
     metrics = {
         "final test loss": lambda job: job.final_test_loss,
         "best test loss": lambda job: job.best_test_loss,
@@ -729,7 +730,7 @@ def seed_curves_figure(
     second panel below gives each setting's paired difference to its baseline per epoch."""
     figure = Figure(figsize=(9, 10 if against else 5))
     axis, *below = figure.subplots(2 if against else 1, 1, sharex=True, squeeze=False)[:, 0]
-    keys = varying_keys([Job("", s.overrides, [], "") for s in settings])
+    keys = varying_keys(settings)
     curves = []
     for setting in settings:
         epochs = sorted({epoch for job in setting.jobs for epoch, _ in job.curve})
@@ -871,7 +872,7 @@ def suggested_against(settings: list[Setting]) -> tuple[str, str] | None:
     seeds or nothing but the seed differs."""
     if len(settings) < 2 or max(len(setting.jobs) for setting in settings) < 2:
         return None
-    for key in varying_keys([Job("", setting.overrides, [], "") for setting in settings]):
+    for key in varying_keys(settings):
         return key, next(setting.overrides[key] for setting in settings if key in setting.overrides)
     return None
 

@@ -57,6 +57,12 @@ CUSTOM_SCALARS = {
 }
 
 
+def selection_split(metrics: dict[str, Any]) -> str:
+    """Gives the set that selects among epochs and runs (best.pt, the sweepers' objective): the
+    validation set when the run holds one out, so that the test set is only ever reported."""
+    return "val" if "val/loss" in metrics else "test"
+
+
 def iwae_bound(metrics: dict[str, Any], split: str = "test") -> tuple[int, float] | None:
     """Gives (k, bound) of the IWAE NLL bound with the most samples among a record's ``metrics`` on
     ``split`` (test or val), or None if the record has none."""

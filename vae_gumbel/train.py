@@ -92,6 +92,7 @@ from vae_gumbel.tracking import (
     job_swept_keys,
     read_metrics,
     record_refusal,
+    selection_split,
     tensorboard_run_name,
     write_status,
 )
@@ -364,12 +365,6 @@ def score_held_out_sets(run: Run) -> dict[str, list[TestScores]]:
         split: score_test_set(run.model, images, trainer.eval_batch_size, trainer.eval_seed, split)
         for split, images in held_out_sets(run).items()
     }
-
-
-def selection_split(metrics: dict[str, Any]) -> str:
-    """Gives the set that selects among epochs and runs (best.pt, the sweepers' objective): the
-    validation set when the run holds one out, so that the test set is only ever reported."""
-    return "val" if "val/loss" in metrics else "test"
 
 
 def interrupted(run: Run, err: BaseException) -> Interrupted:
