@@ -499,6 +499,32 @@ def test_one_value_spelled_two_ways_is_one_setting_and_finds_its_baseline(tmp_pa
     ) == (-17.0, "2")  # 90 - 104, 91 - 111
 
 
+def test_a_setting_that_two_settings_could_be_the_baseline_of_is_named_with_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for seed in range(2):  # straight-through twice, once also with more epochs: either could pair
+        write_job(
+            tmp_path / f"gs{seed}",
+            ["estimator=gumbel_softmax", f"seed={seed}"],
+            [99.0],
+            {"status": "completed"},
+        )
+        write_job(
+            tmp_path / f"st{seed}",
+            ["estimator=straight_through", f"seed={seed}"],
+            [100.0],
+            {"status": "completed"},
+        )
+        longer = ["estimator=straight_through", "trainer.epochs=20", f"seed={seed}"]
+        write_job(tmp_path / f"long{seed}", longer, [98.0], {"status": "completed"})
+    report_module.main([str(tmp_path), "--against", "estimator=straight_through"])
+    assert (
+        "estimator=gumbel_softmax: 2 settings could be its baseline (estimator=straight_through, "
+        "trainer.epochs=20; estimator=straight_through), so it is paired with none; keep set-ups that "
+        "should not be compared in separate folders"
+    ) in capsys.readouterr().out.splitlines()
+
+
 def test_a_setting_without_its_baseline_has_no_difference(tmp_path: Path) -> None:
     write_estimator_jobs(tmp_path)
     write_job(

@@ -594,11 +594,29 @@ def mean_and_stderr(values: list[float]) -> tuple[float, float, int]:
 
 
 def baselines_of(settings: list[Setting], key: str, value: str) -> list[Setting | None]:
-    """Gives each setting's baseline: the one setting with ``key`` = ``value`` whose other overrides
-    agree with the setting's wherever both set a hyperparameter (so that a ReinMax sweep that also
-    chose ``temperature=constant`` still finds its straight-through baseline in another sweep); None
-    where no setting, or more than one, is its baseline. Raises ConfigError if no setting has
-    ``key`` = ``value``."""
+    """Gives each setting's baseline (``baseline_matches``); None where no setting, or more than one,
+    could be its baseline."""
+    return [found[0] if len(found) == 1 else None for found in baseline_matches(settings, key, value)]
+
+
+def ambiguous_baselines(settings: list[Setting], key: str, value: str) -> list[str]:
+    """Gives a line for each setting that more than one setting could be the baseline of, and so
+    is paired with none (its cells and its curve stay empty)."""
+    keys = varying_keys(settings)
+    return [
+        f"{label(setting.overrides, keys) or 'all runs'}: {len(found)} settings could be its baseline "
+        f"({'; '.join(label(baseline.overrides, keys) for baseline in found)}), so it is paired with "
+        "none; keep set-ups that should not be compared in separate folders"
+        for setting, found in zip(settings, baseline_matches(settings, key, value), strict=True)
+        if len(found) > 1
+    ]
+
+
+def baseline_matches(settings: list[Setting], key: str, value: str) -> list[list[Setting]]:
+    """Gives, for each setting, the settings that could be its baseline: those with ``key`` =
+    ``value`` whose other overrides agree with the setting's wherever both set a hyperparameter (so
+    that a ReinMax sweep that also chose ``temperature=constant`` still finds its straight-through
+    baseline in another sweep). Raises ConfigError if no setting has ``key`` = ``value``."""
     if key == "seed":
         raise ConfigError(f"--against seed={value}: the seed is what pairs the runs; compare another key")
     candidates = [
@@ -622,8 +640,7 @@ def baselines_of(settings: list[Setting], key: str, value: str) -> list[Setting 
             if is_hyperparameter(k)
         )
 
-    matches = [[baseline for baseline in candidates if agree(setting, baseline)] for setting in settings]
-    return [found[0] if len(found) == 1 else None for found in matches]
+    return [[baseline for baseline in candidates if agree(setting, baseline)] for setting in settings]
 
 
 def paired_difference(setting: Setting, baseline: Setting | None, value: Any) -> tuple[float, float, int]:
@@ -859,6 +876,8 @@ def write_report(
         settings = group_by_seed(jobs)
         text = write_table(*seed_table(settings, sort, against), root, "report_seeds")
         save_figure(seed_curves_figure(settings, str(root), sort, against), root / "report_seeds.png")
+        if against:
+            notes = ambiguous_baselines(settings, *against) + notes
         return text, settings, repeated_seeds(settings) + notes
     text = write_table(*table(jobs, sort), root, "report")
     save_figure(curves_figure(jobs, str(root), sort), root / "report.png")
