@@ -17,7 +17,15 @@ import vae_gumbel.report as report_module
 from tests.conftest import run_module
 from vae_gumbel.device import hardware_name
 from vae_gumbel.errors import ConfigError, WriteError
-from vae_gumbel.report import HIGHLIGHTED, curves_figure, group_by_seed, read_job, report, seed_curves_figure
+from vae_gumbel.report import (
+    HIGHLIGHTED,
+    comparable,
+    curves_figure,
+    group_by_seed,
+    read_job,
+    report,
+    seed_curves_figure,
+)
 from vae_gumbel.run_folder import RunFolder, training_into
 from vae_gumbel.tracking import read_metrics
 
@@ -462,6 +470,21 @@ def test_a_seed_a_setting_trained_twice_counts_once_with_the_mean_of_its_runs(
         "estimator=gumbel_softmax, optim.lr=1e-3: seed 0 trained more than once (4, again/0); the table "
         "counts each seed once, with the mean of its runs"
     ) in capsys.readouterr().out.splitlines()
+
+
+def test_values_compare_as_hydra_reads_them() -> None:
+    same = [
+        ("1e-3", "0.001"),
+        ("1", "1.0"),
+        ("true", "True"),
+        ("null", "NULL"),
+        ("'adam'", "adam"),
+        ("nan", "nan"),
+    ]
+    for one, other in same:
+        assert comparable(one) == comparable(other), (one, other)
+    for one, other in [("null", "'null'"), ("1", "true"), ("0", "false"), ("1e-3", "1e-4")]:
+        assert comparable(one) != comparable(other), (one, other)
 
 
 def test_one_value_spelled_two_ways_is_one_setting_and_finds_its_baseline(tmp_path: Path) -> None:

@@ -245,10 +245,13 @@ def is_hyperparameter(key: str) -> bool:
 def comparable(value: str) -> tuple[str, Any]:
     """Gives an override's value in a form in which the spellings of one value compare equal: a
     run started with ``optim.lr=1e-3`` and a sweep's job, which Hydra records as ``optim.lr=0.001``,
-    trained the same setting (so do ``1`` and ``1.0``, ``true`` and ``True``, ``'adam'`` and ``adam``)."""
+    trained the same setting (so do ``1`` and ``1.0``, ``true`` and ``True``, ``null`` and ``NULL``,
+    ``'adam'`` and ``adam``)."""
     text = value.strip()
     if text.lower() in ("true", "false"):
         return "bool", text.lower() == "true"
+    if text.lower() == "null":  # Hydra's grammar reads it in any case, as it does true and false
+        return "null", None
     try:
         number = int(text)
     except ValueError:
