@@ -84,8 +84,9 @@ def test_choices_keys_and_values_that_a_run_can_take_pass_every_check() -> None:
         (
             ["-m", "seed=0,1", "epochs=20"],
             "train",
-            "epochs is not a setting of train (did you mean trainer.epochs?); "
-            "python -m vae_gumbel.train --cfg job shows them all",
+            "epochs is not a setting of train (did you mean trainer.epochs?); train has: data.*, model.*, "
+            "estimator.*, objective.*, temperature.*, optim.*, trainer.*, eval.*, seed, resume, "
+            "resume_weights_only",
         ),
         (["~optim.epss"], "train", "optim.epss is not a setting of train (did you mean optim.eps?)"),
         (
@@ -97,6 +98,14 @@ def test_choices_keys_and_values_that_a_run_can_take_pass_every_check() -> None:
         # The grid decides how many test images sample reads; a limit would have been ignored.
         (["data.test_limit=3"], "sample", "data.test_limit is not a setting of sample; data has: root"),
         (["samples=4"], "evaluate", "samples is not a setting of evaluate (did you mean iwae_samples?)"),
+        (
+            ["ks=[1,10]"],
+            "evaluate",
+            "ks is not a setting of evaluate; evaluate has: checkpoint, which, iwae_samples, batch_size, "
+            "max_rows, seed, device, out, progress, data.*, split",
+        ),
+        (["data.nope.deeper=1"], "sample", "data.nope.deeper is not a setting of sample; data has: root"),
+        (["nope.deeper=1"], "sample", "nope.deeper is not a setting of sample; sample has: checkpoint, "),
     ],
 )
 def test_a_key_that_names_no_setting_is_refused_with_the_setting_it_most_likely_meant(

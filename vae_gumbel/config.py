@@ -508,11 +508,12 @@ def unknown_setting(key: str, schema: type, entry: str) -> str | None:
         return None
     nearest = nearest_setting(key, setting_names(schema), holder)
     guess = f" (did you mean {nearest}?)" if nearest else ""
-    if holder and node is not None:
-        where = f"{holder} has: {', '.join(item.name for item in dataclasses.fields(node))}"
-    else:
-        where = f"python -m vae_gumbel.{entry} --cfg job shows them all"
-    return f"{key} is not a setting of {entry}{guess}; {where}"
+    if not holder or node is None:  # the key's first part names no group: list the entry's own
+        holder, node = entry, schema
+    names = [
+        item.name + (".*" if nested_schema(node, item.name) else "") for item in dataclasses.fields(node)
+    ]
+    return f"{key} is not a setting of {entry}{guess}; {holder} has: {', '.join(names)}"
 
 
 def setting_value_error(key: str, value: Any, schema: type) -> str | None:
