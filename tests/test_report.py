@@ -449,6 +449,16 @@ def test_against_a_baseline_the_figure_adds_the_paired_difference_per_epoch(tmp_
     assert len(seed_curves_figure(settings, "no baseline").axes) == 1  # without --against, one panel
 
 
+def test_a_one_epoch_curve_shows_its_spread_over_seeds_as_an_error_bar(tmp_path: Path) -> None:
+    for seed, loss in enumerate([100.0, 102.0, 104.0]):
+        write_job(tmp_path / str(seed), [f"seed={seed}"], [loss], {"status": "completed"})
+    settings = group_by_seed([read_job(folder, tmp_path) for folder in sorted(tmp_path.iterdir())])
+    (axis,) = seed_curves_figure(settings, "one epoch").axes
+    (bar,) = [c for c in axis.collections if c.get_segments()]  # a band one epoch wide would be empty
+    ((low, high),) = [(a[1], b[1]) for a, b in bar.get_segments()]
+    assert (low, high) == pytest.approx((102.0 - 2 / 3**0.5, 102.0 + 2 / 3**0.5))  # mean +- stderr
+
+
 def test_a_seed_a_setting_trained_twice_counts_once_with_the_mean_of_its_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

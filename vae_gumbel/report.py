@@ -519,7 +519,11 @@ def draw_ranked(
     if rank < HIGHLIGHTED:
         color = f"C{rank}"
         axis.plot(epochs, values, style, marker="o", markersize=3, color=color, label=text, zorder=3)
-        if band is not None:
+        if band is not None and len(epochs) == 1:  # a band one epoch wide has no width: a bar
+            low, high = band
+            bar = [[values[0] - low[0]], [high[0] - values[0]]]
+            axis.errorbar(epochs, values, yerr=bar, color=color, capsize=4, alpha=0.5, zorder=2)
+        elif band is not None:
             axis.fill_between(epochs, *band, color=color, alpha=0.2, zorder=2)
     else:
         others = f"{count - HIGHLIGHTED} others" if rank == HIGHLIGHTED else None
