@@ -106,6 +106,16 @@ def test_evaluate_cli_prints_the_bounds(run_dir: Path, tmp_path: Path) -> None:
     assert json.loads(out.read_text())["test_images"] == 30
 
 
+def test_bounds_on_grey_levels_are_printed_as_cross_entropies_not_comparable_with_binarized_mnist(
+    mnist_root: Path, tmp_path: Path
+) -> None:
+    for binarize, says in (("none", True), ("dynamic", False)):
+        folder = tmp_path / binarize
+        train(compose_config("train", [*tiny_run(mnist_root), f"data.binarize={binarize}"]), folder)
+        _, report = evaluate(f"checkpoint={folder}", "iwae_samples=[1,2]", "data.test_limit=10")
+        assert ("not a log-likelihood" in evaluate_module.summary(report)) is says
+
+
 @pytest.mark.slow
 def test_evaluate_cli_reports_a_missing_checkpoint_in_one_line(tmp_path: Path) -> None:
     result = run_module("vae_gumbel.evaluate", f"checkpoint={tmp_path / 'nope'}", cwd=tmp_path)

@@ -221,13 +221,16 @@ def evaluation_report(
     }
 
 
+# A Bernoulli "likelihood" of grey levels in [0, 1] is a cross-entropy, not the density of a
+# distribution over the images: its bounds compare only with other grey-level numbers.
+GREY_LEVELS = "grey levels (no binarization)"
+
+
 def binarization_of(data_config: dict[str, Any]) -> dict[str, Any]:
     """Gives how the test set was binarized, from a run's data config."""
     mode = data_config["binarize"]
     return {
-        "mode": "grey levels (no binarization)"
-        if mode == "none"
-        else f"fixed Bernoulli draw ({mode} training)",
+        "mode": GREY_LEVELS if mode == "none" else f"fixed Bernoulli draw ({mode} training)",
         "seed": data_config.get("binarize_seed", 0),
     }
 
