@@ -14,7 +14,8 @@ from pathlib import Path
 
 from vae_gumbel.errors import ConfigError, one_line_errors
 from vae_gumbel.files import check_writable, write_new
-from vae_gumbel.report import curves_figure, read_job, save_figure
+from vae_gumbel.jobs import read_job
+from vae_gumbel.report import curves_figure, save_figure
 
 
 def main(argv: list[str] | None = None) -> int:

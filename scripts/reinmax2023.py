@@ -35,8 +35,9 @@ from typing import NamedTuple
 from vae_gumbel.commands import at_least
 from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import check_writable, replace_text
-from vae_gumbel.report import mean_and_stderr, write_csv, write_runs_csv
+from vae_gumbel.report import write_csv, write_runs_csv
 from vae_gumbel.run_folder import RunFolder, find_runs, status_now
+from vae_gumbel.seeds import mean_and_stderr
 from vae_gumbel.tracking import read_metrics
 
 # Categories x variables -> (model.categorical_dim, model.latent_dim).

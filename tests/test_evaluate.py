@@ -253,7 +253,7 @@ def test_a_folder_of_runs_gets_each_runs_evaluation_and_the_command_to_compare_t
 ) -> None:
     import logging
 
-    from vae_gumbel.report import read_job
+    from vae_gumbel.jobs import read_job
 
     sweep = sweep_of(run_dir, tmp_path / "sweep", 2, waiting=True)
     caplog.set_level(logging.INFO, logger="vae_gumbel.evaluate")

@@ -22,7 +22,7 @@ from tests.conftest import REPO, compose_config, tiny_run
 from tests.test_train import without_timing
 from vae_gumbel.errors import Interrupted
 from vae_gumbel.interrupts import StoppedBySignal, override, resume_command, shell_command, stop_on_signals
-from vae_gumbel.report import read_job
+from vae_gumbel.jobs import read_job
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.tracking import read_metrics
 from vae_gumbel.train import train

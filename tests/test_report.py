@@ -17,16 +17,10 @@ import vae_gumbel.report as report_module
 from tests.conftest import run_module
 from vae_gumbel.device import hardware_name
 from vae_gumbel.errors import ConfigError, WriteError
-from vae_gumbel.report import (
-    HIGHLIGHTED,
-    comparable,
-    curves_figure,
-    group_by_seed,
-    read_job,
-    report,
-    seed_curves_figure,
-)
-from vae_gumbel.run_folder import RunFolder, training_into
+from vae_gumbel.jobs import read_job
+from vae_gumbel.report import HIGHLIGHTED, curves_figure, report, seed_curves_figure
+from vae_gumbel.run_folder import RunFolder
+from vae_gumbel.seeds import group_by_seed
 from vae_gumbel.tracking import read_metrics
 
 
@@ -482,21 +476,6 @@ def test_a_seed_a_setting_trained_twice_counts_once_with_the_mean_of_its_runs(
     ) in capsys.readouterr().out.splitlines()
 
 
-def test_values_compare_as_hydra_reads_them() -> None:
-    same = [
-        ("1e-3", "0.001"),
-        ("1", "1.0"),
-        ("true", "True"),
-        ("null", "NULL"),
-        ("'adam'", "adam"),
-        ("nan", "nan"),
-    ]
-    for one, other in same:
-        assert comparable(one) == comparable(other), (one, other)
-    for one, other in [("null", "'null'"), ("1", "true"), ("0", "false"), ("1e-3", "1e-4")]:
-        assert comparable(one) != comparable(other), (one, other)
-
-
 def test_one_value_spelled_two_ways_is_one_setting_and_finds_its_baseline(tmp_path: Path) -> None:
     # Single runs started with optim.lr=1e-3, and a sweep's jobs, which Hydra records as 0.001.
     for seed, (final, baseline) in enumerate([(100.0, 104.0), (110.0, 111.0)]):
@@ -731,14 +710,3 @@ def test_a_report_cut_short_leaves_the_one_before_it_whole(tmp_path: Path, monke
         report(tmp_path)
     assert (tmp_path / "report.png").read_bytes() == before
     assert not [path for path in tmp_path.iterdir() if "partial" in path.name]
-
-
-def test_a_run_that_says_it_trains_is_training_while_its_folder_is_held_and_killed_after(
-    tmp_path: Path,
-) -> None:
-    write_job(
-        tmp_path, ["seed=1"], [120.0], {"status": "training", "epoch": 0, "pid": 4242, "host": "node17"}
-    )
-    with training_into(RunFolder(tmp_path)):  # as the process that trains it holds it
-        assert read_job(tmp_path, tmp_path).status == "training"
-    assert read_job(tmp_path, tmp_path).status == "killed"  # it ended without saying how

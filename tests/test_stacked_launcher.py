@@ -251,7 +251,7 @@ def test_jobs_waiting_for_their_stack_are_recorded_and_listed_at_once(
     tmp_path: Path, mnist_root: Path
 ) -> None:
     from tests.test_interrupts import start, wait_for
-    from vae_gumbel.report import read_job
+    from vae_gumbel.jobs import read_job
 
     sweep_dir = tmp_path / "sweep"
     arguments = ["hydra/launcher=stacked", "hydra.launcher.max_members=1", *tiny_run(mnist_root), "seed=0,1"]

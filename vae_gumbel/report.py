@@ -33,318 +33,45 @@ if __name__ == "__main__":  # python -m: this module's command runs it (see comm
 import argparse
 import csv
 import io
-import json
 import math
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from vae_gumbel.commands import usage_name
-from vae_gumbel.config import RUN_CONTROL_KEYS
-from vae_gumbel.errors import ConfigError, RecordsError, first_line, one_line_errors
+from vae_gumbel.errors import ConfigError, one_line_errors
 from vae_gumbel.files import replace_text, replacing, writing
 from vae_gumbel.interrupts import shell_command
-from vae_gumbel.run_folder import RunFolder, find_runs, status_now
-from vae_gumbel.tracking import iwae_bound, read_metrics, selection_split
-
-
-@dataclass
-class Job:
-    name: str  # the folder, relative to the report's root
-    overrides: dict[str, str]
-    records: list[dict[str, Any]]
-    status: str  # completed, failed, interrupted, training, killed (it trained, and ended unsaid), incomplete
-    error: str = ""
-    final_test_loss: float = math.nan
-    best_test_loss: float = math.nan
-    best_epoch: int | None = None
-    epochs: int = 0
-    curve: list[tuple[int, float]] = field(default_factory=list)
-    iwae: tuple[int, float] | None = None  # (k, bound) of the final IWAE with the most samples
-    final_val_loss: float = math.nan  # on the validation set, if the run held one out
-    best_val_loss: float = math.nan
-    evaluations: dict[str, Any] = field(default_factory=dict)  # its eval.json numbers, flattened
-    val_iwae: tuple[int, float] | None = None  # (k, bound) on the validation set
-    # ((k, what was evaluated), bound) of the test set's eval.json (``evaluate``) with the most samples
-    evaluated: tuple[tuple[int, str], float] | None = None
-    stale: str = ""  # why that eval.json no longer speaks of the checkpoint it names, if it does not
-    again: list[str] = field(default_factory=list)  # then the evaluate overrides that measure it anew
-
-    @cached_property
-    def test_loss_by_epoch(self) -> dict[int, float]:
-        return dict(self.curve)
-
-
-def parse_overrides(path: Path) -> dict[str, str]:
-    """Gives Hydra's recorded command-line overrides as key -> value; raises RecordsError if the file
-    is not the list of them that Hydra writes."""
-    if not path.is_file():
-        return {}
-    try:
-        items = yaml.safe_load(path.read_text()) or []
-    except yaml.YAMLError as err:
-        raise RecordsError(f"{path} is not YAML ({first_line(err)}); mend or delete it") from None
-    if not isinstance(items, list):
-        raise RecordsError(f"{path} is not a list of overrides; mend or delete it")
-    overrides = {}
-    for item in items:
-        key, _, value = str(item).partition("=")
-        overrides[key.lstrip("+~")] = value
-    return overrides
-
-
-def read_job(path: Path, root: Path) -> Job:
-    """Gives what a job folder says about its run."""
-    folder = RunFolder(path)
-    status = status_now(folder)
-    # A damaged record is listed with the run; the other runs are still worth a report.
-    try:
-        records = read_metrics(folder.metrics)
-    except RecordsError as err:
-        records, status = [], {**status, "error": str(err)}
-    try:
-        overrides = parse_overrides(folder.overrides)
-    except RecordsError as err:
-        overrides, status = {}, {**status, "error": str(err)}
-    job = Job(
-        name=str(path.relative_to(root)) if path != root else ".",
-        overrides=overrides,
-        records=records,
-        status=status.get("status", "incomplete"),
-        error=status.get("error", ""),
-        epochs=records[-1]["epoch"] if records else 0,
-    )
-    job.curve = [(r["epoch"], r["test/loss"]) for r in records if "test/loss" in r]
-    last = records[-1] if records else {}
-    job.iwae, job.val_iwae = iwae_bound(last, "test"), iwae_bound(last, "val")
-    validation = [r["val/loss"] for r in records if "val/loss" in r]
-    if validation:
-        job.final_val_loss, job.best_val_loss = validation[-1], min(validation)
-    for split in ("test", "val"):
-        path = folder.eval_json_of(split)
-        evaluation = read_evaluation_file(path)  # read once, for its columns and its bound
-        job.evaluations.update(evaluation_columns(evaluation, path.stem))
-        if split == "test":
-            job.evaluated, job.stale = evaluated_bound(evaluation), stale_evaluation(evaluation, records)
-            if job.stale:  # its bound would stand beside the numbers of a later epoch
-                job.evaluated, job.again = None, evaluate_again(evaluation)
-    if job.curve:
-        job.final_test_loss = job.curve[-1][1]
-        job.best_epoch, job.best_test_loss = min(job.curve, key=lambda point: point[1])
-    return job
-
-
-def read_evaluation_file(path: Path) -> dict[str, Any]:
-    """Gives an importance-weighted evaluation (eval.json) as it was written; nothing if the file is
-    missing or unreadable."""
-    try:
-        evaluation = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return evaluation if isinstance(evaluation, dict) else {}
-
-
-def evaluation_columns(evaluation: dict[str, Any], name: str) -> dict[str, Any]:
-    """Gives the numbers of an evaluation flattened into columns named NAME/...; nothing for none."""
-    if not evaluation:
-        return {}
-    columns = {f"{name}/{key}": evaluation.get(key) for key in EVALUATION_FIELDS}
-    for key in ("iwae_nll", "iwae_nll_stderr"):
-        columns.update({f"{name}/{key}_{k}": value for k, value in evaluation.get(key, {}).items()})
-    columns[f"{name}/targets_sha256"] = evaluation.get("binarization", {}).get("targets_sha256")
-    computed_with = evaluation.get("environment") or {}
-    columns.update({f"{name}/{key}": computed_with.get(key) for key in ENVIRONMENT_FIELDS})
-    return columns
-
-
-def evaluated_bound(evaluation: dict[str, Any]) -> tuple[tuple[int, str], float] | None:
-    """Gives the IWAE bound with the most samples of an evaluation by ``evaluate`` (eval.json), with
-    what it was measured on (k, the checkpoint's file name and the number of images: only bounds
-    that agree in all three go into one column); None if there is none, it holds no bound, or it is
-    the trainer's final evaluation (which names no checkpoint: its bounds are in the metrics)."""
-    try:
-        k, bound = max(((int(k), float(v)) for k, v in evaluation["iwae_nll"].items()), key=lambda kv: kv[0])
-        basis = f"{Path(str(evaluation['checkpoint'])).name}, {int(evaluation['test_images'])} images"
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-    return (k, basis), bound
-
-
-def stale_evaluation(evaluation: dict[str, Any], records: list[dict[str, Any]]) -> str:
-    """Gives why an evaluation by ``evaluate`` no longer speaks of the checkpoint it names, in a few
-    words: the run trained on after it, so that its best.pt or last.pt now holds another epoch
-    (by the run's metrics: last.pt its last epoch, best.pt the epoch of its lowest loss on the set
-    that selects). Empty if it still does, or if that cannot be told."""
-    name, epoch = Path(str(evaluation.get("checkpoint", ""))).name, evaluation.get("epoch")
-    if name not in ("best.pt", "last.pt") or not isinstance(epoch, int) or not records:
-        return ""
-    if name == "last.pt":
-        now = records[-1]["epoch"]
-    else:
-        split = selection_split(records[-1])
-        losses = [(r[f"{split}/loss"], r["epoch"]) for r in records if f"{split}/loss" in r]
-        if not losses:
-            return ""
-        now = min(losses, key=lambda loss_epoch: loss_epoch[0])[1]  # the first of equal losses
-    if now == epoch:
-        return ""
-    return f"its eval.json evaluated {name} at epoch {epoch}, and {name} now holds epoch {now}"
-
-
-def evaluate_again(evaluation: dict[str, Any]) -> list[str]:
-    """Gives the ``evaluate`` overrides (but the checkpoint) that measure what ``evaluation`` measured
-    on its run's checkpoint as it is now: the same checkpoint name, k, images and seed."""
-    again = [f"which={Path(str(evaluation['checkpoint'])).stem}"]
-    try:
-        again.append(f"iwae_samples=[{','.join(str(int(k)) for k in evaluation['iwae_nll'])}]")
-        again.append(f"data.test_limit={int(evaluation['test_images'])}")
-        again.append(f"seed={int(evaluation['seed'])}")
-    except (KeyError, TypeError, ValueError, AttributeError):
-        pass  # the defaults then
-    return again
-
-
-def stale_notes(jobs: list[Job], root: Path) -> list[str]:
-    """Gives a line for each job whose eval.json is stale, with the command that evaluates it anew."""
-    return [
-        f"{root if job.name == '.' else job.name}: {job.stale}, so the table leaves its bound out; evaluate "
-        "it anew with "
-        + shell_command("python", "-m", "vae_gumbel.evaluate", f"checkpoint={root / job.name}", *job.again)
-        for job in jobs
-        if job.stale
-    ]
-
-
-# What a row of runs.csv keeps of an eval.json, besides its bounds and the test targets' digest.
-EVALUATION_FIELDS = (
-    "epoch",
-    "test_images",
-    "neg_elbo",
-    "neg_elbo_samples",
-    "kl",
-    "active_variables",
-    "seed",
-    "seconds",
+from vae_gumbel.jobs import (
+    SORTS,
+    Job,
+    check_bounds_compare,
+    label,
+    ranked,
+    read_job,
+    selection_loss,
+    short,
+    shown_loss,
+    stale_notes,
+    varying_keys,
 )
-
-
-# What a row of runs.csv keeps of the environment that computed an eval.json.
-ENVIRONMENT_FIELDS = ("vae_gumbel", "source", "torch", "device")
-
-
-def is_hyperparameter(key: str) -> bool:
-    """Says whether an override can change what a run computes (not where it writes or how it runs)."""
-    return key not in RUN_CONTROL_KEYS and not key.startswith("hydra.")
-
-
-def comparable(value: str) -> tuple[str, Any]:
-    """Gives an override's value in a form in which the spellings of one value compare equal: a
-    run started with ``optim.lr=1e-3`` and a sweep's job, which Hydra records as ``optim.lr=0.001``,
-    trained the same setting (so do ``1`` and ``1.0``, ``true`` and ``True``, ``null`` and ``NULL``,
-    ``'adam'`` and ``adam``)."""
-    text = value.strip()
-    if text.lower() in ("true", "false"):
-        return "bool", text.lower() == "true"
-    if text.lower() == "null":  # Hydra's grammar reads it in any case, as it does true and false
-        return "null", None
-    try:
-        number = int(text)
-    except ValueError:
-        try:
-            number = float(text)
-        except ValueError:
-            return "text", text[1:-1] if len(text) > 1 and text[0] == text[-1] in "'\"" else text
-    return ("number", number) if number == number else ("text", text)  # NaN equals nothing
-
-
-def varying_keys(jobs: list[Job] | list[Setting]) -> list[str]:
-    """Gives the hyperparameter override keys whose values differ between jobs, or settings (all of
-    them for a single one); run-control keys such as ``resume`` or ``trainer.num_threads`` are left
-    out."""
-    keys = sorted({key for job in jobs for key in job.overrides if is_hyperparameter(key)})
-    if len(jobs) > 1:
-        keys = [k for k in keys if len({comparable(job.overrides.get(k, "")) for job in jobs}) > 1]
-    return keys
-
-
-def short(value: str) -> str:
-    """Gives an override's value as a reader wants it: a float with more than 4 significant digits
-    rounded to 4 (as an Optuna sweep writes them), anything else as it was given."""
-    try:
-        rounded = f"{float(value):.4g}"
-    except ValueError:
-        return value
-    return rounded if len(rounded) < len(value) else value
-
-
-def label(overrides: dict[str, str], keys: list[str]) -> str:
-    """Gives 'key=value, ...' of the given keys, values shortened."""
-    return ", ".join(f"{k}={short(overrides[k])}" for k in keys if k in overrides)
-
-
-# What a report can rank by: the final or best loss, or the IWAE bound with the most samples, which
-# is what a sweep minimises when its runs compute one (train.objective).
-SORTS = ("final", "best", "bound")
-
-
-def selection_loss(job: Job, sort: str = "final") -> float:
-    """Gives the final loss, best loss or final IWAE bound (``sort``) that ranks a job: on the
-    validation set if it held one out, so that choosing the top row never selects by the test set;
-    else on the test set. NaN if the job has none."""
-    if sort == "bound":
-        bound = selection_bound(job)
-        return bound[1] if bound else math.nan
-    if math.isfinite(job.final_val_loss):
-        return job.final_val_loss if sort == "final" else job.best_val_loss
-    return job.final_test_loss if sort == "final" else job.best_test_loss
-
-
-def selection_bound(job: Job) -> tuple[int, float] | None:
-    """Gives (k, bound) of the job's final IWAE bound with the most samples on the set that selects
-    (validation if it held one out, else test), or None."""
-    return job.val_iwae if math.isfinite(job.final_val_loss) else job.iwae
-
-
-def check_bounds_compare(jobs: list[Job]) -> None:
-    """Raises ConfigError unless the jobs' final IWAE bounds can rank them: some have one, and all
-    of those used the same number of samples (bounds with other k do not compare)."""
-    ks = sorted({bound[0] for job in jobs if (bound := selection_bound(job))})
-    if not ks:
-        raise ConfigError(
-            "--sort bound: these runs computed no final IWAE bound (eval.final_iwae_samples); sort by "
-            "final or best loss"
-        )
-    if len(ks) > 1:
-        raise ConfigError(
-            f"--sort bound: these runs computed their bounds with different numbers of samples "
-            f"(k = {', '.join(map(str, ks))}), which do not compare; sort by final or best loss"
-        )
-
-
-def shown_loss(job: Job, sort: str) -> tuple[str, float]:
-    """Gives the name and value of the number a figure's legend shows for a job: its final or best
-    test loss, or the bound it is ranked by."""
-    if sort == "bound":
-        bound = selection_bound(job)
-        return (f"IWAE-{bound[0]}", bound[1]) if bound else ("IWAE", math.nan)
-    return sort, job.final_test_loss if sort == "final" else job.best_test_loss
-
-
-def ranked(jobs: list[Job], sort: str = "final") -> list[Job]:
-    """Gives the jobs best first: completed ones by their final (or best) ``selection_loss``, then
-    unfinished ones that have one, then those without one."""
-
-    def order(job: Job) -> tuple[int, float]:
-        loss = selection_loss(job, sort)
-        finite = math.isfinite(loss)
-        return (0 if job.status == "completed" and finite else 1 if finite else 2, loss if finite else 0.0)
-
-    return sorted(jobs, key=order)
+from vae_gumbel.run_folder import find_runs
+from vae_gumbel.seeds import (
+    Setting,
+    ambiguous_baselines,
+    baselines_of,
+    by_seed,
+    group_by_seed,
+    loss_at,
+    mean_and_stderr,
+    paired,
+    paired_difference,
+    per_seed,
+    repeated_seeds,
+    suggested_against,
+)
 
 
 def table(jobs: list[Job], sort: str = "final") -> tuple[list[str], list[list[Any]]]:
@@ -561,147 +288,6 @@ def save_figure(figure: Figure, path: str | Path) -> Path:
     return path
 
 
-@dataclass
-class Setting:
-    """Jobs whose overrides differ only in their seed."""
-
-    overrides: dict[str, str]  # the overrides they share (seed left out)
-    jobs: list[Job]
-
-    @property
-    def completed(self) -> list[Job]:
-        """The jobs whose numbers the setting's statistics take: those that trained to their end. A
-        run that stopped early would bring an earlier epoch's loss into the mean."""
-        return [job for job in self.jobs if job.status == "completed"]
-
-
-def group_by_seed(jobs: list[Job]) -> list[Setting]:
-    """Gives the jobs grouped into settings: the same hyperparameters but for ``seed``, in
-    first-seen order. Run-control overrides do not split a setting: the jobs of a sweep continued
-    with ``resume=last`` record it, and those that had finished before do not."""
-    settings: dict[tuple, Setting] = {}
-    for job in jobs:
-        shared = {k: v for k, v in job.overrides.items() if k != "seed" and is_hyperparameter(k)}
-        key = tuple(sorted((k, comparable(v)) for k, v in shared.items()))
-        settings.setdefault(key, Setting(shared, [])).jobs.append(job)
-    return list(settings.values())
-
-
-def mean_and_stderr(values: list[float]) -> tuple[float, float, int]:
-    """Gives the mean of the finite values, its standard error (NaN for fewer than two) and their count."""
-    finite = [v for v in values if math.isfinite(v)]
-    n = len(finite)
-    if n == 0:
-        return math.nan, math.nan, 0
-    mean = sum(finite) / n
-    if n < 2:
-        return mean, math.nan, n
-    variance = sum((v - mean) ** 2 for v in finite) / (n - 1)
-    return mean, math.sqrt(variance / n), n
-
-
-def baselines_of(settings: list[Setting], key: str, value: str) -> list[Setting | None]:
-    """Gives each setting's baseline (``baseline_matches``); None where no setting, or more than one,
-    could be its baseline."""
-    return [found[0] if len(found) == 1 else None for found in baseline_matches(settings, key, value)]
-
-
-def ambiguous_baselines(settings: list[Setting], key: str, value: str) -> list[str]:
-    """Gives a line for each setting that more than one setting could be the baseline of, and so
-    is paired with none (its cells and its curve stay empty)."""
-    keys = varying_keys(settings)
-    return [
-        f"{label(setting.overrides, keys) or 'all runs'}: {len(found)} settings could be its baseline "
-        f"({'; '.join(label(baseline.overrides, keys) for baseline in found)}), so it is paired with "
-        "none; keep set-ups that should not be compared in separate folders"
-        for setting, found in zip(settings, baseline_matches(settings, key, value), strict=True)
-        if len(found) > 1
-    ]
-
-
-def baseline_matches(settings: list[Setting], key: str, value: str) -> list[list[Setting]]:
-    """Gives, for each setting, the settings that could be its baseline: those with ``key`` =
-    ``value`` whose other overrides agree with the setting's wherever both set a hyperparameter (so
-    that a ReinMax sweep that also chose ``temperature=constant`` still finds its straight-through
-    baseline in another sweep). Raises ConfigError if no setting has ``key`` = ``value``."""
-    if key == "seed":
-        raise ConfigError(f"--against seed={value}: the seed is what pairs the runs; compare another key")
-    candidates = [
-        setting for setting in settings if comparable(setting.overrides.get(key, "")) == comparable(value)
-    ]
-    if not candidates:
-        values = sorted({setting.overrides[key] for setting in settings if key in setting.overrides})
-        keys = sorted({other for setting in settings for other in setting.overrides if other != "seed"})
-        found = (
-            f"its values here: {', '.join(values)}"
-            if values
-            else f"no run sets {key} on its command line; they set {', '.join(keys) or 'only the seed'}"
-        )
-        raise ConfigError(f"--against {key}={value}: no run has {key}={value} among its overrides ({found})")
-
-    def agree(setting: Setting, baseline: Setting) -> bool:
-        shared = setting.overrides.keys() & baseline.overrides.keys() - {key}
-        return all(
-            comparable(setting.overrides[k]) == comparable(baseline.overrides[k])
-            for k in shared
-            if is_hyperparameter(k)
-        )
-
-    return [[baseline for baseline in candidates if agree(setting, baseline)] for setting in settings]
-
-
-def paired_difference(setting: Setting, baseline: Setting | None, value: Any) -> tuple[float, float, int]:
-    """Gives the mean, standard error and count of ``value``(job) minus ``value`` of the baseline's
-    job with the same seed, over the seeds that both completed (none without a baseline; a seed run
-    more than once gives the mean of its runs, ``per_seed``). The same seed starts both from the
-    same weights, so the pairs may share part of their luck, which the differences then take out."""
-    return paired(setting.completed, baseline.completed if baseline else [], value)
-
-
-def paired(jobs: list[Job], baseline_jobs: list[Job], value: Any) -> tuple[float, float, int]:
-    """Gives the mean, standard error and count of ``value`` of ``jobs`` minus that of
-    ``baseline_jobs``, paired by seed (each seed's mean over its runs, ``per_seed``)."""
-    mine, theirs = per_seed(jobs, value), per_seed(baseline_jobs, value)
-    return mean_and_stderr([mine[seed] - theirs[seed] for seed in mine if seed in theirs])
-
-
-def loss_at(epoch: int) -> Any:
-    """Gives a job's test loss at ``epoch`` (NaN if its run did not reach it)."""
-    return lambda job: job.test_loss_by_epoch.get(epoch, math.nan)
-
-
-def by_seed(jobs: list[Job]) -> dict[tuple[str, Any], list[Job]]:
-    """Gives the jobs by seed (``comparable``), in first-seen order."""
-    seeds: dict[tuple[str, Any], list[Job]] = {}
-    for job in jobs:
-        seeds.setdefault(comparable(job.overrides.get("seed", "")), []).append(job)
-    return seeds
-
-
-def per_seed(jobs: list[Job], value: Any) -> dict[tuple[str, Any], float]:
-    """Gives each seed's ``value``: the mean over its jobs that have a finite one (NaN if none). A seed
-    trained twice (a rerun, or the same setting in two sweeps) is one draw of the seed's luck, not
-    two: counted apart, its runs would shrink the standard error."""
-    return {seed: mean_and_stderr([value(job) for job in runs])[0] for seed, runs in by_seed(jobs).items()}
-
-
-def repeated_seeds(settings: list[Setting]) -> list[str]:
-    """Gives a line for each setting that trained a seed more than once, saying how the table counts it."""
-    keys = varying_keys(settings)
-    lines = []
-    for setting in settings:
-        repeated = [runs for runs in by_seed(setting.jobs).values() if len(runs) > 1]
-        if repeated:
-            seeds = ", ".join(runs[0].overrides.get("seed", "(default)") for runs in repeated)
-            runs = ", ".join(job.name for seed_runs in repeated for job in seed_runs)
-            lines.append(
-                f"{label(setting.overrides, keys) or 'all runs'}: seed{'s' if len(repeated) > 1 else ''} "
-                f"{seeds} trained more than once ({runs}); the table counts each seed once, with the "
-                "mean of its runs"
-            )
-    return lines
-
-
 def seed_table(
     settings: list[Setting], sort: str = "final", against: tuple[str, str] | None = None
 ) -> tuple[list[str], list[list[Any]]]:
@@ -889,18 +475,6 @@ def write_report(
     text = write_table(*table(jobs, sort), root, "report")
     save_figure(curves_figure(jobs, str(root), sort), root / "report.png")
     return text, [], notes
-
-
-def suggested_against(settings: list[Setting]) -> tuple[str, str] | None:
-    """Gives a (key, value) for ``--against`` that pairs ``settings`` by seed: the first
-    hyperparameter besides the seed in which they differ, at its value in the first setting that
-    sets it (in a sweep, the first value its command line lists); None where no setting has two
-    seeds or nothing but the seed differs."""
-    if len(settings) < 2 or max(len(setting.jobs) for setting in settings) < 2:
-        return None
-    for key in varying_keys(settings):
-        return key, next(setting.overrides[key] for setting in settings if key in setting.overrides)
-    return None
 
 
 def setting_of(text: str) -> tuple[str, str]:
