@@ -126,6 +126,19 @@ def test_the_final_iwae_evaluation_follows_the_last_epoch(compose_train, tmp_pat
     assert objective({"test/loss": 99.0}) == 99.0
 
 
+def test_final_bounds_on_grey_levels_are_logged_as_cross_entropies(
+    compose_train, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for binarize in ("none", "dynamic"):
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            train(
+                compose_train(f"data.binarize={binarize}", "eval.final_iwae_samples=[1,2]"),
+                tmp_path / binarize,
+            )
+        assert ("not a log-likelihood" in caplog.text) is (binarize == "none")
+
+
 def test_a_validation_set_selects_best_pt_and_what_sweepers_minimise(
     compose_train, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -31,10 +31,10 @@ from vae_gumbel.each_run import Work, each_run, runs_in, summary_line
 from vae_gumbel.errors import Interrupted, one_line_errors
 from vae_gumbel.files import check_writable, unwritable
 from vae_gumbel.likelihood import (
-    GREY_LEVELS,
     IMAGES,
     binarization_of,
     evaluation_report,
+    grey_level_caution,
     kept_line,
     write_eval_json,
 )
@@ -130,11 +130,8 @@ def summary(report: dict[str, Any]) -> str:
     ]
     for k, value in report["iwae_nll"].items():
         lines.append(f"  IWAE NLL, k = {k:>5}: {value:.2f} +- {report['iwae_nll_stderr'][k]:.2f} nats")
-    if report["binarization"]["mode"] == GREY_LEVELS:
-        lines.append(
-            "  grey-level targets: these bound a Bernoulli cross-entropy, not a log-likelihood; compare "
-            "them with grey-level runs only, not with binarized MNIST"
-        )
+    if caution := grey_level_caution(report):
+        lines.append(f"  {caution}")
     active = f"{report['active_variables']}/{report.get('latent_dim')}"
     lines.append(
         f"  KL {report['kl']:.2f} nats, active variables {active},"

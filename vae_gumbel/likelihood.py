@@ -226,6 +226,17 @@ def evaluation_report(
 GREY_LEVELS = "grey levels (no binarization)"
 
 
+def grey_level_caution(report: dict[str, Any]) -> str:
+    """Gives what a reader of an evaluation's bounds must know when its targets were grey levels
+    (they bound a cross-entropy, not a log-likelihood); "" for binarized targets."""
+    if report["binarization"]["mode"] != GREY_LEVELS:
+        return ""
+    return (
+        "grey-level targets: these bound a Bernoulli cross-entropy, not a log-likelihood; compare them "
+        "with grey-level runs only, not with binarized MNIST"
+    )
+
+
 def binarization_of(data_config: dict[str, Any]) -> dict[str, Any]:
     """Gives how the test set was binarized, from a run's data config."""
     mode = data_config["binarize"]

@@ -65,6 +65,7 @@ from vae_gumbel.likelihood import (
     TestScores,
     binarization_of,
     evaluation_report,
+    grey_level_caution,
     kept_line,
     score_test_set,
     write_eval_json,
@@ -585,6 +586,8 @@ def final_iwae(run: Run, m: int, split: str = "test") -> None:
         report["neg_elbo"],
         report["seconds"],
     )
+    if caution := grey_level_caution(report):
+        member.run_log.info(caution)
 
 
 def end_summary(member: Member) -> str:
