@@ -22,7 +22,7 @@ def test_a_worker_killed_is_read_as_most_often_a_lack_of_memory() -> None:
     )
     assert worker_ended(joblib_says) == (
         "a joblib worker process ended abruptly (exit code SIGKILL(-9): killed, most often by the "
-        "system for lack of memory; fewer parallel jobs, hydra.launcher.n_jobs=N, need less)"
+        "system for lack of memory; fewer parallel jobs (hydra.launcher.n_jobs=N) need less)"
     )
     assert "(exit code SIGSEGV(-11))" in worker_ended("The exit codes of the workers are {SIGSEGV(-11)}")
     assert worker_ended("something else") == "a joblib worker process ended abruptly"

@@ -47,8 +47,8 @@ def worker_ended(message: str) -> str:
         return "a joblib worker process ended abruptly"
     codes = said["codes"]
     if "SIGKILL" in codes:
-        codes += ": killed, most often by the system for lack of memory; fewer parallel jobs, "
-        codes += "hydra.launcher.n_jobs=N, need less"
+        codes += ": killed, most often by the system for lack of memory; fewer parallel jobs "
+        codes += "(hydra.launcher.n_jobs=N) need less"
     return f"a joblib worker process ended abruptly (exit code {codes})"
 
 
