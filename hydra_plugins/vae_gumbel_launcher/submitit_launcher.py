@@ -12,7 +12,10 @@ jobs in the order they end, so that a job cancelled (or killed) behind a long on
 at once, and on a cluster that keeps no accounting the jobs' states come from squeue, so that a
 cancelled job ends the sweep there too instead of leaving it waiting (``vae_gumbel.slurm_queue``).
 Everything else is Hydra's submitit launcher. The stacked submitit launchers get the same
-(``SubmititErrors``; ``stacked_submitit_local`` names its jobs local ones).
+(``SubmititErrors``; ``stacked_submitit_local`` names its jobs local ones), and so does Hydra's
+``submitit_local``, under its own name (registered once Hydra has scanned its plugins, as
+``joblib_launcher`` explains), so that a sweep tried on one's own machine first ends as it would
+on the cluster.
 
 Hydra imports this module whenever it looks for plugins. It registers nothing where Hydra's
 submitit launcher is not installed (``pip install -e '.[sweep]'``).
@@ -30,12 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn
+from hydra.plugins.search_path_plugin import SearchPathPlugin
 
 try:
-    from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
-    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+    from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
 except ImportError:  # the optional sweep extra is not installed: nothing to register
     SlurmQueueConf = None
 
@@ -135,3 +140,19 @@ if SlurmQueueConf is not None:
     ConfigStore.instance().store(
         group="hydra/launcher", name="submitit_slurm_jobs", node=SlurmJobsConf, provider="vae_gumbel"
     )
+
+    class LocalJobsLauncher(SubmititErrors, LocalLauncher):
+        pass
+
+    @dataclass
+    class LocalJobsConf(LocalQueueConf):
+        _target_: str = "hydra_plugins.vae_gumbel_launcher.submitit_launcher.LocalJobsLauncher"
+
+    class SubmititLocalUnderItsName(SearchPathPlugin):
+        """Registers ``LocalJobsLauncher`` as ``hydra/launcher=submitit_local`` once Hydra has run
+        every plugin module (module docstring); it adds no config folder."""
+
+        def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+            ConfigStore.instance().store(
+                group="hydra/launcher", name="submitit_local", node=LocalJobsConf, provider="vae_gumbel"
+            )
