@@ -104,9 +104,16 @@ def test_a_machine_without_slurm_is_told_so_before_anything_is_submitted(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["slurm", "stacked_slurm"])
+@pytest.mark.parametrize(
+    ("launcher", "resources"),
+    [
+        ("slurm", ": vae_gumbel/conf/hydra/launcher/resources/slurm.yaml"),
+        ("stacked_slurm", ": vae_gumbel/conf/hydra/launcher/resources/slurm.yaml"),
+        ("submitit_slurm", ""),  # Hydra's, under its name: its resources are Hydra's defaults
+    ],
+)
 def test_a_sweep_slurm_refuses_ends_in_one_line_that_says_why(
-    tmp_path: Path, mnist_root: Path, launcher: str
+    tmp_path: Path, mnist_root: Path, launcher: str, resources: str
 ) -> None:
     refusal = [
         "sbatch: error: invalid partition specified: gpu",
@@ -117,7 +124,7 @@ def test_a_sweep_slurm_refuses_ends_in_one_line_that_says_why(
     )
     said = (
         f"SLURM refused the sweep's jobs ({refusal[0]}); check the hydra.launcher settings (partition, "
-        "gpus_per_node, ...: vae_gumbel/conf/hydra/launcher/resources/slurm.yaml)"
+        f"gpus_per_node, ...{resources}) and that SLURM answers"
     )
     assert_one_line_error(result, 2, said)
 

@@ -12,10 +12,11 @@ jobs in the order they end, so that a job cancelled (or killed) behind a long on
 at once, and on a cluster that keeps no accounting the jobs' states come from squeue, so that a
 cancelled job ends the sweep there too instead of leaving it waiting (``vae_gumbel.slurm_queue``).
 Everything else is Hydra's submitit launcher. The stacked submitit launchers get the same
-(``SubmititErrors``; ``stacked_submitit_local`` names its jobs local ones), and so does Hydra's
-``submitit_local``, under its own name (registered once Hydra has scanned its plugins, as
-``joblib_launcher`` explains), so that a sweep tried on one's own machine first ends as it would
-on the cluster.
+(``SubmititErrors``; ``stacked_submitit_local`` names its jobs local ones), and so do Hydra's
+``submitit_local`` and ``submitit_slurm`` under their own names (registered once Hydra has scanned
+its plugins, as ``joblib_launcher`` explains), so that a sweep tried on one's own machine first
+ends as it would on the cluster, and one started as Hydra's documentation shows ends as
+``hydra/launcher=slurm`` does.
 
 Hydra imports this module whenever it looks for plugins. It registers nothing where Hydra's
 submitit launcher is not installed (``pip install -e '.[sweep]'``).
@@ -101,11 +102,13 @@ class SubmititErrors:
         except FailedJobError as err:
             if not isinstance(err.__cause__, subprocess.CalledProcessError):
                 raise  # a job's own failure: its trace is what there is to read
+            launcher = self.config.hydra.runtime.choices.get("hydra/launcher")
+            kept = f": {RESOURCES}" if launcher in ("slurm", "stacked_slurm") else ""  # theirs: Hydra's
             end(
                 2,
                 f"SLURM refused the sweep's jobs ({submission_refused(str(err))}); check the "
-                f"hydra.launcher settings (partition, gpus_per_node, ...: {RESOURCES}) and that "
-                "SLURM answers from this machine (sinfo)",
+                f"hydra.launcher settings (partition, gpus_per_node, ...{kept}) and that SLURM answers "
+                "from this machine (sinfo)",
             )
         except UncompletedJobError as err:
             from vae_gumbel.interrupts import sweep_resume_command
@@ -148,11 +151,11 @@ if SlurmQueueConf is not None:
     class LocalJobsConf(LocalQueueConf):
         _target_: str = "hydra_plugins.vae_gumbel_launcher.submitit_launcher.LocalJobsLauncher"
 
-    class SubmititLocalUnderItsName(SearchPathPlugin):
-        """Registers ``LocalJobsLauncher`` as ``hydra/launcher=submitit_local`` once Hydra has run
-        every plugin module (module docstring); it adds no config folder."""
+    class SubmititUnderTheirNames(SearchPathPlugin):
+        """Registers these launchers as ``hydra/launcher=submitit_local`` and ``submitit_slurm`` once
+        Hydra has run every plugin module (module docstring); it adds no config folder."""
 
         def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
-            ConfigStore.instance().store(
-                group="hydra/launcher", name="submitit_local", node=LocalJobsConf, provider="vae_gumbel"
-            )
+            store = ConfigStore.instance()
+            for name, node in (("submitit_local", LocalJobsConf), ("submitit_slurm", SlurmJobsConf)):
+                store.store(group="hydra/launcher", name=name, node=node, provider="vae_gumbel")
