@@ -163,6 +163,39 @@ def test_a_damaged_checkpoint_of_a_run_points_to_the_runs_other_one_unless_they_
     assert str(caught.value).endswith(": use another checkpoint (best.pt or an earlier run)")
 
 
+@pytest.mark.parametrize(
+    ("part", "name", "values", "says"),
+    [
+        (
+            "model",
+            "decoder.2.bias",
+            [float("nan")],
+            "its weight decoder.2.bias holds 1 NaN or infinite value",
+        ),
+        (
+            "model",
+            "encoder.0.weight",
+            [float("inf")] * 3,
+            "its weight encoder.0.weight holds 3 NaN or infinite values",
+        ),
+        ("temperature", "raw", float("nan"), "its weight raw holds 1 NaN or infinite value"),
+    ],
+)
+def test_a_checkpoint_with_non_finite_weights_is_refused_for_the_bounds_and_pictures_it_would_spoil(
+    learned_run: Path, tmp_path: Path, part: str, name: str, values, says: str
+) -> None:
+    checkpoint = torch.load(RunFolder(learned_run).checkpoint("last"), weights_only=True)
+    weight = checkpoint[part][name]
+    if weight.dim():
+        weight.view(-1)[: len(values)] = torch.tensor(values)
+    else:
+        weight.fill_(values)
+    torch.save(checkpoint, tmp_path / "edited.pt")
+    with pytest.raises(CheckpointError, match=f"^cannot read checkpoint .*edited.pt \\({says}"):
+        load_checkpoint(tmp_path / "edited.pt")
+    load_checkpoint(RunFolder(learned_run).checkpoint("last"))  # the file it came from is whole
+
+
 def test_a_member_saved_and_restored_is_the_same_member(mnist_root: Path, learned_run: Path) -> None:
     settings = compose_settings([*tiny_run(mnist_root), "temperature=learned"])
     saved = load_checkpoint(learned_run)

@@ -132,7 +132,24 @@ def load_checkpoint(
             f"{vae_gumbel.__version__} reads formats {sorted({*UPGRADES, FORMAT_VERSION})}"
             + newer_format_advice(checkpoint)
         )
+    if damage := non_finite_weights(checkpoint):
+        raise UnreadableCheckpoint(file, damage, another_checkpoint(file))
     return checkpoint
+
+
+def non_finite_weights(checkpoint: dict[str, Any]) -> str | None:
+    """Gives which weight of a checkpoint (the model's, or a learned temperature's) holds NaN or
+    infinite values, in a few words; None if every one is finite. The trainer never writes such a
+    checkpoint (a member whose weights turn non-finite keeps its last good one), so a file that
+    holds one was changed after it was written, and its bounds and pictures would be NaN."""
+    temperature = checkpoint.get("temperature")
+    named = {**checkpoint["model"], **(temperature if isinstance(temperature, dict) else {})}
+    for name, value in named.items():
+        if torch.is_tensor(value) and value.is_floating_point():
+            count = int((~torch.isfinite(value)).sum())
+            if count:
+                return f"its weight {name} holds {count:,} NaN or infinite value{'s' if count > 1 else ''}"
+    return None
 
 
 def newer_format_advice(checkpoint: dict[str, Any]) -> str:
