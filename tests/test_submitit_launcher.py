@@ -1,22 +1,17 @@
-"""hydra/launcher=slurm, stacked_slurm and submitit_local: what SLURM says when it refuses a sweep,
-or when a job ends without a result, in one line. The SLURM commands here are stand-ins on PATH,
+"""hydra/launcher=slurm, stacked_slurm and Hydra's submitit_slurm: what SLURM says when it refuses a
+sweep, or when a job ends without a result, in one line. The SLURM commands here are stand-ins on PATH,
 so no cluster is needed (tests/test_slurm.py runs a real one)."""
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from hydra_plugins.vae_gumbel_launcher.submitit_launcher import job_without_result, submission_refused
-from tests.conftest import REPO, assert_one_line_error, run_module, tiny_run
-from tests.test_stacked_submitit_launcher import killed_after_an_epoch
+from tests.conftest import assert_one_line_error, run_module, tiny_run
 from vae_gumbel.interrupts import train_command
-from vae_gumbel.run_folder import RunFolder
 
 
 def test_a_refused_submission_is_told_by_sbatchs_fatal_error_or_else_its_first() -> None:
@@ -186,30 +181,3 @@ def test_ctrl_c_while_waiting_for_slurm_jobs_says_that_they_go_on(tmp_path: Path
         f"them); vae-gumbel-report {tmp_path / 'sweep'} shows their runs"
     )
     assert_one_line_error(result, 130, said)
-
-
-@pytest.mark.slow
-def test_a_killed_submitit_local_job_ends_the_sweep_in_one_line_while_the_job_before_it_runs(
-    tmp_path: Path, mnist_root: Path
-) -> None:
-    # Hydra's own submitit_local, under its name, with the errors of the SLURM launchers.
-    sweep_dir = tmp_path / "sweep"
-    command = [sys.executable, "-m", "vae_gumbel.train", "-m", "hydra/launcher=submitit_local"]
-    command += [*tiny_run(mnist_root), "trainer.epochs=100000,2000", f"hydra.sweep.dir={sweep_dir}"]
-    environment = {**os.environ, "PYTHONPATH": str(REPO)}
-    # Into files, not pipes: the first job's process, left to run, keeps the sweep's output open.
-    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
-        sweep = subprocess.Popen(
-            command, cwd=tmp_path, env=environment, stdout=out, stderr=err, start_new_session=True
-        )
-    try:
-        killed_after_an_epoch(RunFolder(sweep_dir / "1"))
-        sweep.wait(timeout=120)
-    finally:
-        os.killpg(sweep.pid, signal.SIGKILL)  # the sweep's processes, the first job's among them
-    output, errors = (tmp_path / "out").read_text(), (tmp_path / "err").read_text()
-    said = [line for line in errors.splitlines() if line.startswith("error:")]
-    assert sweep.returncode == 1 and len(said) == 1 and "Traceback" not in errors, errors
-    assert said[0].startswith("error: local job ") and "ended without a result" in said[0], errors
-    assert "the sweep's other jobs are left to run (their processes go on)" in said[0], errors
-    assert "not completed: 2 of 2 runs (0: training, 1: killed)" in output + errors
