@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,15 @@ def test_optuna_search_runs_trials_and_minimises_the_returned_test_loss(
     }
     # Like every sweep, it records its config and opens without the storage layer's start-up lines.
     assert (sweep_dir / "multirun.yaml").is_file() and "alembic" not in result.stdout + result.stderr
+    # The command that trains a trial on continues that trial alone, not a new search.
+    line = [line for line in result.stdout.splitlines() if "train on to 2 epochs: " in line][-1]
+    words = shlex.split(line.split("train on to 2 epochs: ", 1)[1])
+    assert words[:3] == ["python", "-m", "vae_gumbel.train"] and "hydra.mode=RUN" in words
+    trial = Path(next(word for word in words if word.startswith("hydra.run.dir=")).split("=", 1)[1])
+    more = run_module(*words[2:], cwd=tmp_path)
+    assert more.returncode == 0, more.stderr
+    assert [r["epoch"] for r in read_metrics(trial / "metrics.jsonl")] == [1, 2]
+    assert not (tmp_path / "outputs").exists()  # no new sweep started anywhere
 
 
 def job_files(sweep_dir: Path) -> dict[Path, bytes]:

@@ -93,6 +93,11 @@ def under_slurm() -> bool:
 # checkpoint instead (resume=last), so it leaves them out.
 STARTING_POINT = ("resume=", "resume_weights_only=")
 
+# The choices whose config files make every command that takes them a sweep (``hydra.mode:
+# MULTIRUN``, conf/hparams_search/): the command that continues one of their jobs alone keeps them,
+# for the settings they give the job, and runs in Hydra's RUN mode.
+SWEEP_CHOICES = ("hparams_search=",)
+
 
 def without(overrides: Sequence[str], prefixes: tuple[str, ...]) -> list[str]:
     """Gives the overrides that set none of the keys ``prefixes`` begin (``+``/``~`` aside)."""
@@ -164,8 +169,9 @@ def resume_command(
 ) -> str | None:
     """Gives the command that continues a run started from the command line with ``overrides`` (its
     job's, as Hydra records them): those overrides with resume=last and its folder (for a job of a
-    sweep, the command continues that job alone), and ``changes`` (dotted key -> value, such as
-    more ``trainer.epochs``) in place of its own values; None for a run started from Python (no
+    sweep, the command continues that job alone, in Hydra's RUN mode where a choice such as
+    ``hparams_search=optuna`` would make it a sweep), and ``changes`` (dotted key -> value, such
+    as more ``trainer.epochs``) in place of its own values; None for a run started from Python (no
     overrides). A run started from another run's weights continues from its own checkpoint, so
     ``resume_weights_only`` goes with the ``resume`` that named those weights. With a checkpoint
     file as ``start``, the command trains the run on from it into ``folder``."""
@@ -174,4 +180,7 @@ def resume_command(
     changes = changes or {}
     skip = (*STARTING_POINT, "hydra.", "hydra/", *(f"{key}=" for key in changes))
     kept = without(overrides, skip) + [override(key, value) for key, value in changes.items()]
-    return train_command(*kept, override("resume", start), override("hydra.run.dir", folder.resolve()))
+    alone = ["hydra.mode=RUN"] if any(item.startswith(SWEEP_CHOICES) for item in kept) else []
+    return train_command(
+        *kept, override("resume", start), override("hydra.run.dir", folder.resolve()), *alone
+    )
