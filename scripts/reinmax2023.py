@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from vae_gumbel.commands import at_least
 from vae_gumbel.errors import one_line_errors
@@ -150,10 +150,10 @@ def sweep_command(
     ]
 
 
-def summary_rows(out: Path, configurations: list[str], estimators: list[str]) -> list[dict[str, object]]:
+def summary_rows(out: Path, configurations: list[str], estimators: list[str]) -> list[dict[str, Any]]:
     """Gives one row per configuration and estimator trained under ``out``: mean, standard error and
     count over its seeds' last epochs of each of METRICS, of the runs that completed (a run that
-    stopped early would bring an earlier epoch's numbers into the mean)."""
+    stopped early would bring an earlier epoch's numbers into the mean), as an Estimate."""
     rows = []
     for configuration in configurations:
         for estimator in estimators:
@@ -163,7 +163,7 @@ def summary_rows(out: Path, configurations: list[str], estimators: list[str]) ->
             if not last:
                 continue
             setting = SETTINGS[configuration, estimator]
-            row: dict[str, object] = {
+            row: dict[str, Any] = {
                 "configuration": configuration,
                 "estimator": estimator,
                 "their name": ESTIMATORS[estimator][0],
@@ -171,13 +171,12 @@ def summary_rows(out: Path, configurations: list[str], estimators: list[str]) ->
                 "epochs": min(record["epoch"] for record in last),
             }
             for name, key in METRICS.items():
-                mean, stderr, count = mean_and_stderr([float(record.get(key, "nan")) for record in last])
-                row.update({f"{name} mean": mean, f"{name} stderr": stderr, f"{name} n": count})
+                row[name] = mean_and_stderr([float(record.get(key, "nan")) for record in last])
             rows.append(row)
     return rows
 
 
-def markdown(rows: list[dict[str, object]]) -> str:
+def markdown(rows: list[dict[str, Any]]) -> str:
     """Gives the rows as a Markdown table, each metric as mean +- standard error (seeds)."""
     lines = [
         "| configuration | estimator | optimizer, lr, tau | epochs | "
@@ -186,10 +185,7 @@ def markdown(rows: list[dict[str, object]]) -> str:
         "|---|---|---|---|" + "---|" * len(METRICS),
     ]
     for row in rows:
-        cells = [
-            f"{row[f'{name} mean']:.2f} +- {row[f'{name} stderr']:.2f} ({row[f'{name} n']})"
-            for name in METRICS
-        ]
+        cells = [row[name].quoted() for name in METRICS]
         lines.append(
             f"| {row['configuration']} | `{row['estimator']}` ({row['their name']}) | "
             f"{row['optimizer, lr, tau']} | {row['epochs']} | " + " | ".join(cells) + " |"

@@ -46,6 +46,13 @@ def table_rows(table: str) -> list[dict[str, str]]:
     return [dict(zip(header, cells, strict=True)) for cells in lines]
 
 
+def seed_rows(root: Path, against: tuple[str, str] | None = None) -> list[dict[str, str]]:
+    """Writes the report over seeds into ``root`` and gives the rows of its CSV, each as column -> cell."""
+    report(root, by_seed=True, against=against)
+    with (root / "report_seeds.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def test_report_shows_the_validation_loss_and_bounds_of_runs_that_held_one_out(tmp_path: Path) -> None:
     for job, (validation, bound) in enumerate(((95.0, 90.0), (97.0, 92.0))):
         write_job(
@@ -229,7 +236,7 @@ def test_grouped_by_seed_each_setting_gets_the_mean_stderr_and_count_over_its_se
         [],
         {"status": "failed", "error": "NonFiniteLossError: x"},
     )
-    rows = table_rows(report(tmp_path, by_seed=True))
+    rows = seed_rows(tmp_path)
     assert [row["optim.lr"] for row in rows] == ["3e-3", "1e-3", "1e-2"]  # best mean first, nothing last
     fast, slow, failed = rows
     assert (fast["seeds"], fast["completed"], fast["final test loss n"]) == ("2", "2", "2")
@@ -245,8 +252,12 @@ def test_grouped_by_seed_each_setting_gets_the_mean_stderr_and_count_over_its_se
         "0",
         "",
     )
-    for name in ("report_seeds.csv", "report_seeds.md", "report_seeds.png"):
-        assert (tmp_path / name).stat().st_size > 0
+    # The Markdown, printed and in report_seeds.md, quotes each number as a paper would, in one cell.
+    quoted = table_rows((tmp_path / "report_seeds.md").read_text())
+    column = "final test loss, mean +- stderr (n)"
+    assert [row[column] for row in quoted] == ["93.00 +- 3.00 (2)", "102.00 +- 1.15 (3)", ""]
+    assert quoted[0]["test IWAE NLL k=100, mean +- stderr (n)"] == "88.00 +- 3.00 (2)"
+    assert (tmp_path / "report_seeds.png").stat().st_size > 0
     assert not (tmp_path / "report.csv").exists()  # the per-job report is another file
 
 
@@ -277,7 +288,7 @@ def test_bounds_of_evaluate_get_a_column_named_for_what_they_were_measured_on(tm
     column = "evaluate: test IWAE NLL k=100 (best.pt, 10000 images)"
     rows = table_rows(report(tmp_path))
     assert [row[column] for row in rows] == ["90.000", "94.000", ""]
-    (setting,) = table_rows(report(tmp_path, by_seed=True))
+    (setting,) = seed_rows(tmp_path)
     assert (float(setting[f"{column} mean"]), float(setting[f"{column} stderr"])) == (92.0, 2.0)
     assert setting[f"{column} n"] == "2"
     # Bounds measured differently (other weights, other images, another k) share no column.
@@ -323,7 +334,7 @@ def test_grouped_by_seed_a_setting_averages_only_its_completed_seeds(tmp_path: P
         (([120.0, 100.0], "completed"), ([120.0, 102.0], "completed"), ([150.0], "interrupted"))
     ):
         write_job(tmp_path / str(seed), [f"seed={seed}"], losses, {"status": status})
-    (cells,) = table_rows(report(tmp_path, by_seed=True))
+    (cells,) = seed_rows(tmp_path)
     assert (cells["seeds"], cells["completed"], cells["final test loss n"]) == ("3", "2", "2")
     assert float(cells["final test loss mean"]) == 101.0 and float(cells["final test loss stderr"]) == 1.0
     assert float(cells["best test loss mean"]) == 101.0
@@ -336,11 +347,11 @@ def test_grouped_by_seed_a_setting_is_one_group_whatever_its_runs_were_continued
     for seed, run_control in ((0, []), (1, ["resume=last", "trainer.num_threads=1"]), (2, [])):
         overrides = ["optim.lr=1e-3", f"seed={seed}", *run_control]
         write_job(tmp_path / str(seed), overrides, [100.0 + seed], {"status": "completed"})
-    (cells,) = table_rows(report(tmp_path, by_seed=True))
-    assert (cells["seeds"], cells["final test loss n"], cells["final test loss mean"]) == (
+    (cells,) = seed_rows(tmp_path)
+    assert (cells["seeds"], cells["final test loss n"], float(cells["final test loss mean"])) == (
         "3",
         "3",
-        "101.000",
+        101.0,
     )
 
 
@@ -354,7 +365,7 @@ def test_report_cli_groups_by_seed(tmp_path: Path) -> None:
         )
     result = run_module("vae_gumbel.report", str(tmp_path), "--group-by-seed", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "| 2 | 2 | 110.500 | 0.500 | 2 |" in result.stdout and "report_seeds.csv" in result.stdout
+    assert "| 2 | 2 | 110.50 +- 0.50 (2) |" in result.stdout and "report_seeds.csv" in result.stdout
 
 
 def write_estimator_jobs(root: Path) -> None:
@@ -402,7 +413,7 @@ def test_no_pairing_is_suggested_where_only_the_seed_differs(
 
 def test_against_a_baseline_each_setting_gets_its_differences_paired_by_seed(tmp_path: Path) -> None:
     write_estimator_jobs(tmp_path)
-    rows = table_rows(report(tmp_path, against=("estimator", "straight_through")))
+    rows = seed_rows(tmp_path, against=("estimator", "straight_through"))
     by_setting = {(row["estimator"], row["optim.lr"]): row for row in rows}
     difference = "final test loss minus estimator=straight_through"
     for lr in ("1e-3", "3e-3"):  # each learning rate against straight-through at the same rate
@@ -459,7 +470,7 @@ def test_a_seed_a_setting_trained_twice_counts_once_with_the_mean_of_its_runs(
     write_estimator_jobs(tmp_path)
     again = ["estimator=gumbel_softmax", "optim.lr=1e-3", "seed=0"]  # seed 0 once more, in another sweep
     write_job(tmp_path / "again" / "0", again, [96.0], {"status": "completed"})
-    rows = table_rows(report(tmp_path, against=("estimator", "straight_through")))
+    rows = seed_rows(tmp_path, against=("estimator", "straight_through"))
     (gumbel,) = [row for row in rows if (row["estimator"], row["optim.lr"]) == ("gumbel_softmax", "1e-3")]
     # Seed 0 is one draw, (98 + 96) / 2 = 97, not two: four seeds, not five runs, make the mean.
     assert (gumbel["seeds"], gumbel["completed"], gumbel["final test loss n"]) == ("4", "4", "4")
@@ -493,7 +504,7 @@ def test_one_value_spelled_two_ways_is_one_setting_and_finds_its_baseline(tmp_pa
         [105.0],
         {"status": "completed"},
     )
-    rows = table_rows(report(tmp_path, against=("estimator", "straight_through")))
+    rows = seed_rows(tmp_path, against=("estimator", "straight_through"))
     assert [row["estimator"] for row in rows] == ["reinmax", "straight_through"]  # no optim.lr column
     reinmax = rows[0]
     assert (reinmax["seeds"], float(reinmax["final test loss mean"])) == ("3", 105.0)
@@ -502,7 +513,7 @@ def test_one_value_spelled_two_ways_is_one_setting_and_finds_its_baseline(tmp_pa
     for seed in range(2):  # the sweep at another rate: --against optim.lr as it was typed finds 0.001
         overrides = ["optim.lr=0.003", "estimator=straight_through", f"seed={seed}"]
         write_job(tmp_path / "sweep" / str(seed + 2), overrides, [90.0 + seed], {"status": "completed"})
-    rows = table_rows(report(tmp_path, against=("optim.lr", "1e-3")))
+    rows = seed_rows(tmp_path, against=("optim.lr", "1e-3"))
     (faster,) = [row for row in rows if row["optim.lr"] == "0.003"]
     assert faster["paired with"] == "estimator=straight_through, optim.lr=0.001"
     assert (
@@ -542,7 +553,7 @@ def test_a_setting_without_its_baseline_has_no_difference(tmp_path: Path) -> Non
     write_job(
         tmp_path / "99", ["estimator=reinmax", "optim.lr=1e-2", "seed=0"], [95.0], {"status": "completed"}
     )
-    rows = table_rows(report(tmp_path, against=("estimator", "straight_through")))
+    rows = seed_rows(tmp_path, against=("estimator", "straight_through"))
     (alone,) = [row for row in rows if row["estimator"] == "reinmax"]
     difference = "final test loss minus estimator=straight_through"
     assert (alone[f"{difference} mean"], alone[f"{difference} n"]) == ("", "0")
@@ -567,7 +578,7 @@ def test_a_baseline_in_another_sweep_pairs_up_when_the_overrides_both_set_agree(
         ]
         write_job(tmp_path / "reinmax" / str(seed), overrides, [final - 1.0 - seed], {"status": "completed"})
     difference = "final test loss minus estimator=straight_through"
-    rows = table_rows(report(tmp_path, against=("estimator", "straight_through")))
+    rows = seed_rows(tmp_path, against=("estimator", "straight_through"))
     (reinmax,) = [row for row in rows if row["estimator"] == "reinmax"]
     assert (float(reinmax[f"{difference} mean"]), reinmax[f"{difference} n"]) == (-2.0, "3")
     assert reinmax["paired with"] == "estimator=straight_through"  # shown, to be checked
@@ -579,7 +590,7 @@ def test_a_baseline_in_another_sweep_pairs_up_when_the_overrides_both_set_agree(
         {"status": "completed"},
     )
     write_overrides(tmp_path / "st" / "0", ["estimator=straight_through", "optim.lr=1e-3", "seed=0"])
-    rows = table_rows(report(tmp_path, against=("estimator", "straight_through")))
+    rows = seed_rows(tmp_path, against=("estimator", "straight_through"))
     (reinmax,) = [row for row in rows if row["estimator"] == "reinmax"]
     assert (reinmax[f"{difference} mean"], reinmax[f"{difference} n"], reinmax["paired with"]) == (
         "",
@@ -614,7 +625,7 @@ def test_report_cli_compares_against_a_baseline_and_refuses_a_baseline_without_a
     )
     assert result.returncode == 0, result.stderr
     assert (
-        "| final test loss minus estimator=straight_through mean |" in result.stdout
+        "| final test loss minus estimator=straight_through, mean +- stderr (n) |" in result.stdout
         and "report_seeds.csv" in result.stdout
     )
     result = run_module("vae_gumbel.report", str(tmp_path), "--against", "estimator", cwd=tmp_path)

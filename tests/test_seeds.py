@@ -32,6 +32,12 @@ def test_the_mean_and_standard_error_are_over_the_finite_values() -> None:
     assert math.isnan(mean_and_stderr([])[0]) and mean_and_stderr([])[2] == 0
 
 
+def test_an_estimate_is_quoted_as_mean_plus_minus_standard_error_and_count() -> None:
+    assert mean_and_stderr([100.0, 102.0]).quoted() == "101.00 +- 1.00 (2)"
+    assert mean_and_stderr([98.0, math.nan]).quoted() == "98.00 (1)"  # one value has no standard error
+    assert mean_and_stderr([math.nan]).quoted() == ""
+
+
 def test_jobs_that_differ_only_in_their_seed_or_how_they_ran_are_one_setting() -> None:
     jobs = [
         job("0", ["estimator=reinmax", "optim.lr=1e-3", "seed=0"], 100.0),

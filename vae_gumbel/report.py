@@ -59,6 +59,7 @@ from vae_gumbel.jobs import (
 )
 from vae_gumbel.run_folder import find_runs
 from vae_gumbel.seeds import (
+    Estimate,
     Setting,
     ambiguous_baselines,
     baselines_of,
@@ -163,14 +164,39 @@ def _round(value: float) -> float | str:
 
 
 def markdown(columns: list[str], rows: list[list[Any]]) -> str:
-    """Gives a Markdown table, its numbers with the same three decimals so that they line up."""
+    """Gives a Markdown table, its numbers with the same three decimals so that they line up, and
+    each Estimate in one cell as a paper quotes it, mean +- stderr (n), which its column says."""
 
     def cell(value: Any) -> str:
+        if isinstance(value, Estimate):
+            return value.quoted()
         return f"{value:.3f}" if isinstance(value, float) else str(value).replace("|", "\\|")
 
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    estimates = {i for row in rows for i, value in enumerate(row) if isinstance(value, Estimate)}
+    header = [f"{name}, mean +- stderr (n)" if i in estimates else name for i, name in enumerate(columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def spread(columns: list[str], rows: list[list[Any]]) -> tuple[list[str], list[list[Any]]]:
+    """Gives the table with each column of Estimates as three, NAME mean, NAME stderr and NAME n, for
+    a CSV that a program reads (no value: an empty cell)."""
+    estimates = {i for row in rows for i, value in enumerate(row) if isinstance(value, Estimate)}
+    if not estimates:
+        return columns, rows
+    header = [
+        part
+        for i, name in enumerate(columns)
+        for part in ([f"{name} mean", f"{name} stderr", f"{name} n"] if i in estimates else [name])
+    ]
+
+    def cells(i: int, value: Any) -> list[Any]:
+        if i not in estimates:
+            return [value]
+        return [*(v if math.isfinite(v) else "" for v in value[:2]), value.n]
+
+    return header, [[part for i, value in enumerate(row) for part in cells(i, value)] for row in rows]
 
 
 def epoch_axis(axis: Any, ylabel: str) -> None:
@@ -291,9 +317,9 @@ def save_figure(figure: Figure, path: str | Path) -> Path:
 def seed_table(
     settings: list[Setting], sort: str = "final", against: tuple[str, str] | None = None
 ) -> tuple[list[str], list[list[Any]]]:
-    """Gives one row per setting: its overrides, how many seeds completed, and the mean, standard
-    error and count over its completed seeds of the final and best test loss (and of the IWAE
-    bound), best first. With ``against`` (key, value), also each number's difference to the
+    """Gives one row per setting: its overrides, how many seeds completed, and the Estimate (mean,
+    standard error and count) over its completed seeds of the final and best test loss (and of the
+    IWAE bound), best first. With ``against`` (key, value), also each number's difference to the
     setting with that value instead of its own, paired by seed (``paired_difference``)."""
     keys = varying_keys(settings)
     metrics = {
@@ -304,10 +330,9 @@ def seed_table(
     baselines = baselines_of(settings, *against) if against else [None] * len(settings)
     columns = [*keys, "seeds", "completed", *(["paired with"] if against else [])]
     for name in metrics:
-        columns += [f"{name} mean", f"{name} stderr", f"{name} n"]
+        columns.append(name)
         if against:
-            difference = f"{name} minus {against[0]}={against[1]}"  # paired by seed
-            columns += [f"{difference} mean", f"{difference} stderr", f"{difference} n"]
+            columns.append(f"{name} minus {against[0]}={against[1]}")  # paired by seed
     rows = []
     for setting, baseline in zip(settings, baselines, strict=True):
         row: list[Any] = [short(setting.overrides.get(k, "")) for k in keys]
@@ -315,19 +340,17 @@ def seed_table(
         if against:  # the baseline's overrides that tell settings apart, so that a pairing can be checked
             row.append(label(baseline.overrides, keys) if baseline else "")
         for value in metrics.values():
-            mean, stderr, n = mean_and_stderr(list(per_seed(setting.completed, value).values()))
-            row += [_round(mean), _round(stderr), n]
+            row.append(mean_and_stderr(list(per_seed(setting.completed, value).values())))
             if against:
-                mean, stderr, n = paired_difference(setting, baseline, value)
-                row += [_round(mean), _round(stderr), n]
+                row.append(paired_difference(setting, baseline, value))
         rows.append(row)
-    held_out = "validation" if "final validation loss mean" in columns else "test"
+    held_out = "validation" if "final validation loss" in columns else "test"
     if sort == "bound":  # the one k of them all (check_bounds_compare)
         (ranking,) = [name for name in metrics if name.startswith(f"{held_out} IWAE NLL k=")]
     else:
         ranking = f"{sort} {held_out} loss"
-    sort_column = columns.index(f"{ranking} mean")
-    rows.sort(key=lambda row: row[sort_column] if row[sort_column] != "" else math.inf)
+    sort_column = columns.index(ranking)
+    rows.sort(key=lambda row: row[sort_column].mean if math.isfinite(row[sort_column].mean) else math.inf)
     return columns, rows
 
 
@@ -421,8 +444,9 @@ def paired_curves(
 
 
 def write_csv(columns: list[str], rows: list[list[Any]], path: Path) -> None:
-    """Writes a table as CSV, in place of what is there (atomically: a reader, or a crash, finds the
-    old table or the new one)."""
+    """Writes a table as CSV (each column of Estimates as three, ``spread``), in place of what is
+    there (atomically: a reader, or a crash, finds the old table or the new one)."""
+    columns, rows = spread(columns, rows)
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     writer.writerow(columns)

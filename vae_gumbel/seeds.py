@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from vae_gumbel.errors import ConfigError
 from vae_gumbel.jobs import Job, comparable, is_hyperparameter, label, varying_keys
@@ -39,17 +39,34 @@ def group_by_seed(jobs: list[Job]) -> list[Setting]:
     return list(settings.values())
 
 
-def mean_and_stderr(values: list[float]) -> tuple[float, float, int]:
+class Estimate(NamedTuple):
+    """A mean over seeds, its standard error (NaN for fewer than two values) and the number of values."""
+
+    mean: float
+    stderr: float
+    n: int
+
+    def quoted(self) -> str:
+        """Gives it as a table quotes it, "101.00 +- 1.00 (2)": mean +- standard error (count); the
+        mean and count alone for one value, nothing for none."""
+        if not math.isfinite(self.mean):
+            return ""
+        if not math.isfinite(self.stderr):
+            return f"{self.mean:.2f} ({self.n})"
+        return f"{self.mean:.2f} +- {self.stderr:.2f} ({self.n})"
+
+
+def mean_and_stderr(values: list[float]) -> Estimate:
     """Gives the mean of the finite values, its standard error (NaN for fewer than two) and their count."""
     finite = [v for v in values if math.isfinite(v)]
     n = len(finite)
     if n == 0:
-        return math.nan, math.nan, 0
+        return Estimate(math.nan, math.nan, 0)
     mean = sum(finite) / n
     if n < 2:
-        return mean, math.nan, n
+        return Estimate(mean, math.nan, n)
     variance = sum((v - mean) ** 2 for v in finite) / (n - 1)
-    return mean, math.sqrt(variance / n), n
+    return Estimate(mean, math.sqrt(variance / n), n)
 
 
 def baselines_of(settings: list[Setting], key: str, value: str) -> list[Setting | None]:
@@ -102,7 +119,7 @@ def baseline_matches(settings: list[Setting], key: str, value: str) -> list[list
     return [[baseline for baseline in candidates if agree(setting, baseline)] for setting in settings]
 
 
-def paired_difference(setting: Setting, baseline: Setting | None, value: Any) -> tuple[float, float, int]:
+def paired_difference(setting: Setting, baseline: Setting | None, value: Any) -> Estimate:
     """Gives the mean, standard error and count of ``value``(job) minus ``value`` of the baseline's
     job with the same seed, over the seeds that both completed (none without a baseline; a seed run
     more than once gives the mean of its runs, ``per_seed``). The same seed starts both from the
@@ -110,7 +127,7 @@ def paired_difference(setting: Setting, baseline: Setting | None, value: Any) ->
     return paired(setting.completed, baseline.completed if baseline else [], value)
 
 
-def paired(jobs: list[Job], baseline_jobs: list[Job], value: Any) -> tuple[float, float, int]:
+def paired(jobs: list[Job], baseline_jobs: list[Job], value: Any) -> Estimate:
     """Gives the mean, standard error and count of ``value`` of ``jobs`` minus that of
     ``baseline_jobs``, paired by seed (each seed's mean over its runs, ``per_seed``)."""
     mine, theirs = per_seed(jobs, value), per_seed(baseline_jobs, value)
