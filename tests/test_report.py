@@ -446,7 +446,12 @@ def test_against_a_baseline_the_figure_adds_the_paired_difference_per_epoch(tmp_
         )
     settings = group_by_seed([read_job(folder, tmp_path) for folder in sorted(tmp_path.iterdir())])
     figure = seed_curves_figure(settings, "two estimators", against=("estimator", "straight_through"))
-    _, below = figure.axes
+    above, below = figure.axes
+    # Above, the legend quotes the final loss as the table does, mean +- stderr over the seeds.
+    assert [line.get_label() for line in above.lines if not line.get_label().startswith("_")] == [
+        "estimator=gumbel_softmax: final 108.00 +- 5.20 (3 seeds)",  # 99, 108, 117: 9 / sqrt(3)
+        "estimator=straight_through: final 110.00 +- 5.77 (3 seeds)",
+    ]
     (curve,) = [line for line in below.lines if line.get_label().startswith("estimator=gumbel_softmax")]
     assert list(curve.get_xdata()) == [1, 2] and list(curve.get_ydata()) == [-3.0, -2.0]
     assert curve.get_label() == "estimator=gumbel_softmax: -2.00 +- 0.58 (3 pairs)"

@@ -359,8 +359,9 @@ def seed_curves_figure(
 ) -> Figure:
     """Gives each setting's mean test loss per epoch over its seeds (every run that reached the
     epoch, so that a sweep can be watched while it trains), with a band of one standard error; the
-    number in the legend is the table's, over the completed seeds. With ``against`` (key, value), a
-    second panel below gives each setting's paired difference to its baseline per epoch."""
+    numbers in the legend are the table's, mean +- stderr over the completed seeds. With ``against``
+    (key, value), a second panel below gives each setting's paired difference to its baseline per
+    epoch."""
     figure = Figure(figsize=(9, 10 if against else 5))
     axis, *below = figure.subplots(2 if against else 1, 1, sharex=True, squeeze=False)[:, 0]
     keys = varying_keys(settings)
@@ -387,9 +388,12 @@ def seed_curves_figure(
         seeds = f"{started} seed{'s' if started > 1 else ''}"
         if completed < started:
             seeds = f"{completed} of {seeds} completed"
+        final = mean_and_stderr(list(per_seed(setting.completed, shown).values()))
+        name, quoted = label(setting.overrides, keys) or "all", final.quoted(count=False)
         text = (
-            f"{label(setting.overrides, keys) or 'all'}: {shown_loss(setting.jobs[0], sort)[0]} "
-            f"{mean_loss(setting, shown):.2f} ({seeds})"
+            f"{name}: {shown_loss(setting.jobs[0], sort)[0]} {quoted} ({seeds})"
+            if quoted
+            else f"{name} ({seeds})"
         )
         draw_ranked(axis, epochs, means, rank, len(curves), text, band=band)
     epoch_axis(axis, "test loss (negative ELBO, nats), mean +- stderr over seeds")
@@ -402,7 +406,7 @@ def seed_curves_figure(
     return figure
 
 
-def mean_band(stats: list[tuple[float, float, int]]) -> tuple[list[float], tuple[list[float], list[float]]]:
+def mean_band(stats: list[Estimate]) -> tuple[list[float], tuple[list[float], list[float]]]:
     """Gives the means of ``mean_and_stderr`` results and the band of one standard error around them
     (none where a standard error is undefined)."""
     means = [mean for mean, _, _ in stats]

@@ -46,14 +46,13 @@ class Estimate(NamedTuple):
     stderr: float
     n: int
 
-    def quoted(self) -> str:
-        """Gives it as a table quotes it, "101.00 +- 1.00 (2)": mean +- standard error (count); the
-        mean and count alone for one value, nothing for none."""
+    def quoted(self, count: bool = True) -> str:
+        """Gives it as a table quotes it, "101.00 +- 1.00 (2)": mean +- standard error (count, left
+        out without ``count``); the mean alone for one value, nothing for none."""
         if not math.isfinite(self.mean):
             return ""
-        if not math.isfinite(self.stderr):
-            return f"{self.mean:.2f} ({self.n})"
-        return f"{self.mean:.2f} +- {self.stderr:.2f} ({self.n})"
+        text = f"{self.mean:.2f}" + (f" +- {self.stderr:.2f}" if math.isfinite(self.stderr) else "")
+        return f"{text} ({self.n})" if count else text
 
 
 def mean_and_stderr(values: list[float]) -> Estimate:
