@@ -308,7 +308,8 @@ def test_a_sweep_that_ends_after_a_failed_job_says_how_each_unfinished_run_ended
         write_status(RunFolder(tmp_path / job), "completed")
     # A job refused at its start (its last.pt broken, say) leaves a completed run as it stood.
     assert how_runs_ended(tmp_path) == (
-        "every run says completed (4): the job that failed, above, left its run as it stood"
+        "every run says completed (4): each job that failed was refused at its start (above, the first "
+        "one's error) and left the run in its folder as it stood"
     )
     for job in range(4, 16):  # a big sweep's line names the first ten and counts the rest
         write_status(RunFolder(tmp_path / str(job)), "failed")

@@ -495,7 +495,10 @@ def how_runs_ended(sweep_dir: Path) -> str:
         f"{run.relative_to(sweep_dir)}: {status}" for run, status in statuses.items() if status != "completed"
     ]
     if not unfinished:  # a job refused at its start, for one, leaves its run as it was
-        return f"every run says completed ({len(runs)}): the job that failed, above, left its run as it stood"
+        return (
+            f"every run says completed ({len(runs)}): each job that failed was refused at its start (above, "
+            "the first one's error) and left the run in its folder as it stood"
+        )
     named = unfinished[:UNFINISHED_RUNS_NAMED]
     if len(unfinished) > len(named):
         named.append(f"and {len(unfinished) - len(named)} more")
