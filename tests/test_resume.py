@@ -3,6 +3,7 @@ over a run that its folder already holds."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,15 @@ def test_rerun_with_resume_last_continues_unfinished_jobs_and_leaves_finished_on
         train(compose_train("trainer.epochs=2", "resume=last"), job)
     assert {p: p.stat().st_mtime_ns for p in finished.rglob("*") if p.is_file()} == untouched
     assert [r["epoch"] for r in read_metrics(RunFolder(unfinished).metrics)] == [1, 2]
+
+
+def test_a_finished_run_continued_with_resume_last_says_there_is_nothing_to_do(
+    compose_train, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    train(compose_train("trainer.epochs=1"), tmp_path)
+    caplog.set_level(logging.INFO)
+    assert train(compose_train("trainer.epochs=1", "resume=last"), tmp_path)["epoch"] == 1
+    assert f"{tmp_path} already finished its 1 epoch; nothing to do" in caplog.messages
 
 
 def test_a_missing_resume_path_is_a_clear_error(compose_train, tmp_path: Path) -> None:

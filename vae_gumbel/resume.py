@@ -110,6 +110,7 @@ def finished_metrics(member: Member, position: tuple[int, int]) -> dict[str, Any
         return None
     records = read_metrics(member.folder.metrics)
     if epoch >= member.settings.trainer.epochs and records and records[-1]["epoch"] == epoch:
-        log.info("%s already finished its %d epochs; nothing to do", member.folder.path, epoch)
+        epochs = f"{epoch} epoch{'s' if epoch != 1 else ''}"
+        log.info("%s already finished its %s; nothing to do", member.folder.path, epochs)
         return records[-1]
     return None
