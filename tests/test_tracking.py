@@ -25,6 +25,7 @@ from vae_gumbel.tracking import (
     how_runs_ended,
     hyperparameters,
     read_metrics,
+    report_command,
     short_run_name,
     swept_keys,
     write_status,
@@ -49,6 +50,20 @@ def test_the_keys_a_sweep_varies_are_read_again_when_its_record_changes(tmp_path
     record.write_text("hydra:\n  overrides:\n    task: ['seed=0,1', 'optim.lr=0.001,0.003']\n")
     assert swept_keys(tmp_path) == {"seed", "optim.lr"}
     assert swept_keys(tmp_path / "elsewhere") == set()
+
+
+def test_the_report_command_groups_by_seed_where_a_sweep_in_the_folder_varies_the_seed(
+    tmp_path: Path,
+) -> None:
+    for sweep, task in (
+        ("seeds_0-1", "['seed=0,1', 'optim.lr=0.001,0.003']"),
+        ("lr", "['optim.lr=0.01,0.1']"),
+    ):
+        (tmp_path / sweep).mkdir()
+        (tmp_path / sweep / "multirun.yaml").write_text(f"hydra:\n  overrides:\n    task: {task}\n")
+    assert report_command(tmp_path / "lr") == f"python -m vae_gumbel.report {tmp_path / 'lr'}"
+    # A folder that holds both sweeps, as more seeds trained later beside the first ones.
+    assert report_command(tmp_path) == f"python -m vae_gumbel.report {tmp_path} --group-by-seed"
 
 
 def test_a_picture_reaches_tensorboard_as_add_image_writes_it(tmp_path: Path) -> None:

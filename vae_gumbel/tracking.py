@@ -534,8 +534,10 @@ def end_sweep(config: Any, failed: bool = False) -> None:
 
 def report_command(sweep_dir: Path, bounds: bool = False) -> str:
     """Gives the report command that compares a sweep's runs (or any folder of runs): grouped by
-    seed where the sweep varies the seed (mean and standard error per setting), with the ranking by
-    IWAE bound offered where its runs end with bounds (a search such as hparams_search=best_bound)."""
-    seeds = ["--group-by-seed"] if "seed" in swept_keys(sweep_dir) else []
+    seed where the sweep, or a sweep in the folder, varies the seed (mean and standard error per
+    setting), with the ranking by IWAE bound offered where its runs end with bounds (a search such
+    as hparams_search=best_bound)."""
+    records = Path(sweep_dir).rglob(sweep_record(sweep_dir).name)
+    seeds = ["--group-by-seed"] if any("seed" in swept_keys(record.parent) for record in records) else []
     command = shell_command("python", "-m", "vae_gumbel.report", sweep_dir, *seeds)
     return command + (" [--sort bound]" if bounds else "")
