@@ -166,6 +166,14 @@ def test_a_bad_value_fails_its_job_alone_before_any_training(tmp_path: Path, mni
     assert "stack of 2 (jobs 1 3), epoch 1/1" in result.stdout + result.stderr
 
 
+def test_a_job_that_trains_alone_shows_its_epochs_on_the_console(tmp_path: Path, mnist_root: Path) -> None:
+    # Two estimators cannot share a stack: each job trains alone, its epoch lines go to its log file.
+    sweep_dir, result = stacked_sweep(tmp_path, mnist_root, "estimator=gumbel_softmax,straight_through")
+    assert result.returncode == 0, result.stderr
+    for job in range(2):
+        assert re.search(rf"job {job}, epoch 1/1: test loss \d+\.\d\d\n", result.stdout + result.stderr)
+
+
 def test_optuna_hands_the_stacked_launcher_batches_of_trials(tmp_path: Path, mnist_root: Path) -> None:
     sweep_dir, result = stacked_sweep(
         tmp_path,

@@ -923,3 +923,6 @@ def test_a_long_stacks_console_line_names_its_first_and_last_jobs(tmp_path: Path
     assert stack_line(run, records) == (
         "stack of 64 (jobs 0 1 2 3 ... 63), epoch 3/10: 63 training, test loss 100.00 to 163.00 (mean 131.92)"
     )
+    # A sweep's job that trains alone: its number and its loss.
+    run.members, run.live = members[7:8], lambda: [(0, members[7])]
+    assert stack_line(run, records[7:8]) == "job 7, epoch 3/10: test loss 107.00"

@@ -303,7 +303,7 @@ def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
                 member.run_log.log_epoch(records[m])
                 member.run_log.info(epoch_line(records[m], trainer.epochs))
                 member.final = records[m]
-            if len(run.members) > 1:
+            if len(run.members) > 1 or run.members[0].logger is not log:  # else its epoch line is there
                 log.info(stack_line(run, records))
         # Draw the pictures every sample_every epochs: decoded here, encoded in the background.
         if run.epoch % trainer.sample_every == 0 or last:
@@ -532,13 +532,16 @@ def save_checkpoints(folder: RunFolder, last: dict[str, Any] | None, best: dict[
 def stack_line(run: Run, records: list[dict[str, Any]]) -> str:
     """Gives one console line for a stack's epoch: which jobs it trains (its members' folders, a
     sweep's job numbers, so that a sweep's stacks can be told apart), how many of them are still
-    training, and their test losses."""
+    training, and their test losses. A sweep's job that trains alone gets the line too, as its job
+    number and its test loss: its own epoch lines go to its log file only."""
     live = [records[m] for m, _ in run.live()]
     losses = [r["test/loss"] for r in live if "test/loss" in r]
     jobs = [member.folder.path.name for member in run.members]
+    epoch = f"epoch {run.epoch}/{run.settings.trainer.epochs}"
+    if len(jobs) == 1:
+        return f"job {jobs[0]}, {epoch}" + (f": test loss {losses[0]:.2f}" if losses else "")
     if len(jobs) > STACK_JOBS_SHOWN:
         jobs = [*jobs[: STACK_JOBS_SHOWN - 2], "...", jobs[-1]]
-    epoch = f"epoch {run.epoch}/{run.settings.trainer.epochs}"
     line = f"stack of {len(run.members)} (jobs {' '.join(jobs)}), {epoch}: {len(live)} training"
     if losses:
         line += f", test loss {min(losses):.2f} to {max(losses):.2f} (mean {sum(losses) / len(losses):.2f})"
