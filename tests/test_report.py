@@ -18,7 +18,7 @@ from tests.conftest import run_module
 from vae_gumbel.device import hardware_name
 from vae_gumbel.errors import ConfigError, WriteError
 from vae_gumbel.jobs import read_job
-from vae_gumbel.report import HIGHLIGHTED, curves_figure, report, seed_curves_figure
+from vae_gumbel.report import HIGHLIGHTED, curves_figure, legend_label, report, seed_curves_figure
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.seeds import group_by_seed
 from vae_gumbel.tracking import read_metrics
@@ -667,6 +667,23 @@ def test_a_report_of_fifty_runs_stays_readable(tmp_path: Path) -> None:
     assert texts[0] == "49: optim.lr=0.0007049, final 101.00"
     assert len(texts) == HIGHLIGHTED + 1 and texts[-1] == f"{50 - HIGHLIGHTED} others"
     assert legend.get_bbox_to_anchor().x0 > curves_figure(jobs, "").axes[0].bbox.x1  # beside the plot
+
+
+def test_a_long_legend_label_breaks_between_its_parts_never_inside_one() -> None:
+    trial = (  # an Optuna trial's five values
+        "3: estimator=straight_through, optim.lr=0.001411, temperature.initial=1.87, temperature.min=0.8829, "
+        "temperature.rate=0.0001515, final 218.54"
+    )
+    assert legend_label(trial).split("\n") == [
+        "3: estimator=straight_through, optim.lr=0.001411,",
+        "  temperature.initial=1.87, temperature.min=0.8829,",
+        "  temperature.rate=0.0001515, final 218.54",
+    ]
+    setting = "estimator=reinmax, optim.lr=3e-3, temperature.rate=1e-4: final 111.22 +- 0.64 (5 seeds)"
+    assert legend_label(setting) == (
+        "estimator=reinmax, optim.lr=3e-3, temperature.rate=1e-4:\n  final 111.22 +- 0.64 (5 seeds)"
+    )
+    assert legend_label("49: optim.lr=0.0007049, final 101.00") == "49: optim.lr=0.0007049, final 101.00"
 
 
 def test_every_curve_of_a_one_epoch_run_shows_its_point(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ import argparse
 import csv
 import io
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -293,13 +294,33 @@ def draw_ranked(
         )
 
 
+# The widest line of a legend beside the plot, in characters: a longer label (an Optuna trial's five
+# values) breaks between its parts, so the legend never grows wider than the plot itself.
+LEGEND_WIDTH = 64
+
+
+def legend_label(text: str) -> str:
+    """Gives a label broken into lines of at most LEGEND_WIDTH characters between its parts (each
+    setting, the number after the colon), never inside one; the lines after the first indented."""
+    lines = [""]
+    for part in re.split(r"(?<=, )|(?<=: )", text):
+        if lines[-1].strip() and len(lines[-1]) + len(part) > LEGEND_WIDTH:
+            lines.append("  ")
+        lines[-1] += part
+    return "\n".join(line.rstrip() for line in lines)
+
+
 def place_legend(axis: Any, outside: bool) -> None:
-    """Puts the legend beside the plot (for many runs, so it never covers a curve) or in it, if
-    anything drawn has a label."""
-    if not axis.get_legend_handles_labels()[0]:
+    """Puts the legend beside the plot (for many runs, so it never covers a curve; long labels
+    broken into lines, ``legend_label``) or in it, if anything drawn has a label."""
+    handles, labels = axis.get_legend_handles_labels()
+    if not handles:
         return
     if outside:
-        axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        labels = [legend_label(text) for text in labels]
+        axis.legend(
+            handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0
+        )
     else:
         axis.legend(fontsize=7, loc="upper right")
 
