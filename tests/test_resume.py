@@ -39,6 +39,15 @@ def test_a_finished_run_continued_with_resume_last_says_there_is_nothing_to_do(
     caplog.set_level(logging.INFO)
     assert train(compose_train("trainer.epochs=1", "resume=last"), tmp_path)["epoch"] == 1
     assert f"{tmp_path} already finished its 1 epoch; nothing to do" in caplog.messages
+    # Asked again with another learning rate, meant for a new run: nothing applies it, and it says so.
+    caplog.clear()
+    train(
+        compose_train("trainer.epochs=1", "optim.lr=0.01", "trainer.num_threads=1", "resume=last"), tmp_path
+    )
+    assert caplog.messages[-1] == (
+        f"{tmp_path} already finished its 1 epoch; nothing to do; it keeps its own settings, not this "
+        "command's optim.lr (checkpoint 0.001, now 0.01): train those in another folder (hydra.run.dir=...)"
+    )
 
 
 def test_a_missing_resume_path_is_a_clear_error(compose_train, tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 
 from hydra.utils import to_absolute_path
 
-from vae_gumbel.checkpoint import check_same_job, load_checkpoint
+from vae_gumbel.checkpoint import changed_settings, check_same_job, listed, load_checkpoint
+from vae_gumbel.config import RUN_CONTROL_KEYS
 from vae_gumbel.errors import CheckpointError, ConfigError, UnreadableCheckpoint
 from vae_gumbel.interrupts import restarted_by_slurm, resume_command
 from vae_gumbel.run import Member, log
@@ -111,6 +112,27 @@ def finished_metrics(member: Member, position: tuple[int, int]) -> dict[str, Any
     records = read_metrics(member.folder.metrics)
     if epoch >= member.settings.trainer.epochs and records and records[-1]["epoch"] == epoch:
         epochs = f"{epoch} epoch{'s' if epoch != 1 else ''}"
-        log.info("%s already finished its %s; nothing to do", member.folder.path, epochs)
+        log.info("%s already finished its %s; nothing to do%s", member.folder.path, epochs, unapplied(member))
         return records[-1]
     return None
+
+
+def unapplied(member: Member) -> str:
+    """Gives what a finished run says of the settings of this command that differ from its own and
+    that nothing applies, since nothing trains (none: an empty string): a run asked again with a new
+    learning rate, say, which was meant for a new run."""
+    try:
+        saved = load_checkpoint(member.folder.checkpoint("last"))["config"]
+    except CheckpointError:
+        return ""
+    changes = {
+        key: values
+        for key, values in changed_settings(saved, member.settings).items()
+        if key not in RUN_CONTROL_KEYS and key != "trainer.epochs"
+    }
+    if not changes:
+        return ""
+    return (
+        f"; it keeps its own settings, not this command's {listed(changes)}: train those in another "
+        "folder (hydra.run.dir=...)"
+    )
