@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from hydra.utils import to_absolute_path
 
@@ -20,16 +20,25 @@ from vae_gumbel.run_folder import RunFolder, read_status, resolve_checkpoint
 from vae_gumbel.tracking import read_metrics
 
 
-def job_start(member: Member) -> tuple[Path | None, tuple[int, int]]:
-    """Gives the checkpoint a job starts from (None: from nothing) and the epoch and step it starts
-    at (0, 0 for a new run from another run's weights)."""
+class Start(NamedTuple):
+    """Where a job starts: the checkpoint (None: from nothing), the epoch and step it starts at (0, 0
+    for a new run, also one from another run's weights) and, when it continues a run, that run's config."""
+
+    file: Path | None
+    position: tuple[int, int] = (0, 0)
+    config: dict[str, Any] | None = None
+
+
+def job_start(member: Member) -> Start:
+    """Gives where a job starts: from nothing, from another run's weights, or where a run stopped."""
     settings = member.settings
     file = find_resume_checkpoint(settings.resume, member.folder, member.logger, settings.resume_weights_only)
     if file == member.folder.checkpoint("last") and settings.resume_weights_only:
         # A requeued job continues its own run, not the weights it started from.
         member.settings = dataclasses.replace(settings, resume_weights_only=False)
-    starts_afresh = file is None or member.settings.resume_weights_only
-    return file, (0, 0) if starts_afresh else checkpoint_position(member, file)
+    if file is None or member.settings.resume_weights_only:
+        return Start(file)
+    return checkpoint_start(member, file)
 
 
 def find_resume_checkpoint(
@@ -72,9 +81,9 @@ def find_resume_checkpoint(
     )
 
 
-def checkpoint_position(member: Member, file: Path) -> tuple[int, int]:
-    """Gives the epoch and step of the checkpoint a job continues from; a job of a sweep that
-    continues its own folder must be the job that folder's run was (``check_same_job``)."""
+def checkpoint_start(member: Member, file: Path) -> Start:
+    """Gives the start of a job that continues from ``file``: its epoch, step and config; a job of a
+    sweep that continues its own folder must be the job that folder's run was (``check_same_job``)."""
     try:
         checkpoint = load_checkpoint(file)
     except UnreadableCheckpoint as err:
@@ -83,7 +92,7 @@ def checkpoint_position(member: Member, file: Path) -> tuple[int, int]:
         raise err.advising(way_past_broken_last(member)) from None
     if member.swept and file == member.folder.checkpoint("last"):
         check_same_job(checkpoint, member.settings, member.swept, member.folder.path)
-    return checkpoint["epoch"], checkpoint["step"]
+    return Start(file, (checkpoint["epoch"], checkpoint["step"]), checkpoint["config"])
 
 
 def way_past_broken_last(member: Member) -> str:
@@ -102,29 +111,26 @@ def way_past_broken_last(member: Member) -> str:
     return f"its best.pt (epoch {epoch}) is whole: train on from it into another folder with {command}"
 
 
-def finished_metrics(member: Member, position: tuple[int, int]) -> dict[str, Any] | None:
+def finished_metrics(member: Member, start: Start) -> dict[str, Any] | None:
     """Gives the last metrics of a job that already trained all its epochs and completed (so it is
     left as it is), or None if it has work to do: epochs to train, or its final IWAE evaluation
     (which an interrupt or a kill after its last epoch leaves to do)."""
-    epoch = position[0]
-    if epoch == 0 or read_status(member.folder).get("status") != "completed":
+    epoch = start.position[0]
+    if epoch == 0 or start.config is None or read_status(member.folder).get("status") != "completed":
         return None
     records = read_metrics(member.folder.metrics)
     if epoch >= member.settings.trainer.epochs and records and records[-1]["epoch"] == epoch:
         epochs = f"{epoch} epoch{'s' if epoch != 1 else ''}"
-        log.info("%s already finished its %s; nothing to do%s", member.folder.path, epochs, unapplied(member))
+        note = unapplied(member, start.config)
+        log.info("%s already finished its %s; nothing to do%s", member.folder.path, epochs, note)
         return records[-1]
     return None
 
 
-def unapplied(member: Member) -> str:
-    """Gives what a finished run says of the settings of this command that differ from its own and
-    that nothing applies, since nothing trains (none: an empty string): a run asked again with a new
-    learning rate, say, which was meant for a new run."""
-    try:
-        saved = load_checkpoint(member.folder.checkpoint("last"))["config"]
-    except CheckpointError:
-        return ""
+def unapplied(member: Member, saved: dict[str, Any]) -> str:
+    """Gives what a finished run, whose config is ``saved``, says of the settings of this command
+    that differ from its own and that nothing applies, since nothing trains (none: an empty
+    string): a run asked again with a new learning rate, say, which was meant for a new run."""
     changes = {
         key: values
         for key, values in changed_settings(saved, member.settings).items()

@@ -154,12 +154,13 @@ def train_members(
     keyed: list[tuple[int, tuple]] = []
     for i, member in enumerate(members):
         try:
-            resume_from[i], position = job_start(member)
-            finished = finished_metrics(member, position)
+            start = job_start(member)
+            resume_from[i] = start.file
+            finished = finished_metrics(member, start)
             if finished is not None:
                 results[i] = finished
             else:
-                keyed.append((i, (stack_key(member.settings), position)))
+                keyed.append((i, (stack_key(member.settings), start.position)))
         except Exception as err:
             record_refusal(member.folder, err)
             results[i] = err
