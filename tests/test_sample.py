@@ -76,14 +76,11 @@ def test_default_names_carry_every_setting_that_changes_the_picture(run_dir: Pat
 
 def test_one_picture_has_one_default_name(run_dir: Path) -> None:
     # rows chooses how many top-KL variables a traversal shows, at most the model's; chosen
-    # variables make the rows themselves.
+    # variables make the rows themselves (and rows with them is refused).
     all_variables = sample_with(f"checkpoint={run_dir}", "mode=traversal", f"rows={LATENT_DIM + 10}")
     assert all_variables.name == f"traversal_variables-top-kl_rows{LATENT_DIM}_epoch002.png"
-    chosen = [
-        sample_with(f"checkpoint={run_dir}", "mode=traversal", "variables=[1,3]", f"rows={rows}")
-        for rows in (2, 8)
-    ]
-    assert chosen[0] == chosen[1] and chosen[0].name == "traversal_variables-1-3_epoch002.png"
+    chosen = sample_with(f"checkpoint={run_dir}", "mode=traversal", "variables=[1,3]")
+    assert chosen.name == "traversal_variables-1-3_epoch002.png"
     # Reconstructions come in pairs of rows: rows=3 draws what rows=2 draws.
     odd, even = (sample_with(f"checkpoint={run_dir}", "mode=reconstruction", f"rows={n}") for n in (3, 2))
     assert odd == even and odd.name == "reconstruction_code-sample_rows2_cols8_seed0_epoch002.png"
@@ -210,6 +207,30 @@ def test_a_setting_only_another_mode_reads_is_refused_rather_than_ignored(
         sample_with("checkpoint=unused", *settings)
     # Its default value, given or not, is no sign of another mode.
     validate(compose_config("sample", ["checkpoint=unused", "mode=traversal", "code=sample"]), SampleConfig)
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        (
+            ["mode=temperature", "rows=4"],
+            "rows=4 is not read by mode=temperature, whose grid is a row of test ",
+        ),
+        (["mode=traversal", "cols=3"], "cols=3 is not read by mode=traversal, whose grid is a row of K "),
+        (["mode=traversal", "seed=2"], "seed=2 is not read by mode=traversal"),
+        (["mode=traversal", "variables=[0,1]", "rows=3"], "rows=3 is not read by mode=traversal"),
+    ],
+)
+def test_a_setting_the_chosen_mode_does_not_read_is_refused_rather_than_ignored(
+    settings: list[str], says: str
+) -> None:
+    from vae_gumbel.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="^" + re.escape(says)):
+        sample_with("checkpoint=unused", *settings)
+    # What a mode reads passes: traversal's rows (its top-KL variables), temperature's cols and seed.
+    for allowed in (["mode=traversal", "rows=3"], ["mode=temperature", "cols=4", "seed=1"]):
+        validate(compose_config("sample", ["checkpoint=unused", *allowed]), SampleConfig)
 
 
 def test_a_reconstruction_of_more_images_than_the_test_set_is_refused(run_dir: Path) -> None:

@@ -376,22 +376,36 @@ class SampleConfig:
 
     def check_read_by_mode(self, modes: dict[str, Any]) -> None:
         """Refuses a setting that only another mode reads (``variables`` without mode=traversal,
-        say), given a value of its own: it would be ignored, and the grid would not be the one meant."""
+        say), or that this mode does not read (``rows`` with mode=temperature), given a value of its
+        own: it would be ignored, and the grid would not be the one meant."""
+        from vae_gumbel.grids import GRID_SETTINGS
+
         defaults = {
             item.name: item.default_factory()
             if item.default_factory is not dataclasses.MISSING
             else item.default
             for item in dataclasses.fields(self)
         }
+
+        def given(key: str) -> str | None:  # the value given, as a command line writes it; None: the default
+            if (value := getattr(self, key)) == defaults[key]:
+                return None
+            if isinstance(value, list):
+                return f"[{','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in value)}]"
+            return str(value)
+
         for name, mode in modes.items():
             for key in mode.own if name != self.mode else ():
-                if (value := getattr(self, key)) != defaults[key]:
-                    if isinstance(value, list):  # as a command line writes it
-                        value = f"[{','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in value)}]"
+                if (value := given(key)) is not None:
                     raise ConfigError(
                         f"{key}={value} is read by mode={name} only, and this grid is mode={self.mode}: "
                         f"add mode={name}, or leave {key} out"
                     )
+        mode = modes[self.mode]
+        for key in GRID_SETTINGS:
+            if key not in mode.reads(self) and (value := given(key)) is not None:
+                grid = f"mode={self.mode}, whose grid is {mode.layout}"
+                raise ConfigError(f"{key}={value} is not read by {grid}: leave {key} out")
 
 
 @dataclass

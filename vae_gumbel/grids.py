@@ -256,6 +256,14 @@ class SampleMode:
     tiles: Callable[[SampleConfig], int]
     fewer_images_do: bool = False  # images is a most: fewer test images draw the same kind of grid
     own: tuple[str, ...] = ()  # the settings that only this mode reads
+    # Which of the grid's shared settings (GRID_SETTINGS) it reads, and how its grid is laid out
+    # without the others.
+    reads: Callable[[SampleConfig], tuple[str, ...]] = lambda s: GRID_SETTINGS
+    layout: str = ""
+
+
+# Settings that most modes read: a mode that does not read one says so (SampleMode.reads).
+GRID_SETTINGS = ("rows", "cols", "seed")
 
 
 # The most small pictures one grid may hold: 256 x 256 of them took 2.5 GB of memory to draw on the
@@ -299,6 +307,9 @@ SAMPLE_MODES: dict[str, SampleMode] = {
         tiles=lambda s: 0,  # at most N x K
         fewer_images_do=True,  # they rank the variables by KL
         own=("variables",),
+        reads=lambda s: () if s.variables else ("rows",),
+        layout="a row of K categories per latent variable (those of variables, else the rows with the "
+        "highest KL), from the first test image's code",
     ),
     "temperature": SampleMode(
         images=lambda s: s.cols,
@@ -306,6 +317,8 @@ SAMPLE_MODES: dict[str, SampleMode] = {
         shown=lambda s, model: settings_of(s, "temperatures", "cols", "seed"),
         tiles=lambda s: (len(s.temperatures) + 1) * s.cols,
         own=("temperatures",),
+        reads=lambda s: ("cols", "seed"),
+        layout="a row of test images, then a row per temperature",
     ),
 }
 
