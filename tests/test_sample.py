@@ -196,22 +196,6 @@ def test_a_grid_too_large_to_draw_is_refused_before_anything_is_drawn(settings: 
             ["mode=reconstruction", "temperatures=[0.5,1]"],
             "temperatures=[0.5,1] is read by mode=temperature",
         ),
-    ],
-)
-def test_a_setting_only_another_mode_reads_is_refused_rather_than_ignored(
-    settings: list[str], says: str
-) -> None:
-    from vae_gumbel.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="^" + re.escape(says)):
-        sample_with("checkpoint=unused", *settings)
-    # Its default value, given or not, is no sign of another mode.
-    validate(compose_config("sample", ["checkpoint=unused", "mode=traversal", "code=sample"]), SampleConfig)
-
-
-@pytest.mark.parametrize(
-    ("settings", "says"),
-    [
         (
             ["mode=temperature", "rows=4"],
             "rows=4 is not read by mode=temperature, whose grid is a row of test ",
@@ -228,8 +212,9 @@ def test_a_setting_the_chosen_mode_does_not_read_is_refused_rather_than_ignored(
 
     with pytest.raises(ConfigError, match="^" + re.escape(says)):
         sample_with("checkpoint=unused", *settings)
-    # What a mode reads passes: traversal's rows (its top-KL variables), temperature's cols and seed.
-    for allowed in (["mode=traversal", "rows=3"], ["mode=temperature", "cols=4", "seed=1"]):
+    # A default value, given or not, is no sign of another mode; what a mode reads passes: traversal's
+    # rows (its top-KL variables), temperature's cols and seed.
+    for allowed in (["mode=traversal", "code=sample", "rows=3"], ["mode=temperature", "cols=4", "seed=1"]):
         validate(compose_config("sample", ["checkpoint=unused", *allowed]), SampleConfig)
 
 
