@@ -164,6 +164,11 @@ def _round(value: float) -> float | str:
     return round(value, 3) if math.isfinite(value) else ""
 
 
+def estimate_columns(rows: list[list[Any]]) -> set[int]:
+    """Gives the indices of the columns that hold Estimates (mean, stderr, n) rather than plain values."""
+    return {i for row in rows for i, value in enumerate(row) if isinstance(value, Estimate)}
+
+
 def markdown(columns: list[str], rows: list[list[Any]]) -> str:
     """Gives a Markdown table, its numbers with the same three decimals so that they line up, and
     each Estimate in one cell as a paper quotes it, mean +- stderr (n), which its column says."""
@@ -173,7 +178,7 @@ def markdown(columns: list[str], rows: list[list[Any]]) -> str:
             return value.quoted()
         return f"{value:.3f}" if isinstance(value, float) else str(value).replace("|", "\\|")
 
-    estimates = {i for row in rows for i, value in enumerate(row) if isinstance(value, Estimate)}
+    estimates = estimate_columns(rows)
     header = [f"{name}, mean +- stderr (n)" if i in estimates else name for i, name in enumerate(columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
@@ -183,7 +188,7 @@ def markdown(columns: list[str], rows: list[list[Any]]) -> str:
 def spread(columns: list[str], rows: list[list[Any]]) -> tuple[list[str], list[list[Any]]]:
     """Gives the table with each column of Estimates as three, NAME mean, NAME stderr and NAME n, for
     a CSV that a program reads (no value: an empty cell)."""
-    estimates = {i for row in rows for i, value in enumerate(row) if isinstance(value, Estimate)}
+    estimates = estimate_columns(rows)
     if not estimates:
         return columns, rows
     header = [
