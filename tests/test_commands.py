@@ -161,11 +161,15 @@ def test_each_command_says_in_its_help_what_it_does_and_what_its_settings_mean(
 
 
 @pytest.mark.parametrize("module", ["vae_gumbel.report", "vae_gumbel.benchmark", "vae_gumbel.datasets"])
-def test_an_argparse_command_run_as_a_module_shows_its_module_in_the_usage_line(module: str) -> None:
+def test_an_argparse_command_run_as_a_module_shows_its_module_in_its_usage_line_and_examples(
+    module: str,
+) -> None:
     command = [sys.executable, "-m", module, "--help"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"usage: python -m {module} [-h]")
+    examples = done.stdout.split("\nexamples:\n")[1].splitlines()
+    assert len(examples) >= 2 and all(line.startswith(f"  python -m {module} ") for line in examples)
 
 
 @pytest.mark.parametrize(

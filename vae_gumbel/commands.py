@@ -96,6 +96,18 @@ def usage_name(module: str) -> str:
     return f"python -m {module}" if name.endswith(".py") or name == "-c" else name
 
 
+def argument_parser(module: str, description: str, examples: list[str]) -> argparse.ArgumentParser:
+    """An argparse command's parser: its usage line names the command as it was typed, and its
+    help ends with examples, as the Hydra commands' help does (``%(prog)s`` in an example is the
+    command). Examples and description keep their line breaks."""
+    return argparse.ArgumentParser(
+        prog=usage_name(module),
+        description=description,
+        epilog="examples:\n" + "\n".join(f"  %(prog)s {example}" for example in examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def at_least(minimum: int) -> Callable[[str], int]:
     """An argparse type: a whole number of at least ``minimum``, so that a bad one is refused in
     argparse's one line before anything runs."""

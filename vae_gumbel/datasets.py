@@ -17,7 +17,6 @@ if __name__ == "__main__":  # python -m: this module's command runs it (see comm
 
     commands.datasets()
 
-import argparse
 import gzip
 import hashlib
 import logging
@@ -35,7 +34,7 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from vae_gumbel.commands import usage_name
+from vae_gumbel.commands import argument_parser
 from vae_gumbel.errors import DataError, first_line, one_line_errors
 from vae_gumbel.files import replacing
 
@@ -311,8 +310,11 @@ def _images_file(root: str | Path, name: str, train: bool) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog=usage_name("vae_gumbel.datasets"), description="Fetch and verify a data set's raw files."
+    parser = argument_parser(
+        "vae_gumbel.datasets",
+        "Fetch a data set's raw files into ROOT/MNIST/raw (or ROOT/FashionMNIST/raw) and check each\n"
+        "file's SHA-256; files already there are only checked.",
+        ["data                        # MNIST", "data --name fashion_mnist   # Fashion-MNIST"],
     )
     parser.add_argument("root", nargs="?", default="data", help="data root (default: ./data)")
     parser.add_argument(

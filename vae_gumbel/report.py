@@ -41,7 +41,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from vae_gumbel.commands import usage_name
+from vae_gumbel.commands import argument_parser
 from vae_gumbel.errors import ConfigError, one_line_errors
 from vae_gumbel.files import replace_text, replacing, writing
 from vae_gumbel.interrupts import shell_command
@@ -542,8 +542,17 @@ def setting_of(text: str) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog=usage_name("vae_gumbel.report"), description="Compare the runs of a sweep or a folder of runs."
+    parser = argument_parser(
+        "vae_gumbel.report",
+        "Compare the runs of a sweep or a folder of runs: a table on the standard output, and\n"
+        "SWEEP_DIR/report.csv, report.md, report.png and runs.csv (report_seeds.* with the seed grouping).",
+        [
+            "outputs/multirun/2026-11-22/10-00-00-4242        # by final loss (validation, else test)",
+            "outputs --sort best                              # every run under outputs, by its best loss",
+            "outputs/best_bound/DATE_TIME --sort bound        # by the final IWAE bound, as a search selects",
+            "SWEEP_DIR --group-by-seed                        # mean +- stderr over seeds, per setting",
+            "SWEEP_DIR --against estimator=straight_through   # ... and differences, paired by seed",
+        ],
     )
     parser.add_argument("sweep_dir", type=Path, help="a multirun folder, or any folder of run folders")
     parser.add_argument(

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch._dynamo
 
-from vae_gumbel.commands import at_least, usage_name
+from vae_gumbel.commands import argument_parser, at_least
 from vae_gumbel.config import TrainConfig, compose_settings
 from vae_gumbel.data import Data, ImageSet
 from vae_gumbel.datasets import ensure, load_images
@@ -478,9 +478,15 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog=usage_name("vae_gumbel.benchmark"),
-        description="Time the tutorial loop against the trainer, side by side.",
+    parser = argument_parser(
+        "vae_gumbel.benchmark",
+        "Time the tutorial loop against the trainer, side by side; writes OUT/bench.json and bench.md.",
+        [
+            "                                          # on the GPU if there is one",
+            "--device cpu --no-compile --batch-sizes 100 1000",
+            "--device cpu --batch-sizes 100 --bf16     # also bf16 autocast on the CPU",
+            "--stack-sizes 1 8 64 256                  # also the stacked step per member-step",
+        ],
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     parser.add_argument("--data-root", default="data", help="the folder holding MNIST/raw (default: data)")
