@@ -264,7 +264,7 @@ def test_a_folder_of_runs_gets_each_runs_evaluation_and_the_command_to_compare_t
     assert bounds[0] == bounds[1]  # the same model on the same bits and draws
     assert printed.count("IWAE NLL, k =     5:") == 2
     assert f"[3/3] {sweep / '2'}\n  passed over: the run in {sweep / '2'} has not started" in printed
-    compare = f"compare them: python -m vae_gumbel.report {sweep}"  # not a sweep of seeds
+    compare = f"compare them: python -m vae_gumbel.report {sweep} [--sort bound]"  # not a sweep of seeds
     assert caplog.records[-1].getMessage() == f"evaluated 2 of 3 runs in {sweep}; {compare}"
     assert read_job(sweep / "0", sweep).evaluations["eval/iwae_nll_5"] == bounds[0]  # what report reads
 

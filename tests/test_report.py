@@ -115,7 +115,7 @@ def test_sort_bound_ranks_by_the_final_iwae_bound_on_the_validation_set_as_a_sea
     ("ks", "says"),
     [
         ((100, 1000), "computed their bounds with different numbers of samples \\(k = 100, 1000\\)"),
-        (None, "computed no final IWAE"),
+        (None, "have no IWAE bound: none computed one at its end .* and none was evaluated"),
     ],
 )
 def test_sort_bound_needs_bounds_that_compare(tmp_path: Path, ks: tuple[int, int] | None, says: str) -> None:
@@ -128,6 +128,47 @@ def test_sort_bound_needs_bounds_that_compare(tmp_path: Path, ks: tuple[int, int
     for by_seed in (False, True):
         with pytest.raises(ConfigError, match=f"--sort bound: these runs {says}.*; sort by final or best"):
             report(tmp_path, sort="bound", by_seed=by_seed)
+
+
+def test_sort_bound_ranks_by_the_bounds_of_evaluate_where_no_run_computed_a_final_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The lower final loss has the higher bound; job 3 was not evaluated and ranks last.
+    for job, (lr, seed, loss, bound) in enumerate(
+        (("1e-3", 0, 95.0, 92.0), ("1e-3", 1, 96.0, 93.0), ("3e-3", 0, 97.0, 90.0), ("3e-3", 1, 98.0, None))
+    ):
+        write_job(tmp_path / str(job), [f"optim.lr={lr}", f"seed={seed}"], [loss], {"status": "completed"})
+        if bound is not None:
+            write_evaluation(tmp_path / str(job), {"1": bound + 10, "100": bound})
+    by_bound = [line.split(" | ")[0] for line in report(tmp_path, sort="bound").splitlines()[2:]]
+    assert by_bound == ["| 2", "| 0", "| 1", "| 3"]
+    seeds = report(tmp_path, sort="bound", by_seed=True).splitlines()
+    assert seeds[2].startswith("| 3e-3 | 2 | 2 |") and seeds[3].startswith("| 1e-3 | 2 | 2 |")
+    report_module.main([str(tmp_path), "--sort", "bound"])
+    lines = capsys.readouterr().out.splitlines()
+    assert "ranked by the bound of evaluate (eval.json): no run computed a final IWAE bound" in lines
+
+
+def test_sort_bound_takes_the_bounds_of_evaluate_only_where_they_compare_and_do_not_select_by_test(
+    tmp_path: Path,
+) -> None:
+    from vae_gumbel.errors import ConfigError
+
+    for job in ("0", "1"):
+        write_job(tmp_path / job, [f"seed={job}"], [100.0], {"status": "completed"})
+    write_evaluation(tmp_path / "0", {"100": 90.0})
+    write_evaluation(tmp_path / "1", {"100": 91.0}, images=1000)
+    with pytest.raises(
+        ConfigError, match=r"evaluate measured these runs' bounds in different ways \(k=100, "
+    ):
+        report(tmp_path, sort="bound")
+    write_evaluation(tmp_path / "1", {"100": 91.0})
+    assert report(tmp_path, sort="bound").splitlines()[2].startswith("| 0 |")
+    # A run that held out a validation set is selected on it: a test bound must not rank it.
+    with (tmp_path / "1" / "metrics.jsonl").open("a") as metrics:
+        metrics.write(json.dumps({"epoch": 2, "val/loss": 95.0, "test/loss": 99.0}) + "\n")
+    with pytest.raises(ConfigError, match=r"held out a validation set, which selects them, and computed no"):
+        report(tmp_path, sort="bound")
 
 
 def test_runs_csv_keeps_everything_each_run_recorded(compose_train, tmp_path: Path) -> None:

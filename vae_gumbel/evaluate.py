@@ -115,7 +115,8 @@ def evaluate_runs(settings: EvaluateConfig, runs: list[Path], folder: Path) -> l
     reports = each_run(
         folder, runs, settings, lambda file: evaluate_checkpoint(settings, file)[1], summary, EVALUATING
     )
-    log.info("%s; compare them: %s", summary_line(EVALUATING, reports, runs, folder), report_command(folder))
+    compare = report_command(folder, bounds=bool(reports))  # their bounds rank them where no run has its own
+    log.info("%s; compare them: %s", summary_line(EVALUATING, reports, runs, folder), compare)
     return reports
 
 

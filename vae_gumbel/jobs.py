@@ -257,50 +257,76 @@ def label(overrides: dict[str, str], keys: list[str]) -> str:
     return ", ".join(f"{k}={short(overrides[k])}" for k in keys if k in overrides)
 
 
-# What a report can rank by: the final or best loss, or the IWAE bound with the most samples, which
-# is what a sweep minimises when its runs compute one (train.objective).
+# What a report can rank by: the final or best loss, or the IWAE bound with the most samples: the one
+# training computed at its end, which is what a sweep minimises (train.objective), or, where no run
+# computed one, that of ``evaluate`` (``bound_sort``).
 SORTS = ("final", "best", "bound")
+# The two kinds of bound that rank by ``--sort bound``: the final one of training, and evaluate's.
+BOUND_SORTS = ("bound", "evaluated")
 
 
 def selection_loss(job: Job, sort: str = "final") -> float:
-    """Gives the final loss, best loss or final IWAE bound (``sort``) that ranks a job: on the
-    validation set if it held one out, so that choosing the top row never selects by the test set;
-    else on the test set. NaN if the job has none."""
-    if sort == "bound":
-        bound = selection_bound(job)
+    """Gives the final loss, best loss or IWAE bound (``sort``, with ``bound_sort``'s two kinds of
+    bound) that ranks a job: on the validation set if it held one out, so that choosing the top row
+    never selects by the test set; else on the test set. NaN if the job has none."""
+    if sort in BOUND_SORTS:
+        bound = selection_bound(job, sort)
         return bound[1] if bound else math.nan
     if math.isfinite(job.final_val_loss):
         return job.final_val_loss if sort == "final" else job.best_val_loss
     return job.final_test_loss if sort == "final" else job.best_test_loss
 
 
-def selection_bound(job: Job) -> tuple[int, float] | None:
-    """Gives (k, bound) of the job's final IWAE bound with the most samples on the set that selects
-    (validation if it held one out, else test), or None."""
+def selection_bound(job: Job, sort: str = "bound") -> tuple[int, float] | None:
+    """Gives (k, bound) of the job's IWAE bound with the most samples: with ``bound``, training's
+    final one on the set that selects (validation if it held one out, else test); with
+    ``evaluated``, that of ``evaluate``'s eval.json (of the test set). None if it has none."""
+    if sort == "evaluated":
+        return (job.evaluated[0][0], job.evaluated[1]) if job.evaluated else None
     return job.val_iwae if math.isfinite(job.final_val_loss) else job.iwae
 
 
-def check_bounds_compare(jobs: list[Job]) -> None:
-    """Raises ConfigError unless the jobs' final IWAE bounds can rank them: some have one, and all
-    of those used the same number of samples (bounds with other k do not compare)."""
+def bound_sort(jobs: list[Job]) -> str:
+    """Gives the bounds that rank the jobs for ``--sort bound``: ``bound``, the final IWAE bounds
+    that training computed, where any job has one; else ``evaluated``, those of ``evaluate``, if
+    they were all measured alike (k, checkpoint, images) and no job held out a validation set (its
+    runs are selected on that, never on the test set). Raises ConfigError where the bounds cannot
+    rank the jobs, saying why."""
     ks = sorted({bound[0] for job in jobs if (bound := selection_bound(job))})
-    if not ks:
-        raise ConfigError(
-            "--sort bound: these runs computed no final IWAE bound (eval.final_iwae_samples); sort by "
-            "final or best loss"
-        )
     if len(ks) > 1:
         raise ConfigError(
             f"--sort bound: these runs computed their bounds with different numbers of samples "
             f"(k = {', '.join(map(str, ks))}), which do not compare; sort by final or best loss"
         )
+    if ks:
+        return "bound"
+    bases = sorted({job.evaluated[0] for job in jobs if job.evaluated})
+    if not bases:
+        raise ConfigError(
+            "--sort bound: these runs have no IWAE bound: none computed one at its end "
+            "(eval.final_iwae_samples) and none was evaluated (python -m vae_gumbel.evaluate "
+            "checkpoint=FOLDER); sort by final or best loss"
+        )
+    if any(math.isfinite(job.final_val_loss) for job in jobs):
+        raise ConfigError(
+            "--sort bound: these runs held out a validation set, which selects them, and computed no "
+            "final IWAE bound of it (eval.final_iwae_samples with eval.final_iwae_on=val); evaluate's "
+            "bounds are of the test set; sort by final or best loss"
+        )
+    if len(bases) > 1:
+        measured = "; ".join(f"k={k}, {basis}" for k, basis in bases)
+        raise ConfigError(
+            f"--sort bound: evaluate measured these runs' bounds in different ways ({measured}), which "
+            "do not compare; evaluate them all alike, or sort by final or best loss"
+        )
+    return "evaluated"
 
 
 def shown_loss(job: Job, sort: str) -> tuple[str, float]:
     """Gives the name and value of the number a figure's legend shows for a job: its final or best
     test loss, or the bound it is ranked by."""
-    if sort == "bound":
-        bound = selection_bound(job)
+    if sort in BOUND_SORTS:
+        bound = selection_bound(job, sort)
         return (f"IWAE-{bound[0]}", bound[1]) if bound else ("IWAE", math.nan)
     return sort, job.final_test_loss if sort == "final" else job.best_test_loss
 

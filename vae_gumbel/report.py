@@ -3,10 +3,11 @@
 
 Reads every job folder below SWEEP_DIR (a Hydra multirun folder, or any folder of runs such
 as ``outputs/``): its ``.hydra/overrides.yaml``, ``metrics.jsonl`` and ``status.json``. Prints
-a table sorted by final (or best) loss, or by the final IWAE bound that a search minimises
-(``--sort final|best|bound``), on the validation set when the runs held one out (the test set is
-then only reported), else on the test set, with the overrides as columns, and writes it as
-``report.csv`` and ``report.md`` with ``report.png``, the test loss per epoch of every job.
+a table sorted by final (or best) loss, or by the final IWAE bound that a search minimises (where
+no run computed one, by the bound of ``evaluate``) (``--sort final|best|bound``), on the validation
+set when the runs held one out (the test set is then only reported), else on the test set, with the
+overrides as columns, and writes it as ``report.csv`` and ``report.md`` with ``report.png``, the
+test loss per epoch of every job.
 
 With ``--group-by-seed``, jobs whose overrides differ only in ``seed`` (values compared as Hydra
 reads them: ``1e-3`` is ``0.001``) form one setting, and the table gives each setting's mean and
@@ -48,7 +49,7 @@ from vae_gumbel.interrupts import shell_command
 from vae_gumbel.jobs import (
     SORTS,
     Job,
-    check_bounds_compare,
+    bound_sort,
     label,
     ranked,
     read_job,
@@ -371,8 +372,10 @@ def seed_table(
                 row.append(paired_difference(setting, baseline, value))
         rows.append(row)
     held_out = "validation" if "final validation loss" in columns else "test"
-    if sort == "bound":  # the one k of them all (check_bounds_compare)
+    if sort == "bound":  # the one k of them all (bound_sort)
         (ranking,) = [name for name in metrics if name.startswith(f"{held_out} IWAE NLL k=")]
+    elif sort == "evaluated":  # the one way they were all evaluated
+        (ranking,) = [name for name in metrics if name.startswith("evaluate: test IWAE NLL k=")]
     else:
         ranking = f"{sort} {held_out} loss"
     sort_column = columns.index(ranking)
@@ -516,9 +519,11 @@ def write_report(
             f"no runs below {root}: expected folders with metrics.jsonl or .hydra/overrides.yaml"
         )
     if sort == "bound":
-        check_bounds_compare(jobs)
+        sort = bound_sort(jobs)
     write_csv(*runs_table(jobs), root / RUNS_CSV)
     notes = stale_notes(jobs, root)
+    if sort == "evaluated":
+        notes.append("ranked by the bound of evaluate (eval.json): no run computed a final IWAE bound")
     if by_seed or against:
         settings = group_by_seed(jobs)
         text = write_table(*seed_table(settings, sort, against), root, "report_seeds")
@@ -560,8 +565,8 @@ def main(argv: list[str] | None = None) -> int:
         choices=SORTS,
         default="final",
         help="sort by final or best loss, or by the final IWAE bound with the most samples (what a "
-        "sweep minimises when its runs compute one); on the validation set for runs that held one "
-        "out, else on the test set",
+        "sweep minimises when its runs compute one; else the bound of evaluate's eval.json); on the "
+        "validation set for runs that held one out, else on the test set",
     )
     parser.add_argument(
         "--group-by-seed",

@@ -535,8 +535,8 @@ def end_sweep(config: Any, failed: bool = False) -> None:
 def report_command(sweep_dir: Path, bounds: bool = False) -> str:
     """Gives the report command that compares a sweep's runs (or any folder of runs): grouped by
     seed where the sweep, or a sweep in the folder, varies the seed (mean and standard error per
-    setting), with the ranking by IWAE bound offered where its runs end with bounds (a search such
-    as hparams_search=best_bound)."""
+    setting), with the ranking by IWAE bound offered where its runs have bounds (a search such as
+    hparams_search=best_bound, or runs that ``evaluate`` measured)."""
     records = Path(sweep_dir).rglob(sweep_record(sweep_dir).name)
     seeds = ["--group-by-seed"] if any("seed" in swept_keys(record.parent) for record in records) else []
     command = shell_command("python", "-m", "vae_gumbel.report", sweep_dir, *seeds)
