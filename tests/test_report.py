@@ -133,27 +133,32 @@ def test_sort_bound_needs_bounds_that_compare(tmp_path: Path, ks: tuple[int, int
 def test_sort_bound_ranks_by_the_bounds_of_evaluate_where_no_run_computed_a_final_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The lower final loss has the higher bound; job 3 was not evaluated and ranks last.
+    # The lower final loss has the higher bound; job 2 was not evaluated and ranks last.
     for job, (lr, seed, loss, bound) in enumerate(
-        (("1e-3", 0, 95.0, 92.0), ("1e-3", 1, 96.0, 93.0), ("3e-3", 0, 97.0, 90.0), ("3e-3", 1, 98.0, None))
+        (("1e-3", 0, 95.0, 92.0), ("1e-3", 1, 96.0, 93.0), ("3e-3", 0, 97.0, None), ("3e-3", 1, 98.0, 90.0))
     ):
         write_job(tmp_path / str(job), [f"optim.lr={lr}", f"seed={seed}"], [loss], {"status": "completed"})
         if bound is not None:
             write_evaluation(tmp_path / str(job), {"1": bound + 10, "100": bound})
     by_bound = [line.split(" | ")[0] for line in report(tmp_path, sort="bound").splitlines()[2:]]
-    assert by_bound == ["| 2", "| 0", "| 1", "| 3"]
+    assert by_bound == ["| 3", "| 0", "| 1", "| 2"]
     seeds = report(tmp_path, sort="bound", by_seed=True).splitlines()
     assert seeds[2].startswith("| 3e-3 | 2 | 2 |") and seeds[3].startswith("| 1e-3 | 2 | 2 |")
     report_module.main([str(tmp_path), "--sort", "bound"])
     lines = capsys.readouterr().out.splitlines()
     assert "ranked by the bound of evaluate (eval.json): no run computed a final IWAE bound" in lines
+    # The figure's legend quotes the bounds, named by their k although 3e-3's first job has none.
+    settings = group_by_seed([read_job(tmp_path / str(job), tmp_path) for job in range(4)])
+    axis = seed_curves_figure(settings, "bounds", sort="evaluated").axes[0]
+    assert [line.get_label() for line in axis.lines if not line.get_label().startswith("_")] == [
+        "optim.lr=3e-3: IWAE-100 90.00 (2 seeds, 1 without a bound)",
+        "optim.lr=1e-3: IWAE-100 92.50 +- 0.50 (2 seeds)",
+    ]
 
 
 def test_sort_bound_takes_the_bounds_of_evaluate_only_where_they_compare_and_do_not_select_by_test(
     tmp_path: Path,
 ) -> None:
-    from vae_gumbel.errors import ConfigError
-
     for job in ("0", "1"):
         write_job(tmp_path / job, [f"seed={job}"], [100.0], {"status": "completed"})
     write_evaluation(tmp_path / "0", {"100": 90.0})

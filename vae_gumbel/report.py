@@ -47,6 +47,7 @@ from vae_gumbel.errors import ConfigError, one_line_errors
 from vae_gumbel.files import replace_text, replacing, writing
 from vae_gumbel.interrupts import shell_command
 from vae_gumbel.jobs import (
+    BOUND_SORTS,
     SORTS,
     Job,
     bound_sort,
@@ -418,12 +419,12 @@ def seed_curves_figure(
         if completed < started:
             seeds = f"{completed} of {seeds} completed"
         final = mean_and_stderr(list(per_seed(setting.completed, shown).values()))
+        if sort in BOUND_SORTS and 0 < final.n < completed:  # seeds that were not evaluated
+            seeds += f", {completed - final.n} without a bound"
         name, quoted = label(setting.overrides, keys) or "all", final.quoted(count=False)
-        text = (
-            f"{name}: {shown_loss(setting.jobs[0], sort)[0]} {quoted} ({seeds})"
-            if quoted
-            else f"{name} ({seeds})"
-        )
+        # What the number is, named by a run that has it (a bound's k): one that was not evaluated has none.
+        what = next((shown_loss(job, sort)[0] for job in setting.completed if math.isfinite(shown(job))), "")
+        text = f"{name}: {what} {quoted} ({seeds})" if quoted else f"{name} ({seeds})"
         draw_ranked(axis, epochs, means, rank, len(curves), text, band=band)
     epoch_axis(axis, "test loss (negative ELBO, nats), mean +- stderr over seeds")
     axis.set_title(title)
