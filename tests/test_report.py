@@ -444,6 +444,9 @@ def test_a_seed_grouped_report_ends_with_the_command_that_pairs_its_settings_by_
     )
     report_module.main([str(tmp_path), "--against", "estimator=gumbel_softmax"])
     assert capsys.readouterr().out.splitlines()[-1].startswith("wrote ")  # asked for already
+    report_module.main([str(tmp_path), "--group-by-seed", "--sort", "best"])  # the same order, paired
+    hint = capsys.readouterr().out.splitlines()[-1]
+    assert hint.endswith(f"report {tmp_path} --sort best --against estimator=straight_through")
 
 
 def test_no_pairing_is_suggested_where_only_the_seed_differs(

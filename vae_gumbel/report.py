@@ -590,8 +590,9 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print(f"wrote {args.sweep_dir / name}.csv, {name}.md, {name}.png and runs.csv")
     if not args.against and (pairing := suggested_against(settings)):
+        ordered = ["--sort", args.sort] if args.sort != "final" else []  # as this table was
         command = shell_command(
-            "python", "-m", "vae_gumbel.report", args.sweep_dir, "--against", "=".join(pairing)
+            "python", "-m", "vae_gumbel.report", args.sweep_dir, *ordered, "--against", "=".join(pairing)
         )
         print(f"each setting's difference to one of them, paired by seed: {command}")
     return 0
