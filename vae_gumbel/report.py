@@ -3,8 +3,8 @@
 
 Reads every job folder below SWEEP_DIR (a Hydra multirun folder, or any folder of runs such
 as ``outputs/``): its ``.hydra/overrides.yaml``, ``metrics.jsonl`` and ``status.json``. Prints
-a table sorted by final (or best) loss, or by the final IWAE bound that a search minimises (where
-no run computed one, by the bound of ``evaluate``) (``--sort final|best|bound``), on the validation
+a table sorted (``--sort final|best|bound``) by final or best loss, or by the IWAE bound: the final
+one that a search minimises or, where no run computed one, that of ``evaluate``; on the validation
 set when the runs held one out (the test set is then only reported), else on the test set, with the
 overrides as columns, and writes it as ``report.csv`` and ``report.md`` with ``report.png``, the
 test loss per epoch of every job.
