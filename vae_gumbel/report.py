@@ -54,7 +54,6 @@ from vae_gumbel.jobs import (
     label,
     ranked,
     read_job,
-    selection_loss,
     short,
     shown_loss,
     stale_notes,
@@ -73,6 +72,7 @@ from vae_gumbel.seeds import (
     paired,
     paired_difference,
     per_seed,
+    ranked_settings,
     repeated_seeds,
     suggested_against,
 )
@@ -350,6 +350,7 @@ def seed_table(
     IWAE bound), best first. With ``against`` (key, value), also each number's difference to the
     setting with that value instead of its own, paired by seed (``paired_difference``)."""
     keys = varying_keys(settings)
+    settings = ranked_settings(settings, sort)
     metrics = {
         "final test loss": lambda job: job.final_test_loss,
         "best test loss": lambda job: job.best_test_loss,
@@ -372,15 +373,6 @@ def seed_table(
             if against:
                 row.append(paired_difference(setting, baseline, value))
         rows.append(row)
-    held_out = "validation" if "final validation loss" in columns else "test"
-    if sort == "bound":  # the one k of them all (bound_sort)
-        (ranking,) = [name for name in metrics if name.startswith(f"{held_out} IWAE NLL k=")]
-    elif sort == "evaluated":  # the one way they were all evaluated
-        (ranking,) = [name for name in metrics if name.startswith("evaluate: test IWAE NLL k=")]
-    else:
-        ranking = f"{sort} {held_out} loss"
-    sort_column = columns.index(ranking)
-    rows.sort(key=lambda row: row[sort_column].mean if math.isfinite(row[sort_column].mean) else math.inf)
     return columns, rows
 
 
@@ -396,22 +388,15 @@ def seed_curves_figure(
     axis, *below = figure.subplots(2 if against else 1, 1, sharex=True, squeeze=False)[:, 0]
     keys = varying_keys(settings)
     curves = []
-    for setting in settings:
+    for setting in ranked_settings(settings, sort):  # the table's order
         epochs = sorted({epoch for job in setting.jobs for epoch, _ in job.curve})
         stats = [mean_and_stderr(list(per_seed(setting.jobs, loss_at(epoch)).values())) for epoch in epochs]
         if epochs:
             curves.append((setting, epochs, stats))
 
-    def mean_loss(setting: Setting, loss: Any) -> float:
-        mean = mean_and_stderr(list(per_seed(setting.completed, loss).values()))[0]
-        return mean if math.isfinite(mean) else math.inf
-
     def shown(job: Job) -> float:
         return shown_loss(job, sort)[1]
 
-    curves.sort(
-        key=lambda curve: mean_loss(curve[0], lambda job: selection_loss(job, sort))
-    )  # the table's order
     for rank, (setting, epochs, stats) in enumerate(curves):
         means, band = mean_band(stats)
         started, completed = len(by_seed(setting.jobs)), len(by_seed(setting.completed))

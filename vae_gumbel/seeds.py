@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from vae_gumbel.errors import ConfigError
-from vae_gumbel.jobs import Job, comparable, is_hyperparameter, label, varying_keys
+from vae_gumbel.jobs import Job, comparable, is_hyperparameter, label, selection_loss, varying_keys
 
 
 @dataclass
@@ -151,6 +151,18 @@ def per_seed(jobs: list[Job], value: Any) -> dict[tuple[str, Any], float]:
     trained twice (a rerun, or the same setting in two sweeps) is one draw of the seed's luck, not
     two: counted apart, its runs would shrink the standard error."""
     return {seed: mean_and_stderr([value(job) for job in runs])[0] for seed, runs in by_seed(jobs).items()}
+
+
+def ranked_settings(settings: list[Setting], sort: str = "final") -> list[Setting]:
+    """Gives the settings best first by the mean over their completed seeds of the number that ranks
+    a job (``selection_loss``), those without one last: the order of the seed table and its figure."""
+
+    def mean(setting: Setting) -> float:
+        ranking = per_seed(setting.completed, lambda job: selection_loss(job, sort))
+        estimate = mean_and_stderr(list(ranking.values()))
+        return estimate.mean if math.isfinite(estimate.mean) else math.inf
+
+    return sorted(settings, key=mean)
 
 
 def repeated_seeds(settings: list[Setting]) -> list[str]:
