@@ -16,13 +16,16 @@ import time
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_module
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
-from omegaconf import OmegaConf
 
-from hydra_plugins.vae_gumbel_launcher.stacked_submitit_launcher import group_into_stacks
-from hydra_plugins.vae_gumbel_launcher.submitit_launcher import SlurmJobsLauncher
-from tests.conftest import CONFIG_MODULE, REPO, run_module, tiny_run
+pytest.importorskip("hydra_plugins.hydra_submitit_launcher")  # the sweep extra
+
+from hydra import compose, initialize_config_module  # noqa: E402
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from hydra_plugins.vae_gumbel_launcher.stacked_submitit_launcher import group_into_stacks  # noqa: E402
+from hydra_plugins.vae_gumbel_launcher.submitit_launcher import SlurmJobsLauncher  # noqa: E402
+from tests.conftest import CONFIG_MODULE, REPO, run_module, tiny_run  # noqa: E402
 from tests.test_train import without_timing
 from vae_gumbel.run_folder import RunFolder, lock_state
 from vae_gumbel.tracking import read_metrics

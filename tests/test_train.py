@@ -59,7 +59,7 @@ EPOCH_KEYS = {
     "time/epoch_s",
     "throughput/train_img_s",
 }
-TIMING_KEYS = {"time/epoch_s", "throughput/train_img_s"}
+TIMING_KEYS = {"time/epoch_s", "throughput/train_img_s", "time/compile_s"}
 ANNEAL_EVERY_STEP = ("temperature.every=1", "temperature.rate=0.05")
 
 
