@@ -45,6 +45,22 @@ def test_each_member_is_updated_as_torch_updates_a_lone_model_with_its_settings(
     for m, model in enumerate(lone):
         for key, value in model.state_dict().items():
             torch.testing.assert_close(member_state(stacked, m)[key], value, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(
+            optimizer.member_state(m)["state"], lone_optimizers[m].state_dict()["state"], rtol=1e-5, atol=1e-7
+        )
+
+
+def test_consecutive_members_of_one_setting_are_one_tensor_per_weight_for_torch() -> None:
+    """Few large tensors keep the fused update's launches few and full."""
+    stacked = stack(seeded_models(5))
+    settings = [optim(), optim(), optim(), optim(lr=1e-3), optim()]
+    optimizer = StackOptimizer(list(stacked.parameters()), settings, CPU)
+    first, second = optimizer.optimizer.param_groups
+    assert [p.shape[0] for p in first["params"]] == [3] * 8 + [1] * 8  # members 0-2, then member 4
+    assert [p.shape[0] for p in second["params"]] == [1] * 8
+    assert all(
+        p.data_ptr() == s.data_ptr() for p, s in zip(first["params"][:8], stacked.parameters(), strict=True)
+    )
 
 
 def test_members_that_share_their_settings_share_one_parameter_group() -> None:
@@ -65,9 +81,12 @@ def test_a_members_state_reads_and_loads_as_a_lone_models_optimizer_state() -> N
     single = torch.optim.Adam(seeded_models(1)[0].parameters(), lr=1e-2)
     single.load_state_dict(state)  # the format a lone model's optimizer reads
     fresh = StackOptimizer(list(stack(seeded_models(2)).parameters()), [optim(), optim()], CPU)
-    fresh.load_member_state(0, state)
-    assert torch.equal(fresh.member_state(0)["state"][2]["exp_avg"], state["state"][2]["exp_avg"])
-    assert fresh.member_state(1)["state"] == {}
+    fresh.load_member_state(1, state)
+    for i, saved in state["state"].items():
+        assert all(torch.equal(fresh.member_state(1)["state"][i][key], value) for key, value in saved.items())
+        other = fresh.member_state(0)["state"][i]  # member 0 shares the block: no moments, one step
+        assert not other["exp_avg"].any() and not other["exp_avg_sq"].any()
+        assert torch.equal(other["step"], saved["step"])
 
 
 def test_resuming_keeps_this_runs_settings_and_way_of_updating_and_loads_what_was_learned() -> None:
@@ -101,3 +120,20 @@ def test_a_reset_member_stays_put() -> None:
         parameter.grad = torch.zeros_like(parameter)
     optimizer.step()
     assert all(bool((p[1] == 0).all()) for p in stacked.parameters())
+
+
+def test_a_reset_member_stays_put_also_in_a_weight_of_one_number_per_member() -> None:
+    """A learned temperature is such a weight: (M,), so each member's slice has no dimension left."""
+    weights = [torch.nn.Parameter(torch.randn(3, 4)), torch.nn.Parameter(torch.randn(3))]
+    optimizer = StackOptimizer(weights, [optim()] * 3, CPU)
+    for weight in weights:
+        weight.grad = torch.randn_like(weight)
+    optimizer.step()
+    with torch.no_grad():
+        for weight in weights:
+            weight[1].zero_()
+    optimizer.reset_member(1)
+    for weight in weights:
+        weight.grad = torch.zeros_like(weight)
+    optimizer.step()
+    assert all(bool((weight[1] == 0).all()) and bool((weight[0] != 0).all()) for weight in weights)

@@ -1,10 +1,12 @@
 """Optimizers: torch's own, over the weights of a stack of models, each member with its own settings.
 
 The stacked weights (M, ...) are what the forward pass uses and what autograd fills with
-gradients. The optimizer sees each member's slice of them as parameters of its own (views
-into the same memory), in one parameter group per distinct setting, so members that share
-their settings are updated by one fused call, and each member's optimizer state reads and
-loads in the format of a single model's optimizer.
+gradients. The optimizer sees each block of consecutive members that share their settings as
+parameters of its own (views of the members a:b, into the same memory), in one parameter group
+per distinct setting. Few large tensors, not one per member, is what keeps torch's fused and
+foreach updates fast: they take a bounded number of tensors per kernel launch, so a stack of 64
+members seen one by one took four times the launches, each filling under half of an H200. Each
+member's optimizer state still reads and loads in the format of a single model's optimizer.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ OPTIMIZERS: dict[str, OptimizerKind] = {
 
 # Options that say how an update runs on a device, not what it computes.
 EXECUTION_OPTIONS = ("fused", "foreach", "capturable", "differentiable")
+# Optimizer state shared by the members of a block: the step count (a stack's members step together).
+SHARED_STATE = ("step",)
 
 
 def hyperparameters(settings: OptimConfig) -> dict[str, Any]:
@@ -45,6 +49,12 @@ def hyperparameters(settings: OptimConfig) -> dict[str, Any]:
         "eps": settings.eps,
         "weight_decay": settings.weight_decay,
     }
+
+
+def blocks_of(keys: Sequence[Any]) -> list[tuple[int, int]]:
+    """Gives the runs [a, b) of consecutive equal ``keys``, in order."""
+    starts = [m for m in range(len(keys)) if m == 0 or keys[m] != keys[m - 1]]
+    return list(zip(starts, [*starts[1:], len(keys)], strict=True))
 
 
 class StackOptimizer:
@@ -63,13 +73,17 @@ class StackOptimizer:
     ) -> None:
         kind = OPTIMIZERS[settings[0].name]
         self.stacked = list(stacked)
-        # members[m][i] is member m's slice of stacked parameter i: a leaf view of its memory.
-        self.members = [[p.detach()[m] for p in self.stacked] for m in range(len(settings))]
+        options = [hyperparameters(member) for member in settings]
+        keys = [tuple(member.items()) for member in options]
+        # blocks[j] = (a, b): members a..b-1, consecutive and of one setting; views[j][i] is their
+        # slice of stacked parameter i, a leaf view of its memory.
+        self.blocks = blocks_of(keys)
+        self.views = [[p.detach()[a:b] for p in self.stacked] for a, b in self.blocks]
+        self.block_of = [j for j, (a, b) in enumerate(self.blocks) for _ in range(a, b)]
         groups: dict[tuple, dict[str, Any]] = {}
-        for views, member in zip(self.members, settings, strict=True):
-            options = hyperparameters(member)
-            groups.setdefault(tuple(options.items()), {"params": [], **options})["params"].extend(views)
-        self.group_of = [list(groups).index(tuple(hyperparameters(member).items())) for member in settings]
+        for (a, _), views in zip(self.blocks, self.views, strict=True):
+            groups.setdefault(keys[a], {"params": [], **options[a]})["params"].extend(views)
+        self.group_of = [list(groups).index(key) for key in keys]
         self.execution = {"capturable": capturable}
         if device.type in kind.fused_devices:
             self.execution["fused"] = True
@@ -82,10 +96,15 @@ class StackOptimizer:
 
     def step(self) -> None:
         """Updates every member from the stacked gradients of the last backward pass."""
-        for m, views in enumerate(self.members):
+        for (a, b), views in zip(self.blocks, self.views, strict=True):
             for view, parameter in zip(views, self.stacked, strict=True):
-                view.grad = parameter.grad[m]
+                view.grad = parameter.grad[a:b]
         self.optimizer.step()
+
+    def _member(self, m: int) -> tuple[list[torch.Tensor], int]:
+        """Gives the views of member m's block and m's index in it."""
+        j = self.block_of[m]
+        return self.views[j], m - self.blocks[j][0]
 
     def member_options(self, m: int) -> dict[str, Any]:
         """Gives member m's settings and execution options, as its parameter group holds them."""
@@ -93,35 +112,53 @@ class StackOptimizer:
         return {key: value for key, value in group.items() if key != "params"}
 
     def member_state(self, m: int) -> dict[str, Any]:
-        """Gives member m's optimizer state as a single model's optimizer would save it."""
+        """Gives member m's optimizer state as a single model's optimizer would save it (views of
+        the block's state: copy them before they change)."""
+        views, k = self._member(m)
         state = self.optimizer.state
         return {
-            "state": {i: dict(state[view]) for i, view in enumerate(self.members[m]) if view in state},
-            "param_groups": [{**self.member_options(m), "params": list(range(len(self.members[m])))}],
+            "state": {
+                i: {key: value if key in SHARED_STATE else value[k] for key, value in state[view].items()}
+                for i, view in enumerate(views)
+                if view in state
+            },
+            "param_groups": [{**self.member_options(m), "params": list(range(len(views)))}],
         }
 
     def load_member_state(self, m: int, saved: dict[str, Any]) -> None:
         """Loads a single model's optimizer state (moments and step counts) into member m.
 
         The member keeps its own settings (learning rate, betas, ...) and this run's way of
-        executing the update, so a checkpoint written on a CPU resumes under a CUDA graph.
+        executing the update, so a checkpoint written on a CPU resumes under a CUDA graph. The
+        members of a block share one step count: loading a member sets it for its block (a stack
+        resumes only from checkpoints of one step).
         """
+        views, k = self._member(m)
         options = self.member_options(m)
         # torch's own loading puts each value on the device and in the dtype this run needs.
-        scratch = self.kind.cls(self.members[m], **options)
+        members = [view[k] for view in views]
+        scratch = self.kind.cls(members, **options)
         scratch.load_state_dict(
             {
                 "state": saved["state"],
                 "param_groups": [{**options, "params": saved["param_groups"][0]["params"]}],
             }
         )
-        for view in self.members[m]:
-            if view in scratch.state:
-                self.optimizer.state[view] = scratch.state[view]
+        for view, member in zip(views, members, strict=True):
+            loaded = scratch.state.get(member)
+            if loaded is None:
+                continue
+            block = self.optimizer.state.setdefault(view, {})
+            for key, value in loaded.items():
+                if key in SHARED_STATE:
+                    block[key] = value
+                else:
+                    block.setdefault(key, torch.zeros_like(view, dtype=value.dtype))[k].copy_(value)
 
     def reset_member(self, m: int) -> None:
         """Zeroes member m's moments in place: with zero weights and no gradient, it stays put."""
-        for view in self.members[m]:
-            for value in self.optimizer.state.get(view, {}).values():
-                if isinstance(value, torch.Tensor) and value.dim() > 0:
-                    value.zero_()
+        views, k = self._member(m)
+        for view in views:
+            for key, value in self.optimizer.state.get(view, {}).items():
+                if key not in SHARED_STATE:
+                    value[k].zero_()
