@@ -209,6 +209,9 @@ def test_a_member_saved_and_restored_is_the_same_member(mnist_root: Path, learne
         assert torch.equal(again["optimizer"]["state"][index]["exp_avg"], state["exp_avg"])
     # Member 0 was left alone.
     assert not torch.equal(member_state(run.model, 0)["encoder.0.weight"], saved["model"]["encoder.0.weight"])
+    # In a lone model's memory order, whatever the stack's.
+    moments = [value for state in again["optimizer"]["state"].values() for value in state.values()]
+    assert all(value.is_contiguous() for value in [*again["model"].values(), *moments])
 
 
 def test_a_checkpoint_is_a_copy_that_training_does_not_change(mnist_root: Path) -> None:

@@ -71,6 +71,23 @@ def test_a_members_weights_are_its_models_state_dict_and_unstack_gives_it_back()
         assert all(torch.equal(single.state_dict()[k], v) for k, v in model.state_dict().items())
 
 
+@pytest.mark.parametrize("count", [1, 3])
+def test_autograd_gives_each_stacked_weights_gradient_in_the_weights_own_memory_order(count: int) -> None:
+    """Else autograd copies each gradient into its weight's order on every step: one more pass over
+    all the weights of the stack."""
+    stacked = stack(seeded_models(count))
+    x = torch.rand(count, 5, 784)
+    loss = stacked.decode(torch.softmax(stacked.encode(x), -1)).sum()
+    parameters = list(stacked.parameters())
+    for parameter, gradient in zip(parameters, torch.autograd.grad(loss, parameters), strict=True):
+        assert gradient.stride() == parameter.stride()
+
+
+def test_unstacked_and_saved_weights_are_in_plain_memory_order() -> None:
+    single = unstack(stack(seeded_models(3)), 1)
+    assert all(value.is_contiguous() for value in single.state_dict().values())
+
+
 def test_unstacking_draws_no_random_number() -> None:
     stacked = stack(seeded_models(2))
     state = torch.get_rng_state()

@@ -285,9 +285,10 @@ def check_compatible(
 
 
 def _copy(value: Any) -> Any:
-    """Gives a CPU copy of every tensor in ``value``, so the copy no longer changes with training."""
+    """Gives a CPU copy, in plain memory order, of every tensor in ``value``, so the copy no longer
+    changes with training."""
     if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)
+        return value.detach().to("cpu", copy=True, memory_format=torch.contiguous_format)
     if isinstance(value, dict):
         return {key: _copy(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

@@ -141,13 +141,23 @@ def stack_size(model: nn.Module) -> int:
 
 
 def stack(models: Sequence[CategoricalVAE]) -> CategoricalVAE:
-    """Gives one model whose weights are the given models' weights stacked on a leading member axis."""
+    """Gives one model whose weights are the given models' weights stacked on a leading member axis.
+
+    A stack of several keeps each matrix (M, out, in) in the memory order of (M, in, out), the
+    order in which the batched matmul's backward pass gives its gradient: autograd then takes
+    that gradient as it is instead of copying it into the weight's order on every step.
+    """
     stacked = copy.deepcopy(models[0])
     states = [model.state_dict() for model in models]
     for name, _ in list(stacked.named_parameters()):
         module_name, _, attribute = name.rpartition(".")
         module = stacked.get_submodule(module_name)
-        setattr(module, attribute, nn.Parameter(torch.stack([state[name] for state in states])))
+        values = [state[name] for state in states]
+        if len(models) > 1 and values[0].dim() == 2:
+            weight = torch.stack([value.mT for value in values]).mT
+        else:
+            weight = torch.stack(values)
+        setattr(module, attribute, nn.Parameter(weight))
     stacked.stack_size = len(models)
     return stacked
 
@@ -159,5 +169,8 @@ def member_state(stacked: nn.Module, index: int) -> dict[str, torch.Tensor]:
 
 def unstack(stacked: CategoricalVAE, index: int) -> CategoricalVAE:
     """Gives member ``index`` of a stacked model as a model of its own (a copy of its weights)."""
-    state = {name: value.clone() for name, value in member_state(stacked, index).items()}
+    state = {
+        name: value.clone(memory_format=torch.contiguous_format)
+        for name, value in member_state(stacked, index).items()
+    }
     return model_with_weights(stacked.architecture(), state)
