@@ -9,6 +9,7 @@ import pytest
 
 from vae_gumbel.background import MAX_WRITER_THREADS, BackgroundWriter, writer_threads
 from vae_gumbel.threads import usable_cores
+from vae_gumbel.timeline import TIMELINE, WRITER_CATCH_UP
 
 
 def test_work_runs_in_order_and_drain_waits_for_all_of_it() -> None:
@@ -41,6 +42,16 @@ def test_submit_waits_while_the_writer_is_max_pending_behind() -> None:
     assert not third.is_alive() and len(writer.pending) <= 2
     writer.drain()
     writer.close()
+
+
+def test_the_timeline_counts_how_long_submit_waited_for_the_writer_to_catch_up() -> None:
+    TIMELINE.start()
+    writer = BackgroundWriter(max_pending=1)
+    writer.submit(time.sleep, 0.2)
+    writer.submit(lambda: None)  # waits for the sleep
+    writer.drain()
+    writer.close()
+    assert 0.1 < TIMELINE.seconds[WRITER_CATCH_UP] < 5
 
 
 def test_an_error_met_while_waiting_for_room_is_raised_by_submit() -> None:

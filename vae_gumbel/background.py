@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from vae_gumbel.threads import usable_cores
+from vae_gumbel.timeline import TIMELINE, WRITER_CATCH_UP
 
 # The most threads that write a run's files. PNG encoding runs in parallel (PIL releases the GIL:
 # 2.0x with 2 threads on 2 cores); checkpoint writes are bound by the disk, not by threads.
@@ -49,8 +50,10 @@ class BackgroundWriter:
 
     def submit(self, work: Callable[..., Any], *args: Any, lane: int = 0) -> None:
         self._raise_finished_errors()
-        while self.max_pending is not None and len(self.pending) >= self.max_pending:
-            self.pending.pop(0).result()  # the oldest; raises its error, if any
+        if self.max_pending is not None and len(self.pending) >= self.max_pending:
+            with TIMELINE.phase(WRITER_CATCH_UP):
+                while len(self.pending) >= self.max_pending:
+                    self.pending.pop(0).result()  # the oldest; raises its error, if any
         self.pending.append(self.executors[lane % len(self.executors)].submit(work, *args))
 
     def lane(self, lane: int) -> Callable[..., None]:

@@ -26,6 +26,9 @@ LOG_EPOCH = "logs: metrics.jsonl, TensorBoard scalars, log lines"
 DRAW_PICTURES = "pictures: draw (training thread)"
 COPY_STATE = "checkpoints: copy the state (training thread)"
 EPOCH_EXTRAS = (EVALUATE, LOG_EPOCH, DRAW_PICTURES, COPY_STATE)
+# The part of those extras that the training thread spent waiting for the background writes to
+# catch up (a disk slower than training); counted in the phase it interrupted as well.
+WRITER_CATCH_UP = "of which: waiting for the background writes to catch up"
 # What Hydra costs before a job trains: composing its config (a sweeper that checks its batch composes
 # every job once more) and, in a stacked sweep, preparing the jobs' folders.
 HYDRA_COMPOSES = "start: Hydra composes the config"
