@@ -4,9 +4,10 @@ The stacked weights (M, ...) are what the forward pass uses and what autograd fi
 gradients. The optimizer sees each block of consecutive members that share their settings as
 parameters of its own (views of the members a:b, into the same memory), in one parameter group
 per distinct setting. Few large tensors, not one per member, is what keeps torch's fused and
-foreach updates fast: they take a bounded number of tensors per kernel launch, so a stack of 64
-members seen one by one took four times the launches, each filling under half of an H200. Each
-member's optimizer state still reads and loads in the format of a single model's optimizer.
+foreach updates fast, since they take a bounded number of tensors per kernel launch: on an H200 the
+update of a stack of 64 members seen one by one took 22 launches and 1.84 ms, seen as 12 tensors 4
+launches and 0.64 ms (docs/performance.md). Each member's optimizer state still reads and loads in
+the format of a single model's optimizer.
 """
 
 from __future__ import annotations
