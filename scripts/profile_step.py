@@ -2,13 +2,15 @@
 operators (and, on CUDA, kernels) it launches.
 
     python scripts/profile_step.py [--device auto] [--batch-size 100] [--steps 50] [--compile [MODE]] [--bf16]
-                                   [--latent-dim 30] [--categorical-dim 10] [--hidden 512 256]
+                                   [--latent-dim 30] [--categorical-dim 10] [--hidden 512 256] [--members 1]
 
 Uses random binary images, so it needs no data set. Prints the wall time of a step timed
 without the profiler (with a tiny model, that is the host's cost of a step), then the top
 operators by self time and the operator count per step; on CUDA also the kernels run, the
 launches the host makes (a replayed CUDA graph is one launch however many kernels it holds)
-and the host-device synchronisations per step. With --trace DIR it also writes a Chrome trace.
+and the host-device synchronisations per step. With --members M it profiles the step of a stack
+of M models (seeds 0 to M-1, as a stacked sweep trains them), each on the same batch. With
+--trace DIR it also writes a Chrome trace.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from vae_gumbel.commands import at_least
 from vae_gumbel.data import Data, ImageSet
 from vae_gumbel.device import synchronize
 from vae_gumbel.tools.benchmark import trainer_run, trainer_settings
@@ -58,27 +61,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--categorical-dim", type=int, default=10, help="K, the categories per variable")
     parser.add_argument("--hidden", type=int, nargs="+", default=[512, 256], help="the MLP's hidden widths")
     parser.add_argument("--num-threads", type=int, default=None, help="CPU threads (default: all cores)")
+    parser.add_argument("--members", type=at_least(1), default=1, help="models in the stack")
     parser.add_argument("--rows", type=int, default=15, help="operators listed")
     parser.add_argument("--trace", type=Path, default=None, help="folder for a Chrome trace")
     args = parser.parse_args(argv)
     if args.num_threads is not None:
         torch.set_num_threads(args.num_threads)
-    settings = trainer_settings(
-        args.device,
-        args.batch_size,
-        compile=args.compile,
-        precision="bf16" if args.bf16 else "32",
-        model=(args.latent_dim, args.categorical_dim, tuple(args.hidden)),
-        tf32=not args.no_tf32,  # as trainer.tf32 does by default
-    )
+    settings = [
+        trainer_settings(
+            args.device,
+            args.batch_size,
+            compile=args.compile,
+            precision="bf16" if args.bf16 else "32",
+            model=(args.latent_dim, args.categorical_dim, tuple(args.hidden)),
+            tf32=not args.no_tf32,  # as trainer.tf32 does by default
+            seed=seed,
+        )
+        for seed in range(args.members)
+    ]
     images = ImageSet(torch.randint(0, 2, (args.batch_size, 784), dtype=torch.uint8), 1.0, resample=False)
     run = trainer_run(
         settings, Data(train=images, test=images)
     )  # the trainer's own step, as the benchmark times it
     step, device = run.step_fn, run.device
-    print(f"step: {type(step).__name__}, trainer.compile={args.compile} on {device}")
-    x = images.targets(slice(None)).to(device)[None]
-    tau = torch.ones(1, device=device)
+    print(
+        f"step: {type(step).__name__} of {args.members} member(s), trainer.compile={args.compile} on {device}"
+    )
+    x = images.targets(slice(None)).to(device).expand(args.members, -1, -1)
+    tau = torch.ones(args.members, device=device)
     for _ in range(10):  # warm-up (and compilation)
         step(x, tau)
 

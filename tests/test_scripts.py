@@ -111,6 +111,16 @@ def test_profile_script_prints_the_top_operators(tmp_path: Path) -> None:
     assert "aten::addmm" in result.stdout and "operator calls per step:" in result.stdout
 
 
+def test_profile_script_profiles_the_step_of_a_stack(tmp_path: Path) -> None:
+    result = run_python(
+        str(REPO / "scripts/profile_step.py"),
+        *("--device", "cpu", "--batch-size", "8", "--steps", "3", "--members", "3"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "of 3 member(s)" in result.stdout and "aten::baddbmm" in result.stdout  # the stacked matmul
+
+
 def test_multirun_timing_compares_launchers_on_one_sweep(tmp_path: Path, mnist_root: Path, capsys) -> None:
     out = tmp_path / "timing"
     run_script(
