@@ -1,7 +1,7 @@
 """Measure the figures of docs/performance.md that need a GPU, the most wanted first, within a budget.
 
     python scripts/gpu_figures.py --out outputs/bench/gpu [--budget 540] [--data-root data]
-        [--steps cuda_tests cold warm sweep stacked_step joblib] [--seeds 8] [--joblib-seeds 2]
+        [--steps cuda_tests cold warm sweep stacked_step stack_profile joblib] [--seeds 8] [--joblib-seeds 2]
         [--stack-sizes 1 8 64 256] [--repeats 3] [TRAIN OVERRIDES ...]
 
 One command for a GPU that is lent for a few minutes. The steps, in this order:
@@ -15,6 +15,8 @@ One command for a GPU that is lent for a few minutes. The steps, in this order:
   (``scripts/time_multirun.py``);
 - ``stacked_step``: ``python -m vae_gumbel.benchmark`` at batch 100 (its eager rows; the compiled
   ones are in docs/performance.md), with the stacked step per member-step for ``--stack-sizes``;
+- ``stack_profile``: ``scripts/profile_step.py --members 64``, the kernels of the eager step of a
+  stack of 64 (what its GPU time goes to);
 - ``joblib``: the same 8 settings over ``--joblib-seeds`` seeds through the joblib launcher, 8 jobs
   at once. With 2 seeds that is 16 jobs, two rounds of the eight rounds the whole sweep would take:
   the whole sweep through joblib takes about ``seeds / joblib-seeds`` times as long (it needs the
@@ -45,7 +47,7 @@ from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import dated_folder, replace_text
 from vae_gumbel.provenance import version_line
 
-STEPS = ("cuda_tests", "cold", "warm", "sweep", "stacked_step", "joblib")
+STEPS = ("cuda_tests", "cold", "warm", "sweep", "stacked_step", "stack_profile", "joblib")
 # The sweep's 8 settings, beside its seeds: the learning rate and the temperature schedule.
 SETTINGS = ("optim.lr=3e-4,1e-3", "temperature.initial=0.5,1.0", "temperature.rate=3e-5,1e-4")
 LEAST_SECONDS = 30.0  # a step that would start with less than this left is skipped
@@ -64,6 +66,7 @@ def step_commands(args: argparse.Namespace) -> dict[str, list[str]]:
     settings = [f"--sweep={axis}" for axis in SETTINGS]
     time_to_result = str(scripts / "time_to_result.py")
     time_multirun = str(scripts / "time_multirun.py")
+    profile_step = str(scripts / "profile_step.py")
     return {
         # Eight workers: the tests mostly compile, which takes the host's cores, not the GPU.
         "cuda_tests": ["-m", "pytest", str(scripts.parent / "tests"), "-m", "cuda", "-q", "-n", "8"],
@@ -78,6 +81,7 @@ def step_commands(args: argparse.Namespace) -> dict[str, list[str]]:
             *("--batch-sizes", "100", "--stack-sizes", *map(str, args.stack_sizes)),
             *("--out", str(args.out / "stacked_step")),
         ],
+        "stack_profile": [profile_step, "--members", "64", "--steps", "10", "--rows", "20"],
         "sweep": [
             *(time_multirun, f"--sweep={seeds(args.seeds)}", *settings, "--ways", "single", "stacked"),
             *("--out", str(args.out / "sweep"), *data),

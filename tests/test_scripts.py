@@ -265,7 +265,7 @@ def test_the_gpu_figures_run_each_step_in_order_and_skip_what_the_budget_cannot_
     run_script("gpu_figures.py", "--out", str(tmp_path / "short"), "--budget", "20", *arguments)
     (short,) = (tmp_path / "short").iterdir()
     summary = (short / "summary.md").read_text()
-    assert summary.count("skipped, 20 s of the budget left") == 6 and not list(short.glob("*.log"))
+    assert summary.count("skipped, 20 s of the budget left") == 7 and not list(short.glob("*.log"))
     assert "## joblib: skipped" in capsys.readouterr().out
 
 
