@@ -153,8 +153,10 @@ class StackOptimizer:
             for key, value in loaded.items():
                 if key in SHARED_STATE:
                     block[key] = value
-                else:
-                    block.setdefault(key, torch.zeros_like(view, dtype=value.dtype))[k].copy_(value)
+                    continue
+                if key not in block:  # the block's first loaded member: its moments start at zero
+                    block[key] = torch.zeros_like(view, dtype=value.dtype)
+                block[key][k].copy_(value)
 
     def reset_member(self, m: int) -> None:
         """Zeroes member m's moments in place: with zero weights and no gradient, it stays put."""
