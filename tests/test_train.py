@@ -682,6 +682,23 @@ def test_a_stack_writes_a_normal_run_folder_for_every_job(compose_train, tmp_pat
     assert len({r["test/loss"] for r in results}) == 3
 
 
+def test_a_stack_of_no_epochs_scores_all_its_members_in_one_pass(
+    compose_train, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vae_gumbel.train as trainer
+
+    passes = []
+    score = trainer.score_held_out_sets
+    monkeypatch.setattr(trainer, "score_held_out_sets", lambda run: passes.append(1) or score(run))
+    per_job = [[f"seed={i}", "trainer.epochs=0"] for i in range(3)]
+    results = trainer.train_members(jobs(compose_train, tmp_path, *per_job))
+    assert len(passes) == 1  # not one pass over the whole stack per member
+    for i, result in enumerate(results):
+        assert read_metrics(RunFolder(tmp_path / str(i)).metrics) == [result]
+        lone = train(compose_train(f"seed={i}", "trainer.epochs=0"), tmp_path / f"lone{i}")
+        assert result["test/loss"] == pytest.approx(lone["test/loss"], abs=1e-4)
+
+
 def test_a_job_whose_folder_another_process_trains_into_fails_alone_and_writes_nothing_there(
     compose_train, tmp_path: Path
 ) -> None:

@@ -13,6 +13,7 @@ if __name__ == "__main__":  # python -m: this module's command runs it (see comm
     commands.train()
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -328,25 +329,29 @@ def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
         pause("epoch")
     # After the last epoch: importance-weighted bounds if asked (an evaluation that may take an
     # hour, so a stop request ends it at once), and the HParams summary.
+    held_out = functools.cache(lambda: score_held_out_sets(run))  # scored once, for every member
     for m, member in run.live():
         if not member.final:  # it had no epoch left to train: its metrics are its last ones
-            member.final = last_metrics(run, m)
+            member.final = last_metrics(run, m, held_out)
         if member.settings.eval.final_iwae_samples:
             with TIMELINE.phase("final IWAE"), stop.at_once():
                 final_iwae(run, m, member.settings.eval.final_iwae_on)
 
 
-def last_metrics(run: Run, m: int) -> dict[str, Any]:
+def last_metrics(run: Run, m: int, held_out: Callable[[], dict[str, list[TestScores]]]) -> dict[str, Any]:
     """Gives the metrics of a member that resumed with no epoch left to train (its last record), or,
-    for a run of no epochs, its held-out scores as they stand, logged as the record of its epoch
-    (so that the report, TensorBoard and a final IWAE find them where they find any epoch's)."""
+    for a run of no epochs, its held-out scores as they stand (``held_out()``: every member's),
+    logged as the record of its epoch (so that the report, TensorBoard and a final IWAE find them
+    where they find any epoch's)."""
     member = run.members[m]
     records = read_metrics(member.folder.metrics)
     if records and records[-1]["epoch"] == run.epoch:
         return records[-1]
     temperature = Temperatures(run.schedule, run.step, 1, run.device).value(run.step)[m]
     metrics = {"epoch": run.epoch, "step": run.step, "temperature": float(temperature)}
-    for scores in score_held_out_sets(run).values():
+    with TIMELINE.phase(EVALUATE):
+        sets = held_out()
+    for scores in sets.values():
         metrics.update(scores[m].metrics)
     member.run_log.log_epoch(metrics)
     return metrics
