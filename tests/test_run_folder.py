@@ -66,6 +66,13 @@ def test_a_folder_without_the_checkpoint_says_why_and_what_to_give(tmp_path: Pat
         resolve_checkpoint(tmp_path, "last")
     with pytest.raises(CheckpointError, match=r"\(completed at epoch 0\) saved none: .*trainer.epochs=0"):
         resolve_checkpoint(tmp_path / "1", "best")
+    refused = RunFolder(tmp_path / "3")  # a job of a sweep whose value failed its checks
+    refused.path.mkdir()
+    refused.status.write_text('{"status": "failed", "error": "ConfigError: optim.lr must be > 0, got -1.0"}')
+    with pytest.raises(
+        CheckpointError, match=f"the run in {refused.path} failed before it saved any: ConfigError: optim.lr"
+    ):
+        resolve_checkpoint(refused.path, "last")
     queued = RunFolder(tmp_path / "2")  # a job of a sweep on a cluster, recorded and waiting
     queued.hydra_file("overrides.yaml").parent.mkdir(parents=True)
     queued.hydra_file("overrides.yaml").write_text("[]\n")

@@ -282,6 +282,8 @@ def why_no_checkpoint(path: Path, which: str) -> str:
     if folder.checkpoint(other).is_file():
         return f"{path} holds only {other}.pt; give its path, {folder.checkpoint(other)}, or which={other}"
     if status := read_status(folder):
+        if status.get("status") == "failed" and "epoch" not in status and status.get("error"):
+            return f"the run in {path} failed before it saved any: {status['error']}"
         state = status.get("status", "?") + (f" at epoch {status['epoch']}" if "epoch" in status else "")
         return (
             f"the run in {path} ({state}) saved none: a run writes its first checkpoint after its "
