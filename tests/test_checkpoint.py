@@ -196,7 +196,9 @@ def test_a_checkpoint_with_non_finite_weights_is_refused_for_the_bounds_and_pict
     load_checkpoint(RunFolder(learned_run).checkpoint("last"))  # the file it came from is whole
 
 
-def test_a_member_saved_and_restored_is_the_same_member(mnist_root: Path, learned_run: Path) -> None:
+def test_a_member_saved_and_restored_is_the_same_member(
+    mnist_root: Path, learned_run: Path, tmp_path: Path
+) -> None:
     settings = compose_settings([*tiny_run(mnist_root), "temperature=learned"])
     saved = load_checkpoint(learned_run)
     run = build_run([Member(settings, {}, None)] * 2)
@@ -209,9 +211,14 @@ def test_a_member_saved_and_restored_is_the_same_member(mnist_root: Path, learne
         assert torch.equal(again["optimizer"]["state"][index]["exp_avg"], state["exp_avg"])
     # Member 0 was left alone.
     assert not torch.equal(member_state(run.model, 0)["encoder.0.weight"], saved["model"]["encoder.0.weight"])
-    # In a lone model's memory order, whatever the stack's.
-    moments = [value for state in again["optimizer"]["state"].values() for value in state.values()]
-    assert all(value.is_contiguous() for value in [*again["model"].values(), *moments])
+    # Copied in the stack's memory order, and written in a lone model's.
+    assert not again["model"]["encoder.0.weight"].is_contiguous()
+    save_checkpoint(tmp_path / "member.pt", again)
+    written = load_checkpoint(tmp_path / "member.pt")
+    moments = [value for state in written["optimizer"]["state"].values() for value in state.values()]
+    assert all(value.is_contiguous() for value in [*written["model"].values(), *moments])
+    for name, value in again["model"].items():
+        assert torch.equal(written["model"][name], value), name
 
 
 def test_a_checkpoint_is_a_copy_that_training_does_not_change(mnist_root: Path) -> None:

@@ -19,7 +19,7 @@ import pickle
 import random
 import re
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,13 +46,14 @@ REQUIRED_KEYS = ("format_version", "architecture", "model", "step", "epoch", "co
 
 
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
-    """Writes ``checkpoint`` to ``path`` atomically: a temporary file, fsync, then os.replace."""
+    """Writes ``checkpoint`` to ``path`` atomically (a temporary file, fsync, then os.replace), its
+    tensors in plain memory order whatever order they are in."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with replacing(path) as handle:
             try:
-                torch.save(checkpoint, handle)
+                torch.save(_plain(checkpoint), handle)
                 handle.flush()
                 os.fsync(handle.fileno())
             except (OSError, RuntimeError) as err:
@@ -284,16 +285,28 @@ def check_compatible(
         )
 
 
-def _copy(value: Any) -> Any:
-    """Gives a CPU copy, in plain memory order, of every tensor in ``value``, so the copy no longer
-    changes with training."""
+def _tensors(value: Any, change: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """Gives ``value`` with ``change`` applied to every tensor in it (in dicts, lists and tuples)."""
     if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True, memory_format=torch.contiguous_format)
+        return change(value)
     if isinstance(value, dict):
-        return {key: _copy(item) for key, item in value.items()}
+        return {key: _tensors(item, change) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return type(value)(_copy(item) for item in value)
+        return type(value)(_tensors(item, change) for item in value)
     return value
+
+
+def _copy(value: Any) -> Any:
+    """Gives a CPU copy of every tensor in ``value``, so the copy no longer changes with training.
+    Each keeps its memory order: a stacked weight's member is stored transposed (``model.stack``),
+    and reordering it here would cost the training thread several times the copy itself;
+    ``save_checkpoint`` writes it in plain order, off that thread."""
+    return _tensors(value, lambda tensor: tensor.detach().to("cpu", copy=True))
+
+
+def _plain(value: Any) -> Any:
+    """Gives ``value`` with every tensor in plain (contiguous) memory order, as a lone model has it."""
+    return _tensors(value, lambda tensor: tensor.contiguous())
 
 
 def member_checkpoint(run: Run, m: int, record: dict[str, Any]) -> dict[str, Any]:
