@@ -6,6 +6,7 @@ import gzip
 import shutil
 import stat
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,67 @@ def test_a_file_that_is_not_idx_is_refused(tmp_path: Path) -> None:
     (root / "MNIST" / "raw" / "train-labels-idx1-ubyte").write_text("<html>not found</html>")
     with pytest.raises(DataError, match="not an IDX file.*; delete it and fetch it again with python -m"):
         datasets.ensure(root, "mnist", download=False, verify_checksums=False)
+
+
+def gzipped_copy(mnist_root: Path, target: Path) -> Path:
+    """Gives a data root whose raw folder holds the fixture files gzipped (NAME.gz) and nothing else,
+    as the data sets' sites give them."""
+    raw = target / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in datasets.FILES:
+        with gzip.open(raw / f"{name}.gz", "wb") as out:
+            out.write((mnist_root / "MNIST" / "raw" / name).read_bytes())
+    return raw
+
+
+def test_gzipped_files_in_the_raw_folder_are_decompressed_without_a_download(
+    tmp_path: Path, mnist_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sums = with_checksums_of(monkeypatch, "mnist", mnist_root / "MNIST" / "raw")
+    raw = gzipped_copy(mnist_root, tmp_path)
+    datasets.ensure(tmp_path, "mnist", download=False)
+    assert {file: sha256_of(raw / file) for file in datasets.FILES} == sums
+    assert datasets.load_images(tmp_path, "mnist", train=True).shape == (TRAIN_IMAGES, 784)
+
+
+def test_a_gzipped_file_that_is_not_the_original_is_never_decompressed_into_place(
+    tmp_path: Path, mnist_root: Path
+) -> None:
+    raw = gzipped_copy(mnist_root, tmp_path)  # the fixture files: not the real data set's sums
+    with pytest.raises(
+        DataError,
+        match=r"train-images-idx3-ubyte.gz: the uncompressed train-images-idx3-ubyte has SHA-256 "
+        r"[0-9a-f]{64}, expected ba891046.*: not the original data set; delete it and fetch it again "
+        r"with python -m vae_gumbel.datasets .*data.verify_checksums=false",
+    ):
+        datasets.ensure(tmp_path, "mnist", download=False)
+    assert not any(raw.glob("*-ubyte"))
+    # Your own files of this format: decompressed, as they are.
+    datasets.ensure(tmp_path, "mnist", download=False, verify_checksums=False)
+    for name in datasets.FILES:
+        assert (raw / name).read_bytes() == (mnist_root / "MNIST" / "raw" / name).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (lambda data: b"<html>not found</html>", "Not a gzipped file"),
+        (lambda data: data[: len(data) // 2], "Compressed file ended before"),
+        (lambda data: data[:100] + bytes(b ^ 0xFF for b in data[100:140]) + data[140:], "Error -3|CRC"),
+    ],
+    ids=["not gzip", "cut short", "damaged"],
+)
+def test_an_archive_that_cannot_be_decompressed_is_named(
+    tmp_path: Path, mnist_root: Path, damage: Callable[[bytes], bytes], why: str
+) -> None:
+    raw = gzipped_copy(mnist_root, tmp_path)
+    archive = raw / "t10k-images-idx3-ubyte.gz"
+    archive.write_bytes(damage(archive.read_bytes()))
+    with pytest.raises(
+        DataError, match=rf"t10k-images-idx3-ubyte.gz cannot be decompressed \(({why}).*\); delete"
+    ):
+        datasets.ensure(tmp_path, "mnist", download=False, verify_checksums=False)
+    assert not (raw / "t10k-images-idx3-ubyte").exists()
 
 
 def fake_tool(bin_dir: Path, name: str, script: str) -> None:

