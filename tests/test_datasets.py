@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 import stat
 import tarfile
@@ -55,6 +56,33 @@ def test_a_file_that_is_not_idx_is_refused(tmp_path: Path) -> None:
     (root / "MNIST" / "raw" / "train-labels-idx1-ubyte").write_text("<html>not found</html>")
     with pytest.raises(DataError, match="not an IDX file.*; delete it and fetch it again with python -m"):
         datasets.ensure(root, "mnist", download=False, verify_checksums=False)
+
+
+@pytest.mark.parametrize(
+    ("given", "advice"),
+    [
+        ("MNIST/raw", "give the folder above MNIST/raw: data.root=ROOT$"),
+        ("MNIST", "give the folder above MNIST/raw: data.root=ROOT$"),
+        ("flat", "move them into ROOT/flat/MNIST/raw$"),
+    ],
+    ids=["the raw folder", "the MNIST folder", "a folder of the files"],
+)
+def test_a_data_root_below_the_files_is_refused_not_fetched_into(
+    tmp_path: Path, mnist_root: Path, monkeypatch: pytest.MonkeyPatch, given: str, advice: str
+) -> None:
+    """data.root names the folder above MNIST/raw; a user who names the folder of the files (or any
+    folder that holds them) is told so, rather than given a second copy fetched below it."""
+    shutil.copytree(mnist_root / "MNIST", tmp_path / "MNIST")
+    shutil.copytree(mnist_root / "MNIST" / "raw", tmp_path / "flat")
+    monkeypatch.setattr(datasets, "fetch", lambda root, name: pytest.fail(f"fetched into {root}"))
+    root = tmp_path / given
+    with pytest.raises(DataError) as refused:
+        datasets.ensure(root, "mnist", download=True)
+    found = tmp_path / ("flat" if given == "flat" else "MNIST/raw")
+    assert str(refused.value).startswith(
+        f"the data root {root} holds the MNIST files in {found}, not in MNIST/raw below it; "
+    )
+    assert re.search(advice.replace("ROOT", str(tmp_path)), str(refused.value))
 
 
 def gzipped_copy(mnist_root: Path, target: Path) -> Path:

@@ -308,6 +308,7 @@ def ensure(root: str | Path, name: str, download: bool = True, verify_checksums:
         )
     _unpack_archives(root, name, verify_checksums)
     if not all((source.raw_folder(root) / file).is_file() for file in source.sha256):
+        check_not_misplaced(root, source)
         if not download:
             raise DataError(
                 f"{source.torchvision_class} is not in {source.raw_folder(root)} and data.download=false; "
@@ -315,6 +316,33 @@ def ensure(root: str | Path, name: str, download: bool = True, verify_checksums:
             )
         fetch(root, name)
     verify(root, name, checksums=verify_checksums)
+
+
+def check_not_misplaced(root: Path, source: DatasetSource) -> None:
+    """Raises DataError if the data root is a folder below where it belongs, which holds the data
+    set's files (ROOT/MNIST/raw, ROOT/MNIST, or any folder that holds them itself), so that a
+    mistaken ``data.root`` is said, not answered with a second copy fetched below it."""
+
+    def holds_files(folder: Path) -> bool:
+        return all((folder / file).is_file() or (folder / f"{file}.gz").is_file() for file in source.sha256)
+
+    here = source.raw_folder("ROOT")
+    if holds_files(root / "raw"):
+        found, above = root / "raw", root.parent if root.name == source.torchvision_class else None
+    elif holds_files(root):
+        found, above = root, root.parent.parent if root.parts[-2:] == here.parts[-2:] else None
+    else:
+        return
+    below = here.relative_to("ROOT")
+    where = (
+        f"give the folder above {below}: data.root={above}"
+        if above is not None
+        else f"move them into {source.raw_folder(root)}"
+    )
+    raise DataError(
+        f"the data root {root} holds the {source.torchvision_class} files in {found}, not in {below} "
+        f"below it; {where}"
+    )
 
 
 def image_count(root: str | Path, name: str, train: bool) -> int:
