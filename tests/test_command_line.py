@@ -225,6 +225,31 @@ def test_a_word_without_key_names_the_setting_a_path_was_meant_for(
 
 
 @pytest.mark.parametrize(
+    ("arguments", "config_name", "says"),
+    [
+        (["--epochs", "10", "seed=1"], "train", "--epochs: .*; write trainer.epochs=10 "),
+        (["--epochs=10"], "train", "--epochs=10: .*; write trainer.epochs=10 "),
+        (["--batch-size", "64"], "train", "--batch-size: .*; write data.batch_size=64 "),
+        (["-m", "--lr", "1e-3"], "train", "--lr: .*; write optim.lr=1e-3 "),
+        (["--iwae-samples", "100"], "evaluate", r"--iwae-samples: .*; write iwae_samples=\[100\] "),
+        (["--checkpoint", "outputs/run"], "sample", "--checkpoint: .*; write checkpoint=outputs/run "),
+        (["--seed"], "train", "--seed: .*; write seed=VALUE "),
+        (["--frobnicate", "3"], "train", r"--frobnicate: [^;]* \(--help"),
+    ],
+    ids=["value after", "value joined", "dashes", "in a sweep", "a list", "sample", "no value", "unknown"],
+)
+def test_a_flag_that_no_command_takes_is_answered_with_the_setting_it_meant(
+    arguments: list[str], config_name: str, says: str
+) -> None:
+    """Scripts that read their settings with argparse are called with flags; these commands take
+    Hydra's KEY=VALUE, and Hydra would print its usage, or take the flag's value for an override."""
+    with pytest.raises(ConfigError, match=f"^{says}") as refused:
+        check_command_line(arguments, config_name)
+    assert f"{config_name} takes its settings as KEY=VALUE, not as flags" in str(refused.value)
+    assert str(refused.value).endswith(f"(--help lists {config_name}'s settings)")
+
+
+@pytest.mark.parametrize(
     ("override", "says"),
     [
         ("optim.lr=(1e-3", r"\(extraneous input '\('\); quote a value"),

@@ -34,11 +34,14 @@ from vae_gumbel.errors import ConfigError
 def check_command_line(arguments: Sequence[str], config_name: str) -> None:
     """Raises ConfigError for the first argument of entry point ``config_name`` (train, sample,
     evaluate) that these checks refuse."""
-    flags = hydra_flags(arguments)
-    if flags is not None:
+    parsed = hydra_flags(arguments)
+    flags = None
+    if parsed is not None:
+        flags, unknown = parsed
         check_modes(flags)
         if flags.shell_completion:
             return  # its arguments are install=SHELL, uninstall=SHELL or query=SHELL, not settings
+        check_unknown_flags(unknown, arguments, config_name)
         check_bare_words(flags.overrides, config_name)
         check_grammar(flags.overrides)
     check_group_choices(arguments, config_name)
@@ -50,9 +53,10 @@ def check_command_line(arguments: Sequence[str], config_name: str) -> None:
     check_plugin_settings(arguments, config_name)
 
 
-def hydra_flags(arguments: Sequence[str]) -> argparse.Namespace | None:
+def hydra_flags(arguments: Sequence[str]) -> tuple[argparse.Namespace, list[str]] | None:
     """Gives the command line as Hydra's own argument parser reads it (its flags, and the overrides
-    in ``overrides``), or None for a flag it cannot read, which is left to Hydra to say."""
+    in ``overrides``) and the flags it does not know, or None for a flag of its own that it cannot
+    read, which is left to Hydra to say."""
     from hydra._internal.utils import get_args_parser
 
     def refuse(message: str) -> NoReturn:
@@ -62,9 +66,33 @@ def hydra_flags(arguments: Sequence[str]) -> argparse.Namespace | None:
     parser = get_args_parser()
     parser.exit_on_error, parser.error = False, refuse  # type: ignore[method-assign]
     try:
-        return parser.parse_known_args(list(arguments))[0]
+        return parser.parse_known_args(list(arguments))
     except argparse.ArgumentError:
         return None
+
+
+def check_unknown_flags(unknown: Sequence[str], arguments: Sequence[str], config_name: str) -> None:
+    """Raises ConfigError for a flag that no command here takes (``--epochs 10``, as scripts that
+    read their settings with argparse are called), with the KEY=VALUE it was most likely meant as.
+    Hydra would print its usage for it, and take a value given after it (``10``) for an override."""
+    flag = next((word for word in unknown if word.startswith("-")), None)
+    if flag is None:
+        return
+    name, given, value = flag.lstrip("-").partition("=")
+    following = list(arguments)[list(arguments).index(flag) + 1 :]
+    if not given and following and not following[0].startswith("-") and "=" not in following[0]:
+        value = following[0]
+    key, schema = name.replace("-", "_"), config.SCHEMAS[config_name]
+    names = config.setting_names(schema)
+    meant = key if key in names else config.nearest_setting(key, names, "")
+    if meant and value and config.setting_value_error(meant, value, schema) is not None:
+        if config.setting_value_error(meant, [value], schema) is None:
+            value = f"[{value}]"  # a list setting: iwae_samples=[100]
+    write = f"; write {meant}={value or 'VALUE'}" if meant else ""
+    raise ConfigError(
+        f"{flag}: {config_name} takes its settings as KEY=VALUE, not as flags{write} (--help lists "
+        f"{config_name}'s settings)"
+    )
 
 
 # Hydra's subcommands of --shell-completion, given as SUBCOMMAND=SHELL.
