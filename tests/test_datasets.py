@@ -61,8 +61,8 @@ def test_a_file_that_is_not_idx_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("given", "advice"),
     [
-        ("MNIST/raw", "give the folder above MNIST/raw: data.root=ROOT$"),
-        ("MNIST", "give the folder above MNIST/raw: data.root=ROOT$"),
+        ("MNIST/raw", "; the data root is the folder above MNIST/raw: ROOT$"),
+        ("MNIST", "; the data root is the folder above MNIST/raw: ROOT$"),
         ("flat", "move them into ROOT/flat/MNIST/raw$"),
     ],
     ids=["the raw folder", "the MNIST folder", "a folder of the files"],

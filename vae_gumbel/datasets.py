@@ -335,7 +335,7 @@ def check_not_misplaced(root: Path, source: DatasetSource) -> None:
         return
     below = here.relative_to("ROOT")
     where = (
-        f"give the folder above {below}: data.root={above}"
+        f"the data root is the folder above {below}: {above}"
         if above is not None
         else f"move them into {source.raw_folder(root)}"
     )
