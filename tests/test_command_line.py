@@ -225,6 +225,36 @@ def test_a_word_without_key_names_the_setting_a_path_was_meant_for(
 
 
 @pytest.mark.parametrize(
+    ("arguments", "folder"),
+    [
+        (["resume=last"], "hydra.run.dir"),
+        (["resume=last", "hydra.sweep.dir=outputs/sweep"], "hydra.run.dir"),
+        (["-m", "seed=0,1", "resume=last", "hydra.run.dir=outputs/run"], "hydra.sweep.dir"),
+        (["hparams_search=best_bound", "resume=last"], "hydra.sweep.dir"),
+        (["hparams_search=optuna", "hydra.mode=RUN", "resume=last"], "hydra.run.dir"),
+    ],
+    ids=["a run", "a run given a sweep's folder", "a sweep given a run's folder", "a search", "a trial"],
+)
+def test_resume_last_without_the_folder_it_would_continue_is_refused(
+    arguments: list[str], folder: str
+) -> None:
+    """Without it, the command's folder is a new one, named by the date and time: resume=last
+    would find nothing there and start afresh, while its user thinks the run went on."""
+    with pytest.raises(
+        ConfigError, match=rf"^resume=last continues .* without {folder} that folder is a new one"
+    ):
+        check_command_line(arguments, "train")
+    check_command_line([*arguments, f"{folder}=outputs/mine"], "train")
+
+
+def test_resume_last_into_a_given_folder_or_resume_from_a_checkpoint_passes() -> None:
+    check_command_line(["resume=last", "hydra.run.dir=outputs/run"], "train")
+    check_command_line(["-m", "seed=0,1", "resume=last", "hydra.sweep.dir=outputs/sweep"], "train")
+    check_command_line(["resume=outputs/run", "trainer.epochs=20"], "train")
+    check_command_line(["--cfg", "job", "resume=last"], "train")  # prints a config; continues nothing
+
+
+@pytest.mark.parametrize(
     ("arguments", "config_name", "says"),
     [
         (["--epochs", "10", "seed=1"], "train", "--epochs: .*; write trainer.epochs=10 "),

@@ -49,6 +49,8 @@ def check_command_line(arguments: Sequence[str], config_name: str) -> None:
     check_launcher_and_sweeper(arguments)
     if flags is not None and not (flags.multirun or flags.cfg or flags.info) and own_configs_only(arguments):
         check_sweeps_need_multirun(flags.overrides)
+    if flags is not None and not (flags.cfg or flags.info) and own_configs_only(arguments):
+        check_resume_has_a_folder(flags.overrides, multirun=flags.multirun)
     check_settings(arguments, config_name)
     check_plugin_settings(arguments, config_name)
 
@@ -214,6 +216,33 @@ def grammar_failure(line: str, message: str) -> str:
             return f"{line[at]!r} at character {at + 1} stops it"
     complaint = lines[1] if lines[0].startswith("Error parsing override") and len(lines) > 1 else lines[0]
     return complaint.split(" expecting ")[0]
+
+
+def check_resume_has_a_folder(overrides: Sequence[str], multirun: bool) -> None:
+    """Raises ConfigError for ``resume=last`` without the folder of the run it would continue:
+    it continues the run in the command's own folder, and without ``hydra.run.dir`` (in a sweep,
+    ``hydra.sweep.dir``) that folder is a new one, named by the date and time, which holds no run.
+    The run would start afresh while its user thinks it continued."""
+    given = {
+        override.key_or_group: override.value()
+        for override in parsed_overrides(overrides)
+        if not override.is_sweep_override()
+    }
+    if given.get("resume") != "last":
+        return
+    # A search's files set hydra.mode to MULTIRUN; a trial continued alone sets it back to RUN.
+    mode = given.get("hydra.mode", "MULTIRUN" if "hparams_search" in given else None)
+    multirun = multirun or mode == "MULTIRUN"
+    folder = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    if folder in given:
+        return
+    runs = "each job's run in the sweep's folder" if multirun else "the run in this command's folder"
+    raise ConfigError(
+        f"resume=last continues {runs}, and without {folder} that folder is a new one, named by the "
+        f"date and time, which holds no run: add {folder}=FOLDER, the folder of the "
+        f"{'sweep' if multirun else 'run'} to continue"
+        + ("" if multirun else " (or give resume=FOLDER to train on from its checkpoint in a new folder)")
+    )
 
 
 def check_sweeps_need_multirun(overrides: Sequence[str]) -> None:
