@@ -17,6 +17,7 @@ from vae_gumbel.config import (
     EstimatorConfig,
     ModelConfig,
     TemperatureConfig,
+    check_read,
     compose_settings,
     validate,
 )
@@ -322,3 +323,37 @@ def test_every_documented_command_line_composes_and_passes_its_checks(module: st
         with open_dict(cfg):  # and its values pass their checks
             del cfg["hydra"]
         validate(cfg, SCHEMAS[module])
+
+
+@pytest.mark.parametrize(
+    ("choice", "given", "readers"),
+    [
+        (
+            "estimator=gumbel_softmax",
+            "estimator.rao_samples=100",
+            "estimator=gumbel_rao or estimator=reinmax_rao",
+        ),
+        ("estimator=reinmax", "estimator.gap=2.0", "estimator=gapped_straight_through"),
+        ("temperature=constant", "temperature.rate=0.001", "temperature=exp_anneal"),
+        ("temperature=learned", "temperature.every=10", "temperature=exp_anneal"),
+    ],
+)
+def test_a_setting_given_that_the_choice_of_its_group_does_not_read_is_refused(
+    choice: str, given: str, readers: str
+) -> None:
+    """It would change nothing: ``estimator.rao_samples=100`` with Gumbel-Softmax is not Gumbel-Rao."""
+    with pytest.raises(ConfigError) as refused:
+        check_read(compose_settings([choice, given]), [given.split("=")[0]])
+    assert str(refused.value) == (
+        f"{given}: {choice} does not read it, so it would change nothing; leave it out, or choose {readers}"
+    )
+
+
+def test_settings_that_the_choices_read_or_that_no_command_line_gave_pass() -> None:
+    # Read by the choice of their group, or a group whose choices all read the same settings.
+    check_read(
+        compose_settings(["estimator=gumbel_rao", "estimator.rao_samples=100", "temperature.rate=1e-3"]),
+        ["estimator.rao_samples", "estimator.name", "temperature.rate", "optim.lr", "seed"],
+    )
+    # An experiment's file sets the annealing rate; a constant temperature leaves it unread, unasked.
+    check_read(compose_settings(["experiment=jang2017", "temperature=constant"]), ["temperature.initial"])

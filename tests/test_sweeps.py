@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import run_module, tiny_run
+from tests.conftest import assert_one_line_error, run_module, tiny_run
 from vae_gumbel.report import report
 from vae_gumbel.tracking import read_metrics
 
@@ -202,3 +202,28 @@ def test_submitit_local_runs_a_job(tmp_path: Path, mnist_root: Path) -> None:
     assert result.returncode == 0, result.stderr
     (job,) = job_dirs(sweep_dir)
     assert read_metrics(job / "metrics.jsonl")[-1]["epoch"] == 1
+
+
+def test_a_setting_for_some_of_a_sweeps_choices_goes_to_those_and_alone_is_refused(
+    tmp_path: Path, mnist_root: Path
+) -> None:
+    """estimator.rao_samples in a sweep over estimators is meant for the ones that read it; given to
+    a run whose estimator does not read it, it would change nothing, and the run is refused."""
+    sweep_dir, result = multirun(
+        tmp_path, mnist_root, "estimator=gumbel_softmax,gumbel_rao", "estimator.rao_samples=3"
+    )
+    assert result.returncode == 0, result.stderr
+    for job, estimator in zip(job_dirs(sweep_dir), ("gumbel_softmax", "gumbel_rao"), strict=True):
+        assert json.loads((job / "status.json").read_text())["status"] == "completed"
+        config = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())["estimator"]
+        assert (config["name"], config["rao_samples"]) == (estimator, 3)
+    alone = run_module(
+        "vae_gumbel.train",
+        *tiny_run(mnist_root),
+        "estimator.rao_samples=3",
+        f"hydra.run.dir={tmp_path / 'alone'}",
+        cwd=tmp_path,
+    )
+    assert_one_line_error(
+        alone, 2, "error: estimator.rao_samples=3: estimator=gumbel_softmax does not read it, so it would"
+    )

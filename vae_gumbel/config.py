@@ -592,6 +592,33 @@ def validate(cfg: DictConfig | dict, schema: type = TrainConfig) -> Any:
     return settings
 
 
+# The config groups whose choices read different settings, with the settings each choice reads.
+CHOICE_READS: dict[str, tuple[dict[str, Any], Any]] = {
+    "temperature": (SCHEDULES, lambda kind: kind.fields),
+    "estimator": (ESTIMATORS, lambda kind: kind.reads),
+}
+
+
+def check_read(settings: TrainConfig, given: Sequence[str]) -> None:
+    """Raises ConfigError for a setting given on the command line (``given``: dotted keys) that the
+    choice of its group does not read: ``estimator.rao_samples`` with ``estimator=gumbel_softmax``
+    would change nothing, and the run would not be the one meant. Values that an experiment's file
+    gives are not checked: ``experiment=jang2017 temperature=constant`` keeps the file's rate."""
+    for key in given:
+        group, _, name = key.partition(".")
+        if group not in CHOICE_READS or name in ("", "name"):
+            continue
+        kinds, reads = CHOICE_READS[group]
+        chosen = getattr(settings, group)
+        if name in reads(kinds[chosen.name]):
+            continue
+        readers = [choice for choice, kind in kinds.items() if name in reads(kind)]
+        raise ConfigError(
+            f"{key}={getattr(chosen, name, '')}: {group}={chosen.name} does not read it, so it would change "
+            f"nothing; leave it out, or choose {' or '.join(f'{group}={reader}' for reader in readers)}"
+        )
+
+
 # What a setting without a default takes, where no config file gives it a value either.
 REQUIRED = {"checkpoint": "a run's folder (its best.pt), a sweep's folder (each of its runs) or a .pt file"}
 

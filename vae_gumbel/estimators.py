@@ -175,11 +175,13 @@ def gapped_straight_through_estimator(
 
 @dataclass(frozen=True)
 class EstimatorKind:
-    """A registered estimator: how to build it from its settings, and whether its z is a relaxed
-    sample (then it also gives log z, which the relaxed KL needs)."""
+    """A registered estimator: how to build it from its settings, whether its z is a relaxed
+    sample (then it also gives log z, which the relaxed KL needs), and which of the estimator
+    settings beside ``name`` it reads."""
 
     build: Callable[[EstimatorConfig], Estimator]
     relaxed: bool = False
+    reads: tuple[str, ...] = ()
 
 
 ESTIMATORS: dict[str, EstimatorKind] = {
@@ -187,19 +189,23 @@ ESTIMATORS: dict[str, EstimatorKind] = {
     "straight_through": EstimatorKind(lambda settings: straight_through_estimator),
     "softmax_straight_through": EstimatorKind(lambda settings: softmax_straight_through_estimator),
     "gumbel_rao": EstimatorKind(
-        lambda settings: functools.partial(gumbel_rao_estimator, samples=settings.rao_samples)
+        lambda settings: functools.partial(gumbel_rao_estimator, samples=settings.rao_samples),
+        reads=("rao_samples",),
     ),
     "reinmax": EstimatorKind(lambda settings: reinmax_estimator),
     "reinmax_rao": EstimatorKind(
-        lambda settings: functools.partial(reinmax_rao_estimator, samples=settings.rao_samples)
+        lambda settings: functools.partial(reinmax_rao_estimator, samples=settings.rao_samples),
+        reads=("rao_samples",),
     ),
     "decoupled_straight_through": EstimatorKind(
         lambda settings: functools.partial(
             decoupled_straight_through_estimator, forward_temperature=settings.forward_temperature
-        )
+        ),
+        reads=("forward_temperature",),
     ),
     "gapped_straight_through": EstimatorKind(
-        lambda settings: functools.partial(gapped_straight_through_estimator, gap=settings.gap)
+        lambda settings: functools.partial(gapped_straight_through_estimator, gap=settings.gap),
+        reads=("gap",),
     ),
 }
 

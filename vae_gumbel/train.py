@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_gumbel.background import BackgroundWriter, writer_threads
 from vae_gumbel.checkpoint import link_checkpoint, member_checkpoint, save_checkpoint
-from vae_gumbel.config import config_path, validate
+from vae_gumbel.config import check_read, config_path, validate
 from vae_gumbel.data import ImageSet
 from vae_gumbel.errors import (
     FolderBusy,
@@ -125,19 +125,30 @@ def member_of(cfg: DictConfig, run_dir: str | Path | None = None, logger: loggin
     if job is not None and not holds_trained_run(folder) and not trained_by_another(folder):
         job.write(folder)  # as Hydra would; a trained run's record is replaced only once the job is accepted
         job = None  # written: nothing left to write at the acceptance
+    swept = frozenset(job_swept_keys() or ())
     try:
         settings = validate(cfg)
+        check_read(settings, given_settings(swept))
     except Exception as err:
         record_refusal(folder, err)
         raise
     if record is not None:
         record.checked(settings)
     config = OmegaConf.to_container(cfg, resolve=True)
-    swept = frozenset(job_swept_keys() or ())
     overrides = tuple(HydraConfig.get().overrides.task) if record is not None else None
     return Member(
         settings, config, folder, tensorboard_run_name(), logger, swept=swept, job=job, overrides=overrides
     )
+
+
+def given_settings(swept: frozenset[str]) -> list[str]:
+    """Gives the settings (dotted keys) that this Hydra job's command line sets, but those of a
+    config group whose choice its sweep varies (``estimator.rao_samples`` in a sweep over
+    estimators is meant for the ones that read it); none outside a Hydra job."""
+    if not HydraConfig.initialized():
+        return []
+    keys = [item.split("=", 1)[0] for item in HydraConfig.get().overrides.task if not item.startswith("~")]
+    return [key.lstrip("+") for key in keys if "." in key and key.lstrip("+").split(".")[0] not in swept]
 
 
 def train_members(
