@@ -336,6 +336,7 @@ def test_every_documented_command_line_composes_and_passes_its_checks(module: st
         ("estimator=reinmax", "estimator.gap=2.0", "estimator=gapped_straight_through"),
         ("temperature=constant", "temperature.rate=0.001", "temperature=exp_anneal"),
         ("temperature=learned", "temperature.every=10", "temperature=exp_anneal"),
+        ("objective.kl=analytic", "objective.prior_temperature=0.3", "objective.kl=relaxed"),
     ],
 )
 def test_a_setting_given_that_the_choice_of_its_group_does_not_read_is_refused(
@@ -354,6 +355,10 @@ def test_settings_that_the_choices_read_or_that_no_command_line_gave_pass() -> N
     check_read(
         compose_settings(["estimator=gumbel_rao", "estimator.rao_samples=100", "temperature.rate=1e-3"]),
         ["estimator.rao_samples", "estimator.name", "temperature.rate", "optim.lr", "seed"],
+    )
+    check_read(
+        compose_settings(["objective.kl=relaxed", "objective.prior_temperature=0.3"]),
+        ["objective.kl", "objective.prior_temperature", "objective.name"],
     )
     # An experiment's file sets the annealing rate; a constant temperature leaves it unread, unasked.
     check_read(compose_settings(["experiment=jang2017", "temperature=constant"]), ["temperature.initial"])

@@ -28,7 +28,7 @@ from vae_gumbel.device import device_setting
 from vae_gumbel.errors import ConfigError, first_line
 from vae_gumbel.estimators import ESTIMATORS
 from vae_gumbel.model import MODELS
-from vae_gumbel.objectives import KL_TERMS, OBJECTIVES
+from vae_gumbel.objectives import KL_READS, KL_TERMS, OBJECTIVES
 from vae_gumbel.optim import OPTIMIZERS
 from vae_gumbel.schedules import SCHEDULES
 from vae_gumbel.step import COMPILE_SETTINGS, PRECISIONS
@@ -592,30 +592,34 @@ def validate(cfg: DictConfig | dict, schema: type = TrainConfig) -> Any:
     return settings
 
 
-# The config groups whose choices read different settings, with the settings each choice reads.
-CHOICE_READS: dict[str, tuple[dict[str, Any], Any]] = {
-    "temperature": (SCHEDULES, lambda kind: kind.fields),
-    "estimator": (ESTIMATORS, lambda kind: kind.reads),
+# The config groups whose settings are read by some choices only: the setting that chooses, the
+# choices, and the settings each choice reads.
+CHOICE_READS: dict[str, tuple[str, dict[str, Any], Any]] = {
+    "temperature": ("name", SCHEDULES, lambda kind: kind.fields),
+    "estimator": ("name", ESTIMATORS, lambda kind: kind.reads),
+    "objective": ("kl", KL_READS, lambda reads: reads),
 }
 
 
 def check_read(settings: TrainConfig, given: Sequence[str]) -> None:
     """Raises ConfigError for a setting given on the command line (``given``: dotted keys) that the
-    choice of its group does not read: ``estimator.rao_samples`` with ``estimator=gumbel_softmax``
+    choice in its group does not read: ``estimator.rao_samples`` with ``estimator=gumbel_softmax``
     would change nothing, and the run would not be the one meant. Values that an experiment's file
     gives are not checked: ``experiment=jang2017 temperature=constant`` keeps the file's rate."""
     for key in given:
         group, _, name = key.partition(".")
-        if group not in CHOICE_READS or name in ("", "name"):
+        if group not in CHOICE_READS or name in ("", "name", CHOICE_READS[group][0]):
             continue
-        kinds, reads = CHOICE_READS[group]
-        chosen = getattr(settings, group)
-        if name in reads(kinds[chosen.name]):
+        selector, kinds, reads = CHOICE_READS[group]
+        chooser = group if selector == "name" else f"{group}.{selector}"  # estimator, objective.kl
+        held = getattr(settings, group)
+        chosen = getattr(held, selector)
+        if name in reads(kinds[chosen]):
             continue
-        readers = [choice for choice, kind in kinds.items() if name in reads(kind)]
+        readers = " or ".join(f"{chooser}={choice}" for choice, kind in kinds.items() if name in reads(kind))
         raise ConfigError(
-            f"{key}={getattr(chosen, name, '')}: {group}={chosen.name} does not read it, so it would change "
-            f"nothing; leave it out, or choose {' or '.join(f'{group}={reader}' for reader in readers)}"
+            f"{key}={getattr(held, name, '')}: {chooser}={chosen} does not read it, so it would change "
+            f"nothing; leave it out, or choose {readers}"
         )
 
 

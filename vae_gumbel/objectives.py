@@ -110,6 +110,8 @@ KL_TERMS: dict[str, KLTerm] = {
     "analytic": lambda elbo, latent, logits, tau, prior_tau: elbo.kl,
     "relaxed": lambda elbo, latent, logits, tau, prior_tau: relaxed_kl(latent.log_z, logits, tau, prior_tau),
 }
+# The objective settings beside ``kl`` that each KL term reads.
+KL_READS: dict[str, tuple[str, ...]] = {"analytic": (), "relaxed": ("prior_temperature",)}
 
 
 @dataclass(frozen=True)
