@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 import torch
 
+import vae_gumbel.device as device_module
 from tests.conftest import poison_training_loss, tiny_run
 from vae_gumbel.config import compose_settings
 from vae_gumbel.errors import ConfigError, NonFiniteLossError
@@ -90,3 +92,18 @@ def test_when_every_member_has_failed_the_error_ends_the_run(mnist_root: Path, m
 def test_jobs_that_differ_in_more_than_per_member_settings_do_not_stack(mnist_root: Path) -> None:
     with pytest.raises(ConfigError, match="differ in more than"):
         build_run(members(mnist_root, [], ["estimator=straight_through"]))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_asked_for_on_a_cpu_that_emulates_it_trains_with_a_warning_that_says_so(
+    mnist_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, native: bool
+) -> None:
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: native)
+    with caplog.at_level(logging.WARNING, logger="vae_gumbel.train"):
+        run = build_run(members(mnist_root, ["trainer.precision=bf16", "trainer.device=cpu"]))
+        build_run(members(mnist_root, ["trainer.precision=auto", "trainer.device=cpu"]))
+    assert run.step_path.endswith("bf16 autocast")
+    warned = [record.getMessage() for record in caplog.records if "emulates" in record.getMessage()]
+    # Once, for the run that asked for bf16: auto trains in float32 on such a CPU.
+    assert warned == ([] if native else [device_module.slow_precision("bf16", torch.device("cpu"))])
+    assert native or warned[0].endswith("trainer.precision=auto trains in float32 here")

@@ -33,7 +33,13 @@ from vae_gumbel.checkpoint import (
 from vae_gumbel.compile_cache import CompileCache
 from vae_gumbel.config import RUN_CONTROL_KEYS, TrainConfig, flat_settings
 from vae_gumbel.data import Data, load_data
-from vae_gumbel.device import allow_tf32, quiet_cuda_warnings, resolve_device, resolve_precision
+from vae_gumbel.device import (
+    allow_tf32,
+    quiet_cuda_warnings,
+    resolve_device,
+    resolve_precision,
+    slow_precision,
+)
 from vae_gumbel.errors import CheckpointError, ConfigError, NonFiniteLossError, describe
 from vae_gumbel.estimators import build_estimator
 from vae_gumbel.interrupts import StopRequest
@@ -263,6 +269,8 @@ def _assemble(
     )
     objective = build_objective(first.objective, build_estimator(first.estimator))
     precision = resolve_precision(first.trainer.precision, device)
+    if (slow := slow_precision(precision, device)) is not None:
+        log.warning("%s", slow)
     step_fn = build_step(
         model, optimizer, objective, plan, backend=first.trainer.compile_backend, precision=precision
     )
