@@ -18,6 +18,7 @@ from vae_gumbel.checkpoint import (
     load_checkpoint,
     member_checkpoint,
     model_from_checkpoint,
+    recorded_data_root,
     restore_member,
     save_checkpoint,
 )
@@ -301,3 +302,28 @@ def test_a_sweep_job_continues_its_folder_only_with_the_swept_values_its_run_had
     # What the whole sweep changes (not swept) is a change of the run's own, taken as a resume takes it.
     check_same_job(checkpoint, settings, {"temperature.initial"}, learned_run)
     check_same_job(checkpoint, settings, set(), learned_run)
+
+
+@pytest.mark.parametrize(
+    ("root", "launched", "data_there", "found"),
+    [
+        ("data", "project", True, "project/data"),
+        ("data", "project", False, "data"),  # moved or deleted since: as given, from here
+        ("data", None, True, "data"),  # a run started from Python records no launch directory
+        ("/abs/data", "project", True, "/abs/data"),
+    ],
+    ids=["launched there", "gone from there", "not recorded", "absolute"],
+)
+def test_a_relative_data_root_is_where_the_run_was_launched_while_the_data_is_there(
+    tmp_path: Path, mnist_root: Path, root: str, launched: str | None, data_there: bool, found: str
+) -> None:
+    run = tmp_path / "outputs" / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    if launched is not None:
+        (run / ".hydra").mkdir()
+        (run / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  runtime:\n    cwd: {tmp_path / launched}\n")
+    if data_there:
+        shutil.copytree(mnist_root / "MNIST", tmp_path / "project" / "data" / "MNIST")
+    checkpoint = {"config": {"data": {"name": "mnist", "root": root}}}
+    expected = str(tmp_path / found) if found.startswith("project") else found
+    assert recorded_data_root(checkpoint, run / "checkpoints" / "best.pt") == expected

@@ -319,3 +319,24 @@ def test_a_folder_of_runs_on_a_missing_gpu_is_refused_once_before_any_run(
     sweep = sweep_of(run_dir, tmp_path / "sweep", 2)
     with pytest.raises(ConfigError, match="^device=cuda but no CUDA device is available"):
         evaluate_folder(f"checkpoint={sweep}", "device=cuda")
+
+
+def test_a_run_with_a_relative_data_root_is_evaluated_and_sampled_from_any_directory(
+    mnist_root: Path, tmp_path: Path
+) -> None:
+    """data.root=data is relative to where the run was launched, which its .hydra/hydra.yaml
+    records: evaluate and sample read that copy from another directory rather than look for one
+    there (and, with downloads on, fetch a second copy into it)."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    shutil.copytree(mnist_root / "MNIST", project / "data" / "MNIST")
+    elsewhere.mkdir()
+    overrides = [item for item in tiny_run(mnist_root) if not item.startswith("data.root=")]
+    trained = run_module("vae_gumbel.train", *overrides, "data.root=data", "hydra.run.dir=run", cwd=project)
+    assert trained.returncode == 0, trained.stderr
+    for module, *settings in (
+        ("vae_gumbel.evaluate", "iwae_samples=[1]", "data.test_limit=20"),
+        ("vae_gumbel.sample", "mode=reconstruction"),
+    ):
+        result = run_module(module, f"checkpoint={project / 'run'}", *settings, cwd=elsewhere)
+        assert result.returncode == 0, result.stderr
+    assert list(elsewhere.iterdir()) == []

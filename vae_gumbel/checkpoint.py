@@ -29,6 +29,7 @@ import torch
 import vae_gumbel
 from vae_gumbel import files
 from vae_gumbel.data import ImageSet, load_test_set, load_validation_set
+from vae_gumbel.datasets import DATASETS, holds_raw_files
 from vae_gumbel.errors import CheckpointError, UnreadableCheckpoint, WriteError, first_line
 from vae_gumbel.faults import pause
 from vae_gumbel.files import CONTINUE_RUN, partial_path, replacing
@@ -255,17 +256,36 @@ def test_set_of(
     root: str | None = None,
     limit: int | None = None,
     split: str = "test",
+    file: Path | None = None,
 ) -> ImageSet:
-    """Gives the test set of the run that wrote ``checkpoint``, binarized as it was: from its data
-    root unless ``root`` says otherwise, the first ``limit`` images (default: all); with
-    ``split="val"``, the whole validation set that run held out instead."""
+    """Gives the test set of the run that wrote ``checkpoint`` (from ``file``), binarized as it was:
+    from its data root (``recorded_data_root``) unless ``root`` says otherwise, the first ``limit``
+    images (default: all); with ``split="val"``, the whole validation set that run held out instead."""
     from vae_gumbel.config import DataConfig, validate  # the schema imports this module's neighbours
 
     saved = {**checkpoint["config"]["data"], "test_limit": limit}
     if root is not None:
         saved["root"] = root
+    elif file is not None:
+        saved["root"] = recorded_data_root(checkpoint, file)
     settings = validate(saved, DataConfig)
     return load_validation_set(settings, device) if split == "val" else load_test_set(settings, device)
+
+
+def recorded_data_root(checkpoint: dict[str, Any], file: Path) -> str:
+    """Gives the data root of the run that wrote ``checkpoint`` to ``file``, so that its data is
+    found from any directory rather than fetched again into this one: a relative ``data.root`` (the
+    default, ``data``) is relative to where that run was launched (``RunFolder.launch_directory``),
+    where that is known and still holds the data set; else to this directory, as given."""
+    data = checkpoint["config"]["data"]
+    root = str(data.get("root", "data"))
+    launched = RunFolder.of_checkpoint(Path(file)).launch_directory()
+    if Path(root).is_absolute() or launched is None:
+        return root
+    source = DATASETS.get(data.get("name", "mnist"))
+    if source is None or not holds_raw_files(source.raw_folder(launched / root), source):
+        return root
+    return str(launched / root)
 
 
 def check_compatible(

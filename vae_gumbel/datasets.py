@@ -318,13 +318,18 @@ def ensure(root: str | Path, name: str, download: bool = True, verify_checksums:
     verify(root, name, checksums=verify_checksums)
 
 
+def holds_raw_files(folder: Path, source: DatasetSource) -> bool:
+    """Says whether ``folder`` holds every raw file of a data set, plain or gzipped."""
+    return all((folder / file).is_file() or (folder / f"{file}.gz").is_file() for file in source.sha256)
+
+
 def check_not_misplaced(root: Path, source: DatasetSource) -> None:
     """Raises DataError if the data root is a folder below where it belongs, which holds the data
     set's files (ROOT/MNIST/raw, ROOT/MNIST, or any folder that holds them itself), so that a
     mistaken ``data.root`` is said, not answered with a second copy fetched below it."""
 
     def holds_files(folder: Path) -> bool:
-        return all((folder / file).is_file() or (folder / f"{file}.gz").is_file() for file in source.sha256)
+        return holds_raw_files(folder, source)
 
     here = source.raw_folder("ROOT")
     if holds_files(root / "raw"):

@@ -79,7 +79,9 @@ def evaluate_checkpoint(settings: EvaluateConfig, file: Path) -> tuple[Path, dic
     try:
         report = evaluation_report(
             model,
-            test_set_of(checkpoint, device, settings.data.root, settings.data.test_limit, settings.split),
+            test_set_of(
+                checkpoint, device, settings.data.root, settings.data.test_limit, settings.split, file
+            ),
             settings.iwae_samples,
             binarization=binarization_of(checkpoint["config"]["data"]),
             batch_size=settings.batch_size,

@@ -63,6 +63,19 @@ class RunFolder:
     def config(self) -> Path:
         return self.hydra_file("config.yaml")
 
+    def launch_directory(self) -> Path | None:
+        """Gives the directory the run was launched from (Hydra's ``runtime.cwd``, which its
+        .hydra/hydra.yaml records): what its relative paths, such as ``data.root``, are relative
+        to; None where the folder does not say (a run started from Python, a damaged record)."""
+        import yaml
+
+        try:
+            with self.hydra_file("hydra.yaml").open() as handle:
+                record = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            return Path(record["hydra"]["runtime"]["cwd"])
+        except (OSError, yaml.YAMLError, KeyError, TypeError):
+            return None
+
     @property
     def overrides(self) -> Path:
         return self.hydra_file("overrides.yaml")

@@ -60,7 +60,7 @@ def draw(settings: SampleConfig, file: Path) -> tuple[Path, str]:
     mode = SAMPLE_MODES[settings.mode]
     count = mode.images(settings)
     x = (
-        test_set_of(checkpoint, device, settings.data.root, limit=count).targets(slice(None))
+        test_set_of(checkpoint, device, settings.data.root, limit=count, file=file).targets(slice(None))
         if count
         else None
     )
