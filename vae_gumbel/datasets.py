@@ -327,14 +327,10 @@ def check_not_misplaced(root: Path, source: DatasetSource) -> None:
     """Raises DataError if the data root is a folder below where it belongs, which holds the data
     set's files (ROOT/MNIST/raw, ROOT/MNIST, or any folder that holds them itself), so that a
     mistaken ``data.root`` is said, not answered with a second copy fetched below it."""
-
-    def holds_files(folder: Path) -> bool:
-        return holds_raw_files(folder, source)
-
     here = source.raw_folder("ROOT")
-    if holds_files(root / "raw"):
+    if holds_raw_files(root / "raw", source):
         found, above = root / "raw", root.parent if root.name == source.torchvision_class else None
-    elif holds_files(root):
+    elif holds_raw_files(root, source):
         found, above = root, root.parent.parent if root.parts[-2:] == here.parts[-2:] else None
     else:
         return
