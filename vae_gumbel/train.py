@@ -128,7 +128,7 @@ def member_of(cfg: DictConfig, run_dir: str | Path | None = None, logger: loggin
     swept = frozenset(job_swept_keys() or ())
     try:
         settings = validate(cfg)
-        check_read(settings, given_settings(swept))
+        check_read(settings, given_settings(swept) if record is not None else [])
     except Exception as err:
         record_refusal(folder, err)
         raise
@@ -144,9 +144,7 @@ def member_of(cfg: DictConfig, run_dir: str | Path | None = None, logger: loggin
 def given_settings(swept: frozenset[str]) -> list[str]:
     """Gives the settings (dotted keys) that this Hydra job's command line sets, but those of a
     config group whose choice its sweep varies (``estimator.rao_samples`` in a sweep over
-    estimators is meant for the ones that read it); none outside a Hydra job."""
-    if not HydraConfig.initialized():
-        return []
+    estimators is meant for the ones that read it)."""
     keys = [item.split("=", 1)[0] for item in HydraConfig.get().overrides.task if not item.startswith("~")]
     return [key.lstrip("+") for key in keys if "." in key and key.lstrip("+").split(".")[0] not in swept]
 
