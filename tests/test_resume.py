@@ -61,6 +61,23 @@ def test_a_missing_resume_path_is_a_clear_error(compose_train, tmp_path: Path) -
         train(compose_train(f"resume={tmp_path / 'scored'}"), tmp_path / "run")
 
 
+def test_another_runs_checkpoint_with_no_epochs_left_to_train_is_refused(
+    compose_train, tmp_path: Path
+) -> None:
+    """resume=RUN without a higher trainer.epochs (the README's example gives one) would train
+    nothing: a folder with the old run's scores and no checkpoint of its own."""
+    train(compose_train("trainer.epochs=2"), tmp_path / "a")
+    for epochs in (1, 2):
+        with pytest.raises(
+            ConfigError,
+            match=rf"^resume={tmp_path / 'a'}: its checkpoint \(last.pt\) stands at epoch 2, and "
+            rf"trainer.epochs={epochs} leaves nothing to train from it; give trainer.epochs above 2",
+        ):
+            train(compose_train(f"trainer.epochs={epochs}", f"resume={tmp_path / 'a'}"), tmp_path / "b")
+    assert not RunFolder(tmp_path / "b").checkpoint("last").exists()
+    assert train(compose_train("trainer.epochs=3", f"resume={tmp_path / 'a'}"), tmp_path / "b")["epoch"] == 3
+
+
 def test_a_folder_that_holds_a_run_is_never_trained_over(compose_train, tmp_path: Path, monkeypatch) -> None:
     train(compose_train(), tmp_path)
     before = RunFolder(tmp_path).checkpoint("last").read_bytes()

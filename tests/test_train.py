@@ -367,7 +367,9 @@ def test_an_incompatible_checkpoint_says_what_differs(compose_train, tmp_path: P
         CheckpointError, match=r"latent_dim: checkpoint 4 vs config 6; hidden: checkpoint \[32\]"
     ):
         train(
-            compose_train("model.latent_dim=6", "model.hidden=[16]", f"resume={tmp_path / 'a'}"),
+            compose_train(
+                "model.latent_dim=6", "model.hidden=[16]", "trainer.epochs=2", f"resume={tmp_path / 'a'}"
+            ),
             tmp_path / "b",
         )
 

@@ -90,9 +90,17 @@ def checkpoint_start(member: Member, file: Path) -> Start:
         if file != member.folder.checkpoint("last"):
             raise
         raise err.advising(way_past_broken_last(member)) from None
-    if member.swept and file == member.folder.checkpoint("last"):
+    own = file == member.folder.checkpoint("last")
+    if member.swept and own:
         check_same_job(checkpoint, member.settings, member.swept, member.folder.path)
-    return Start(file, (checkpoint["epoch"], checkpoint["step"]), checkpoint["config"])
+    epoch, epochs = checkpoint["epoch"], member.settings.trainer.epochs
+    if not own and epoch >= epochs:  # its own run, finished, is left as it is (finished_metrics)
+        raise ConfigError(
+            f"resume={member.settings.resume}: its checkpoint ({file.name}) stands at epoch {epoch}, and "
+            f"trainer.epochs={epochs} leaves nothing to train from it; give trainer.epochs above {epoch} "
+            "(it counts from the run's first epoch), or evaluate it as it is (python -m vae_gumbel.evaluate)"
+        )
+    return Start(file, (epoch, checkpoint["step"]), checkpoint["config"])
 
 
 def way_past_broken_last(member: Member) -> str:

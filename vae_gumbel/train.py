@@ -633,10 +633,10 @@ def end_summary(member: Member) -> str:
             f"  samples:      {shell_command('python', '-m', 'vae_gumbel.sample', checkpoint)}",
             f"  likelihoods:  {shell_command('python', '-m', 'vae_gumbel.evaluate', checkpoint)}",
         ]
-    changes = {"trainer.epochs": str(2 * epochs)}
-    more = resume_command(member.folder.path, member.overrides, changes) if epochs else None
-    if more is not None:
-        lines.append(f"  train on to {2 * epochs} epochs: {more}")
+    further = 2 * max(epochs, trained)
+    more = resume_command(member.folder.path, member.overrides, {"trainer.epochs": str(further)})
+    if more is not None and further:
+        lines.append(f"  train on to {further} epochs: {more}")
     return "\n".join(lines)
 
 
