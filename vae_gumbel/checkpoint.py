@@ -279,11 +279,11 @@ def recorded_data_root(checkpoint: dict[str, Any], file: Path) -> str:
     where that is known and still holds the data set; else to this directory, as given."""
     data = checkpoint["config"]["data"]
     root = str(data.get("root", "data"))
-    launched = RunFolder.of_checkpoint(Path(file)).launch_directory()
-    if Path(root).is_absolute() or launched is None:
+    if Path(root).is_absolute():
         return root
+    launched = RunFolder.of_checkpoint(Path(file)).launch_directory()
     source = DATASETS.get(data.get("name", "mnist"))
-    if source is None or not holds_raw_files(source.raw_folder(launched / root), source):
+    if launched is None or source is None or not holds_raw_files(source.raw_folder(launched / root), source):
         return root
     return str(launched / root)
 

@@ -592,12 +592,12 @@ def validate(cfg: DictConfig | dict, schema: type = TrainConfig) -> Any:
     return settings
 
 
-# The config groups whose settings are read by some choices only: the setting that chooses, the
-# choices, and the settings each choice reads.
-CHOICE_READS: dict[str, tuple[str, dict[str, Any], Any]] = {
-    "temperature": ("name", SCHEDULES, lambda kind: kind.fields),
-    "estimator": ("name", ESTIMATORS, lambda kind: kind.reads),
-    "objective": ("kl", KL_READS, lambda reads: reads),
+# The config groups whose settings are read by some choices only: the setting that chooses, and
+# the settings each choice reads.
+CHOICE_READS: dict[str, tuple[str, dict[str, tuple[str, ...]]]] = {
+    "temperature": ("name", {name: kind.fields for name, kind in SCHEDULES.items()}),
+    "estimator": ("name", {name: kind.reads for name, kind in ESTIMATORS.items()}),
+    "objective": ("kl", KL_READS),
 }
 
 
@@ -608,15 +608,15 @@ def check_read(settings: TrainConfig, given: Sequence[str]) -> None:
     gives are not checked: ``experiment=jang2017 temperature=constant`` keeps the file's rate."""
     for key in given:
         group, _, name = key.partition(".")
-        if group not in CHOICE_READS or name in ("", "name", CHOICE_READS[group][0]):
+        if group not in CHOICE_READS:
             continue
-        selector, kinds, reads = CHOICE_READS[group]
-        chooser = group if selector == "name" else f"{group}.{selector}"  # estimator, objective.kl
+        selector, reads = CHOICE_READS[group]
         held = getattr(settings, group)
         chosen = getattr(held, selector)
-        if name in reads(kinds[chosen]):
+        if name in ("", "name", selector) or name in reads[chosen]:
             continue
-        readers = " or ".join(f"{chooser}={choice}" for choice, kind in kinds.items() if name in reads(kind))
+        chooser = group if selector == "name" else f"{group}.{selector}"  # estimator, objective.kl
+        readers = " or ".join(f"{chooser}={choice}" for choice, read in reads.items() if name in read)
         raise ConfigError(
             f"{key}={getattr(held, name, '')}: {chooser}={chosen} does not read it, so it would change "
             f"nothing; leave it out, or choose {readers}"

@@ -145,8 +145,8 @@ def given_settings(swept: frozenset[str]) -> list[str]:
     """Gives the settings (dotted keys) that this Hydra job's command line sets, but those of a
     config group whose choice its sweep varies (``estimator.rao_samples`` in a sweep over
     estimators is meant for the ones that read it)."""
-    keys = [item.split("=", 1)[0] for item in HydraConfig.get().overrides.task if not item.startswith("~")]
-    return [key.lstrip("+") for key in keys if "." in key and key.lstrip("+").split(".")[0] not in swept]
+    keys = [item.split("=", 1)[0].lstrip("+") for item in HydraConfig.get().overrides.task if item[:1] != "~"]
+    return [key for key in keys if "." in key and key.split(".")[0] not in swept]
 
 
 def train_members(
@@ -634,8 +634,12 @@ def end_summary(member: Member) -> str:
             f"  likelihoods:  {shell_command('python', '-m', 'vae_gumbel.evaluate', checkpoint)}",
         ]
     further = 2 * max(epochs, trained)
-    more = resume_command(member.folder.path, member.overrides, {"trainer.epochs": str(further)})
-    if more is not None and further:
+    more = (
+        resume_command(member.folder.path, member.overrides, {"trainer.epochs": str(further)})
+        if further
+        else None
+    )
+    if more is not None:
         lines.append(f"  train on to {further} epochs: {more}")
     return "\n".join(lines)
 
