@@ -42,9 +42,12 @@ def test_each_member_is_updated_as_torch_updates_a_lone_model_with_its_settings(
             single.zero_grad()
             loss(model, xm).backward()
             single.step()
+    # The batched and the lone matmuls round differently; where a gradient is near zero, Adam's
+    # step (about lr, whatever the gradient's size) follows that rounding. So weights agree to a
+    # thousandth of one step of the larger learning rate, moments as closely as before.
     for m, model in enumerate(lone):
         for key, value in model.state_dict().items():
-            torch.testing.assert_close(member_state(stacked, m)[key], value, rtol=1e-5, atol=1e-7)
+            torch.testing.assert_close(member_state(stacked, m)[key], value, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(
             optimizer.member_state(m)["state"], lone_optimizers[m].state_dict()["state"], rtol=1e-5, atol=1e-7
         )
