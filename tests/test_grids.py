@@ -68,6 +68,16 @@ def test_the_code_usage_map_has_a_cell_per_variable_and_category_brightest_where
     assert brightness[1].argsort().tolist() == [0, 1, 2]
 
 
+def test_a_stack_of_code_usage_maps_is_each_members_map_scaled_to_its_own_largest_frequency() -> None:
+    usage = torch.rand(3, 4, 5)
+    usage[1] *= 0.01  # a member that uses every code rarely still gets its full colour range
+    maps = code_usage_image(usage, cell=2)
+    assert maps.shape == (3, 3, 4 * 2, 5 * 2)
+    for m in range(3):
+        assert torch.equal(maps[m], code_usage_image(usage[m], cell=2))
+        assert np.array_equal(to_pixels(maps)[m], to_pixels(maps[m]))
+
+
 def test_a_traversal_shows_by_default_the_variables_with_the_highest_kl(model: CategoricalVAE) -> None:
     x = torch.rand(50, 784)
     kl = kl_per_variable(model.encode(x)).mean(dim=0)

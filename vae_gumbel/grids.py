@@ -49,22 +49,33 @@ def tile(images: torch.Tensor, cols: int) -> torch.Tensor:
 
 def tile_members(images: torch.Tensor, cols: int) -> torch.Tensor:
     """Gives each member's images (members, n, 1, 28, 28) laid out as ``tile`` lays them out, as
-    (members, 3, H, W); n a multiple of ``cols``. One ``make_grid`` for the whole stack, cut into a
-    grid per member (neighbouring grids share the padding between them), instead of one per member."""
+    (members, 3, H, W) on their device; n a multiple of ``cols``.
+
+    ``make_grid``'s layout (each tile framed by the padding above and to its left, the grid by a
+    last strip below and to its right) made by padding and reshaping the whole stack at once, on
+    the stack's device: ``make_grid`` copies tile by tile, 128 copies per member for an epoch's two
+    grids, which were most of the time a 2-core CPU spent drawing a stack of 64 (docs/performance.md).
+    ``tests/test_grids.py`` checks the two agree.
+    """
     members, count = images.shape[:2]
     if count % cols:
         raise ValueError(f"{count} images per member do not fill rows of {cols}")
-    whole = tile(images.reshape(members * count, *images.shape[2:]), cols)
-    rows, step = count // cols, IMAGE_SHAPE[-1] + GRID_PADDING
-    height = rows * step + GRID_PADDING
-    return torch.stack([whole[:, m * rows * step : m * rows * step + height] for m in range(members)])
+    rows, (height, width) = count // cols, IMAGE_SHAPE[1:]
+    framed = torch.nn.functional.pad(images.detach().float(), (GRID_PADDING, 0, GRID_PADDING, 0), value=1.0)
+    framed = framed.view(members, rows, cols, height + GRID_PADDING, width + GRID_PADDING)
+    grids = framed.permute(0, 1, 3, 2, 4).reshape(
+        members, 1, rows * (height + GRID_PADDING), cols * (width + GRID_PADDING)
+    )
+    grids = torch.nn.functional.pad(grids, (0, GRID_PADDING, 0, GRID_PADDING), value=1.0)
+    return grids.expand(members, 3, *grids.shape[2:])
 
 
 def to_pixels(image: torch.Tensor) -> np.ndarray:
     """Gives a (..., 3, H, W) image in [0, 1] as (..., H, W, 3) bytes, rounded as torchvision's
     ``save_image`` rounds them: what a PNG holds."""
     channels_last = (*range(image.dim() - 3), -2, -1, -3)
-    return image.mul(255).add_(0.5).clamp_(0, 255).permute(channels_last).to("cpu", torch.uint8).numpy()
+    # Rounded to bytes where the image lies, so a stack's pictures leave a GPU as a quarter of the bytes.
+    return image.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(channels_last).cpu().numpy()
 
 
 @dataclass(frozen=True)
@@ -229,14 +240,15 @@ def code_usage_image(usage: torch.Tensor, cell: int = CELL_PIXELS) -> torch.Tens
     """Gives a heat map of how often each category (column) of each latent variable (row) is chosen,
     as a (3, N * cell, K * cell) image in [0, 1] coloured with viridis, scaled to the largest frequency.
 
-    usage: (N, K) frequencies. A variable that always picks one category (a bright cell in a
-    dark row) has collapsed.
+    usage: (N, K) frequencies, or (members, N, K) for a map per member, each scaled to its own
+    largest frequency (members, 3, N * cell, K * cell), in one pass. A variable that always picks
+    one category (a bright cell in a dark row) has collapsed.
     """
     from matplotlib import colormaps
 
-    scaled = (usage / usage.max().clamp_min(1e-9)).numpy()
-    colours = torch.from_numpy(colormaps["viridis"](scaled)[..., :3]).float()  # (N, K, 3)
-    return colours.permute(2, 0, 1).repeat_interleave(cell, dim=1).repeat_interleave(cell, dim=2)
+    scaled = (usage / usage.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-9)).numpy()
+    colours = torch.from_numpy(colormaps["viridis"](scaled)[..., :3]).float()  # (..., N, K, 3)
+    return colours.movedim(-1, -3).repeat_interleave(cell, dim=-2).repeat_interleave(cell, dim=-1)
 
 
 # Test images that rank the latent variables of a traversal by their KL.

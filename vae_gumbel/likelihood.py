@@ -83,6 +83,8 @@ def score_test_set(
     kl_means = kl_per_var / count
     perplexity = code_perplexity(usage).mean(dim=-1).tolist()
     active = (kl_means > ACTIVE_KL_NATS).sum(dim=-1).tolist()
+    # The whole stack's maps leave the device at once, not one member's at a time.
+    usage, kl_means = (usage / count).cpu(), kl_means.float().cpu()
     return [
         TestScores(
             metrics={
@@ -92,8 +94,8 @@ def score_test_set(
                 f"{split}/perplexity": perplexity[m],
                 f"{split}/active_variables": int(active[m]),
             },
-            usage=(usage[m] / count).cpu(),
-            kl_per_variable=kl_means[m].float().cpu(),
+            usage=usage[m],
+            kl_per_variable=kl_means[m],
         )
         for m, (loss, recon, kl) in enumerate(means)
     ]

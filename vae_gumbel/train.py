@@ -26,6 +26,7 @@ from typing import Any
 
 import hydra
 import numpy as np
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -479,14 +480,16 @@ def draw_pictures(run: Run, scores: list[TestScores] | None, writer: BackgroundW
     test_images = run.data.test.targets(slice(0, 32))
     cols = min(8, len(test_images))  # 4 rows of 8 pairs, or as many as a smaller test set holds
     pairs = min(4, len(test_images) // cols)
-    prior = to_pixels(tile_members(prior_images(run.model, 64, seed=seed).cpu(), 8))
+    # Each kind of picture is made for the whole stack in a few operations, not a few per member.
+    prior = to_pixels(tile_members(prior_images(run.model, 64, seed=seed), 8))
     reconstruction = to_pixels(
-        tile_members(reconstruction_images(run.model, test_images, pairs, cols, seed=seed).cpu(), cols)
+        tile_members(reconstruction_images(run.model, test_images, pairs, cols, seed=seed), cols)
     )
+    usage = None if scores is None else to_pixels(code_usage_image(torch.stack([s.usage for s in scores])))
     for m, member in run.live():
         pixels = {"prior": prior[m], "reconstruction": reconstruction[m]}
-        if scores is not None:
-            pixels["code_usage"] = to_pixels(code_usage_image(scores[m].usage))
+        if usage is not None:
+            pixels["code_usage"] = usage[m]
         writer.submit(write_pictures, member, run.epoch, run.step, pixels, lane=m)
 
 
