@@ -25,11 +25,19 @@ CONFIG_MODULE = CONFIG_MODULES["train"]
 TRAIN_IMAGES, TEST_IMAGES = 120, 60
 
 
+# The marks of a test (or of one of its parameters) that needs a CUDA device: skipped without one,
+# selected with `pytest -m cuda`.
+CUDA_MARKS = (
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+)
+
+
 def requires_cuda(test: Callable) -> Callable:
-    """Marks a test that needs a CUDA device: skipped without one, selected with `pytest -m cuda`."""
-    return pytest.mark.cuda(
-        pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")(test)
-    )
+    """Marks a test that needs a CUDA device (``CUDA_MARKS``)."""
+    for mark in reversed(CUDA_MARKS):
+        test = mark(test)
+    return test
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

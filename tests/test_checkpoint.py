@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import tiny_run
+from tests.conftest import CUDA_MARKS, tiny_run
 from vae_gumbel.checkpoint import (
     FORMAT_VERSION,
     check_same_job,
     load_checkpoint,
     member_checkpoint,
+    member_checkpoints,
     model_from_checkpoint,
     recorded_data_root,
     restore_member,
@@ -222,12 +223,25 @@ def test_a_member_saved_and_restored_is_the_same_member(
         assert torch.equal(written["model"][name], value), name
 
 
-def test_a_checkpoint_is_a_copy_that_training_does_not_change(mnist_root: Path) -> None:
-    run = build_run([Member(compose_settings(tiny_run(mnist_root)), {}, None)])
-    checkpoint = member_checkpoint(run, 0, {"epoch": 0})
-    before = checkpoint["model"]["encoder.0.weight"].clone()
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA_MARKS)])
+def test_a_checkpoint_is_a_copy_that_training_does_not_change(
+    mnist_root: Path, tmp_path: Path, device: str
+) -> None:
+    settings = compose_settings([*tiny_run(mnist_root), f"trainer.device={device}"])
+    run = build_run([Member(settings, {}, None)] * 3)
+    checkpoints = member_checkpoints(run, {1: {"epoch": 0}, 2: {"epoch": 0}})
+    before = {m: member_state(run.model, m)["encoder.0.weight"].cpu().clone() for m in (1, 2)}
+    assert checkpoints[1]["model"]["encoder.0.weight"].device.type == "cpu"  # what the writers write
     run.train_epoch()
-    assert torch.equal(checkpoint["model"]["encoder.0.weight"], before)
+    assert not torch.equal(member_state(run.model, 1)["encoder.0.weight"].cpu(), before[1])
+    for m in (1, 2):
+        assert torch.equal(checkpoints[m]["model"]["encoder.0.weight"].cpu(), before[m])
+        save_checkpoint(tmp_path / f"{m}.pt", checkpoints[m])
+        written = torch.load(tmp_path / f"{m}.pt", weights_only=True)  # where the file puts them
+        assert torch.equal(written["model"]["encoder.0.weight"], before[m])
+        weights = written["model"].values()
+        assert all(value.device.type == "cpu" and value.is_contiguous() for value in weights)
+    assert checkpoints[1]["rng"] is checkpoints[2]["rng"]  # captured once for the stack
 
 
 @pytest.mark.parametrize(

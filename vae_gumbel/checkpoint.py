@@ -331,27 +331,39 @@ def _plain(value: Any) -> Any:
 
 def member_checkpoint(run: Run, m: int, record: dict[str, Any]) -> dict[str, Any]:
     """Gives member m of ``run`` as a checkpoint of its own: plain values and CPU copies of tensors."""
-    member = run.members[m]
-    temperature = (
-        {name: value[m] for name, value in run.schedule.state_dict().items()} if run.schedule.learned else {}
-    )
-    return _copy(
-        {
-            "format_version": FORMAT_VERSION,
-            "architecture": run.model.architecture(),
-            "model": member_state(run.model, m),
-            "optimizer": run.optimizer.member_state(m),
-            "temperature": temperature,
-            "step": run.step,
-            "epoch": run.epoch,
+    return member_checkpoints(run, {m: record})[m]
+
+
+def member_checkpoints(run: Run, records: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Gives members of ``run`` as checkpoints of their own, by member: each member m's with its
+    epoch's ``records[m]``.
+
+    What the members share at this instant (the random generators' states, the environment) is
+    captured once for all of them, not once per member.
+    """
+    shared = {
+        "format_version": FORMAT_VERSION,
+        "architecture": run.model.architecture(),
+        "step": run.step,
+        "epoch": run.epoch,
+        "rng": capture_rng_state(),
+        "environment": environment(run.device),
+    }
+    learned = run.schedule.state_dict() if run.schedule.learned else {}
+    checkpoints = {}
+    for m, record in records.items():
+        member = run.members[m]
+        checkpoints[m] = {
+            **shared,
+            "model": _copy(member_state(run.model, m)),
+            "optimizer": _copy(run.optimizer.member_state(m)),
+            "temperature": _copy({name: value[m] for name, value in learned.items()}),
             "best_test_loss": member.best_test_loss,
             "best_val_loss": member.best_val_loss,
             "metrics": {k: v for k, v in record.items() if isinstance(v, int | float)},
-            "rng": capture_rng_state(),
-            "config": member.config,
-            "environment": environment(run.device),
+            "config": _copy(member.config),
         }
-    )
+    return checkpoints
 
 
 # Settings a run cannot change halfway: what its model is, what it optimises, and on what data.

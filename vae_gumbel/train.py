@@ -31,7 +31,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from vae_gumbel.background import BackgroundWriter, writer_threads
-from vae_gumbel.checkpoint import link_checkpoint, member_checkpoint, save_checkpoint
+from vae_gumbel.checkpoint import link_checkpoint, member_checkpoints, save_checkpoint
 from vae_gumbel.config import check_read, config_path, validate
 from vae_gumbel.data import ImageSet
 from vae_gumbel.errors import (
@@ -288,9 +288,11 @@ def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
     trainer = run.settings.trainer
     with TIMELINE.phase("logs: open (TensorBoard writers)"):
         open_logs(run)
-    for m, member in run.live():  # what an interrupt in the first epoch keeps
-        member.snapshot = member_checkpoint(run, m, {"epoch": run.epoch, "step": run.step})
-        member.saved_epoch = run.epoch if run.epoch else None
+    # What an interrupt in the first epoch keeps.
+    start = {m: {"epoch": run.epoch, "step": run.step} for m, _ in run.live()}
+    for m, snapshot in member_checkpoints(run, start).items():
+        run.members[m].snapshot = snapshot
+        run.members[m].saved_epoch = run.epoch if run.epoch else None
     while run.epoch < trainer.epochs:
         # Train one epoch: every live member takes its steps; a member gone non-finite stops (the
         # last one ends the run), and keeps on disk the epochs it completed.
@@ -326,13 +328,16 @@ def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
         # selection set (validation if held out, else test) improved since the last write. An epoch
         # between writes that a kill loses is trained again, to the same numbers, on resume.
         with TIMELINE.phase(COPY_STATE):
+            improved = {}
             for m, member in run.live():
                 split = selection_split(records[m])
-                improved = records[m].get(f"{split}/loss", math.inf) < member.best_loss(split)
+                improved[m] = records[m].get(f"{split}/loss", math.inf) < member.best_loss(split)
                 member.best_test_loss = min(member.best_test_loss, records[m].get("test/loss", math.inf))
                 member.best_val_loss = min(member.best_val_loss, records[m].get("val/loss", math.inf))
-                member.snapshot = member_checkpoint(run, m, records[m])
-                if improved:
+            snapshots = member_checkpoints(run, {m: records[m] for m in improved})
+            for m, member in run.live():
+                member.snapshot = snapshots[m]
+                if improved[m]:
                     member.best_snapshot = member.snapshot
                 if run.epoch % trainer.checkpoint_every == 0 or last:
                     write_checkpoints(member, writer.lane(m))
