@@ -52,9 +52,9 @@ def tile_members(images: torch.Tensor, cols: int) -> torch.Tensor:
     (members, 3, H, W) on their device; n a multiple of ``cols``.
 
     ``make_grid``'s layout (each tile framed by the padding above and to its left, the grid by a
-    last strip below and to its right) made by padding and reshaping the whole stack at once, on
-    the stack's device: ``make_grid`` copies tile by tile, 128 copies per member for an epoch's two
-    grids, which were most of the time a 2-core CPU spent drawing a stack of 64 (docs/performance.md).
+    last strip below and to its right) made by padding and reshaping the whole stack at once:
+    ``make_grid`` copies tile by tile, 128 copies per member for an epoch's two grids, which were
+    most of the time a 2-core CPU spent drawing a stack of 64 (docs/performance.md).
     ``tests/test_grids.py`` checks the two agree.
     """
     members, count = images.shape[:2]
