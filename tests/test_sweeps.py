@@ -82,8 +82,9 @@ def test_joblib_launcher_runs_jobs_in_parallel_and_a_failing_job_loses_no_other(
     # The sweep still ends with its summary: which runs did not complete, and how to compare them all.
     ending = (result.stdout + result.stderr).split("sweep done: ", 1)[1].splitlines()
     assert ending[1] == "  not completed: 1 of 2 runs (0: failed), each says why in its status.json"
-    assert ending[2].startswith("  compare its runs: python -m vae_gumbel.report ")
-    assert "--group-by-seed" not in ending[2]  # the sweep varies no seed
+    assert ending[2] == "    0: ConfigError: temperature.initial must be > 0, got -1.0"
+    assert ending[3].startswith("  compare its runs: python -m vae_gumbel.report ")
+    assert "--group-by-seed" not in ending[3]  # the sweep varies no seed
     assert any((sweep_dir / "tensorboard").iterdir())  # the HParams tab's experiment summary
     failed, finished = job_dirs(sweep_dir)
     assert json.loads((failed / "status.json").read_text())["status"] == "failed"

@@ -332,6 +332,26 @@ def test_a_sweep_that_ends_after_a_failed_job_says_how_each_unfinished_run_ended
     assert "13: failed, and 2 more), each says why" in how_runs_ended(tmp_path)
 
 
+def test_a_sweep_that_ends_after_failed_jobs_names_each_error_with_the_runs_that_failed_with_it(
+    tmp_path: Path,
+) -> None:
+    write_status(RunFolder(tmp_path / "0"), "completed")
+    for job, error in (("1", "ConfigError: optim.lr must be > 0"), ("2", "OutOfMemoryError: CUDA")):
+        write_status(RunFolder(tmp_path / job), "failed", error=error)
+    write_status(RunFolder(tmp_path / "3"), "failed", error="ConfigError: optim.lr must be > 0")
+    write_status(RunFolder(tmp_path / "4"), "interrupted")
+    assert how_runs_ended(tmp_path).splitlines() == [
+        "not completed: 4 of 5 runs (1: failed, 2: failed, 3: failed, 4: interrupted), "
+        "each says why in its status.json",
+        "  1, 3: ConfigError: optim.lr must be > 0",  # Hydra shows the first failed job's error alone
+        "  2: OutOfMemoryError: CUDA",
+    ]
+    for job in range(5, 20):  # many different errors: the first ten, and a count of the rest
+        write_status(RunFolder(tmp_path / str(job)), "failed", error=f"error {job}")
+    lines = how_runs_ended(tmp_path).splitlines()
+    assert len(lines) == 12 and lines[-2] == "  12: error 12" and lines[-1] == "  and 7 more errors"
+
+
 def test_a_sweep_that_failed_before_any_job_ran_ends_with_its_error_alone(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

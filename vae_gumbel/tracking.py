@@ -486,26 +486,37 @@ UNFINISHED_RUNS_NAMED = 10
 def how_runs_ended(sweep_dir: Path) -> str:
     """Gives the line that says which runs of a sweep with a failed job did not complete, and how
     each ended (failed, interrupted: a cancelled SLURM job, training: still running on a cluster,
-    killed, not started), as the report tells them."""
+    killed, not started), as the report tells them; then a line for each error the failed runs
+    recorded, with the runs that failed with it. Hydra shows the first failed job's error alone."""
     runs = find_runs(sweep_dir)
     if not runs:
         return "no runs: none of its jobs wrote a run folder"
-    statuses = {run: status_now(RunFolder(run)).get("status", "not started") for run in runs}
-    unfinished = [
-        f"{run.relative_to(sweep_dir)}: {status}" for run, status in statuses.items() if status != "completed"
-    ]
+    ended = {run.relative_to(sweep_dir): status_now(RunFolder(run)) for run in runs}
+    statuses = {run: status.get("status", "not started") for run, status in ended.items()}
+    unfinished = [f"{run}: {status}" for run, status in statuses.items() if status != "completed"]
     if not unfinished:  # a job refused at its start, for one, leaves its run as it was
         return (
             f"every run says completed ({len(runs)}): each job that failed was refused at its start (above, "
             "the first one's error) and left the run in its folder as it stood"
         )
-    named = unfinished[:UNFINISHED_RUNS_NAMED]
-    if len(unfinished) > len(named):
-        named.append(f"and {len(unfinished) - len(named)} more")
-    return (
-        f"not completed: {len(unfinished)} of {len(runs)} runs ({', '.join(named)}), "
+    errors: dict[str, list[str]] = {}  # each error the failed runs recorded: the runs, in order
+    for run, status in ended.items():
+        if status.get("status") == "failed" and status.get("error"):
+            errors.setdefault(status["error"], []).append(str(run))
+    lines = [
+        f"not completed: {len(unfinished)} of {len(runs)} runs ({', '.join(named_few(unfinished))}), "
         "each says why in its status.json"
-    )
+    ]
+    lines += [f"  {', '.join(named_few(failed))}: {error}" for error, failed in errors.items()]
+    if len(lines) > UNFINISHED_RUNS_NAMED + 1:
+        lines[UNFINISHED_RUNS_NAMED + 1 :] = [f"  and {len(errors) - UNFINISHED_RUNS_NAMED} more errors"]
+    return "\n".join(lines)
+
+
+def named_few(items: list[str]) -> list[str]:
+    """Gives the first UNFINISHED_RUNS_NAMED of ``items``, and a count of the rest."""
+    named = items[:UNFINISHED_RUNS_NAMED]
+    return named + [f"and {len(items) - len(named)} more"] if len(items) > len(named) else named
 
 
 def end_sweep(config: Any, failed: bool = False) -> None:
@@ -522,7 +533,7 @@ def end_sweep(config: Any, failed: bool = False) -> None:
             sweep_tensorboard(sweep_dir),
             reason,
         )
-    failures = f"\n  {how_runs_ended(sweep_dir)}" if failed else ""
+    failures = "".join(f"\n  {line}" for line in how_runs_ended(sweep_dir).splitlines()) if failed else ""
     logging.getLogger("hydra").info(
         "sweep done: %s%s\n  compare its runs: %s\n  TensorBoard (HParams tab): %s",
         sweep_dir,
