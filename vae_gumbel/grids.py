@@ -1,8 +1,10 @@
 """Image grids of what the model generates: one implementation for the trainer and ``sample``.
 
-Every grid is a (3, H, W) CPU tensor in [0, 1] made by torchvision's ``make_grid`` from
-28 x 28 tiles with 2 pixels of white padding. All randomness comes from CPU generators
-seeded by the caller, so the same seed gives the same picture on every device.
+Every grid is a (3, H, W) tensor in [0, 1] laid out by torchvision's ``make_grid`` from 28 x 28
+tiles with 2 pixels of white padding; a stack's grids, one per member, are laid out the same way
+in one pass by ``tile_members`` (so training on data in place never imports torchvision). All
+randomness comes from CPU generators seeded by the caller, so the same seed gives the same
+picture on every device.
 """
 
 from __future__ import annotations
