@@ -472,6 +472,21 @@ def test_cli_run_writes_the_run_folder_and_its_log(tmp_path: Path, mnist_root: P
     assert {path: path.read_bytes() for path in records} == before
 
 
+def test_training_on_data_in_place_never_imports_torchvision(tmp_path: Path, mnist_root: Path) -> None:
+    # Its import cost a run 0.2 s or more, for pictures that are laid out without it.
+    code = (
+        "import atexit, runpy, sys\n"
+        "atexit.register(lambda: print('imported:', sorted(name.split('.')[0] for name in sys.modules)))\n"
+        "sys.argv = ['vae_gumbel.train', *sys.argv[1:]]\n"
+        "runpy.run_module('vae_gumbel.train', run_name='__main__')\n"
+    )
+    result = run_python("-c", code, *tiny_run(mnist_root), f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "run" / "samples" / "epoch_001.png").is_file()  # it drew its pictures
+    imported = result.stdout.split("imported: ")[1]
+    assert "'torch'" in imported and "'torchvision'" not in imported
+
+
 @pytest.mark.slow
 def test_cli_starts_into_a_folder_another_process_trains_into_leave_its_records_alone(
     tmp_path: Path, mnist_root: Path
