@@ -492,8 +492,11 @@ def how_runs_ended(sweep_dir: Path) -> str:
     if not runs:
         return "no runs: none of its jobs wrote a run folder"
     ended = {run.relative_to(sweep_dir): status_now(RunFolder(run)) for run in runs}
-    statuses = {run: status.get("status", "not started") for run, status in ended.items()}
-    unfinished = [f"{run}: {status}" for run, status in statuses.items() if status != "completed"]
+    unfinished = [
+        f"{run}: {status.get('status', 'not started')}"
+        for run, status in ended.items()
+        if status.get("status") != "completed"
+    ]
     if not unfinished:  # a job refused at its start, for one, leaves its run as it was
         return (
             f"every run says completed ({len(runs)}): each job that failed was refused at its start (above, "
@@ -507,9 +510,10 @@ def how_runs_ended(sweep_dir: Path) -> str:
         f"not completed: {len(unfinished)} of {len(runs)} runs ({', '.join(named_few(unfinished))}), "
         "each says why in its status.json"
     ]
-    lines += [f"  {', '.join(named_few(failed))}: {error}" for error, failed in errors.items()]
-    if len(lines) > UNFINISHED_RUNS_NAMED + 1:
-        lines[UNFINISHED_RUNS_NAMED + 1 :] = [f"  and {len(errors) - UNFINISHED_RUNS_NAMED} more errors"]
+    shown = list(errors.items())[:UNFINISHED_RUNS_NAMED]
+    lines += [f"  {', '.join(named_few(failed))}: {error}" for error, failed in shown]
+    if len(errors) > len(shown):
+        lines.append(f"  and {len(errors) - len(shown)} more errors")
     return "\n".join(lines)
 
 
