@@ -8,7 +8,7 @@ import torch
 from tests.conftest import seeded_models
 from vae_gumbel.config import OptimConfig
 from vae_gumbel.model import CategoricalVAE, member_state, stack
-from vae_gumbel.optim import OPTIMIZERS, StackOptimizer
+from vae_gumbel.optim import OPTIMIZERS, FusedAdam, StackOptimizer
 
 CPU = torch.device("cpu")
 
@@ -51,6 +51,32 @@ def test_each_member_is_updated_as_torch_updates_a_lone_model_with_its_settings(
         torch.testing.assert_close(
             optimizer.member_state(m)["state"], lone_optimizers[m].state_dict()["state"], rtol=1e-5, atol=1e-7
         )
+
+
+def test_fused_adam_updates_and_saves_exactly_as_torchs_fused_adam() -> None:
+    """The same kernel, called without torch.optim: the same weights and moments bit for bit, and
+    state_dicts of one layout, so that its checkpoints load in torch.optim.Adam."""
+    ours, torchs = seeded_models(1)[0], seeded_models(1)[0]
+    settings = [{"lr": 1e-2, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.1}, {"lr": 3e-3}]
+
+    def groups(model: CategoricalVAE) -> list[dict]:
+        weights = list(model.parameters())
+        return [{"params": weights[:4], **settings[0]}, {"params": weights[4:], **settings[1]}]
+
+    fused, torch_fused = FusedAdam(groups(ours)), torch.optim.Adam(groups(torchs), fused=True)
+    x = torch.rand(5, 784, generator=torch.Generator().manual_seed(0))
+    for _ in range(3):
+        for model, optimizer in ((ours, fused), (torchs, torch_fused)):
+            model.zero_grad()
+            loss(model, x).backward()
+            optimizer.step()
+    assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), torchs.parameters(), strict=True))
+    for a, b in zip(ours.parameters(), torchs.parameters(), strict=True):
+        assert fused.state[a].keys() == torch_fused.state[b].keys()
+        assert all(torch.equal(value, torch_fused.state[b][key]) for key, value in fused.state[a].items())
+    assert [{**group, "params": None} for group in fused.param_groups] == [
+        {**group, "params": None} for group in torch_fused.param_groups
+    ]
 
 
 def test_consecutive_members_of_one_setting_are_one_tensor_per_weight_for_torch() -> None:

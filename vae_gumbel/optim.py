@@ -12,6 +12,7 @@ the format of a single model's optimizer.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,18 +22,84 @@ import torch
 if TYPE_CHECKING:
     from vae_gumbel.config import OptimConfig
 
+# torch.optim.Adam's settings and their defaults, from its signature: what each parameter group of
+# a FusedAdam holds beside the group's own values, as torch.optim.Adam's groups do.
+ADAM_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(torch.optim.Adam).parameters.items()
+    if parameter.default is not parameter.empty
+}
+
+
+class FusedAdam:
+    """torch.optim.Adam(fused=True)'s update, by the kernel it calls, without torch.optim around it.
+
+    Every method of a torch.optim optimizer imports ``torch._dynamo`` on its first call (they are
+    wrapped to keep torch.compile out of them), which costs a run that never compiles 0.9-1.1 s of
+    a 2-core CPU's start-up and more where imports are slow (docs/performance.md). This class
+    calls the same kernel, ``torch._fused_adam_``, once per parameter group, and keeps its groups
+    and state as torch.optim.Adam does (``param_groups``, ``state``: the step count a float32
+    scalar on the parameter's device, ``exp_avg``, ``exp_avg_sq``), so its checkpoints are the same.
+    """
+
+    def __init__(
+        self, groups: Sequence[dict[str, Any]], capturable: bool = False, fused: bool = True
+    ) -> None:
+        if not fused:
+            raise ValueError("FusedAdam runs the fused kernel only; torch.optim.Adam updates without it")
+        execution = {"capturable": capturable, "fused": True}
+        self.param_groups = [{**ADAM_DEFAULTS, **group, **execution} for group in groups]
+        self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """Updates every parameter that has a gradient, as torch.optim.Adam(fused=True).step() does."""
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            states = [self.state.get(p) or self._first_state(p) for p in params]
+            steps = [state["step"] for state in states]
+            torch._foreach_add_(steps, 1)
+            beta1, beta2 = group["betas"]
+            torch._fused_adam_(
+                params,
+                [p.grad for p in params],
+                [state["exp_avg"] for state in states],
+                [state["exp_avg_sq"] for state in states],
+                [],  # no amsgrad, which our settings do not offer
+                steps,
+                amsgrad=False,
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=group["weight_decay"],
+                eps=group["eps"],
+                maximize=False,
+            )
+
+    def _first_state(self, parameter: torch.Tensor) -> dict[str, torch.Tensor]:
+        state = self.state[parameter] = {
+            "step": torch.zeros((), dtype=torch.float32, device=parameter.device),
+            "exp_avg": torch.zeros_like(parameter, memory_format=torch.preserve_format),
+            "exp_avg_sq": torch.zeros_like(parameter, memory_format=torch.preserve_format),
+        }
+        return state
+
 
 @dataclass(frozen=True)
 class OptimizerKind:
-    """A registered optimizer class and the devices where it has a fused kernel (one pass over
-    all parameters instead of a loop of small ops)."""
+    """A registered optimizer: torch's class (its update, settings and state format), the devices
+    where it has a fused kernel (one pass over all parameters instead of a loop of small ops), and
+    the class that calls that kernel directly, where there is one."""
 
     cls: type[torch.optim.Optimizer]
     fused_devices: tuple[str, ...] = ()
+    fused: type[FusedAdam] | None = None
 
 
 OPTIMIZERS: dict[str, OptimizerKind] = {
-    "adam": OptimizerKind(torch.optim.Adam, fused_devices=("cpu", "cuda")),
+    "adam": OptimizerKind(torch.optim.Adam, fused_devices=("cpu", "cuda"), fused=FusedAdam),
     "radam": OptimizerKind(torch.optim.RAdam),
 }
 
@@ -86,10 +153,11 @@ class StackOptimizer:
             groups.setdefault(keys[a], {"params": [], **options[a]})["params"].extend(views)
         self.group_of = [list(groups).index(key) for key in keys]
         self.execution = {"capturable": capturable}
+        update: type[torch.optim.Optimizer] | type[FusedAdam] = kind.cls
         if device.type in kind.fused_devices:
             self.execution["fused"] = True
-        self.kind = kind
-        self.optimizer = kind.cls(list(groups.values()), **self.execution)
+            update = kind.fused or kind.cls
+        self.optimizer = update(list(groups.values()), **self.execution)
 
     def zero_grad(self) -> None:
         for parameter in self.stacked:
@@ -136,21 +204,11 @@ class StackOptimizer:
         """
         views, k = self._member(m)
         options = self.member_options(m)
-        # torch's own loading puts each value on the device and in the dtype this run needs.
-        members = [view[k] for view in views]
-        scratch = self.kind.cls(members, **options)
-        scratch.load_state_dict(
-            {
-                "state": saved["state"],
-                "param_groups": [{**options, "params": saved["param_groups"][0]["params"]}],
-            }
-        )
-        for view, member in zip(views, members, strict=True):
-            loaded = scratch.state.get(member)
-            if loaded is None:
-                continue
-            block = self.optimizer.state.setdefault(view, {})
-            for key, value in loaded.items():
+        # Saved state is keyed by the ids in the saved group's "params", in the order of our views.
+        for view, i in zip(views, saved["param_groups"][0]["params"], strict=True):
+            for key, value in saved["state"].get(i, {}).items():
+                value = placed(key, value, view, options)
+                block = self.optimizer.state.setdefault(view, {})
                 if key in SHARED_STATE:
                     block[key] = value
                     continue
@@ -165,3 +223,15 @@ class StackOptimizer:
             for key, value in self.optimizer.state.get(view, {}).items():
                 if key not in SHARED_STATE:
                     value[k].zero_()
+
+
+def placed(key: str, value: Any, parameter: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
+    """Gives a loaded optimizer state value where torch's optimizers keep it.
+
+    The step count is a float32 scalar, on the parameter's device where the update runs there
+    (capturable or fused) and on the CPU otherwise; a moment takes the parameter's dtype and device.
+    """
+    if key in SHARED_STATE:
+        on_device = options.get("capturable") or options.get("fused")
+        return torch.as_tensor(value, dtype=torch.float32).to(parameter.device if on_device else "cpu")
+    return value.to(dtype=parameter.dtype, device=parameter.device)
