@@ -187,6 +187,25 @@ def run_module(
     return run_python("-m", module, *args, cwd=cwd, timeout=timeout, env=env)
 
 
+# Imports that a command spares itself where it can: about 1 s each on a 2-core CPU.
+HEAVY_IMPORTS = ("torchvision", "torch._dynamo")
+
+
+def run_module_noting_imports(
+    module: str, *args: str, cwd: Path
+) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Runs ``python -m module args``; gives its result and which of HEAVY_IMPORTS it imported."""
+    code = (
+        "import atexit, runpy, sys\n"
+        f"atexit.register(lambda: print('imported:', [n for n in {HEAVY_IMPORTS!r} if n in sys.modules]))\n"
+        f"sys.argv = [{module!r}, *sys.argv[1:]]\n"
+        f"runpy.run_module({module!r}, run_name='__main__')\n"
+    )
+    result = run_python("-c", code, *args, cwd=cwd)
+    imported = result.stdout.rpartition("imported: ")[2].strip()
+    return result, [name.strip("' ") for name in imported.strip("[]").split(",") if name.strip()]
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, code: int, text: str) -> None:
     """Checks an entry point's failure as a user sees it: its exit code, and one line on stderr that
     starts with 'error:' and says ``text``, with no traceback and no Hydra boilerplate."""

@@ -23,6 +23,7 @@ from tests.conftest import (
     poison_training_loss,
     requires_cuda,
     run_module,
+    run_module_noting_imports,
     run_python,
     tiny_run,
 )
@@ -475,20 +476,14 @@ def test_cli_run_writes_the_run_folder_and_its_log(tmp_path: Path, mnist_root: P
 def test_a_run_that_does_not_compile_never_imports_torchvision_nor_torch_dynamo(
     tmp_path: Path, mnist_root: Path
 ) -> None:
-    # Their imports take about 1 s each on a 2-core CPU: the pictures are laid out without
-    # torchvision, and Adam's fused kernel is called without torch.optim, whose every method
-    # imports torch._dynamo.
-    code = (
-        "import atexit, runpy, sys\n"
-        "atexit.register(lambda: print('imported:', [n for n in ('torch', 'torchvision', 'torch._dynamo') "
-        "if n in sys.modules]))\n"
-        "sys.argv = ['vae_gumbel.train', *sys.argv[1:]]\n"
-        "runpy.run_module('vae_gumbel.train', run_name='__main__')\n"
+    # The pictures are laid out without torchvision, and Adam's fused kernel is called without
+    # torch.optim, whose every method imports torch._dynamo.
+    result, imported = run_module_noting_imports(
+        "vae_gumbel.train", *tiny_run(mnist_root), f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
     )
-    result = run_python("-c", code, *tiny_run(mnist_root), f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "run" / "samples" / "epoch_001.png").is_file()  # it drew its pictures
-    assert "imported: ['torch']" in result.stdout
+    assert imported == []
 
 
 @pytest.mark.slow
