@@ -107,11 +107,14 @@ def test_tiles_are_laid_out_cols_to_a_row() -> None:
     assert tile(torch.zeros(6, *IMAGE_SHAPE), cols=3).shape == (3, *grid_size(2, 3))
 
 
-def test_a_stack_is_tiled_in_one_pass_into_the_grid_each_member_would_get_alone() -> None:
+def test_a_stack_is_tiled_in_one_pass_into_the_grid_make_grid_gives_each_member_alone() -> None:
+    from torchvision.utils import make_grid
+
     images = torch.rand(3, 12, *IMAGE_SHAPE)
     grids = tile_members(images, cols=4)
     assert grids.shape == (3, 3, *grid_size(3, 4))
     for m in range(3):
+        assert torch.equal(grids[m], make_grid(images[m], nrow=4, padding=2, pad_value=1.0))
         assert torch.equal(grids[m], tile(images[m], cols=4))
         assert np.array_equal(to_pixels(grids)[m], to_pixels(grids[m]))
     with pytest.raises(ValueError, match="do not fill rows of 5"):

@@ -13,6 +13,7 @@ from tests.conftest import (
     assert_one_line_error,
     compose_config,
     run_module,
+    run_module_noting_imports,
     sweep_of,
     tiny_run,
 )
@@ -147,6 +148,15 @@ def test_cli_draws_from_a_trained_checkpoint(run_dir: Path, tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert png_size(out) == grid_size(LATENT_DIM, CATEGORIES)
     assert not list(tmp_path.glob("*.log")) and not (tmp_path / ".hydra").exists()
+
+
+def test_cli_draws_without_importing_torchvision_nor_torch_dynamo(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "prior.png"
+    result, imported = run_module_noting_imports(
+        "vae_gumbel.sample", f"checkpoint={run_dir}", f"out={out}", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.is_file() and imported == []
 
 
 def test_a_missing_or_empty_checkpoint_and_a_bad_mode_are_clear_errors(run_dir: Path, tmp_path: Path) -> None:

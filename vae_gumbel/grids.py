@@ -1,10 +1,10 @@
 """Image grids of what the model generates: one implementation for the trainer and ``sample``.
 
-Every grid is a (3, H, W) tensor in [0, 1] laid out by torchvision's ``make_grid`` from 28 x 28
-tiles with 2 pixels of white padding; a stack's grids, one per member, are laid out the same way
-in one pass by ``tile_members`` (so training on data in place never imports torchvision). All
-randomness comes from CPU generators seeded by the caller, so the same seed gives the same
-picture on every device.
+Every grid is a (3, H, W) tensor in [0, 1] laid out as torchvision's ``make_grid`` lays them out
+from 28 x 28 tiles with 2 pixels of white padding; a stack's grids, one per member, in one pass
+by ``tile_members``, and a lone model's by the same function (so neither training nor ``sample``
+imports torchvision, whose import pulls in torch._dynamo's). All randomness comes from CPU
+generators seeded by the caller, so the same seed gives the same picture on every device.
 """
 
 from __future__ import annotations
@@ -43,15 +43,15 @@ def pixel_probabilities(model: CategoricalVAE, codes: torch.Tensor) -> torch.Ten
 
 
 def tile(images: torch.Tensor, cols: int) -> torch.Tensor:
-    """Gives images (n, 1, 28, 28) laid out ``cols`` to a row as one (3, H, W) CPU tensor."""
-    from torchvision.utils import make_grid
-
-    return make_grid(images.detach().float().cpu(), nrow=cols, padding=GRID_PADDING, pad_value=1.0)
+    """Gives images (n, 1, 28, 28) laid out ``cols`` to a row as one (3, H, W) CPU tensor; n a
+    multiple of ``cols``."""
+    return tile_members(images[None], cols)[0].cpu()
 
 
 def tile_members(images: torch.Tensor, cols: int) -> torch.Tensor:
-    """Gives each member's images (members, n, 1, 28, 28) laid out as ``tile`` lays them out, as
-    (members, 3, H, W) on their device; n a multiple of ``cols``.
+    """Gives each member's images (members, n, 1, 28, 28) laid out ``cols`` to a row as
+    torchvision's ``make_grid`` lays them out, as (members, 3, H, W) on their device; n a multiple
+    of ``cols``.
 
     ``make_grid``'s layout (each tile framed by the padding above and to its left, the grid by a
     last strip below and to its right) made by padding and reshaping the whole stack at once:
