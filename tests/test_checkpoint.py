@@ -15,6 +15,7 @@ from tests.conftest import CUDA_MARKS, tiny_run
 from vae_gumbel.checkpoint import (
     FORMAT_VERSION,
     check_same_job,
+    kept_on_its_own,
     load_checkpoint,
     member_checkpoint,
     member_checkpoints,
@@ -242,6 +243,25 @@ def test_a_checkpoint_is_a_copy_that_training_does_not_change(
         weights = written["model"].values()
         assert all(value.device.type == "cpu" and value.is_contiguous() for value in weights)
     assert checkpoints[1]["rng"] is checkpoints[2]["rng"]  # captured once for the stack
+
+
+def test_a_members_file_holds_that_member_alone_though_its_stack_left_the_device_whole(
+    mnist_root: Path, tmp_path: Path
+) -> None:
+    settings = compose_settings(tiny_run(mnist_root))
+    lone, stack = build_run([Member(settings, {}, None)]), build_run([Member(settings, {}, None)] * 4)
+    for run in (lone, stack):
+        run.train_epoch()  # so that the optimizer has moments to save
+    save_checkpoint(tmp_path / "lone.pt", member_checkpoint(lone, 0, {"epoch": 1}))
+    save_checkpoint(tmp_path / "member.pt", member_checkpoint(stack, 3, {"epoch": 1}))
+    lone_size = (tmp_path / "lone.pt").stat().st_size
+    assert (tmp_path / "member.pt").stat().st_size == pytest.approx(lone_size, rel=0.01)
+    # Kept past its epoch, a member's checkpoint no longer keeps the whole stack's copy alive.
+    kept = kept_on_its_own(member_checkpoint(stack, 3, {"epoch": 1}))
+    moments = [value for state in kept["optimizer"]["state"].values() for value in state.values()]
+    assert all(
+        value.untyped_storage().nbytes() == value.nbytes for value in [*kept["model"].values(), *moments]
+    )
 
 
 @pytest.mark.parametrize(

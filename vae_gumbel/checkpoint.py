@@ -324,9 +324,24 @@ def _copy(value: Any) -> Any:
     return _tensors(value, lambda tensor: tensor.detach().to("cpu", copy=True))
 
 
+def _on_its_own(tensor: torch.Tensor) -> torch.Tensor:
+    """Gives ``tensor`` in plain memory order and in memory of its own (itself, if it is so)."""
+    if tensor.is_contiguous() and tensor.untyped_storage().nbytes() == tensor.nbytes:
+        return tensor
+    return tensor.clone(memory_format=torch.contiguous_format)
+
+
 def _plain(value: Any) -> Any:
-    """Gives ``value`` with every tensor in plain (contiguous) memory order, as a lone model has it."""
-    return _tensors(value, lambda tensor: tensor.contiguous())
+    """Gives ``value`` with every tensor in plain memory order and in memory of its own, as a lone
+    model has it: ``torch.save`` writes the whole memory a tensor is a view of, which for a
+    member's slice of a stack's copy (``member_checkpoints``) holds every member."""
+    return _tensors(value, _on_its_own)
+
+
+def kept_on_its_own(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Gives a member's checkpoint with its tensors in memory of their own: one to be kept past its
+    epoch, which would otherwise keep its whole stack's copy alive."""
+    return _plain(checkpoint)
 
 
 def member_checkpoint(run: Run, m: int, record: dict[str, Any]) -> dict[str, Any]:
@@ -339,7 +354,12 @@ def member_checkpoints(run: Run, records: dict[int, dict[str, Any]]) -> dict[int
     epoch's ``records[m]``.
 
     What the members share at this instant (the random generators' states, the environment) is
-    captured once for all of them, not once per member.
+    captured once for all of them, not once per member. Each stacked tensor (weights, optimizer
+    state, a learned temperature) leaves the device whole, in one copy, and each member's checkpoint
+    holds views of its slice of that copy: a copy per member and tensor was 2,000 copies an epoch
+    for a stack of 64, each waiting for the GIL while writer threads hold it (docs/performance.md).
+    ``save_checkpoint`` writes each member's slice alone; ``kept_on_its_own`` gives a checkpoint
+    kept past its epoch memory of its own.
     """
     shared = {
         "format_version": FORMAT_VERSION,
@@ -349,15 +369,17 @@ def member_checkpoints(run: Run, records: dict[int, dict[str, Any]]) -> dict[int
         "rng": capture_rng_state(),
         "environment": environment(run.device),
     }
-    learned = run.schedule.state_dict() if run.schedule.learned else {}
+    weights = _copy(run.model.state_dict())
+    optimizer_state = _copy(run.optimizer.state)
+    learned = _copy(run.schedule.state_dict()) if run.schedule.learned else {}
     checkpoints = {}
     for m, record in records.items():
         member = run.members[m]
         checkpoints[m] = {
             **shared,
-            "model": _copy(member_state(run.model, m)),
-            "optimizer": _copy(run.optimizer.member_state(m)),
-            "temperature": _copy({name: value[m] for name, value in learned.items()}),
+            "model": member_state(run.model, m, weights),
+            "optimizer": run.optimizer.member_state(m, optimizer_state),
+            "temperature": {name: value[m] for name, value in learned.items()},
             "best_test_loss": member.best_test_loss,
             "best_val_loss": member.best_val_loss,
             "metrics": {k: v for k, v in record.items() if isinstance(v, int | float)},

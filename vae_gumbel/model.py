@@ -162,9 +162,13 @@ def stack(models: Sequence[CategoricalVAE]) -> CategoricalVAE:
     return stacked
 
 
-def member_state(stacked: nn.Module, index: int) -> dict[str, torch.Tensor]:
-    """Gives member ``index``'s weights of a stacked model as its own ``state_dict`` (views)."""
-    return {name: value[index] for name, value in stacked.state_dict().items()}
+def member_state(
+    stacked: nn.Module, index: int, state: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    """Gives member ``index``'s weights of a stacked model as its own ``state_dict``: views of the
+    model's ``state_dict``, or of ``state``, a copy of it."""
+    state = stacked.state_dict() if state is None else state
+    return {name: value[index] for name, value in state.items()}
 
 
 def unstack(stacked: CategoricalVAE, index: int) -> CategoricalVAE:

@@ -180,11 +180,16 @@ class StackOptimizer:
         group = self.optimizer.param_groups[self.group_of[m]]
         return {key: value for key, value in group.items() if key != "params"}
 
-    def member_state(self, m: int) -> dict[str, Any]:
-        """Gives member m's optimizer state as a single model's optimizer would save it (views of
-        the block's state: copy them before they change)."""
+    @property
+    def state(self) -> dict[torch.Tensor, dict[str, torch.Tensor]]:
+        """The update's state (step counts and moments) by block view, each tensor a whole block's."""
+        return self.optimizer.state
+
+    def member_state(self, m: int, state: dict[torch.Tensor, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Gives member m's optimizer state as a single model's optimizer would save it: views of
+        the block's ``state``, or of ``state``, a copy of it (copy the views before they change)."""
         views, k = self._member(m)
-        state = self.optimizer.state
+        state = self.state if state is None else state
         return {
             "state": {
                 i: {key: value if key in SHARED_STATE else value[k] for key, value in state[view].items()}

@@ -31,7 +31,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from vae_gumbel.background import BackgroundWriter, writer_threads
-from vae_gumbel.checkpoint import link_checkpoint, member_checkpoints, save_checkpoint
+from vae_gumbel.checkpoint import (
+    kept_on_its_own,
+    link_checkpoint,
+    member_checkpoints,
+    save_checkpoint,
+)
 from vae_gumbel.config import check_read, config_path, validate
 from vae_gumbel.data import ImageSet
 from vae_gumbel.errors import (
@@ -303,6 +308,7 @@ def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
             for m, member in enumerate(run.members):
                 if member.error is not None and member.snapshot is not None and member.snapshot["epoch"]:
                     write_checkpoints(member, writer.lane(m))
+                    member.snapshot = kept_on_its_own(member.snapshot)  # kept for good
         last = run.epoch == trainer.epochs
         # Score every member on the test set (and the validation set, if held out) in one batched
         # pass each, with exact discrete samples.
@@ -341,6 +347,8 @@ def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
                     member.best_snapshot = member.snapshot
                 if run.epoch % trainer.checkpoint_every == 0 or last:
                     write_checkpoints(member, writer.lane(m))
+                elif improved[m]:  # kept until the next write
+                    member.snapshot = member.best_snapshot = kept_on_its_own(member.snapshot)
         pause("epoch")
     # After the last epoch: importance-weighted bounds if asked (an evaluation that may take an
     # hour, so a stop request ends it at once), and the HParams summary.
