@@ -4,10 +4,12 @@ over a run that its folder already holds."""
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_module
 from vae_gumbel.errors import CheckpointError, ConfigError
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.tracking import read_metrics
@@ -131,3 +133,21 @@ def test_a_run_whose_last_checkpoint_is_broken_is_told_how_to_train_on_from_its_
     best.write_bytes(b"")
     with pytest.raises(CheckpointError, match="nor can its best.pt be read; put back a copy of last.pt"):
         train(compose_train("trainer.epochs=3", "resume=last"), run)
+
+
+def test_a_run_continued_from_another_directory_reads_the_data_it_was_launched_with(
+    tmp_path: Path, mnist_root: Path
+) -> None:
+    """Not a second copy fetched into the other directory (a cluster's node may have no internet)."""
+    project, elsewhere, run = tmp_path / "project", tmp_path / "elsewhere", tmp_path / "run"
+    shutil.copytree(mnist_root / "MNIST", project / "data" / "MNIST")  # data.root=data, the default
+    elsewhere.mkdir()
+    overrides = ["debug=tiny", "data.download=false", "data.verify_checksums=false", f"hydra.run.dir={run}"]
+    assert run_module("vae_gumbel.train", *overrides, cwd=project).returncode == 0
+    for epochs in (2, 3):  # the second time, from the data root the first one recorded
+        result = run_module(
+            "vae_gumbel.train", *overrides, f"trainer.epochs={epochs}", "resume=last", cwd=elsewhere
+        )
+        assert result.returncode == 0, result.stderr
+    assert [record["epoch"] for record in read_metrics(RunFolder(run).metrics)] == [1, 2, 3]
+    assert not (elsewhere / "data").exists()

@@ -11,8 +11,15 @@ from typing import Any, NamedTuple
 
 from hydra.utils import to_absolute_path
 
-from vae_gumbel.checkpoint import changed_settings, check_same_job, listed, load_checkpoint
+from vae_gumbel.checkpoint import (
+    changed_settings,
+    check_same_job,
+    listed,
+    load_checkpoint,
+    recorded_data_root,
+)
 from vae_gumbel.config import RUN_CONTROL_KEYS
+from vae_gumbel.datasets import DATASETS, holds_raw_files
 from vae_gumbel.errors import CheckpointError, ConfigError, UnreadableCheckpoint
 from vae_gumbel.interrupts import restarted_by_slurm, resume_command
 from vae_gumbel.run import Member, log
@@ -100,7 +107,26 @@ def checkpoint_start(member: Member, file: Path) -> Start:
             f"trainer.epochs={epochs} leaves nothing to train from it; give trainer.epochs above {epoch} "
             "(it counts from the run's first epoch), or evaluate it as it is (python -m vae_gumbel.evaluate)"
         )
+    find_the_runs_data(member, checkpoint, file)
     return Start(file, (epoch, checkpoint["step"]), checkpoint["config"])
+
+
+def find_the_runs_data(member: Member, checkpoint: dict[str, Any], file: Path) -> None:
+    """Points a job that continues a run at that run's data, where its relative ``data.root``
+    holds no data set in this directory but the run's own data root does (``recorded_data_root``:
+    the one it was launched with, a relative one from where it was launched). Otherwise a run
+    continued from another directory would fetch its data set again, which takes the internet
+    that a cluster's nodes may not have."""
+    data = member.settings.data
+    source = DATASETS[data.name]
+    here = source.raw_folder(to_absolute_path(data.root))
+    if Path(data.root).is_absolute() or holds_raw_files(here, source):
+        return
+    root = recorded_data_root(checkpoint, file)
+    if Path(root).is_absolute() and holds_raw_files(source.raw_folder(root), source):
+        member.settings = dataclasses.replace(member.settings, data=dataclasses.replace(data, root=root))
+        member.config["data"]["root"] = root  # as its checkpoints record it, for the next to find
+        member.logger.info("no data set under %s here: reading the run's own, in %s", data.root, root)
 
 
 def way_past_broken_last(member: Member) -> str:
