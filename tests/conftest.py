@@ -192,12 +192,13 @@ HEAVY_IMPORTS = ("torchvision", "torch._dynamo")
 
 
 def run_module_noting_imports(
-    module: str, *args: str, cwd: Path
+    module: str, *args: str, cwd: Path, watched: tuple[str, ...] = HEAVY_IMPORTS
 ) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """Runs ``python -m module args``; gives its result and which of HEAVY_IMPORTS it imported."""
+    """Runs ``python -m module args``; gives its result and which of the ``watched`` modules it
+    imported."""
     code = (
         "import atexit, runpy, sys\n"
-        f"atexit.register(lambda: print('imported:', [n for n in {HEAVY_IMPORTS!r} if n in sys.modules]))\n"
+        f"atexit.register(lambda: print('imported:', [n for n in {watched!r} if n in sys.modules]))\n"
         f"sys.argv = [{module!r}, *sys.argv[1:]]\n"
         f"runpy.run_module({module!r}, run_name='__main__')\n"
     )

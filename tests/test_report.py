@@ -14,7 +14,7 @@ import torch
 import yaml
 
 import vae_gumbel.report as report_module
-from tests.conftest import run_module
+from tests.conftest import run_module, run_module_noting_imports
 from vae_gumbel.device import hardware_name
 from vae_gumbel.errors import ConfigError, WriteError
 from vae_gumbel.jobs import read_job
@@ -409,9 +409,12 @@ def test_report_cli_groups_by_seed(tmp_path: Path) -> None:
             [110.0 + seed],
             {"status": "completed"},
         )
-    result = run_module("vae_gumbel.report", str(tmp_path), "--group-by-seed", cwd=tmp_path)
+    result, imported = run_module_noting_imports(
+        "vae_gumbel.report", str(tmp_path), "--group-by-seed", cwd=tmp_path, watched=("torch",)
+    )
     assert result.returncode == 0, result.stderr
     assert "| 2 | 2 | 110.50 +- 0.50 (2) |" in result.stdout and "report_seeds.csv" in result.stdout
+    assert imported == []  # reading runs needs no torch, whose import is most of a second
 
 
 def write_estimator_jobs(root: Path) -> None:

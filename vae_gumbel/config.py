@@ -445,21 +445,6 @@ class EvaluateConfig:
         device_setting("device", self.device)
 
 
-# Settings that say where a job's files go and how it runs, not what it computes: jobs that differ
-# only in them train in one stack, and reports do not show them as hyperparameters.
-RUN_CONTROL_KEYS = (
-    "resume",
-    "resume_weights_only",
-    "data.root",
-    "data.download",
-    "data.verify_checksums",
-    "trainer.progress",
-    "trainer.num_threads",
-    "trainer.timeline",
-    "trainer.compile_cache",
-)
-
-
 def flat_settings(settings: Any, prefix: str = "") -> dict[str, Any]:
     """Gives a typed config as dotted key -> value (lists as tuples)."""
     values: dict[str, Any] = {}

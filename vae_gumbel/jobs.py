@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from vae_gumbel.config import RUN_CONTROL_KEYS
 from vae_gumbel.errors import ConfigError, RecordsError, first_line
 from vae_gumbel.interrupts import shell_command
 from vae_gumbel.run_folder import RunFolder, status_now
@@ -205,6 +204,22 @@ EVALUATION_FIELDS = (
 
 # What a row of runs.csv keeps of the environment that computed an eval.json.
 ENVIRONMENT_FIELDS = ("vae_gumbel", "source", "torch", "device")
+
+
+# Settings that say where a job's files go and how it runs, not what it computes: jobs that differ
+# only in them train in one stack, and reports do not show them as hyperparameters. They are kept
+# here, not in config (which imports torch for its registries), so that reading runs needs no torch.
+RUN_CONTROL_KEYS = (
+    "resume",
+    "resume_weights_only",
+    "data.root",
+    "data.download",
+    "data.verify_checksums",
+    "trainer.progress",
+    "trainer.num_threads",
+    "trainer.timeline",
+    "trainer.compile_cache",
+)
 
 
 def is_hyperparameter(key: str) -> bool:

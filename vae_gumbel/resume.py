@@ -18,10 +18,10 @@ from vae_gumbel.checkpoint import (
     load_checkpoint,
     recorded_data_root,
 )
-from vae_gumbel.config import RUN_CONTROL_KEYS
 from vae_gumbel.datasets import DATASETS, holds_raw_files
 from vae_gumbel.errors import CheckpointError, ConfigError, UnreadableCheckpoint
 from vae_gumbel.interrupts import restarted_by_slurm, resume_command
+from vae_gumbel.jobs import RUN_CONTROL_KEYS
 from vae_gumbel.run import Member, log
 from vae_gumbel.run_folder import RunFolder, read_status, resolve_checkpoint
 from vae_gumbel.tracking import read_metrics

@@ -31,7 +31,7 @@ from vae_gumbel.checkpoint import (
     restore_rng_state,
 )
 from vae_gumbel.compile_cache import CompileCache
-from vae_gumbel.config import RUN_CONTROL_KEYS, TrainConfig, flat_settings
+from vae_gumbel.config import TrainConfig, flat_settings
 from vae_gumbel.data import Data, load_data
 from vae_gumbel.device import (
     allow_tf32,
@@ -43,6 +43,7 @@ from vae_gumbel.device import (
 from vae_gumbel.errors import CheckpointError, ConfigError, NonFiniteLossError, describe
 from vae_gumbel.estimators import build_estimator
 from vae_gumbel.interrupts import StopRequest
+from vae_gumbel.jobs import RUN_CONTROL_KEYS
 from vae_gumbel.loop import EpochResult, StepFunction, Temperatures, train_epoch
 from vae_gumbel.model import CategoricalVAE, build_model, stack
 from vae_gumbel.objectives import build_objective
