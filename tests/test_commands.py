@@ -97,14 +97,14 @@ def test_a_ctrl_c_that_reaches_a_command_ends_it_in_one_line_with_status_130() -
     assert (done.returncode, done.stderr) == (130, INTERRUPTED + "\n")
 
 
-def interrupted_at_torch(code: str) -> subprocess.CompletedProcess[str]:
-    """Runs ``code`` in a fresh interpreter that gets a SIGINT at its first import of torch (the
-    seconds of a command's start-up)."""
+def interrupted_at_a_library(code: str) -> subprocess.CompletedProcess[str]:
+    """Runs ``code`` in a fresh interpreter that gets a SIGINT at its first import of torch or
+    matplotlib (the seconds of a command's start-up; the report imports no torch)."""
     hook = (
         "import builtins, os, signal\n"
         "real_import = builtins.__import__\n"
         "def interrupted(name, *args, **kwargs):\n"
-        "    if name == 'torch':\n"
+        "    if name in ('torch', 'matplotlib', 'matplotlib.figure'):\n"
         "        builtins.__import__ = real_import\n"
         "        os.kill(os.getpid(), signal.SIGINT)\n"
         "    return real_import(name, *args, **kwargs)\n"
@@ -115,7 +115,7 @@ def interrupted_at_torch(code: str) -> subprocess.CompletedProcess[str]:
 
 def test_a_ctrl_c_while_a_console_command_imports_its_libraries_ends_it_in_one_line() -> None:
     # The import of the entry point's module (torch, Hydra: seconds) happens inside the command.
-    done = interrupted_at_torch("from vae_gumbel import commands\ncommands.report()\n")
+    done = interrupted_at_a_library("from vae_gumbel import commands\ncommands.report()\n")
     assert (done.returncode, done.stderr) == (130, INTERRUPTED + "\n")
 
 
@@ -124,7 +124,7 @@ def test_a_ctrl_c_while_a_console_command_imports_its_libraries_ends_it_in_one_l
 )
 def test_a_ctrl_c_while_python_m_imports_the_libraries_ends_it_in_one_line(module: str) -> None:
     # python -m vae_gumbel.MODULE, as runpy runs it: the module hands over to its command first.
-    done = interrupted_at_torch(
+    done = interrupted_at_a_library(
         f"import runpy\nrunpy.run_module('vae_gumbel.{module}', run_name='__main__', alter_sys=True)\n"
     )
     assert (done.returncode, done.stderr) == (130, INTERRUPTED + "\n")
