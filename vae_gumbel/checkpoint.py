@@ -54,7 +54,7 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
     try:
         with replacing(path) as handle:
             try:
-                torch.save(_plain(checkpoint), handle)
+                torch.save(kept_on_its_own(checkpoint), handle)
                 handle.flush()
                 os.fsync(handle.fileno())
             except (OSError, RuntimeError) as err:
@@ -331,17 +331,13 @@ def _on_its_own(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.clone(memory_format=torch.contiguous_format)
 
 
-def _plain(value: Any) -> Any:
-    """Gives ``value`` with every tensor in plain memory order and in memory of its own, as a lone
-    model has it: ``torch.save`` writes the whole memory a tensor is a view of, which for a
-    member's slice of a stack's copy (``member_checkpoints``) holds every member."""
-    return _tensors(value, _on_its_own)
-
-
 def kept_on_its_own(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """Gives a member's checkpoint with its tensors in memory of their own: one to be kept past its
-    epoch, which would otherwise keep its whole stack's copy alive."""
-    return _plain(checkpoint)
+    """Gives ``checkpoint`` with every tensor in plain memory order and in memory of its own, as a
+    lone model has it: what ``save_checkpoint`` writes (``torch.save`` writes the whole memory a
+    tensor is a view of, which for a member's slice of a stack's copy, ``member_checkpoints``,
+    holds every member), and what a checkpoint kept past its epoch needs, so that it does not keep
+    its whole stack's copy alive."""
+    return _tensors(checkpoint, _on_its_own)
 
 
 def member_checkpoint(run: Run, m: int, record: dict[str, Any]) -> dict[str, Any]:
