@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
+from vae_gumbel.categories import softmax
 from vae_gumbel.gumbel import (
     Temperature,
     compute_dtype,
@@ -79,7 +80,7 @@ def softmax_straight_through_estimator(
     """Gives the one-hot D ~ softmax(logits) as z, with the gradient of softmax(logits / tau): given
     D the gradient is deterministic, since no Gumbel noise enters the backward pass."""
     hard = gumbel_max(logits, one_hot=True, generator=generator)
-    soft = torch.softmax(logits.to(compute_dtype(logits.dtype)) / tau, dim=-1).to(logits.dtype)
+    soft = softmax(logits.to(compute_dtype(logits.dtype)) / tau).to(logits.dtype)
     return LatentSample(z=straight_through(soft, hard), hard=hard, z_is_hard=True)
 
 
@@ -90,7 +91,7 @@ def gumbel_rao_estimator(
     conditional Gumbel draws that share its argmax (a Rao-Blackwellised straight-through)."""
     sample = gumbel_softmax_sample(logits, tau, generator=generator)
     noise = conditional_gumbel(logits, sample.index, samples, generator=generator)
-    soft_mean = torch.softmax((logits.float() + noise) / tau, dim=-1).mean(dim=0).to(logits.dtype)
+    soft_mean = softmax((logits.float() + noise) / tau).mean(dim=0).to(logits.dtype)
     return LatentSample(z=straight_through(soft_mean, sample.hard), hard=sample.hard, z_is_hard=True)
 
 
@@ -103,11 +104,11 @@ def reinmax_estimator(
     """
     sample = gumbel_softmax_sample(logits, 1.0, generator=generator)  # D: an exact draw from softmax(logits)
     compute = logits.float()
-    pi0 = torch.softmax(compute, dim=-1)
-    pi1 = 0.5 * (sample.hard + torch.softmax(compute / tau, dim=-1))
+    pi0 = softmax(compute)
+    pi1 = 0.5 * (sample.hard + softmax(compute / tau))
     # Same value as pi1, with the Jacobian of a softmax evaluated at pi1.
     log_pi1 = torch.log(pi1.clamp_min(torch.finfo(pi1.dtype).tiny))
-    pi1 = torch.softmax((log_pi1 - compute).detach() + compute, dim=-1)
+    pi1 = softmax((log_pi1 - compute).detach() + compute)
     return heun_step(sample.hard, pi0, pi1, logits.dtype)
 
 
@@ -122,12 +123,12 @@ def reinmax_rao_estimator(
     the midpoint itself, (D + softmax(logits / tau)) / 2."""
     sample = gumbel_softmax_sample(logits, 1.0, generator=generator)  # D: an exact draw from softmax(logits)
     compute = logits.float()
-    pi0 = torch.softmax(compute, dim=-1)
+    pi0 = softmax(compute)
     midpoint = torch.log((0.5 * (sample.hard + pi0.detach())).clamp_min(torch.finfo(compute.dtype).tiny))
     noise = conditional_gumbel(midpoint, sample.index, samples, generator=generator)
     # The value of softmax((m + G) / tau), with the Jacobian it has in m, taken in the logits.
     shifted = midpoint + noise + (compute - compute.detach())
-    pi1 = torch.softmax(shifted / tau, dim=-1).mean(dim=0)
+    pi1 = softmax(shifted / tau).mean(dim=0)
     return heun_step(sample.hard, pi0, pi1, logits.dtype)
 
 
@@ -154,7 +155,7 @@ def decoupled_straight_through_estimator(
     compute = logits.to(compute_dtype(logits.dtype))
     noise = sample_gumbel(logits.shape, dtype=compute.dtype, device=logits.device, generator=generator)
     hard = gumbel_max(compute / forward_temperature, one_hot=True, noise=noise).to(logits.dtype)
-    soft = torch.softmax(compute / tau + noise, dim=-1).to(logits.dtype)
+    soft = softmax(compute / tau + noise).to(logits.dtype)
     return LatentSample(z=straight_through(soft, hard), hard=hard, z_is_hard=True)
 
 
@@ -169,7 +170,7 @@ def gapped_straight_through_estimator(
     index = gumbel_max(compute, generator=generator)
     hard = torch.nn.functional.one_hot(index, logits.shape[-1]).to(logits.dtype)
     moved = gapped_logits(compute.detach(), index, gap)
-    soft = torch.softmax((compute + (moved - compute.detach())) / tau, dim=-1).to(logits.dtype)
+    soft = softmax((compute + (moved - compute.detach())) / tau).to(logits.dtype)
     return LatentSample(z=straight_through(soft, hard), hard=hard, z_is_hard=True)
 
 

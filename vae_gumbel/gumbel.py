@@ -16,6 +16,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from vae_gumbel.categories import argmax, log_softmax
+
 Temperature = float | torch.Tensor
 
 
@@ -83,7 +85,7 @@ def gumbel_max(
     compute = compute_dtype(logits.dtype)
     if noise is None:
         noise = sample_gumbel(logits.shape, dtype=compute, device=logits.device, generator=generator)
-    index = (logits.detach().to(compute) + noise).argmax(dim=-1)
+    index = argmax(logits.detach().to(compute) + noise)
     if one_hot:
         return F.one_hot(index, logits.shape[-1]).to(logits.dtype)
     return index
@@ -109,9 +111,9 @@ def gumbel_softmax_sample(
     compute = compute_dtype(logits.dtype)
     noise = sample_gumbel(logits.shape, dtype=compute, device=logits.device, generator=generator)
     perturbed = logits.to(compute) + noise
-    log_soft = torch.log_softmax(perturbed / tau, dim=-1)
+    log_soft = log_softmax(perturbed / tau)
     soft = log_soft.exp().to(logits.dtype)
-    index = perturbed.detach().argmax(dim=-1)
+    index = argmax(perturbed.detach())
     hard = F.one_hot(index, logits.shape[-1]).to(logits.dtype)
     return GumbelSoftmaxSample(soft=soft, hard=hard, index=index, log_soft=log_soft)
 
@@ -131,7 +133,7 @@ def conditional_gumbel(
     maximum: max = -log E_d, others = -log(E_d + E_i / p_i), with E exponential(1).
     """
     compute = compute_dtype(logits.dtype)
-    log_p = torch.log_softmax(logits.detach().to(compute), dim=-1)
+    log_p = log_softmax(logits.detach().to(compute))
     shape = (samples, *logits.shape)
     finfo = torch.finfo(compute)
     uniform = torch.rand(shape, dtype=compute, device=logits.device, generator=generator)

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from vae_gumbel.categories import log_softmax
 from vae_gumbel.data import ImageSet
 from vae_gumbel.files import claim_numbered, replacing, taking_turns
 from vae_gumbel.gumbel import gumbel_max, sample_gumbel
@@ -110,7 +111,7 @@ def log_importance_weights(
     decoded = model.decode(codes.reshape(samples * batch, n, k))
     log_likelihood = -bernoulli_nll(decoded, x.repeat(samples, 1)).view(samples, batch)
     log_prior = -n * math.log(k)
-    log_posterior = (codes * torch.log_softmax(logits.float(), dim=-1)).sum(dim=(-2, -1))
+    log_posterior = (codes * log_softmax(logits.float())).sum(dim=(-2, -1))
     return log_likelihood + log_prior - log_posterior
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 import torch.nn.functional as F
 
+from vae_gumbel.categories import log_softmax
 from vae_gumbel.estimators import Estimator, LatentSample
 from vae_gumbel.gumbel import Temperature
 from vae_gumbel.model import CategoricalVAE
@@ -49,7 +50,7 @@ def bernoulli_nll(decoder_logits: torch.Tensor, target: torch.Tensor) -> torch.T
 
 def kl_per_variable(logits: torch.Tensor) -> torch.Tensor:
     """Gives KL(q || uniform) = sum_k q log(K q) for each variable, (..., N), from logits (..., N, K)."""
-    log_q = torch.log_softmax(logits.float(), dim=-1)
+    log_q = log_softmax(logits.float())
     return (log_q.exp() * (log_q + math.log(logits.shape[-1]))).sum(dim=-1)
 
 
