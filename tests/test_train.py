@@ -486,6 +486,29 @@ def test_a_run_that_does_not_compile_never_imports_torchvision_nor_torch_dynamo(
     assert imported == []
 
 
+# Counts the denormal numbers that survive a multiplication by one, on every thread of torch's pool.
+DENORMAL_PROBE = (
+    "import torch; d = torch.full((1 << 20,), 1e-39); "
+    "print('denormals left:', int((d * 1.0).count_nonzero()))"
+)
+
+
+def test_a_cpu_run_flushes_denormals_to_zero_on_every_thread(tmp_path: Path, mnist_root: Path) -> None:
+    # Adam's moments decay into the denormal range, where each operation takes the CPU's slow path.
+    assert (
+        "denormals left: 1048576" in run_python("-c", DENORMAL_PROBE, cwd=tmp_path).stdout
+    )  # not by default
+    code = (
+        "import atexit, runpy, sys\n"
+        f"atexit.register(lambda: exec({DENORMAL_PROBE!r}))\n"
+        "sys.argv = ['vae_gumbel.train', *sys.argv[1:]]\n"
+        "runpy.run_module('vae_gumbel.train', run_name='__main__')\n"
+    )
+    result = run_python("-c", code, *tiny_run(mnist_root), f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "denormals left: 0" in result.stdout
+
+
 @pytest.mark.slow
 def test_cli_starts_into_a_folder_another_process_trains_into_leave_its_records_alone(
     tmp_path: Path, mnist_root: Path

@@ -35,6 +35,7 @@ from vae_gumbel.config import TrainConfig, flat_settings
 from vae_gumbel.data import Data, load_data
 from vae_gumbel.device import (
     allow_tf32,
+    flush_denormals,
     quiet_cuda_warnings,
     resolve_device,
     resolve_precision,
@@ -224,6 +225,7 @@ def build_run(members: Sequence[Member], resume_from: Sequence[Any] = (), data: 
             "these jobs differ in more than the settings a stack's members may have of their own"
         )
     device = resolve_device(first.trainer.device)
+    flush_denormals(device)
     threads = ThreadCount(first.trainer.num_threads, device)
     allow_tf32(device, first.trainer.tf32)
     quiet_cuda_warnings(device)
