@@ -14,6 +14,7 @@ import vae_gumbel.threads as threads_module
 from vae_gumbel.config import compose_settings
 from vae_gumbel.errors import ConfigError
 from vae_gumbel.threads import (
+    FIRST_LOOK_S,
     CpuTimes,
     ThreadCount,
     busy_ticks,
@@ -156,7 +157,7 @@ def test_auto_follows_the_load_from_epoch_to_epoch(monkeypatch) -> None:
     monkeypatch.setattr(threads_module, "usable_cpus", lambda: {0, 1})
     monkeypatch.setattr(threads_module, "usable_cores", lambda: 2)
     count = ThreadCount("auto", torch.device("cpu"))
-    count.start()
+    count.first_look()
     assert torch.get_num_threads() == 1
     count.adjust()
     assert torch.get_num_threads() == 1
@@ -164,10 +165,31 @@ def test_auto_follows_the_load_from_epoch_to_epoch(monkeypatch) -> None:
     assert torch.get_num_threads() == 2
 
 
-def test_a_fixed_count_and_cuda_runs_do_not_adapt() -> None:
-    ThreadCount("1", torch.device("cpu")).start()
+def test_the_first_look_waits_for_nothing_and_is_taken_once(monkeypatch) -> None:
+    readings = iter(
+        [
+            CpuTimes(0.0, 0.0, 0.0),  # the count is made: another process is busy on one core ...
+            CpuTimes(0.1, 0.0, 0.1),  # ... too short a look to say so: the run goes on
+            CpuTimes(0.5, 0.3, 0.4),  # its first log point
+        ]
+    )
+    monkeypatch.setattr(threads_module, "cpu_times", lambda cpus: next(readings))
+    monkeypatch.setattr(threads_module, "usable_cpus", lambda: {0, 1})
+    monkeypatch.setattr(threads_module, "usable_cores", lambda: 2)
+    torch.set_num_threads(2)
+    count = ThreadCount("auto", torch.device("cpu"))
+    started = time.monotonic()
+    count.first_look()
+    assert time.monotonic() - started < 0.1 and torch.get_num_threads() == 2
+    count.first_look()
     assert torch.get_num_threads() == 1
-    ThreadCount(None, torch.device("cpu")).start()
+    count.first_look()  # taken: later looks are the epochs' (no reading is left to take)
+
+
+def test_a_fixed_count_and_cuda_runs_do_not_adapt() -> None:
+    ThreadCount("1", torch.device("cpu")).first_look()
+    assert torch.get_num_threads() == 1
+    ThreadCount(None, torch.device("cpu")).first_look()
     assert torch.get_num_threads() == usable_cores()
     assert not ThreadCount("auto", torch.device("cuda")).adapts
 
@@ -193,7 +215,9 @@ def test_auto_leaves_a_busy_process_its_core() -> None:
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.3)  # it is running
-        ThreadCount("auto", torch.device("cpu")).start()
+        count = ThreadCount("auto", torch.device("cpu"))
+        time.sleep(FIRST_LOOK_S)  # the run loads its data, builds its model, takes its first steps
+        count.first_look()
         assert torch.get_num_threads() <= max(1, usable_cores() - 1)
     finally:
         busy.kill()

@@ -169,6 +169,8 @@ class Run:
         return result
 
     def _log_interval(self, means: np.ndarray, temperatures: np.ndarray, step: int) -> None:
+        if self.threads is not None:
+            self.threads.first_look()
         for m, member in self.live():
             if member.run_log is None:  # a run stepped without records (benchmarks, tests)
                 continue
@@ -246,7 +248,7 @@ def build_run(members: Sequence[Member], resume_from: Sequence[Any] = (), data: 
     with TIMELINE.phase("resume: read checkpoints"):
         _resume(run, list(resume_from) or [None] * len(members))
     with TIMELINE.phase("CPU threads: the first look at the machine"):
-        threads.start()
+        threads.first_look()
     run.threads = threads
     return run
 

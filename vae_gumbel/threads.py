@@ -164,8 +164,10 @@ def oversubscribed(threads: int, cores: int) -> str:
 
 class ThreadCount:
     """Sets torch's intra-op threads as ``trainer.num_threads`` says and, under ``auto`` on a CPU,
-    adjusts them to the cores that other processes leave free: first while the run loads its data
-    and builds its model (at least FIRST_LOOK_S), then after every epoch."""
+    adjusts them to the cores that other processes leave free: first over the run's first
+    FIRST_LOOK_S (loading its data, building its model, its first steps: others' time is the
+    machine's without this process's own, so the run need not wait idle to see it), then after every
+    epoch."""
 
     def __init__(self, setting: str | None, device: torch.device) -> None:
         self.adapts = setting == "auto" and device.type == "cpu"
@@ -174,6 +176,7 @@ class ThreadCount:
         self.cpus = usable_cpus()
         self.watched = len(self.cpus) if self.cpus is not None else self.cores
         self.since = cpu_times(self.cpus)
+        self.looked = False  # whether the first measurement is taken
         if not self.adapts:
             threads = self.cores if setting in (None, "auto") else int(setting)
             if threads > self.cores and device.type == "cpu":
@@ -188,18 +191,22 @@ class ThreadCount:
             )
             torch.set_num_threads(self.cores)
 
-    def start(self) -> None:
-        """Takes the first measurement, once the run is built (waiting out FIRST_LOOK_S)."""
-        if self.adapts and self.since is not None:
-            time.sleep(max(0.0, FIRST_LOOK_S - (time.monotonic() - self.since.at)))
-        self.adjust()
+    def first_look(self) -> None:
+        """Takes the first measurement if it is not taken yet and FIRST_LOOK_S have passed since the
+        count was made; else does nothing. The run calls it once built and at each log point of its
+        steps, so it never waits for it."""
+        if not self.looked:
+            self.adjust()
 
     def adjust(self) -> None:
         """Sets the threads from the cores others used since the last measurement."""
+        if not self.adapts or self.since is None:
+            self.looked = True
+            return
         since, now = self.since, cpu_times(self.cpus)
-        if not self.adapts or since is None or now is None or now.at - since.at < FIRST_LOOK_S:
+        if now is None or now.at - since.at < FIRST_LOOK_S:
             return  # too short a look says little: the next one covers this one's time too
-        self.since = now
+        self.since, self.looked = now, True
         busy = others_busy_cores(since, now)
         threads = threads_for(self.watched - busy, self.cores)
         if threads != torch.get_num_threads():
