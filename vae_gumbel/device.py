@@ -52,7 +52,7 @@ def flush_denormals(device: torch.device) -> None:
     input pixel that is nearly always black, a hidden unit that rarely fires) shrinks by 0.9 a step
     through the denormal range. After three epochs of the tutorial set-up a third of the moments were
     denormal, and every operation on one takes the CPU's slow path: from the second epoch on, an
-    epoch took 1.5x as long. Zero instead of a number that small changes no loss beyond its last
+    epoch took 1.6-1.7x as long. Zero instead of a number that small changes no loss beyond its last
     bits. Each thread has its own setting, which the threads it starts inherit, so this must come
     before torch's first parallel operation starts its thread pool: first thing in a run.
     """

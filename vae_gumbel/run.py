@@ -218,7 +218,9 @@ def build_run(members: Sequence[Member], resume_from: Sequence[Any] = (), data: 
     set its settings name.
 
     Each member's initial weights are drawn from its own seed, exactly as a lone run with that
-    seed draws them; the stack's batches and noise then come from one random stream.
+    seed draws them; the stack's batches and noise then come from one random stream. On a CPU it
+    makes the process flush denormal numbers to zero (``flush_denormals``), for what it computes
+    afterwards too.
     """
     members = list(members)
     first = members[0].settings
