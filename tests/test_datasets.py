@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import TRAIN_IMAGES, sha256_of, write_fake_mnist
+from tests.conftest import TRAIN_IMAGES, run_module_noting_imports, sha256_of, write_fake_mnist
 from vae_gumbel import datasets
 from vae_gumbel.errors import DataError
 
@@ -22,6 +22,15 @@ def test_images_load_as_uint8_rows_of_784(mnist_root: Path) -> None:
     images = datasets.load_images(mnist_root, "mnist", train=True)
     assert images.dtype == torch.uint8 and images.shape == (TRAIN_IMAGES, 784)
     assert datasets.load_images(mnist_root, "mnist", train=False, limit=7).shape == (7, 784)
+
+
+def test_the_fetch_command_checks_the_files_without_importing_torch(mnist_root: Path, tmp_path: Path) -> None:
+    # The fixture's files are not the real data set: the command checks them and says so.
+    result, imported = run_module_noting_imports(
+        "vae_gumbel.datasets", str(mnist_root), cwd=tmp_path, watched=("torch", "numpy")
+    )
+    assert result.returncode == 2 and "has SHA-256" in result.stderr
+    assert imported == []  # checking files needs neither, and torch's import is most of a second
 
 
 def test_missing_files_with_download_off_say_where_to_put_them(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ if __name__ == "__main__":  # python -m: this module's command runs it (see comm
 import gzip
 import hashlib
 import logging
+import math
 import shlex
 import shutil
 import struct
@@ -31,13 +32,13 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, BinaryIO
 
 from vae_gumbel.commands import argument_parser
 from vae_gumbel.errors import DataError, first_line, one_line_errors
+
+if TYPE_CHECKING:
+    import torch
 from vae_gumbel.files import replacing
 
 log = logging.getLogger(__name__)
@@ -225,7 +226,7 @@ def check_idx_structure(path: Path, remedy: str = "delete it and fetch it again"
     if len(dims_bytes) < 4 * ndim:
         raise DataError(f"{path} is truncated inside its header; {remedy}")
     dims = struct.unpack(f">{ndim}I", dims_bytes)
-    expected = 4 + 4 * ndim + int(np.prod(dims, dtype=np.int64))
+    expected = 4 + 4 * ndim + math.prod(dims)
     if size != expected:
         raise DataError(
             f"{path} has {size} bytes but its header {list(dims)} promises {expected}: "
@@ -359,6 +360,9 @@ def load_images(
 
     Read straight from the verified IDX file (a header, then the bytes of every image) rather than
     through torchvision's dataset class, whose import alone costs a run about two seconds."""
+    import numpy as np  # here, not above: fetching and checking the files needs neither
+    import torch
+
     path = _images_file(root, name, train)
     count, rows, cols = check_idx_structure(path)
     count = max(0, count - start) if limit is None else max(0, min(limit, count - start))
