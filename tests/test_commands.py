@@ -98,13 +98,14 @@ def test_a_ctrl_c_that_reaches_a_command_ends_it_in_one_line_with_status_130() -
 
 
 def interrupted_at_a_library(code: str) -> subprocess.CompletedProcess[str]:
-    """Runs ``code`` in a fresh interpreter that gets a SIGINT at its first import of torch or
-    matplotlib (the seconds of a command's start-up; the report imports no torch)."""
+    """Runs ``code`` in a fresh interpreter that gets a SIGINT at its first import of torch,
+    matplotlib or Hydra (the seconds of a command's start-up; the report imports no torch, and
+    the data set command neither torch nor matplotlib)."""
     hook = (
         "import builtins, os, signal\n"
         "real_import = builtins.__import__\n"
         "def interrupted(name, *args, **kwargs):\n"
-        "    if name in ('torch', 'matplotlib', 'matplotlib.figure'):\n"
+        "    if name.partition('.')[0] in ('torch', 'matplotlib', 'hydra'):\n"
         "        builtins.__import__ = real_import\n"
         "        os.kill(os.getpid(), signal.SIGINT)\n"
         "    return real_import(name, *args, **kwargs)\n"
