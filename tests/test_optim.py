@@ -79,6 +79,37 @@ def test_fused_adam_updates_and_saves_exactly_as_torchs_fused_adam() -> None:
     ]
 
 
+def test_fused_adam_updates_a_stacks_weights_in_their_memory_order_as_torch_does_without_copying() -> None:
+    """A stack keeps each matrix in its gradient's memory order (not contiguous): the update runs
+    on contiguous views of that memory, the same elementwise update, where torch's CPU kernel
+    copies each such tensor into a contiguous one and back."""
+    ours, torchs = stack(seeded_models(3)), stack(seeded_models(3))
+    assert not ours.decoder[0].weight.is_contiguous()
+    fused = FusedAdam([{"params": list(ours.parameters()), "lr": 1e-2}])
+    torch_fused = torch.optim.Adam(torchs.parameters(), lr=1e-2, fused=True)
+    x = torch.rand(3, 5, 784, generator=torch.Generator().manual_seed(0))
+    for model, optimizer in ((ours, fused), (torchs, torch_fused)):
+        for _ in range(3):
+            model.zero_grad()
+            loss(model, x).sum().backward()
+            if optimizer is fused:
+                cpu = [torch.profiler.ProfilerActivity.CPU]
+                with torch.profiler.profile(activities=cpu, record_shapes=True) as profile:
+                    optimizer.step()
+            else:
+                optimizer.step()
+    assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), torchs.parameters(), strict=True))
+    for a, b in zip(ours.parameters(), torchs.parameters(), strict=True):
+        assert all(torch.equal(value, torch_fused.state[b][key]) for key, value in fused.state[a].items())
+        assert fused.state[a]["exp_avg"].stride() == a.stride()  # the state keeps the weight's layout
+    copied = [
+        event.input_shapes[0]
+        for event in profile.events()
+        if event.name in ("aten::copy_", "aten::clone") and event.input_shapes[0]  # not a scalar setting
+    ]
+    assert copied == []
+
+
 def test_consecutive_members_of_one_setting_are_one_tensor_per_weight_for_torch() -> None:
     """Few large tensors keep the fused update's launches few and full."""
     stacked = stack(seeded_models(5))

@@ -62,11 +62,12 @@ class FusedAdam:
             steps = [state["step"] for state in states]
             torch._foreach_add_(steps, 1)
             beta1, beta2 = group["betas"]
+            orders = [memory_order(p) for p in params]
             torch._fused_adam_(
-                params,
-                [p.grad for p in params],
-                [state["exp_avg"] for state in states],
-                [state["exp_avg_sq"] for state in states],
+                in_memory_order(params, orders),
+                in_memory_order([p.grad for p in params], orders),
+                in_memory_order([state["exp_avg"] for state in states], orders),
+                in_memory_order([state["exp_avg_sq"] for state in states], orders),
                 [],  # no amsgrad, which our settings do not offer
                 steps,
                 amsgrad=False,
@@ -85,6 +86,24 @@ class FusedAdam:
             "exp_avg_sq": torch.zeros_like(parameter, memory_format=torch.preserve_format),
         }
         return state
+
+
+def memory_order(tensor: torch.Tensor) -> tuple[int, ...]:
+    """Gives the tensor's axes from the largest stride to the smallest: the permutation under which
+    a dense tensor, such as a stack's weight kept in its gradient's order (``model.stack``), is a
+    contiguous view of its memory."""
+    return tuple(sorted(range(tensor.dim()), key=lambda axis: -tensor.stride(axis)))
+
+
+def in_memory_order(tensors: Sequence[torch.Tensor], orders: Sequence[tuple[int, ...]]) -> list[torch.Tensor]:
+    """Gives each tensor with its axes permuted by its parameter's ``memory_order``: the same elements
+    in the same memory, contiguous. Adam's update is elementwise, so it is the same update; but the
+    CPU kernel copies every tensor that is not contiguous into one that is and back (7 ms of a 45 ms
+    step for a stack of 8 default models)."""
+    return [
+        tensor if order == tuple(range(tensor.dim())) else tensor.permute(order)
+        for tensor, order in zip(tensors, orders, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
