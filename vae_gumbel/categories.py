@@ -3,9 +3,10 @@
 K is short (10 by default). On the CPU, torch's softmax kernels run a last axis shorter than one
 vector register (16 floats with AVX-512) row by row, while over the first axis of the transposed
 (K, rows) layout they run across rows, one vector of rows at a time: for the default 30 x 10 code at
-batch 100 that is 3-4x faster forward and 2x with the backward pass. There ``max(dim).indices``, which
-breaks ties to the first maximum as ``argmax`` does, is 3x faster than ``argmax``. On other devices
-each function is torch's own single call. The results equal torch's up to rounding.
+batch 100 that is 3-4x faster forward and 2x with the backward pass. On the CPU, too,
+``max(dim).indices``, which breaks ties to the first maximum as ``argmax`` does, is 3x faster than
+``argmax``. On other devices each function is torch's own single call. The results equal torch's up
+to rounding.
 """
 
 from __future__ import annotations

@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from vae_gumbel.commands import argument_parser
 from vae_gumbel.errors import DataError, first_line, one_line_errors
+from vae_gumbel.files import replacing
 
 if TYPE_CHECKING:
     import torch
-from vae_gumbel.files import replacing
 
 log = logging.getLogger(__name__)
 
