@@ -191,18 +191,25 @@ def run_module(
 HEAVY_IMPORTS = ("torchvision", "torch._dynamo")
 
 
+def run_module_then(module: str, *args: str, cwd: Path, at_exit: str) -> subprocess.CompletedProcess:
+    """Runs ``python -m module args``, then the Python code ``at_exit`` in the same process as it
+    ends (what it imported, what state it left)."""
+    code = (
+        "import atexit, runpy, sys\n"
+        f"atexit.register(lambda: exec({at_exit!r}))\n"
+        f"sys.argv = [{module!r}, *sys.argv[1:]]\n"
+        f"runpy.run_module({module!r}, run_name='__main__')\n"
+    )
+    return run_python("-c", code, *args, cwd=cwd)
+
+
 def run_module_noting_imports(
     module: str, *args: str, cwd: Path, watched: tuple[str, ...] = HEAVY_IMPORTS
 ) -> tuple[subprocess.CompletedProcess, list[str]]:
     """Runs ``python -m module args``; gives its result and which of the ``watched`` modules it
     imported."""
-    code = (
-        "import atexit, runpy, sys\n"
-        f"atexit.register(lambda: print('imported:', [n for n in {watched!r} if n in sys.modules]))\n"
-        f"sys.argv = [{module!r}, *sys.argv[1:]]\n"
-        f"runpy.run_module({module!r}, run_name='__main__')\n"
-    )
-    result = run_python("-c", code, *args, cwd=cwd)
+    note = f"import sys; print('imported:', [n for n in {watched!r} if n in sys.modules])"
+    result = run_module_then(module, *args, cwd=cwd, at_exit=note)
     imported = result.stdout.rpartition("imported: ")[2].strip()
     return result, [name.strip("' ") for name in imported.strip("[]").split(",") if name.strip()]
 

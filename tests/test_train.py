@@ -24,6 +24,7 @@ from tests.conftest import (
     requires_cuda,
     run_module,
     run_module_noting_imports,
+    run_module_then,
     run_python,
     tiny_run,
 )
@@ -498,13 +499,13 @@ def test_a_cpu_run_flushes_denormals_to_zero_on_every_thread(tmp_path: Path, mni
     assert (
         "denormals left: 1048576" in run_python("-c", DENORMAL_PROBE, cwd=tmp_path).stdout
     )  # not by default
-    code = (
-        "import atexit, runpy, sys\n"
-        f"atexit.register(lambda: exec({DENORMAL_PROBE!r}))\n"
-        "sys.argv = ['vae_gumbel.train', *sys.argv[1:]]\n"
-        "runpy.run_module('vae_gumbel.train', run_name='__main__')\n"
+    result = run_module_then(
+        "vae_gumbel.train",
+        *tiny_run(mnist_root),
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+        at_exit=DENORMAL_PROBE,
     )
-    result = run_python("-c", code, *tiny_run(mnist_root), f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "denormals left: 0" in result.stdout
 
