@@ -14,6 +14,7 @@ import torch
 
 from vae_gumbel.checkpoint import capture_rng_state, restore_rng_state
 from vae_gumbel.errors import ConfigError, describe, first_line
+from vae_gumbel.mixed_precision import Bf16Twin
 from vae_gumbel.model import CategoricalVAE, stack_size
 from vae_gumbel.objectives import Elbo
 from vae_gumbel.optim import StackOptimizer
@@ -101,7 +102,8 @@ class TrainStep:
     x: (M, batch, D) images, tau: (M,) temperatures. Members whose ``active`` flag is off (a
     failed run) add nothing to the loss, so they get no gradient. The forward pass and losses run
     under ``torch.compile`` when ``compile`` names a mode, and under bf16 autocast with
-    ``precision="bf16"`` (the losses are computed in float32).
+    ``precision="bf16"`` (the losses are computed in float32), where a bf16 twin of the model holds
+    the weights the matmuls read (``Bf16Twin``).
     """
 
     def __init__(
@@ -119,6 +121,8 @@ class TrainStep:
         self.eager_if_compiling_fails = eager_if_compiling_fails
         self.active = torch.ones(stack_size(model), dtype=torch.bool, device=next(model.parameters()).device)
         self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+        self.twin = Bf16Twin(model) if precision == "bf16" else None
+        self.computes = model if self.twin is None else self.twin.model
         # Static shapes: a last partial batch compiles once more, where dynamic shapes would
         # trace torch.rand with a symbolic size (unsupported) and CUDA graphs want fixed sizes.
         self.losses = (
@@ -134,7 +138,7 @@ class TrainStep:
         with torch.autocast(
             x.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None
         ):
-            losses = self.objective(self.model, x, tau.view(-1, 1, 1, 1))
+            losses = self.objective(self.computes, x, tau.view(-1, 1, 1, 1))
         values = torch.stack(
             [losses.loss_relaxed.detach(), losses.loss_unrelaxed, losses.recon, losses.kl], dim=-1
         )
@@ -180,9 +184,13 @@ class TrainStep:
         log.info(message, seconds)
 
     def _step(self, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        if self.twin is not None:
+            self.twin.refresh()
         loss, values = self.losses(x, tau)
         self.optimizer.zero_grad()
         loss.backward()
+        if self.twin is not None:
+            self.twin.hand_back_gradients()
         self.optimizer.step()
         return values
 
