@@ -9,7 +9,7 @@ import torch
 
 from tests.conftest import TEST_IMAGES, requires_cuda
 from vae_gumbel.config import compose_settings
-from vae_gumbel.data import load_data
+from vae_gumbel.data import ImageSet, load_data
 from vae_gumbel.errors import ConfigError
 
 
@@ -34,6 +34,18 @@ def test_dynamic_binarization_resamples_and_the_test_set_stays_fixed(mnist_root:
     again = data_of(mnist_root, "dynamic")
     assert torch.equal(mnist.test.targets(slice(None)), again.test.targets(slice(None)))
     assert mnist.test.targets(slice(None)).shape == (TEST_IMAGES, 784)
+
+
+def test_dynamic_binarization_draws_each_pixel_with_its_grey_levels_probability() -> None:
+    grey_levels = torch.tensor([0, 1, 64, 128, 191, 254, 255], dtype=torch.uint8)
+    images = ImageSet(grey_levels.repeat(40_000, 1), 255.0, resample=True)
+    torch.manual_seed(0)
+    draws = images.targets(slice(None))
+    assert draws.dtype == torch.float32 and set(draws.unique().tolist()) <= {0.0, 1.0}
+    p = grey_levels.double() / 255
+    standard_error = (p * (1 - p) / len(images)).sqrt()
+    assert ((draws.double().mean(dim=0) - p).abs() <= 5 * standard_error).all()
+    assert draws[:, 0].sum() == 0 and draws[:, -1].sum() == len(images)
 
 
 def test_static_binarization_is_fixed_and_none_keeps_grey_levels(mnist_root: Path) -> None:
