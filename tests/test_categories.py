@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vae_gumbel.categories import ROW_KERNEL_FROM, argmax, log_softmax, softmax
+from vae_gumbel.categories import ROW_KERNEL_FROM, argmax, log_softmax, one_hot, softmax
 
 # Short category axes run across rows on the CPU, long ones row by row: both must give torch's values.
 SHAPES = [(10,), (100, 30, 10), (3, 100, 30, 10), (100, 8, 4), (5, 2), (7, ROW_KERNEL_FROM), (4, 3, 64)]
@@ -46,3 +46,12 @@ def test_argmax_takes_the_first_of_tied_maxima_and_a_nan_as_torch_does() -> None
     index = argmax(x)
     assert index.dtype == torch.int64
     assert torch.equal(index, x.argmax(dim=-1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.bool])
+@pytest.mark.parametrize("shape", [(7,), (100, 30), (3, 4, 5), (0, 2)])
+def test_one_hot_is_torchs(shape, dtype) -> None:
+    index = torch.randint(0, 6, shape, generator=torch.Generator().manual_seed(0))
+    got = one_hot(index, 6, dtype)
+    assert got.dtype == dtype
+    assert torch.equal(got, torch.nn.functional.one_hot(index, 6).to(dtype))

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from vae_gumbel.categories import softmax
+from vae_gumbel.categories import one_hot, softmax
 from vae_gumbel.gumbel import (
     Temperature,
     compute_dtype,
@@ -168,7 +168,7 @@ def gapped_straight_through_estimator(
     for the Gumbel-Softmax sample given D, with no noise of its own to add variance."""
     compute = logits.to(compute_dtype(logits.dtype))
     index = gumbel_max(compute, generator=generator)
-    hard = torch.nn.functional.one_hot(index, logits.shape[-1]).to(logits.dtype)
+    hard = one_hot(index, logits.shape[-1], logits.dtype)
     moved = gapped_logits(compute.detach(), index, gap)
     soft = softmax((compute + (moved - compute.detach())) / tau).to(logits.dtype)
     return LatentSample(z=straight_through(soft, hard), hard=hard, z_is_hard=True)

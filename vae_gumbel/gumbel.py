@@ -14,8 +14,8 @@ import math
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
+from vae_gumbel import categories
 from vae_gumbel.categories import argmax, log_softmax
 
 Temperature = float | torch.Tensor
@@ -44,7 +44,10 @@ def gumbel_cdf(x: torch.Tensor, mu: float = 0.0, beta: float = 1.0) -> torch.Ten
 
 def gumbel_icdf(u: torch.Tensor, mu: float = 0.0, beta: float = 1.0) -> torch.Tensor:
     """Gives the quantile mu - beta * log(-log(u)) for u in (0, 1)."""
-    return mu - beta * torch.log(-torch.log(u))
+    standard = -torch.log(-torch.log(u))
+    if mu == 0.0 and beta == 1.0:  # the sampler's case: two operators fewer, the same numbers
+        return standard
+    return mu + beta * standard
 
 
 def sample_gumbel(
@@ -87,7 +90,7 @@ def gumbel_max(
         noise = sample_gumbel(logits.shape, dtype=compute, device=logits.device, generator=generator)
     index = argmax(logits.detach().to(compute) + noise)
     if one_hot:
-        return F.one_hot(index, logits.shape[-1]).to(logits.dtype)
+        return categories.one_hot(index, logits.shape[-1], logits.dtype)
     return index
 
 
@@ -114,7 +117,7 @@ def gumbel_softmax_sample(
     log_soft = log_softmax(perturbed / tau)
     soft = log_soft.exp().to(logits.dtype)
     index = argmax(perturbed.detach())
-    hard = F.one_hot(index, logits.shape[-1]).to(logits.dtype)
+    hard = categories.one_hot(index, logits.shape[-1], logits.dtype)
     return GumbelSoftmaxSample(soft=soft, hard=hard, index=index, log_soft=log_soft)
 
 
@@ -138,7 +141,7 @@ def conditional_gumbel(
     finfo = torch.finfo(compute)
     uniform = torch.rand(shape, dtype=compute, device=logits.device, generator=generator)
     exponential = -torch.log(uniform.clamp(min=finfo.tiny, max=1.0 - finfo.eps))
-    chosen = F.one_hot(index, logits.shape[-1]).to(torch.bool).expand(shape)
+    chosen = categories.one_hot(index, logits.shape[-1], torch.bool).expand(shape)
     e_max = exponential.masked_fill(~chosen, 0.0).sum(dim=-1, keepdim=True)
     perturbed = torch.where(chosen, -torch.log(e_max), -torch.log(e_max + exponential * torch.exp(-log_p)))
     return perturbed - log_p
@@ -152,7 +155,7 @@ def gapped_logits(logits: torch.Tensor, index: torch.Tensor, gap: float = 1.0) -
     the move is as small as the gap allows.
     """
     top = logits.max(dim=-1, keepdim=True).values
-    chosen = F.one_hot(index, logits.shape[-1]).to(torch.bool)
+    chosen = categories.one_hot(index, logits.shape[-1], torch.bool)
     return torch.where(chosen, top, torch.minimum(logits, top - gap))
 
 
