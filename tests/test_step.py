@@ -219,13 +219,30 @@ def test_a_cuda_graph_of_the_step_trains_exactly_like_the_eager_step(mnist_root:
     )
 
 
-def assert_the_graph_trains_like_the_eager_step(build: Callable, batches: list, tau: torch.Tensor) -> None:
+@requires_cuda
+def test_a_cuda_graph_of_a_bf16_step_trains_exactly_like_the_eager_bf16_step(mnist_root: Path) -> None:
+    """The bf16 twin's refresh and its gradients' hand-back are part of the graph."""
+    from vae_gumbel.data import ImageSet
+    from vae_gumbel.datasets import load_images
+
+    images = ImageSet(load_images(mnist_root, "mnist", train=True).to(CUDA), 255.0, resample=False)
+    batches = [images.targets(slice(i, i + 20))[None] for i in range(0, 120, 20)] * 2
+    tau = torch.full((1,), 0.5, device=CUDA)
+    assert_the_graph_trains_like_the_eager_step(
+        lambda: stacked_model_and_adam(CUDA, capturable=True), batches, tau, precision="bf16"
+    )
+
+
+def assert_the_graph_trains_like_the_eager_step(
+    build: Callable, batches: list, tau: torch.Tensor, precision: str = "32"
+) -> None:
     """Trains a fresh (model, optimizer) from ``build()`` eagerly and as a CUDA graph on the same
     batches and noise; checks that both give the same losses and weights."""
     runs = []
     for plan in (StepPlan(None), StepPlan(None, cuda_graph=True)):
         model, optimizer = build()
-        step_fn = build_step(model, optimizer, Elbo(ESTIMATORS["gumbel_softmax"].build(None)), plan)
+        objective = Elbo(ESTIMATORS["gumbel_softmax"].build(None))
+        step_fn = build_step(model, optimizer, objective, plan, precision=precision)
         torch.manual_seed(1)
         values = torch.stack([step_fn(x, tau).clone() for x in batches])
         runs.append((values, torch.cat([p.detach().flatten() for p in model.parameters()])))
