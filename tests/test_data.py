@@ -46,6 +46,8 @@ def test_dynamic_binarization_draws_each_pixel_with_its_grey_levels_probability(
     standard_error = (p * (1 - p) / len(images)).sqrt()
     assert ((draws.double().mean(dim=0) - p).abs() <= 5 * standard_error).all()
     assert draws[:, 0].sum() == 0 and draws[:, -1].sum() == len(images)
+    torch.manual_seed(0)
+    assert torch.equal(draws, torch.bernoulli(grey_levels.repeat(40_000, 1).float() / 255))  # as before
 
 
 def test_static_binarization_is_fixed_and_none_keeps_grey_levels(mnist_root: Path) -> None:
