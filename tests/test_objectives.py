@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.distributions import OneHotCategorical, kl_divergence
 
 from vae_gumbel.config import ObjectiveConfig
@@ -13,6 +14,7 @@ from vae_gumbel.estimators import gumbel_softmax_estimator, straight_through_est
 from vae_gumbel.model import CategoricalVAE, stack
 from vae_gumbel.objectives import (
     KL_TERMS,
+    BernoulliNll,
     Elbo,
     bernoulli_nll,
     build_objective,
@@ -54,8 +56,41 @@ def test_reconstruction_matches_a_hand_computation() -> None:
 
 
 def test_reconstruction_is_stable_for_extreme_logits() -> None:
-    decoder_logits = torch.tensor([[1e4, -1e4]])
-    assert torch.isfinite(bernoulli_nll(decoder_logits, torch.tensor([[0.0, 1.0]]))).all()
+    decoder_logits = torch.tensor([[1e4, -1e4, 80.0, -80.0]], requires_grad=True)
+    target = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
+    loss = bernoulli_nll(decoder_logits, target)
+    loss.sum().backward()
+    assert loss.item() == pytest.approx(2e4)
+    torch.testing.assert_close(decoder_logits.grad, torch.tensor([[1.0, -1.0, 0.0, 0.0]]))
+
+
+@pytest.mark.parametrize("targets", ["binary", "grey levels"])
+def test_reconstruction_and_its_gradient_are_torchs_binary_cross_entropy(targets: str) -> None:
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.randn(3, 100, 784, generator=generator, dtype=torch.float64) * 6
+    logits[..., :4] = torch.tensor([20.0, -20.0, 0.0, 1e-3], dtype=torch.float64)
+    target = torch.rand(100, 784, generator=generator, dtype=torch.float64)
+    if targets == "binary":
+        target = (target < 0.3).double()
+    weights = torch.randn(3, 100, generator=generator, dtype=torch.float64)
+    ours, reference = logits.float().requires_grad_(), logits.clone().requires_grad_()
+    loss = bernoulli_nll(ours, target)  # members (3) share the batch's targets (100, 784)
+    expected = F.binary_cross_entropy_with_logits(reference, target.expand_as(reference), reduction="none")
+    expected = expected.sum(-1)
+    (loss * weights).sum().backward()
+    (expected * weights).sum().backward()
+    assert loss.dtype == torch.float32
+    # float32 rounding of a sum of 784 terms of about 1,900 nats in all; the gradient per pixel
+    torch.testing.assert_close(loss.double(), expected, rtol=0, atol=1e-3)
+    torch.testing.assert_close(ours.grad.double(), reference.grad, rtol=0, atol=1e-6)
+
+
+def test_reconstructions_gradient_passes_gradcheck_for_logits_and_targets() -> None:
+    generator = torch.Generator().manual_seed(4)
+    logits = (torch.randn(2, 3, 5, generator=generator, dtype=torch.float64) * 4).requires_grad_()
+    target = torch.rand(2, 3, 5, generator=generator, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(BernoulliNll.apply, (logits, target))
+    assert torch.autograd.gradgradcheck(BernoulliNll.apply, (logits, target)) is not None
 
 
 def test_relaxed_and_unrelaxed_losses_come_from_one_noise_draw() -> None:
