@@ -48,7 +48,7 @@ class CategoricalVAE(nn.Module):
     """A VAE whose code is N independent categorical variables with K categories each.
 
     The encoder's last layer is linear, so logits may take any sign; the decoder returns
-    Bernoulli logits, to be scored with ``binary_cross_entropy_with_logits``.
+    Bernoulli logits, to be scored with ``objectives.bernoulli_nll`` (the cross-entropy with logits).
     """
 
     def __init__(
