@@ -50,11 +50,11 @@ class BernoulliNll(torch.autograd.Function):
     sigmoid(l) - t written out.
 
     softplus(l) - t l, with softplus(l) = max(l, 0) + log(1 + exp(-|l|)): the same function as
-    ``binary_cross_entropy_with_logits``, which calls torch's ``log1p`` (5.5x slower than ``log`` on
-    the CPUs measured) and leaves autograd a chain of small kernels for its gradient. 1 + exp(-|l|) in float32
-    drops only terms below 6e-8 nats a pixel (|l| > 16.6). On a 2-core AMD EPYC the default
-    model's step took 0.93-0.95 of its time before in bf16, 0.96-0.97 in float32, and the test
-    set's evaluation 0.88 (docs/performance.md).
+    ``binary_cross_entropy_with_logits``, which calls torch's ``log1p`` (5.5x slower than ``log``
+    on the CPUs measured) and leaves autograd a chain of small kernels for its gradient. In float32,
+    1 + exp(-|l|) drops only terms below 6e-8 nats a pixel (|l| > 16.6). On a 2-core AMD EPYC the
+    default model's step took 0.93-0.95 of its time before in bf16, 0.96-0.97 in float32, and the
+    test set's evaluation 0.88 (docs/performance.md).
     """
 
     @staticmethod
