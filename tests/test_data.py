@@ -64,6 +64,15 @@ def by_row(t: torch.Tensor) -> torch.Tensor:
     return t[torch.argsort(t @ torch.rand(784, generator=torch.Generator().manual_seed(0)))]
 
 
+def test_rows_are_the_stored_images_at_an_index_of_any_shape() -> None:
+    pixels = torch.randint(0, 256, (10, 784), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    images = ImageSet(pixels, 255.0, resample=False)
+    for index in (torch.tensor([3, 1, 4]), torch.tensor([[3, 1, 4], [1, 5, 9]]), slice(2, 5)):
+        assert torch.equal(images.rows(index), pixels[index])
+    batch = torch.tensor([[7, 0]])
+    assert torch.equal(images.targets(batch), pixels[batch].float() / 255)
+
+
 def test_an_epoch_of_batches_visits_every_image_once(mnist_root: Path) -> None:
     grey = data_of(mnist_root, "none")
     batches = list(grey.train.batches(batch_size=50))

@@ -44,7 +44,7 @@ class ImageSet:
 
     def targets(self, index: torch.Tensor | slice) -> torch.Tensor:
         """Gives float targets (..., batch, 784) in [0, 1] for the images at ``index`` (..., batch)."""
-        x = self.pixels[index].float().div_(self.divisor)
+        x = self.rows(index).float().div_(self.divisor)
         if not self.resample:
             return x
         # Bernoulli(x) as a uniform below x: one vectorised draw for the batch, where torch.bernoulli's
@@ -52,6 +52,14 @@ class ImageSet:
         # images, 0.29 ms against 0.92 ms for grey levels spread evenly). On the CPU these are
         # torch.bernoulli's draws, bit for bit, from the same generator state.
         return torch.rand_like(x).lt_(x)
+
+    def rows(self, index: torch.Tensor | slice) -> torch.Tensor:
+        """Gives the stored rows (..., batch, 784) at ``index`` (..., batch), as uint8."""
+        if isinstance(index, slice):
+            return self.pixels[index]
+        # One copy per row, where indexing with a tensor copies byte by byte: a batch of 100 on 2 CPU
+        # cores takes 31 us against 75-90 us inside the epoch loop (6 us against 28 us alone).
+        return self.pixels.index_select(0, index.flatten()).unflatten(0, index.shape)
 
     def batches(self, batch_size: int, members: int = 1) -> Iterator[torch.Tensor]:
         """Yields target batches (members, batch, 784) over one epoch, each member in its own random
