@@ -237,6 +237,6 @@ def test_a_reader_that_stops_reading_ends_a_command_quietly() -> None:
         text=True,
     )
     process.stdout.close()  # as `| head` does, long before the command writes
-    stderr = process.stderr.read()
-    assert process.wait(timeout=120) == 128 + signal.SIGPIPE
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGPIPE
     assert stderr == ""

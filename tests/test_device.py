@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -57,9 +59,8 @@ def test_auto_precision_is_bf16_only_on_a_cpu_that_computes_bf16_natively(monkey
 
 
 def test_native_bf16_is_read_from_the_cpus_flags() -> None:
-    flags = " ".join(
-        line for line in open("/proc/cpuinfo").read().splitlines() if line.startswith(("flags", "Features"))
-    ).split()
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    flags = " ".join(line for line in lines if line.startswith(("flags", "Features"))).split()
     assert cpu_has_native_bf16() == bool(set(flags) & NATIVE_BF16_FLAGS)
 
 

@@ -214,7 +214,7 @@ def test_the_reinmax_comparison_trains_each_estimator_with_its_papers_settings_a
         "gumbel_rao": ("adam", 5e-4, 0.5, 100),
         "softmax_straight_through": ("adam", 1e-3, 1.3, 10),
     }
-    rows = {row["estimator"]: row for row in csv.DictReader((out / "reinmax2023.csv").open())}
+    rows = {row["estimator"]: row for row in csv_rows(out / "reinmax2023.csv")}
     for estimator, (optimizer, lr, tau, rao_samples) in expected.items():
         last = []
         for seed in range(2):
@@ -231,7 +231,7 @@ def test_the_reinmax_comparison_trains_each_estimator_with_its_papers_settings_a
             sum(r["train/loss_unrelaxed"] for r in last) / 2
         )
     assert "| 8x4 | `gumbel_rao`" in (out / "reinmax2023.md").read_text()
-    runs = list(csv.DictReader((out / "runs.csv").open()))  # every run, for the CSV kept in docs/
+    runs = csv_rows(out / "runs.csv")  # every run, for the CSV kept in docs/
     assert sorted((row["job"], row["status"]) for row in runs) == [
         (f"8x4/{estimator}/{seed}", "completed") for estimator in sorted(expected) for seed in range(2)
     ]
@@ -241,9 +241,7 @@ def test_the_reinmax_comparison_trains_each_estimator_with_its_papers_settings_a
     run_script("reinmax2023.py", *arguments, "--seeds", "2", *launcher, *tiny_run(mnist_root))
     said = (submitted / "8x4" / "gumbel_rao.log").read_text()  # the sweep's own output
     assert "2 jobs as 1 stack of at most 64 models, a submitted job each" in said
-    assert list(csv.DictReader((submitted / "reinmax2023.csv").open())) == list(
-        csv.DictReader((out / "reinmax2023.csv").open())
-    )
+    assert csv_rows(submitted / "reinmax2023.csv") == csv_rows(out / "reinmax2023.csv")
 
 
 def test_the_gpu_figures_run_each_step_in_order_and_skip_what_the_budget_cannot_hold(
@@ -267,6 +265,10 @@ def test_the_gpu_figures_run_each_step_in_order_and_skip_what_the_budget_cannot_
     summary = (short / "summary.md").read_text()
     assert summary.count("skipped, 20 s of the budget left") == 7 and not list(short.glob("*.log"))
     assert "## joblib: skipped" in capsys.readouterr().out
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.read_text().splitlines()))
 
 
 def load_script(name: str) -> object:
