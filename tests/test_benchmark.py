@@ -20,6 +20,7 @@ from vae_gumbel.tools.benchmark import (
     default_options,
     main,
     markdown,
+    middle_half,
     model_flops_per_image,
     trainer_settings,
 )
@@ -32,6 +33,12 @@ def test_model_flops_count_every_matmul_of_a_training_image() -> None:
     encoder, decoder = 784 * 4 + 4 * 6, 6 * 4 + 4 * 784
     assert model_flops_per_image(model) == 3 * 2 * (encoder + decoder) + 2 * decoder
     assert model_flops_per_image(model, unrelaxed_decode=False) == 3 * 2 * (encoder + decoder)
+
+
+def test_the_middle_half_of_a_ratio_is_between_its_quartiles() -> None:
+    assert middle_half([5.0, 1.0, 4.0, 2.0, 3.0]) == [2.0, 4.0]
+    assert middle_half([2.0, 4.0]) == [2.5, 3.5]
+    assert middle_half([3.0]) is None  # one round has no spread
 
 
 @pytest.mark.parametrize(
@@ -123,6 +130,15 @@ def test_benchmark_cli_writes_json_and_a_markdown_table(mnist_root: Path, tmp_pa
     assert rows[(20, "trainer bf16")]["trainer_settings"] == {"compile": "false", "precision": "bf16"}
     assert all(len(r["seconds"]) == 2 and r["images_per_s"] > 0 for r in rows.values())
     assert rows[(20, "baseline")]["speedup_vs_baseline"] == 1.0
+    # Beside the ratio of the medians, the middle half of the ratios of each round's timings.
+    for row in rows.values():
+        baseline = rows[(row["batch_size"], "baseline")]
+        ratios = [
+            (theirs / baseline["images"]) / (ours / row["images"])
+            for theirs, ours in zip(baseline["seconds"], row["seconds"], strict=True)
+        ]
+        low, high = row["speedup_middle_half"]
+        assert min(ratios) <= low <= high <= max(ratios)
     # Each row is held against the measured matmul peak of its own precision.
     peaks = report["matmul_peak"]["tflops"]
     assert report["matmul_peak"]["size"] == 128 and set(peaks) == {"float32", "bfloat16"}
@@ -135,6 +151,9 @@ def test_benchmark_cli_writes_json_and_a_markdown_table(mnist_root: Path, tmp_pa
             row["model_tflops"] / peaks[row["matmul_precision"]]
         )
     table = (tmp_path / "bench.md").read_text()
+    eager = rows[(20, "trainer eager")]
+    low, high = eager["speedup_middle_half"]
+    assert f"| {eager['speedup_vs_baseline']:.2f}x ({low:.2f}-{high:.2f}) |" in table
     assert "| 20 | trainer eager" in table and "Matmul peak measured in this run (128 x 128" in table
     assert "WARNING" not in table or "exceeded the matmul peak" in table
     # One row over its peak, as on a machine busy while the peak ran (here the others are set below

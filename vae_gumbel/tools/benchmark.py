@@ -279,6 +279,15 @@ class Timing:
     loss: float  # the last measured loss, a sanity check that training ran
 
 
+def middle_half(values: list[float]) -> list[float] | None:
+    """Gives the first and third quartiles of ``values`` (None for fewer than two): where the middle
+    half of a ratio measured round by round lies, the spread that noise on the machine gives it."""
+    if len(values) < 2:
+        return None
+    first, _, third = statistics.quantiles(values, n=4, method="inclusive")
+    return [first, third]
+
+
 def _peak_memory(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
@@ -381,6 +390,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         per_image = seconds / timing.images
         baseline = next(t for t in timings if t.config == "baseline" and t.batch_size == timing.batch_size)
         baseline_per_image = statistics.median(baseline.seconds) / baseline.images
+        # Each round times every configuration in turn: its ratios share the machine's state.
+        rounds = [
+            (theirs / baseline.images) / (ours / timing.images)
+            for theirs, ours in zip(baseline.seconds, timing.seconds, strict=True)
+        ]
         options, precision = configs[timing.batch_size][timing.config]
         model_tflops = flops / per_image / 1e12
         rows.append(
@@ -389,6 +403,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "epoch_s": per_image * EPOCH_IMAGES,
                 "images_per_s": 1 / per_image,
                 "speedup_vs_baseline": baseline_per_image / per_image,
+                "speedup_middle_half": middle_half(rounds),
                 "model_tflops": model_tflops,
                 "trainer_settings": options and {"compile": options[0], "precision": options[1]},
                 "matmul_precision": precision,
@@ -418,7 +433,8 @@ def markdown(report: dict[str, Any]) -> str:
     notes = [  # paragraphs above the table
         f"Device: {report['device']}; torch {report['torch']}; model {report['model']}; "
         f"{report['model_flops_per_image'] / 1e6:.2f} MFLOP per training image;"
-        f" median of {report['repeats']} runs"
+        f" median of {report['repeats']} runs (in brackets, the middle half of the rounds' ratios: each"
+        " round times every configuration in turn)"
         + (
             "; the trainer's matmuls in TF32 (`trainer.tf32`), the baseline's in float32."
             if report.get("trainer_tf32")
@@ -454,9 +470,13 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for row in report["results"]:
         memory = f"{row['peak_memory_mb']:.0f}" if row["peak_memory_mb"] is not None else "n/a"
+        spread = row.get("speedup_middle_half")
+        speedup = f"{row['speedup_vs_baseline']:.2f}x" + (
+            f" ({spread[0]:.2f}-{spread[1]:.2f})" if spread and row["config"] != "baseline" else ""
+        )
         lines.append(
             f"| {row['batch_size']} | {row['config']} | {row['epoch_s']:.3f} | {row['images_per_s']:,.0f} | "
-            f"{row['speedup_vs_baseline']:.2f}x | {row['model_tflops']:.4f} | "
+            f"{speedup} | {row['model_tflops']:.4f} | "
             f"{row['fraction_of_matmul_peak']:.1%} ({row['matmul_precision']}) | {memory} |"
         )
     if report.get("stacks"):
