@@ -1,7 +1,7 @@
 """Time whole commands, from a process's start to its end, and show where a run's time goes.
 
     python scripts/time_to_result.py [--repeats 3] [--cold | --warm-up 1] [--tutorial-epochs 1]
-        [--data-root data] [--out outputs/bench/time_to_result] [TRAIN OVERRIDES ...]
+        [--data-root DIR] [--out outputs/bench/time_to_result] [TRAIN OVERRIDES ...]
 
 Runs ``python -m vae_gumbel.train trainer.timeline=true OVERRIDES`` ``--repeats`` times (with
 ``--cold``, each with an empty compile cache: TORCHINDUCTOR_CACHE_DIR and trainer.compile_cache
@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from vae_gumbel.commands import at_least
+from vae_gumbel.datasets import ensure
 from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import dated_folder
 from vae_gumbel.run_folder import RunFolder
@@ -43,6 +44,12 @@ def timed(command: list[str], environment: dict[str, str]) -> float:
     return seconds
 
 
+def data_root_of(overrides: list[str]) -> str:
+    """Gives the data folder the training overrides name (the last ``data.root=``), else ``data``."""
+    roots = [o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("data.root=")]
+    return roots[-1] if roots else "data"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -55,7 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--tutorial-epochs", type=at_least(0), default=0, help="also time the tutorial loop's process"
     )
-    parser.add_argument("--data-root", default="data", help="for the tutorial loop (the runs take data.root)")
+    parser.add_argument(
+        "--data-root", help="the tutorial loop's MNIST folder (default: the overrides' data.root, else data)"
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -66,7 +75,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.cold and args.warm_up:
         parser.error("--cold times every run with an empty cache; --warm-up would fill it for nothing")
+    data_root = args.data_root or data_root_of(args.overrides)
     with one_line_errors():  # before the measurement, which takes minutes
+        if args.tutorial_epochs:
+            ensure(data_root, "mnist")  # as the runs do, so that neither process times a download
         out = dated_folder(args.out)
     walls: dict[str, list[float]] = {"train": [], "tutorial": []}
     phases: list[dict[str, float]] = []
@@ -94,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
                 "--epochs",
                 str(args.tutorial_epochs),
             ]
-            walls["tutorial"].append(timed([*tutorial, "--data-root", args.data_root], environment))
+            walls["tutorial"].append(timed([*tutorial, "--data-root", data_root], environment))
     names = list(dict.fromkeys(name for run in phases for name in run))
     median_phases = {name: statistics.median(run.get(name, 0.0) for run in phases) for name in names}
     report = {

@@ -171,13 +171,18 @@ def run_python(
     )
 
 
+def load_script(name: str) -> object:
+    """Imports ``scripts/NAME.py`` as a module."""
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_script(name: str, *args: str) -> object:
     """Runs ``scripts/NAME``'s ``main(args)`` in this process: its command line without the cost of
     a new interpreter (for scripts that start their own training processes, or only read files)."""
-    spec = importlib.util.spec_from_file_location(f"script_{Path(name).stem}", REPO / "scripts" / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(list(args))
+    return load_script(Path(name).stem).main(list(args))
 
 
 def run_module(

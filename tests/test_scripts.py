@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import REPO, compose_config, run_python, run_script, tiny_run
+from tests.conftest import REPO, compose_config, load_script, run_python, run_script, tiny_run
 from vae_gumbel.provenance import version_line
 from vae_gumbel.run_folder import TIMELINES, RunFolder
 from vae_gumbel.timeline import EPOCH_EXTRAS, HYDRA_PHASES, SWEEPER_CHECKS
@@ -269,16 +269,6 @@ def test_the_gpu_figures_run_each_step_in_order_and_skip_what_the_budget_cannot_
 
 def csv_rows(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(path.read_text().splitlines()))
-
-
-def load_script(name: str) -> object:
-    """Imports scripts/NAME.py as a module."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def load_gpu_figures() -> object:

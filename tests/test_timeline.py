@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import run_script, tiny_run
+from tests.conftest import load_script, run_script, tiny_run
 from vae_gumbel.compile_cache import CompileCache
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.timeline import Timeline, process_start
@@ -65,6 +65,22 @@ def test_each_job_starts_its_timeline_afresh_and_only_the_first_counts_the_start
 def test_the_process_start_is_before_now() -> None:
     started = process_start()
     assert started is not None and 0 < time.time() - started < 3600
+
+
+def test_time_to_result_times_the_tutorial_on_the_runs_data_and_checks_it_first(
+    tmp_path: Path, capsys
+) -> None:
+    script = load_script("time_to_result")
+    assert script.data_root_of(["trainer.epochs=1", "data.root=/a", "data.root=/b"]) == "/b"
+    assert script.data_root_of(["trainer.epochs=1"]) == "data"
+    not_a_folder = tmp_path / "mnist"
+    not_a_folder.write_text("")
+    out = tmp_path / "timing"
+    arguments = ["--tutorial-epochs", "1", "--out", str(out), f"data.root={not_a_folder}"]
+    with pytest.raises(SystemExit) as refused:  # before any run, which would take minutes
+        run_script("time_to_result.py", *arguments)
+    assert refused.value.code != 0 and not out.exists()
+    assert f"the data root {not_a_folder} is a file" in capsys.readouterr().err
 
 
 def test_time_to_result_times_whole_runs_and_reads_their_timelines(
