@@ -82,6 +82,29 @@ def test_a_failing_member_stops_alone_and_the_others_train_on_unchanged(
     assert all(bool((value == 0).all()) for value in member_state(poisoned.model, 1).values())
 
 
+def test_a_member_of_a_compiled_stack_whose_weights_turn_non_finite_stops_alone(mnist_root: Path) -> None:
+    """What ``trainer.compile=auto`` gives a large stack on a CPU: a compiled step (here through
+    AOTAutograd without inductor's code generation, to be quick)."""
+    compiled = ["trainer.compile=true", "trainer.compile_backend=aot_eager"]
+    runs = []
+    for poison in (False, True):
+        torch._dynamo.reset()
+        run = build_run(members(mnist_root, compiled, [*compiled, "seed=1"], [*compiled, "seed=2"]))
+        run.train_epoch()
+        if poison:
+            with torch.no_grad():
+                run.model.decoder[0].weight[1, 0, 0] = float("nan")
+        run.train_epoch()
+        runs.append(run)
+    healthy, poisoned = runs
+    assert poisoned.step_path.startswith("compiled")
+    assert healthy.active == [True, True, True] and poisoned.active == [True, False, True]
+    assert isinstance(poisoned.members[1].error, NonFiniteLossError)
+    for m in (0, 2):
+        for name, value in member_state(healthy.model, m).items():
+            assert torch.equal(member_state(poisoned.model, m)[name], value), (m, name)
+
+
 def test_when_every_member_has_failed_the_error_ends_the_run(mnist_root: Path, monkeypatch) -> None:
     poison_training_loss(monkeypatch, at_call=1)
     run = build_run(members(mnist_root, []))

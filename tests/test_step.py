@@ -20,7 +20,14 @@ from vae_gumbel.model import CategoricalVAE, stack
 from vae_gumbel.objectives import Elbo
 from vae_gumbel.optim import StackOptimizer
 from vae_gumbel.run import Member, build_run
-from vae_gumbel.step import COMPILE_PAYS_AFTER_STEPS, GRAPH_WARMUP_STEPS, StepPlan, build_step, plan_step
+from vae_gumbel.step import (
+    COMPILE_PAYS_AFTER_STEPS,
+    GRAPH_WARMUP_STEPS,
+    StepPlan,
+    build_step,
+    compile_pays,
+    plan_step,
+)
 from vae_gumbel.train import train
 
 CUDA = torch.device("cuda")
@@ -48,13 +55,26 @@ def test_graph_replays_the_eager_step_as_one_cuda_graph_and_is_plain_eager_on_a_
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_the_default_compiles_only_runs_long_enough_to_repay_the_compile(device: str) -> None:
     assert compose_settings().trainer.compile == "auto"
-    cuda, pays = device == "cuda", COMPILE_PAYS_AFTER_STEPS[device]
+    cuda, pays = device == "cuda", dict(COMPILE_PAYS_AFTER_STEPS[device])[1]
     assert plan_step("auto", torch.device(device), steps=pays - 1) == StepPlan(None, cuda_graph=cuda)
     compiled = StepPlan("default", cuda_graph=cuda, eager_if_compiling_fails=True)
     assert plan_step("auto", torch.device(device), steps=pays) == compiled
     assert plan_step("auto", torch.device(device)) == StepPlan(None, cuda_graph=cuda)  # length unknown
     learned = plan_step("auto", torch.device(device), learned_temperature=True, steps=pays)
     assert learned == StepPlan("reduce-overhead" if cuda else "default", eager_if_compiling_fails=True)
+
+
+def test_a_large_stack_on_a_cpu_compiles_for_runs_that_one_model_would_not() -> None:
+    cpu = torch.device("cpu")
+    default_run = 10 * 600  # 10 epochs of 60,000 images at batch 100
+    for members in (1, 2, 16, 31):  # each saves too little a step to repay the compile in 6,000
+        assert plan_step("auto", cpu, steps=default_run, members=members) == StepPlan(None)
+    compiled = StepPlan("default", eager_if_compiling_fails=True)
+    for members in (32, 64, 256):
+        assert plan_step("auto", cpu, steps=default_run, members=members) == compiled
+        assert plan_step("auto", cpu, steps=60, members=members) == StepPlan(None)  # a smoke run
+    assert plan_step("auto", cpu, members=64) == StepPlan(None)  # length unknown
+    assert compile_pays(torch.device("cuda"), 50_000, members=256) is False  # not measured there
 
 
 @pytest.mark.parametrize(

@@ -239,7 +239,9 @@ def build_run(members: Sequence[Member], resume_from: Sequence[Any] = (), data: 
             data = load_data(first.data, device)
     steps = first.trainer.epochs * math.ceil(len(data.train) / first.data.batch_size)
     learned = first.temperature.name == "learned"
-    plan = plan_step(first.trainer.compile, device, learned_temperature=learned, steps=steps)
+    plan = plan_step(
+        first.trainer.compile, device, learned_temperature=learned, steps=steps, members=len(members)
+    )
     cache = (
         CompileCache(first.trainer.compile_cache, device)
         if plan.compile and first.trainer.compile_cache

@@ -27,12 +27,19 @@ COMPILE_SETTINGS = ("auto", "false", "graph", "true", "default", "reduce-overhea
 # trainer.precision: float32, bf16 autocast, or auto (bf16 on a CPU with native bf16 instructions).
 PRECISIONS = ("auto", "32", "bf16")
 
-# From how many steps a run repays compiling its step (trainer.compile=auto), on each device. On a
-# 2-core AVX2 CPU, a cold compile took 25-37 s and saved 1.7 ms a step (docs/performance.md). On
-# CUDA, the eager step replayed as one CUDA graph is already launch-free; compiling fuses its
-# kernels (0.14 s an epoch at batch 100 on an H100) at the cost of the compile itself: an estimate
-# from those figures, not yet measured against the graphed eager step.
-COMPILE_PAYS_AFTER_STEPS = {"cpu": 20_000, "cuda": 100_000}
+# From how many steps a run repays compiling its step (trainer.compile=auto), on each device, by the
+# size of its stack: (fewest members, steps) rows, the largest stacks first. On a 2-core AVX2 CPU, a
+# cold compile took 25-37 s and saved 1.7 ms a step of one model (docs/performance.md). A stack
+# saves more a step for about the same compile: on a 2-core AMD EPYC a cold compile took 16-18 s
+# whatever the stack, and saved 24 ms a step of 32 members and 64 ms of 64 in bf16 (11.7 and 22.5
+# ms in float32), repaid after 200-1,400 steps; stacks of 2 to 16 saved 2.5-4.1 ms, repaid after
+# 4,000-6,400. On CUDA, the eager step replayed as one CUDA graph is already launch-free;
+# compiling fuses its kernels (0.14 s an epoch at batch 100 on an H100) at the cost of the compile
+# itself: an estimate from those figures, not yet measured against the graphed eager step.
+COMPILE_PAYS_AFTER_STEPS: dict[str, tuple[tuple[int, int], ...]] = {
+    "cpu": ((32, 2_000), (1, 20_000)),
+    "cuda": ((1, 100_000),),
+}
 
 # Ordinary steps per batch shape before a CudaGraphStep captures its graph.
 GRAPH_WARMUP_STEPS = 3
@@ -61,18 +68,32 @@ class StepPlan:
         return ", ".join([*parts, "bf16 autocast" if precision == "bf16" else "float32"])
 
 
+def compile_pays(device: torch.device, steps: int | None, members: int = 1) -> bool:
+    """Says whether ``steps`` steps of a stack of ``members`` repay compiling the step on ``device``
+    (never when the run's length is unknown)."""
+    if steps is None:
+        return False
+    rows = COMPILE_PAYS_AFTER_STEPS.get(device.type, COMPILE_PAYS_AFTER_STEPS["cpu"])
+    return steps >= next(after for fewest, after in rows if members >= fewest)
+
+
 def plan_step(
-    setting: str, device: torch.device, learned_temperature: bool = False, steps: int | None = None
+    setting: str,
+    device: torch.device,
+    learned_temperature: bool = False,
+    steps: int | None = None,
+    members: int = 1,
 ) -> StepPlan:
-    """Gives the plan for ``trainer.compile`` on ``device`` for a run of ``steps`` steps.
+    """Gives the plan for ``trainer.compile`` on ``device`` for a run of ``steps`` steps of a stack of
+    ``members``.
 
     ``auto`` (the default) takes the cheapest path for the run's length: it compiles only when the
-    run is long enough to repay compiling (COMPILE_PAYS_AFTER_STEPS), and trains on eager if
-    compiling fails, and on CUDA it replays the whole step (forward, backward, optimizer update)
-    as one CUDA graph either way, since a model this small is bound by launching its kernels, not
-    by running them. ``graph`` is that graph without compiling; ``true`` compiles (on CUDA, with
-    the graph). A learned temperature, whose gradient leaves the step, gets inductor's own CUDA
-    graphs (reduce-overhead) instead.
+    run is long enough to repay compiling (COMPILE_PAYS_AFTER_STEPS, sooner for a large stack), and
+    trains on eager if compiling fails, and on CUDA it replays the whole step (forward, backward,
+    optimizer update) as one CUDA graph either way, since a model this small is bound by launching
+    its kernels, not by running them. ``graph`` is that graph without compiling; ``true`` compiles
+    (on CUDA, with the graph). A learned temperature, whose gradient leaves the step, gets
+    inductor's own CUDA graphs (reduce-overhead) instead.
     """
     cuda = device.type == "cuda"
     if setting == "false" or (setting == "graph" and not cuda):
@@ -80,9 +101,7 @@ def plan_step(
     if setting == "graph":
         return StepPlan(None, cuda_graph=True)
     if setting == "auto":
-        pays = steps is not None and steps >= COMPILE_PAYS_AFTER_STEPS.get(
-            device.type, COMPILE_PAYS_AFTER_STEPS["cpu"]
-        )
+        pays = compile_pays(device, steps, members)
         if cuda and learned_temperature:
             return StepPlan("reduce-overhead" if pays else None, eager_if_compiling_fails=pays)
         return StepPlan("default" if pays else None, cuda_graph=cuda, eager_if_compiling_fails=pays)
