@@ -32,7 +32,7 @@ PRECISIONS = ("auto", "32", "bf16")
 # cold compile took 25-37 s and saved 1.7 ms a step of one model (docs/performance.md). A stack
 # saves more a step for about the same compile: on a 2-core AMD EPYC a cold compile took 16-18 s
 # whatever the stack, and saved 24 ms a step of 32 members and 64 ms of 64 in bf16 (11.7 and 22.5
-# ms in float32), repaid after 200-1,400 steps; stacks of 2 to 16 saved 2.5-4.1 ms, repaid after
+# ms in float32), repaid after 170-1,400 steps; stacks of 2 to 16 saved 2.5-4.1 ms, repaid after
 # 4,000-6,400. On CUDA, the eager step replayed as one CUDA graph is already launch-free;
 # compiling fuses its kernels (0.14 s an epoch at batch 100 on an H100) at the cost of the compile
 # itself: an estimate from those figures, not yet measured against the graphed eager step.
