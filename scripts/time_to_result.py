@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from vae_gumbel.commands import at_least
+from vae_gumbel.config import compose_settings
 from vae_gumbel.datasets import ensure
 from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import dated_folder
@@ -45,9 +46,8 @@ def timed(command: list[str], environment: dict[str, str]) -> float:
 
 
 def data_root_of(overrides: list[str]) -> str:
-    """Gives the data folder the training overrides name (the last ``data.root=``), else ``data``."""
-    roots = [o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("data.root=")]
-    return roots[-1] if roots else "data"
+    """Gives the data folder of the runs the training overrides compose (``data.root``)."""
+    return compose_settings(overrides).data.root
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,9 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.cold and args.warm_up:
         parser.error("--cold times every run with an empty cache; --warm-up would fill it for nothing")
-    data_root = args.data_root or data_root_of(args.overrides)
     with one_line_errors():  # before the measurement, which takes minutes
         if args.tutorial_epochs:
+            data_root = args.data_root or data_root_of(args.overrides)
             ensure(data_root, "mnist")  # as the runs do, so that neither process times a download
         out = dated_folder(args.out)
     walls: dict[str, list[float]] = {"train": [], "tutorial": []}
