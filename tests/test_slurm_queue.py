@@ -106,10 +106,13 @@ def run_or_fail(how: str, argument: str) -> None:
 
 
 @pytest.mark.slow
-def test_the_first_job_to_fail_is_told_while_the_jobs_before_it_run(tmp_path: Path) -> None:
+def test_the_first_job_to_fail_is_told_while_the_jobs_before_it_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     executor = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="local")
     executor.update_parameters(timeout_min=2)
     released = tmp_path / "released"
+    submitted = kept_as_submitted(monkeypatch)
     submitits, started = submitit.AutoExecutor.map_array, time.monotonic()
     try:
         with told_as_they_end(), pytest.raises(FailedJobError, match="job 1 fails at once"):
@@ -117,7 +120,23 @@ def test_the_first_job_to_fail_is_told_while_the_jobs_before_it_run(tmp_path: Pa
         assert time.monotonic() - started < 30  # job 0 runs a minute: nothing waited for it
     finally:
         released.touch()
+        for job in submitted:  # job 0's process ends now: the test leaves none running
+            job.wait()
     assert submitit.AutoExecutor.map_array is submitits
+
+
+def kept_as_submitted(monkeypatch: pytest.MonkeyPatch) -> list[submitit.Job]:
+    """Gives the list that every job submitted through ``AutoExecutor.map_array`` goes into."""
+    submitted: list[submitit.Job] = []
+    submitits = submitit.AutoExecutor.map_array
+
+    def map_array(executor, fn, *iterables):  # type: ignore[no-untyped-def]
+        jobs = submitits(executor, fn, *iterables)
+        submitted.extend(jobs)
+        return jobs
+
+    monkeypatch.setattr(submitit.AutoExecutor, "map_array", map_array)
+    return submitted
 
 
 def test_a_big_sweep_is_looked_over_less_often_than_a_small_one() -> None:
