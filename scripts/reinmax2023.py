@@ -12,9 +12,16 @@ grey-level targets, 784-512-256 MLPs, batch 100, 160 epochs, a constant temperat
 configuration is written categories x variables, as in the papers ("10x30": 30 variables of 10
 categories). For each configuration and estimator, one stacked sweep over the seeds trains into
 OUT/CONFIGURATION/ESTIMATOR, with the estimator's optimizer, learning rate and temperature from
-SETTINGS. With ``--launcher stacked`` (the default) the sweeps train here, one after another; with
-``stacked_slurm`` each seed stack trains as one SLURM job, ``--at-once`` sweeps (8) waiting for
-theirs at a time, and each sweep's own output goes to OUT/CONFIGURATION/ESTIMATOR.log.
+SETTINGS. With ``--launcher stacked`` (the default) the sweeps train here, one after another on
+this console, or ``--at-once`` of them at a time (on a GPU, small stacks side by side keep it busier
+than one); with ``stacked_slurm`` each seed stack trains as one SLURM job, ``--at-once`` sweeps (8)
+waiting for theirs at a time. A sweep that does not train on this console writes its output to
+OUT/CONFIGURATION/ESTIMATOR.log.
+
+A Ctrl-C or SIGTERM is passed on to every sweep once (each runs in a session of its own): runs
+here stop at the next step with their last epoch kept (SLURM jobs go on), nothing new starts, and
+the script ends in one line with the command that continues the comparison (the same one, with
+``resume=last``).
 
 The summary gives, per configuration and estimator, the mean, standard error and count over the
 seeds that completed of the papers' two numbers: the training loss of the last epoch (one exact
@@ -26,9 +33,14 @@ and OUT/runs.csv with everything each run recorded.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shlex
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -193,37 +205,78 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def train_one_after_another(sweeps: dict[tuple[str, str], list[str]]) -> None:
-    """Runs each sweep in turn, its output on this console; stops at the first that fails."""
-    for (configuration, estimator), command in sweeps.items():
-        print(f"training {estimator} on {configuration}", flush=True)
-        if subprocess.run(command, check=False).returncode != 0:
-            sys.exit(f"error: the sweep of {estimator} on {configuration} failed; see its output above")
+# The signals that stop the comparison; each sweep gets the one that came, once.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def train_submitted(sweeps: dict[tuple[str, str], list[str]], out: Path, at_once: int) -> None:
-    """Runs up to ``at_once`` sweeps at a time (each waits on its submitted stacks, in a process of
-    about half a gigabyte: torch is imported) until all have ended; each sweep's output goes to
-    OUT/CONFIGURATION/ESTIMATOR.log."""
+@contextlib.contextmanager
+def passing_on_stops(running: dict[Any, subprocess.Popen]) -> Iterator[list[int]]:
+    """For the duration, a SIGINT or SIGTERM to this script goes on to every sweep in ``running``
+    (to its whole session: the sweep and any process it started) and into the list this gives.
+
+    Each sweep runs in a session of its own, so a terminal's Ctrl-C reaches it only this way, once:
+    a second signal would stop its runs at once instead of at the next step."""
+    received: list[int] = []
+
+    def pass_on(signum: int, frame: object) -> None:
+        received.append(signum)
+        for process in running.values():
+            with contextlib.suppress(ProcessLookupError):  # it may have ended just now
+                os.killpg(process.pid, signum)
+
+    previous = {signum: signal.signal(signum, pass_on) for signum in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def train_sweeps(
+    sweeps: dict[tuple[str, str], list[str]], out: Path, at_once: int, on_console: bool
+) -> tuple[list[str], int | None]:
+    """Runs up to ``at_once`` sweeps at a time until all have ended, or a stop signal came (then
+    nothing new starts, and the running ones stop with their last epoch kept). With ``on_console``
+    (one at a time) a sweep's output goes to this console and the first sweep that fails ends the
+    comparison; otherwise it goes to OUT/CONFIGURATION/ESTIMATOR.log. Gives the sweeps that
+    failed (their logs, or their names) and the stop signal that came, if one did."""
     waiting = list(sweeps.items())
-    running: dict[Path, subprocess.Popen] = {}
-    failed = []
-    while waiting or running:
-        while waiting and len(running) < at_once:
-            (configuration, estimator), command = waiting.pop(0)
-            log_file = out / configuration / f"{estimator}.log"
-            log_file.parent.mkdir(parents=True, exist_ok=True)
-            with log_file.open("w") as output:
-                running[log_file] = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-            print(f"submitting {estimator} on {configuration}; its output: {log_file}", flush=True)
-        time.sleep(1.0)
-        for log_file, process in list(running.items()):
-            if process.poll() is not None:
-                del running[log_file]
-                if process.returncode != 0:
-                    failed.append(str(log_file))
-    if failed:
-        sys.exit(f"error: {len(failed)} of {len(sweeps)} sweeps failed; see {', '.join(failed)}")
+    running: dict[tuple[str, str], subprocess.Popen] = {}
+    failed: list[str] = []
+    with passing_on_stops(running) as received:
+        while running or (waiting and not received and not (on_console and failed)):
+            while waiting and len(running) < at_once and not received and not (on_console and failed):
+                (configuration, estimator), command = waiting.pop(0)
+                if on_console:
+                    print(f"training {estimator} on {configuration}", flush=True)
+                    running[configuration, estimator] = subprocess.Popen(command, start_new_session=True)
+                    continue
+                log_file = out / configuration / f"{estimator}.log"
+                log_file.parent.mkdir(parents=True, exist_ok=True)
+                with log_file.open("w") as output:
+                    running[configuration, estimator] = subprocess.Popen(
+                        command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+                    )
+                print(f"started {estimator} on {configuration}; its output: {log_file}", flush=True)
+            time.sleep(0.2)
+            for (configuration, estimator), process in list(running.items()):
+                if process.poll() is None:
+                    continue
+                del running[configuration, estimator]
+                if process.returncode != 0 and not received:  # a stopped sweep has not failed
+                    log_file = out / configuration / f"{estimator}.log"
+                    failed.append(f"{estimator} on {configuration}" if on_console else str(log_file))
+    return failed, (received[0] if received else None)
+
+
+def continue_command(args: argparse.Namespace, out: Path) -> str:
+    """Gives the command line that continues this comparison where it stopped (``resume=last``)."""
+    words = ["python", os.path.relpath(__file__), "--configurations", *args.configurations]
+    words += ["--estimators", *args.estimators, "--seeds", str(args.seeds), "--out", str(out)]
+    words += ["--launcher", args.launcher]
+    words += ["--at-once", str(args.at_once), "--"]
+    words += [override for override in args.overrides if not override.startswith("resume=")]
+    return shlex.join([*words, "resume=last"])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -258,15 +311,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--at-once",
         type=at_least(1),
-        default=8,
-        help="with a submitting launcher, the most sweeps waiting at once (each in a process of about "
-        "0.5 GB on this machine)",
+        default=None,
+        help="the most sweeps at a time: with stacked, training here (default 1, one after another on "
+        "this console); with a submitting launcher, waiting for their jobs (default 8; each in a "
+        "process of about 0.5 GB on this machine)",
     )
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--dry-run", action="store_true", help="print the training commands, run nothing")
     what.add_argument("--summary-only", action="store_true", help="summarise the runs already under --out")
     parser.add_argument("overrides", nargs="*", help="training overrides, after -- (e.g. -- resume=last)")
     args = parser.parse_args(argv)
+    if args.at_once is None:
+        args.at_once = 1 if args.launcher == "stacked" else 8
     out = args.out.resolve()
     if not (args.summary_only or args.dry_run):
         with one_line_errors():  # before the sweeps, which take hours
@@ -287,10 +343,25 @@ def main(argv: list[str] | None = None) -> None:
         if args.dry_run:
             print("\n".join("python " + " ".join(command[1:]) for command in sweeps.values()))
             return
-        if args.launcher == "stacked":
-            train_one_after_another(sweeps)
-        else:
-            train_submitted(sweeps, out, args.at_once)
+        on_console = args.launcher == "stacked" and args.at_once == 1
+        failed, stopped_by = train_sweeps(sweeps, out, args.at_once, on_console)
+        if stopped_by is not None:
+            where = (
+                "the runs stopped with their last epoch kept (each job's status.json says where)"
+                if args.launcher == "stacked"
+                else "the sweeps stopped waiting, and jobs on a cluster go on (squeue; scancel stops them); "
+                "once they have ended"
+            )
+            print(
+                f"error: interrupted by {signal.Signals(stopped_by).name}: {where}; continue the comparison "
+                f"with: {continue_command(args, out)}",
+                file=sys.stderr,
+            )
+            sys.exit(128 + stopped_by)
+        if failed and on_console:
+            sys.exit(f"error: the sweep of {failed[0]} failed; see its output above")
+        if failed:
+            sys.exit(f"error: {len(failed)} of {len(sweeps)} sweeps failed; see {', '.join(failed)}")
     rows = summary_rows(out, args.configurations, args.estimators)
     if not rows:
         sys.exit(f"error: no finished runs under {out}")

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import REPO, compose_config, load_script, run_python, run_script, tiny_run
+from tests.conftest import (
+    REPO,
+    assert_one_line_error,
+    compose_config,
+    load_script,
+    run_python,
+    run_script,
+    tiny_run,
+)
 from vae_gumbel.provenance import version_line
 from vae_gumbel.run_folder import TIMELINES, RunFolder
 from vae_gumbel.timeline import EPOCH_EXTRAS, HYDRA_PHASES, SWEEPER_CHECKS
@@ -39,8 +53,6 @@ def test_plot_run_draws_each_runs_curves_into_its_own_folder(
 def test_plot_run_refuses_a_folder_without_records_and_an_output_it_cannot_write(
     mnist_root: Path, tmp_path: Path
 ) -> None:
-    from tests.conftest import assert_one_line_error
-
     (tmp_path / "taken").write_text("a file where a folder would go")
     run_dir = tmp_path / "run"
     train(compose_config("train", tiny_run(mnist_root)), run_dir)
@@ -242,6 +254,53 @@ def test_the_reinmax_comparison_trains_each_estimator_with_its_papers_settings_a
     said = (submitted / "8x4" / "gumbel_rao.log").read_text()  # the sweep's own output
     assert "2 jobs as 1 stack of at most 64 models, a submitted job each" in said
     assert csv_rows(submitted / "reinmax2023.csv") == csv_rows(out / "reinmax2023.csv")
+
+
+def test_a_ctrl_c_to_the_reinmax_comparison_stops_its_sweeps_and_says_how_to_continue_them(
+    tmp_path: Path, mnist_root: Path
+) -> None:
+    out = tmp_path / "reinmax"
+    estimators = ["reinmax", "softmax_straight_through", "straight_through"]
+    arguments = ["--configurations", "8x4", "--estimators", *estimators, "--seeds", "2", "--out", str(out)]
+    command = [str(REPO / "scripts/reinmax2023.py"), *arguments, "--at-once", "2", "--"]
+    command += [*tiny_run(mnist_root), "trainer.epochs=3"]
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "VAE_GUMBEL_PAUSE": "step=0.05"}
+    process = subprocess.Popen(  # in a session of its own, as a terminal starts it
+        [sys.executable, *command],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        first_epochs = [RunFolder(out / "8x4" / estimator / "0").metrics for estimator in estimators[:2]]
+        deadline = time.monotonic() + 120
+        while not all(metrics.is_file() and read_metrics(metrics) for metrics in first_epochs):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.1)
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the script's process group
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert_one_line_error(
+        subprocess.CompletedProcess(command, process.returncode, stdout, stderr), 130, "interrupted by SIGINT"
+    )
+    for estimator in estimators[:2]:  # both sweeps got the signal once: each run kept its last epoch
+        for seed in range(2):
+            status = json.loads(RunFolder(out / "8x4" / estimator / str(seed)).status.read_text())
+            assert (status["status"], status["epoch"]) == ("interrupted", 1), status
+    assert not (out / "8x4" / "straight_through").exists()  # nothing new started
+    continued = shlex.split(stderr.split("continue the comparison with: ")[1])
+    assert continued[0] == "python" and continued[-1] == "resume=last"
+    result = run_python(*continued[1:], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = csv_rows(out / "reinmax2023.csv")
+    assert sorted((row["estimator"], row["epochs"], row["test negative ELBO n"]) for row in rows) == [
+        (estimator, "3", "2") for estimator in sorted(estimators)
+    ]
 
 
 def test_the_gpu_figures_run_each_step_in_order_and_skip_what_the_budget_cannot_hold(
