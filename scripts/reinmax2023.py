@@ -18,10 +18,10 @@ than one); with ``stacked_slurm`` each seed stack trains as one SLURM job, ``--a
 waiting for theirs at a time. A sweep that does not train on this console writes its output to
 OUT/CONFIGURATION/ESTIMATOR.log.
 
-A Ctrl-C or SIGTERM is passed on to every sweep once (each runs in a session of its own): runs
-here stop at the next step with their last epoch kept (SLURM jobs go on), nothing new starts, and
-the script ends in one line with the command that continues the comparison (the same one, with
-``resume=last``).
+A Ctrl-C, SIGTERM or a closed terminal is passed on to every sweep once (each runs in a session of
+its own): runs here stop at the next step with their last epoch kept (SLURM jobs go on), nothing
+new starts, and the script ends in one line with the command that continues the comparison (the
+same one, with ``resume=last``).
 
 The summary gives, per configuration and estimator, the mean, standard error and count over the
 seeds that completed of the papers' two numbers: the training loss of the last epoch (one exact
@@ -205,14 +205,16 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-# The signals that stop the comparison; each sweep gets the one that came, once.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# The signals that stop the comparison, and the one each sweep gets for it, once: a closed terminal
+# (SIGHUP) no longer reaches a sweep in a session of its own, and the trainer stops cleanly on SIGTERM.
+STOP_SIGNALS = {signal.SIGINT: signal.SIGINT, signal.SIGTERM: signal.SIGTERM, signal.SIGHUP: signal.SIGTERM}
 
 
 @contextlib.contextmanager
 def passing_on_stops(running: dict[Any, subprocess.Popen]) -> Iterator[list[int]]:
-    """For the duration, a SIGINT or SIGTERM to this script goes on to every sweep in ``running``
-    (to its whole session: the sweep and any process it started) and into the list this gives.
+    """For the duration, a SIGINT, SIGTERM or SIGHUP to this script goes on to every sweep in
+    ``running`` (STOP_SIGNALS; to its whole session: the sweep and any process it started) and into
+    the list this gives.
 
     Each sweep runs in a session of its own, so a terminal's Ctrl-C reaches it only this way, once:
     a second signal would stop its runs at once instead of at the next step."""
@@ -222,7 +224,7 @@ def passing_on_stops(running: dict[Any, subprocess.Popen]) -> Iterator[list[int]
         received.append(signum)
         for process in running.values():
             with contextlib.suppress(ProcessLookupError):  # it may have ended just now
-                os.killpg(process.pid, signum)
+                os.killpg(process.pid, STOP_SIGNALS[signal.Signals(signum)])
 
     previous = {signum: signal.signal(signum, pass_on) for signum in STOP_SIGNALS}
     try:
