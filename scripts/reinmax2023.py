@@ -246,20 +246,30 @@ def train_sweeps(
     running: dict[tuple[str, str], subprocess.Popen] = {}
     failed: list[str] = []
     with passing_on_stops(running) as received:
-        while running or (waiting and not received and not (on_console and failed)):
-            while waiting and len(running) < at_once and not received and not (on_console and failed):
-                (configuration, estimator), command = waiting.pop(0)
-                if on_console:
-                    print(f"training {estimator} on {configuration}", flush=True)
-                    running[configuration, estimator] = subprocess.Popen(command, start_new_session=True)
-                    continue
+
+        def may_start() -> bool:
+            return not received and not (on_console and failed)
+
+        def start(configuration: str, estimator: str, command: list[str]) -> None:
+            if on_console:
+                print(f"training {estimator} on {configuration}", flush=True)
+                process = subprocess.Popen(command, start_new_session=True)
+            else:
                 log_file = out / configuration / f"{estimator}.log"
                 log_file.parent.mkdir(parents=True, exist_ok=True)
                 with log_file.open("w") as output:
-                    running[configuration, estimator] = subprocess.Popen(
+                    process = subprocess.Popen(
                         command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
                     )
                 print(f"started {estimator} on {configuration}; its output: {log_file}", flush=True)
+            running[configuration, estimator] = process
+            if received:  # a signal came while it started, before it was running to pass it on to
+                os.killpg(process.pid, STOP_SIGNALS[signal.Signals(received[0])])
+
+        while running or (waiting and may_start()):
+            while waiting and len(running) < at_once and may_start():
+                (configuration, estimator), command = waiting.pop(0)
+                start(configuration, estimator, command)
             time.sleep(0.2)
             for (configuration, estimator), process in list(running.items()):
                 if process.poll() is None:
