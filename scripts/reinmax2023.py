@@ -47,6 +47,7 @@ from typing import Any, NamedTuple
 from vae_gumbel.commands import at_least
 from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import check_writable, replace_text
+from vae_gumbel.interrupts import handling
 from vae_gumbel.report import write_csv, write_runs_csv
 from vae_gumbel.run_folder import RunFolder, find_runs, status_now
 from vae_gumbel.seeds import mean_and_stderr
@@ -226,12 +227,8 @@ def passing_on_stops(running: dict[Any, subprocess.Popen]) -> Iterator[list[int]
             with contextlib.suppress(ProcessLookupError):  # it may have ended just now
                 os.killpg(process.pid, STOP_SIGNALS[signal.Signals(signum)])
 
-    previous = {signum: signal.signal(signum, pass_on) for signum in STOP_SIGNALS}
-    try:
+    with handling(STOP_SIGNALS, pass_on):
         yield received
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def train_sweeps(

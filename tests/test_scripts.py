@@ -24,6 +24,7 @@ from tests.conftest import (
     run_script,
     tiny_run,
 )
+from tests.test_interrupts import start, wait_for
 from vae_gumbel.provenance import version_line
 from vae_gumbel.run_folder import TIMELINES, RunFolder
 from vae_gumbel.timeline import EPOCH_EXTRAS, HYDRA_PHASES, SWEEPER_CHECKS
@@ -264,24 +265,12 @@ def test_a_ctrl_c_to_the_reinmax_comparison_stops_its_sweeps_and_says_how_to_con
     arguments = ["--configurations", "8x4", "--estimators", *estimators, "--seeds", "2", "--out", str(out)]
     command = [str(REPO / "scripts/reinmax2023.py"), *arguments, "--at-once", "2", "--"]
     command += [*tiny_run(mnist_root), "trainer.epochs=4"]
-    # 100 steps of 0.1 s an epoch: when the later sweep has ended its first epoch, neither has ended
-    # its last, even on a machine busy enough to start one sweep half a minute after the other
-    environment = {**os.environ, "PYTHONPATH": str(REPO), "VAE_GUMBEL_PAUSE": "step=0.1"}
-    process = subprocess.Popen(  # in a session of its own, as a terminal starts it
-        [sys.executable, *command],
-        cwd=tmp_path,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    # Epochs of 100 steps of 0.1 s: when the later sweep has ended its first epoch, neither has ended
+    # its last, even on a machine busy enough to start one sweep half a minute after the other.
+    process = start(command, tmp_path, pause="step=0.1", new_session=True)  # as a terminal starts it
     try:
-        first_epochs = [RunFolder(out / "8x4" / estimator / "0").metrics for estimator in estimators[:2]]
-        deadline = time.monotonic() + 120
-        while not all(metrics.is_file() and read_metrics(metrics) for metrics in first_epochs):
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-            time.sleep(0.1)
+        firsts = [RunFolder(out / "8x4" / estimator / "0").metrics for estimator in estimators[:2]]
+        wait_for(lambda: all(metrics.is_file() and read_metrics(metrics) for metrics in firsts), process)
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the script's process group
         stdout, stderr = process.communicate(timeout=120)
     finally:
@@ -362,7 +351,6 @@ def starts_a_grandchild(pid_file: Path) -> str:
 def ends(pid_file: Path) -> bool:
     """Waits up to 5 s for the process whose pid is in ``pid_file`` to end; says whether it did (a
     dead orphan may linger as a zombie until something reaps it: that counts as ended)."""
-    import time
 
     for _ in range(50):
         try:
@@ -376,7 +364,6 @@ def ends(pid_file: Path) -> bool:
 
 
 def test_a_gpu_figures_step_out_of_budget_is_stopped_with_every_process_it_started(tmp_path: Path) -> None:
-    import time
 
     gpu_figures = load_gpu_figures()
     pid_file = tmp_path / "grandchild.pid"
@@ -393,7 +380,6 @@ def test_a_gpu_figures_step_out_of_budget_is_stopped_with_every_process_it_start
 def test_ctrl_c_in_gpu_figures_stops_the_step_it_runs_with_every_process_it_started(tmp_path: Path) -> None:
     import signal
     import subprocess
-    import sys
     import time
 
     pid_file = tmp_path / "grandchild.pid"

@@ -10,10 +10,10 @@ import re
 import shlex
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -71,9 +71,17 @@ def stop_on_signals() -> Iterator[StopRequest]:
             raise StoppedBySignal(request.signum or signum)
         request.signum = signum
 
-    previous = {signum: signal.signal(signum, handler) for signum in STOPPING_SIGNALS}
-    try:
+    with handling(STOPPING_SIGNALS, handler):
         yield request
+
+
+@contextmanager
+def handling(signums: Iterable[int], handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """Has ``handler`` handle the signals ``signums`` for the duration (in the main thread), then
+    gives them back their previous handlers."""
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
+    try:
+        yield
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
