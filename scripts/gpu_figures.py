@@ -1,8 +1,9 @@
 """Measure the figures of docs/performance.md that need a GPU, the most wanted first, within a budget.
 
     python scripts/gpu_figures.py --out outputs/bench/gpu [--budget 540] [--data-root data]
-        [--steps cuda_tests cold warm sweep stacked_step stack_profile joblib] [--seeds 8] [--joblib-seeds 2]
-        [--stack-sizes 1 8 64 256] [--repeats 3] [TRAIN OVERRIDES ...]
+        [--steps cuda_tests cold warm sweep stacked_step stack_profile joblib | ... reinmax]
+        [--seeds 8] [--joblib-seeds 2] [--stack-sizes 1 8 64 256] [--repeats 3] [--reinmax-seeds 10]
+        [TRAIN OVERRIDES ...]
 
 One command for a GPU that is lent for a few minutes. The steps, in this order:
 
@@ -20,7 +21,11 @@ One command for a GPU that is lent for a few minutes. The steps, in this order:
 - ``joblib``: the same 8 settings over ``--joblib-seeds`` seeds through the joblib launcher, 8 jobs
   at once. With 2 seeds that is 16 jobs, two rounds of the eight rounds the whole sweep would take:
   the whole sweep through joblib takes about ``seeds / joblib-seeds`` times as long (it needs the
-  ``sweep`` extra).
+  ``sweep`` extra);
+- ``reinmax``, only when named in ``--steps``: the ReinMax MNIST-VAE comparison in its 10x30
+  configuration, every estimator over ``--reinmax-seeds`` seeds, three seed stacks side by side
+  (``scripts/reinmax2023.py --at-once 3``), its table of means and standard errors at the end of
+  its output, and ``reinmax/reinmax2023.csv``, ``.md`` and ``runs.csv`` beside the runs.
 
 Each measurement gets a dated folder of its own under ``--out``. A step gets what is left of
 ``--budget`` seconds; when that runs out it is stopped with every process it started, and a step
@@ -47,7 +52,9 @@ from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import dated_folder, replace_text
 from vae_gumbel.provenance import version_line
 
-STEPS = ("cuda_tests", "cold", "warm", "sweep", "stacked_step", "stack_profile", "joblib")
+STEPS = ("cuda_tests", "cold", "warm", "sweep", "stacked_step", "stack_profile", "joblib", "reinmax")
+# What a plain run measures: the performance figures; the comparison takes a visit of its own.
+DEFAULT_STEPS = STEPS[:-1]
 # The sweep's 8 settings, beside its seeds: the learning rate and the temperature schedule.
 SETTINGS = ("optim.lr=3e-4,1e-3", "temperature.initial=0.5,1.0", "temperature.rate=3e-5,1e-4")
 LEAST_SECONDS = 30.0  # a step that would start with less than this left is skipped
@@ -67,6 +74,7 @@ def step_commands(args: argparse.Namespace) -> dict[str, list[str]]:
     time_to_result = str(scripts / "time_to_result.py")
     time_multirun = str(scripts / "time_multirun.py")
     profile_step = str(scripts / "profile_step.py")
+    reinmax = [str(scripts / "reinmax2023.py"), "--configurations", "10x30", "--at-once", "3"]
     return {
         # Eight workers: the tests mostly compile, which takes the host's cores, not the GPU.
         "cuda_tests": ["-m", "pytest", str(scripts.parent / "tests"), "-m", "cuda", "-q", "-n", "8"],
@@ -89,6 +97,15 @@ def step_commands(args: argparse.Namespace) -> dict[str, list[str]]:
         "joblib": [
             *(time_multirun, f"--sweep={seeds(args.joblib_seeds)}", *settings, "--ways", "joblib"),
             *("--joblib-jobs", "8", "--out", str(args.out / "joblib"), *data),
+        ],
+        "reinmax": [
+            *reinmax,
+            "--seeds",
+            str(args.reinmax_seeds),
+            "--out",
+            str(args.out / "reinmax"),
+            "--",
+            *data,
         ],
     }
 
@@ -148,7 +165,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=float, default=540.0, help="seconds for all the steps together")
     parser.add_argument("--data-root", default="data", help="the folder holding MNIST/raw")
     parser.add_argument(
-        "--steps", nargs="+", choices=STEPS, default=list(STEPS), help="which steps, in their order"
+        "--steps",
+        nargs="+",
+        choices=STEPS,
+        default=list(DEFAULT_STEPS),
+        help="which steps, in their order (default: all but reinmax)",
     )
     parser.add_argument(
         "--seeds", type=at_least(1), default=8, help="seeds of the stacked sweep (x 8 settings)"
@@ -165,6 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--repeats", type=at_least(1), default=3, help="timed warm runs (the median is reported)"
+    )
+    parser.add_argument(
+        "--reinmax-seeds", type=at_least(1), default=10, help="seeds of each estimator in the reinmax step"
     )
     parser.add_argument(
         "overrides",

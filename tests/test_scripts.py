@@ -317,6 +317,24 @@ def test_the_gpu_figures_run_each_step_in_order_and_skip_what_the_budget_cannot_
     assert "## joblib: skipped" in capsys.readouterr().out
 
 
+def test_the_gpu_figures_run_the_reinmax_comparison_only_when_asked(
+    tmp_path: Path, mnist_root: Path, capsys
+) -> None:
+    fixture = [o for o in tiny_run(mnist_root) if not o.startswith("data.root=")]
+    arguments = ["--data-root", str(mnist_root), "--reinmax-seeds", "1", *fixture]
+    run_script("gpu_figures.py", "--out", str(tmp_path / "gpu"), "--steps", "reinmax", *arguments)
+    (out,) = (tmp_path / "gpu").iterdir()
+    summary = (out / "summary.md").read_text()
+    assert "## reinmax: exit status 0" in summary and "--at-once 3" in summary
+    assert "| 10x30 | `reinmax` (ReinMax (their code: reinmax))" in summary  # the table, in the summary
+    rows = csv_rows(out / "reinmax" / "reinmax2023.csv")
+    assert len(rows) == 6 and {row["test negative ELBO n"] for row in rows} == {"1"}
+    # A plain run leaves it out: it is a visit's work of its own.
+    load_gpu_figures().main(["--out", str(tmp_path / "short"), "--budget", "20", *arguments])
+    (short,) = (tmp_path / "short").iterdir()
+    assert "reinmax" not in (short / "summary.md").read_text()
+
+
 def csv_rows(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(path.read_text().splitlines()))
 
