@@ -219,6 +219,26 @@ def run_module_noting_imports(
     return result, [name.strip("' ") for name in imported.strip("[]").split(",") if name.strip()]
 
 
+def documented_command_lines() -> list[str]:
+    """Gives every line of the code blocks of the README and docs/ that starts with ``python``
+    (a line continued with a backslash joined to the next), without those that use shell variables."""
+    lines = []
+    for document in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        in_block, parts = False, []
+        for line in document.read_text().splitlines():
+            if line.startswith("```"):
+                in_block = not in_block
+            elif in_block:
+                parts.append(line)
+                if line.endswith("\\"):
+                    continue
+                command = " ".join(part.rstrip("\\") for part in parts)
+                parts = []
+                if command.startswith("python ") and "$" not in command:
+                    lines.append(command)
+    return lines
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, code: int, text: str) -> None:
     """Checks an entry point's failure as a user sees it: its exit code, and one line on stderr that
     starts with 'error:' and says ``text``, with no traceback and no Hydra boilerplate."""

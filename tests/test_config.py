@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import compose_config, fixture_data
+from tests.conftest import compose_config, documented_command_lines, fixture_data
 from vae_gumbel.config import (
     CONFIG_MODULES,
     SCHEMAS,
@@ -271,25 +271,14 @@ def test_the_readme_lists_every_option_of_every_config_group() -> None:
 
 def documented_commands(module: str) -> list[list[str]]:
     """Gives the arguments of every ``python -m vae_gumbel.MODULE`` command in the code blocks of the
-    README and docs/ (continued lines joined; those with shell variables left out)."""
+    README and docs/."""
     import shlex
 
-    root = CONF.parents[1]
-    commands = []
-    for document in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
-        in_block, lines = False, []
-        for line in document.read_text().splitlines():
-            if line.startswith("```"):
-                in_block = not in_block
-            elif in_block:
-                lines.append(line)
-                if line.endswith("\\"):
-                    continue
-                command = " ".join(part.rstrip("\\") for part in lines)
-                lines = []
-                if command.startswith(f"python -m vae_gumbel.{module} ") and "$" not in command:
-                    commands.append(shlex.split(command, comments=True)[3:])
-    return commands
+    return [
+        shlex.split(command, comments=True)[3:]
+        for command in documented_command_lines()
+        if command.startswith(f"python -m vae_gumbel.{module} ")
+    ]
 
 
 def first_job(arguments: list[str]) -> list[str]:

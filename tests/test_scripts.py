@@ -19,6 +19,7 @@ from tests.conftest import (
     REPO,
     assert_one_line_error,
     compose_config,
+    documented_command_lines,
     load_script,
     run_python,
     run_script,
@@ -213,6 +214,31 @@ def test_every_command_line_option_says_what_it_does(path: str, monkeypatch) -> 
     assert parser.description
     silent = [action.dest for action in parser._actions if not action.help]
     assert not silent, f"{path}: options without help text: {silent}"
+
+
+def documented_script_commands() -> list[tuple[str, list[str]]]:
+    """Gives (script, arguments) of every ``python scripts/NAME.py`` command in the README and docs/."""
+    return [
+        (words[1], words[2:])
+        for words in (shlex.split(line, comments=True) for line in documented_command_lines())
+        if words[1].startswith("scripts/") and words[1].endswith(".py")
+    ]
+
+
+def test_every_documented_script_command_line_is_one_its_script_takes(monkeypatch) -> None:
+    import argparse
+
+    commands = documented_script_commands()
+    assert {script for script, _ in commands} >= {"scripts/reinmax2023.py", "scripts/gpu_figures.py"}
+    parse = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(parser: argparse.ArgumentParser, args=None, namespace=None):
+        raise Parsed(parse(parser, args, namespace))  # argparse's own error ends the test otherwise
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
+    for script, arguments in commands:
+        with pytest.raises(Parsed):
+            load_script(Path(script).stem).main(arguments)
 
 
 def test_the_reinmax_comparison_trains_each_estimator_with_its_papers_settings_and_summarises_seeds(
