@@ -216,29 +216,47 @@ def test_every_command_line_option_says_what_it_does(path: str, monkeypatch) -> 
     assert not silent, f"{path}: options without help text: {silent}"
 
 
-def documented_script_commands() -> list[tuple[str, list[str]]]:
-    """Gives (script, arguments) of every ``python scripts/NAME.py`` command in the README and docs/."""
-    return [
-        (words[1], words[2:])
-        for words in (shlex.split(line, comments=True) for line in documented_command_lines())
-        if words[1].startswith("scripts/") and words[1].endswith(".py")
-    ]
+# The documented commands that read their command line with argparse (those of Hydra are checked in
+# tests/test_config.py), and the module whose ``main`` reads it.
+ARGPARSE_MODULES = {
+    "vae_gumbel.report": "vae_gumbel.report",
+    "vae_gumbel.datasets": "vae_gumbel.datasets",
+    "vae_gumbel.benchmark": "vae_gumbel.tools.benchmark",
+}
 
 
-def test_every_documented_script_command_line_is_one_its_script_takes(monkeypatch) -> None:
+def documented_argparse_commands() -> list[tuple[str, list[str]]]:
+    """Gives (program, arguments) of every ``python scripts/NAME.py`` command, and of every
+    ``python -m`` command of ARGPARSE_MODULES, in the code blocks of the README and docs/."""
+    commands = []
+    for words in (shlex.split(line, comments=True) for line in documented_command_lines()):
+        if words[1].startswith("scripts/") and words[1].endswith(".py"):
+            commands.append((words[1], words[2:]))
+        elif words[1] == "-m" and words[2] in ARGPARSE_MODULES:
+            commands.append((words[2], words[3:]))
+    return commands
+
+
+def test_every_documented_command_line_of_a_script_or_tool_is_one_it_takes(monkeypatch) -> None:
     import argparse
+    import importlib
 
-    commands = documented_script_commands()
-    assert {script for script, _ in commands} >= {"scripts/reinmax2023.py", "scripts/gpu_figures.py"}
+    commands = documented_argparse_commands()
+    programs = {program for program, _ in commands}
+    assert programs >= {"scripts/reinmax2023.py", "scripts/gpu_figures.py", *ARGPARSE_MODULES}, programs
     parse = argparse.ArgumentParser.parse_args
 
     def parse_then_stop(parser: argparse.ArgumentParser, args=None, namespace=None):
         raise Parsed(parse(parser, args, namespace))  # argparse's own error ends the test otherwise
 
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
-    for script, arguments in commands:
+    for program, arguments in commands:
+        if program.startswith("scripts/"):
+            main = load_script(Path(program).stem).main
+        else:
+            main = importlib.import_module(ARGPARSE_MODULES[program]).main
         with pytest.raises(Parsed):
-            load_script(Path(script).stem).main(arguments)
+            main(arguments)
 
 
 def test_the_reinmax_comparison_trains_each_estimator_with_its_papers_settings_and_summarises_seeds(
