@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from vae_gumbel import commands
 from vae_gumbel.commands import at_least
 from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import dated_folder
@@ -180,4 +181,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    commands.on_interrupt_say("error: interrupted by SIGINT: the timing stopped before it wrote its results")
+    commands.run(main)  # a Ctrl-C ends it in one line, --version names the versions

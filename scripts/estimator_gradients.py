@@ -14,6 +14,7 @@ import argparse
 
 import torch
 
+from vae_gumbel import commands
 from vae_gumbel.config import compose_settings
 from vae_gumbel.estimators import ESTIMATORS, build_estimator
 from vae_gumbel.tools.gradient_study import gradient_stats, quadratic_objective
@@ -47,4 +48,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    commands.run(main)  # a Ctrl-C ends it in one line, --version names the versions

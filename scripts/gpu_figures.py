@@ -46,6 +46,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from vae_gumbel import commands
 from vae_gumbel.commands import at_least
 from vae_gumbel.device import device_description, resolve_device
 from vae_gumbel.errors import one_line_errors
@@ -236,4 +237,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    commands.run(main)  # a Ctrl-C ends it in one line, --version names the versions

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vae_gumbel import commands
 from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import check_writable, write_new
 from vae_gumbel.report import save_figure
@@ -38,4 +39,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    commands.run(main)  # a Ctrl-C ends it in one line, --version names the versions

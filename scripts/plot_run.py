@@ -9,9 +9,9 @@ file already there is kept, and the new one gets the next free name (curves_2.pn
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from vae_gumbel import commands
 from vae_gumbel.errors import ConfigError, one_line_errors
 from vae_gumbel.files import check_writable, write_new
 from vae_gumbel.jobs import read_job
@@ -39,4 +39,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    commands.run(main)  # a Ctrl-C ends it in one line, --version names the versions

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from vae_gumbel import commands
 from vae_gumbel.commands import at_least
 from vae_gumbel.data import Data, ImageSet
 from vae_gumbel.device import synchronize
@@ -126,4 +127,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    commands.run(main)  # a Ctrl-C ends it in one line, --version names the versions

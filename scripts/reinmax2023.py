@@ -44,6 +44,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from vae_gumbel import commands
 from vae_gumbel.commands import at_least
 from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import check_writable, replace_text
@@ -383,4 +384,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    commands.run(main)  # a Ctrl-C ends it in one line, --version names the versions

@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from vae_gumbel import commands
 from vae_gumbel.commands import at_least
 from vae_gumbel.device import device_description, resolve_device
 from vae_gumbel.errors import one_line_errors
@@ -188,4 +189,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    commands.on_interrupt_say("error: interrupted by SIGINT: the timing stopped before it wrote its results")
+    commands.run(main)  # a Ctrl-C ends it in one line, --version names the versions

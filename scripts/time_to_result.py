@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from vae_gumbel import commands
 from vae_gumbel.commands import at_least
 from vae_gumbel.config import compose_settings
 from vae_gumbel.datasets import ensure
@@ -151,4 +152,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    commands.on_interrupt_say("error: interrupted by SIGINT: the timing stopped before it wrote its results")
+    commands.run(main)  # a Ctrl-C ends it in one line, --version names the versions

@@ -338,6 +338,32 @@ def test_a_ctrl_c_to_the_reinmax_comparison_stops_its_sweeps_and_says_how_to_con
     ]
 
 
+def test_a_ctrl_c_to_a_timing_script_ends_it_in_one_line_after_its_runs_say_how_to_continue(
+    tmp_path: Path, mnist_root: Path
+) -> None:
+    out = tmp_path / "timing"
+    command = [str(REPO / "scripts/time_multirun.py"), "--jobs", "1", "--ways", "single", "--out", str(out)]
+    process = start([*command, "--", *tiny_run(mnist_root), "trainer.epochs=3"], tmp_path, "step=0.1", True)
+    try:
+        wait_for(lambda: any(out.rglob("metrics.jsonl")), process)
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the script and its run
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    run_says, script_says = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert "continue with: python -m vae_gumbel.train" in run_says  # the run's own line, on the console
+    assert script_says == "error: interrupted by SIGINT: the timing stopped before it wrote its results"
+    assert not list(out.rglob("multirun.json"))
+
+
+def test_every_script_names_the_versions_it_runs_with(tmp_path: Path) -> None:
+    for script in sorted((REPO / "scripts").glob("*.py")):
+        result = run_python(str(script), "--version", cwd=tmp_path)
+        assert (result.returncode, result.stdout.strip()) == (0, version_line()), script.name
+
+
 def test_the_gpu_figures_run_each_step_in_order_and_skip_what_the_budget_cannot_hold(
     tmp_path: Path, mnist_root: Path, capsys
 ) -> None:
