@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -48,7 +47,7 @@ from vae_gumbel import commands
 from vae_gumbel.commands import at_least
 from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import check_writable, replace_text
-from vae_gumbel.interrupts import handling
+from vae_gumbel.interrupts import STARTING_POINT, handling, shell_command, without
 from vae_gumbel.report import write_csv, write_runs_csv
 from vae_gumbel.run_folder import RunFolder, find_runs, status_now
 from vae_gumbel.seeds import mean_and_stderr
@@ -226,23 +225,28 @@ def passing_on_stops(running: dict[Any, subprocess.Popen]) -> Iterator[list[int]
         received.append(signum)
         for process in running.values():
             with contextlib.suppress(ProcessLookupError):  # it may have ended just now
-                os.killpg(process.pid, STOP_SIGNALS[signal.Signals(signum)])
+                os.killpg(process.pid, STOP_SIGNALS[signum])
 
     with handling(STOP_SIGNALS, pass_on):
         yield received
 
 
+def sweep_log(out: Path, configuration: str, estimator: str) -> Path:
+    """Gives the file a sweep that does not train on this console writes its output to."""
+    return out / configuration / f"{estimator}.log"
+
+
 def train_sweeps(
     sweeps: dict[tuple[str, str], list[str]], out: Path, at_once: int, on_console: bool
-) -> tuple[list[str], int | None]:
+) -> tuple[list[tuple[str, str]], int | None]:
     """Runs up to ``at_once`` sweeps at a time until all have ended, or a stop signal came (then
     nothing new starts, and the running ones stop with their last epoch kept). With ``on_console``
     (one at a time) a sweep's output goes to this console and the first sweep that fails ends the
     comparison; otherwise it goes to OUT/CONFIGURATION/ESTIMATOR.log. Gives the sweeps that
-    failed (their logs, or their names) and the stop signal that came, if one did."""
+    failed, (configuration, estimator), and the stop signal that came, if one did."""
     waiting = list(sweeps.items())
     running: dict[tuple[str, str], subprocess.Popen] = {}
-    failed: list[str] = []
+    failed: list[tuple[str, str]] = []
     with passing_on_stops(running) as received:
 
         def may_start() -> bool:
@@ -253,7 +257,7 @@ def train_sweeps(
                 print(f"training {estimator} on {configuration}", flush=True)
                 process = subprocess.Popen(command, start_new_session=True)
             else:
-                log_file = out / configuration / f"{estimator}.log"
+                log_file = sweep_log(out, configuration, estimator)
                 log_file.parent.mkdir(parents=True, exist_ok=True)
                 with log_file.open("w") as output:
                     process = subprocess.Popen(
@@ -262,7 +266,7 @@ def train_sweeps(
                 print(f"started {estimator} on {configuration}; its output: {log_file}", flush=True)
             running[configuration, estimator] = process
             if received:  # a signal came while it started, before it was running to pass it on to
-                os.killpg(process.pid, STOP_SIGNALS[signal.Signals(received[0])])
+                os.killpg(process.pid, STOP_SIGNALS[received[0]])
 
         while running or (waiting and may_start()):
             while waiting and len(running) < at_once and may_start():
@@ -274,19 +278,19 @@ def train_sweeps(
                     continue
                 del running[configuration, estimator]
                 if process.returncode != 0 and not received:  # a stopped sweep has not failed
-                    log_file = out / configuration / f"{estimator}.log"
-                    failed.append(f"{estimator} on {configuration}" if on_console else str(log_file))
+                    failed.append((configuration, estimator))
     return failed, (received[0] if received else None)
 
 
 def continue_command(args: argparse.Namespace, out: Path) -> str:
     """Gives the command line that continues this comparison where it stopped (``resume=last``)."""
-    words = ["python", os.path.relpath(__file__), "--configurations", *args.configurations]
-    words += ["--estimators", *args.estimators, "--seeds", str(args.seeds), "--out", str(out)]
-    words += ["--launcher", args.launcher]
-    words += ["--at-once", str(args.at_once), "--"]
-    words += [override for override in args.overrides if not override.startswith("resume=")]
-    return shlex.join([*words, "resume=last"])
+    return shell_command(
+        *("python", os.path.relpath(__file__), "--configurations", *args.configurations),
+        *("--estimators", *args.estimators, "--seeds", args.seeds, "--out", out),
+        *("--launcher", args.launcher, "--at-once", args.at_once, "--"),
+        *without(args.overrides, STARTING_POINT),
+        "resume=last",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -369,9 +373,10 @@ def main(argv: list[str] | None = None) -> None:
             )
             sys.exit(128 + stopped_by)
         if failed and on_console:
-            sys.exit(f"error: the sweep of {failed[0]} failed; see its output above")
+            sys.exit(f"error: the sweep of {failed[0][1]} on {failed[0][0]} failed; see its output above")
         if failed:
-            sys.exit(f"error: {len(failed)} of {len(sweeps)} sweeps failed; see {', '.join(failed)}")
+            logs = ", ".join(str(sweep_log(out, *sweep)) for sweep in failed)
+            sys.exit(f"error: {len(failed)} of {len(sweeps)} sweeps failed; see {logs}")
     rows = summary_rows(out, args.configurations, args.estimators)
     if not rows:
         sys.exit(f"error: no finished runs under {out}")
