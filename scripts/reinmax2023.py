@@ -3,7 +3,7 @@ has, with the settings the papers give for it, over several seeds; then summaris
 
     python scripts/reinmax2023.py [--configurations 10x30 8x4 ...] [--estimators reinmax ...]
         [--seeds 10] [--out outputs/reinmax2023] [--launcher stacked | stacked_slurm | ...]
-        [--dry-run | --summary-only] [-- TRAIN OVERRIDES ...]
+        [--dry-run | --summary-only | --released RESULTS] [-- TRAIN OVERRIDES ...]
 
 The ``--`` keeps the list options from taking the overrides (``data.root=...``) as values.
 
@@ -27,13 +27,17 @@ The summary gives, per configuration and estimator, the mean, standard error and
 seeds that completed of the papers' two numbers: the training loss of the last epoch (one exact
 one-hot sample per image, ``train/loss_unrelaxed``) and the one-sample test negative ELBO
 (``test/loss``). It writes OUT/reinmax2023.csv and OUT/reinmax2023.md and prints the Markdown,
-and OUT/runs.csv with everything each run recorded.
+and OUT/runs.csv with everything each run recorded. Beside each number the Markdown puts the same
+number from the authors' released runs (docs/reinmax2023_released.csv) and how many standard errors
+of the difference ours lies from it; ``--released RESULTS`` makes that file from their result files.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
+import math
 import os
 import signal
 import subprocess
@@ -50,7 +54,7 @@ from vae_gumbel.files import check_writable, replace_text
 from vae_gumbel.interrupts import STARTING_POINT, handling, shell_command, without
 from vae_gumbel.report import write_csv, write_runs_csv
 from vae_gumbel.run_folder import RunFolder, find_runs, status_now
-from vae_gumbel.seeds import mean_and_stderr
+from vae_gumbel.seeds import Estimate, mean_and_stderr
 from vae_gumbel.tracking import read_metrics
 
 # Categories x variables -> (model.categorical_dim, model.latent_dim).
@@ -63,15 +67,21 @@ CONFIGURATIONS = {
     "10x30": (10, 30),
 }
 
-# Our estimator -> the name the papers' tables and public code give it, and any setting it needs to
-# be the same estimator: their code's Gumbel-Rao averages 100 conditional draws.
+
+class Estimator(NamedTuple):
+    label: str  # the papers' tables' name
+    code: str  # their public code's name, which their result files' names hold too
+    overrides: list[str]  # what makes ours the same estimator
+
+
+# Our estimator -> the papers' estimator: their code's Gumbel-Rao averages 100 conditional draws.
 ESTIMATORS = {
-    "straight_through": ("STGS (their code: gumbel)", []),
-    "softmax_straight_through": ("ST (their code: st)", []),
-    "gumbel_rao": ("GR-MC100 (their code: rao_gumbel)", ["estimator.rao_samples=100"]),
-    "gapped_straight_through": ("GST-1.0 (their code: gst-1.0)", []),
-    "reinmax": ("ReinMax (their code: reinmax)", []),
-    "reinmax_rao": ("ReinMax-Rao (their code: reinmax_v3)", []),  # 100 conditional draws, as packaged
+    "straight_through": Estimator("STGS", "gumbel", []),
+    "softmax_straight_through": Estimator("ST", "st", []),
+    "gumbel_rao": Estimator("GR-MC100", "rao_gumbel", ["estimator.rao_samples=100"]),
+    "gapped_straight_through": Estimator("GST-1.0", "gst-1.0", []),
+    "reinmax": Estimator("ReinMax", "reinmax", []),
+    "reinmax_rao": Estimator("ReinMax-Rao", "reinmax_v3", []),  # 100 conditional draws, as packaged
 }
 
 
@@ -116,12 +126,16 @@ SETTINGS = {
     ("10x30", "gapped_straight_through"): Setting("radam", 5e-4, 0.5),
     ("10x30", "softmax_straight_through"): Setting("radam", 7e-3, 1.4),
     ("10x30", "reinmax"): Setting("radam", 5e-4, 1.3),
-    # ReinMax-Rao (their reinmax_v3): the same list gives it lr 5e-4 and tau 1 everywhere, with
-    # RAdam, except Adam for 8x4 (where the list gives every estimator Adam).
-    **{
-        (configuration, "reinmax_rao"): Setting("adam" if configuration == "8x4" else "radam", 5e-4, 1.0)
-        for configuration in CONFIGURATIONS
-    },
+    # ReinMax-Rao (their reinmax_v3): the list gives it lr 5e-4 and tau 1 everywhere, but its
+    # authors searched a grid (Adam and RAdam, lr 3e-4 to 7e-4, tau 0.1 to 1.5) over ten seeds and
+    # chose by the mean training loss (process_results.py of DiscreteNumericalMethodsASC); these are
+    # the grid points that rule picks from their released runs (RELEASED).
+    ("8x4", "reinmax_rao"): Setting("adam", 5e-4, 1.0),
+    ("4x24", "reinmax_rao"): Setting("radam", 5e-4, 0.7),
+    ("8x16", "reinmax_rao"): Setting("radam", 7e-4, 1.0),
+    ("16x12", "reinmax_rao"): Setting("radam", 7e-4, 1.0),
+    ("64x8", "reinmax_rao"): Setting("radam", 7e-4, 1.0),
+    ("10x30", "reinmax_rao"): Setting("radam", 5e-4, 0.7),
 }
 
 # The papers' two numbers, from each run's last epoch.
@@ -153,7 +167,7 @@ def sweep_command(
         f"model.categorical_dim={categories}",
         f"model.latent_dim={variables}",
         f"estimator={estimator}",
-        *ESTIMATORS[estimator][1],
+        *ESTIMATORS[estimator].overrides,
         f"optim={setting.optimizer}",
         f"optim.lr={setting.lr:g}",
         f"temperature.initial={setting.tau:g}",
@@ -161,6 +175,40 @@ def sweep_command(
         f"hydra.sweep.dir={folder}",
         *overrides,
     ]
+
+
+# The authors' own runs of this comparison, released with Wang & Bui's code: a file per run, a line
+# per epoch, the training loss first and the test loss fourth (results/ of
+# danielwang0452/DiscreteNumericalMethodsASC, commit c9ef131), summarised in THEIRS.
+RELEASED = "github.com/danielwang0452/DiscreteNumericalMethodsASC, commit c9ef131, results/"
+RELEASED_COLUMNS = {"train loss (last epoch)": 0, "test negative ELBO": 3}
+THEIRS = Path(__file__).resolve().parent.parent / "docs" / "reinmax2023_released.csv"
+
+
+def released_file(results: Path, configuration: str, estimator: str, seed: int) -> Path:
+    """Gives the authors' result file of one seed of an estimator, with SETTINGS' settings."""
+    categories, variables = CONFIGURATIONS[configuration]
+    setting = SETTINGS[configuration, estimator]
+    optimizer = {"adam": "Adam", "radam": "RAdam"}[setting.optimizer]
+    return results / (
+        f"results_seed{seed}_{ESTIMATORS[estimator].code}_cat{categories}_lat{variables}"
+        f"_opt{optimizer}_lr{float(setting.lr)}_temp{float(setting.tau)}.txt"
+    )
+
+
+def row_of(configuration: str, estimator: str, epochs: int, values: dict[str, list[float]]) -> dict[str, Any]:
+    """Gives a summary row: the estimator's names and settings, and for each of METRICS the mean,
+    standard error and count over seeds of ``values`` (an Estimate)."""
+    setting = SETTINGS[configuration, estimator]
+    named = ESTIMATORS[estimator]
+    row: dict[str, Any] = {
+        "configuration": configuration,
+        "estimator": estimator,
+        "their name": f"{named.label} (their code: {named.code})",
+        "optimizer, lr, tau": f"{setting.optimizer}, {setting.lr:g}, {setting.tau:g}",
+        "epochs": epochs,
+    }
+    return row | {name: mean_and_stderr(values[name]) for name in METRICS}
 
 
 def summary_rows(out: Path, configurations: list[str], estimators: list[str]) -> list[dict[str, Any]]:
@@ -175,34 +223,88 @@ def summary_rows(out: Path, configurations: list[str], estimators: list[str]) ->
             last = [records[-1] for records in (read_metrics(run.metrics) for run in completed) if records]
             if not last:
                 continue
-            setting = SETTINGS[configuration, estimator]
-            row: dict[str, Any] = {
-                "configuration": configuration,
-                "estimator": estimator,
-                "their name": ESTIMATORS[estimator][0],
-                "optimizer, lr, tau": f"{setting.optimizer}, {setting.lr:g}, {setting.tau:g}",
-                "epochs": min(record["epoch"] for record in last),
+            values = {
+                name: [float(record.get(key, "nan")) for record in last] for name, key in METRICS.items()
             }
-            for name, key in METRICS.items():
-                row[name] = mean_and_stderr([float(record.get(key, "nan")) for record in last])
-            rows.append(row)
+            rows.append(row_of(configuration, estimator, min(record["epoch"] for record in last), values))
     return rows
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
-    """Gives the rows as a Markdown table, each metric as mean +- standard error (seeds)."""
-    lines = [
-        "| configuration | estimator | optimizer, lr, tau | epochs | "
-        + " | ".join(f"{name} (seeds)" for name in METRICS)
-        + " |",
-        "|---|---|---|---|" + "---|" * len(METRICS),
-    ]
+def released_rows(
+    results: Path, configurations: list[str], estimators: list[str], seeds: int, epochs: int = 160
+) -> list[dict[str, Any]]:
+    """Gives the summary rows of the authors' released runs in ``results`` (RELEASED): the seeds
+    0..seeds-1 whose file holds all ``epochs`` epochs, the numbers of the last."""
+    rows = []
+    for configuration in configurations:
+        for estimator in estimators:
+            last = []
+            for seed in range(seeds):
+                file = released_file(results, configuration, estimator, seed)
+                lines = file.read_text().split() if file.is_file() else []
+                if len(lines) >= epochs:
+                    last.append([float(value) for value in lines[epochs - 1].split(",")])
+            if last:
+                values = {name: [line[i] for line in last] for name, i in RELEASED_COLUMNS.items()}
+                rows.append(row_of(configuration, estimator, epochs, values))
+    return rows
+
+
+def read_rows(path: Path) -> dict[tuple[str, str], dict[str, Estimate]]:
+    """Gives the METRICS of each (configuration, estimator) of a summary CSV that ``write_rows``
+    wrote; nothing if there is no such file."""
+    if not path.is_file():
+        return {}
+
+    def estimate(row: dict[str, str], name: str) -> Estimate:
+        mean, stderr, n = (row[f"{name} {part}"] for part in ("mean", "stderr", "n"))
+        return Estimate(float(mean or "nan"), float(stderr or "nan"), int(n))
+
+    return {
+        (row["configuration"], row["estimator"]): {name: estimate(row, name) for name in METRICS}
+        for row in csv.DictReader(path.read_text().splitlines())
+    }
+
+
+def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
+    """Writes summary rows as CSV, each metric as its mean, standard error and count."""
+    columns = list(rows[0])
+    write_csv(columns, [[row[column] for column in columns] for row in rows], path)
+
+
+def apart(ours: Estimate, theirs: Estimate) -> str:
+    """Gives ours minus theirs and how many standard errors of that difference it is, bold beyond 3."""
+    difference = ours.mean - theirs.mean
+    stderr = math.hypot(ours.stderr, theirs.stderr)
+    if not (math.isfinite(difference) and stderr > 0):
+        return ""
+    text = f"{difference:+.2f} ({abs(difference) / stderr:.1f} SE)"
+    return f"**{text}**" if abs(difference) > 3 * stderr else text
+
+
+def markdown(
+    rows: list[dict[str, Any]], theirs: dict[tuple[str, str], dict[str, Estimate]] | None = None
+) -> str:
+    """Gives the rows as a Markdown table, each metric as mean +- standard error (seeds); with
+    ``theirs``, the authors' released numbers beside each, and ours minus theirs in standard errors
+    of the difference (bold beyond three)."""
+    header = ["configuration", "estimator", "optimizer, lr, tau", "epochs"]
+    for name in METRICS:
+        header += [f"{name} (seeds)", *(["theirs", "ours - theirs"] if theirs else [])]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for row in rows:
-        cells = [row[name].quoted() for name in METRICS]
-        lines.append(
-            f"| {row['configuration']} | `{row['estimator']}` ({row['their name']}) | "
-            f"{row['optimizer, lr, tau']} | {row['epochs']} | " + " | ".join(cells) + " |"
-        )
+        cells = [
+            row["configuration"],
+            f"`{row['estimator']}` ({row['their name']})",
+            row["optimizer, lr, tau"],
+            str(row["epochs"]),
+        ]
+        for name in METRICS:
+            cells.append(row[name].quoted())
+            if theirs:
+                their = theirs.get((row["configuration"], row["estimator"]), {}).get(name)
+                cells += [their.quoted(), apart(row[name], their)] if their else ["", ""]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -333,11 +435,22 @@ def main(argv: list[str] | None = None) -> None:
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--dry-run", action="store_true", help="print the training commands, run nothing")
     what.add_argument("--summary-only", action="store_true", help="summarise the runs already under --out")
+    what.add_argument(
+        "--released",
+        type=Path,
+        metavar="RESULTS",
+        help="summarise the authors' released runs in RESULTS (their results/ folder) instead, into "
+        "--out/reinmax2023_released.csv and .md; docs/reinmax2023_released.csv, which every summary "
+        "puts beside ours, is that file for all configurations and estimators",
+    )
     parser.add_argument("overrides", nargs="*", help="training overrides, after -- (e.g. -- resume=last)")
     args = parser.parse_args(argv)
     if args.at_once is None:
         args.at_once = 1 if args.launcher == "stacked" else 8
     out = args.out.resolve()
+    if args.released is not None:
+        summarise_released(args.released, args.configurations, args.estimators, args.seeds, out)
+        return
     if not (args.summary_only or args.dry_run):
         with one_line_errors():  # before the sweeps, which take hours
             check_writable(out, "--out")
@@ -380,12 +493,30 @@ def main(argv: list[str] | None = None) -> None:
     rows = summary_rows(out, args.configurations, args.estimators)
     if not rows:
         sys.exit(f"error: no finished runs under {out}")
-    columns = list(rows[0])
-    write_csv(columns, [[row[column] for column in columns] for row in rows], out / "reinmax2023.csv")
-    table = markdown(rows)
+    write_rows(rows, out / "reinmax2023.csv")
+    table = markdown(rows, read_rows(THEIRS))
     replace_text(out / "reinmax2023.md", table)
     runs = write_runs_csv(out)
     print(table + f"wrote {out / 'reinmax2023.csv'}, {out / 'reinmax2023.md'} and {runs} (every run)")
+
+
+def summarise_released(
+    results: Path, configurations: list[str], estimators: list[str], seeds: int, out: Path
+) -> None:
+    """Writes and prints the summary of the authors' released runs in ``results``."""
+    rows = released_rows(results, configurations, estimators, seeds)
+    if not rows:
+        example = released_file(results, configurations[0], estimators[0], 0)
+        sys.exit(
+            f"error: no released runs of these estimators in {results} (such as {example.name}); "
+            f"give their results/ folder ({RELEASED})"
+        )
+    with one_line_errors():
+        check_writable(out, "--out")
+    write_rows(rows, out / "reinmax2023_released.csv")
+    table = markdown(rows)
+    replace_text(out / "reinmax2023_released.md", table)
+    print(table + f"wrote {out / 'reinmax2023_released.csv'} and {out / 'reinmax2023_released.md'}")
 
 
 if __name__ == "__main__":

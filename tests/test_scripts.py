@@ -28,6 +28,7 @@ from tests.conftest import (
 from tests.test_interrupts import start, wait_for
 from vae_gumbel.provenance import version_line
 from vae_gumbel.run_folder import TIMELINES, RunFolder
+from vae_gumbel.seeds import Estimate
 from vae_gumbel.timeline import EPOCH_EXTRAS, HYDRA_PHASES, SWEEPER_CHECKS
 from vae_gumbel.tracking import read_metrics
 from vae_gumbel.train import train
@@ -425,6 +426,51 @@ def test_the_reinmax_summary_averages_only_the_seeds_that_completed(tmp_path: Pa
         run.status.write_text(json.dumps({"status": status}))
     (row,) = load_script("reinmax2023").summary_rows(tmp_path, ["8x4"], ["reinmax"])
     assert (row["epochs"], row["test negative ELBO"]) == (2, (101.0, 1.0, 2))  # mean, stderr, seeds
+
+
+def test_the_authors_released_runs_are_read_with_each_estimators_settings_at_the_last_epoch(
+    tmp_path: Path,
+) -> None:
+    # Their files: a line per epoch (training loss first, test loss fourth), named by the settings.
+    reinmax2023 = load_script("reinmax2023")
+    wanted = "results_seed{}_reinmax_cat8_lat4_optAdam_lr0.0005_temp1.3.txt"  # SETTINGS' 8x4 ReinMax
+    epochs = [[130.0, 1, 1, 131.0, 1, 1, 0.1, 0.1]] * 159
+    for seed, (train_loss, test_loss) in enumerate([(125.0, 127.0), (126.0, 128.0)]):
+        last = [[train_loss, 1, 1, test_loss, 1, 1, 0.1, 0.1]]
+        (tmp_path / wanted.format(seed)).write_text(
+            "".join(",".join(map(str, e)) + "\n" for e in epochs + last)
+        )
+    (tmp_path / wanted.format(2)).write_text("1,1,1,1,1,1,1,1\n" * 80)  # stopped at epoch 80: left out
+    (tmp_path / wanted.format(3).replace("temp1.3", "temp1.0")).write_text("1,1,1,1,1,1,1,1\n" * 160)
+    (row,) = reinmax2023.released_rows(tmp_path, ["8x4"], ["reinmax"], seeds=10)
+    assert row["train loss (last epoch)"] == pytest.approx((125.5, 0.5, 2))  # mean, stderr, seeds
+    assert row["test negative ELBO"] == pytest.approx((127.5, 0.5, 2))
+    assert reinmax2023.released_rows(tmp_path, ["8x4"], ["straight_through"], seeds=10) == []
+
+
+def test_the_reinmax_summary_puts_the_released_numbers_beside_ours_and_marks_differences_beyond_3_se(
+    tmp_path: Path,
+) -> None:
+    reinmax2023 = load_script("reinmax2023")
+    ours = reinmax2023.row_of("8x4", "reinmax", 160, {name: [100.0, 102.0] for name in reinmax2023.METRICS})
+    reinmax2023.write_rows([ours], tmp_path / "theirs.csv")  # the format of docs/reinmax2023_released.csv
+    read = reinmax2023.read_rows(tmp_path / "theirs.csv")
+    assert read == {("8x4", "reinmax"): {name: (101.0, 1.0, 2) for name in reinmax2023.METRICS}}
+    train, test = reinmax2023.METRICS
+    theirs = {("8x4", "reinmax"): {train: Estimate(100.0, 1.0, 10), test: Estimate(105.5, 0.5, 10)}}
+    table = reinmax2023.markdown([ours], theirs)
+    # ours 101.00 +- 1.00: +1.00 is 0.7 standard errors of the difference, -4.50 is 4.0 of them
+    assert "| 101.00 +- 1.00 (2) | 100.00 +- 1.00 (10) | +1.00 (0.7 SE) |" in table
+    assert "| 101.00 +- 1.00 (2) | 105.50 +- 0.50 (10) | **-4.50 (4.0 SE)** |" in table
+    assert reinmax2023.markdown([ours], {}) == reinmax2023.markdown([ours])  # nothing released: ours alone
+    assert "theirs" not in reinmax2023.markdown([ours])
+
+
+def test_the_released_numbers_kept_in_docs_cover_every_configuration_and_estimator() -> None:
+    reinmax2023 = load_script("reinmax2023")
+    released = reinmax2023.read_rows(reinmax2023.THEIRS)
+    assert set(released) == set(reinmax2023.SETTINGS)
+    assert all(estimates[name].n >= 5 for estimates in released.values() for name in reinmax2023.METRICS)
 
 
 def starts_a_grandchild(pid_file: Path) -> str:
