@@ -29,7 +29,8 @@ one-hot sample per image, ``train/loss_unrelaxed``) and the one-sample test nega
 (``test/loss``). It writes OUT/reinmax2023.csv and OUT/reinmax2023.md and prints the Markdown,
 and OUT/runs.csv with everything each run recorded. Beside each number the Markdown puts the same
 number from the authors' released runs (docs/reinmax2023_released.csv) and how many standard errors
-of the difference ours lies from it; ``--released RESULTS`` makes that file from their result files.
+of the difference ours lies from it, where ours ran as many epochs (``--theirs`` names another such
+file); ``--released RESULTS [--released-epoch E]`` makes that file from their result files.
 """
 
 from __future__ import annotations
@@ -233,8 +234,9 @@ def summary_rows(out: Path, configurations: list[str], estimators: list[str]) ->
 def released_rows(
     results: Path, configurations: list[str], estimators: list[str], seeds: int, epochs: int = 160
 ) -> list[dict[str, Any]]:
-    """Gives the summary rows of the authors' released runs in ``results`` (RELEASED): the seeds
-    0..seeds-1 whose file holds all ``epochs`` epochs, the numbers of the last."""
+    """Gives the summary rows of the authors' released runs in ``results`` (RELEASED) after
+    ``epochs`` epochs (160: their last): the numbers of that epoch, of the seeds 0..seeds-1 whose
+    file reaches it."""
     rows = []
     for configuration in configurations:
         for estimator in estimators:
@@ -250,9 +252,9 @@ def released_rows(
     return rows
 
 
-def read_rows(path: Path) -> dict[tuple[str, str], dict[str, Estimate]]:
-    """Gives the METRICS of each (configuration, estimator) of a summary CSV that ``write_rows``
-    wrote; nothing if there is no such file."""
+def read_rows(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """Gives the epoch and METRICS of each (configuration, estimator) of a summary CSV that
+    ``write_rows`` wrote; nothing if there is no such file."""
     if not path.is_file():
         return {}
 
@@ -261,7 +263,8 @@ def read_rows(path: Path) -> dict[tuple[str, str], dict[str, Estimate]]:
         return Estimate(float(mean or "nan"), float(stderr or "nan"), int(n))
 
     return {
-        (row["configuration"], row["estimator"]): {name: estimate(row, name) for name in METRICS}
+        (row["configuration"], row["estimator"]): {"epochs": int(row["epochs"])}
+        | {name: estimate(row, name) for name in METRICS}
         for row in csv.DictReader(path.read_text().splitlines())
     }
 
@@ -282,12 +285,10 @@ def apart(ours: Estimate, theirs: Estimate) -> str:
     return f"**{text}**" if abs(difference) > 3 * stderr else text
 
 
-def markdown(
-    rows: list[dict[str, Any]], theirs: dict[tuple[str, str], dict[str, Estimate]] | None = None
-) -> str:
+def markdown(rows: list[dict[str, Any]], theirs: dict[tuple[str, str], dict[str, Any]] | None = None) -> str:
     """Gives the rows as a Markdown table, each metric as mean +- standard error (seeds); with
-    ``theirs``, the authors' released numbers beside each, and ours minus theirs in standard errors
-    of the difference (bold beyond three)."""
+    ``theirs`` (``read_rows``), the authors' released numbers of the same epoch beside each, and ours
+    minus theirs in standard errors of the difference (bold beyond three)."""
     header = ["configuration", "estimator", "optimizer, lr, tau", "epochs"]
     for name in METRICS:
         header += [f"{name} (seeds)", *(["theirs", "ours - theirs"] if theirs else [])]
@@ -302,7 +303,8 @@ def markdown(
         for name in METRICS:
             cells.append(row[name].quoted())
             if theirs:
-                their = theirs.get((row["configuration"], row["estimator"]), {}).get(name)
+                same = theirs.get((row["configuration"], row["estimator"]), {})
+                their = same.get(name) if same.get("epochs") == row["epochs"] else None
                 cells += [their.quoted(), apart(row[name], their)] if their else ["", ""]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -443,13 +445,31 @@ def main(argv: list[str] | None = None) -> None:
         "--out/reinmax2023_released.csv and .md; docs/reinmax2023_released.csv, which every summary "
         "puts beside ours, is that file for all configurations and estimators",
     )
+    parser.add_argument(
+        "--released-epoch",
+        type=at_least(1),
+        default=160,
+        metavar="E",
+        help="with --released: the epoch whose numbers to take (default 160, their last), to compare "
+        "shorter runs of ours at the same epoch (--theirs)",
+    )
+    parser.add_argument(
+        "--theirs",
+        type=Path,
+        default=THEIRS,
+        metavar="CSV",
+        help="the authors' numbers that the summary puts beside ours, where their epoch is ours "
+        "(default docs/reinmax2023_released.csv, epoch 160)",
+    )
     parser.add_argument("overrides", nargs="*", help="training overrides, after -- (e.g. -- resume=last)")
     args = parser.parse_args(argv)
     if args.at_once is None:
         args.at_once = 1 if args.launcher == "stacked" else 8
     out = args.out.resolve()
     if args.released is not None:
-        summarise_released(args.released, args.configurations, args.estimators, args.seeds, out)
+        summarise_released(
+            args.released, args.configurations, args.estimators, args.seeds, args.released_epoch, out
+        )
         return
     if not (args.summary_only or args.dry_run):
         with one_line_errors():  # before the sweeps, which take hours
@@ -494,21 +514,22 @@ def main(argv: list[str] | None = None) -> None:
     if not rows:
         sys.exit(f"error: no finished runs under {out}")
     write_rows(rows, out / "reinmax2023.csv")
-    table = markdown(rows, read_rows(THEIRS))
+    table = markdown(rows, read_rows(args.theirs))
     replace_text(out / "reinmax2023.md", table)
     runs = write_runs_csv(out)
     print(table + f"wrote {out / 'reinmax2023.csv'}, {out / 'reinmax2023.md'} and {runs} (every run)")
 
 
 def summarise_released(
-    results: Path, configurations: list[str], estimators: list[str], seeds: int, out: Path
+    results: Path, configurations: list[str], estimators: list[str], seeds: int, epoch: int, out: Path
 ) -> None:
-    """Writes and prints the summary of the authors' released runs in ``results``."""
-    rows = released_rows(results, configurations, estimators, seeds)
+    """Writes and prints the summary of the authors' released runs in ``results`` after ``epoch``."""
+    rows = released_rows(results, configurations, estimators, seeds, epoch)
     if not rows:
         example = released_file(results, configurations[0], estimators[0], 0)
         sys.exit(
-            f"error: no released runs of these estimators in {results} (such as {example.name}); "
+            f"error: no released runs of these estimators that reach epoch {epoch} in {results} "
+            f"(such as {example.name}); "
             f"give their results/ folder ({RELEASED})"
         )
     with one_line_errors():

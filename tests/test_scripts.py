@@ -428,7 +428,7 @@ def test_the_reinmax_summary_averages_only_the_seeds_that_completed(tmp_path: Pa
     assert (row["epochs"], row["test negative ELBO"]) == (2, (101.0, 1.0, 2))  # mean, stderr, seeds
 
 
-def test_the_authors_released_runs_are_read_with_each_estimators_settings_at_the_last_epoch(
+def test_the_authors_released_runs_are_read_with_each_estimators_settings_at_the_epoch_asked_for(
     tmp_path: Path,
 ) -> None:
     # Their files: a line per epoch (training loss first, test loss fourth), named by the settings.
@@ -446,6 +446,9 @@ def test_the_authors_released_runs_are_read_with_each_estimators_settings_at_the
     assert row["train loss (last epoch)"] == pytest.approx((125.5, 0.5, 2))  # mean, stderr, seeds
     assert row["test negative ELBO"] == pytest.approx((127.5, 0.5, 2))
     assert reinmax2023.released_rows(tmp_path, ["8x4"], ["straight_through"], seeds=10) == []
+    (early,) = reinmax2023.released_rows(tmp_path, ["8x4"], ["reinmax"], seeds=10, epochs=80)
+    # epoch 80: 131 for seeds 0 and 1, 1 for seed 2, whose file ends there
+    assert (early["epochs"], early["test negative ELBO"]) == (80, pytest.approx((263 / 3, 130 / 3, 3)))
 
 
 def test_the_reinmax_summary_puts_the_released_numbers_beside_ours_and_marks_differences_beyond_3_se(
@@ -455,13 +458,20 @@ def test_the_reinmax_summary_puts_the_released_numbers_beside_ours_and_marks_dif
     ours = reinmax2023.row_of("8x4", "reinmax", 160, {name: [100.0, 102.0] for name in reinmax2023.METRICS})
     reinmax2023.write_rows([ours], tmp_path / "theirs.csv")  # the format of docs/reinmax2023_released.csv
     read = reinmax2023.read_rows(tmp_path / "theirs.csv")
-    assert read == {("8x4", "reinmax"): {name: (101.0, 1.0, 2) for name in reinmax2023.METRICS}}
+    assert read == {
+        ("8x4", "reinmax"): {"epochs": 160} | {name: (101.0, 1.0, 2) for name in reinmax2023.METRICS}
+    }
     train, test = reinmax2023.METRICS
-    theirs = {("8x4", "reinmax"): {train: Estimate(100.0, 1.0, 10), test: Estimate(105.5, 0.5, 10)}}
+    theirs = {
+        ("8x4", "reinmax"): {"epochs": 160, train: Estimate(100.0, 1.0, 10), test: Estimate(105.5, 0.5, 10)}
+    }
     table = reinmax2023.markdown([ours], theirs)
     # ours 101.00 +- 1.00: +1.00 is 0.7 standard errors of the difference, -4.50 is 4.0 of them
     assert "| 101.00 +- 1.00 (2) | 100.00 +- 1.00 (10) | +1.00 (0.7 SE) |" in table
     assert "| 101.00 +- 1.00 (2) | 105.50 +- 0.50 (10) | **-4.50 (4.0 SE)** |" in table
+    # Numbers of another epoch are no comparison: a shortened run of ours gets none.
+    shortened = reinmax2023.markdown([ours | {"epochs": 10}], theirs)
+    assert "| 101.00 +- 1.00 (2) |  |  | 101.00 +- 1.00 (2) |  |  |" in shortened
     assert reinmax2023.markdown([ours], {}) == reinmax2023.markdown([ours])  # nothing released: ours alone
     assert "theirs" not in reinmax2023.markdown([ours])
 
