@@ -245,7 +245,10 @@ def released_rows(
                 file = released_file(results, configuration, estimator, seed)
                 lines = file.read_text().split() if file.is_file() else []
                 if len(lines) >= epochs:
-                    last.append([float(value) for value in lines[epochs - 1].split(",")])
+                    try:
+                        last.append([float(value) for value in lines[epochs - 1].split(",")])
+                    except ValueError:
+                        sys.exit(f"error: {file}, line {epochs}, is not a line of numbers; is it their file?")
             if last:
                 values = {name: [line[i] for line in last] for name, i in RELEASED_COLUMNS.items()}
                 rows.append(row_of(configuration, estimator, epochs, values))
@@ -254,19 +257,22 @@ def released_rows(
 
 def read_rows(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
     """Gives the epoch and METRICS of each (configuration, estimator) of a summary CSV that
-    ``write_rows`` wrote; nothing if there is no such file."""
-    if not path.is_file():
-        return {}
+    ``write_rows`` wrote."""
 
     def estimate(row: dict[str, str], name: str) -> Estimate:
         mean, stderr, n = (row[f"{name} {part}"] for part in ("mean", "stderr", "n"))
         return Estimate(float(mean or "nan"), float(stderr or "nan"), int(n))
 
-    return {
-        (row["configuration"], row["estimator"]): {"epochs": int(row["epochs"])}
-        | {name: estimate(row, name) for name in METRICS}
-        for row in csv.DictReader(path.read_text().splitlines())
-    }
+    try:
+        return {
+            (row["configuration"], row["estimator"]): {"epochs": int(row["epochs"])}
+            | {name: estimate(row, name) for name in METRICS}
+            for row in csv.DictReader(path.read_text().splitlines())
+        }
+    except OSError as err:
+        sys.exit(f"error: --theirs {path} cannot be read ({err.strerror}); give a file that --released wrote")
+    except (KeyError, ValueError, TypeError) as err:
+        sys.exit(f"error: --theirs {path} is not a summary that --released wrote ({err!r} in it)")
 
 
 def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
@@ -456,10 +462,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--theirs",
         type=Path,
-        default=THEIRS,
         metavar="CSV",
         help="the authors' numbers that the summary puts beside ours, where their epoch is ours "
-        "(default docs/reinmax2023_released.csv, epoch 160)",
+        "(default docs/reinmax2023_released.csv of this checkout, epoch 160, where there is one)",
     )
     parser.add_argument("overrides", nargs="*", help="training overrides, after -- (e.g. -- resume=last)")
     args = parser.parse_args(argv)
@@ -514,7 +519,8 @@ def main(argv: list[str] | None = None) -> None:
     if not rows:
         sys.exit(f"error: no finished runs under {out}")
     write_rows(rows, out / "reinmax2023.csv")
-    table = markdown(rows, read_rows(args.theirs))
+    theirs = args.theirs or (THEIRS if THEIRS.is_file() else None)
+    table = markdown(rows, read_rows(theirs) if theirs else None)
     replace_text(out / "reinmax2023.md", table)
     runs = write_runs_csv(out)
     print(table + f"wrote {out / 'reinmax2023.csv'}, {out / 'reinmax2023.md'} and {runs} (every run)")

@@ -476,6 +476,21 @@ def test_the_reinmax_summary_puts_the_released_numbers_beside_ours_and_marks_dif
     assert "theirs" not in reinmax2023.markdown([ours])
 
 
+def test_a_file_of_released_numbers_that_is_not_one_fails_in_one_line(tmp_path: Path) -> None:
+    reinmax2023 = load_script("reinmax2023")
+    (tmp_path / "runs.csv").write_text("job,status\n8x4/reinmax/0,completed\n")  # a runs.csv, not theirs
+    for path, said in [
+        (tmp_path / "runs.csv", "is not a summary that --released wrote"),
+        (tmp_path, "cannot be read"),
+    ]:
+        with pytest.raises(SystemExit) as ended:
+            reinmax2023.read_rows(path)
+        assert str(ended.value).startswith(f"error: --theirs {path} {said}") and "\n" not in str(ended.value)
+    (tmp_path / "results_seed0_reinmax_cat8_lat4_optAdam_lr0.0005_temp1.3.txt").write_text("<html>\n" * 160)
+    with pytest.raises(SystemExit, match="line 160, is not a line of numbers"):
+        reinmax2023.released_rows(tmp_path, ["8x4"], ["reinmax"], seeds=1)
+
+
 def test_the_released_numbers_kept_in_docs_cover_every_configuration_and_estimator() -> None:
     reinmax2023 = load_script("reinmax2023")
     released = reinmax2023.read_rows(reinmax2023.THEIRS)
