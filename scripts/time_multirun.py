@@ -27,7 +27,6 @@ import argparse
 import itertools
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,7 +49,7 @@ WAYS = ("single", "stacked", "joblib", "separate")
 def timed_run(args: list[str], what: str) -> float:
     """Runs ``python args``; gives its wall time in seconds, or exits naming what failed."""
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, *args], check=False)
+    result = commands.run_child([sys.executable, *args])
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"error: {what} failed (exit code {result.returncode}); see its output above")

@@ -39,7 +39,9 @@ from vae_gumbel.run_folder import RunFolder
 def timed(command: list[str], environment: dict[str, str]) -> float:
     """Runs a command; gives its wall time, or exits naming it if it failed."""
     started = time.perf_counter()
-    result = subprocess.run(command, env=environment, capture_output=True, text=True)
+    result = commands.run_child(
+        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"error: {' '.join(command)} failed (exit code {result.returncode}): {result.stderr[-500:]}")

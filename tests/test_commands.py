@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -95,6 +96,36 @@ def test_an_exception_in_main_leaves_the_ordinary_way() -> None:
 def test_a_ctrl_c_that_reaches_a_command_ends_it_in_one_line_with_status_130() -> None:
     done = command_process("import os, signal\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(5)")
     assert (done.returncode, done.stderr) == (130, INTERRUPTED + "\n")
+
+
+def test_a_child_command_that_a_ctrl_c_reaches_too_is_waited_for_while_it_stops(tmp_path) -> None:
+    # The child takes a second to stop (a run writing its checkpoint); subprocess.run kills it at 0.25 s.
+    stopped = tmp_path / "stopped"
+    child = (
+        "import signal, sys, time\n"
+        "def stop(*_):\n    time.sleep(1)\n    open(sys.argv[1], 'w').write('cleanly')\n    sys.exit(0)\n"
+        "signal.signal(signal.SIGINT, stop)\nprint('ready', flush=True)\ntime.sleep(60)\n"
+    )
+    parent = (
+        "import sys\nfrom vae_gumbel import commands\n"
+        f"command = [sys.executable, '-c', {child!r}, {str(stopped)!r}]\n"
+        "commands.run(lambda: commands.run_child(command).returncode)"
+    )
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    with subprocess.Popen(
+        [sys.executable, "-c", parent],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+        start_new_session=True,
+    ) as process:
+        assert process.stdout.readline() == "ready\n"
+        time.sleep(0.5)  # for the parent, on a busy machine, to be waiting for its child by now
+        os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C: to both
+        _, stderr = process.communicate(timeout=30)
+    assert (process.returncode, stderr) == (130, INTERRUPTED + "\n")
+    assert stopped.read_text() == "cleanly"
 
 
 def interrupted_at_a_library(code: str) -> subprocess.CompletedProcess[str]:

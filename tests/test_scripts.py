@@ -344,7 +344,9 @@ def test_a_ctrl_c_to_a_timing_script_ends_it_in_one_line_after_its_runs_say_how_
 ) -> None:
     out = tmp_path / "timing"
     command = [str(REPO / "scripts/time_multirun.py"), "--jobs", "1", "--ways", "single", "--out", str(out)]
-    process = start([*command, "--", *tiny_run(mnist_root), "trainer.epochs=3"], tmp_path, "step=0.1", True)
+    # Each checkpoint write takes a second: the script must wait for its run to finish its own.
+    pause = "step=0.1,checkpoint=1"
+    process = start([*command, "--", *tiny_run(mnist_root), "trainer.epochs=3"], tmp_path, pause, True)
     try:
         wait_for(lambda: any(out.rglob("metrics.jsonl")), process)
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the script and its run
@@ -357,6 +359,8 @@ def test_a_ctrl_c_to_a_timing_script_ends_it_in_one_line_after_its_runs_say_how_
     assert "continue with: python -m vae_gumbel.train" in run_says  # the run's own line, on the console
     assert script_says == "error: interrupted by SIGINT: the timing stopped before it wrote its results"
     assert not list(out.rglob("multirun.json"))
+    (status,) = out.rglob("status.json")  # the run stopped as a run does, its epoch kept
+    assert json.loads(status.read_text())["status"] == "interrupted"
 
 
 def test_every_script_names_the_versions_it_runs_with(tmp_path: Path) -> None:
