@@ -53,7 +53,7 @@ from vae_gumbel.commands import at_least
 from vae_gumbel.errors import one_line_errors
 from vae_gumbel.files import check_writable, replace_text
 from vae_gumbel.interrupts import STARTING_POINT, handling, shell_command, without
-from vae_gumbel.report import write_csv, write_runs_csv
+from vae_gumbel.report import gathered, write_csv, write_runs_csv
 from vae_gumbel.run_folder import RunFolder, find_runs, status_now
 from vae_gumbel.seeds import Estimate, mean_and_stderr
 from vae_gumbel.tracking import read_metrics
@@ -258,15 +258,10 @@ def released_rows(
 def read_rows(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
     """Gives the epoch and METRICS of each (configuration, estimator) of a summary CSV that
     ``write_rows`` wrote."""
-
-    def estimate(row: dict[str, str], name: str) -> Estimate:
-        mean, stderr, n = (row[f"{name} {part}"] for part in ("mean", "stderr", "n"))
-        return Estimate(float(mean or "nan"), float(stderr or "nan"), int(n))
-
     try:
         return {
             (row["configuration"], row["estimator"]): {"epochs": int(row["epochs"])}
-            | {name: estimate(row, name) for name in METRICS}
+            | {name: gathered(row, name) for name in METRICS}
             for row in csv.DictReader(path.read_text().splitlines())
         }
     except OSError as err:

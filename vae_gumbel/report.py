@@ -196,7 +196,7 @@ def spread(columns: list[str], rows: list[list[Any]]) -> tuple[list[str], list[l
     header = [
         part
         for i, name in enumerate(columns)
-        for part in ([f"{name} mean", f"{name} stderr", f"{name} n"] if i in estimates else [name])
+        for part in ([f"{name} {field}" for field in Estimate._fields] if i in estimates else [name])
     ]
 
     def cells(i: int, value: Any) -> list[Any]:
@@ -205,6 +205,13 @@ def spread(columns: list[str], rows: list[list[Any]]) -> tuple[list[str], list[l
         return [*(v if math.isfinite(v) else "" for v in value[:2]), value.n]
 
     return header, [[part for i, value in enumerate(row) for part in cells(i, value)] for row in rows]
+
+
+def gathered(row: dict[str, str], name: str) -> Estimate:
+    """Gives the Estimate that ``spread`` wrote as a CSV row's cells NAME mean, NAME stderr and
+    NAME n (an empty cell: NaN)."""
+    mean, stderr, n = (row[f"{name} {field}"] for field in Estimate._fields)
+    return Estimate(float(mean or "nan"), float(stderr or "nan"), int(n))
 
 
 def epoch_axis(axis: Any, ylabel: str) -> None:
