@@ -154,5 +154,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    commands.on_interrupt_say("error: interrupted by SIGINT: the timing stopped before it wrote its results")
+    commands.on_interrupt_say(commands.TIMING_INTERRUPTED)
     commands.run(main)  # a Ctrl-C ends it in one line, --version names the versions

@@ -31,6 +31,8 @@ from typing import Any, NoReturn
 # run at its next step and says how to continue it (errors.Interrupted), so this one came before any
 # training (the imports, the data, the build) or after it, or to a command that trains nothing.
 INTERRUPTED = "error: interrupted by SIGINT (no training was in progress)"
+# What a timing script says to it: the runs it times stop with their checkpoints (``run_child``).
+TIMING_INTERRUPTED = "error: interrupted by SIGINT: the timing stopped before it wrote its results"
 
 # What this process says to such a Ctrl-C now: a sweep that has started says how to continue it.
 _on_interrupt = [INTERRUPTED]
