@@ -60,6 +60,19 @@ def test_neither_pass_casts_a_weight() -> None:
     assert cast and not cast & weights
 
 
+def test_the_twin_of_a_stack_of_one_computes_as_the_plain_model() -> None:
+    """Its weights drop the member axis, so no pass indexes a weight out of the stack."""
+    model = a_stack(1)
+    twin = Bf16Twin(model)
+    twin.refresh()
+    assert [low.shape for low in twin.model.parameters()] == [w.shape[1:] for w in model.parameters()]
+    with torch.profiler.profile() as profiled:
+        loss_and_gradients(twin.model, torch.rand(1, 8, 784).round())
+        twin.hand_back_gradients()
+    assert "aten::squeeze" not in {event.name for event in profiled.events()}
+    assert [w.grad.shape for w in model.parameters()] == [w.shape for w in model.parameters()]
+
+
 def test_the_twin_keeps_a_stacks_memory_order() -> None:
     model = a_stack(3)
     twin = Bf16Twin(model)
