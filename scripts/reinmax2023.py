@@ -21,7 +21,8 @@ OUT/CONFIGURATION/ESTIMATOR.log.
 A Ctrl-C, SIGTERM or a closed terminal is passed on to every sweep once (each runs in a session of
 its own): runs here stop at the next step with their last epoch kept (SLURM jobs go on), nothing
 new starts, and the script ends in one line with the command that continues the comparison (the
-same one, with ``resume=last``).
+same one, with ``resume=last``). A Ctrl-Z suspends the sweeps running here with the script (their
+SLURM jobs go on), and ``fg`` or ``bg`` continues them.
 
 The summary gives, per configuration and estimator, the mean, standard error and count over the
 seeds that completed of the papers' two numbers: the training loss of the last epoch (one exact
@@ -320,19 +321,32 @@ STOP_SIGNALS = {signal.SIGINT: signal.SIGINT, signal.SIGTERM: signal.SIGTERM, si
 def passing_on_stops(running: dict[Any, subprocess.Popen]) -> Iterator[list[int]]:
     """For the duration, a SIGINT, SIGTERM or SIGHUP to this script goes on to every sweep in
     ``running`` (STOP_SIGNALS; to its whole session: the sweep and any process it started) and into
-    the list this gives.
+    the list this gives, and a Ctrl-Z (SIGTSTP) suspends the sweeps with the script until a ``fg``
+    or ``bg`` continues it.
 
     Each sweep runs in a session of its own, so a terminal's Ctrl-C reaches it only this way, once:
-    a second signal would stop its runs at once instead of at the next step."""
+    a second signal would stop its runs at once instead of at the next step. A terminal's Ctrl-Z
+    would stop the script alone and leave its sweeps training; they get SIGSTOP, since a session
+    of their own discards SIGTSTP."""
     received: list[int] = []
+
+    def signal_sweeps(signum: int) -> None:
+        for process in running.values():
+            with contextlib.suppress(ProcessLookupError):  # it may have ended just now
+                os.killpg(process.pid, signum)
 
     def pass_on(signum: int, frame: object) -> None:
         received.append(signum)
-        for process in running.values():
-            with contextlib.suppress(ProcessLookupError):  # it may have ended just now
-                os.killpg(process.pid, STOP_SIGNALS[signum])
+        signal_sweeps(STOP_SIGNALS[signum])
 
-    with handling(STOP_SIGNALS, pass_on):
+    def suspend(signum: int, frame: object) -> None:
+        signal_sweeps(signal.SIGSTOP)
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)  # stops here, as a Ctrl-Z would, until SIGCONT
+        signal.signal(signal.SIGTSTP, suspend)
+        signal_sweeps(signal.SIGCONT)
+
+    with handling(STOP_SIGNALS, pass_on), handling([signal.SIGTSTP], suspend):
         yield received
 
 

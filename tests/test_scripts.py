@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -337,6 +338,47 @@ def test_a_ctrl_c_to_the_reinmax_comparison_stops_its_sweeps_and_says_how_to_con
     assert sorted((row["estimator"], row["epochs"], row["test negative ELBO n"]) for row in rows) == [
         (estimator, "4", "2") for estimator in sorted(estimators)
     ]
+
+
+def process_state(pid: int) -> str:
+    """Gives a process's state letter from /proc: T when stopped, S or R when it goes on."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+
+
+def test_a_ctrl_z_to_the_reinmax_comparison_suspends_its_sweeps_with_it_until_it_goes_on(
+    tmp_path: Path,
+) -> None:
+    program = tmp_path / "holds_a_sweep.py"  # the comparison, holding one sweep in a session of its own
+    program.write_text(
+        "import importlib.util, subprocess, sys, time\n"
+        f"spec = importlib.util.spec_from_file_location('r', {str(REPO / 'scripts' / 'reinmax2023.py')!r})\n"
+        "reinmax2023 = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(reinmax2023)\n"
+        "waits = [sys.executable, '-c', 'import time; time.sleep(60)']\n"
+        "sweep = subprocess.Popen(waits, start_new_session=True)\n"
+        "with reinmax2023.passing_on_stops({'sweep': sweep}):\n"
+        "    print(sweep.pid, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    # A process group of its own in this session, as a shell starts a job.
+    script = subprocess.Popen(
+        [sys.executable, str(program)], stdout=subprocess.PIPE, text=True, process_group=0
+    )
+    sweep = int(script.stdout.readline())
+    try:
+
+        def states() -> tuple[str, str]:
+            return process_state(script.pid), process_state(sweep)
+
+        os.killpg(script.pid, signal.SIGTSTP)  # Ctrl-Z: the terminal signals the script's process group
+        wait_for(lambda: states() == ("T", "T"), script, timeout=30)
+        os.killpg(script.pid, signal.SIGCONT)  # fg
+        wait_for(lambda: "T" not in states(), script, timeout=30)
+    finally:
+        for pid in (sweep, script.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        script.wait()
 
 
 def test_a_ctrl_c_to_a_timing_script_ends_it_in_one_line_after_its_runs_say_how_to_continue(
