@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import vae_gumbel.device as device_module
+from tests.conftest import REPO, run_python
 from vae_gumbel.device import (
     NATIVE_BF16_FLAGS,
     allow_tf32,
@@ -73,3 +74,29 @@ def test_the_hardware_is_named_by_the_cpus_model_and_a_timing_also_by_its_thread
         assert device_description(torch.device("cpu")) == f"CPU: Example CPU 9000, {threads} threads"
     finally:
         hardware_name.cache_clear()
+
+
+@pytest.mark.parametrize("pool_first", [False, True])
+def test_flushing_denormals_reaches_every_thread_or_says_which_do_not(pool_first: bool) -> None:
+    # Each thread has its own setting, which the threads it starts inherit: a pool of torch's that
+    # started before keeps its own, and one thread of two keeps denormals.
+    script = (
+        "import torch; torch.set_num_threads(2); "
+        + ("torch.ones(1 << 20).sum(); " if pool_first else "")
+        + "from vae_gumbel.device import flush_denormals, threads_keep_denormals; "
+        "flush_denormals(torch.device('cpu')); print('kept:', threads_keep_denormals())"
+    )
+    result = run_python("-c", script, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert f"kept: {pool_first}" in result.stdout
+    warned = "not on all of torch's CPU threads" in result.stderr
+    assert warned == pool_first
+    if warned:
+        assert "torch.set_flush_denormal(True) before the first computation" in result.stderr
+
+
+def test_torch_keeps_denormals_unless_told() -> None:
+    result = run_python(
+        "-c", "from vae_gumbel.device import threads_keep_denormals as k; print('kept:', k())", cwd=REPO
+    )
+    assert "kept: True" in result.stdout, result.stderr

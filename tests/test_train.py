@@ -488,8 +488,9 @@ def test_a_run_that_does_not_compile_never_imports_torchvision_nor_torch_dynamo(
 
 
 # Counts the denormal numbers that survive a multiplication by one, on every thread of torch's pool.
+# The numbers are made from their bits: 1e-39 written on a thread that flushes is zero already.
 DENORMAL_PROBE = (
-    "import torch; d = torch.full((1 << 20,), 1e-39); "
+    "import torch; d = torch.full((1 << 20,), 1 << 20, dtype=torch.int32).view(torch.float32); "
     "print('denormals left:', int((d * 1.0).count_nonzero()))"
 )
 
@@ -499,15 +500,21 @@ def test_a_cpu_run_flushes_denormals_to_zero_on_every_thread(tmp_path: Path, mni
     assert (
         "denormals left: 1048576" in run_python("-c", DENORMAL_PROBE, cwd=tmp_path).stdout
     )  # not by default
-    result = run_module_then(
-        "vae_gumbel.train",
+    # Two threads, and a first layer large enough (784 x 64) that the resumed run's check of its
+    # checkpoint runs on both: that starts torch's pool before the run is built.
+    two_threads = [
         *tiny_run(mnist_root),
+        "model.hidden=[64]",
+        "trainer.num_threads=2",
         f"hydra.run.dir={tmp_path / 'run'}",
-        cwd=tmp_path,
-        at_exit=DENORMAL_PROBE,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "denormals left: 0" in result.stdout
+    ]
+    for more in ([], ["trainer.epochs=2", "resume=last"]):
+        result = run_module_then(
+            "vae_gumbel.train", *two_threads, *more, cwd=tmp_path, at_exit=DENORMAL_PROBE
+        )
+        assert result.returncode == 0, result.stderr
+        assert "denormals left: 0" in result.stdout
+        assert "not on all of torch's CPU threads" not in result.stderr
 
 
 @pytest.mark.slow

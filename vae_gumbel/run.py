@@ -220,7 +220,7 @@ def build_run(members: Sequence[Member], resume_from: Sequence[Any] = (), data: 
     Each member's initial weights are drawn from its own seed, exactly as a lone run with that
     seed draws them; the stack's batches and noise then come from one random stream. On a CPU it
     makes the process flush denormal numbers to zero (``flush_denormals``), for what it computes
-    afterwards too.
+    afterwards too, and warns if torch's threads started too early to take the setting.
     """
     members = list(members)
     first = members[0].settings

@@ -39,7 +39,9 @@ from vae_gumbel.checkpoint import (
 )
 from vae_gumbel.config import check_read, config_path, validate
 from vae_gumbel.data import ImageSet
+from vae_gumbel.device import flush_denormals, resolve_device
 from vae_gumbel.errors import (
+    ConfigError,
     FolderBusy,
     Interrupted,
     WriteError,
@@ -165,6 +167,11 @@ def train_members(
     (``run.stack_key``) and stand at the same point (fresh, or resumed from the same epoch), at
     most ``max_members`` to a stack.
     """
+    # Before a checkpoint is read, which starts torch's thread pool (see flush_denormals); a member
+    # with a device setting that cannot be had fails below.
+    for device in {member.settings.trainer.device for member in members}:
+        with contextlib.suppress(ConfigError):
+            flush_denormals(resolve_device(device))
     results: dict[int, dict[str, Any] | Exception] = {}
     resume_from: dict[int, Path | None] = {}
     keyed: list[tuple[int, tuple]] = []
