@@ -8,7 +8,7 @@ import torch
 from tests.conftest import seeded_models
 from vae_gumbel.config import OptimConfig
 from vae_gumbel.model import CategoricalVAE, member_state, stack
-from vae_gumbel.optim import OPTIMIZERS, FusedAdam, StackOptimizer
+from vae_gumbel.optim import OPTIMIZERS, FusedAdam, FusedRAdam, StackOptimizer
 
 CPU = torch.device("cpu")
 
@@ -77,6 +77,46 @@ def test_fused_adam_updates_and_saves_exactly_as_torchs_fused_adam() -> None:
     assert [{**group, "params": None} for group in fused.param_groups] == [
         {**group, "params": None} for group in torch_fused.param_groups
     ]
+
+
+@pytest.mark.parametrize(
+    "steps", [4, 40]
+)  # before RAdam's variance is tractable (rho_t > 5 from step 6), and after
+def test_fused_radam_updates_as_torchs_radam_up_to_rounding(steps: int) -> None:
+    """Adam's fused kernel with RAdam's rectified step size and scaled eps: torch.optim.RAdam's
+    weights and moments up to float rounding, and its settings and state layout."""
+    ours, torchs = seeded_models(1)[0], seeded_models(1)[0]
+    settings = [{"lr": 1e-2, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.1}, {"lr": 3e-3}]
+
+    def groups(model: CategoricalVAE) -> list[dict]:
+        weights = list(model.parameters())
+        return [{"params": weights[:4], **settings[0]}, {"params": weights[4:], **settings[1]}]
+
+    fused, radam = FusedRAdam(groups(ours)), torch.optim.RAdam(groups(torchs))
+    x = torch.rand(5, 784, generator=torch.Generator().manual_seed(0))
+    for _ in range(steps):
+        for model, optimizer in ((ours, fused), (torchs, radam)):
+            model.zero_grad()
+            loss(model, x).backward()
+            optimizer.step()
+    moved = [
+        (a - b).abs().max() for a, b in zip(ours.parameters(), seeded_models(1)[0].parameters(), strict=True)
+    ]
+    assert min(moved) > 5e-6  # every weight took its steps, by more than the tolerance below
+    for a, b in zip(ours.parameters(), torchs.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert fused.state[a].keys() == radam.state[b].keys()
+        torch.testing.assert_close(fused.state[a], radam.state[b], rtol=1e-5, atol=1e-7)
+    for ours_group, torch_group in zip(fused.param_groups, radam.param_groups, strict=True):
+        assert {key: ours_group[key] for key in torch_group if key != "params"} == {
+            key: value for key, value in torch_group.items() if key != "params"
+        }
+
+
+def test_fused_radam_refuses_decoupled_weight_decay() -> None:
+    weights = list(seeded_models(1)[0].parameters())
+    with pytest.raises(ValueError, match="adds the weight decay to the gradient"):
+        FusedRAdam([{"params": weights, "weight_decay": 0.1, "decoupled_weight_decay": True}])
 
 
 def test_fused_adam_updates_a_stacks_weights_in_their_memory_order_as_torch_does_without_copying() -> None:
