@@ -62,15 +62,19 @@ class FusedAdam:
 
     @torch.no_grad()
     def step(self) -> None:
-        """Updates every parameter that has a gradient, as torch.optim.Adam(fused=True).step() does."""
+        """Updates every parameter that has a gradient, as the step of the optimizer this one
+        stands for (``of``; Adam's with fused=True) does."""
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
             states = [self.state.get(p) or self._first_state(p) for p in params]
-            steps = [state["step"] for state in states]
-            torch._foreach_add_(steps, 1)
-            self._update(group, params, states, lr=group["lr"], eps=group["eps"])
+            torch._foreach_add_([state["step"] for state in states], 1)
+            self._step_group(group, params, states)
+
+    def _step_group(self, group: dict[str, Any], params: list[torch.Tensor], states: list[dict]) -> None:
+        """Updates a group's parameters, their step counts advanced: Adam's update."""
+        self._update(group, params, states, lr=group["lr"], eps=group["eps"])
 
     def _update(
         self, group: dict[str, Any], params: list[torch.Tensor], states: list[dict], lr: float, eps: float
@@ -132,21 +136,14 @@ class FusedRAdam(FusedAdam):
                 "FusedRAdam adds the weight decay to the gradient (RAdam's default), not to the weights"
             )
 
-    @torch.no_grad()
-    def step(self) -> None:
-        """Updates every parameter that has a gradient, as torch.optim.RAdam.step() does."""
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            states = [self.state.get(p) or self._first_state(p) for p in params]
-            steps = [state["step"] for state in states]
-            torch._foreach_add_(steps, 1)
-            by_step: dict[float, list[int]] = {}  # a stack's weights step together: one entry
-            for i, step in enumerate(steps):
-                by_step.setdefault(float(step), []).append(i)
-            for step, indices in by_step.items():
-                self._radam_update(group, [params[i] for i in indices], [states[i] for i in indices], step)
+    def _step_group(self, group: dict[str, Any], params: list[torch.Tensor], states: list[dict]) -> None:
+        """Updates a group's parameters, their step counts advanced: RAdam's update, whose numbers
+        depend on the step count (a stack's weights step together: one count)."""
+        by_step: dict[float, list[int]] = {}
+        for i, state in enumerate(states):
+            by_step.setdefault(float(state["step"]), []).append(i)
+        for step, indices in by_step.items():
+            self._radam_update(group, [params[i] for i in indices], [states[i] for i in indices], step)
 
     def _radam_update(
         self, group: dict[str, Any], params: list[torch.Tensor], states: list[dict], step: float
