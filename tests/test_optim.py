@@ -79,9 +79,8 @@ def test_fused_adam_updates_and_saves_exactly_as_torchs_fused_adam() -> None:
     ]
 
 
-@pytest.mark.parametrize(
-    "steps", [4, 40]
-)  # before RAdam's variance is tractable (rho_t > 5 from step 6), and after
+# Before RAdam's variance is tractable (rho_t > 5 from step 6), and after.
+@pytest.mark.parametrize("steps", [4, 40])
 def test_fused_radam_updates_as_torchs_radam_up_to_rounding(steps: int) -> None:
     """Adam's fused kernel with RAdam's rectified step size and scaled eps: torch.optim.RAdam's
     weights and moments up to float rounding, and its settings and state layout."""

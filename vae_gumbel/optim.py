@@ -1,4 +1,5 @@
-"""Optimizers: torch's own, over the weights of a stack of models, each member with its own settings.
+"""Optimizers: torch's updates (RAdam's, on a CPU, through Adam's fused kernel), over the weights of a
+stack of models, each member with its own settings.
 
 The stacked weights (M, ...) are what the forward pass uses and what autograd fills with
 gradients. The optimizer sees each block of consecutive members that share their settings as
@@ -189,8 +190,8 @@ def in_memory_order(
 @dataclass(frozen=True)
 class OptimizerKind:
     """A registered optimizer: torch's class (its update, settings and state format), the devices
-    where it has a fused kernel (one pass over all parameters instead of a loop of small ops), and
-    the class that calls that kernel directly, where there is one."""
+    where a fused kernel runs its update (one pass over all parameters instead of a loop of small
+    ops; RAdam's is Adam's kernel), and the class that calls that kernel directly, where there is one."""
 
     cls: type[torch.optim.Optimizer]
     fused_devices: tuple[str, ...] = ()
