@@ -2,7 +2,8 @@
 has, with the settings the papers give for it, over several seeds; then summarise it.
 
     python scripts/reinmax2023.py [--configurations 10x30 8x4 ...] [--estimators reinmax ...]
-        [--seeds 10] [--out outputs/reinmax2023] [--launcher stacked | stacked_slurm | ...]
+        [--seeds 10] [--first-seed 0] [--out outputs/reinmax2023]
+        [--launcher stacked | stacked_slurm | ...]
         [--dry-run | --summary-only | --released RESULTS] [-- TRAIN OVERRIDES ...]
 
 The ``--`` keeps the list options from taking the overrides (``data.root=...``) as values.
@@ -11,11 +12,13 @@ The set-up is ``experiment=reinmax2023`` (Liu et al., NeurIPS 2023; Wang & Bui, 
 grey-level targets, 784-512-256 MLPs, batch 100, 160 epochs, a constant temperature. A latent
 configuration is written categories x variables, as in the papers ("10x30": 30 variables of 10
 categories). For each configuration and estimator, one stacked sweep over the seeds trains into
-OUT/CONFIGURATION/ESTIMATOR, with the estimator's optimizer, learning rate and temperature from
-SETTINGS. With ``--launcher stacked`` (the default) the sweeps train here, one after another on
-this console, or ``--at-once`` of them at a time (on a GPU, small stacks side by side keep it busier
-than one); with ``stacked_slurm`` each seed stack trains as one SLURM job, ``--at-once`` sweeps (8)
-waiting for theirs at a time. A sweep that does not train on this console writes its output to
+OUT/CONFIGURATION/ESTIMATOR, a folder per seed named for it, with the estimator's optimizer,
+learning rate and temperature from SETTINGS. ``--first-seed`` adds seeds to a comparison already
+run: ``--first-seed 10 --seeds 10`` trains seeds 10-19 beside 0-9, and the summary counts all. With
+``--launcher stacked`` (the default) the sweeps train here, one after another on this console, or
+``--at-once`` of them at a time (on a GPU, small stacks side by side keep it busier than one); with
+``stacked_slurm`` each seed stack trains as one SLURM job, ``--at-once`` sweeps (8) waiting for
+theirs at a time. A sweep that does not train on this console writes its output to
 OUT/CONFIGURATION/ESTIMATOR.log.
 
 A Ctrl-C, SIGTERM or a closed terminal is passed on to every sweep once (each runs in a session of
@@ -151,12 +154,13 @@ LAUNCHERS = ("stacked", "stacked_slurm", "stacked_submitit_local")
 def sweep_command(
     configuration: str,
     estimator: str,
-    seeds: int,
+    seeds: range,
     folder: Path,
     overrides: list[str],
     launcher: str = "stacked",
 ) -> list[str]:
-    """Gives the command that trains one estimator on one configuration over the seeds, as one stack."""
+    """Gives the command that trains one estimator on one configuration over the seeds, as one stack,
+    each seed's run in a folder named for the seed (so that later seeds join earlier ones)."""
     categories, variables = CONFIGURATIONS[configuration]
     setting = SETTINGS[configuration, estimator]
     return [
@@ -173,8 +177,9 @@ def sweep_command(
         f"optim={setting.optimizer}",
         f"optim.lr={setting.lr:g}",
         f"temperature.initial={setting.tau:g}",
-        f"seed={','.join(str(seed) for seed in range(seeds))}",
+        f"seed={','.join(str(seed) for seed in seeds)}",
         f"hydra.sweep.dir={folder}",
+        "hydra.sweep.subdir=${seed}",
         *overrides,
     ]
 
@@ -405,7 +410,8 @@ def continue_command(args: argparse.Namespace, out: Path) -> str:
     """Gives the command line that continues this comparison where it stopped (``resume=last``)."""
     return shell_command(
         *("python", os.path.relpath(__file__), "--configurations", *args.configurations),
-        *("--estimators", *args.estimators, "--seeds", args.seeds, "--out", out),
+        *("--estimators", *args.estimators, "--seeds", args.seeds, "--first-seed", args.first_seed),
+        *("--out", out),
         *("--launcher", args.launcher, "--at-once", args.at_once, "--"),
         *without(args.overrides, STARTING_POINT),
         "resume=last",
@@ -429,7 +435,15 @@ def main(argv: list[str] | None = None) -> None:
         help="estimators trained",
     )
     parser.add_argument(
-        "--seeds", type=at_least(1), default=10, help="seeds 0..N-1 per configuration and estimator"
+        "--seeds", type=at_least(1), default=10, help="seeds per configuration and estimator: 0..N-1"
+    )
+    parser.add_argument(
+        "--first-seed",
+        type=at_least(0),
+        default=0,
+        metavar="S",
+        help="train seeds S..S+N-1 instead, to add seeds to a comparison already run (the summary "
+        "counts every seed under --out)",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("outputs/reinmax2023"), help="folder of the sweeps and the summary"
@@ -493,7 +507,7 @@ def main(argv: list[str] | None = None) -> None:
             (configuration, estimator): sweep_command(
                 configuration,
                 estimator,
-                args.seeds,
+                range(args.first_seed, args.first_seed + args.seeds),
                 out / configuration / estimator,
                 args.overrides,
                 args.launcher,

@@ -303,6 +303,23 @@ def test_the_reinmax_comparison_trains_each_estimator_with_its_papers_settings_a
     assert csv_rows(submitted / "reinmax2023.csv") == csv_rows(out / "reinmax2023.csv")
 
 
+def test_later_seeds_join_a_reinmax_comparison_in_folders_named_for_them(
+    tmp_path: Path, mnist_root: Path
+) -> None:
+    out = tmp_path / "reinmax"
+    arguments = ["--configurations", "8x4", "--estimators", "reinmax", "--out", str(out)]
+    run_script("reinmax2023.py", *arguments, "--seeds", "2", *tiny_run(mnist_root))
+    sweep = out / "8x4" / "reinmax"
+    first = {seed: (sweep / str(seed) / "metrics.jsonl").read_text() for seed in range(2)}
+    run_script("reinmax2023.py", *arguments, "--seeds", "2", "--first-seed", "3", *tiny_run(mnist_root))
+    assert sorted(run.parent.name for run in sweep.glob("*/metrics.jsonl")) == ["0", "1", "3", "4"]
+    for seed in (0, 1, 3, 4):
+        assert OmegaConf.load(RunFolder(sweep / str(seed)).config).seed == seed
+    assert {seed: (sweep / str(seed) / "metrics.jsonl").read_text() for seed in range(2)} == first
+    (row,) = csv_rows(out / "reinmax2023.csv")
+    assert row["test negative ELBO n"] == "4"
+
+
 def test_a_ctrl_c_to_the_reinmax_comparison_stops_its_sweeps_and_says_how_to_continue_them(
     tmp_path: Path, mnist_root: Path
 ) -> None:
