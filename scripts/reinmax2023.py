@@ -435,7 +435,10 @@ def main(argv: list[str] | None = None) -> None:
         help="estimators trained",
     )
     parser.add_argument(
-        "--seeds", type=at_least(1), default=10, help="seeds per configuration and estimator: 0..N-1"
+        "--seeds",
+        type=at_least(1),
+        default=10,
+        help="how many seeds per configuration and estimator: 0..N-1, or from --first-seed",
     )
     parser.add_argument(
         "--first-seed",
