@@ -519,7 +519,7 @@ def main(argv: list[str] | None = None) -> None:
             for estimator in args.estimators
         }
         if args.dry_run:
-            print("\n".join("python " + " ".join(command[1:]) for command in sweeps.values()))
+            print("\n".join(shell_command("python", *command[1:]) for command in sweeps.values()))
             return
         on_console = args.launcher == "stacked" and args.at_once == 1
         failed, stopped_by = train_sweeps(sweeps, out, args.at_once, on_console)

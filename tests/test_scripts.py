@@ -267,7 +267,10 @@ def test_the_reinmax_comparison_trains_each_estimator_with_its_papers_settings_a
     out = tmp_path / "reinmax"
     arguments = ["--configurations", "8x4", "--estimators", "gumbel_rao", "softmax_straight_through"]
     run_script("reinmax2023.py", *arguments, "--seeds", "2", "--out", str(out), "--dry-run")
-    assert capsys.readouterr().out.count("python -m vae_gumbel.train --multirun") == 2 and not out.exists()
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.startswith("python -m vae_gumbel.train --multirun") for line in printed] == [True, True]
+    words = subprocess.run(["bash", "-c", "printf '%s\\n' " + printed[0]], capture_output=True, text=True)
+    assert "hydra.sweep.subdir=${seed}" in words.stdout.splitlines() and not out.exists()  # pasted in a shell
     run_script("reinmax2023.py", *arguments, "--seeds", "2", "--out", str(out), *tiny_run(mnist_root))
     expected = {  # the papers' settings for 8x4 (categories x variables)
         "gumbel_rao": ("adam", 5e-4, 0.5, 100),
