@@ -106,3 +106,27 @@ def test_the_test_elbo_is_the_same_at_every_evaluation() -> None:
     assert score_test_set(model, images, 30, seed=3)[0].metrics == pytest.approx(
         first, rel=1e-6
     )  # same draws
+
+
+def test_a_variable_is_active_when_its_code_tells_something_about_the_image(monkeypatch) -> None:
+    """Variable 0 follows the image, variable 1 is frozen on one category for every image (the
+    largest KL to the prior, log K, and nothing learnt), variable 2 is the prior itself."""
+    torch.manual_seed(0)
+    model = CategoricalVAE(latent_dim=3, categorical_dim=4, hidden=(16,))
+    pixels = torch.zeros(40, 784, dtype=torch.uint8)
+    pixels[::2, 0] = 1  # half the images have their first pixel on
+    images = ImageSet(pixels, 1.0, resample=False)
+
+    def encode(x: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(*x.shape[:-1], 3, 4)
+        logits[..., 0, 0] = 30.0 * x[..., 0]  # category 0 for images with the pixel on,
+        logits[..., 0, 1] = 30.0 * (1 - x[..., 0])  # category 1 for the others
+        logits[..., 1, 2] = 30.0
+        return logits
+
+    monkeypatch.setattr(model, "encode", encode)
+    (scores,) = score_test_set(model, images, batch_size=10, seed=0)
+    kl = scores.kl_per_variable
+    assert kl[0] == pytest.approx(math.log(4), abs=1e-4) and kl[1] == pytest.approx(math.log(4), abs=1e-4)
+    assert kl[2] == pytest.approx(0.0, abs=1e-6)
+    assert scores.metrics["test/active_variables"] == 1  # one bit about the image: log 2 nats

@@ -31,8 +31,8 @@ from vae_gumbel.provenance import environment
 
 log = logging.getLogger("vae_gumbel.evaluate")
 
-# A latent variable whose mean KL to the prior is below this carries (almost) no information.
-ACTIVE_KL_NATS = 0.01
+# A latent variable is active when it tells this much about the image (mutual information, nats).
+ACTIVE_NATS = 0.01
 
 
 @dataclass
@@ -54,6 +54,11 @@ def score_test_set(
     one-hot posterior samples (no relaxation); ``split`` names the metrics (``val`` for the
     validation set).
 
+    A variable counts as active when its code tells something about the image: the mutual
+    information between image and code over these images, mean KL(q(z|x) || prior) less
+    KL(mean q || prior), is above ACTIVE_NATS. Its KL to the prior alone would count a posterior
+    frozen on one category for every image, which has the largest KL (log K) and tells nothing.
+
     The noise comes from a generator seeded with ``seed``, in one draw for the whole set, and is
     the same for every member, so every evaluation of the same weights draws the same samples:
     test losses compare across epochs, across the members of a stack and across stack sizes.
@@ -68,6 +73,7 @@ def score_test_set(
     sums = torch.zeros(members, 3, device=device, dtype=torch.float64)
     usage = torch.zeros(members, n, k, device=device)
     kl_per_var = torch.zeros(members, n, device=device, dtype=torch.float64)
+    posterior_sum = torch.zeros(members, n, k, device=device, dtype=torch.float64)
     noise = sample_gumbel((len(images), n, k), device=device, generator=generator)
     chunk = max(1, batch_size // members)
     for start in range(0, len(images), chunk):
@@ -79,11 +85,14 @@ def score_test_set(
         sums += torch.stack([elbo.loss.sum(-1), elbo.recon.sum(-1), elbo.kl.sum(-1)], dim=-1).double()
         usage += codes.sum(dim=-3)
         kl_per_var += kl_each.sum(dim=-2).double()
+        posterior_sum += torch.softmax(logits.double(), dim=-1).sum(dim=-3)
     count = len(images)
     means = (sums / count).tolist()
     kl_means = kl_per_var / count
     perplexity = code_perplexity(usage).mean(dim=-1).tolist()
-    active = (kl_means > ACTIVE_KL_NATS).sum(dim=-1).tolist()
+    aggregate = (posterior_sum / count).clamp_min(torch.finfo(torch.float64).tiny).log()
+    information = kl_means - kl_per_variable(aggregate)
+    active = (information > ACTIVE_NATS).sum(dim=-1).tolist()
     # The whole stack's maps leave the device at once, not one member's at a time.
     usage, kl_means = (usage / count).cpu(), kl_means.float().cpu()
     return [
