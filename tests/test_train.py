@@ -43,7 +43,7 @@ from vae_gumbel.estimators import ESTIMATORS
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.step import GRAPH_WARMUP_STEPS
 from vae_gumbel.tracking import HPARAMS_METRICS, read_metrics
-from vae_gumbel.train import objective, stack_line, train
+from vae_gumbel.train import epoch_line, objective, stack_line, train
 
 EPOCH_KEYS = {
     "epoch",
@@ -457,6 +457,7 @@ def test_cli_run_writes_the_run_folder_and_its_log(tmp_path: Path, mnist_root: P
     # What the auto settings chose for a run this short: no compiling, float32 (debug=tiny pins it).
     assert re.search(r"training gumbel_softmax on (cpu|cuda\S*) \(eager(, one CUDA graph)?, float32\): ", log)
     assert "epoch 2/2" in log and "final IWAE bounds on 60 test images (nats): k=1: " in log
+    assert re.search(r"epoch 2/2 .* perplexity [\d.]+, active \d+/\d+\)", log)
     # The run ends by saying where its results are and how to go on; the command it prints works.
     assert "done: 2 epochs, final test loss" in log and f"tensorboard --logdir {folder.tensorboard}" in log
     command = log.split("train on to 4 epochs: ")[1].splitlines()[0]
@@ -990,3 +991,22 @@ def test_a_long_stacks_console_line_names_its_first_and_last_jobs(tmp_path: Path
     # A sweep's job that trains alone: its number and its loss.
     run.members, run.live = members[7:8], lambda: [(0, members[7])]
     assert stack_line(run, records[7:8]) == "job 7, epoch 3/10: test loss 107.00"
+
+
+def test_an_epochs_line_says_how_many_latent_variables_tell_something_about_the_image() -> None:
+    record = {
+        "epoch": 3,
+        "step": 1800,
+        "temperature": 1.3,
+        "train/loss_relaxed": 214.7,
+        "train/loss_unrelaxed": 214.7,
+        "test/loss": 214.3,
+        "test/recon": 206.0,
+        "test/kl": 8.32,
+        "test/perplexity": 1.0,
+        "test/active_variables": 0,
+        "time/epoch_s": 30.0,
+        "throughput/train_img_s": 2000.0,
+    }
+    line = epoch_line(record, 160, latent_dim=4)
+    assert "test 214.30 (recon 206.00, kl 8.32, perplexity 1.00, active 0/4)" in line  # a frozen code

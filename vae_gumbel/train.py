@@ -328,7 +328,7 @@ def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
             records = [epoch_record(run, result, m, scores) for m in range(len(run.members))]
             for m, member in run.live():
                 member.run_log.log_epoch(records[m])
-                member.run_log.info(epoch_line(records[m], trainer.epochs))
+                member.run_log.info(epoch_line(records[m], trainer.epochs, member.settings.model.latent_dim))
                 member.final = records[m]
             if len(run.members) > 1 or run.members[0].logger is not log:  # else its epoch line is there
                 log.info(stack_line(run, records))
@@ -667,8 +667,9 @@ def end_summary(member: Member) -> str:
     return "\n".join(lines)
 
 
-def epoch_line(record: dict[str, Any], epochs: int) -> str:
-    """Gives an epoch's record as one line of the log."""
+def epoch_line(record: dict[str, Any], epochs: int, latent_dim: int) -> str:
+    """Gives an epoch's record as one line of the log; its active variables out of ``latent_dim``
+    show a run whose code tells nothing about the image (a posterior frozen or at the prior)."""
     line = (
         f"epoch {record['epoch']}/{epochs} step {record['step']} tau {record['temperature']:.3f} | "
         f"train relaxed {record['train/loss_relaxed']:.2f} unrelaxed {record['train/loss_unrelaxed']:.2f}"
@@ -678,7 +679,8 @@ def epoch_line(record: dict[str, Any], epochs: int) -> str:
     if "test/loss" in record:
         line += (
             f" | test {record['test/loss']:.2f} (recon {record['test/recon']:.2f},"
-            f" kl {record['test/kl']:.2f}, perplexity {record['test/perplexity']:.2f})"
+            f" kl {record['test/kl']:.2f}, perplexity {record['test/perplexity']:.2f},"
+            f" active {record['test/active_variables']}/{latent_dim})"
         )
     compiling = f" (+{record['time/compile_s']:.1f}s compiling)" if "time/compile_s" in record else ""
     return line + f" | {record['time/epoch_s']:.1f}s{compiling}, {record['throughput/train_img_s']:.0f} img/s"
