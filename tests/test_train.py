@@ -43,7 +43,7 @@ from vae_gumbel.estimators import ESTIMATORS
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.step import GRAPH_WARMUP_STEPS
 from vae_gumbel.tracking import HPARAMS_METRICS, read_metrics
-from vae_gumbel.train import epoch_line, objective, stack_line, train
+from vae_gumbel.train import epoch_line, objective, stack_line, train, watch_code
 
 EPOCH_KEYS = {
     "epoch",
@@ -458,6 +458,7 @@ def test_cli_run_writes_the_run_folder_and_its_log(tmp_path: Path, mnist_root: P
     assert re.search(r"training gumbel_softmax on (cpu|cuda\S*) \(eager(, one CUDA graph)?, float32\): ", log)
     assert "epoch 2/2" in log and "final IWAE bounds on 60 test images (nats): k=1: " in log
     assert re.search(r"epoch 2/2 .* perplexity [\d.]+, active \d+/\d+\)", log)
+    assert "frozen" not in log  # its code starts near the prior, as training does
     # The run ends by saying where its results are and how to go on; the command it prints works.
     assert "done: 2 epochs, final test loss" in log and f"tensorboard --logdir {folder.tensorboard}" in log
     command = log.split("train on to 4 epochs: ")[1].splitlines()[0]
@@ -991,6 +992,58 @@ def test_a_long_stacks_console_line_names_its_first_and_last_jobs(tmp_path: Path
     # A sweep's job that trains alone: its number and its loss.
     run.members, run.live = members[7:8], lambda: [(0, members[7])]
     assert stack_line(run, records[7:8]) == "job 7, epoch 3/10: test loss 107.00"
+
+
+def test_a_stacks_console_line_names_the_jobs_whose_code_tells_nothing_of_the_image(tmp_path: Path) -> None:
+    members = [SimpleNamespace(folder=RunFolder(tmp_path / str(job))) for job in range(10)]
+    run = SimpleNamespace(
+        members=members,
+        live=lambda: [(m, member) for m, member in enumerate(members)],
+        epoch=2,
+        settings=SimpleNamespace(trainer=SimpleNamespace(epochs=160)),
+    )
+    records = [{"test/loss": 170.0, "test/active_variables": 4} for _ in range(10)]
+    records[9] = {"test/loss": 214.5, "test/active_variables": 0}  # frozen on one code
+    line = stack_line(run, records)
+    assert line.endswith("test loss 170.00 to 214.50 (mean 174.45); no active variable: job 9")
+    records[3] = {"test/loss": 206.0, "test/active_variables": 0}
+    assert stack_line(run, records).endswith("; no active variable: jobs 3 9")
+    # Many such jobs are counted, not named; an epoch that was not scored names none.
+    assert stack_line(run, [{"test/loss": 215.0, "test/active_variables": 0}] * 10).endswith(
+        "; 10 jobs with no active variable"
+    )
+    assert "active" not in stack_line(run, [{}] * 10)
+    run.members, run.live = members[9:], lambda: [(0, members[9])]
+    assert stack_line(run, records[9:]) == "job 9, epoch 2/160: test loss 214.50; no active variable"
+
+
+def test_a_run_warns_once_when_its_encoder_freezes_and_says_when_its_code_tells_again() -> None:
+    said: list[tuple[str, str]] = []
+    member = SimpleNamespace(
+        settings=SimpleNamespace(model=SimpleNamespace(latent_dim=4, categorical_dim=8)),
+        frozen_since=None,
+        run_log=SimpleNamespace(
+            info=lambda message: said.append(("info", message)),
+            warning=lambda message: said.append(("warning", message)),
+        ),
+    )
+    frozen = {"test/kl": 8.32, "test/perplexity": 1.0, "test/active_variables": 0}
+    for record in (
+        # Near the prior for every image: how training starts, no warning.
+        {"epoch": 1, "test/kl": 0.05, "test/perplexity": 7.9, "test/active_variables": 0},
+        {"epoch": 2} | frozen,
+        {"epoch": 3},  # not scored
+        {"epoch": 4} | frozen,
+        {"epoch": 75, "test/kl": 8.0, "test/perplexity": 1.8, "test/active_variables": 1},
+        {"epoch": 76, "test/kl": 7.9, "test/perplexity": 2.0, "test/active_variables": 2},
+    ):
+        watch_code(member, record)
+    assert [level for level, _ in said] == ["warning", "info"]
+    assert said[0][1].startswith("epoch 2: the encoder is frozen: it gives every image much the same code")
+    assert "test KL 8.32 nats of at most 8.32, code perplexity 1.00" in said[0][1]
+    again = "epoch 75: the code tells about the image again: 1 active variable (frozen from epoch 2)"
+    assert said[1][1] == again
+    assert member.frozen_since is None
 
 
 def test_an_epochs_line_says_how_many_latent_variables_tell_something_about_the_image() -> None:

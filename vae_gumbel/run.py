@@ -108,6 +108,7 @@ class Member:
     saved_epoch: int | None = None  # the epoch of its last.pt on disk
     best_snapshot: dict[str, Any] | None = None  # its best epoch's checkpoint, until best.pt holds it
     pictures_failed: bool = False  # whether a picture of its could not be written (said once)
+    frozen_since: int | None = None  # the epoch since which its encoder is frozen (watch_code)
 
     def best_loss(self, split: str) -> float:
         """Gives its lowest loss so far on ``split``: test, or val (the validation set)."""

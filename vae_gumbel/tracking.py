@@ -306,6 +306,9 @@ class RunLog:
     def info(self, message: str, *args: Any) -> None:
         self.logger.info(message, *args)
 
+    def warning(self, message: str, *args: Any) -> None:
+        self.logger.warning(message, *args)
+
     def log_scalars(self, scalars: dict[str, float], step: int) -> None:
         with self._writing_events():
             for tag, value in scalars.items():

@@ -70,6 +70,7 @@ from vae_gumbel.interrupts import (
     under_slurm,
 )
 from vae_gumbel.likelihood import (
+    ACTIVE_NATS,
     IMAGES,
     TestScores,
     binarization_of,
@@ -329,6 +330,7 @@ def _train_run(run: Run, writer: BackgroundWriter, stop: StopRequest) -> None:
             for m, member in run.live():
                 member.run_log.log_epoch(records[m])
                 member.run_log.info(epoch_line(records[m], trainer.epochs, member.settings.model.latent_dim))
+                watch_code(member, records[m])
                 member.final = records[m]
             if len(run.members) > 1 or run.members[0].logger is not log:  # else its epoch line is there
                 log.info(stack_line(run, records))
@@ -570,20 +572,28 @@ def save_checkpoints(folder: RunFolder, last: dict[str, Any] | None, best: dict[
 def stack_line(run: Run, records: list[dict[str, Any]]) -> str:
     """Gives one console line for a stack's epoch: which jobs it trains (its members' folders, a
     sweep's job numbers, so that a sweep's stacks can be told apart), how many of them are still
-    training, and their test losses. A sweep's job that trains alone gets the line too, as its job
-    number and its test loss: its own epoch lines go to its log file only."""
+    training, their test losses, and those whose code tells nothing about the image (no active
+    variable). A sweep's job that trains alone gets the line too, as its job number and its test
+    loss: its own epoch lines go to its log file only."""
     live = [records[m] for m, _ in run.live()]
     losses = [r["test/loss"] for r in live if "test/loss" in r]
     jobs = [member.folder.path.name for member in run.members]
+    silent = [jobs[m] for m, _ in run.live() if records[m].get("test/active_variables") == 0]
     epoch = f"epoch {run.epoch}/{run.settings.trainer.epochs}"
     if len(jobs) == 1:
-        return f"job {jobs[0]}, {epoch}" + (f": test loss {losses[0]:.2f}" if losses else "")
+        line = f"job {jobs[0]}, {epoch}" + (f": test loss {losses[0]:.2f}" if losses else "")
+        return line + ("; no active variable" if silent else "")
+    silent_line = ""
+    if len(silent) > STACK_JOBS_SHOWN:
+        silent_line = f"; {len(silent)} jobs with no active variable"
+    elif silent:
+        silent_line = f"; no active variable: job{'s' * (len(silent) > 1)} {' '.join(silent)}"
     if len(jobs) > STACK_JOBS_SHOWN:
         jobs = [*jobs[: STACK_JOBS_SHOWN - 2], "...", jobs[-1]]
     line = f"stack of {len(run.members)} (jobs {' '.join(jobs)}), {epoch}: {len(live)} training"
     if losses:
         line += f", test loss {min(losses):.2f} to {max(losses):.2f} (mean {sum(losses) / len(losses):.2f})"
-    return line
+    return line + silent_line
 
 
 def final_iwae(run: Run, m: int, split: str = "test") -> None:
@@ -684,6 +694,36 @@ def epoch_line(record: dict[str, Any], epochs: int, latent_dim: int) -> str:
         )
     compiling = f" (+{record['time/compile_s']:.1f}s compiling)" if "time/compile_s" in record else ""
     return line + f" | {record['time/epoch_s']:.1f}s{compiling}, {record['throughput/train_img_s']:.0f} img/s"
+
+
+def watch_code(member: Member, record: dict[str, Any]) -> None:
+    """Warns in the member's log at the first scored epoch where its encoder is frozen, and says when
+    its code tells about the image again: the epoch lines' ``active 0/N`` is easily missed, and a
+    frozen run can stay so for many epochs (docs/results.md, runs that start frozen). Frozen: no
+    latent variable tells anything about the image, and the code they share lies nearer one category
+    of each variable than the prior (its KL to the prior above half of N log K), where a saturated
+    softmax passes the encoder almost no gradient. A code near the prior for every image is how
+    training starts, and gets no warning."""
+    active = record.get("test/active_variables")
+    if active is None:  # an epoch that was not scored
+        return
+    model = member.settings.model
+    largest_kl = model.latent_dim * math.log(model.categorical_dim)
+    if active == 0 and record["test/kl"] > largest_kl / 2 and member.frozen_since is None:
+        member.frozen_since = record["epoch"]
+        member.run_log.warning(
+            f"epoch {record['epoch']}: the encoder is frozen: it gives every image much the same code"
+            f" (no latent variable above {ACTIVE_NATS} nats of mutual information with the image on the"
+            f" test set), far from the prior (test KL {record['test/kl']:.2f} nats of at most"
+            f" {largest_kl:.2f}, code perplexity {record['test/perplexity']:.2f}), so no reconstruction"
+            " can follow its image. A run can stay so for many epochs; another seed starts elsewhere"
+        )
+    elif active and member.frozen_since is not None:
+        member.run_log.info(
+            f"epoch {record['epoch']}: the code tells about the image again: {active} active"
+            f" variable{'s' * (active > 1)} (frozen from epoch {member.frozen_since})"
+        )
+        member.frozen_since = None
 
 
 def objective(metrics: dict[str, Any]) -> float:
