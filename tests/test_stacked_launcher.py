@@ -170,8 +170,9 @@ def test_a_job_that_trains_alone_shows_its_epochs_on_the_console(tmp_path: Path,
     # Two estimators cannot share a stack: each job trains alone, its epoch lines go to its log file.
     sweep_dir, result = stacked_sweep(tmp_path, mnist_root, "estimator=gumbel_softmax,straight_through")
     assert result.returncode == 0, result.stderr
-    for job in range(2):
-        assert re.search(rf"job {job}, epoch 1/1: test loss \d+\.\d\d\n", result.stdout + result.stderr)
+    for job in range(2):  # after one epoch on tiny data its code may tell nothing yet
+        line = rf"job {job}, epoch 1/1: test loss \d+\.\d\d(; no active variable)?\n"
+        assert re.search(line, result.stdout + result.stderr)
 
 
 def test_optuna_hands_the_stacked_launcher_batches_of_trials(tmp_path: Path, mnist_root: Path) -> None:
