@@ -43,7 +43,7 @@ from vae_gumbel.estimators import ESTIMATORS
 from vae_gumbel.run_folder import RunFolder
 from vae_gumbel.step import GRAPH_WARMUP_STEPS
 from vae_gumbel.tracking import HPARAMS_METRICS, read_metrics
-from vae_gumbel.train import epoch_line, objective, stack_line, train, watch_code
+from vae_gumbel.train import epoch_line, frozen_from, objective, stack_line, train, watch_code
 
 EPOCH_KEYS = {
     "epoch",
@@ -1044,6 +1044,28 @@ def test_a_run_warns_once_when_its_encoder_freezes_and_says_when_its_code_tells_
     again = "epoch 75: the code tells about the image again: 1 active variable (frozen from epoch 2)"
     assert said[1][1] == again
     assert member.frozen_since is None
+
+
+def test_a_resumed_run_knows_since_when_its_encoder_is_frozen_and_does_not_warn_again() -> None:
+    model = SimpleNamespace(latent_dim=4, categorical_dim=8)
+    kept = [
+        {"epoch": 1, "test/kl": 8.18, "test/perplexity": 1.0, "test/active_variables": 0},
+        {"epoch": 2},
+        {"epoch": 3, "test/kl": 8.32, "test/perplexity": 1.0, "test/active_variables": 0},
+    ]
+    since = None
+    for record in kept:  # what a resumed run reads back from its metrics.jsonl
+        since = frozen_from(since, record, model)
+    assert since == 1
+    said: list[str] = []
+    member = SimpleNamespace(
+        settings=SimpleNamespace(model=model),
+        frozen_since=since,
+        run_log=SimpleNamespace(info=said.append, warning=said.append),
+    )
+    watch_code(member, {"epoch": 4, "test/kl": 8.32, "test/perplexity": 1.0, "test/active_variables": 0})
+    watch_code(member, {"epoch": 7, "test/kl": 6.1, "test/perplexity": 7.6, "test/active_variables": 4})
+    assert said == ["epoch 7: the code tells about the image again: 4 active variables (frozen from epoch 1)"]
 
 
 def test_an_epochs_line_says_how_many_latent_variables_tell_something_about_the_image() -> None:

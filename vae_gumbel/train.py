@@ -37,7 +37,7 @@ from vae_gumbel.checkpoint import (
     member_checkpoints,
     save_checkpoint,
 )
-from vae_gumbel.config import check_read, config_path, validate
+from vae_gumbel.config import ModelConfig, check_read, config_path, validate
 from vae_gumbel.data import ImageSet
 from vae_gumbel.device import flush_denormals, resolve_device
 from vae_gumbel.errors import (
@@ -456,6 +456,8 @@ def open_logs(run: Run) -> None:
         member.run_log.log_hparams(hyperparameters(member.settings))
         if run.epoch:
             member.run_log.info("resumed at epoch %d, step %d", run.epoch, run.step)
+            for record in read_metrics(member.folder.metrics):  # a frozen run warned before it stopped
+                member.frozen_since = frozen_from(member.frozen_since, record, member.settings.model)
         member.run_log.info(
             "training %s on %s (%s): %d train%s / %d test images, %d step%s per epoch%s, run folder %s",
             member.settings.estimator.name,
@@ -696,34 +698,50 @@ def epoch_line(record: dict[str, Any], epochs: int, latent_dim: int) -> str:
     return line + f" | {record['time/epoch_s']:.1f}s{compiling}, {record['throughput/train_img_s']:.0f} img/s"
 
 
-def watch_code(member: Member, record: dict[str, Any]) -> None:
-    """Warns in the member's log at the first scored epoch where its encoder is frozen, and says when
-    its code tells about the image again: the epoch lines' ``active 0/N`` is easily missed, and a
-    frozen run can stay so for many epochs (docs/results.md, runs that start frozen). Frozen: no
-    latent variable tells anything about the image, and the code they share lies nearer one category
-    of each variable than the prior (its KL to the prior above half of N log K), where a saturated
-    softmax passes the encoder almost no gradient. A code near the prior for every image is how
-    training starts, and gets no warning."""
+def frozen_from(since: int | None, record: dict[str, Any], model: ModelConfig) -> int | None:
+    """Gives the epoch from which a run's encoder is frozen after the epoch of ``record`` (None: it
+    is not), given ``since``, that epoch before it. Frozen: no latent variable tells anything about
+    the image, and the code they share lies nearer one category of each variable than the prior (its
+    KL to the prior above half of N log K), where a saturated softmax passes the encoder almost no
+    gradient; a code near the prior for every image is how training starts, and is not. It stays
+    frozen until a variable is active again."""
     active = record.get("test/active_variables")
     if active is None:  # an epoch that was not scored
-        return
-    model = member.settings.model
-    largest_kl = model.latent_dim * math.log(model.categorical_dim)
-    if active == 0 and record["test/kl"] > largest_kl / 2 and member.frozen_since is None:
-        member.frozen_since = record["epoch"]
+        return since
+    if active:
+        return None
+    if since is None and record["test/kl"] > largest_kl(model) / 2:
+        return record["epoch"]
+    return since
+
+
+def largest_kl(model: ModelConfig) -> float:
+    """Gives the largest KL of a code to the uniform prior: N log K, one category of each variable."""
+    return model.latent_dim * math.log(model.categorical_dim)
+
+
+def watch_code(member: Member, record: dict[str, Any]) -> None:
+    """Warns in the member's log at the first scored epoch where its encoder is frozen
+    (``frozen_from``), and says when its code tells about the image again: the epoch lines' ``active
+    0/N`` is easily missed, and a frozen run can stay so for many epochs (docs/results.md, runs that
+    start frozen)."""
+    since = frozen_from(member.frozen_since, record, member.settings.model)
+    if since is not None and member.frozen_since is None:
         member.run_log.warning(
             f"epoch {record['epoch']}: the encoder is frozen: it gives every image much the same code"
             f" (no latent variable above {ACTIVE_NATS} nats of mutual information with the image on the"
             f" test set), far from the prior (test KL {record['test/kl']:.2f} nats of at most"
-            f" {largest_kl:.2f}, code perplexity {record['test/perplexity']:.2f}), so no reconstruction"
-            " can follow its image. A run can stay so for many epochs; another seed starts elsewhere"
+            f" {largest_kl(member.settings.model):.2f}, code perplexity {record['test/perplexity']:.2f}),"
+            " so no reconstruction can follow its image. A run can stay so for many epochs; another"
+            " seed starts elsewhere"
         )
-    elif active and member.frozen_since is not None:
+    elif since is None and member.frozen_since is not None:
+        active = record["test/active_variables"]
         member.run_log.info(
             f"epoch {record['epoch']}: the code tells about the image again: {active} active"
             f" variable{'s' * (active > 1)} (frozen from epoch {member.frozen_since})"
         )
-        member.frozen_since = None
+    member.frozen_since = since
 
 
 def objective(metrics: dict[str, Any]) -> float:
