@@ -288,6 +288,7 @@ class RunLog:
             records = read_metrics(folder.metrics) if start_step else []
             kept = [r for r in records if r.get("epoch", 0) <= start_epoch]
             replace_text(folder.metrics, records_text(kept))  # a crash now leaves all, never a part
+        self.kept = kept  # the records of the epochs before the start, which a resumed run goes on from
         # Events logged after the checkpoint's step belong to the lost part of the run; the
         # checkpoint's own step (its epoch record) stays. TensorBoard drops them when it reads the
         # purge mark (and, on a fresh start, every earlier event); the files stay as they are.

@@ -456,7 +456,7 @@ def open_logs(run: Run) -> None:
         member.run_log.log_hparams(hyperparameters(member.settings))
         if run.epoch:
             member.run_log.info("resumed at epoch %d, step %d", run.epoch, run.step)
-            for record in read_metrics(member.folder.metrics):  # a frozen run warned before it stopped
+            for record in member.run_log.kept:  # a frozen run warned before it stopped
                 member.frozen_since = frozen_from(member.frozen_since, record, member.settings.model)
         member.run_log.info(
             "training %s on %s (%s): %d train%s / %d test images, %d step%s per epoch%s, run folder %s",
